@@ -1,0 +1,1 @@
+namespace FastWeights.Models; internal static class Placeholder { }

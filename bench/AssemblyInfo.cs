@@ -1,0 +1,1 @@
+namespace FastWeights.Bench; internal static class Placeholder { }
