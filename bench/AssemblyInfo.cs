@@ -1,1 +1,0 @@
-namespace FastWeights.Bench; internal static class Placeholder { }

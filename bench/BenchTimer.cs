@@ -1,0 +1,30 @@
+using System.Diagnostics;
+
+namespace FastWeights.Bench;
+
+/// <summary>Timing helpers shared by every benchmark: warm up once, then report the median of
+/// several repetitions (medians resist the noise of a shared machine).</summary>
+public static class BenchTimer
+{
+    /// <summary>Median wall time in milliseconds of <paramref name="step"/> after one warm-up call.
+    /// For GPU work the step must end with a sync point so the time covers the work.</summary>
+    public static double MedianMs(Action step, int repetitions = 5)
+    {
+        step();
+        var times = new double[repetitions];
+        for (int i = 0; i < repetitions; i++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            step();
+            times[i] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return times[repetitions / 2];
+    }
+}
+
+/// <summary>One measured figure: what was run, where, and the rate.</summary>
+public sealed record BenchResult(string Case, string Backend, double Milliseconds, double Rate, string Unit)
+{
+    public override string ToString() => $"{Case,-44} {Backend,-10} {Milliseconds,10:F3} ms {Rate,14:F1} {Unit}";
+}
