@@ -1,1 +1,4 @@
-return 0;
+using FastWeights.Cli;
+
+// fastweights <command> [options]; see Usage.
+return CommandLine.Run(args);

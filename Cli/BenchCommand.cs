@@ -1,0 +1,65 @@
+using FastWeights.Bench;
+using FastWeights.Engine;
+using FastWeights.Engine.Cpu;
+using FastWeights.Engine.Vulkan;
+using Spectre.Console;
+
+namespace FastWeights.Cli;
+
+/// <summary>`fastweights bench &lt;case&gt;`: prints a table of figures and the same lines as plain text
+/// (for bench/results/).</summary>
+public static class BenchCommand
+{
+    public static int Run(string name, Options options)
+    {
+        switch (name)
+        {
+            case "gemm":
+            {
+                int[] sizes = options.GetInts("sizes", [1024, 2048]);
+                string which = options.Get("backend", "all");
+                var dtypes = options.Get("dtype", "all") switch
+                {
+                    "f32" => new[] { DType.F32 },
+                    "f16" => [DType.F16],
+                    "bf16" => [DType.BF16],
+                    _ => [DType.F32, DType.F16, DType.BF16],
+                };
+                var results = new List<BenchResult>();
+                if (which is "all" or "cpu")
+                    foreach (int n in sizes) results.Add(GemmBench.Run(CpuBackend.Shared, n, DType.F32));
+                if (which is "all" or "vulkan")
+                {
+                    using var vulkan = VulkanBackend.TryCreate(new VulkanOptions { AllowCpuDevices = true }, out string? why);
+                    if (vulkan is null) AnsiConsole.MarkupLine($"[yellow]vulkan skipped:[/] {Markup.Escape(why ?? "")}");
+                    else
+                    {
+                        AnsiConsole.MarkupLine($"vulkan device: {Markup.Escape(vulkan.DeviceName)}");
+                        foreach (var dtype in dtypes)
+                            foreach (int n in sizes) results.Add(GemmBench.Run(vulkan, n, dtype));
+                    }
+                }
+                Print(results);
+                return 0;
+            }
+            case "submits":
+            {
+                using var vulkan = VulkanBackend.Create(new VulkanOptions { AllowCpuDevices = true });
+                var (gemms, submits, dispatches) = GemmBench.CountSubmits(vulkan);
+                Console.WriteLine($"{gemms} GEMMs of 32^3 on {vulkan.DeviceName}: {dispatches} dispatches, {submits} submits");
+                return 0;
+            }
+            default:
+                return CommandLine.Fail($"unknown benchmark '{name}'");
+        }
+    }
+
+    internal static void Print(IEnumerable<BenchResult> results)
+    {
+        var table = new Table().AddColumn("case").AddColumn("backend").AddColumn(new TableColumn("ms").RightAligned()).AddColumn(new TableColumn("rate").RightAligned());
+        var list = results.ToList();
+        foreach (var r in list) table.AddRow(Markup.Escape(r.Case), r.Backend, r.Milliseconds.ToString("F3"), $"{r.Rate:F1} {r.Unit}");
+        AnsiConsole.Write(table);
+        foreach (var r in list) Console.WriteLine(r);
+    }
+}

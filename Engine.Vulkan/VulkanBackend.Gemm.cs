@@ -1,0 +1,73 @@
+using FastWeights.Engine.Ops;
+
+namespace FastWeights.Engine.Vulkan;
+
+// shaders/gemm/: gemm_tiled.comp, the portable kernel (any device, f32/f16/bf16 inputs), and
+// gemm_coopmat.comp, the tensor-core kernel chosen when the device lists the shape it uses.
+public sealed partial class VulkanBackend : IGemmOps
+{
+    public void Gemm(in GemmProblem p)
+    {
+        if (p.M == 0 || p.N == 0 || p.Batch == 0) return;
+        if (p.Batch > 65535) throw new OpArgumentException("Gemm", "c", $"{p.C.Shape} has {p.Batch} batches; the Vulkan backend takes at most 65535 per call");
+        bool coopmat = UsesCooperativeMatrix(p);
+        ComputeKernel kernel;
+        uint tile;
+        if (coopmat)
+        {
+            int subgroup = Capabilities.SubgroupSize;
+            kernel = Kernels.Get(p.A.DType == DType.BF16 ? "gemm/gemm_coopmat_bf16" : "gemm/gemm_coopmat_f16",
+                [4 * subgroup, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], requiredSubgroupSize: 0, fullSubgroups: true);
+            tile = 128;
+        }
+        else
+        {
+            kernel = Kernels.Get(p.A.DType switch
+            {
+                DType.F16 => "gemm/gemm_tiled_f16",
+                DType.BF16 => "gemm/gemm_tiled_bf16",
+                _ => "gemm/gemm_tiled_f32",
+            });
+            tile = 128;
+        }
+        var push = new PushConstants(stackalloc byte[96]);
+        push.Address(p.A);
+        push.Address(p.B);
+        push.Address(p.C);
+        push.Append(p.M);
+        push.Append(p.N);
+        push.Append(p.K);
+        push.Append(p.TransposeA ? 1 : 0);
+        push.Append(p.TransposeB ? 1 : 0);
+        push.Append(checked((uint)p.BatchStrideA));
+        push.Append(checked((uint)p.BatchStrideB));
+        push.Append(p.Alpha);
+        push.Append(p.Beta);
+        Dispatch(kernel, push, Groups(p.N, (int)tile), Groups(p.M, (int)tile), (uint)p.Batch);
+    }
+
+    /// <summary>The cooperative-matrix kernel runs when the device lists a 16x16x16 subgroup shape for
+    /// the input type with f32 accumulation, the subgroup size divides its 512 vector loads, and the
+    /// stored contiguous axes are multiples of 8 elements starting 16-byte aligned.</summary>
+    private bool UsesCooperativeMatrix(in GemmProblem p)
+    {
+        if (!Device.UseCooperativeMatrix || p.A.DType == DType.F32) return false;
+        var input = p.A.DType == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
+        if (!Capabilities.HasCooperativeMatrix(16, 16, 16, input)) return false;
+        if (p.A.DType == DType.BF16 && !Capabilities.BFloat16CooperativeMatrix) return false;
+        if (!Capabilities.ShaderFloat16) return false;
+        int invocations = 4 * Capabilities.SubgroupSize;
+        if (invocations > Capabilities.MaxWorkgroupInvocations || 512 % invocations != 0) return false;
+        return p.LeadingA % 8 == 0 && p.LeadingB % 8 == 0 && p.A.ByteOffset % 16 == 0 && p.B.ByteOffset % 16 == 0
+            && p.BatchStrideA % 8 == 0 && p.BatchStrideB % 8 == 0;
+    }
+
+    /// <summary>Which GEMM kernel a problem of this dtype and size would use (for benchmarks).</summary>
+    public string GemmKernelFor(DType dtype, int m, int n, int k)
+    {
+        if (dtype == DType.F32 || !Device.UseCooperativeMatrix) return "tiled";
+        var input = dtype == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
+        bool listed = Capabilities.HasCooperativeMatrix(16, 16, 16, input) && (dtype != DType.BF16 || Capabilities.BFloat16CooperativeMatrix);
+        return listed && k % 8 == 0 && n % 8 == 0 ? "coopmat" : "tiled";
+    }
+}

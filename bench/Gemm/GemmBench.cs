@@ -1,0 +1,50 @@
+using FastWeights.Engine;
+using FastWeights.Engine.Ops;
+using FastWeights.Engine.Vulkan;
+
+namespace FastWeights.Bench;
+
+/// <summary>GEMM throughput: C = A B at N x N x N on any backend and input dtype. On Vulkan the
+/// time is GPU time from timestamps around a batch of back-to-back GEMMs (no submit or download
+/// inside the measured span); on the CPU it is the median wall time of one call.</summary>
+public static class GemmBench
+{
+    public static BenchResult Run(IBackend backend, int n, DType dtype, int repetitions = 5)
+    {
+        using var a = Tensor.Uniform(backend, new Shape(n, n), 1, dtype: dtype);
+        using var b = Tensor.Uniform(backend, new Shape(n, n), 2, dtype: dtype);
+        using var c = Tensor.Empty(backend, new Shape(n, n));
+        double flops = 2.0 * n * n * (double)n;
+        double ms;
+        if (backend is VulkanBackend vulkan)
+        {
+            int perMeasure = Math.Max(1, (int)Math.Min(50, 2e12 / flops));
+            Gemm.Forward(a, b, c);
+            vulkan.Synchronize();
+            var times = new double[repetitions];
+            for (int r = 0; r < repetitions; r++)
+                times[r] = vulkan.Stream.MeasureGpuNanoseconds(() => { for (int i = 0; i < perMeasure; i++) Gemm.Forward(a, b, c); }) / 1e6 / perMeasure;
+            Array.Sort(times);
+            ms = times[repetitions / 2];
+        }
+        else
+        {
+            ms = BenchTimer.MedianMs(() => Gemm.Forward(a, b, c), repetitions);
+        }
+        string kernel = backend is VulkanBackend vb ? vb.GemmKernelFor(dtype, n, n, n) : "blocked";
+        return new BenchResult($"gemm {n}^3 {dtype.Name()} ({kernel})", backend.Name, ms, flops / (ms * 1e-3) / 1e9, "GFLOP/s");
+    }
+
+    /// <summary>Records <paramref name="count"/> small GEMMs and reports how many submits they took.</summary>
+    public static (long Gemms, long Submits, long Dispatches) CountSubmits(VulkanBackend backend, int count = 1000, int size = 32)
+    {
+        using var a = Tensor.Uniform(backend, new Shape(size, size), 1);
+        using var b = Tensor.Uniform(backend, new Shape(size, size), 2);
+        using var c = Tensor.Empty(backend, new Shape(size, size));
+        backend.Synchronize();
+        long submits0 = backend.Stream.SubmitCount, dispatches0 = backend.Stream.DispatchCount;
+        for (int i = 0; i < count; i++) Gemm.Forward(a, b, c, beta: i == 0 ? 0f : 1f);
+        backend.Synchronize();
+        return (count, backend.Stream.SubmitCount - submits0, backend.Stream.DispatchCount - dispatches0);
+    }
+}

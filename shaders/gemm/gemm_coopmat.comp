@@ -1,0 +1,167 @@
+#version 460
+// Tensor-core GEMM through VK_KHR_cooperative_matrix: f16 or bf16 inputs, f32 accumulation.
+// A workgroup of 4 subgroups computes a 128 x 128 tile of C; each subgroup owns a 64 x 64
+// quarter as 4 x 4 accumulators of 16 x 16 (the shape the host checked the device lists).
+// K advances in steps of 32 through double-buffered shared memory: while the tensor cores
+// multiply tile t, every invocation holds its share of tile t+1 (uvec4 = 8 elements) in registers.
+// Requirements the host checks: the stored contiguous axis of A and B is a multiple of 8 and both
+// start 16-byte aligned, so every uvec4 is wholly inside or wholly outside the matrix.
+// Shared-memory layouts follow the stored layout (rows padded by 8 elements against bank
+// conflicts), and the coopmat loads read them row- or column-major accordingly.
+//! variant gemm_coopmat_f16 -DINPUT_BF16=0
+//! variant gemm_coopmat_bf16 -DINPUT_BF16=1
+#extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#if INPUT_BF16
+#extension GL_EXT_bfloat16 : require
+#define ELEMENT bfloat16_t
+#else
+#define ELEMENT float16_t
+#endif
+#include "buffers.glsl"
+#include "gemm_common.glsl"
+
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer U32x4Buffer { uvec4 v[]; };
+
+layout(local_size_x_id = 0) in;             // 4 subgroups
+layout(constant_id = 1) const uint TRANSPOSE_A = 0;
+layout(constant_id = 2) const uint TRANSPOSE_B = 0;
+
+#define BM 128
+#define BN 128
+#define BK 32
+#define PAD 8
+// uvec4 units (8 elements) of the padded shared rows.
+#define ROW_K ((BK + PAD) / 8)        // a row along K: 40 elements
+#define ROW_MN ((BM + PAD) / 8)       // a row along M or N: 136 elements
+#define TILE_VECS (BM * BK / 8)       // 512 uvec4 per operand tile
+#define SHARED_VECS (BK * ROW_MN)     // >= BM * ROW_K
+
+shared uvec4 tileA[2][SHARED_VECS];
+shared uvec4 tileB[2][SHARED_VECS];
+shared float scratch[4][16 * 16];
+
+const uint INVOCATIONS = gl_WorkGroupSize.x;
+const uint LOADS = TILE_VECS / INVOCATIONS;   // 4 when the subgroup size is 32
+
+// Tile coordinates of uvec4 number 'idx' for a stored [rows, cols] tile with 'cols / 8' vectors
+// per row; returns (row, col) in elements and the shared index with a padded row of 'rowVecs'.
+void slot(uint idx, uint colVecs, uint rowVecs, out uint row, out uint col, out uint sharedIndex)
+{
+    row = idx / colVecs;
+    col = (idx % colVecs) * 8;
+    sharedIndex = row * rowVecs + idx % colVecs;
+}
+
+uvec4 fetchA(uint base, uint row0, uint k0, uint idx, out uint sharedIndex)
+{
+    uint r, c;
+    if (TRANSPOSE_A == 0)
+    {   // stored [M, K]: tile rows are m, columns k
+        slot(idx, BK / 8, ROW_K, r, c, sharedIndex);
+        if (row0 + r >= pc.m || k0 + c >= pc.k) return uvec4(0);
+        return U32x4Buffer(pc.a).v[(base + (row0 + r) * pc.k + k0 + c) / 8];
+    }
+    // stored [K, M]: tile rows are k, columns m
+    slot(idx, BM / 8, ROW_MN, r, c, sharedIndex);
+    if (k0 + r >= pc.k || row0 + c >= pc.m) return uvec4(0);
+    return U32x4Buffer(pc.a).v[(base + (k0 + r) * pc.m + row0 + c) / 8];
+}
+
+uvec4 fetchB(uint base, uint col0, uint k0, uint idx, out uint sharedIndex)
+{
+    uint r, c;
+    if (TRANSPOSE_B == 0)
+    {   // stored [K, N]: tile rows are k, columns n
+        slot(idx, BN / 8, ROW_MN, r, c, sharedIndex);
+        if (k0 + r >= pc.k || col0 + c >= pc.n) return uvec4(0);
+        return U32x4Buffer(pc.b).v[(base + (k0 + r) * pc.n + col0 + c) / 8];
+    }
+    // stored [N, K]: tile rows are n, columns k
+    slot(idx, BK / 8, ROW_K, r, c, sharedIndex);
+    if (col0 + r >= pc.n || k0 + c >= pc.k) return uvec4(0);
+    return U32x4Buffer(pc.b).v[(base + (col0 + r) * pc.k + k0 + c) / 8];
+}
+
+void main()
+{
+    uint batch = gl_WorkGroupID.z;
+    uint baseA = batch * pc.batchStrideA, baseB = batch * pc.batchStrideB;
+    uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
+    uint warp = gl_SubgroupID;
+    uint warpRow = (warp / 2) * 64, warpCol = (warp % 2) * 64;
+
+    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][4];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
+
+    uvec4 stagedA[LOADS], stagedB[LOADS];
+    uint slotsA[LOADS], slotsB[LOADS];
+    for (uint e = 0; e < LOADS; e++)
+    {
+        uint idx = gl_LocalInvocationID.x + e * INVOCATIONS;
+        stagedA[e] = fetchA(baseA, row0, 0, idx, slotsA[e]);
+        stagedB[e] = fetchB(baseB, col0, 0, idx, slotsB[e]);
+    }
+    for (uint e = 0; e < LOADS; e++) { tileA[0][slotsA[e]] = stagedA[e]; tileB[0][slotsB[e]] = stagedB[e]; }
+    barrier();
+
+    uint tiles = (pc.k + BK - 1) / BK;
+    for (uint t = 0; t < tiles; t++)
+    {
+        uint current = t & 1;
+        bool more = t + 1 < tiles;
+        if (more)
+        {
+            for (uint e = 0; e < LOADS; e++)
+            {
+                uint idx = gl_LocalInvocationID.x + e * INVOCATIONS;
+                stagedA[e] = fetchA(baseA, row0, (t + 1) * BK, idx, slotsA[e]);
+                stagedB[e] = fetchB(baseB, col0, (t + 1) * BK, idx, slotsB[e]);
+            }
+        }
+        for (uint kk = 0; kk < BK; kk += 16)
+        {
+            coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA[4];
+            coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB[4];
+            for (uint i = 0; i < 4; i++)
+            {
+                uint m = warpRow + i * 16;
+                if (TRANSPOSE_A == 0) coopMatLoad(fragA[i], tileA[current], m * ROW_K + kk / 8, ROW_K, gl_CooperativeMatrixLayoutRowMajor);
+                else coopMatLoad(fragA[i], tileA[current], kk * ROW_MN + m / 8, ROW_MN, gl_CooperativeMatrixLayoutColumnMajor);
+            }
+            for (uint j = 0; j < 4; j++)
+            {
+                uint n = warpCol + j * 16;
+                if (TRANSPOSE_B == 0) coopMatLoad(fragB[j], tileB[current], kk * ROW_MN + n / 8, ROW_MN, gl_CooperativeMatrixLayoutRowMajor);
+                else coopMatLoad(fragB[j], tileB[current], n * ROW_K + kk / 8, ROW_K, gl_CooperativeMatrixLayoutColumnMajor);
+            }
+            for (uint i = 0; i < 4; i++)
+                for (uint j = 0; j < 4; j++)
+                    acc[i][j] = coopMatMulAdd(fragA[i], fragB[j], acc[i][j]);
+        }
+        if (more)
+        {
+            uint next = current ^ 1;
+            for (uint e = 0; e < LOADS; e++) { tileA[next][slotsA[e]] = stagedA[e]; tileB[next][slotsB[e]] = stagedB[e]; }
+        }
+        barrier();
+    }
+
+    // Epilogue: each 16 x 16 accumulator goes through this subgroup's scratch so that edges and
+    // C = alpha acc + beta C are handled per element.
+    uint lane = gl_SubgroupInvocationID, lanes = gl_SubgroupSize;
+    for (uint i = 0; i < 4; i++)
+        for (uint j = 0; j < 4; j++)
+        {
+            coopMatStore(acc[i][j], scratch[warp], 0, 16, gl_CooperativeMatrixLayoutRowMajor);
+            subgroupBarrier();
+            for (uint e = lane; e < 256; e += lanes)
+                storeC(batch, row0 + warpRow + i * 16 + e / 16, col0 + warpCol + j * 16 + e % 16, scratch[warp][e]);
+            subgroupBarrier();
+        }
+}

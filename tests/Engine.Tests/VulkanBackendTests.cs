@@ -1,0 +1,87 @@
+using FastWeights.Engine.Ops;
+using FastWeights.Engine.Vulkan;
+
+namespace FastWeights.Engine.Tests;
+
+[TestClass]
+public sealed class VulkanBackendTests
+{
+    private static VulkanBackend Vulkan => (VulkanBackend)TestBackends.Get("vulkan");
+
+    [TestMethod]
+    public void ThousandSmallGemmsTakeFewSubmits()
+    {
+        var backend = Vulkan;
+        using var a = Tensor.Uniform(backend, new Shape(16, 16), 1);
+        using var b = Tensor.Uniform(backend, new Shape(16, 16), 2);
+        using var c = Tensor.Zeros(backend, new Shape(16, 16));
+        backend.Synchronize();
+        long submits = backend.Stream.SubmitCount;
+        for (int i = 0; i < 1000; i++) Gemm.Forward(a, b, c, alpha: 1e-3f, beta: 1f);
+        var result = c.ToArray();
+        long used = backend.Stream.SubmitCount - submits;
+        Assert.IsTrue(used <= 1000 / CommandStream.DispatchesPerSubmit + 1, $"1000 GEMMs took {used} submits");
+        // c = 1e-3 * 1000 * (a b) = a b
+        var expected = Reference.GemmReference.Forward(TestData.ToDouble(a.ToArray()), TestData.ToDouble(b.ToArray()), new double[256], 1, 16, 16, 16, false, false, 1, 0, false, false);
+        TestData.AssertClose(expected, result, 1e-4, 1e-5, "accumulated GEMMs");
+    }
+
+    [TestMethod]
+    public void UploadsAndDownloadsLargerThanTheStagingRing()
+    {
+        var backend = Vulkan;
+        int n = (80 << 20) / 4; // 80 MiB of f32 > the 64 MiB staging ring
+        var data = new float[n];
+        for (int i = 0; i < n; i++) data[i] = i * 0.5f + 1f;
+        using var t = Tensor.FromArray(backend, data, new Shape(n));
+        var back = t.ToArray();
+        for (int i = 0; i < n; i += 4099) Assert.AreEqual(data[i], back[i], $"element {i}");
+        Assert.AreEqual(data[n - 1], back[n - 1]);
+    }
+
+    [TestMethod]
+    public void FreedMemoryIsReusedAndViewsKeepTheirOffsets()
+    {
+        var backend = Vulkan;
+        long before = backend.Memory.ReservedBytes;
+        for (int i = 0; i < 200; i++) Tensor.Zeros(backend, new Shape(1 << 18)).Dispose();
+        Assert.AreEqual(before == 0 ? backend.Memory.ReservedBytes : before, backend.Memory.ReservedBytes, "allocations of freed tensors should not grow the pool");
+        using var whole = Tensor.FromArray(backend, TestData.Uniform(6 * 4, 3), new Shape(6, 4));
+        using var rows = whole.SliceRows(2, 3);
+        using var doubled = Tensor.Full(backend, new Shape(3, 4), float.NaN);
+        Pointwise.Scale(rows, 2f, doubled);
+        var all = whole.ToArray();
+        TestData.AssertClose(all.Skip(8).Take(12).Select(v => 2.0 * v).ToArray(), doubled.ToArray(), 0, 0, "scaled view");
+    }
+
+    [TestMethod]
+    public void MissingShaderVariantIsAClearError()
+    {
+        var e = Assert.ThrowsExactly<InvalidOperationException>(() => Vulkan.Kernels.Get("gemm/no_such_kernel"));
+        StringAssert.Contains(e.Message, "no embedded SPIR-V for shader variant 'gemm/no_such_kernel'");
+    }
+
+    [TestMethod]
+    public void VulkanErrorsCarryTheCallAndResult()
+    {
+        var e = new VulkanException("vkAllocateMemory", Silk.NET.Vulkan.Result.ErrorOutOfDeviceMemory, "1 TiB");
+        StringAssert.Contains(e.Message, "vkAllocateMemory failed with ErrorOutOfDeviceMemory (-2): 1 TiB");
+        Assert.ThrowsExactly<VulkanException>(() => VulkanException.Check(Silk.NET.Vulkan.Result.ErrorDeviceLost, "vkQueueSubmit"));
+    }
+
+    [TestMethod]
+    public void UnknownDeviceNameIsRejectedWithTheListOfDevices()
+    {
+        var backend = VulkanBackend.TryCreate(new VulkanOptions { Device = "no-such-gpu-xyz" }, out string? why);
+        Assert.IsNull(backend);
+        StringAssert.Contains(why, "no Vulkan device matches 'no-such-gpu-xyz'");
+    }
+
+    [TestMethod]
+    public void EveryShaderVariantIsEmbedded()
+    {
+        var variants = KernelCache.Variants.ToList();
+        foreach (string v in new[] { "gemm/gemm_tiled_f32", "gemm/gemm_tiled_f16", "gemm/gemm_tiled_bf16", "gemm/gemm_coopmat_f16", "gemm/gemm_coopmat_bf16", "pointwise/elementwise", "pointwise/convert", "pointwise/sum_last_axis" })
+            CollectionAssert.Contains(variants, v);
+    }
+}
