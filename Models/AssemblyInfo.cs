@@ -1,1 +1,1 @@
-namespace FastWeights.Models; internal static class Placeholder { }
+namespace FastWeights.Models; public static class Placeholder { }

@@ -1,0 +1,57 @@
+using FastWeights.Engine.Ops;
+using FastWeights.Engine.Tests.Reference;
+using FastWeights.Engine.Vulkan;
+
+namespace FastWeights.Engine.Tests;
+
+/// <summary>The cooperative-matrix GEMM, on a device that lists its shapes (a GPU host; CI's
+/// lavapipe has none, so CI excludes this category). Fails, rather than skips, on a device
+/// without tensor cores, so running the category where it cannot work is visible.</summary>
+[TestClass]
+[TestCategory("TensorCores")]
+public sealed class TensorCoreGemmTests
+{
+    public static IEnumerable<object[]> Cases() =>
+        from dtype in new[] { DType.F16, DType.BF16 }
+        from size in new[] { (1, 136, 264, 200), (3, 64, 40, 1000), (2, 257, 129, 72) }
+        from ta in new[] { false, true }
+        from tb in new[] { false, true }
+        where (ta ? size.Item2 : size.Item4) % 8 == 0 && (tb ? size.Item4 : size.Item3) % 8 == 0
+        select new object[] { dtype, size.Item1, size.Item2, size.Item3, size.Item4, ta, tb };
+
+    [TestMethod]
+    [DynamicData(nameof(Cases))]
+    public void CooperativeMatrixGemmMatchesReference(DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        Assert.AreEqual("coopmat", backend.GemmKernelFor(dtype, m, n, k), $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
+        ulong seed = (ulong)(m * 7 + n * 11 + k * 13 + batch) + (transposeA ? 100UL : 0) + (transposeB ? 1000UL : 0);
+        float[] a = TestData.RoundTrip(TestData.Uniform(batch * m * k, seed), dtype);
+        float[] b = TestData.RoundTrip(TestData.Uniform(batch * k * n, seed + 1), dtype);
+        float[] c0 = TestData.Uniform(batch * m * n, seed + 2);
+        using var ta = Tensor.FromArray(backend, a, new Shape(batch, transposeA ? k : m, transposeA ? m : k), dtype);
+        using var tb = Tensor.FromArray(backend, b, new Shape(batch, transposeB ? n : k, transposeB ? k : n), dtype);
+        using var tc = Tensor.FromArray(backend, c0, new Shape(batch, m, n));
+        Gemm.Forward(ta, tb, tc, transposeA, transposeB, alpha: 0.5f, beta: 2f);
+        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), TestData.ToDouble(c0), batch, m, n, k, transposeA, transposeB, 0.5, 2, false, false);
+        // Inputs are exactly representable (rounded above); products are exact in f32 and the sum
+        // accumulates in f32, so the fp32 tolerance applies.
+        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-4, $"coopmat {dtype} {batch}x{m}x{n}x{k} tA={transposeA} tB={transposeB}");
+    }
+
+    [TestMethod]
+    public void CooperativeMatrixAgreesWithPortableKernelAtLargeSize()
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        const int n = 1024;
+        using var a = Tensor.Uniform(backend, new Shape(n, n), 5, dtype: DType.F16);
+        using var b = Tensor.Uniform(backend, new Shape(n, n), 6, dtype: DType.F16);
+        using var viaTensorCores = Tensor.Empty(backend, new Shape(n, n));
+        Gemm.Forward(a, b, viaTensorCores);
+        using var a32 = Pointwise.Convert(a, DType.F32);
+        using var b32 = Pointwise.Convert(b, DType.F32);
+        using var portable = Tensor.Empty(backend, new Shape(n, n));
+        Gemm.Forward(a32, b32, portable);
+        TestData.AssertClose(TestData.ToDouble(portable.ToArray()), viaTensorCores.ToArray(), 1e-4, 1e-3, "coopmat vs tiled at 1024^3");
+    }
+}
