@@ -27,7 +27,7 @@ public sealed partial class VulkanBackend : IGemmOps
                 DType.F16 => "gemm/gemm_tiled_f16",
                 DType.BF16 => "gemm/gemm_tiled_bf16",
                 _ => "gemm/gemm_tiled_f32",
-            });
+            }, [Vectorisable(p.A, p.LeadingA, p.BatchStrideA) ? 1 : 0, Vectorisable(p.B, p.LeadingB, p.BatchStrideB) ? 1 : 0]);
             tile = 128;
         }
         var push = new PushConstants(stackalloc byte[96]);
@@ -46,6 +46,10 @@ public sealed partial class VulkanBackend : IGemmOps
         Dispatch(kernel, push, Groups(p.N, (int)tile), Groups(p.M, (int)tile), (uint)p.Batch);
     }
 
+    // f32 rows of a multiple of 4 elements starting 16-byte aligned load as vec4s in gemm_tiled.
+    private static bool Vectorisable(Tensor t, int leading, long batchStride) =>
+        t.DType == DType.F32 && leading % 4 == 0 && batchStride % 4 == 0 && t.ByteOffset % 16 == 0;
+
     /// <summary>The cooperative-matrix kernel runs when the device lists a 16x16x16 subgroup shape for
     /// the input type with f32 accumulation, the subgroup size divides its 512 vector loads, and the
     /// stored contiguous axes are multiples of 8 elements starting 16-byte aligned.</summary>
@@ -63,11 +67,12 @@ public sealed partial class VulkanBackend : IGemmOps
     }
 
     /// <summary>Which GEMM kernel a problem of this dtype and size would use (for benchmarks).</summary>
-    public string GemmKernelFor(DType dtype, int m, int n, int k)
+    public string GemmKernelFor(DType dtype, int m, int n, int k, bool transposeA = false, bool transposeB = false)
     {
         if (dtype == DType.F32 || !Device.UseCooperativeMatrix) return "tiled";
         var input = dtype == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
-        bool listed = Capabilities.HasCooperativeMatrix(16, 16, 16, input) && (dtype != DType.BF16 || Capabilities.BFloat16CooperativeMatrix);
-        return listed && k % 8 == 0 && n % 8 == 0 ? "coopmat" : "tiled";
+        bool listed = Capabilities.HasCooperativeMatrix(16, 16, 16, input) && (dtype != DType.BF16 || Capabilities.BFloat16CooperativeMatrix)
+            && Capabilities.ShaderFloat16 && 512 % (4 * Capabilities.SubgroupSize) == 0;
+        return listed && (transposeA ? m : k) % 8 == 0 && (transposeB ? k : n) % 8 == 0 ? "coopmat" : "tiled";
     }
 }

@@ -14,6 +14,7 @@
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
 #extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_control_flow_attributes : require
 #extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
 #if INPUT_BF16
 #extension GL_EXT_bfloat16 : require
@@ -38,7 +39,7 @@ layout(constant_id = 2) const uint TRANSPOSE_B = 0;
 #define ROW_K ((BK + PAD) / 8)        // a row along K: 40 elements
 #define ROW_MN ((BM + PAD) / 8)       // a row along M or N: 136 elements
 #define TILE_VECS (BM * BK / 8)       // 512 uvec4 per operand tile
-#define SHARED_VECS (BK * ROW_MN)     // >= BM * ROW_K
+#define SHARED_VECS (BM * ROW_K)      // 640: the larger of BM * ROW_K and BK * ROW_MN (544)
 
 shared uvec4 tileA[2][SHARED_VECS];
 shared uvec4 tileB[2][SHARED_VECS];
@@ -95,19 +96,19 @@ void main()
     uint warpRow = (warp / 2) * 64, warpCol = (warp % 2) * 64;
 
     coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][4];
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++)
+    [[unroll]] for (int i = 0; i < 4; i++)
+        [[unroll]] for (int j = 0; j < 4; j++)
             acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
 
     uvec4 stagedA[LOADS], stagedB[LOADS];
     uint slotsA[LOADS], slotsB[LOADS];
-    for (uint e = 0; e < LOADS; e++)
+    [[unroll]] for (uint e = 0; e < LOADS; e++)
     {
         uint idx = gl_LocalInvocationID.x + e * INVOCATIONS;
         stagedA[e] = fetchA(baseA, row0, 0, idx, slotsA[e]);
         stagedB[e] = fetchB(baseB, col0, 0, idx, slotsB[e]);
     }
-    for (uint e = 0; e < LOADS; e++) { tileA[0][slotsA[e]] = stagedA[e]; tileB[0][slotsB[e]] = stagedB[e]; }
+    [[unroll]] for (uint e = 0; e < LOADS; e++) { tileA[0][slotsA[e]] = stagedA[e]; tileB[0][slotsB[e]] = stagedB[e]; }
     barrier();
 
     uint tiles = (pc.k + BK - 1) / BK;
@@ -117,37 +118,37 @@ void main()
         bool more = t + 1 < tiles;
         if (more)
         {
-            for (uint e = 0; e < LOADS; e++)
+            [[unroll]] for (uint e = 0; e < LOADS; e++)
             {
                 uint idx = gl_LocalInvocationID.x + e * INVOCATIONS;
                 stagedA[e] = fetchA(baseA, row0, (t + 1) * BK, idx, slotsA[e]);
                 stagedB[e] = fetchB(baseB, col0, (t + 1) * BK, idx, slotsB[e]);
             }
         }
-        for (uint kk = 0; kk < BK; kk += 16)
+        [[unroll]] for (uint kk = 0; kk < BK; kk += 16)
         {
             coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA[4];
             coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB[4];
-            for (uint i = 0; i < 4; i++)
+            [[unroll]] for (uint i = 0; i < 4; i++)
             {
                 uint m = warpRow + i * 16;
                 if (TRANSPOSE_A == 0) coopMatLoad(fragA[i], tileA[current], m * ROW_K + kk / 8, ROW_K, gl_CooperativeMatrixLayoutRowMajor);
                 else coopMatLoad(fragA[i], tileA[current], kk * ROW_MN + m / 8, ROW_MN, gl_CooperativeMatrixLayoutColumnMajor);
             }
-            for (uint j = 0; j < 4; j++)
+            [[unroll]] for (uint j = 0; j < 4; j++)
             {
                 uint n = warpCol + j * 16;
                 if (TRANSPOSE_B == 0) coopMatLoad(fragB[j], tileB[current], kk * ROW_MN + n / 8, ROW_MN, gl_CooperativeMatrixLayoutRowMajor);
                 else coopMatLoad(fragB[j], tileB[current], n * ROW_K + kk / 8, ROW_K, gl_CooperativeMatrixLayoutColumnMajor);
             }
-            for (uint i = 0; i < 4; i++)
-                for (uint j = 0; j < 4; j++)
+            [[unroll]] for (uint i = 0; i < 4; i++)
+                [[unroll]] for (uint j = 0; j < 4; j++)
                     acc[i][j] = coopMatMulAdd(fragA[i], fragB[j], acc[i][j]);
         }
         if (more)
         {
             uint next = current ^ 1;
-            for (uint e = 0; e < LOADS; e++) { tileA[next][slotsA[e]] = stagedA[e]; tileB[next][slotsB[e]] = stagedB[e]; }
+            [[unroll]] for (uint e = 0; e < LOADS; e++) { tileA[next][slotsA[e]] = stagedA[e]; tileB[next][slotsB[e]] = stagedB[e]; }
         }
         barrier();
     }
@@ -155,8 +156,8 @@ void main()
     // Epilogue: each 16 x 16 accumulator goes through this subgroup's scratch so that edges and
     // C = alpha acc + beta C are handled per element.
     uint lane = gl_SubgroupInvocationID, lanes = gl_SubgroupSize;
-    for (uint i = 0; i < 4; i++)
-        for (uint j = 0; j < 4; j++)
+    [[unroll]] for (uint i = 0; i < 4; i++)
+        [[unroll]] for (uint j = 0; j < 4; j++)
         {
             coopMatStore(acc[i][j], scratch[warp], 0, 16, gl_CooperativeMatrixLayoutRowMajor);
             subgroupBarrier();

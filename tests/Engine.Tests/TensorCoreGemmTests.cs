@@ -24,7 +24,7 @@ public sealed class TensorCoreGemmTests
     public void CooperativeMatrixGemmMatchesReference(DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
-        Assert.AreEqual("coopmat", backend.GemmKernelFor(dtype, m, n, k), $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
+        Assert.AreEqual("coopmat", backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB), $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
         ulong seed = (ulong)(m * 7 + n * 11 + k * 13 + batch) + (transposeA ? 100UL : 0) + (transposeB ? 1000UL : 0);
         float[] a = TestData.RoundTrip(TestData.Uniform(batch * m * k, seed), dtype);
         float[] b = TestData.RoundTrip(TestData.Uniform(batch * k * n, seed + 1), dtype);

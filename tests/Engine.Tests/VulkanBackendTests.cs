@@ -72,6 +72,7 @@ public sealed class VulkanBackendTests
     [TestMethod]
     public void UnknownDeviceNameIsRejectedWithTheListOfDevices()
     {
+        _ = Vulkan; // a loader and a device exist
         var backend = VulkanBackend.TryCreate(new VulkanOptions { Device = "no-such-gpu-xyz" }, out string? why);
         Assert.IsNull(backend);
         StringAssert.Contains(why, "no Vulkan device matches 'no-such-gpu-xyz'");
