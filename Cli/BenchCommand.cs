@@ -35,8 +35,13 @@ public static class BenchCommand
                     else
                     {
                         AnsiConsole.MarkupLine($"vulkan device: {Markup.Escape(vulkan.DeviceName)}");
+                        int[] subgroups = options.GetInts("subgroups", [vulkan.CoopMatSubgroups]);
                         foreach (var dtype in dtypes)
-                            foreach (int n in sizes) results.Add(GemmBench.Run(vulkan, n, dtype));
+                            foreach (int warps in dtype == DType.F32 ? [subgroups[0]] : subgroups)
+                            {
+                                vulkan.CoopMatSubgroups = warps;
+                                foreach (int n in sizes) results.Add(GemmBench.Run(vulkan, n, dtype));
+                            }
                     }
                 }
                 Print(results);

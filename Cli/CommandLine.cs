@@ -10,7 +10,7 @@ public static class CommandLine
 
         usage:
           fastweights devices                      every backend and device with its capabilities
-          fastweights bench gemm [--sizes 1024,2048] [--backend cpu|vulkan|all] [--dtype f32|f16|bf16|all]
+          fastweights bench gemm [--sizes 1024,2048] [--backend cpu|vulkan|all] [--dtype f32|f16|bf16|all] [--subgroups 4,8]
           fastweights bench submits                count submits for 1,000 small GEMMs on Vulkan
 
         environment:

@@ -16,8 +16,9 @@ public sealed partial class VulkanBackend : IGemmOps
         if (coopmat)
         {
             int subgroup = Capabilities.SubgroupSize;
-            kernel = Kernels.Get(p.A.DType == DType.BF16 ? "gemm/gemm_coopmat_bf16" : "gemm/gemm_coopmat_f16",
-                [4 * subgroup, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], requiredSubgroupSize: 0, fullSubgroups: true);
+            int warps = CoopMatSubgroups;
+            kernel = Kernels.Get($"gemm/gemm_coopmat_{(p.A.DType == DType.BF16 ? "bf16" : "f16")}_w{warps}",
+                [warps * subgroup, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], requiredSubgroupSize: 0, fullSubgroups: true);
             tile = 128;
         }
         else
@@ -46,6 +47,10 @@ public sealed partial class VulkanBackend : IGemmOps
         Dispatch(kernel, push, Groups(p.N, (int)tile), Groups(p.M, (int)tile), (uint)p.Batch);
     }
 
+    /// <summary>Subgroups per workgroup of the cooperative-matrix GEMM (4 or 8; FASTWEIGHTS_GEMM_SUBGROUPS
+    /// overrides the default for experiments).</summary>
+    public int CoopMatSubgroups { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_SUBGROUPS") == "4" ? 4 : 8;
+
     // f32 rows of a multiple of 4 elements starting 16-byte aligned load as vec4s in gemm_tiled.
     private static bool Vectorisable(Tensor t, int leading, long batchStride) =>
         t.DType == DType.F32 && leading % 4 == 0 && batchStride % 4 == 0 && t.ByteOffset % 16 == 0;
@@ -60,7 +65,7 @@ public sealed partial class VulkanBackend : IGemmOps
         if (!Capabilities.HasCooperativeMatrix(16, 16, 16, input)) return false;
         if (p.A.DType == DType.BF16 && !Capabilities.BFloat16CooperativeMatrix) return false;
         if (!Capabilities.ShaderFloat16) return false;
-        int invocations = 4 * Capabilities.SubgroupSize;
+        int invocations = CoopMatSubgroups * Capabilities.SubgroupSize;
         if (invocations > Capabilities.MaxWorkgroupInvocations || 512 % invocations != 0) return false;
         return p.LeadingA % 8 == 0 && p.LeadingB % 8 == 0 && p.A.ByteOffset % 16 == 0 && p.B.ByteOffset % 16 == 0
             && p.BatchStrideA % 8 == 0 && p.BatchStrideB % 8 == 0;
@@ -72,7 +77,8 @@ public sealed partial class VulkanBackend : IGemmOps
         if (dtype == DType.F32 || !Device.UseCooperativeMatrix) return "tiled";
         var input = dtype == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
         bool listed = Capabilities.HasCooperativeMatrix(16, 16, 16, input) && (dtype != DType.BF16 || Capabilities.BFloat16CooperativeMatrix)
-            && Capabilities.ShaderFloat16 && 512 % (4 * Capabilities.SubgroupSize) == 0;
+            && Capabilities.ShaderFloat16 && 512 % (CoopMatSubgroups * Capabilities.SubgroupSize) == 0
+            && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
         return listed && (transposeA ? m : k) % 8 == 0 && (transposeB ? k : n) % 8 == 0 ? "coopmat" : "tiled";
     }
 }

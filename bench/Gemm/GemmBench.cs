@@ -31,7 +31,7 @@ public static class GemmBench
         {
             ms = BenchTimer.MedianMs(() => Gemm.Forward(a, b, c), repetitions);
         }
-        string kernel = backend is VulkanBackend vb ? vb.GemmKernelFor(dtype, n, n, n) : "blocked";
+        string kernel = backend is VulkanBackend vb ? vb.GemmKernelFor(dtype, n, n, n) + (dtype == DType.F32 ? "" : $" w{vb.CoopMatSubgroups}") : "blocked";
         return new BenchResult($"gemm {n}^3 {dtype.Name()} ({kernel})", backend.Name, ms, flops / (ms * 1e-3) / 1e9, "GFLOP/s");
     }
 

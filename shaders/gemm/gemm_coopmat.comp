@@ -1,15 +1,19 @@
 #version 460
 // Tensor-core GEMM through VK_KHR_cooperative_matrix: f16 or bf16 inputs, f32 accumulation.
-// A workgroup of 4 subgroups computes a 128 x 128 tile of C; each subgroup owns a 64 x 64
-// quarter as 4 x 4 accumulators of 16 x 16 (the shape the host checked the device lists).
+// A workgroup of WARPS_M x WARPS_N subgroups computes a 128 x 128 tile of C; each subgroup owns
+// a (TM * 16) x (TN * 16) part as TM x TN accumulators of 16 x 16 (the shape the host checked the
+// device lists). Variants: 4 subgroups of 64 x 64, or 8 subgroups of 64 x 32 (more subgroups per
+// SM to hide latency, fewer registers each).
 // K advances in steps of 32 through double-buffered shared memory: while the tensor cores
 // multiply tile t, every invocation holds its share of tile t+1 (uvec4 = 8 elements) in registers.
 // Requirements the host checks: the stored contiguous axis of A and B is a multiple of 8 and both
 // start 16-byte aligned, so every uvec4 is wholly inside or wholly outside the matrix.
 // Shared-memory layouts follow the stored layout (rows padded by 8 elements against bank
 // conflicts), and the coopmat loads read them row- or column-major accordingly.
-//! variant gemm_coopmat_f16 -DINPUT_BF16=0
-//! variant gemm_coopmat_bf16 -DINPUT_BF16=1
+//! variant gemm_coopmat_f16_w4 -DINPUT_BF16=0 -DWARPS_N=2 -DTN=4
+//! variant gemm_coopmat_bf16_w4 -DINPUT_BF16=1 -DWARPS_N=2 -DTN=4
+//! variant gemm_coopmat_f16_w8 -DINPUT_BF16=0 -DWARPS_N=4 -DTN=2
+//! variant gemm_coopmat_bf16_w8 -DINPUT_BF16=1 -DWARPS_N=4 -DTN=2
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -27,7 +31,10 @@
 
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer U32x4Buffer { uvec4 v[]; };
 
-layout(local_size_x_id = 0) in;             // 4 subgroups
+#define WARPS_M 2
+#define TM 4
+#define WARPS (WARPS_M * WARPS_N)
+layout(local_size_x_id = 0) in;             // WARPS subgroups
 layout(constant_id = 1) const uint TRANSPOSE_A = 0;
 layout(constant_id = 2) const uint TRANSPOSE_B = 0;
 
@@ -43,10 +50,9 @@ layout(constant_id = 2) const uint TRANSPOSE_B = 0;
 
 shared uvec4 tileA[2][SHARED_VECS];
 shared uvec4 tileB[2][SHARED_VECS];
-shared float scratch[4][16 * 16];
 
 const uint INVOCATIONS = gl_WorkGroupSize.x;
-const uint LOADS = TILE_VECS / INVOCATIONS;   // 4 when the subgroup size is 32
+const uint LOADS = TILE_VECS / INVOCATIONS;   // 4 (2) for 4 (8) subgroups of 32
 
 // Tile coordinates of uvec4 number 'idx' for a stored [rows, cols] tile with 'cols / 8' vectors
 // per row; returns (row, col) in elements and the shared index with a padded row of 'rowVecs'.
@@ -93,11 +99,11 @@ void main()
     uint baseA = batch * pc.batchStrideA, baseB = batch * pc.batchStrideB;
     uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
     uint warp = gl_SubgroupID;
-    uint warpRow = (warp / 2) * 64, warpCol = (warp % 2) * 64;
+    uint warpRow = (warp / WARPS_N) * (TM * 16), warpCol = (warp % WARPS_N) * (TN * 16);
 
-    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][4];
-    [[unroll]] for (int i = 0; i < 4; i++)
-        [[unroll]] for (int j = 0; j < 4; j++)
+    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[TM][TN];
+    [[unroll]] for (int i = 0; i < TM; i++)
+        [[unroll]] for (int j = 0; j < TN; j++)
             acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
 
     uvec4 stagedA[LOADS], stagedB[LOADS];
@@ -127,22 +133,22 @@ void main()
         }
         [[unroll]] for (uint kk = 0; kk < BK; kk += 16)
         {
-            coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA[4];
-            coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB[4];
-            [[unroll]] for (uint i = 0; i < 4; i++)
+            coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA[TM];
+            coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB[TN];
+            [[unroll]] for (uint i = 0; i < TM; i++)
             {
                 uint m = warpRow + i * 16;
                 if (TRANSPOSE_A == 0) coopMatLoad(fragA[i], tileA[current], m * ROW_K + kk / 8, ROW_K, gl_CooperativeMatrixLayoutRowMajor);
                 else coopMatLoad(fragA[i], tileA[current], kk * ROW_MN + m / 8, ROW_MN, gl_CooperativeMatrixLayoutColumnMajor);
             }
-            [[unroll]] for (uint j = 0; j < 4; j++)
+            [[unroll]] for (uint j = 0; j < TN; j++)
             {
                 uint n = warpCol + j * 16;
                 if (TRANSPOSE_B == 0) coopMatLoad(fragB[j], tileB[current], kk * ROW_MN + n / 8, ROW_MN, gl_CooperativeMatrixLayoutRowMajor);
                 else coopMatLoad(fragB[j], tileB[current], n * ROW_K + kk / 8, ROW_K, gl_CooperativeMatrixLayoutColumnMajor);
             }
-            [[unroll]] for (uint i = 0; i < 4; i++)
-                [[unroll]] for (uint j = 0; j < 4; j++)
+            [[unroll]] for (uint i = 0; i < TM; i++)
+                [[unroll]] for (uint j = 0; j < TN; j++)
                     acc[i][j] = coopMatMulAdd(fragA[i], fragB[j], acc[i][j]);
         }
         if (more)
@@ -153,16 +159,18 @@ void main()
         barrier();
     }
 
-    // Epilogue: each 16 x 16 accumulator goes through this subgroup's scratch so that edges and
+    // Epilogue: each 16 x 16 accumulator goes through this subgroup's 1 KiB of scratch (the
+    // first buffer of tileA, free after the loop's last barrier) so that edges and
     // C = alpha acc + beta C are handled per element.
     uint lane = gl_SubgroupInvocationID, lanes = gl_SubgroupSize;
-    [[unroll]] for (uint i = 0; i < 4; i++)
-        [[unroll]] for (uint j = 0; j < 4; j++)
+    uint scratch = warp * 64;  // 64 uvec4 = 256 floats per subgroup
+    [[unroll]] for (uint i = 0; i < TM; i++)
+        [[unroll]] for (uint j = 0; j < TN; j++)
         {
-            coopMatStore(acc[i][j], scratch[warp], 0, 16, gl_CooperativeMatrixLayoutRowMajor);
+            coopMatStore(acc[i][j], tileA[0], scratch, 4, gl_CooperativeMatrixLayoutRowMajor);
             subgroupBarrier();
             for (uint e = lane; e < 256; e += lanes)
-                storeC(batch, row0 + warpRow + i * 16 + e / 16, col0 + warpCol + j * 16 + e % 16, scratch[warp][e]);
+                storeC(batch, row0 + warpRow + i * 16 + e / 16, col0 + warpCol + j * 16 + e % 16, uintBitsToFloat(tileA[0][scratch + e / 4][e % 4]));
             subgroupBarrier();
         }
 }

@@ -82,7 +82,7 @@ public sealed class VulkanBackendTests
     public void EveryShaderVariantIsEmbedded()
     {
         var variants = KernelCache.Variants.ToList();
-        foreach (string v in new[] { "gemm/gemm_tiled_f32", "gemm/gemm_tiled_f16", "gemm/gemm_tiled_bf16", "gemm/gemm_coopmat_f16", "gemm/gemm_coopmat_bf16", "pointwise/elementwise", "pointwise/convert", "pointwise/sum_last_axis" })
+        foreach (string v in new[] { "gemm/gemm_tiled_f32", "gemm/gemm_tiled_f16", "gemm/gemm_tiled_bf16", "gemm/gemm_coopmat_f16_w4", "gemm/gemm_coopmat_bf16_w8", "pointwise/elementwise", "pointwise/convert", "pointwise/sum_last_axis" })
             CollectionAssert.Contains(variants, v);
     }
 }
