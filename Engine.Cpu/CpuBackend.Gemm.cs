@@ -1,36 +1,30 @@
+using FastWeights.Engine.Cpu.Gemm;
 using FastWeights.Engine.Numerics;
 using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu;
 
+// GEMM: Gemm/BlockedGemm.cs (packing, blocking, threads) around the register-blocked micro-kernels
+// Gemm/MicroKernel512.cs (AVX-512) and Gemm/MicroKernel256.cs (AVX2). f16/bf16 operands are
+// widened to f32 once per call before packing.
 public sealed unsafe partial class CpuBackend : IGemmOps
 {
     public void Gemm(in GemmProblem p)
     {
-        // Placeholder kernel (plain triple loop); replaced by the packed, blocked GEMM in Gemm/.
-        int m = p.M, n = p.N, k = p.K;
-        float* pc = F32(p.C);
-        float[] a = ToF32(p.A), b = ToF32(p.B);
-        for (int batch = 0; batch < p.Batch; batch++)
+        float[]? wideA = p.A.DType == DType.F32 ? null : Widen(p.A);
+        float[]? wideB = p.B.DType == DType.F32 ? null : Widen(p.B);
+        fixed (float* pa = wideA, pb = wideB)
         {
-            long oa = batch * p.BatchStrideA, ob = batch * p.BatchStrideB;
-            float* c = pc + (long)batch * m * n;
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                {
-                    float sum = 0;
-                    for (int l = 0; l < k; l++)
-                    {
-                        float av = p.TransposeA ? a[oa + (long)l * m + i] : a[oa + (long)i * k + l];
-                        float bv = p.TransposeB ? b[ob + (long)j * k + l] : b[ob + (long)l * n + j];
-                        sum += av * bv;
-                    }
-                    c[(long)i * n + j] = p.Alpha * sum + (p.Beta == 0f ? 0f : p.Beta * c[(long)i * n + j]);
-                }
+            float* a = wideA is null ? F32(p.A) : pa;
+            float* b = wideB is null ? F32(p.B) : pb;
+            float* c = F32(p.C);
+            for (int batch = 0; batch < p.Batch; batch++)
+                BlockedGemm.Multiply(a + batch * p.BatchStrideA, b + batch * p.BatchStrideB, c + (long)batch * p.M * p.N,
+                    p.M, p.N, p.K, p.TransposeA, p.TransposeB, p.Alpha, p.Beta, Threads);
         }
     }
 
-    private static float[] ToF32(Tensor t)
+    private static float[] Widen(Tensor t)
     {
         var values = new float[t.ElementCount];
         Float16Conversions.Decode(new ReadOnlySpan<byte>(Bytes(t), (int)t.ByteCount), t.DType, values);
