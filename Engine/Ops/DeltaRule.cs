@@ -1,0 +1,97 @@
+namespace FastWeights.Engine.Ops;
+
+/// <summary>The delta rule (DeltaNet) and its gated form, per batch b and head h:
+///   S_t = alpha_t S_{t-1} + beta_t (v_t - alpha_t S_{t-1} k_t) k_t^T   (alpha_t = 1 when ungated)
+///   o_t = S_t (scale q_t)
+/// i.e. S_t = alpha_t S_{t-1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T.
+/// Layouts: q, k [B, T, H, Dk]; v, o [B, T, H, Dv]; beta, alpha [B, T, H]; S [B, H, Dv, Dk].
+/// beta in (0, 2) and alpha in (0, 1] (checked with EngineOptions.CheckValues). k is used as
+/// given: DeltaNet L2-normalises it first (a separate op).</summary>
+public sealed record DeltaRuleProblem(
+    Tensor Q, Tensor K, Tensor V, Tensor Beta, Tensor? Alpha, float Scale,
+    Tensor? InitialState, FastWeightShape Shape);
+
+/// <summary>Gradients of a delta-rule forward, given dO and (optionally) the gradient of the final
+/// state. Every output gradient is overwritten.</summary>
+public sealed record DeltaRuleGradients(
+    Tensor DOutput, Tensor? DFinalState,
+    Tensor DQ, Tensor DK, Tensor DV, Tensor DBeta, Tensor? DAlpha, Tensor? DInitialState);
+
+public interface IDeltaRuleOps
+{
+    /// <summary>Writes o [B, T, H, Dv] and, when given, the final state (which may be the same tensor
+    /// as the initial state: updated in place).</summary>
+    void DeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState);
+    void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients);
+}
+
+public static class DeltaRule
+{
+    /// <summary>Runs the delta rule over T steps. <paramref name="initialState"/> null means zeros;
+    /// <paramref name="finalState"/> may be the initial state itself (updated in place).</summary>
+    public static void Forward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,
+        Tensor? initialState = null, Tensor? finalState = null, Tensor? alpha = null, float scale = 1f)
+    {
+        const string op = "DeltaRuleForward";
+        var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("output", output), ("initialState", initialState), ("finalState", finalState), ("alpha", alpha));
+        var problem = Check(op, q, k, v, beta, alpha, scale, output, initialState, finalState);
+        foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("beta", beta) }) Op.DistinctOutput(op, "output", output, name, t);
+        ops.DeltaRuleForward(problem, output, finalState);
+    }
+
+    /// <summary>One token for generation, O(1) in the sequence length: q, k [B, H, Dk], v and the
+    /// output [B, H, Dv], beta (and alpha) [B, H]; the state [B, H, Dv, Dk] is updated in place.</summary>
+    public static void Step(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor state, Tensor output, Tensor? alpha = null, float scale = 1f)
+    {
+        const string op = "DeltaRuleStep";
+        Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("state", state), ("output", output), ("alpha", alpha));
+        Op.Rank(op, "q", q, 3, 3);
+        Op.Rank(op, "v", v, 3, 3);
+        Op.Rank(op, "output", output, 3, 3);
+        Op.Rank(op, "beta", beta, 2, 2);
+        if (alpha is not null) Op.Rank(op, "alpha", alpha, 2, 2);
+        static Tensor Token(Tensor t) => t.Reshape(new Shape(t.Shape[0], 1, t.Shape[1], t.Shape[2]));
+        static Tensor TokenScalar(Tensor t) => t.Reshape(new Shape(t.Shape[0], 1, t.Shape[1]));
+        Forward(Token(q), Token(k), Token(v), TokenScalar(beta), Token(output), state, state, alpha is null ? null : TokenScalar(alpha), scale);
+    }
+
+    /// <summary>Gradients of <see cref="Forward"/> for q, k, v, beta, alpha (when gated) and the
+    /// initial state, given dO [B, T, H, Dv] and optionally the final state's gradient.</summary>
+    public static void Backward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor dOutput,
+        Tensor dq, Tensor dk, Tensor dv, Tensor dbeta,
+        Tensor? initialState = null, Tensor? dFinalState = null, Tensor? dInitialState = null,
+        Tensor? alpha = null, Tensor? dalpha = null, float scale = 1f)
+    {
+        const string op = "DeltaRuleBackward";
+        var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("dOutput", dOutput), ("dq", dq), ("dk", dk), ("dv", dv), ("dbeta", dbeta),
+            ("initialState", initialState), ("dFinalState", dFinalState), ("dInitialState", dInitialState), ("alpha", alpha), ("dalpha", dalpha));
+        var problem = Check(op, q, k, v, beta, alpha, scale, dOutput, initialState, dFinalState);
+        var s = problem.Shape;
+        Op.ShapeIs(op, "dq", dq, s.Keys);
+        Op.ShapeIs(op, "dk", dk, s.Keys);
+        Op.ShapeIs(op, "dv", dv, s.Values);
+        s.CheckPerToken(op, "dbeta", dbeta);
+        if (dInitialState is not null) Op.ShapeIs(op, "dInitialState", dInitialState, s.State);
+        if ((alpha is null) != (dalpha is null))
+            throw new OpArgumentException(op, "dalpha", alpha is null ? "was given but the rule is ungated (alpha is null)" : $"is missing: the gated rule needs a [B, T, H] gradient for alpha {alpha.Shape}");
+        if (dalpha is not null) s.CheckPerToken(op, "dalpha", dalpha);
+        ops.DeltaRuleBackward(problem, new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState));
+    }
+
+    private static DeltaRuleProblem Check(string op, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState)
+    {
+        var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState);
+        s.CheckPerToken(op, "beta", beta);
+        Op.InRange(op, "beta", beta, 0f, 2f, highInclusive: false);
+        if (alpha is not null)
+        {
+            s.CheckPerToken(op, "alpha", alpha);
+            Op.InRange(op, "alpha", alpha, 0f, 1f, highInclusive: true);
+        }
+        if (!float.IsFinite(scale)) throw new OpArgumentException(op, "scale", $"is {scale}; it must be finite");
+        Op.Finite(op, "q", q);
+        Op.Finite(op, "k", k);
+        Op.Finite(op, "v", v);
+        return new DeltaRuleProblem(q, k, v, beta, alpha, scale, initialState, s);
+    }
+}
