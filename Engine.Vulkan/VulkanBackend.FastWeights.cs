@@ -4,7 +4,7 @@ namespace FastWeights.Engine.Vulkan;
 
 // shaders/fast_weights/recurrent.comp: the recurrent delta rule and sum rule with the state in
 // registers, one workgroup per (batch, head, block of state rows).
-public sealed partial class VulkanBackend : IDeltaRuleOps
+public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
 {
     private const int RecurrentColumnsPerLane = 32; // KMAX in recurrent.comp
 
@@ -13,6 +13,20 @@ public sealed partial class VulkanBackend : IDeltaRuleOps
 
     public void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients) =>
         throw new NotSupportedException("DeltaRuleBackward: the Vulkan backend has no delta-rule backward kernel yet; run the backward on the CPU backend");
+
+    public void LinearAttentionForward(LinearAttentionProblem p, Tensor output, Tensor? finalState, Tensor? finalNormaliser)
+    {
+        // With the normaliser updated in place by several row blocks, a block could read z after
+        // another block wrote it: give the kernel a private copy of the initial z then.
+        int lanes = RecurrentLanes("LinearAttentionForward", p.Shape.KeyDim, p.Shape.ValueDim);
+        bool severalBlocks = p.Shape.ValueDim * lanes > Math.Min(Capabilities.MaxWorkgroupInvocations, 1024);
+        Tensor? z0 = p.InitialNormaliser;
+        using var copy = severalBlocks && z0 is not null && finalNormaliser is not null && ReferenceEquals(z0.Storage, finalNormaliser.Storage) ? z0.To(this) : null;
+        RecurrentForward("sum", p.Q, p.K, p.V, null, null, p.InitialState, finalState, output, copy ?? z0, finalNormaliser, p.Shape, p.Scale, p.Epsilon, p.Normalise);
+    }
+
+    public void LinearAttentionBackward(LinearAttentionProblem problem, LinearAttentionGradients gradients) =>
+        throw new NotSupportedException("LinearAttentionBackward: the Vulkan backend has no linear-attention backward kernel yet; run the backward on the CPU backend");
 
     /// <summary>Lanes per state row: the smallest power of two that keeps each lane at or under
     /// 32 columns and within one subgroup.</summary>

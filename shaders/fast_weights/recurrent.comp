@@ -73,6 +73,8 @@ void main()
         s[j] = inside && pc.initialState != 0 ? F32Buffer(pc.initialState).v[(bh * pc.dv + row) * pc.dk + c] : 0.0;
         z[j] = inside && pc.initialZ != 0 ? F32Buffer(pc.initialZ).v[bh * pc.dk + c] : 0.0;
     }
+    // z may be updated in place and every row reads it: all reads happen before row 0 writes.
+    barrier();
 
     for (uint t = 0; t < pc.t; t++)
     {
