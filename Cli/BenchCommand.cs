@@ -47,6 +47,41 @@ public static class BenchCommand
                 Print(results);
                 return 0;
             }
+            case "delta":
+            {
+                int[] shape = options.GetInts("shape", [8, 16, 2048, 64]);
+                var results = new List<BenchResult>();
+                foreach (var backend in Backends(options))
+                    for (int i = 0; i + 3 < shape.Length; i += 4)
+                        results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3]));
+                Print(results);
+                return 0;
+            }
+            case "step":
+            {
+                int[] shape = options.GetInts("shape", [1, 16, 128]);
+                Print(Backends(options).Select(b => DeltaRuleBench.Step(b, shape[0], shape[1], shape[2])).ToList());
+                return 0;
+            }
+            case "scan":
+            {
+                int[] shape = options.GetInts("shape", [8, 4096, 2048]);
+                var results = new List<BenchResult>();
+                foreach (var backend in Backends(options))
+                {
+                    results.Add(ScanBench.Copy(backend, shape[0], shape[1], shape[2]));
+                    results.AddRange(ScanBench.Run(backend, shape[0], shape[1], shape[2]));
+                }
+                Print(results);
+                return 0;
+            }
+            case "gemm-direct":
+            {
+                using var vulkan = VulkanBackend.Create(new VulkanOptions());
+                foreach (int n in options.GetInts("sizes", [4096, 8192]))
+                    Console.WriteLine(GemmBench.RunDirect(vulkan, n, DType.F16));
+                return 0;
+            }
             case "submits":
             {
                 using var vulkan = VulkanBackend.Create(new VulkanOptions { AllowCpuDevices = true });
@@ -56,6 +91,26 @@ public static class BenchCommand
             }
             default:
                 return CommandLine.Fail($"unknown benchmark '{name}'");
+        }
+    }
+
+    private static readonly List<IBackend> Opened = [];
+
+    // --backend cpu|vulkan|all (default all); a missing Vulkan device is reported and skipped.
+    private static IEnumerable<IBackend> Backends(Options options)
+    {
+        string which = options.Get("backend", "all");
+        if (which is "all" or "cpu") yield return CpuBackend.Shared;
+        if (which is "all" or "vulkan")
+        {
+            var vulkan = VulkanBackend.TryCreate(new VulkanOptions { AllowCpuDevices = true }, out string? why);
+            if (vulkan is null) AnsiConsole.MarkupLine($"[yellow]vulkan skipped:[/] {Markup.Escape(why ?? "")}");
+            else
+            {
+                Opened.Add(vulkan);
+                AnsiConsole.MarkupLine($"vulkan device: {Markup.Escape(vulkan.DeviceName)}");
+                yield return vulkan;
+            }
         }
     }
 

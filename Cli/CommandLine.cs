@@ -12,6 +12,10 @@ public static class CommandLine
           fastweights devices                      every backend and device with its capabilities
           fastweights bench gemm [--sizes 1024,2048] [--backend cpu|vulkan|all] [--dtype f32|f16|bf16|all] [--subgroups 4,8]
           fastweights bench submits                count submits for 1,000 small GEMMs on Vulkan
+          fastweights bench delta [--shape B,H,T,D[,B,H,T,D...]] [--backend cpu|vulkan|all]
+          fastweights bench step [--shape B,H,D] [--backend ...]     one decoding step of the delta rule
+          fastweights bench scan [--shape B,T,C] [--backend ...]     scan vs its memory floor
+          fastweights bench gemm-direct [--sizes 4096,8192]           experimental coopmat GEMM without shared memory
 
         environment:
           FASTWEIGHTS_VULKAN_DEVICE   index or name substring of the Vulkan device to use

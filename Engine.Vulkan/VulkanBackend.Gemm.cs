@@ -71,6 +71,24 @@ public sealed partial class VulkanBackend : IGemmOps
             && p.BatchStrideA % 8 == 0 && p.BatchStrideB % 8 == 0;
     }
 
+    /// <summary>Benchmark-only: C = A B through gemm_coopmat_direct (no shared memory). Square f16/bf16
+    /// operands, sizes multiples of 128.</summary>
+    public void GemmDirectExperiment(Tensor a, Tensor b, Tensor c)
+    {
+        int n = a.Shape[0];
+        if (n % 128 != 0 || a.Shape != b.Shape || a.Shape[1] != n || a.DType == DType.F32 || !Device.UseCooperativeMatrix)
+            throw new OpArgumentException("GemmDirectExperiment", "a", $"{a.Shape} {a.DType.Name()}: needs square f16/bf16 of a multiple of 128 on a device with cooperative matrices");
+        var kernel = Kernels.Get(a.DType == DType.BF16 ? "gemm/gemm_coopmat_direct_bf16" : "gemm/gemm_coopmat_direct_f16", [4 * Capabilities.SubgroupSize], fullSubgroups: true);
+        var push = new PushConstants(stackalloc byte[96]);
+        push.Address(a);
+        push.Address(b);
+        push.Address(c);
+        push.Append(n); push.Append(n); push.Append(n);
+        push.Append(0); push.Append(0); push.Append(0); push.Append(0);
+        push.Append(1f); push.Append(0f);
+        Dispatch(kernel, push, (uint)(n / 128), (uint)(n / 128));
+    }
+
     /// <summary>Which GEMM kernel a problem of this dtype and size would use (for benchmarks).</summary>
     public string GemmKernelFor(DType dtype, int m, int n, int k, bool transposeA = false, bool transposeB = false)
     {

@@ -1,0 +1,59 @@
+using FastWeights.Engine;
+using FastWeights.Engine.Ops;
+using FastWeights.Engine.Vulkan;
+
+namespace FastWeights.Bench;
+
+/// <summary>Delta-rule throughput in tokens/s (B*T per second): forward, forward+backward where the
+/// backend has a backward, and the single-token decoding step. Vulkan figures are GPU time from
+/// timestamps; CPU figures are median wall time.</summary>
+public static class DeltaRuleBench
+{
+    public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32)
+    {
+        using var q = Tensor.Uniform(backend, new Shape(b, t, h, d), 1, dtype: dtype);
+        using var k = Tensor.Uniform(backend, new Shape(b, t, h, d), 2, -0.125f, 0.125f, dtype);
+        using var v = Tensor.Uniform(backend, new Shape(b, t, h, d), 3, dtype: dtype);
+        using var beta = Tensor.Uniform(backend, new Shape(b, t, h), 4, 0.1f, 0.9f);
+        using var o = Tensor.Empty(backend, new Shape(b, t, h, d));
+        string label = $"delta rule recurrent B{b} H{h} T{t} D{d} {dtype.Name()}";
+        double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o));
+        yield return new BenchResult(label + " fwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
+        if (backend is not VulkanBackend)
+        {
+            using var dq = Tensor.Empty(backend, q.Shape);
+            using var dk = Tensor.Empty(backend, k.Shape);
+            using var dv = Tensor.Empty(backend, v.Shape);
+            using var db = Tensor.Empty(backend, beta.Shape);
+            ms = Time(backend, () => { DeltaRule.Forward(q, k, v, beta, o); DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db); });
+            yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
+        }
+    }
+
+    /// <summary>One decoding step (one token for every batch and head, state updated in place).</summary>
+    public static BenchResult Step(IBackend backend, int b, int h, int d)
+    {
+        using var q = Tensor.Uniform(backend, new Shape(b, h, d), 1);
+        using var k = Tensor.Uniform(backend, new Shape(b, h, d), 2, -0.1f, 0.1f);
+        using var v = Tensor.Uniform(backend, new Shape(b, h, d), 3);
+        using var beta = Tensor.Uniform(backend, new Shape(b, h), 4, 0.1f, 0.9f);
+        using var state = Tensor.Zeros(backend, new Shape(b, h, d, d));
+        using var o = Tensor.Empty(backend, new Shape(b, h, d));
+        double ms = Time(backend, () => DeltaRule.Step(q, k, v, beta, state, o), repetitions: 21);
+        return new BenchResult($"delta rule step B{b} H{h} D{d}", backend.Name, ms, 1e3 / ms, "steps/s");
+    }
+
+    internal static double Time(IBackend backend, Action run, int repetitions = 5)
+    {
+        if (backend is VulkanBackend vulkan)
+        {
+            run();
+            vulkan.Synchronize();
+            var times = new double[repetitions];
+            for (int i = 0; i < repetitions; i++) times[i] = vulkan.Stream.MeasureGpuNanoseconds(run) / 1e6;
+            Array.Sort(times);
+            return times[repetitions / 2];
+        }
+        return BenchTimer.MedianMs(run, repetitions);
+    }
+}

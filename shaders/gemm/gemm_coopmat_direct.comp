@@ -1,0 +1,51 @@
+#version 460
+// Experimental tensor-core GEMM without shared memory: each subgroup loads its cooperative-matrix
+// fragments straight from global memory (the L1 cache provides the reuse) and computes a 64 x 64
+// block of C as 4 x 4 accumulators of 16 x 16. Only for M, N, K that are multiples of 64, 64, 16,
+// non-transposed operands, beta = 0 (the host checks). Used by the benchmark to compare with the
+// shared-memory kernel, not by Gemm.
+//! variant gemm_coopmat_direct_f16 -DINPUT_BF16=0
+//! variant gemm_coopmat_direct_bf16 -DINPUT_BF16=1
+#extension GL_GOOGLE_include_directive : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#if INPUT_BF16
+#extension GL_EXT_bfloat16 : require
+#define ELEMENT bfloat16_t
+#else
+#define ELEMENT float16_t
+#endif
+#include "buffers.glsl"
+#include "gemm_common.glsl"
+
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer ElementBuffer { ELEMENT v[]; };
+layout(local_size_x_id = 0) in;   // 4 subgroups: a 128 x 128 block of C per workgroup
+
+void main()
+{
+    uint warp = gl_SubgroupID;
+    uint row0 = gl_WorkGroupID.y * 128 + (warp / 2) * 64, col0 = gl_WorkGroupID.x * 128 + (warp % 2) * 64;
+    coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][4];
+    [[unroll]] for (int i = 0; i < 4; i++)
+        [[unroll]] for (int j = 0; j < 4; j++) acc[i][j] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
+    ElementBuffer a = ElementBuffer(pc.a), b = ElementBuffer(pc.b);
+    for (uint k = 0; k < pc.k; k += 16)
+    {
+        coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA[4];
+        coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB[4];
+        [[unroll]] for (uint i = 0; i < 4; i++) coopMatLoad(fragA[i], a.v, (row0 + i * 16) * pc.k + k, pc.k, gl_CooperativeMatrixLayoutRowMajor);
+        [[unroll]] for (uint j = 0; j < 4; j++) coopMatLoad(fragB[j], b.v, k * pc.n + col0 + j * 16, pc.n, gl_CooperativeMatrixLayoutRowMajor);
+        [[unroll]] for (uint i = 0; i < 4; i++)
+            [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = coopMatMulAdd(fragA[i], fragB[j], acc[i][j]);
+    }
+    F32Buffer c = F32Buffer(pc.c);
+    [[unroll]] for (uint i = 0; i < 4; i++)
+        [[unroll]] for (uint j = 0; j < 4; j++)
+        {
+            coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> scaled = acc[i][j] * pc.alpha;
+            coopMatStore(scaled, c.v, (row0 + i * 16) * pc.n + col0 + j * 16, pc.n, gl_CooperativeMatrixLayoutRowMajor);
+        }
+}
