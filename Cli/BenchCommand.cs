@@ -75,13 +75,6 @@ public static class BenchCommand
                 Print(results);
                 return 0;
             }
-            case "gemm-direct":
-            {
-                using var vulkan = VulkanBackend.Create(new VulkanOptions());
-                foreach (int n in options.GetInts("sizes", [4096, 8192]))
-                    Console.WriteLine(GemmBench.RunDirect(vulkan, n, DType.F16));
-                return 0;
-            }
             case "submits":
             {
                 using var vulkan = VulkanBackend.Create(new VulkanOptions { AllowCpuDevices = true });

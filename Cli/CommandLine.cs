@@ -15,7 +15,6 @@ public static class CommandLine
           fastweights bench delta [--shape B,H,T,D[,B,H,T,D...]] [--backend cpu|vulkan|all]
           fastweights bench step [--shape B,H,D] [--backend ...]     one decoding step of the delta rule
           fastweights bench scan [--shape B,T,C] [--backend ...]     scan vs its memory floor
-          fastweights bench gemm-direct [--sizes 4096,8192]           experimental coopmat GEMM without shared memory
 
         environment:
           FASTWEIGHTS_VULKAN_DEVICE   index or name substring of the Vulkan device to use

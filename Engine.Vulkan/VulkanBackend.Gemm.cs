@@ -13,7 +13,13 @@ public sealed partial class VulkanBackend : IGemmOps
         bool coopmat = UsesCooperativeMatrix(p);
         ComputeKernel kernel;
         uint tile;
-        if (coopmat)
+        if (coopmat && TilesExactly(p))
+        {
+            kernel = Kernels.Get($"gemm/gemm_coopmat_direct_{(p.A.DType == DType.BF16 ? "bf16" : "f16")}",
+                [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
+            tile = 128;
+        }
+        else if (coopmat)
         {
             int subgroup = Capabilities.SubgroupSize;
             int warps = CoopMatSubgroups;
@@ -71,23 +77,8 @@ public sealed partial class VulkanBackend : IGemmOps
             && p.BatchStrideA % 8 == 0 && p.BatchStrideB % 8 == 0;
     }
 
-    /// <summary>Benchmark-only: C = A B through gemm_coopmat_direct (no shared memory). Square f16/bf16
-    /// operands, sizes multiples of 128.</summary>
-    public void GemmDirectExperiment(Tensor a, Tensor b, Tensor c)
-    {
-        int n = a.Shape[0];
-        if (n % 128 != 0 || a.Shape != b.Shape || a.Shape[1] != n || a.DType == DType.F32 || !Device.UseCooperativeMatrix)
-            throw new OpArgumentException("GemmDirectExperiment", "a", $"{a.Shape} {a.DType.Name()}: needs square f16/bf16 of a multiple of 128 on a device with cooperative matrices");
-        var kernel = Kernels.Get(a.DType == DType.BF16 ? "gemm/gemm_coopmat_direct_bf16" : "gemm/gemm_coopmat_direct_f16", [4 * Capabilities.SubgroupSize], fullSubgroups: true);
-        var push = new PushConstants(stackalloc byte[96]);
-        push.Address(a);
-        push.Address(b);
-        push.Address(c);
-        push.Append(n); push.Append(n); push.Append(n);
-        push.Append(0); push.Append(0); push.Append(0); push.Append(0);
-        push.Append(1f); push.Append(0f);
-        Dispatch(kernel, push, (uint)(n / 128), (uint)(n / 128));
-    }
+    // gemm_coopmat_direct (no shared memory) needs whole 128 x 128 blocks of C and K in steps of 16.
+    private static bool TilesExactly(in GemmProblem p) => p.M % 128 == 0 && p.N % 128 == 0 && p.K % 16 == 0;
 
     /// <summary>Which GEMM kernel a problem of this dtype and size would use (for benchmarks).</summary>
     public string GemmKernelFor(DType dtype, int m, int n, int k, bool transposeA = false, bool transposeB = false)
@@ -97,6 +88,7 @@ public sealed partial class VulkanBackend : IGemmOps
         bool listed = Capabilities.HasCooperativeMatrix(16, 16, 16, input) && (dtype != DType.BF16 || Capabilities.BFloat16CooperativeMatrix)
             && Capabilities.ShaderFloat16 && 512 % (CoopMatSubgroups * Capabilities.SubgroupSize) == 0
             && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
-        return listed && (transposeA ? m : k) % 8 == 0 && (transposeB ? k : n) % 8 == 0 ? "coopmat" : "tiled";
+        if (!listed || (transposeA ? m : k) % 8 != 0 || (transposeB ? k : n) % 8 != 0) return "tiled";
+        return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? "coopmat-direct" : "coopmat";
     }
 }

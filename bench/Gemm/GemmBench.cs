@@ -35,27 +35,6 @@ public static class GemmBench
         return new BenchResult($"gemm {n}^3 {dtype.Name()} ({kernel})", backend.Name, ms, flops / (ms * 1e-3) / 1e9, "GFLOP/s");
     }
 
-    /// <summary>The experimental shared-memory-free coopmat kernel (gemm_coopmat_direct.comp), with its
-    /// largest difference from the tiled kernel.</summary>
-    public static string RunDirect(VulkanBackend backend, int n, DType dtype)
-    {
-        using var a = Tensor.Uniform(backend, new Shape(n, n), 1, dtype: dtype);
-        using var b = Tensor.Uniform(backend, new Shape(n, n), 2, dtype: dtype);
-        using var c = Tensor.Empty(backend, new Shape(n, n));
-        backend.GemmDirectExperiment(a, b, c);
-        var times = new double[5];
-        for (int r = 0; r < times.Length; r++) times[r] = backend.Stream.MeasureGpuNanoseconds(() => backend.GemmDirectExperiment(a, b, c)) / 1e6;
-        Array.Sort(times);
-        using var a32 = Pointwise.Convert(a, DType.F32);
-        using var b32 = Pointwise.Convert(b, DType.F32);
-        using var reference = Gemm.MatMul(a32, b32);
-        float[] x = c.ToArray(), y = reference.ToArray();
-        double worst = 0;
-        for (int i = 0; i < x.Length; i++) worst = Math.Max(worst, Math.Abs(x[i] - y[i]));
-        double ms = times[2];
-        return $"gemm-direct {n}^3 {dtype.Name()}: {ms:F3} ms {2.0 * n * n * n / (ms * 1e-3) / 1e12:F1} TFLOP/s, max |diff| vs tiled {worst:G3}";
-    }
-
     /// <summary>Records <paramref name="count"/> small GEMMs and reports how many submits they took.</summary>
     public static (long Gemms, long Submits, long Dispatches) CountSubmits(VulkanBackend backend, int count = 1000, int size = 32)
     {
