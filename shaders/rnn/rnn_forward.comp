@@ -1,0 +1,184 @@
+#version 460
+// Head-wise recurrent cells, forward, FlashRNN-style: one workgroup per (head, tile of batch rows)
+// loops over all T steps inside one dispatch. Invocation r < G*Dh owns row r of the head's
+// recurrent matrix R (gate g = r / Dh, unit j = r % Dh) and keeps it in registers for the whole
+// sequence; h_{t-1} of the batch tile sits in shared memory. Per step:
+//   1. every invocation: a[b][r] = R[r] . h_{t-1}[b] + bias[r] (+ x[b, t, r] except GRU's n gate)
+//   2. invocations r < Dh: the cell's pointwise math for unit r of each batch row, which writes
+//      h_t to shared memory and to the output, the saved activations, and keeps c (n, m) in registers.
+// Layouts and saved values as in Engine/Ops/Rnn.cs and the CPU kernel (Engine.Cpu/Rnn).
+//! variant lstm_32 -DCELL=0 -DDH_MAX=32
+//! variant lstm_64 -DCELL=0 -DDH_MAX=64
+//! variant lstm_128 -DCELL=0 -DDH_MAX=128
+//! variant gru_32 -DCELL=1 -DDH_MAX=32
+//! variant gru_64 -DCELL=1 -DDH_MAX=64
+//! variant gru_128 -DCELL=1 -DDH_MAX=128
+//! variant slstm_32 -DCELL=2 -DDH_MAX=32
+//! variant slstm_64 -DCELL=2 -DDH_MAX=64
+//! variant slstm_128 -DCELL=2 -DDH_MAX=128
+//! variant elman_32 -DCELL=3 -DDH_MAX=32
+//! variant elman_64 -DCELL=3 -DDH_MAX=64
+//! variant elman_128 -DCELL=3 -DDH_MAX=128
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#include "buffers.glsl"
+#include "activations.glsl"
+
+#define LSTM 0
+#define GRU 1
+#define SLSTM 2
+#define ELMAN 3
+#if CELL == LSTM || CELL == SLSTM
+#define GATES 4
+#elif CELL == GRU
+#define GATES 3
+#else
+#define GATES 1
+#endif
+#if CELL == LSTM
+#define SAVED 5     // i, f, g, o, c
+#elif CELL == GRU
+#define SAVED 4     // r, z, n, q
+#elif CELL == SLSTM
+#define SAVED 8     // i', f', z, o, m, c, n, m
+#else
+#define SAVED 0
+#endif
+#define TILE 8      // batch rows per workgroup
+
+layout(local_size_x_id = 0) in;   // G * Dh invocations
+
+layout(push_constant) uniform Push
+{
+    F32Buffer x;        // [B, T, G*H*Dh]
+    F32Buffer r;        // [H, G*Dh, Dh]
+    F32Buffer bias;     // [G*H*Dh] or 0
+    F32Buffer y;        // [B, T, H*Dh]
+    F32Buffer saved;    // [B, T, SAVED*H*Dh] or 0
+    F32Buffer h0;       // [B, H*Dh] or 0; likewise c0, n0, m0
+    F32Buffer c0;
+    F32Buffer n0;
+    F32Buffer m0;
+    F32Buffer hT;       // final states or 0
+    F32Buffer cT;
+    F32Buffer nT;
+    F32Buffer mT;
+    uint batch;
+    uint t;
+    uint heads;
+    uint dh;
+} pc;
+
+shared float hs[TILE][DH_MAX];
+shared float pre[TILE][GATES * DH_MAX];
+
+float loadState(F32Buffer s, uint at) { return uint64_t(s) != 0 ? s.v[at] : 0.0; }
+
+void main()
+{
+    uint head = gl_WorkGroupID.x, b0 = gl_WorkGroupID.y * TILE;
+    uint row = gl_LocalInvocationID.x, gate = row / pc.dh, unit = row % pc.dh;
+    uint hidden = pc.heads * pc.dh, width = GATES * hidden;
+    uint column = gate * hidden + head * pc.dh + unit;   // this row's index in x and the bias
+    bool pointwise = row < pc.dh;
+
+    float weights[DH_MAX];
+    [[unroll]] for (uint k = 0; k < DH_MAX; k++) weights[k] = k < pc.dh ? pc.r.v[(head * GATES * pc.dh + row) * pc.dh + k] : 0.0;
+    float bias = uint64_t(pc.bias) != 0 ? pc.bias.v[column] : 0.0;
+
+    float c[TILE], n[TILE], m[TILE];
+    [[unroll]] for (uint i = 0; i < TILE; i++)
+    {
+        uint b = b0 + i;
+        uint at = b * hidden + head * pc.dh + unit;
+        bool valid = b < pc.batch && pointwise;
+        if (pointwise) hs[i][unit] = valid ? loadState(pc.h0, at) : 0.0;
+        c[i] = valid ? loadState(pc.c0, at) : 0.0;
+        n[i] = valid ? loadState(pc.n0, at) : 0.0;
+        m[i] = valid ? loadState(pc.m0, at) : 0.0;
+    }
+    barrier();
+
+    for (uint t = 0; t < pc.t; t++)
+    {
+        [[unroll]] for (uint i = 0; i < TILE; i++)
+        {
+            uint b = b0 + i;
+            if (b >= pc.batch) break;
+            float acc = bias;
+            [[unroll]] for (uint k = 0; k < DH_MAX; k++) acc += weights[k] * hs[i][k];
+#if CELL == GRU
+            if (gate != 2) acc += pc.x.v[(b * pc.t + t) * width + column];
+#else
+            acc += pc.x.v[(b * pc.t + t) * width + column];
+#endif
+            pre[i][row] = acc;
+        }
+        barrier();
+        if (pointwise)
+        {
+            [[unroll]] for (uint i = 0; i < TILE; i++)
+            {
+                uint b = b0 + i;
+                if (b >= pc.batch) break;
+                uint u = head * pc.dh + unit;
+                uint token = b * pc.t + t;
+                float h;
+#if CELL == LSTM
+                float ig = sigmoid(pre[i][unit]), fg = sigmoid(pre[i][pc.dh + unit]);
+                float gg = stableTanh(pre[i][2 * pc.dh + unit]), og = sigmoid(pre[i][3 * pc.dh + unit]);
+                c[i] = fg * c[i] + ig * gg;
+                h = og * stableTanh(c[i]);
+                if (uint64_t(pc.saved) != 0)
+                {
+                    uint s = token * SAVED * hidden + u;
+                    pc.saved.v[s] = ig; pc.saved.v[s + hidden] = fg; pc.saved.v[s + 2 * hidden] = gg; pc.saved.v[s + 3 * hidden] = og; pc.saved.v[s + 4 * hidden] = c[i];
+                }
+#elif CELL == GRU
+                float rg = sigmoid(pre[i][unit]), zg = sigmoid(pre[i][pc.dh + unit]);
+                float q = pre[i][2 * pc.dh + unit];
+                float ng = stableTanh(pc.x.v[token * width + 2 * hidden + u] + rg * q);
+                h = (1.0 - zg) * ng + zg * hs[i][unit];
+                if (uint64_t(pc.saved) != 0)
+                {
+                    uint s = token * SAVED * hidden + u;
+                    pc.saved.v[s] = rg; pc.saved.v[s + hidden] = zg; pc.saved.v[s + 2 * hidden] = ng; pc.saved.v[s + 3 * hidden] = q;
+                }
+#elif CELL == SLSTM
+                float iTilde = pre[i][unit], fTilde = pre[i][pc.dh + unit];
+                float logF = min(fTilde, 0.0) - log(1.0 + exp(-abs(fTilde)));   // log sigmoid
+                float mNew = max(logF + m[i], iTilde);
+                float ip = exp(iTilde - mNew), fp = exp(logF + m[i] - mNew);
+                float zg = stableTanh(pre[i][2 * pc.dh + unit]), og = sigmoid(pre[i][3 * pc.dh + unit]);
+                c[i] = fp * c[i] + ip * zg;
+                n[i] = fp * n[i] + ip;
+                m[i] = mNew;
+                h = og * c[i] / n[i];
+                if (uint64_t(pc.saved) != 0)
+                {
+                    uint s = token * SAVED * hidden + u;
+                    pc.saved.v[s] = ip; pc.saved.v[s + hidden] = fp; pc.saved.v[s + 2 * hidden] = zg; pc.saved.v[s + 3 * hidden] = og;
+                    pc.saved.v[s + 4 * hidden] = mNew; pc.saved.v[s + 5 * hidden] = c[i]; pc.saved.v[s + 6 * hidden] = n[i]; pc.saved.v[s + 7 * hidden] = mNew;
+                }
+#else
+                h = stableTanh(pre[i][unit]);
+#endif
+                hs[i][unit] = h;
+                pc.y.v[token * hidden + u] = h;
+            }
+        }
+        barrier();
+    }
+
+    if (pointwise)
+        [[unroll]] for (uint i = 0; i < TILE; i++)
+        {
+            uint b = b0 + i;
+            if (b >= pc.batch) break;
+            uint at = b * hidden + head * pc.dh + unit;
+            if (uint64_t(pc.hT) != 0) pc.hT.v[at] = hs[i][unit];
+            if (uint64_t(pc.cT) != 0) pc.cT.v[at] = c[i];
+            if (uint64_t(pc.nT) != 0) pc.nT.v[at] = n[i];
+            if (uint64_t(pc.mT) != 0) pc.mT.v[at] = m[i];
+        }
+}
