@@ -75,6 +75,19 @@ public static class BenchCommand
                 Print(results);
                 return 0;
             }
+            case "rnn":
+            {
+                // --cells lstm,gru --hidden 768 --heads 1,6 --batch 16 --steps 1024
+                var cells = options.Get("cells", "lstm,gru").Split(',').Select(c => Enum.Parse<FastWeights.Engine.Ops.RnnCell>(c, ignoreCase: true)).ToList();
+                var results = new List<BenchResult>();
+                foreach (var backend in Backends(options))
+                    foreach (var cell in cells)
+                        foreach (int heads in options.GetInts("heads", [1]))
+                            foreach (int hidden in options.GetInts("hidden", [256]))
+                                results.AddRange(RnnBench.Run(backend, cell, hidden, heads, options.GetInt("batch", 16), options.GetInt("steps", 128)));
+                Print(results);
+                return 0;
+            }
             case "submits":
             {
                 using var vulkan = VulkanBackend.Create(new VulkanOptions { AllowCpuDevices = true });

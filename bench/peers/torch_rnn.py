@@ -1,0 +1,41 @@
+"""cuDNN's nn.LSTM / nn.GRU on the GPU host, beside FastWeights in one run.
+Usage: python3 torch_rnn.py HIDDEN [HIDDEN ...]  (batch 16, T 1024, one layer, batch_first)
+Prints tokens/s (B*T per second), forward and forward+backward, f32 and bf16. The input projection
+is inside cuDNN's call; FastWeights' recurrence bench times the recurrence alone."""
+import sys
+import torch
+
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
+batch, steps = 16, 1024
+
+
+def timed(fn, reps=10):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    times = []
+    for _ in range(reps):
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+
+for hidden in [int(a) for a in sys.argv[1:]] or [768]:
+    for name, cls in (("LSTM", torch.nn.LSTM), ("GRU", torch.nn.GRU)):
+        for dtype in (torch.float32, torch.bfloat16):
+            m = cls(hidden, hidden, batch_first=True).cuda().to(dtype)
+            x = torch.randn(batch, steps, hidden, device="cuda", dtype=dtype, requires_grad=True)
+            with torch.no_grad():
+                ms = timed(lambda: m(x))
+            print(f"cudnn {name} hidden {hidden} B{batch} T{steps} {str(dtype)[6:]} fwd      {ms:8.3f} ms {batch * steps / ms * 1e3:12.0f} tok/s", flush=True)
+
+            def step():
+                y, _ = m(x)
+                y.sum().backward()
+            ms = timed(step)
+            print(f"cudnn {name} hidden {hidden} B{batch} T{steps} {str(dtype)[6:]} fwd+bwd  {ms:8.3f} ms {batch * steps / ms * 1e3:12.0f} tok/s", flush=True)
