@@ -124,7 +124,9 @@ internal static unsafe class ChunkedLinearAttention
                 Transpose(kc, ldk, kt, C, n, dk);
                 Transpose(vc, ldv, vt, C, n, dv);
                 Transpose(chunkStateT, ldv, state, ldk, dk, dv);
-                IntraChunk(qc, ldk, kt, vc, ldv, chunkStateT, num, pm, n, dk);
+                // P is needed either way; Num only for the normaliser's gradient
+                if (normalise) IntraChunk(qc, ldk, kt, vc, ldv, chunkStateT, num, pm, n, dk);
+                else CausalScores(qc, ldk, kt, pm, n, dk);
                 for (int i = 0; i < n; i++)
                 {
                     if (!normalise) { dden[i] = 0f; continue; }
@@ -181,9 +183,15 @@ internal static unsafe class ChunkedLinearAttention
     private static void IntraChunk(float* qc, int ldk, float* kt, float* vc, int ldv, float* stateT, float* num, float* pm, int n, int dk)
     {
         Multiply(qc, ldk, stateT, ldv, num, ldv, n, ldv, dk, accumulate: false);
+        CausalScores(qc, ldk, kt, pm, n, dk);
+        Multiply(pm, C, vc, ldv, num, ldv, n, ldv, n, accumulate: true);
+    }
+
+    /// <summary>P = (Q' K^T) ⊙ M from K^T (dk x C).</summary>
+    private static void CausalScores(float* qc, int ldk, float* kt, float* pm, int n, int dk)
+    {
         Multiply(qc, ldk, kt, C, pm, C, n, C, dk, accumulate: false);
         for (int i = 0; i < n; i++) new Span<float>(pm + i * C + i + 1, C - i - 1).Clear();
-        Multiply(pm, C, vc, ldv, num, ldv, n, ldv, n, accumulate: true);
     }
 
     /// <summary>z_i . q'_i + eps = z_0 . q'_i + sum_{j &lt;= i} P[i, j] + eps.</summary>
