@@ -7,13 +7,18 @@ namespace FastWeights.Engine.Cpu.LinearAttention;
 /// C[m x n] (+)= A[m x k] B[k x n]. Register block of 8 rows x 32 columns (16 Vector512
 /// accumulators, each B row loaded once per 8 rows, A broadcast), then 4-row, 1-row and
 /// 16-column edges.
-/// n must be a multiple of 16: callers pad B and C with zero columns. Without AVX-512 a scalar
-/// loop runs instead (correct, slow).</summary>
+/// n must be a multiple of 16: callers pad B and C with zero columns. Without AVX-512: 4 x 16
+/// blocks of Vector256 (AVX2); without either, a scalar loop.</summary>
 internal static unsafe class ChunkMatMul
 {
     public static void Multiply(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
     {
-        if (!Vector512.IsHardwareAccelerated) { Scalar(a, lda, b, ldb, c, ldc, m, n, k, accumulate); return; }
+        if (!Vector512.IsHardwareAccelerated)
+        {
+            if (Vector256.IsHardwareAccelerated) Multiply256(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
+            else Scalar(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
+            return;
+        }
         int j = 0;
         for (; j + 32 <= n; j += 32)
         {
@@ -151,6 +156,61 @@ internal static unsafe class ChunkMatMul
         var c0 = accumulate ? Vector512.Load(c) : Vector512<float>.Zero;
         for (int l = 0; l < k; l++) c0 = Vector512.FusedMultiplyAdd(Vector512.Create(a[l]), Vector512.Load(b + (long)l * ldb), c0);
         c0.Store(c);
+    }
+
+    /// <summary>AVX2: blocks of 4 rows x 16 columns (two Vector256 per row, 8 accumulators).</summary>
+    private static void Multiply256(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
+    {
+        for (int j = 0; j < n; j += 16)
+        {
+            int i = 0;
+            for (; i + 4 <= m; i += 4)
+            {
+                float* ci = c + (long)i * ldc + j;
+                Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31;
+                if (accumulate)
+                {
+                    c00 = Vector256.Load(ci); c01 = Vector256.Load(ci + 8);
+                    c10 = Vector256.Load(ci + ldc); c11 = Vector256.Load(ci + ldc + 8);
+                    c20 = Vector256.Load(ci + 2 * ldc); c21 = Vector256.Load(ci + 2 * ldc + 8);
+                    c30 = Vector256.Load(ci + 3 * ldc); c31 = Vector256.Load(ci + 3 * ldc + 8);
+                }
+                else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector256<float>.Zero;
+                float* a0 = a + (long)i * lda, a1 = a0 + lda, a2 = a0 + 2 * lda, a3 = a0 + 3 * lda;
+                for (int l = 0; l < k; l++)
+                {
+                    float* bl = b + (long)l * ldb + j;
+                    var b0 = Vector256.Load(bl);
+                    var b1 = Vector256.Load(bl + 8);
+                    var x = Vector256.Create(a0[l]);
+                    c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                    x = Vector256.Create(a1[l]);
+                    c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                    x = Vector256.Create(a2[l]);
+                    c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                    x = Vector256.Create(a3[l]);
+                    c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                }
+                c00.Store(ci); c01.Store(ci + 8);
+                c10.Store(ci + ldc); c11.Store(ci + ldc + 8);
+                c20.Store(ci + 2 * ldc); c21.Store(ci + 2 * ldc + 8);
+                c30.Store(ci + 3 * ldc); c31.Store(ci + 3 * ldc + 8);
+            }
+            for (; i < m; i++)
+            {
+                float* ci = c + (long)i * ldc + j, ai = a + (long)i * lda;
+                var c0 = accumulate ? Vector256.Load(ci) : Vector256<float>.Zero;
+                var c1 = accumulate ? Vector256.Load(ci + 8) : Vector256<float>.Zero;
+                for (int l = 0; l < k; l++)
+                {
+                    var x = Vector256.Create(ai[l]);
+                    float* bl = b + (long)l * ldb + j;
+                    c0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(bl), c0);
+                    c1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(bl + 8), c1);
+                }
+                c0.Store(ci); c1.Store(ci + 8);
+            }
+        }
     }
 
     private static void Scalar(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
