@@ -62,7 +62,7 @@ internal static unsafe class ChunkedLinearAttention
     }
 
     /// <summary>Reverse sweep over chunks carrying dS (Dv x Dk, seeded by dFinalState) and dz; the
-    /// chunk-start states come from a forward pass that keeps one S^T per chunk. Per chunk, with
+    /// chunk-start states come from a forward pass that keeps one S per chunk. Per chunk, with
     /// dNum = dO / den, dden = -(dO . Num) / den^2 (row-wise; dNum = dO, dden = 0 unnormalised) and
     /// G = (dNum V^T + dden 1^T) ⊙ M, the gradient of P:
     ///   dQ' = dNum S_0 + G K + dden z_0^T;  dq = scale dQ'
@@ -80,52 +80,56 @@ internal static unsafe class ChunkedLinearAttention
         float* ds0 = Pointer(g.DInitialState), dz0 = Pointer(g.DInitialNormaliser);
         float scale = p.Scale, eps = p.Epsilon;
         bool normalise = p.Normalise;
-        long stateSize = (long)dk * ldv;
-        long size = AlignedFloats.Size(chunks * stateSize, (long)chunks * ldk, stateSize, ldk,
+        long stateSize = (long)dv * ldk, stateTSize = (long)dk * ldv;
+        long size = AlignedFloats.Size(chunks * stateSize, (long)chunks * ldk, stateTSize, ldk,
             C * ldk, C * ldk, C * ldv, C * ldv, (long)dk * C, (long)dv * C, C * C, C * C, C * C, C * C, C * ldv,
-            (long)dv * ldk, (long)dv * ldk, stateSize, (long)dv * C, C * ldk, C * ldk, C * ldv, C, C);
+            stateSize, stateSize, stateTSize, (long)dv * C, C * ldk, C * ldk, C * ldv, C, C);
         HeadSequence.ParallelOverHeads(s, threads, () => new AlignedFloats(size), (b, h, ws) =>
         {
             var seq = new HeadSequence(s, b, h);
             ws.Reset();
-            float* states = ws.Take(chunks * stateSize), zs = ws.Take((long)chunks * ldk), stateT = ws.Take(stateSize), z = ws.Take(ldk);
+            float* states = ws.Take(chunks * stateSize), zs = ws.Take((long)chunks * ldk), stateT = ws.Take(stateTSize), z = ws.Take(ldk);
             float* qc = ws.Take(C * ldk), kc = ws.Take(C * ldk), vc = ws.Take(C * ldv), dnum = ws.Take(C * ldv);
             float* kt = ws.Take((long)dk * C), vt = ws.Take((long)dv * C), pm = ws.Take(C * C), pt = ws.Take(C * C), gm = ws.Take(C * C), gt = ws.Take(C * C), num = ws.Take(C * ldv);
-            float* state = ws.Take((long)dv * ldk), dS = ws.Take((long)dv * ldk), dST = ws.Take(stateSize), dnumT = ws.Take((long)dv * C);
+            float* state = ws.Take(stateSize), dS = ws.Take(stateSize), dST = ws.Take(stateTSize), dnumT = ws.Take((long)dv * C);
             float* dq = ws.Take(C * ldk), dk_ = ws.Take(C * ldk), dv_ = ws.Take(C * ldv), den = ws.Take(C), dden = ws.Take(C);
 
-            // forward: keep S^T and z at the start of every chunk
-            LoadStateTransposed(stateT, ldv, s0 == null ? null : s0 + seq.StateOffset, dv, dk);
+            // forward: keep S (Dv x Dk here, as dQ' = dNum S_0 wants it) and z at the start of every chunk
+            LoadState(state, ldk, s0 == null ? null : s0 + seq.StateOffset, dv, dk);
             LoadVector(z, ldk, z0 == null ? null : z0 + seq.NormaliserOffset, dk);
             for (int c = 0; c < chunks; c++)
             {
                 int c0 = c * C, n = Math.Min(C, s.Steps - c0);
-                new ReadOnlySpan<float>(stateT, (int)stateSize).CopyTo(new Span<float>(states + c * stateSize, (int)stateSize));
+                new ReadOnlySpan<float>(state, (int)stateSize).CopyTo(new Span<float>(states + c * stateSize, (int)stateSize));
                 new ReadOnlySpan<float>(z, ldk).CopyTo(new Span<float>(zs + c * ldk, ldk));
                 Pack(seq, k, kc, ldk, c0, n, dk, 1f, keys: true);
                 Pack(seq, v, vc, ldv, c0, n, dv, 1f, keys: false);
-                Transpose(kc, ldk, kt, C, n, dk);
-                Multiply(kt, C, vc, ldv, stateT, ldv, dk, ldv, n, accumulate: true);
+                // S += V^T K
+                Transpose(vc, ldv, vt, C, n, dv);
+                Multiply(vt, C, kc, ldk, state, ldk, dv, ldk, n, accumulate: true);
                 if (normalise) for (int i = 0; i < n; i++) TensorPrimitives.Add(new ReadOnlySpan<float>(z, dk), new ReadOnlySpan<float>(kc + i * ldk, dk), new Span<float>(z, dk));
             }
 
             // backward: dS in the state's layout (Dv x Dk, padded), dz
             LoadState(dS, ldk, dsT == null ? null : dsT + seq.StateOffset, dv, dk);
             LoadVector(z, ldk, dzT == null ? null : dzT + seq.NormaliserOffset, dk); // z now holds dz
-            new Span<float>(state, dv * ldk).Clear();
+            new Span<float>(stateT, (int)stateTSize).Clear();
             for (int c = chunks - 1; c >= 0; c--)
             {
                 int c0 = c * C, n = Math.Min(C, s.Steps - c0);
-                float* chunkStateT = states + c * stateSize, chunkZ = zs + c * ldk;
+                float* chunkState = states + c * stateSize, chunkZ = zs + c * ldk;
                 Pack(seq, q, qc, ldk, c0, n, dk, scale, keys: true);
                 Pack(seq, k, kc, ldk, c0, n, dk, 1f, keys: true);
                 Pack(seq, v, vc, ldv, c0, n, dv, 1f, keys: false);
                 Pack(seq, dO, dnum, ldv, c0, n, dv, 1f, keys: false);
                 Transpose(kc, ldk, kt, C, n, dk);
                 Transpose(vc, ldv, vt, C, n, dv);
-                Transpose(chunkStateT, ldv, state, ldk, dk, dv);
                 // P is needed either way; Num only for the normaliser's gradient
-                if (normalise) IntraChunk(qc, ldk, kt, vc, ldv, chunkStateT, num, pm, n, dk);
+                if (normalise)
+                {
+                    Transpose(chunkState, ldk, stateT, ldv, dv, dk);
+                    IntraChunk(qc, ldk, kt, vc, ldv, stateT, num, pm, n, dk);
+                }
                 else CausalScores(qc, ldk, kt, pm, n, dk);
                 for (int i = 0; i < n; i++)
                 {
@@ -144,7 +148,7 @@ internal static unsafe class ChunkedLinearAttention
                     new Span<float>(gi + i + 1, C - i - 1).Clear();
                 }
                 // dQ' = dNum S_0 + G K + dden z_0^T
-                Multiply(dnum, ldv, state, ldk, dq, ldk, n, ldk, dv, accumulate: false);
+                Multiply(dnum, ldv, chunkState, ldk, dq, ldk, n, ldk, dv, accumulate: false);
                 Multiply(gm, C, kc, ldk, dq, ldk, n, ldk, n, accumulate: true);
                 for (int i = 0; i < n; i++)
                 {
