@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using FastWeights.Engine.Ops;
 
@@ -57,8 +58,8 @@ internal static class FeatureMapKernels
     /// <summary>y = phi(x).</summary>
     public static void Map<TOp>(ReadOnlySpan<float> x, Span<float> y) where TOp : IFeatureOperator
     {
-        ref float px = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
-        ref float py = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(y);
+        ref float px = ref MemoryMarshal.GetReference(x);
+        ref float py = ref MemoryMarshal.GetReference(y);
         int n = x.Length, i = 0;
         if (Vector512.IsHardwareAccelerated)
             for (; i + 16 <= n; i += 16) TOp.Forward(Vector512.LoadUnsafe(ref px, (nuint)i)).StoreUnsafe(ref py, (nuint)i);
@@ -70,9 +71,9 @@ internal static class FeatureMapKernels
     /// <summary>dx = phi'(x) * dy.</summary>
     public static void MapBackward<TOp>(ReadOnlySpan<float> x, ReadOnlySpan<float> dy, Span<float> dx) where TOp : IFeatureOperator
     {
-        ref float px = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(x);
-        ref float pdy = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(dy);
-        ref float pdx = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(dx);
+        ref float px = ref MemoryMarshal.GetReference(x);
+        ref float pdy = ref MemoryMarshal.GetReference(dy);
+        ref float pdx = ref MemoryMarshal.GetReference(dx);
         int n = x.Length, i = 0;
         if (Vector512.IsHardwareAccelerated)
             for (; i + 16 <= n; i += 16)

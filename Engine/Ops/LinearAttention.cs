@@ -46,7 +46,9 @@ public static class LinearAttention
     public const float DefaultEpsilon = 1e-6f;
 
     /// <summary>Runs linear attention over T tokens: output [B, T, H, Dv]; finalState
-    /// [B, H, Dv, Dk] and finalNormaliser [B, H, Dk] are written when given.</summary>
+    /// [B, H, Dv, Dk] and finalNormaliser [B, H, Dk] are written when given. q and k are taken as
+    /// already feature-mapped (<see cref="FeatureMaps"/>); <paramref name="scale"/> multiplies q
+    /// (e.g. 1 / sqrt(Dk)), and the backward multiplies dq by it as well.</summary>
     public static void Forward(Tensor q, Tensor k, Tensor v, Tensor output,
         Tensor? initialState = null, Tensor? finalState = null,
         bool normalise = false, Tensor? initialNormaliser = null, Tensor? finalNormaliser = null,
