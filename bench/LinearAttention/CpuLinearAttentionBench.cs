@@ -9,9 +9,10 @@ namespace FastWeights.Bench;
 /// state returned (as in training on a stream). Rate: tokens (B T) per second, median of 5.</summary>
 public static class CpuLinearAttentionBench
 {
-    public static IEnumerable<BenchResult> Run(int b, int h, int t, int d)
+    /// <param name="threads">0: the shared backend (all cores); else a backend with that many threads.</param>
+    public static IEnumerable<BenchResult> Run(int b, int h, int t, int d, int threads = 0)
     {
-        var cpu = CpuBackend.Shared;
+        var cpu = threads <= 0 ? CpuBackend.Shared : new CpuBackend { Threads = threads };
         var keys = new Shape(b, t, h, d);
         var state = new Shape(b, h, d, d);
         using var q = Tensor.Uniform(cpu, keys, 1, 0f, 1f);
@@ -39,7 +40,7 @@ public static class CpuLinearAttentionBench
         {
             void Forward() => LinearAttention.Forward(q, k, v, o, s0, sT, scale: scale, algorithm: algorithm);
             void Backward() => LinearAttention.Backward(q, k, v, dO, dq, dk, dv, s0, null, dS0, scale: scale, algorithm: algorithm);
-            string name = $"linattn {algorithm.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d}";
+            string name = $"linattn {algorithm.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} x{cpu.Threads}";
             double forward = BenchTimer.MedianMs(Forward);
             results.Add(new BenchResult($"{name} fwd", cpu.Name, forward, b * (double)t / (forward * 1e-3), "tok/s"));
             double both = BenchTimer.MedianMs(() => { Forward(); Backward(); });
