@@ -1,5 +1,6 @@
 using FastWeights.Bench;
 using FastWeights.Engine;
+using FastWeights.Engine.Ops;
 using FastWeights.Engine.Cpu;
 using FastWeights.Engine.Vulkan;
 using Spectre.Console;
@@ -75,6 +76,12 @@ public static class BenchCommand
                 Print(results);
                 return 0;
             }
+            case "linattn":
+            {
+                int[] shape = options.GetInts("shape", [2, 4, 1024, 64]);
+                Print(CpuLinearAttentionBench.Run(shape[0], shape[1], shape[2], shape[3]).ToList());
+                return 0;
+            }
             case "rnn":
             {
                 // --cells lstm,gru --hidden 768 --heads 1,6 --batch 16 --steps 1024
@@ -84,7 +91,11 @@ public static class BenchCommand
                     foreach (var cell in cells)
                         foreach (int heads in options.GetInts("heads", [1]))
                             foreach (int hidden in options.GetInts("hidden", [256]))
-                                results.AddRange(RnnBench.Run(backend, cell, hidden, heads, options.GetInt("batch", 16), options.GetInt("steps", 128)));
+                                if (hidden % heads == 0)
+                                {
+                                    try { results.AddRange(RnnBench.Run(backend, cell, hidden, heads, options.GetInt("batch", 16), options.GetInt("steps", 128))); }
+                                    catch (OpArgumentException e) { Console.WriteLine($"skipped {cell} hidden {hidden} heads {heads} on {backend.Name}: {e.Message}"); }
+                                }
                 Print(results);
                 return 0;
             }

@@ -15,6 +15,7 @@ public static class CommandLine
           fastweights bench delta [--shape B,H,T,D[,B,H,T,D...]] [--backend cpu|vulkan|all]
           fastweights bench step [--shape B,H,D] [--backend ...]     one decoding step of the delta rule
           fastweights bench scan [--shape B,T,C] [--backend ...]     scan vs its memory floor
+          fastweights bench linattn [--shape B,H,T,D]               CPU linear attention, recurrent and chunked
           fastweights bench rnn [--cells lstm,gru,slstm,elman] [--hidden 256] [--heads 1] [--batch 16] [--steps 128] [--backend ...]
 
         environment:
