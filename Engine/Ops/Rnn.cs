@@ -57,6 +57,10 @@ public interface IRnnOps
 
 public static class Rnn
 {
+    /// <summary>Shape of the saved activations a forward of this size writes for its backward.</summary>
+    public static Shape SavedShape(RnnCell cell, int batch, int steps, int hidden) =>
+        new(batch, steps, (cell.SavedPerUnit() + cell.ExtraStates()) * hidden);
+
     /// <summary>Names of a cell's states in order (h first).</summary>
     public static string[] StateNames(RnnCell cell) => cell switch
     {

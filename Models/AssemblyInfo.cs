@@ -1,1 +1,0 @@
-namespace FastWeights.Models; public static class Placeholder { }
