@@ -15,7 +15,9 @@ public sealed partial class VulkanBackend : IRnnOps
         if (dhMax == 0 || p.Gates * p.HeadDim > Capabilities.MaxWorkgroupInvocations)
             throw new OpArgumentException(op, "recurrentWeights", $"{p.RecurrentWeights.Shape}: the Vulkan recurrence takes heads of at most 128 units ({p.Gates} x {p.HeadDim} rows here)");
         string cell = p.Cell switch { RnnCell.Lstm => "lstm", RnnCell.Gru => "gru", RnnCell.SLstm => "slstm", _ => "elman" };
-        var kernel = Kernels.Get($"rnn/{cell}_{dhMax}", [p.Gates * p.HeadDim]);
+        int invocations = (p.Gates * p.HeadDim + 31) / 32 * 32;
+        if (invocations > Capabilities.MaxWorkgroupInvocations) invocations = p.Gates * p.HeadDim;
+        var kernel = Kernels.Get($"rnn/{cell}_{dhMax}", [invocations]);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(p.Preactivations);
         push.Address(p.RecurrentWeights);

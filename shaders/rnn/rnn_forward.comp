@@ -46,7 +46,7 @@
 #endif
 #define TILE 8      // batch rows per workgroup
 
-layout(local_size_x_id = 0) in;   // G * Dh invocations
+layout(local_size_x_id = 0) in;   // G * Dh invocations, rounded up to a multiple of 32 (the rest idle)
 
 layout(push_constant) uniform Push
 {
@@ -81,10 +81,15 @@ void main()
     uint hidden = pc.heads * pc.dh, width = GATES * hidden;
     uint column = gate * hidden + head * pc.dh + unit;   // this row's index in x and the bias
     bool pointwise = row < pc.dh;
+    bool owner = row < GATES * pc.dh;                     // owns a row of R
 
     float weights[DH_MAX];
-    [[unroll]] for (uint k = 0; k < DH_MAX; k++) weights[k] = k < pc.dh ? pc.r.v[(head * GATES * pc.dh + row) * pc.dh + k] : 0.0;
-    float bias = uint64_t(pc.bias) != 0 ? pc.bias.v[column] : 0.0;
+    [[unroll]] for (uint k = 0; k < DH_MAX; k++) weights[k] = owner && k < pc.dh ? pc.r.v[(head * GATES * pc.dh + row) * pc.dh + k] : 0.0;
+    float bias = owner && uint64_t(pc.bias) != 0 ? pc.bias.v[column] : 0.0;
+
+    // Units past Dh meet zero weights, but 0 * (stale shared memory) can be NaN: clear the tile first.
+    for (uint e = gl_LocalInvocationID.x; e < TILE * DH_MAX; e += gl_WorkGroupSize.x) hs[e / DH_MAX][e % DH_MAX] = 0.0;
+    barrier();
 
     float c[TILE], n[TILE], m[TILE];
     [[unroll]] for (uint i = 0; i < TILE; i++)
@@ -101,6 +106,7 @@ void main()
 
     for (uint t = 0; t < pc.t; t++)
     {
+        if (owner)
         [[unroll]] for (uint i = 0; i < TILE; i++)
         {
             uint b = b0 + i;
