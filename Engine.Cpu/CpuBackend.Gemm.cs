@@ -1,39 +1,27 @@
-using FastWeights.Engine.Numerics;
+using FastWeights.Engine.Cpu.Gemm;
 using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu;
 
+// GEMM: C[b] = alpha op(A[b]) op(B[b]) + beta C[b]. Small f32 problems take a direct path; the rest
+// run the packed, cache-blocked kernel in Gemm/ (BlockedGemm) with the widest micro-kernel the
+// machine accelerates, chosen once at JIT time.
 public sealed unsafe partial class CpuBackend : IGemmOps
 {
     public void Gemm(in GemmProblem p)
     {
-        // Placeholder kernel (plain triple loop); replaced by the packed, blocked GEMM in Gemm/.
-        int m = p.M, n = p.N, k = p.K;
-        float* pc = F32(p.C);
-        float[] a = ToF32(p.A), b = ToF32(p.B);
-        for (int batch = 0; batch < p.Batch; batch++)
+        if (p.Batch == 0 || p.M == 0 || p.N == 0) return;
+        if (p.K == 0 || p.Alpha == 0f)
         {
-            long oa = batch * p.BatchStrideA, ob = batch * p.BatchStrideB;
-            float* c = pc + (long)batch * m * n;
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++)
-                {
-                    float sum = 0;
-                    for (int l = 0; l < k; l++)
-                    {
-                        float av = p.TransposeA ? a[oa + (long)l * m + i] : a[oa + (long)i * k + l];
-                        float bv = p.TransposeB ? b[ob + (long)j * k + l] : b[ob + (long)l * n + j];
-                        sum += av * bv;
-                    }
-                    c[(long)i * n + j] = p.Alpha * sum + (p.Beta == 0f ? 0f : p.Beta * c[(long)i * n + j]);
-                }
+            // No product to add: C = beta C, and beta == 0 must not read C (it may hold NaN).
+            var c = new Span<float>(F32(p.C), checked((int)((long)p.Batch * p.M * p.N)));
+            if (p.Beta == 0f) c.Clear();
+            else System.Numerics.Tensors.TensorPrimitives.Multiply(c, p.Beta, c);
+            return;
         }
-    }
-
-    private static float[] ToF32(Tensor t)
-    {
-        var values = new float[t.ElementCount];
-        Float16Conversions.Decode(new ReadOnlySpan<byte>(Bytes(t), (int)t.ByteCount), t.DType, values);
-        return values;
+        if (SmallGemm.Applies(p)) SmallGemm.Run(p);
+        else if (MicroKernel512x14x32.IsSupported) BlockedGemm<MicroKernel512x14x32>.Run(p, Threads);
+        else if (MicroKernel256x6x16.IsSupported) BlockedGemm<MicroKernel256x6x16>.Run(p, Threads);
+        else BlockedGemm<MicroKernelScalar4x4>.Run(p, Threads);
     }
 }
