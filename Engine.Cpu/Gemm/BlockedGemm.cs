@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu.Gemm;
@@ -90,7 +91,9 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         return (s0 * width, Math.Min(extent, s1 * width));
     }
 
-    /// <summary>C[m0..m1, n0..n1] = alpha op(A) op(B) + beta C for one batch entry; ldc = n.</summary>
+    /// <summary>C[m0..m1, n0..n1] = alpha op(A) op(B) + beta C for one batch entry; ldc = n.
+    /// Fully optimised from the first call: a GEMM calls it only a few times, too few for tiering.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Tile(in GemmOperand a, in GemmOperand b, float* c, int n, int k,
         int m0, int m1, int n0, int n1, float alpha, float beta, GemmWorkspace ws)
     {

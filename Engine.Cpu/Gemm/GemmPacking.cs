@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace FastWeights.Engine.Cpu.Gemm;
 
@@ -17,6 +18,7 @@ internal static unsafe class GemmPacking
     /// <summary>Floats of scratch the packing needs for f16/bf16 operands.</summary>
     public static int ScratchFloats(int mr, int nr, int kc, int mc, int nc) => Math.Max(Math.Max(mr, nr) * kc, Math.Max(mc, nc));
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackA(in GemmOperand a, int ic, int pc, int mc, int kc, int mr, float* dst, float* scratch)
     {
         if (!a.Transposed)
@@ -25,9 +27,21 @@ internal static unsafe class GemmPacking
             for (int s = 0, i = 0; i < mc; s++, i += mr)
                 InterleaveFrom(a, ic + i, pc, Math.Min(mr, mc - i), kc, mr, dst + (long)s * mr * kc, scratch);
         }
-        else
+        else if (a.Type == DType.F32)
         {
             // stored [K, M]: column l of op(A) is row pc + l of the stored matrix, contiguous along i.
+            // One sliver at a time keeps the writes sequential; the block's rows stay in L2 between slivers.
+            float* block = (float*)a.Data + pc * (long)a.Ld + ic;
+            for (int s = 0, i = 0; i < mc; s++, i += mr)
+            {
+                int width = Math.Min(mr, mc - i);
+                float* d = dst + (long)s * mr * kc;
+                for (int l = 0; l < kc; l++) CopyRun(block + l * a.Ld + i, width, mr, d + l * mr);
+            }
+        }
+        else
+        {
+            // f16/bf16: convert each stored row once, then scatter it over the slivers.
             for (int l = 0; l < kc; l++)
             {
                 float* run = RunAt(a, pc + l, ic, mc, scratch);
@@ -37,6 +51,7 @@ internal static unsafe class GemmPacking
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void PackB(in GemmOperand b, int pc, int jc, int kc, int nc, int nr, float* dst, float* scratch)
     {
         if (!b.Transposed)
@@ -82,15 +97,58 @@ internal static unsafe class GemmPacking
     }
 
     /// <summary>dst[l * w + r] = src[r * stride + l] for r &lt; rows, 0 for rows &lt;= r &lt; w; l in [0, kc).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Interleave(float* src, nint stride, int rows, int kc, int w, float* dst)
     {
-        for (int l = 0; l < kc; l++)
+        int l = 0;
+        if (Avx.IsSupported && rows == w && w >= 8)
+        {
+            // Full slivers: 8 x 8 blocks transposed in registers. Row groups start at 0, 8, ... and a
+            // last group at w - 8 that may overlap the previous one (same values written twice).
+            for (; l <= kc - 8; l += 8)
+                for (int r = 0; ; r += 8)
+                {
+                    if (r > w - 8) r = w - 8;
+                    Transpose8x8(src + r * stride + l, stride, dst + (long)l * w + r, w);
+                    if (r == w - 8) break;
+                }
+        }
+        for (; l < kc; l++)
         {
             float* d = dst + (long)l * w;
             int r = 0;
             for (; r < rows; r++) d[r] = src[r * stride + l];
             for (; r < w; r++) d[r] = 0f;
         }
+    }
+
+    // dst[j * ldd + i] = src[i * lds + j] for i, j in [0, 8).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(float* src, nint lds, float* dst, nint ldd)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
+        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
+        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
+        // Pairs of rows interleaved: t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5], ...
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        // Quads: s0 = column 0 of rows 0-3 | column 4 of rows 0-3, ...
+        var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        // Halves joined: column j of rows 0-7.
+        Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
+        Avx.Store(dst + ldd, Avx.Permute2x128(s1, s5, 0x20));
+        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(s2, s6, 0x20));
+        Avx.Store(dst + 3 * ldd, Avx.Permute2x128(s3, s7, 0x20));
+        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(s0, s4, 0x31));
+        Avx.Store(dst + 5 * ldd, Avx.Permute2x128(s1, s5, 0x31));
+        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(s2, s6, 0x31));
+        Avx.Store(dst + 7 * ldd, Avx.Permute2x128(s3, s7, 0x31));
     }
 
     /// <summary>dst[0, count) = src[0, count), dst[count, w) = 0.</summary>
