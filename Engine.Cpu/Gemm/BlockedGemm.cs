@@ -3,95 +3,77 @@ using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu.Gemm;
 
-/// <summary>BLIS-style blocked GEMM, specialised per micro-kernel. For one batch entry and one thread's
-/// share of C (rows [m0, m1), columns [n0, n1)) the loops are:
+/// <summary>BLIS-style blocked GEMM, specialised per micro-kernel. For one batch entry the loops are:
 /// <code>
-/// for jc in n0..n1 step NC          B panel KC x NC (L3)
-///   for pc in 0..K step KC          pack B panel into NR-wide slivers
-///     for ic in m0..m1 step MC      pack A block MC x KC (L2) into MR-tall slivers
+/// for jc in 0..N step NC            column panel
+///   for pc in 0..K step KC          pack B panel KC x NC into NR-wide slivers (L3)
+///     for ic in 0..M step MC        pack A block MC x KC into MR-tall slivers (L2)
 ///       for jr in 0..nc step NR     one B sliver KC x NR stays in L1 ...
 ///         for ir in 0..mc step MR   ... while A slivers stream from L2 through the micro-kernel
 /// </code>
 /// Invariants: C[ic.., jc..] receives alpha * (partial product over [pc, pc + kc)) plus beta * C on the
-/// first k block (beta == 0 never reads C) and plus C on later ones. Block steps are balanced
-/// (K = 300 runs as 150 + 150, not 256 + 44) and MC, NC are multiples of MR, NR. Partial tiles at the
-/// edges run the full kernel on zero-padded slivers into a small tile buffer, then merge.
-/// <para>Threads: the work items are (batch entry, part of C); a matrix is split into as many parts as
-/// threads along M (each thread packs its own A rows and its own copy of B, which is a cheap
-/// contiguous copy when B is not transposed), or along N when M is short or both operands are
-/// transposed. Items are claimed from a shared counter, so no thread waits on another mid-GEMM.</para></summary>
+/// first k block (beta == 0 never reads C) and plus C on later ones; every element sums its k blocks
+/// in the same order whatever the threading, so results do not depend on the thread count. Block
+/// steps are balanced (K = 300 runs as 150 + 150, not 256 + 44); MC, NC are multiples of MR, NR.
+/// Partial tiles at the edges run the full kernel on zero-padded slivers into a tile buffer, then merge.
+/// <para>Threads. One large matrix (<see cref="Cooperative"/>): the threads first pack B for every k
+/// block of the column panel into one shared buffer (claiming k blocks), wait until all of it is
+/// packed, then claim row blocks of C from a counter; a row block packs its own A and runs all k blocks,
+/// so no two threads ever write the same C element and a slow core simply takes fewer blocks. Many
+/// matrices (batch) or small ones: each thread takes whole batch entries with private buffers.
+/// Waiting only ever happens on work that a running thread has already claimed, so the scheme cannot
+/// stall when the thread pool starts a worker late.</para></summary>
 internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmMicroKernel
 {
     // Blocking, in elements. KC x NR floats of B (32 KB for 256 x 32) stay in the 48 KB L1 with an
     // A sliver streaming past; MC x KC floats of A (~0.5 MB) sit in the 2 MB L2; NC bounds the B panel.
-    public static int Kc = 256;
-    public static int Mc = RoundUp(504, TKernel.Mr);
-    public static int Nc = RoundUp(4096, TKernel.Nr);
+    // Mutable only so that the kernel lab in bench/ can sweep them.
+    internal static int Kc = 256;
+    internal static int Mc = RoundUp(504, TKernel.Mr);
+    internal static int Nc = RoundUp(4096, TKernel.Nr);
+    /// <summary>Largest shared B buffer (K x panel width) of the cooperative path: 16 MB.</summary>
+    internal static long SharedPanelFloats = 4L << 20;
+    /// <summary>Row blocks per thread in the cooperative path, so that uneven cores even out.</summary>
+    internal static int RowBlocksPerThread = 4;
 
     /// <summary>Below this many flops per thread, splitting a GEMM costs more than it saves.</summary>
     private const double MinFlopsPerThread = 4e6;
 
-    private readonly struct Job
-    {
-        public GemmOperand A { get; init; }
-        public GemmOperand B { get; init; }
-        public float* C { get; init; }
-        public int M { get; init; }
-        public int N { get; init; }
-        public int K { get; init; }
-        public float Alpha { get; init; }
-        public float Beta { get; init; }
-        public int Parts { get; init; }
-        public bool SplitN { get; init; }
-    }
-
     public static void Run(in GemmProblem p, int maxThreads)
     {
-        int mr = TKernel.Mr, nr = TKernel.Nr;
-        double flops = 2.0 * p.M * p.N * p.K * p.Batch;
-        int threads = (int)Math.Clamp(flops / MinFlopsPerThread, 1, Math.Max(1, maxThreads));
-        int mSlivers = (p.M + mr - 1) / mr, nSlivers = (p.N + nr - 1) / nr;
-        int parts = p.Batch >= threads ? 1 : (threads + p.Batch - 1) / p.Batch;
-        bool splitN = (p.TransposeA && p.TransposeB && nSlivers >= parts) || (mSlivers < parts && nSlivers > mSlivers);
-        parts = Math.Min(parts, splitN ? nSlivers : mSlivers);
-        var job = new Job
+        var a = GemmOperand.A(p);
+        var b = GemmOperand.B(p);
+        float* c = CpuBackend.F32(p.C);
+        long matrix = (long)p.M * p.N;
+        double flopsPerMatrix = 2.0 * p.M * p.N * p.K;
+        int threads = (int)Math.Clamp(flopsPerMatrix * p.Batch / MinFlopsPerThread, 1, Math.Max(1, maxThreads));
+        if (threads == 1)
         {
-            A = GemmOperand.A(p), B = GemmOperand.B(p), C = CpuBackend.F32(p.C),
-            M = p.M, N = p.N, K = p.K, Alpha = p.Alpha, Beta = p.Beta, Parts = parts, SplitN = splitN,
-        };
-        int items = p.Batch * parts;
-        int workers = Math.Min(threads, items);
-        if (workers <= 1)
-        {
-            for (int item = 0; item < items; item++) RunItem(job, item);
-            return;
+            var ws = GemmWorkspace.ForThisThread;
+            for (int batch = 0; batch < p.Batch; batch++)
+                Tile(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.N, p.K, 0, p.M, 0, p.N, p.Alpha, p.Beta, ws);
         }
-        int next = 0;
-        Parallel.For(0, workers, new ParallelOptions { MaxDegreeOfParallelism = workers }, _ =>
+        else if (p.Batch >= 4 * threads || flopsPerMatrix < MinFlopsPerThread * threads)
         {
-            for (int item; (item = Interlocked.Increment(ref next) - 1) < items;) RunItem(job, item);
-        });
+            // Whole batch entries per thread.
+            int m = p.M, n = p.N, k = p.K, count = p.Batch;
+            float alpha = p.Alpha, beta = p.Beta;
+            int next = 0;
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+            {
+                var ws = GemmWorkspace.ForThisThread;
+                for (int batch; (batch = Interlocked.Increment(ref next) - 1) < count;)
+                    Tile(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, n, k, 0, m, 0, n, alpha, beta, ws);
+            });
+        }
+        else
+        {
+            for (int batch = 0; batch < p.Batch; batch++)
+                Cooperative(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads);
+        }
     }
 
-    private static void RunItem(in Job job, int item)
-    {
-        int batch = item / job.Parts, part = item % job.Parts;
-        int m0 = 0, m1 = job.M, n0 = 0, n1 = job.N;
-        if (job.SplitN) (n0, n1) = PartRange(job.N, TKernel.Nr, part, job.Parts);
-        else (m0, m1) = PartRange(job.M, TKernel.Mr, part, job.Parts);
-        Tile(job.A.AtBatch(batch), job.B.AtBatch(batch), job.C + (long)batch * job.M * job.N, job.N, job.K,
-            m0, m1, n0, n1, job.Alpha, job.Beta, GemmWorkspace.ForThisThread);
-    }
-
-    // Part `part` of `parts` of [0, extent), in whole slivers of `width`.
-    private static (int Start, int End) PartRange(int extent, int width, int part, int parts)
-    {
-        int slivers = (extent + width - 1) / width;
-        int s0 = (int)((long)slivers * part / parts), s1 = (int)((long)slivers * (part + 1) / parts);
-        return (s0 * width, Math.Min(extent, s1 * width));
-    }
-
-    /// <summary>C[m0..m1, n0..n1] = alpha op(A) op(B) + beta C for one batch entry; ldc = n.
+    /// <summary>C[m0..m1, n0..n1] = alpha op(A) op(B) + beta C for one batch entry on this thread; ldc = n.
     /// Fully optimised from the first call: a GEMM calls it only a few times, too few for tiering.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Tile(in GemmOperand a, in GemmOperand b, float* c, int n, int k,
@@ -112,30 +94,87 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
             {
                 int kc = Math.Min(kcStep, k - pc);
                 GemmPacking.PackB(b, pc, jc, kc, nc, nr, packedB, scratch);
-                float betaBlock = pc == 0 ? beta : 1f;
                 for (int ic = m0; ic < m1; ic += mcStep)
                 {
                     int mc = Math.Min(mcStep, m1 - ic);
                     GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
-                    for (int jr = 0; jr < nc; jr += nr)
+                    Block(packedA, packedB, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
+                }
+            }
+        }
+    }
+
+    /// <summary>One matrix on <paramref name="threads"/> threads: shared packed B, row blocks claimed
+    /// dynamically (see the class summary).</summary>
+    private static void Cooperative(GemmOperand a, GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, int threads)
+    {
+        int mr = TKernel.Mr, nr = TKernel.Nr;
+        int kcStep = BalancedStep(k, Kc, 1);
+        int kBlocks = (k + kcStep - 1) / kcStep;
+        // Panel width: at most NC, and K x width within the shared buffer's budget.
+        int ncMax = (int)Math.Clamp(SharedPanelFloats / Math.Max(1, k) / nr * nr, nr, Nc);
+        int ncStep = BalancedStep(n, ncMax, nr);
+        int mcStep = Math.Min(Mc, RoundUp((m + threads * RowBlocksPerThread - 1) / (threads * RowBlocksPerThread), mr));
+        int rowBlocks = (m + mcStep - 1) / mcStep;
+        float* shared = GemmWorkspace.ForThisThread.SharedPanel((long)ncStep * k);
+        for (int jc = 0; jc < n; jc += ncStep)
+        {
+            int nc = Math.Min(ncStep, n - jc);
+            long ncPadded = RoundUp(nc, nr);
+            // Counters: k blocks claimed, k blocks packed, row blocks claimed.
+            var state = new int[3 * 16]; // entries 64 bytes apart, so the threads' counters do not share a line
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+            {
+                var ws = GemmWorkspace.ForThisThread;
+                float* scratch = a.Type == DType.F32 ? null : ws.Scratch(GemmPacking.ScratchFloats(mr, nr, kcStep, mcStep, (int)ncPadded));
+                // Phase 1: B for k block q lives at shared + pc * ncPadded (kc rows of ncPadded).
+                for (int q; (q = Interlocked.Increment(ref state[0]) - 1) < kBlocks;)
+                {
+                    int pc = q * kcStep;
+                    GemmPacking.PackB(b, pc, jc, Math.Min(kcStep, k - pc), nc, nr, shared + pc * ncPadded, scratch);
+                    Interlocked.Increment(ref state[16]);
+                }
+                // Wait for blocks that other running threads are still packing.
+                var spin = new SpinWait();
+                while (Volatile.Read(ref state[16]) < kBlocks) spin.SpinOnce(sleep1Threshold: -1);
+                // Phase 2: row blocks of C, each through every k block.
+                float* packedA = ws.A((long)mcStep * kcStep);
+                float* tile = ws.Tile(mr * nr);
+                for (int row; (row = Interlocked.Increment(ref state[32]) - 1) < rowBlocks;)
+                {
+                    int ic = row * mcStep, mc = Math.Min(mcStep, m - ic);
+                    for (int pc = 0; pc < k; pc += kcStep)
                     {
-                        int nrEdge = Math.Min(nr, nc - jr);
-                        float* bSliver = packedB + (long)jr * kc;
-                        float* cColumn = c + jc + jr;
-                        for (int ir = 0; ir < mc; ir += mr)
-                        {
-                            int mrEdge = Math.Min(mr, mc - ir);
-                            float* aSliver = packedA + (long)ir * kc;
-                            float* cTile = cColumn + (long)(ic + ir) * n;
-                            if (mrEdge == mr && nrEdge == nr)
-                                TKernel.Run(kc, aSliver, bSliver, cTile, n, alpha, betaBlock);
-                            else
-                            {
-                                TKernel.Run(kc, aSliver, bSliver, tile, nr, 1f, 0f);
-                                MergeTile(tile, nr, cTile, n, mrEdge, nrEdge, alpha, betaBlock);
-                            }
-                        }
+                        int kc = Math.Min(kcStep, k - pc);
+                        GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
+                        Block(packedA, shared + pc * ncPadded, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
                     }
+                }
+            });
+        }
+    }
+
+    /// <summary>The two loops around the micro-kernel: C[0..mc, 0..nc] (row stride ldc) gets
+    /// alpha * packedA packedB + beta * C, from an A block of mc / MR slivers and a B panel of nc / NR slivers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Block(float* packedA, float* packedB, float* c, int ldc, int mc, int nc, int kc, float alpha, float beta, float* tile)
+    {
+        int mr = TKernel.Mr, nr = TKernel.Nr;
+        for (int jr = 0; jr < nc; jr += nr)
+        {
+            int nrEdge = Math.Min(nr, nc - jr);
+            float* bSliver = packedB + (long)jr * kc;
+            for (int ir = 0; ir < mc; ir += mr)
+            {
+                int mrEdge = Math.Min(mr, mc - ir);
+                float* aSliver = packedA + (long)ir * kc;
+                float* cTile = c + (long)ir * ldc + jr;
+                if (mrEdge == mr && nrEdge == nr)
+                    TKernel.Run(kc, aSliver, bSliver, cTile, ldc, alpha, beta);
+                else
+                {
+                    TKernel.Run(kc, aSliver, bSliver, tile, nr, 1f, 0f);
+                    MergeTile(tile, nr, cTile, ldc, mrEdge, nrEdge, alpha, beta);
                 }
             }
         }

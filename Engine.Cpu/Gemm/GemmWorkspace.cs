@@ -11,12 +11,15 @@ internal sealed unsafe class GemmWorkspace
 
     public static GemmWorkspace ForThisThread => s_current ??= new GemmWorkspace();
 
-    private Buffer _a, _b, _scratch, _tile;
+    private Buffer _a, _b, _panel, _scratch, _tile;
 
     /// <summary>Packed A block.</summary>
     public float* A(long floats) => _a.Ensure(floats);
     /// <summary>Packed B panel.</summary>
     public float* B(long floats) => _b.Ensure(floats);
+    /// <summary>B packed for every k block of a column panel, shared by the threads of one GEMM
+    /// (owned by the thread that called it, which waits for them).</summary>
+    public float* SharedPanel(long floats) => _panel.Ensure(floats);
     /// <summary>f16/bf16 conversion runs, and the row accumulator of the small-problem path.</summary>
     public float* Scratch(long floats) => _scratch.Ensure(floats);
     /// <summary>One micro-tile, for partial tiles at the edges of C.</summary>
@@ -24,7 +27,7 @@ internal sealed unsafe class GemmWorkspace
 
     ~GemmWorkspace()
     {
-        _a.Free(); _b.Free(); _scratch.Free(); _tile.Free();
+        _a.Free(); _b.Free(); _panel.Free(); _scratch.Free(); _tile.Free();
     }
 
     private struct Buffer

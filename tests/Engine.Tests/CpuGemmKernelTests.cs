@@ -45,6 +45,19 @@ public sealed class CpuGemmKernelTests
 
     [TestMethod]
     [DataRow(false, false)]
+    [DataRow(true, true)]
+    public void CooperativePathSplitsWidePanels(bool transposeA, bool transposeB) =>
+        // N beyond NC and K x N beyond the shared B buffer: several column panels, threads cooperating on each.
+        Check("auto", 1, 40, 4100, 1100, transposeA, transposeB, 1f, 0.5f, threads: Cpu.Threads);
+
+    [TestMethod]
+    [DataRow(false, false)]
+    [DataRow(true, true)]
+    public void ManyBatchEntriesRunWholePerThread(bool transposeA, bool transposeB) =>
+        Check("auto", 9, 64, 80, 200, transposeA, transposeB, 1f, -1f, Cpu.Threads, sharedB: true);
+
+    [TestMethod]
+    [DataRow(false, false)]
     [DataRow(false, true)]
     [DataRow(true, false)]
     [DataRow(true, true)]
