@@ -18,11 +18,12 @@ namespace FastWeights.Engine.Cpu.Gemm;
 /// Partial tiles at the edges run the full kernel on zero-padded slivers into a tile buffer, then merge.
 /// <para>Threads. One large matrix (<see cref="Cooperative"/>): the threads first pack B for every k
 /// block of the column panel into one shared buffer (claiming k blocks), wait until all of it is
-/// packed, then claim row blocks of C from a counter; a row block packs its own A and runs all k blocks,
-/// so no two threads ever write the same C element and a slow core simply takes fewer blocks. Many
-/// matrices (batch) or small ones: each thread takes whole batch entries with private buffers.
-/// Waiting only ever happens on work that a running thread has already claimed, so the scheme cannot
-/// stall when the thread pool starts a worker late.</para></summary>
+/// packed, then claim row blocks of C from a counter (guided: large blocks first, shrinking towards the
+/// end); a row block packs its own A and runs all k blocks, so no two threads ever write the same C
+/// element and a slow core simply takes fewer blocks. Many matrices (batch) or small ones: each thread
+/// takes whole batch entries with private buffers. The threads are <see cref="GemmThreads"/> (the
+/// calling thread is one of them). Waiting only ever happens on work that a running thread has
+/// already claimed, so a worker that starts late never stalls the others.</para></summary>
 internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmMicroKernel
 {
     // Blocking, in elements. KC x NR floats of B (32 KB for 256 x 32) stay in the 48 KB L1 with an
@@ -33,8 +34,6 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
     internal static int Nc = RoundUp(4096, TKernel.Nr);
     /// <summary>Largest shared B buffer (K x panel width) of the cooperative path: 16 MB.</summary>
     internal static long SharedPanelFloats = 4L << 20;
-    /// <summary>Row blocks per thread in the cooperative path, so that uneven cores even out.</summary>
-    internal static int RowBlocksPerThread = 4;
 
     /// <summary>Below this many flops per thread, splitting a GEMM costs more than it saves.</summary>
     private const double MinFlopsPerThread = 4e6;
@@ -59,7 +58,7 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
             int m = p.M, n = p.N, k = p.K, count = p.Batch;
             float alpha = p.Alpha, beta = p.Beta;
             int next = 0;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+            RunOnThreads(threads, _ =>
             {
                 var ws = GemmWorkspace.ForThisThread;
                 for (int batch; (batch = Interlocked.Increment(ref next) - 1) < count;)
@@ -114,8 +113,8 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         // Panel width: at most NC, and K x width within the shared buffer's budget.
         int ncMax = (int)Math.Clamp(SharedPanelFloats / Math.Max(1, k) / nr * nr, nr, Nc);
         int ncStep = BalancedStep(n, ncMax, nr);
-        int mcStep = Math.Min(Mc, RoundUp((m + threads * RowBlocksPerThread - 1) / (threads * RowBlocksPerThread), mr));
-        int rowBlocks = (m + mcStep - 1) / mcStep;
+        int mcStep = Mc; // largest row block; blocks shrink towards the end (ClaimRows)
+        int slivers = (m + mr - 1) / mr;
         float* shared = GemmWorkspace.ForThisThread.SharedPanel((long)ncStep * k);
         for (int jc = 0; jc < n; jc += ncStep)
         {
@@ -123,9 +122,12 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
             long ncPadded = RoundUp(nc, nr);
             // Counters: k blocks claimed, k blocks packed, row blocks claimed.
             var state = new int[3 * 16]; // entries 64 bytes apart, so the threads' counters do not share a line
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, _ =>
+            RunOnThreads(threads, _ =>
             {
+                // Buffers first: nothing may fail once an item is claimed.
                 var ws = GemmWorkspace.ForThisThread;
+                float* packedA = ws.A((long)mcStep * kcStep);
+                float* tile = ws.Tile(mr * nr);
                 float* scratch = a.Type == DType.F32 ? null : ws.Scratch(GemmPacking.ScratchFloats(mr, nr, kcStep, mcStep, (int)ncPadded));
                 // Phase 1: B for k block q lives at shared + pc * ncPadded (kc rows of ncPadded).
                 for (int q; (q = Interlocked.Increment(ref state[0]) - 1) < kBlocks;)
@@ -138,11 +140,9 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
                 var spin = new SpinWait();
                 while (Volatile.Read(ref state[16]) < kBlocks) spin.SpinOnce(sleep1Threshold: -1);
                 // Phase 2: row blocks of C, each through every k block.
-                float* packedA = ws.A((long)mcStep * kcStep);
-                float* tile = ws.Tile(mr * nr);
-                for (int row; (row = Interlocked.Increment(ref state[32]) - 1) < rowBlocks;)
+                for (int first, count; (count = ClaimRows(ref state[32], slivers, threads, out first)) > 0;)
                 {
-                    int ic = row * mcStep, mc = Math.Min(mcStep, m - ic);
+                    int ic = first * mr, mc = Math.Min(count * mr, m - ic);
                     for (int pc = 0; pc < k; pc += kcStep)
                     {
                         int kc = Math.Min(kcStep, k - pc);
@@ -152,6 +152,30 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
                 }
             });
         }
+    }
+
+    /// <summary>Claims the next row block, in slivers of MR rows, from the shared counter: guided
+    /// scheduling, a share of what remains (at most MC rows, at least 2 slivers), so early blocks are
+    /// large and the last ones small enough for the threads to finish together. Returns the count (0
+    /// when none remain) and the first sliver.</summary>
+    private static int ClaimRows(ref int next, int slivers, int threads, out int first)
+    {
+        while (true)
+        {
+            first = Volatile.Read(ref next);
+            if (first >= slivers) return 0;
+            int remaining = slivers - first;
+            int count = Math.Min(remaining, Math.Clamp(remaining / (2 * threads), 2, Mc / TKernel.Mr));
+            if (Interlocked.CompareExchange(ref next, first + count, first) == first) return count;
+        }
+    }
+
+    /// <summary>body(0 .. threads-1) on the persistent GEMM threads (the calling thread is worker 0),
+    /// or on the thread pool when those are taken; returns when every claimed item is done.</summary>
+    private static void RunOnThreads(int threads, Action<int> body)
+    {
+        if (!GemmThreads.Shared.TryRun(threads, body))
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
     }
 
     /// <summary>The two loops around the micro-kernel: C[0..mc, 0..nc] (row stride ldc) gets

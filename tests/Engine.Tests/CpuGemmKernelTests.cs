@@ -105,6 +105,25 @@ public sealed class CpuGemmKernelTests
         CollectionAssert.AreEqual(c1.ToArray(), c2.ToArray());
     }
 
+    [TestMethod]
+    public void ConcurrentCallersShareTheGemmThreads()
+    {
+        // Callers race for the persistent helper threads; the losers fall back to the thread pool.
+        const int m = 150, n = 170, k = 300;
+        float[] a = TestData.Uniform(m * k, 31), b = TestData.Uniform(k * n, 32);
+        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), new double[m * n], 1, m, n, k, false, false, 1, 0, false, false);
+        using var ta = Tensor.FromArray(Cpu, a, new Shape(m, k));
+        using var tb = Tensor.FromArray(Cpu, b, new Shape(k, n));
+        var results = new float[4][];
+        Parallel.For(0, 4, new ParallelOptions { MaxDegreeOfParallelism = 4 }, caller =>
+        {
+            using var tc = Tensor.Full(Cpu, new Shape(m, n), float.NaN);
+            for (int repeat = 0; repeat < 10; repeat++) Gemm.Forward(ta, tb, tc);
+            results[caller] = tc.ToArray();
+        });
+        foreach (var result in results) TestData.AssertClose(expected, result, TestData.F32Tolerance(k), TestData.F32Tolerance(k), "Gemm from concurrent callers");
+    }
+
     private static (int Mr, int Nr, int Kc, int Mc) Blocking(string kernel) => kernel switch
     {
         "512" => (MicroKernel512x14x32.Mr, MicroKernel512x14x32.Nr, BlockedGemm<MicroKernel512x14x32>.Kc, BlockedGemm<MicroKernel512x14x32>.Mc),
