@@ -50,7 +50,7 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         {
             var ws = GemmWorkspace.ForThisThread;
             for (int batch = 0; batch < p.Batch; batch++)
-                Tile(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.N, p.K, 0, p.M, 0, p.N, p.Alpha, p.Beta, ws);
+                OneThread(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, ws);
         }
         else if (p.Batch >= 4 * threads || flopsPerMatrix < MinFlopsPerThread * threads)
         {
@@ -62,7 +62,7 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
             {
                 var ws = GemmWorkspace.ForThisThread;
                 for (int batch; (batch = Interlocked.Increment(ref next) - 1) < count;)
-                    Tile(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, n, k, 0, m, 0, n, alpha, beta, ws);
+                    OneThread(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, m, n, k, alpha, beta, ws);
             });
         }
         else
@@ -72,30 +72,29 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         }
     }
 
-    /// <summary>C[m0..m1, n0..n1] = alpha op(A) op(B) + beta C for one batch entry on this thread; ldc = n.
+    /// <summary>C = alpha op(A) op(B) + beta C for one batch entry on this thread, with its own buffers.
     /// Fully optimised from the first call: a GEMM calls it only a few times, too few for tiering.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Tile(in GemmOperand a, in GemmOperand b, float* c, int n, int k,
-        int m0, int m1, int n0, int n1, float alpha, float beta, GemmWorkspace ws)
+    private static void OneThread(in GemmOperand a, in GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, GemmWorkspace ws)
     {
         int mr = TKernel.Mr, nr = TKernel.Nr;
         int kcStep = BalancedStep(k, Kc, 1);
-        int mcStep = BalancedStep(m1 - m0, Mc, mr);
-        int ncStep = BalancedStep(n1 - n0, Nc, nr);
+        int mcStep = BalancedStep(m, Mc, mr);
+        int ncStep = BalancedStep(n, Nc, nr);
         float* packedA = ws.A((long)mcStep * kcStep);
         float* packedB = ws.B((long)ncStep * kcStep);
         float* scratch = a.Type == DType.F32 ? null : ws.Scratch(GemmPacking.ScratchFloats(mr, nr, kcStep, mcStep, ncStep));
         float* tile = ws.Tile(mr * nr);
-        for (int jc = n0; jc < n1; jc += ncStep)
+        for (int jc = 0; jc < n; jc += ncStep)
         {
-            int nc = Math.Min(ncStep, n1 - jc);
+            int nc = Math.Min(ncStep, n - jc);
             for (int pc = 0; pc < k; pc += kcStep)
             {
                 int kc = Math.Min(kcStep, k - pc);
                 GemmPacking.PackB(b, pc, jc, kc, nc, nr, packedB, scratch);
-                for (int ic = m0; ic < m1; ic += mcStep)
+                for (int ic = 0; ic < m; ic += mcStep)
                 {
-                    int mc = Math.Min(mcStep, m1 - ic);
+                    int mc = Math.Min(mcStep, m - ic);
                     GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
                     Block(packedA, packedB, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
                 }
@@ -104,7 +103,8 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
     }
 
     /// <summary>One matrix on <paramref name="threads"/> threads: shared packed B, row blocks claimed
-    /// dynamically (see the class summary).</summary>
+    /// dynamically (see the class summary). Fully optimised from the first call, like OneThread.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Cooperative(GemmOperand a, GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, int threads)
     {
         int mr = TKernel.Mr, nr = TKernel.Nr;
