@@ -1,33 +1,27 @@
 using FastWeights.Engine.Cpu.Gemm;
-using FastWeights.Engine.Numerics;
 using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu;
 
-// GEMM: Gemm/BlockedGemm.cs (packing, blocking, threads) around the register-blocked micro-kernels
-// Gemm/MicroKernel512.cs (AVX-512) and Gemm/MicroKernel256.cs (AVX2). f16/bf16 operands are
-// widened to f32 once per call before packing.
+// GEMM: C[b] = alpha op(A[b]) op(B[b]) + beta C[b]. Small f32 problems take a direct path; the rest
+// run the packed, cache-blocked kernel in Gemm/ (BlockedGemm) with the widest micro-kernel the
+// machine accelerates, chosen once at JIT time.
 public sealed unsafe partial class CpuBackend : IGemmOps
 {
     public void Gemm(in GemmProblem p)
     {
-        float[]? wideA = p.A.DType == DType.F32 ? null : Widen(p.A);
-        float[]? wideB = p.B.DType == DType.F32 ? null : Widen(p.B);
-        fixed (float* pa = wideA, pb = wideB)
+        if (p.Batch == 0 || p.M == 0 || p.N == 0) return;
+        if (p.K == 0 || p.Alpha == 0f)
         {
-            float* a = wideA is null ? F32(p.A) : pa;
-            float* b = wideB is null ? F32(p.B) : pb;
-            float* c = F32(p.C);
-            for (int batch = 0; batch < p.Batch; batch++)
-                BlockedGemm.Multiply(a + batch * p.BatchStrideA, b + batch * p.BatchStrideB, c + (long)batch * p.M * p.N,
-                    p.M, p.N, p.K, p.TransposeA, p.TransposeB, p.Alpha, p.Beta, Threads);
+            // No product to add: C = beta C, and beta == 0 must not read C (it may hold NaN).
+            var c = new Span<float>(F32(p.C), checked((int)((long)p.Batch * p.M * p.N)));
+            if (p.Beta == 0f) c.Clear();
+            else System.Numerics.Tensors.TensorPrimitives.Multiply(c, p.Beta, c);
+            return;
         }
-    }
-
-    private static float[] Widen(Tensor t)
-    {
-        var values = new float[t.ElementCount];
-        Float16Conversions.Decode(new ReadOnlySpan<byte>(Bytes(t), (int)t.ByteCount), t.DType, values);
-        return values;
+        if (SmallGemm.Applies(p)) SmallGemm.Run(p);
+        else if (MicroKernel512x14x32.IsSupported) BlockedGemm<MicroKernel512x14x32>.Run(p, Threads);
+        else if (MicroKernel256x6x16.IsSupported) BlockedGemm<MicroKernel256x6x16>.Run(p, Threads);
+        else BlockedGemm<MicroKernelScalar4x4>.Run(p, Threads);
     }
 }

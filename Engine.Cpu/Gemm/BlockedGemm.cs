@@ -1,216 +1,229 @@
-using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using System.Runtime.CompilerServices;
+using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu.Gemm;
 
-/// <summary>f32 GEMM in the BLIS style, row-major: C = alpha op(A) op(B) + beta C.
-/// Loops, outermost first:
-///   jc over N in blocks of NC    — the packed KC x NC panel of B lives in L3
-///   pc over K in blocks of KC    — beta is applied on the first pc block only
-///   ic over M in blocks of MC    — each worker packs its MC x KC panel of A (L2)
-///   jr over NC in slivers of NR  — one KC x NR sliver of B stays in L1 across the ir loop
-///   ir over MC in slivers of MR  — the micro-kernel: an MR x NR tile of C in registers
-/// Packed slivers are zero-padded to full MR / NR, so the micro-kernel always runs full tiles;
-/// partial tiles of C are written through a small buffer.</summary>
-internal static unsafe class BlockedGemm
+/// <summary>BLIS-style blocked GEMM, specialised per micro-kernel. For one batch entry the loops are:
+/// <code>
+/// for jc in 0..N step NC            column panel
+///   for pc in 0..K step KC          pack B panel KC x NC into NR-wide slivers (L2)
+///     for ic in 0..M step MC        pack A block MC x KC into MR-tall slivers (L2)
+///       for jr in 0..nc step NR     one B sliver KC x NR stays in L1 ...
+///         for ir in 0..mc step MR   ... while A slivers stream from L2 through the micro-kernel
+/// </code>
+/// Invariants: C[ic.., jc..] receives alpha * (partial product over [pc, pc + kc)) plus beta * C on the
+/// first k block (beta == 0 never reads C) and plus C on later ones; every element sums its k blocks
+/// in the same order whatever the threading, so results do not depend on the thread count. Block
+/// steps are balanced (K = 300 runs as 150 + 150, not 256 + 44); MC, NC are multiples of MR, NR.
+/// Partial tiles at the edges run the full kernel on zero-padded slivers into a tile buffer, then merge.
+/// <para>Threads. One large matrix (<see cref="Cooperative"/>): the threads first pack B for every k
+/// block of the column panel into one shared buffer (claiming k blocks), wait until all of it is
+/// packed, then claim row blocks of C from a counter (guided: large blocks first, shrinking towards the
+/// end); a row block packs its own A and runs all k blocks, so no two threads ever write the same C
+/// element and a slow core simply takes fewer blocks. Many matrices (batch) or small ones: each thread
+/// takes whole batch entries with private buffers. The threads are <see cref="GemmThreads"/> (the
+/// calling thread is one of them). Waiting only ever happens on work that a running thread has
+/// already claimed, so a worker that starts late never stalls the others.</para></summary>
+internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmMicroKernel
 {
-    private const int KC = 256;
-    private const int NC = 3072;
-    private const int MCMax = 238; // 17 slivers of 14 rows
-    private static readonly bool Wide = Vector512.IsHardwareAccelerated;
-    private static readonly int MR = Wide ? MicroKernel512.MR : MicroKernel256.MR;
-    private static readonly int NR = Wide ? MicroKernel512.NR : MicroKernel256.NR;
+    // Blocking, in elements, for a core with 48 KB L1 and 2 MB L2 (Sapphire Rapids). KC x NR floats of
+    // B (32 KB for 256 x 32) stay in L1 with an A sliver streaming past; the A block MC x KC (~0.5 MB)
+    // and the B panel KC x NC (0.5 MB) both sit in L2. NC = 512 measured ~10% faster at 2048^3 than
+    // 1024 or 4096 (panels that spill to L3 suffer most when other tenants load the machine).
+    // Mutable only so that a benchmark lab can sweep them.
+    internal static int Kc = 256;
+    internal static int Mc = RoundUp(504, TKernel.Mr);
+    internal static int Nc = RoundUp(512, TKernel.Nr);
+    /// <summary>Largest shared B buffer (K x panel width) of the cooperative path: 16 MB.</summary>
+    internal static long SharedPanelFloats = 4L << 20;
 
-    [ThreadStatic] private static NativeBuffer? t_packA;
-    [ThreadStatic] private static NativeBuffer? t_edge;
-    [ThreadStatic] private static NativeBuffer? t_packB; // owned by the calling thread; workers only read it
+    /// <summary>Below this many flops per thread, splitting a GEMM costs more than it saves.</summary>
+    private const double MinFlopsPerThread = 4e6;
 
-    /// <summary>One matrix product of a batch; a, b, c point at the batch's first elements.
-    /// Threads split C into column (or, when C is tall, row) ranges aligned to the register block;
-    /// each thread runs the whole blocked product on its range with its own packing buffers, so
-    /// the threads never wait for each other.</summary>
-    public static void Multiply(float* a, float* b, float* c, int m, int n, int k, bool transposeA, bool transposeB, float alpha, float beta, int threads)
+    public static void Run(in GemmProblem p, int maxThreads)
     {
-        if (m == 0 || n == 0) return;
-        if (k == 0)
+        var a = GemmOperand.A(p);
+        var b = GemmOperand.B(p);
+        float* c = CpuBackend.F32(p.C);
+        long matrix = (long)p.M * p.N;
+        double flopsPerMatrix = 2.0 * p.M * p.N * p.K;
+        int threads = (int)Math.Clamp(flopsPerMatrix * p.Batch / MinFlopsPerThread, 1, Math.Max(1, maxThreads));
+        if (threads == 1)
         {
-            for (long i = 0; i < (long)m * n; i++) c[i] = beta == 0f ? 0f : beta * c[i];
-            return;
+            var ws = GemmWorkspace.ForThisThread;
+            for (int batch = 0; batch < p.Batch; batch++)
+                OneThread(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, ws);
         }
-        if (!Vector256.IsHardwareAccelerated)
+        else if (p.Batch >= 4 * threads || flopsPerMatrix < MinFlopsPerThread * threads)
         {
-            ScalarGemm.Multiply(a, b, c, m, n, k, transposeA, transposeB, alpha, beta);
-            return;
+            // Whole batch entries per thread.
+            int m = p.M, n = p.N, k = p.K, count = p.Batch;
+            float alpha = p.Alpha, beta = p.Beta;
+            int next = 0;
+            RunOnThreads(threads, _ =>
+            {
+                var ws = GemmWorkspace.ForThisThread;
+                for (int batch; (batch = Interlocked.Increment(ref next) - 1) < count;)
+                    OneThread(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, m, n, k, alpha, beta, ws);
+            });
         }
-        int lda = transposeA ? m : k, ldb = transposeB ? k : n;
-        if ((long)m * n * k < 64L * 64 * 64) threads = 1;
-        bool splitColumns = n / NR >= m / MR;
-        int unit = splitColumns ? NR : MR, extent = splitColumns ? n : m;
-        int parts = Math.Max(1, Math.Min(threads, (extent + unit - 1) / unit));
-        if (parts == 1)
+        else
         {
-            MultiplyBlock(a, lda, b, ldb, c, n, m, n, k, transposeA, transposeB, alpha, beta);
-            return;
+            for (int batch = 0; batch < p.Batch; batch++)
+                Cooperative(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads);
         }
-        int units = (extent + unit - 1) / unit;
-        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = parts }, part =>
-        {
-            int from = units * part / parts * unit, to = Math.Min(extent, units * (part + 1) / parts * unit);
-            if (to <= from) return;
-            if (splitColumns)
-                MultiplyBlock(a, lda, transposeB ? b + (long)from * ldb : b + from, ldb, c + from, n, m, to - from, k, transposeA, transposeB, alpha, beta);
-            else
-                MultiplyBlock(transposeA ? a + from : a + (long)from * lda, lda, b, ldb, c + (long)from * n, n, to - from, n, k, transposeA, transposeB, alpha, beta);
-        });
     }
 
-    // The single-threaded blocked product with explicit leading dimensions.
-    private static void MultiplyBlock(float* a, int lda, float* b, int ldb, float* c, long ldc, int m, int n, int k, bool transposeA, bool transposeB, float alpha, float beta)
+    /// <summary>C = alpha op(A) op(B) + beta C for one batch entry on this thread, with its own buffers.
+    /// Fully optimised from the first call: a GEMM calls it only a few times, too few for tiering.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void OneThread(in GemmOperand a, in GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, GemmWorkspace ws)
     {
-        t_packB = NativeBuffer.Ensure(t_packB, (long)KC * Math.Min(NC, RoundUp(n, NR)));
-        t_packA = NativeBuffer.Ensure(t_packA, (long)RoundUp(Math.Min(MCMax, m), MR) * KC);
-        t_edge = NativeBuffer.Ensure(t_edge, (long)MR * NR);
-        float* packB = t_packB.Pointer, packA = t_packA.Pointer, edge = t_edge.Pointer;
-        for (int jc = 0; jc < n; jc += NC)
+        int mr = TKernel.Mr, nr = TKernel.Nr;
+        int kcStep = BalancedStep(k, Kc, 1);
+        int mcStep = BalancedStep(m, Mc, mr);
+        int ncStep = BalancedStep(n, Nc, nr);
+        float* packedA = ws.A((long)mcStep * kcStep);
+        float* packedB = ws.B((long)ncStep * kcStep);
+        float* scratch = a.Type == DType.F32 ? null : ws.Scratch(GemmPacking.ScratchFloats(mr, nr, kcStep, mcStep, ncStep));
+        float* tile = ws.Tile(mr * nr);
+        for (int jc = 0; jc < n; jc += ncStep)
         {
-            int nc = Math.Min(NC, n - jc);
-            int slivers = (nc + NR - 1) / NR;
-            for (int pc = 0; pc < k; pc += KC)
+            int nc = Math.Min(ncStep, n - jc);
+            for (int pc = 0; pc < k; pc += kcStep)
             {
-                int kc = Math.Min(KC, k - pc);
-                bool first = pc == 0;
-                float betaHere = first ? beta : 1f;
-                bool readC = !first || beta != 0f;
-                PackB(b, ldb, transposeB, pc, kc, jc, nc, packB);
-                for (int ic = 0; ic < m; ic += MCMax)
+                int kc = Math.Min(kcStep, k - pc);
+                GemmPacking.PackB(b, pc, jc, kc, nc, nr, packedB, scratch);
+                for (int ic = 0; ic < m; ic += mcStep)
                 {
-                    int rows = Math.Min(MCMax, m - ic);
-                    PackA(a, lda, transposeA, ic, rows, pc, kc, packA);
-                    for (int s = 0; s < slivers; s++)
+                    int mc = Math.Min(mcStep, m - ic);
+                    GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
+                    Block(packedA, packedB, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
+                }
+            }
+        }
+    }
+
+    /// <summary>One matrix on <paramref name="threads"/> threads: shared packed B, row blocks claimed
+    /// dynamically (see the class summary). Fully optimised from the first call, like OneThread.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Cooperative(GemmOperand a, GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, int threads)
+    {
+        int mr = TKernel.Mr, nr = TKernel.Nr;
+        int kcStep = BalancedStep(k, Kc, 1);
+        int kBlocks = (k + kcStep - 1) / kcStep;
+        // Panel width: at most NC, and K x width within the shared buffer's budget.
+        int ncMax = (int)Math.Clamp(SharedPanelFloats / Math.Max(1, k) / nr * nr, nr, Nc);
+        int ncStep = BalancedStep(n, ncMax, nr);
+        int mcStep = Mc; // largest row block; blocks shrink towards the end (ClaimRows)
+        int slivers = (m + mr - 1) / mr;
+        float* shared = GemmWorkspace.ForThisThread.SharedPanel((long)ncStep * k);
+        for (int jc = 0; jc < n; jc += ncStep)
+        {
+            int nc = Math.Min(ncStep, n - jc);
+            long ncPadded = RoundUp(nc, nr);
+            // Counters: k blocks claimed, k blocks packed, row blocks claimed.
+            var state = new int[3 * 16]; // entries 64 bytes apart, so the threads' counters do not share a line
+            RunOnThreads(threads, _ =>
+            {
+                // Buffers first: nothing may fail once an item is claimed.
+                var ws = GemmWorkspace.ForThisThread;
+                float* packedA = ws.A((long)mcStep * kcStep);
+                float* tile = ws.Tile(mr * nr);
+                float* scratch = a.Type == DType.F32 ? null : ws.Scratch(GemmPacking.ScratchFloats(mr, nr, kcStep, mcStep, (int)ncPadded));
+                // Phase 1: B for k block q lives at shared + pc * ncPadded (kc rows of ncPadded).
+                for (int q; (q = Interlocked.Increment(ref state[0]) - 1) < kBlocks;)
+                {
+                    int pc = q * kcStep;
+                    GemmPacking.PackB(b, pc, jc, Math.Min(kcStep, k - pc), nc, nr, shared + pc * ncPadded, scratch);
+                    Interlocked.Increment(ref state[16]);
+                }
+                // Wait for blocks that other running threads are still packing.
+                var spin = new SpinWait();
+                while (Volatile.Read(ref state[16]) < kBlocks) spin.SpinOnce(sleep1Threshold: -1);
+                // Phase 2: row blocks of C, each through every k block.
+                for (int first, count; (count = ClaimRows(ref state[32], slivers, threads, out first)) > 0;)
+                {
+                    int ic = first * mr, mc = Math.Min(count * mr, m - ic);
+                    for (int pc = 0; pc < k; pc += kcStep)
                     {
-                        int j = jc + s * NR, cols = Math.Min(NR, n - j);
-                        float* bSliver = packB + (long)s * kc * NR;
-                        for (int ir = 0; ir < rows; ir += MR)
-                        {
-                            int mr = Math.Min(MR, rows - ir);
-                            float* aSliver = packA + (long)ir * kc;
-                            float* cTile = c + (long)(ic + ir) * ldc + j;
-                            if (mr == MR && cols == NR) Kernel(kc, aSliver, bSliver, cTile, ldc, alpha, betaHere, readC);
-                            else EdgeTile(kc, aSliver, bSliver, cTile, ldc, mr, cols, alpha, betaHere, readC, edge);
-                        }
+                        int kc = Math.Min(kcStep, k - pc);
+                        GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
+                        Block(packedA, shared + pc * ncPadded, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
                     }
                 }
-            }
+            });
         }
     }
 
-    private static void Kernel(int kc, float* a, float* b, float* c, long ldc, float alpha, float beta, bool readC)
+    /// <summary>Claims the next row block, in slivers of MR rows, from the shared counter: guided
+    /// scheduling, a share of what remains (at most MC rows, at least 2 slivers), so early blocks are
+    /// large and the last ones small enough for the threads to finish together. Returns the count (0
+    /// when none remain) and the first sliver.</summary>
+    private static int ClaimRows(ref int next, int slivers, int threads, out int first)
     {
-        if (Wide) MicroKernel512.Run(kc, a, b, c, ldc, alpha, beta, readC);
-        else MicroKernel256.Run(kc, a, b, c, ldc, alpha, beta, readC);
-    }
-
-    // A partial tile: the full register block into a scratch tile, then the valid part into C.
-    private static void EdgeTile(int kc, float* a, float* b, float* c, long ldc, int mr, int nr, float alpha, float beta, bool readC, float* scratch)
-    {
-        Kernel(kc, a, b, scratch, NR, 1f, 0f, false);
-        for (int i = 0; i < mr; i++)
-            for (int j = 0; j < nr; j++)
-            {
-                float v = alpha * scratch[i * NR + j];
-                c[i * ldc + j] = readC ? v + beta * c[i * ldc + j] : v;
-            }
-    }
-
-    // Packs rows [i0, i0 + rows) x columns [p0, p0 + kc) of op(A) as slivers of MR rows:
-    // sliver s holds, for each k, its MR values contiguously (zero past the last row).
-    private static void PackA(float* a, int lda, bool transposed, int i0, int rows, int p0, int kc, float* dst)
-    {
-        int mr = MR;
-        for (int s = 0; s < rows; s += mr)
+        while (true)
         {
-            float* d = dst + (long)s * kc;
-            int valid = Math.Min(mr, rows - s);
-            if (transposed)
-            {
-                // stored [K, M]: the MR values of one k are contiguous in memory
-                for (int k = 0; k < kc; k++)
-                {
-                    float* src = a + (long)(p0 + k) * lda + i0 + s;
-                    for (int r = 0; r < valid; r++) d[k * mr + r] = src[r];
-                    for (int r = valid; r < mr; r++) d[k * mr + r] = 0f;
-                }
-            }
-            else
-            {
-                for (int r = 0; r < valid; r++)
-                {
-                    float* src = a + (long)(i0 + s + r) * lda + p0;
-                    for (int k = 0; k < kc; k++) d[k * mr + r] = src[k];
-                }
-                for (int r = valid; r < mr; r++)
-                    for (int k = 0; k < kc; k++) d[k * mr + r] = 0f;
-            }
+            first = Volatile.Read(ref next);
+            if (first >= slivers) return 0;
+            int remaining = slivers - first;
+            int count = Math.Min(remaining, Math.Clamp(remaining / (2 * threads), 2, Mc / TKernel.Mr));
+            if (Interlocked.CompareExchange(ref next, first + count, first) == first) return count;
         }
     }
 
-    // Packs rows [p0, p0 + kc) x columns [j0, j0 + cols) of op(B) as slivers of NR columns:
-    // sliver s holds, for each k, its NR values contiguously (zero past the last column).
-    private static void PackB(float* b, int ldb, bool transposed, int p0, int kc, int j0, int cols, float* dst)
+    /// <summary>body(0 .. threads-1) on the persistent GEMM threads (the calling thread is worker 0),
+    /// or on the thread pool when those are taken; returns when every claimed item is done.</summary>
+    private static void RunOnThreads(int threads, Action<int> body)
     {
-        int nr = NR;
-        for (int s = 0; s < cols; s += nr)
+        if (!GemmThreads.Shared.TryRun(threads, body))
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
+    }
+
+    /// <summary>The two loops around the micro-kernel: C[0..mc, 0..nc] (row stride ldc) gets
+    /// alpha * packedA packedB + beta * C, from an A block of mc / MR slivers and a B panel of nc / NR slivers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Block(float* packedA, float* packedB, float* c, int ldc, int mc, int nc, int kc, float alpha, float beta, float* tile)
+    {
+        int mr = TKernel.Mr, nr = TKernel.Nr;
+        for (int jr = 0; jr < nc; jr += nr)
         {
-            float* d = dst + (long)(s / nr) * kc * nr;
-            int valid = Math.Min(nr, cols - s);
-            if (!transposed)
+            int nrEdge = Math.Min(nr, nc - jr);
+            float* bSliver = packedB + (long)jr * kc;
+            for (int ir = 0; ir < mc; ir += mr)
             {
-                for (int k = 0; k < kc; k++)
+                int mrEdge = Math.Min(mr, mc - ir);
+                float* aSliver = packedA + (long)ir * kc;
+                float* cTile = c + (long)ir * ldc + jr;
+                if (mrEdge == mr && nrEdge == nr)
+                    TKernel.Run(kc, aSliver, bSliver, cTile, ldc, alpha, beta);
+                else
                 {
-                    float* src = b + (long)(p0 + k) * ldb + j0 + s;
-                    float* row = d + k * nr;
-                    if (valid == nr)
-                    {
-                        for (int v = 0; v < nr; v += Vector256<float>.Count) Vector256.Store(Vector256.Load(src + v), row + v);
-                    }
-                    else
-                    {
-                        for (int c = 0; c < valid; c++) row[c] = src[c];
-                        for (int c = valid; c < nr; c++) row[c] = 0f;
-                    }
+                    TKernel.Run(kc, aSliver, bSliver, tile, nr, 1f, 0f);
+                    MergeTile(tile, nr, cTile, ldc, mrEdge, nrEdge, alpha, beta);
                 }
-            }
-            else
-            {
-                // stored [N, K]: one column of op(B) is contiguous in memory
-                for (int c = 0; c < valid; c++)
-                {
-                    float* src = b + (long)(j0 + s + c) * ldb + p0;
-                    for (int k = 0; k < kc; k++) d[k * nr + c] = src[k];
-                }
-                for (int c = valid; c < nr; c++)
-                    for (int k = 0; k < kc; k++) d[k * nr + c] = 0f;
             }
         }
     }
 
-    private static int RoundUp(int x, int multiple) => (x + multiple - 1) / multiple * multiple;
-}
-
-/// <summary>A 64-byte aligned native float buffer that only grows.</summary>
-internal sealed unsafe class NativeBuffer
-{
-    private NativeBuffer(long floats)
+    // c[r, j] = alpha * tile[r, j] + beta * c[r, j] over the valid rows x cols of a partial tile.
+    private static void MergeTile(float* tile, int ldt, float* c, int ldc, int rows, int cols, float alpha, float beta)
     {
-        Floats = floats;
-        Pointer = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+        for (int r = 0; r < rows; r++)
+        {
+            float* t = tile + r * ldt, cr = c + (long)r * ldc;
+            if (beta == 0f) for (int j = 0; j < cols; j++) cr[j] = alpha * t[j];
+            else for (int j = 0; j < cols; j++) cr[j] = alpha * t[j] + beta * cr[j];
+        }
     }
 
-    public long Floats { get; }
-    public float* Pointer { get; }
+    // The largest step <= max (rounded up to a multiple of `multiple`) that splits `extent` into
+    // equal blocks: ceil(extent / ceil(extent / max)).
+    private static int BalancedStep(int extent, int max, int multiple)
+    {
+        int blocks = Math.Max(1, (extent + max - 1) / max);
+        return RoundUp((extent + blocks - 1) / blocks, multiple);
+    }
 
-    public static NativeBuffer Ensure(NativeBuffer? buffer, long floats) =>
-        buffer is not null && buffer.Floats >= floats ? buffer : new NativeBuffer(Math.Max(floats, (buffer?.Floats ?? 0) * 2));
-
-    ~NativeBuffer() => NativeMemory.AlignedFree(Pointer);
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 }

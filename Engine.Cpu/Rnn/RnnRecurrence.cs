@@ -1,5 +1,4 @@
 using System.Numerics.Tensors;
-using FastWeights.Engine.Cpu.Gemm;
 using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu.Rnn;
@@ -41,7 +40,7 @@ internal static unsafe class RnnRecurrence
         var init = Pointers(p.InitialStates);
         var fin = Pointers(finals);
         int extra = p.Cell.ExtraStates();
-        ForEachHead(v, threads, (h, gemmThreads) =>
+        ForEachHead(v, threads, (h, _) =>
         {
             int dh = v.Dh, hd = v.Hd, rows = v.G * dh;
             var hPrev = new float[v.B * dh];
@@ -140,18 +139,19 @@ internal static unsafe class RnnRecurrence
     {
         var v = new View(p);
         float* y = CpuBackend.F32(outputs), sv = CpuBackend.F32(saved), dy = CpuBackend.F32(grads.DOutputs);
-        float* dx = CpuBackend.F32(grads.DPreactivations), dR = CpuBackend.F32(grads.DRecurrentWeights), dBias = Ptr(grads.DRecurrentBias);
+        float* dx = CpuBackend.F32(grads.DPreactivations), dBias = Ptr(grads.DRecurrentBias);
         var init = Pointers(p.InitialStates);
         var dFin = Pointers(grads.DFinalStates);
         var dInit = Pointers(grads.DInitialStates);
-        ForEachHead(v, threads, (h, gemmThreads) =>
+        ForEachHead(v, threads, (h, _) =>
         {
             int dh = v.Dh, hd = v.Hd, rows = v.G * dh, batch = v.B;
             var dhNext = new float[batch * dh];               // gradient reaching h_t from later steps
             var dcNext = new float[batch * dh];               // LSTM, sLSTM: reaching c_t
             var dnNext = new float[batch * dh];               // sLSTM: reaching n_t
-            var dqAll = new float[(long)v.T * batch * rows];  // [t][b][row]
-            var hPrevAll = new float[(long)v.T * batch * dh]; // [t][b][j]
+            var backend = (CpuBackend)p.Preactivations.Backend;
+            using var dqAll = Tensor.Empty(backend, new Shape(v.T * batch, rows));     // [t][b][row]
+            using var hPrevAll = Tensor.Empty(backend, new Shape(v.T * batch, dh));    // [t][b][j]
             for (int b = 0; b < batch; b++)
                 for (int j = 0; j < dh; j++)
                 {
@@ -159,7 +159,8 @@ internal static unsafe class RnnRecurrence
                     dhNext[b * dh + j] = State(dFin[0], at);
                     if (v.Cell == RnnCell.Lstm && dFin.Length > 1) dcNext[b * dh + j] = State(dFin[1], at);
                 }
-            fixed (float* pDq = dqAll, pHp = hPrevAll, pDh = dhNext)
+            float* pDq = CpuBackend.F32(dqAll), pHp = CpuBackend.F32(hPrevAll);
+            fixed (float* pDh = dhNext)
             {
                 for (int t = v.T - 1; t >= 0; t--)
                 {
@@ -246,13 +247,13 @@ internal static unsafe class RnnRecurrence
                     SmallRowsProduct.Multiply(dq, batch, rows, v.RHead(h), dh, pDh, accumulate: true);
                 }
                 // dR_h = dq^T h_{t-1} over all (t, b): [G*Dh, T*B] x [T*B, Dh]
-                BlockedGemm.Multiply(pDq, pHp, dR + (long)h * rows * dh, rows, dh, v.T * batch, true, false, 1f, 0f, gemmThreads);
+                Ops.Gemm.Forward(dqAll, hPrevAll, grads.DRecurrentWeights.SliceRows(h, 1).Reshape(new Shape(rows, dh)), transposeA: true);
             }
             if (dBias != null)
                 for (int r = 0; r < rows; r++)
                 {
                     double sum = 0;
-                    for (long i = 0; i < (long)v.T * batch; i++) sum += dqAll[i * rows + r];
+                    for (long i = 0; i < (long)v.T * batch; i++) sum += pDq[i * rows + r];
                     dBias[r / dh * hd + h * dh + r % dh] = (float)sum;
                 }
             for (int b = 0; b < batch; b++)

@@ -1,45 +1,165 @@
 using FastWeights.Engine.Cpu;
+using FastWeights.Engine.Cpu.Gemm;
 using FastWeights.Engine.Ops;
 using FastWeights.Engine.Tests.Reference;
 
 namespace FastWeights.Engine.Tests;
 
-/// <summary>The blocked CPU GEMM at sizes that straddle its register block (12 x 32 with AVX-512,
-/// 6 x 16 with AVX2), its K block (256) and its M block (up to 144), with every transpose.</summary>
+/// <summary>The CPU blocked GEMM at sizes that straddle its block edges (MR, NR, KC, MC, NC of each
+/// micro-kernel, the AVX2 and scalar fallbacks included), against the float64 reference.</summary>
 [TestClass]
 public sealed class CpuGemmKernelTests
 {
-    public static IEnumerable<object[]> Cases() =>
-        from size in new[] { (11, 31, 255), (13, 33, 257), (12, 32, 256), (15, 31, 100), (239, 40, 20), (147, 65, 513), (300, 1000, 257), (5, 700, 3) }
-        from ta in new[] { false, true }
-        from tb in new[] { false, true }
-        select new object[] { size.Item1, size.Item2, size.Item3, ta, tb };
+    private static readonly CpuBackend Cpu = CpuBackend.Shared;
 
-    [TestMethod]
-    [DynamicData(nameof(Cases))]
-    public void BlockEdgesMatchReference(int m, int n, int k, bool transposeA, bool transposeB)
+    public static IEnumerable<object[]> EdgeCases()
     {
-        var cpu = CpuBackend.Shared;
-        float[] a = TestData.Uniform(m * k, (ulong)(m + n + k)), b = TestData.Uniform(k * n, (ulong)(m * n + k)), c0 = TestData.Uniform(m * n, 3);
-        using var ta = Tensor.FromArray(cpu, a, transposeA ? new Shape(k, m) : new Shape(m, k));
-        using var tb = Tensor.FromArray(cpu, b, transposeB ? new Shape(n, k) : new Shape(k, n));
-        using var tc = Tensor.FromArray(cpu, c0, new Shape(m, n));
-        Gemm.Forward(ta, tb, tc, transposeA, transposeB, 1.25f, 0.5f);
-        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), TestData.ToDouble(c0), 1, m, n, k, transposeA, transposeB, 1.25, 0.5, false, false);
-        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-5, $"cpu gemm {m}x{n}x{k} tA={transposeA} tB={transposeB}");
+        foreach (string kernel in new[] { "512", "256", "scalar" })
+        {
+            var (mr, nr, kc, mc) = Blocking(kernel);
+            foreach (var (m, n, k) in new[] { (mr - 1, nr + 1, kc + 1), (mr + 1, nr - 1, kc - 1), (mr, nr, kc), (2 * mr + 3, 3 * nr, 2 * kc + 1), (mc + 3, nr + 5, 40) })
+                foreach (bool ta in new[] { false, true })
+                    foreach (bool tb in new[] { false, true })
+                        yield return [kernel, m, n, k, ta, tb];
+        }
     }
 
     [TestMethod]
-    public void BatchedWithSharedOperandsAcrossThreads()
+    [DynamicData(nameof(EdgeCases))]
+    public void KernelMatchesReferenceAtBlockEdges(string kernel, int m, int n, int k, bool transposeA, bool transposeB)
     {
-        var cpu = new CpuBackend { Threads = 3 };
-        const int batch = 3, m = 100, n = 70, k = 300;
-        float[] a = TestData.Uniform(m * k, 1), b = TestData.Uniform(batch * k * n, 2);
-        using var ta = Tensor.FromArray(cpu, a, new Shape(m, k));
-        using var tb = Tensor.FromArray(cpu, b, new Shape(batch, k, n));
-        using var tc = Tensor.Full(cpu, new Shape(batch, m, n), float.NaN);
-        Gemm.Forward(ta, tb, tc);
-        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), new double[batch * m * n], batch, m, n, k, false, false, 1, 0, true, false);
-        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-5, "batched shared A");
+        // One thread, so one tile covers the whole of C and the MC edge is inside it.
+        Check(kernel, 1, m, n, k, transposeA, transposeB, 0.75f, -0.5f, threads: 1);
+    }
+
+    [TestMethod]
+    [DataRow("512")]
+    [DataRow("256")]
+    [DataRow("scalar")]
+    public void PanelWiderThanNc(string kernel)
+    {
+        int nc = kernel switch { "512" => BlockedGemm<MicroKernel512x14x32>.Nc, "256" => BlockedGemm<MicroKernel256x6x16>.Nc, _ => BlockedGemm<MicroKernelScalar4x4>.Nc };
+        Check(kernel, 1, 9, nc + 3, 17, false, false, 1f, 0f, threads: 1);
+        Check(kernel, 1, 9, nc + 3, 17, true, true, 1f, 0.25f, threads: 2);
+    }
+
+    [TestMethod]
+    [DataRow(false, false)]
+    [DataRow(true, true)]
+    public void CooperativePathSplitsWidePanels(bool transposeA, bool transposeB) =>
+        // N beyond NC and K x N beyond the shared B buffer: several column panels, threads cooperating on each.
+        Check("auto", 1, 40, 4100, 1100, transposeA, transposeB, 1f, 0.5f, threads: Cpu.Threads);
+
+    [TestMethod]
+    [DataRow(false, false)]
+    [DataRow(true, true)]
+    public void ManyBatchEntriesRunWholePerThread(bool transposeA, bool transposeB) =>
+        Check("auto", 9, 64, 80, 200, transposeA, transposeB, 1f, -1f, Cpu.Threads, sharedB: true);
+
+    [TestMethod]
+    [DataRow(false, false)]
+    [DataRow(false, true)]
+    [DataRow(true, false)]
+    [DataRow(true, true)]
+    public void LargeAwkwardProblem(bool transposeA, bool transposeB) =>
+        Check("auto", 1, 300, 1000, 257, transposeA, transposeB, 1.25f, 0.5f, threads: Cpu.Threads);
+
+    [TestMethod]
+    [DataRow(true, false, false, false)]
+    [DataRow(false, true, false, true)]
+    [DataRow(true, false, true, true)]
+    [DataRow(false, true, true, false)]
+    public void BatchedWithSharedOperand(bool sharedA, bool sharedB, bool transposeA, bool transposeB)
+    {
+        const int batch = 3, m = 45, n = 70, k = 300;
+        Check("auto", batch, m, n, k, transposeA, transposeB, 0.5f, 2f, Cpu.Threads, sharedA, sharedB);
+    }
+
+    [TestMethod]
+    [DataRow(DType.F16, false, false)]
+    [DataRow(DType.F16, true, true)]
+    [DataRow(DType.BF16, false, true)]
+    [DataRow(DType.BF16, true, false)]
+    public void HalfInputsAtBlockEdges(DType dtype, bool transposeA, bool transposeB) =>
+        Check("auto", 2, 15, 33, 257, transposeA, transposeB, 1f, 0f, Cpu.Threads, dtype: dtype);
+
+    [TestMethod]
+    public void BetaZeroNeverReadsPoisonedOutputOnBlockedPath()
+    {
+        // C starts as NaN: with beta == 0 every element, edge tiles included, must be overwritten.
+        Check("auto", 2, 29, 47, 300, false, false, 1f, 0f, Cpu.Threads, poisonC: true);
+    }
+
+    [TestMethod]
+    public void ThreadCountDoesNotChangeTheResult()
+    {
+        // Every element sums over k in the same blocks whatever the split, so results are bitwise equal.
+        if (!MicroKernel512x14x32.IsSupported) Assert.Inconclusive("Vector512 is not accelerated here");
+        const int m = 131, n = 97, k = 600;
+        using var a = Tensor.Uniform(Cpu, new Shape(m, k), 5);
+        using var b = Tensor.Uniform(Cpu, new Shape(k, n), 6);
+        using var c1 = Tensor.Zeros(Cpu, new Shape(m, n));
+        using var c2 = Tensor.Zeros(Cpu, new Shape(m, n));
+        BlockedGemm<MicroKernel512x14x32>.Run(Gemm.Resolve(a, b, c1, false, false, 1f, 0f), 1);
+        BlockedGemm<MicroKernel512x14x32>.Run(Gemm.Resolve(a, b, c2, false, false, 1f, 0f), 2);
+        CollectionAssert.AreEqual(c1.ToArray(), c2.ToArray());
+    }
+
+    [TestMethod]
+    public void ConcurrentCallersShareTheGemmThreads()
+    {
+        // Callers race for the persistent helper threads; the losers fall back to the thread pool.
+        const int m = 150, n = 170, k = 300;
+        float[] a = TestData.Uniform(m * k, 31), b = TestData.Uniform(k * n, 32);
+        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), new double[m * n], 1, m, n, k, false, false, 1, 0, false, false);
+        using var ta = Tensor.FromArray(Cpu, a, new Shape(m, k));
+        using var tb = Tensor.FromArray(Cpu, b, new Shape(k, n));
+        var results = new float[4][];
+        Parallel.For(0, 4, new ParallelOptions { MaxDegreeOfParallelism = 4 }, caller =>
+        {
+            using var tc = Tensor.Full(Cpu, new Shape(m, n), float.NaN);
+            for (int repeat = 0; repeat < 10; repeat++) Gemm.Forward(ta, tb, tc);
+            results[caller] = tc.ToArray();
+        });
+        foreach (var result in results) TestData.AssertClose(expected, result, TestData.F32Tolerance(k), TestData.F32Tolerance(k), "Gemm from concurrent callers");
+    }
+
+    private static (int Mr, int Nr, int Kc, int Mc) Blocking(string kernel) => kernel switch
+    {
+        "512" => (MicroKernel512x14x32.Mr, MicroKernel512x14x32.Nr, BlockedGemm<MicroKernel512x14x32>.Kc, BlockedGemm<MicroKernel512x14x32>.Mc),
+        "256" => (MicroKernel256x6x16.Mr, MicroKernel256x6x16.Nr, BlockedGemm<MicroKernel256x6x16>.Kc, BlockedGemm<MicroKernel256x6x16>.Mc),
+        "scalar" => (MicroKernelScalar4x4.Mr, MicroKernelScalar4x4.Nr, BlockedGemm<MicroKernelScalar4x4>.Kc, BlockedGemm<MicroKernelScalar4x4>.Mc),
+        _ => throw new ArgumentException(kernel),
+    };
+
+    // Runs one GEMM with `kernel` ("auto": through Gemm.Forward) and compares with the reference.
+    private static void Check(string kernel, int batch, int m, int n, int k, bool transposeA, bool transposeB, float alpha, float beta,
+        int threads, bool sharedA = false, bool sharedB = false, DType dtype = DType.F32, bool poisonC = false)
+    {
+        string what = $"Gemm cpu {kernel} {dtype.Name()} {batch}x{m}x{n}x{k} tA={transposeA} tB={transposeB} sharedA={sharedA} sharedB={sharedB} threads={threads}";
+        if (kernel == "512" && !MicroKernel512x14x32.IsSupported) Assert.Inconclusive($"{what}: Vector512 is not accelerated here");
+        if (kernel == "256" && !MicroKernel256x6x16.IsSupported) Assert.Inconclusive($"{what}: Vector256 is not accelerated here");
+        ulong seed = (ulong)(batch * 7919 + m * 1009 + n * 31 + k) * 4 + (transposeA ? 2UL : 0) + (transposeB ? 1UL : 0);
+        int batchA = sharedA ? 1 : batch, batchB = sharedB ? 1 : batch;
+        float[] a = TestData.RoundTrip(TestData.Uniform(batchA * m * k, seed), dtype);
+        float[] b = TestData.RoundTrip(TestData.Uniform(batchB * k * n, seed + 1), dtype);
+        float[] c0 = poisonC ? Enumerable.Repeat(float.NaN, batch * m * n).ToArray() : TestData.Uniform(batch * m * n, seed + 2);
+        Shape Stored(int count, int rows, int cols) => count == 1 && (batch == 1 || sharedA || sharedB) ? new Shape(rows, cols) : new Shape(count, rows, cols);
+        using var ta = Tensor.FromArray(Cpu, a, Stored(batchA, transposeA ? k : m, transposeA ? m : k), dtype);
+        using var tb = Tensor.FromArray(Cpu, b, Stored(batchB, transposeB ? n : k, transposeB ? k : n), dtype);
+        using var tc = Tensor.FromArray(Cpu, c0, batch == 1 ? new Shape(m, n) : new Shape(batch, m, n));
+        var problem = Gemm.Resolve(ta, tb, tc, transposeA, transposeB, alpha, beta);
+        switch (kernel)
+        {
+            case "auto": Cpu.Gemm(problem); break;
+            case "512": BlockedGemm<MicroKernel512x14x32>.Run(problem, threads); break;
+            case "256": BlockedGemm<MicroKernel256x6x16>.Run(problem, threads); break;
+            case "scalar": BlockedGemm<MicroKernelScalar4x4>.Run(problem, threads); break;
+        }
+        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), poisonC ? new double[c0.Length] : TestData.ToDouble(c0),
+            batch, m, n, k, transposeA, transposeB, alpha, beta, sharedA, sharedB);
+        // The absolute error of a sum of k O(1) products grows like sqrt(k) too (elements near 0 after
+        // cancellation), so atol scales like rtol.
+        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), TestData.F32Tolerance(k), what);
     }
 }

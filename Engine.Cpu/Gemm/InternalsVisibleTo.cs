@@ -1,0 +1,5 @@
+using System.Runtime.CompilerServices;
+
+// The kernel tests (tests/Engine.Tests/CpuGemmKernelTests.cs) run each micro-kernel through the
+// blocked driver directly, including the fallbacks this machine would not choose.
+[assembly: InternalsVisibleTo("Engine.Tests")]
