@@ -17,7 +17,7 @@ public sealed class FeatureMapTests
     private static readonly int[][] Shapes = [[2, 7, 3, 5], [3, 33], [4, 1], [4, 65, 3, 64]];
 
     public static IEnumerable<object[]> Cases() =>
-        from backend in new[] { "cpu" }
+        from backend in new[] { "cpu", "vulkan" }
         from map in Enumerable.Range(0, Maps.Length)
         from shape in Enumerable.Range(0, Shapes.Length)
         select new object[] { backend, map, shape };
@@ -81,6 +81,7 @@ public sealed class FeatureMapTests
     /// <summary>Pins the DPFP output order: block j (1..nu) of 2d, element i = r_i r_{(i + j) mod 2d}.</summary>
     [TestMethod]
     [DataRow("cpu")]
+    [DataRow("vulkan")]
     public void DpfpOrderingIsBlocksOfShiftedProducts(string backendName)
     {
         var backend = TestBackends.Get(backendName);
@@ -93,7 +94,7 @@ public sealed class FeatureMapTests
     }
 
     public static IEnumerable<object[]> L2Cases() =>
-        from backend in new[] { "cpu" }
+        from backend in new[] { "cpu", "vulkan" }
         from shape in Enumerable.Range(0, Shapes.Length)
         select new object[] { backend, shape };
 
