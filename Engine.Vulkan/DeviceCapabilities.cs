@@ -61,6 +61,9 @@ public sealed record DeviceCapabilities
     public required bool ShaderBFloat16 { get; init; }
     public required bool BFloat16CooperativeMatrix { get; init; }
     public required bool CooperativeMatrix { get; init; }
+    /// <summary>Float atomic add on shared memory (VK_EXT_shader_atomic_float): the recurrent
+    /// fast-weight backward sums over state rows with it.</summary>
+    public required bool SharedFloatAtomicAdd { get; init; }
     public required IReadOnlyList<CooperativeMatrixShape> CooperativeMatrixShapes { get; init; }
     public required IReadOnlyList<string> Extensions { get; init; }
     public required long DeviceLocalBytes { get; init; }

@@ -8,11 +8,64 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
 {
     private const int RecurrentColumnsPerLane = 32; // KMAX in recurrent.comp
 
+    /// <summary>Checkpoint interval of the recurrent backward: the forward keeps S every C steps, the
+    /// backward rebuilds C states at a time into a scratch of C states per (batch, head).</summary>
+    private const int RecurrentCheckpointInterval = 16;
+
     public void DeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState) =>
         RecurrentForward("delta", p.Q, p.K, p.V, p.Beta, p.Alpha, p.InitialState, finalState, output, null, null, p.Shape, p.Scale, 0f, false);
 
-    public void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients) =>
-        throw new NotSupportedException("DeltaRuleBackward: the Vulkan backend has no delta-rule backward kernel yet; run the backward on the CPU backend");
+    /// <summary>Reruns the forward keeping checkpoints, then recurrent_backward.comp: one workgroup per
+    /// (batch, head) holding every state row (Dv x lanes invocations, at most the device's limit).</summary>
+    public void DeltaRuleBackward(DeltaRuleProblem p, DeltaRuleGradients g)
+    {
+        var s = p.Shape;
+        if (s.Batch == 0 || s.Heads == 0 || s.Steps == 0) { ZeroGradients(g); return; }
+        const string op = "DeltaRuleBackward";
+        int lanes = RecurrentLanes(op, s.KeyDim, s.ValueDim);
+        if (!Capabilities.SharedFloatAtomicAdd)
+            throw new NotSupportedException($"{op}: {Capabilities.Name} lacks shared-memory float atomics (VK_EXT_shader_atomic_float), which the Vulkan backward uses; run the backward on the CPU backend");
+        if (s.ValueDim * lanes > Capabilities.MaxWorkgroupInvocations || s.KeyDim > 1024)
+            throw new OpArgumentException(op, "v", $"{s.Values}: the Vulkan backward holds all {s.ValueDim} state rows in one workgroup ({s.ValueDim} x {lanes} lanes > {Capabilities.MaxWorkgroupInvocations} invocations)");
+        int interval = RecurrentCheckpointInterval, intervals = (s.Steps + interval - 1) / interval;
+        long heads = (long)s.Batch * s.Heads;
+        using var checkpoints = Tensor.Empty(this, new Shape(checked((int)(heads * intervals)), s.ValueDim, s.KeyDim));
+        using var scratch = Tensor.Empty(this, new Shape(checked((int)(heads * interval)), s.ValueDim, s.KeyDim));
+        using var output = Tensor.Empty(this, s.Values);
+        RecurrentForward("delta", p.Q, p.K, p.V, p.Beta, p.Alpha, p.InitialState, null, output, null, null, s, p.Scale, 0f, false, checkpoints, interval);
+        var kernel = Kernels.Get("fast_weights/recurrent_backward", [s.ValueDim * lanes, lanes]);
+        var push = new PushConstants(stackalloc byte[160]);
+        push.Address(p.Q);
+        push.Address(p.K);
+        push.Address(p.V);
+        push.Address(p.Beta);
+        push.AddressOrZero(p.Alpha);
+        push.Address(g.DOutput);
+        push.AddressOrZero(g.DFinalState);
+        push.Address(checkpoints);
+        push.Address(scratch);
+        push.Address(g.DQ);
+        push.Address(g.DK);
+        push.Address(g.DV);
+        push.Address(g.DBeta);
+        push.AddressOrZero(g.DAlpha);
+        push.AddressOrZero(g.DInitialState);
+        push.Append(s.Steps);
+        push.Append(s.Heads);
+        push.Append(s.KeyDim);
+        push.Append(s.ValueDim);
+        push.Append(p.Scale);
+        push.Append(interval);
+        if (push.Bytes.Length > Kernels.PushConstantBytes)
+            throw new NotSupportedException($"{op}: needs {push.Bytes.Length} bytes of push constants; {Capabilities.Name} offers {Kernels.PushConstantBytes}");
+        Dispatch(kernel, push, (uint)heads);
+    }
+
+    private void ZeroGradients(DeltaRuleGradients g)
+    {
+        foreach (var t in new[] { g.DQ, g.DK, g.DV, g.DBeta, g.DAlpha, g.DInitialState }) if (t is not null) Fill(t, 0f);
+        if (g.DInitialState is not null && g.DFinalState is not null) Copy(g.DFinalState.Storage, g.DFinalState.ByteOffset, g.DInitialState.Storage, g.DInitialState.ByteOffset, g.DFinalState.ByteCount);
+    }
 
     public void LinearAttentionForward(LinearAttentionProblem p, Tensor output, Tensor? finalState, Tensor? finalNormaliser)
     {
@@ -40,7 +93,8 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
     }
 
     internal void RecurrentForward(string rule, Tensor q, Tensor k, Tensor v, Tensor? beta, Tensor? alpha, Tensor? initialState, Tensor? finalState,
-        Tensor output, Tensor? initialZ, Tensor? finalZ, FastWeightShape s, float scale, float eps, bool normalise)
+        Tensor output, Tensor? initialZ, Tensor? finalZ, FastWeightShape s, float scale, float eps, bool normalise,
+        Tensor? checkpoints = null, int checkpointInterval = 0)
     {
         if (s.Batch == 0 || s.Heads == 0) return;
         string op = rule == "delta" ? "DeltaRuleForward" : "LinearAttentionForward";
@@ -58,6 +112,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         push.Address(output);
         push.AddressOrZero(initialZ);
         push.AddressOrZero(finalZ);
+        push.AddressOrZero(checkpoints);
         push.Append(s.Steps);
         push.Append(s.Heads);
         push.Append(s.KeyDim);
@@ -65,6 +120,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         push.Append(scale);
         push.Append(eps);
         push.Append(normalise ? 1 : 0);
+        push.Append(checkpointInterval);
         Dispatch(kernel, push, (uint)(s.Batch * s.Heads), Groups(s.ValueDim, rowsPerGroup));
     }
 }

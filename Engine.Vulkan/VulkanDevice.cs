@@ -34,6 +34,7 @@ public sealed unsafe class VulkanDevice : IDisposable
         var extensions = new List<string>();
         if (UseCooperativeMatrix) extensions.Add("VK_KHR_cooperative_matrix");
         if (UseBFloat16) extensions.Add("VK_KHR_shader_bfloat16");
+        if (caps.SharedFloatAtomicAdd) extensions.Add("VK_EXT_shader_atomic_float");
 
         float priority = 1f;
         var queueInfo = new DeviceQueueCreateInfo { SType = StructureType.DeviceQueueCreateInfo, QueueFamilyIndex = QueueFamily, QueueCount = 1, PQueuePriorities = &priority };
@@ -64,12 +65,15 @@ public sealed unsafe class VulkanDevice : IDisposable
             ShaderBFloat16CooperativeMatrix = UseCooperativeMatrix && caps.BFloat16CooperativeMatrix,
         };
         var core = new PhysicalDeviceFeatures { ShaderInt64 = caps.ShaderInt64 };
-        var features = new PhysicalDeviceFeatures2
+        void* chain = UseBFloat16 ? &bf16 : UseCooperativeMatrix ? &coop : &f13;
+        var atomicFloat = new PhysicalDeviceShaderAtomicFloatFeaturesEXT
         {
-            SType = StructureType.PhysicalDeviceFeatures2,
-            PNext = UseBFloat16 ? &bf16 : UseCooperativeMatrix ? &coop : &f13,
-            Features = core,
+            SType = StructureType.PhysicalDeviceShaderAtomicFloatFeaturesExt,
+            PNext = chain,
+            ShaderSharedFloat32AtomicAdd = true,
         };
+        if (caps.SharedFloatAtomicAdd) chain = &atomicFloat;
+        var features = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain, Features = core };
 
         var names = extensions.Select(e => Marshal.StringToHGlobalAnsi(e)).ToArray();
         try

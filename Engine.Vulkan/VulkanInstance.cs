@@ -64,6 +64,7 @@ public sealed unsafe class VulkanInstance : IDisposable
         var extensions = exts.Select(e => Marshal.PtrToStringAnsi((nint)e.ExtensionName)!).OrderBy(s => s, StringComparer.Ordinal).ToList();
         bool hasCoopMat = extensions.Contains("VK_KHR_cooperative_matrix");
         bool hasBf16 = extensions.Contains("VK_KHR_shader_bfloat16");
+        bool hasAtomicFloat = extensions.Contains("VK_EXT_shader_atomic_float");
 
         var subgroup = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
         var vk13 = new PhysicalDeviceVulkan13Properties { SType = StructureType.PhysicalDeviceVulkan13Properties, PNext = &subgroup };
@@ -77,6 +78,8 @@ public sealed unsafe class VulkanInstance : IDisposable
         var coopFeatures = new PhysicalDeviceCooperativeMatrixFeaturesKHR { SType = StructureType.PhysicalDeviceCooperativeMatrixFeaturesKhr, PNext = &f13 };
         var bf16Features = new PhysicalDeviceShaderBfloat16FeaturesKHR { SType = StructureType.PhysicalDeviceShaderBfloat16FeaturesKhr, PNext = hasCoopMat ? &coopFeatures : &f13 };
         void* chain = hasBf16 ? &bf16Features : hasCoopMat ? &coopFeatures : &f13;
+        var atomicFloat = new PhysicalDeviceShaderAtomicFloatFeaturesEXT { SType = StructureType.PhysicalDeviceShaderAtomicFloatFeaturesExt, PNext = chain };
+        if (hasAtomicFloat) chain = &atomicFloat;
         var features = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain };
         vk.GetPhysicalDeviceFeatures2(device, &features);
 
@@ -143,6 +146,7 @@ public sealed unsafe class VulkanInstance : IDisposable
             ShaderBFloat16 = hasBf16 && bf16Features.ShaderBFloat16Type,
             BFloat16CooperativeMatrix = hasBf16 && bf16Features.ShaderBFloat16CooperativeMatrix,
             CooperativeMatrix = hasCoopMat && coopFeatures.CooperativeMatrix,
+            SharedFloatAtomicAdd = hasAtomicFloat && atomicFloat.ShaderSharedFloat32AtomicAdd,
             CooperativeMatrixShapes = shapes,
             Extensions = extensions,
             DeviceLocalBytes = deviceLocal,

@@ -1,5 +1,19 @@
 namespace FastWeights.Engine.Ops;
 
+/// <summary>How a backend runs the delta rule. Auto lets it choose (chunked for long sequences,
+/// recurrent for short ones and for decoding); the results agree to rounding.</summary>
+public enum DeltaRuleAlgorithm
+{
+    Auto,
+    /// <summary>Token by token, O(T Dk Dv) sequential: the decoding path and the reference form.</summary>
+    Recurrent,
+    /// <summary>Chunks of C tokens in the WY form (Yang et al. 2024): per chunk
+    /// T = (I + strictly_lower(diag(beta) K K^T))^-1 diag(beta), W = T K, U = T V,
+    /// U' = U - W S_0^T, O = Q S_0^T + (Q K^T ⊙ M) U', S_C = S_0 + U'^T K. Matrix products; the
+    /// chunk size is the backend's (docs/ops.md).</summary>
+    Chunked,
+}
+
 /// <summary>The delta rule (DeltaNet) and its gated form, per batch b and head h:
 ///   S_t = alpha_t S_{t-1} + beta_t (v_t - alpha_t S_{t-1} k_t) k_t^T   (alpha_t = 1 when ungated)
 ///   o_t = S_t (scale q_t)
@@ -9,7 +23,7 @@ namespace FastWeights.Engine.Ops;
 /// given: DeltaNet L2-normalises it first (a separate op).</summary>
 public sealed record DeltaRuleProblem(
     Tensor Q, Tensor K, Tensor V, Tensor Beta, Tensor? Alpha, float Scale,
-    Tensor? InitialState, FastWeightShape Shape);
+    Tensor? InitialState, FastWeightShape Shape, DeltaRuleAlgorithm Algorithm = DeltaRuleAlgorithm.Auto);
 
 /// <summary>Gradients of a delta-rule forward, given dO and (optionally) the gradient of the final
 /// state. Every output gradient is overwritten.</summary>
@@ -30,11 +44,12 @@ public static class DeltaRule
     /// <summary>Runs the delta rule over T steps. <paramref name="initialState"/> null means zeros;
     /// <paramref name="finalState"/> may be the initial state itself (updated in place).</summary>
     public static void Forward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,
-        Tensor? initialState = null, Tensor? finalState = null, Tensor? alpha = null, float scale = 1f)
+        Tensor? initialState = null, Tensor? finalState = null, Tensor? alpha = null, float scale = 1f,
+        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         const string op = "DeltaRuleForward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("output", output), ("initialState", initialState), ("finalState", finalState), ("alpha", alpha));
-        var problem = Check(op, q, k, v, beta, alpha, scale, output, initialState, finalState);
+        var problem = Check(op, q, k, v, beta, alpha, scale, output, initialState, finalState, algorithm);
         foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("beta", beta) }) Op.DistinctOutput(op, "output", output, name, t);
         ops.DeltaRuleForward(problem, output, finalState);
     }
@@ -52,7 +67,7 @@ public static class DeltaRule
         if (alpha is not null) Op.Rank(op, "alpha", alpha, 2, 2);
         static Tensor Token(Tensor t) => t.Reshape(new Shape(t.Shape[0], 1, t.Shape[1], t.Shape[2]));
         static Tensor TokenScalar(Tensor t) => t.Reshape(new Shape(t.Shape[0], 1, t.Shape[1]));
-        Forward(Token(q), Token(k), Token(v), TokenScalar(beta), Token(output), state, state, alpha is null ? null : TokenScalar(alpha), scale);
+        Forward(Token(q), Token(k), Token(v), TokenScalar(beta), Token(output), state, state, alpha is null ? null : TokenScalar(alpha), scale, DeltaRuleAlgorithm.Recurrent);
     }
 
     /// <summary>Gradients of <see cref="Forward"/> for q, k, v, beta, alpha (when gated) and the
@@ -60,12 +75,12 @@ public static class DeltaRule
     public static void Backward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor dOutput,
         Tensor dq, Tensor dk, Tensor dv, Tensor dbeta,
         Tensor? initialState = null, Tensor? dFinalState = null, Tensor? dInitialState = null,
-        Tensor? alpha = null, Tensor? dalpha = null, float scale = 1f)
+        Tensor? alpha = null, Tensor? dalpha = null, float scale = 1f, DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         const string op = "DeltaRuleBackward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("dOutput", dOutput), ("dq", dq), ("dk", dk), ("dv", dv), ("dbeta", dbeta),
             ("initialState", initialState), ("dFinalState", dFinalState), ("dInitialState", dInitialState), ("alpha", alpha), ("dalpha", dalpha));
-        var problem = Check(op, q, k, v, beta, alpha, scale, dOutput, initialState, dFinalState);
+        var problem = Check(op, q, k, v, beta, alpha, scale, dOutput, initialState, dFinalState, algorithm);
         var s = problem.Shape;
         Op.ShapeIs(op, "dq", dq, s.Keys);
         Op.ShapeIs(op, "dk", dk, s.Keys);
@@ -78,8 +93,10 @@ public static class DeltaRule
         ops.DeltaRuleBackward(problem, new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState));
     }
 
-    private static DeltaRuleProblem Check(string op, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState)
+    private static DeltaRuleProblem Check(string op, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,
+        DeltaRuleAlgorithm algorithm)
     {
+        if (!Enum.IsDefined(algorithm)) throw new OpArgumentException(op, "algorithm", $"is {(int)algorithm}, not a DeltaRuleAlgorithm");
         var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState);
         s.CheckPerToken(op, "beta", beta);
         Op.InRange(op, "beta", beta, 0f, 2f, highInclusive: false);
@@ -92,6 +109,6 @@ public static class DeltaRule
         Op.Finite(op, "q", q);
         Op.Finite(op, "k", k);
         Op.Finite(op, "v", v);
-        return new DeltaRuleProblem(q, k, v, beta, alpha, scale, initialState, s);
+        return new DeltaRuleProblem(q, k, v, beta, alpha, scale, initialState, s, algorithm);
     }
 }

@@ -40,6 +40,7 @@ layout(push_constant) uniform Push
     uint64_t outputs;       // [B, T, H, Dv]
     uint64_t initialZ;      // sum rule with normaliser: [B, H, Dk] (0: zeros)
     uint64_t finalZ;        // 0: not written
+    uint64_t checkpoints;   // delta rule, for the backward: S before steps 0, C, 2C, ... [B, H, ceil(T/C), Dv, Dk] (0: none)
     uint t;
     uint heads;
     uint dk;
@@ -47,6 +48,7 @@ layout(push_constant) uniform Push
     float scale;
     float eps;
     uint normalise;
+    uint interval;          // C, the checkpoint interval
 } pc;
 
 float reduceRow(float x)
@@ -76,9 +78,17 @@ void main()
     // z may be updated in place and every row reads it: all reads happen before row 0 writes.
     barrier();
 
+    uint checkpointCount = pc.interval == 0 ? 0 : (pc.t + pc.interval - 1) / pc.interval;
     for (uint t = 0; t < pc.t; t++)
     {
         uint token = (b * pc.t + t) * pc.heads + h;     // index into [B, T, H]
+        if (pc.checkpoints != 0 && t % pc.interval == 0 && rowValid)
+            [[unroll]] for (uint j = 0; j < KMAX; j++)
+            {
+                uint c = lane + j * LANES;
+                if (j < columns && c < pc.dk)
+                    F32Buffer(pc.checkpoints).v[((bh * checkpointCount + t / pc.interval) * pc.dv + row) * pc.dk + c] = s[j];
+            }
         float kv[KMAX], qv[KMAX];
         [[unroll]] for (uint j = 0; j < KMAX; j++)
         {
