@@ -37,12 +37,15 @@ public static class BenchCommand
                     {
                         AnsiConsole.MarkupLine($"vulkan device: {Markup.Escape(vulkan.DeviceName)}");
                         int[] subgroups = options.GetInts("subgroups", [vulkan.CoopMatSubgroups]);
+                        string[] tiles = options.Get("cm2-tiles", vulkan.CoopMat2Tile).Split(',');
                         foreach (var dtype in dtypes)
                             foreach (int warps in dtype == DType.F32 ? [subgroups[0]] : subgroups)
-                            {
-                                vulkan.CoopMatSubgroups = warps;
-                                foreach (int n in sizes) results.Add(GemmBench.Run(vulkan, n, dtype));
-                            }
+                                foreach (string tile in dtype == DType.F32 ? [tiles[0]] : tiles)
+                                {
+                                    vulkan.CoopMatSubgroups = warps;
+                                    vulkan.CoopMat2Tile = tile;
+                                    foreach (int n in sizes) results.Add(GemmBench.Run(vulkan, n, dtype));
+                                }
                     }
                 }
                 Print(results);

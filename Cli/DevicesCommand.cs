@@ -49,7 +49,10 @@ public static class DevicesCommand
                 t.AddRow("bf16 (VK_KHR_shader_bfloat16)", $"{Yes(d.ShaderBFloat16)}, cooperative matrix {Yes(d.BFloat16CooperativeMatrix)}");
                 t.AddRow("VK_KHR_cooperative_matrix", d.CooperativeMatrix ? $"{d.CooperativeMatrixShapes.Count} shapes" : "no");
                 foreach (var s in d.CooperativeMatrixShapes) t.AddRow("", s.ToString());
-                t.AddRow("VK_NV_cooperative_matrix2", Yes(d.HasExtension("VK_NV_cooperative_matrix2")));
+                t.AddRow("VK_NV_cooperative_matrix2", d.CooperativeMatrix2 is { } c2
+                    ? $"workgroup scope up to {c2.MaxWorkgroupSize} invocations, dimensions up to {c2.MaxDimension}, {c2.ReservedSharedMemory} B shared memory reserved, {c2.Shapes.Count} flexible shapes"
+                    : Yes(d.HasExtension("VK_NV_cooperative_matrix2")) + (d.HasExtension("VK_NV_cooperative_matrix2") ? " (listed, but without workgroup scope, flexible dimensions or tensor addressing)" : ""));
+                if (d.CooperativeMatrix2 is { } c2s) foreach (var s in c2s.Shapes) t.AddRow("", Markup.Escape(s.ToString()));
                 t.AddRow("usable by FastWeights", d.WhyUnusable is null ? "yes" : $"no: {d.WhyUnusable}");
                 AnsiConsole.Write(t);
             }

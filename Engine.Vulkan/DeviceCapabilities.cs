@@ -23,13 +23,30 @@ public sealed record CooperativeMatrixShape(int M, int N, int K, ComponentType A
 {
     public string ScopeName => Scope switch { 1 => "device", 2 => "workgroup", 3 => "subgroup", 5 => "queue family", _ => Scope.ToString() };
     public override string ToString() => $"{M}x{N}x{K} {Short(A)} x {Short(B)} + {Short(C)} -> {Short(Result)} ({ScopeName})";
-    private static string Short(ComponentType t) => t switch
+    internal static string Short(ComponentType t) => t switch
     {
         ComponentType.Float16 => "f16", ComponentType.Float32 => "f32", ComponentType.Float64 => "f64", ComponentType.BFloat16 => "bf16",
         ComponentType.SInt8 => "s8", ComponentType.UInt8 => "u8", ComponentType.SInt32 => "s32", ComponentType.UInt32 => "u32",
         _ => t.ToString(),
     };
 }
+
+/// <summary>One entry of vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV
+/// (VK_NV_cooperative_matrix2): any M, N, K that are multiples of the granularities, for these types,
+/// at this scope, with a workgroup of exactly <paramref name="WorkgroupInvocations"/> invocations
+/// when the scope is the workgroup.</summary>
+public sealed record FlexibleMatrixShape(int MGranularity, int NGranularity, int KGranularity, ComponentType A, ComponentType B, ComponentType C, ComponentType Result, int Scope, int WorkgroupInvocations)
+{
+    public override string ToString() =>
+        $"multiples of {MGranularity}x{NGranularity}x{KGranularity} {CooperativeMatrixShape.Short(A)} x {CooperativeMatrixShape.Short(B)} + {CooperativeMatrixShape.Short(C)} -> {CooperativeMatrixShape.Short(Result)} "
+        + (Scope == 2 ? $"(workgroup of {WorkgroupInvocations})" : $"(scope {Scope})");
+}
+
+/// <summary>VK_NV_cooperative_matrix2 as the device offers it: workgroup-scope matrices of flexible
+/// sizes loaded through tensor layouts (the driver stages them; on NVIDIA it may pick the newest
+/// tensor-core instructions).</summary>
+public sealed record CooperativeMatrix2Support(bool WorkgroupScope, bool FlexibleDimensions, bool TensorAddressing,
+    int MaxWorkgroupSize, int MaxDimension, int ReservedSharedMemory, IReadOnlyList<FlexibleMatrixShape> Shapes);
 
 /// <summary>What a physical device offers that the kernels care about, read once at start-up.</summary>
 public sealed record DeviceCapabilities
@@ -65,6 +82,9 @@ public sealed record DeviceCapabilities
     /// fast-weight backward sums over state rows with it.</summary>
     public required bool SharedFloatAtomicAdd { get; init; }
     public required IReadOnlyList<CooperativeMatrixShape> CooperativeMatrixShapes { get; init; }
+    /// <summary>Null unless the device has VK_NV_cooperative_matrix2 with workgroup scope, flexible
+    /// dimensions and tensor addressing (what gemm_coopmat2.comp needs).</summary>
+    public CooperativeMatrix2Support? CooperativeMatrix2 { get; init; }
     public required IReadOnlyList<string> Extensions { get; init; }
     public required long DeviceLocalBytes { get; init; }
 
@@ -74,6 +94,14 @@ public sealed record DeviceCapabilities
     public bool HasCooperativeMatrix(int m, int n, int k, ComponentType input) =>
         CooperativeMatrix && CooperativeMatrixShapes.Any(s => s.Scope == 3 && s.M == m && s.N == n && s.K == k
             && s.A == input && s.B == input && s.C == ComponentType.Float32 && s.Result == ComponentType.Float32);
+
+    /// <summary>Whether a workgroup-scope flexible shape for these inputs accumulating in f32 is listed
+    /// whose granularities divide (m, n, k) and which runs with this many invocations.</summary>
+    public bool HasFlexibleMatrix(int m, int n, int k, ComponentType input, int invocations) =>
+        CooperativeMatrix2 is { } c2 && c2.Shapes.Any(s => s.Scope == 2 && s.A == input && s.B == input
+            && s.C == ComponentType.Float32 && s.Result == ComponentType.Float32 && s.WorkgroupInvocations == invocations
+            && m % s.MGranularity == 0 && n % s.NGranularity == 0 && k % s.KGranularity == 0)
+        && m <= c2.MaxDimension && n <= c2.MaxDimension && k <= c2.MaxDimension && invocations <= c2.MaxWorkgroupSize;
 
     /// <summary>Whether the device can run every kernel of the backend (Vulkan 1.2+ with buffer device
     /// addresses, timeline semaphores and 16-bit storage).</summary>

@@ -2,8 +2,10 @@ using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Vulkan;
 
-// shaders/gemm/: gemm_tiled.comp, the portable kernel (any device, f32/f16/bf16 inputs), and
-// gemm_coopmat.comp, the tensor-core kernel chosen when the device lists the shape it uses.
+// shaders/gemm/: gemm_tiled.comp, the portable kernel (any device, f32/f16/bf16 inputs);
+// gemm_coopmat.comp and gemm_coopmat_direct.comp, the VK_KHR_cooperative_matrix kernels chosen when
+// the device lists the 16x16x16 shape; gemm_coopmat2.comp, the VK_NV_cooperative_matrix2 kernel
+// (workgroup-scope matrices) preferred where the device offers that extension.
 public sealed partial class VulkanBackend : IGemmOps
 {
     public void Gemm(in GemmProblem p)
@@ -12,8 +14,14 @@ public sealed partial class VulkanBackend : IGemmOps
         if (p.Batch > 65535) throw new OpArgumentException("Gemm", "c", $"{p.C.Shape} has {p.Batch} batches; the Vulkan backend takes at most 65535 per call");
         bool coopmat = UsesCooperativeMatrix(p);
         ComputeKernel kernel;
-        uint tile;
-        if (coopmat && TilesExactly(p))
+        uint tile, tileN = 0;
+        if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K) is { } cm2)
+        {
+            kernel = Kernels.Get(cm2.Variant, [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
+            tile = (uint)cm2.TileM;
+            tileN = (uint)cm2.TileN;
+        }
+        else if (coopmat && TilesExactly(p))
         {
             kernel = Kernels.Get($"gemm/gemm_coopmat_direct_{(p.A.DType == DType.BF16 ? "bf16" : "f16")}",
                 [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
@@ -50,7 +58,35 @@ public sealed partial class VulkanBackend : IGemmOps
         push.Append(checked((uint)p.BatchStrideB));
         push.Append(p.Alpha);
         push.Append(p.Beta);
-        Dispatch(kernel, push, Groups(p.N, (int)tile), Groups(p.M, (int)tile), (uint)p.Batch);
+        Dispatch(kernel, push, Groups(p.N, (int)(tileN == 0 ? tile : tileN)), Groups(p.M, (int)tile), (uint)p.Batch);
+    }
+
+    /// <summary>Tile (BM x BN x BK) of the VK_NV_cooperative_matrix2 GEMM for problems that tile
+    /// exactly; others use 128x128x32 with clamped loads. FASTWEIGHTS_GEMM_CM2_TILE overrides the
+    /// default for experiments (the bench sweeps it).</summary>
+    public string CoopMat2Tile { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_TILE") ?? "128x256x32";
+
+    /// <summary>Tiles gemm_coopmat2.comp is compiled for.</summary>
+    public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64"];
+
+    private readonly record struct CoopMat2Choice(string Variant, int TileM, int TileN, int Invocations);
+
+    /// <summary>The cooperative-matrix-2 kernel for a problem, or null when the device lacks the
+    /// extension or lists no workgroup-scope shape for the tile (the KHR kernels run instead).</summary>
+    private CoopMat2Choice? CoopMat2Kernel(DType inputType, int m, int n, int k)
+    {
+        if (!Device.UseCooperativeMatrix2) return null;
+        var input = inputType == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
+        string dtype = inputType == DType.BF16 ? "bf16" : "f16";
+        if (!CoopMat2Tiles.Contains(CoopMat2Tile)) throw new ArgumentException($"CoopMat2Tile '{CoopMat2Tile}' is none of {string.Join(", ", CoopMat2Tiles)}");
+        var dims = CoopMat2Tile.Split('x').Select(int.Parse).ToArray();
+        bool exact = m % dims[0] == 0 && n % dims[1] == 0 && k % dims[2] == 0;
+        string variant = exact ? $"gemm/gemm_cm2_{dtype}_{CoopMat2Tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";
+        if (!exact) dims = [128, 128, 32];
+        foreach (int invocations in new[] { 256, 128, 512 })
+            if (Capabilities.HasFlexibleMatrix(dims[0], dims[1], dims[2], input, invocations) && invocations <= Capabilities.MaxWorkgroupInvocations)
+                return new CoopMat2Choice(variant, dims[0], dims[1], invocations);
+        return null;
     }
 
     /// <summary>Subgroups per workgroup of the cooperative-matrix GEMM (4 or 8; FASTWEIGHTS_GEMM_SUBGROUPS
@@ -89,6 +125,7 @@ public sealed partial class VulkanBackend : IGemmOps
             && Capabilities.ShaderFloat16 && 512 % (CoopMatSubgroups * Capabilities.SubgroupSize) == 0
             && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
         if (!listed || (transposeA ? m : k) % 8 != 0 || (transposeB ? k : n) % 8 != 0) return "tiled";
+        if (CoopMat2Kernel(dtype, m, n, k) is { } cm2) return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}";
         return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? "coopmat-direct" : "coopmat";
     }
 }

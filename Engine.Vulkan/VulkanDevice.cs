@@ -31,10 +31,12 @@ public sealed unsafe class VulkanDevice : IDisposable
 
         UseCooperativeMatrix = caps.CooperativeMatrix && !options.DisableCooperativeMatrix;
         UseBFloat16 = caps.ShaderBFloat16;
+        UseCooperativeMatrix2 = UseCooperativeMatrix && caps.CooperativeMatrix2 is not null && !options.DisableCooperativeMatrix2;
         var extensions = new List<string>();
         if (UseCooperativeMatrix) extensions.Add("VK_KHR_cooperative_matrix");
         if (UseBFloat16) extensions.Add("VK_KHR_shader_bfloat16");
         if (caps.SharedFloatAtomicAdd) extensions.Add("VK_EXT_shader_atomic_float");
+        if (UseCooperativeMatrix2) extensions.Add("VK_NV_cooperative_matrix2");
 
         float priority = 1f;
         var queueInfo = new DeviceQueueCreateInfo { SType = StructureType.DeviceQueueCreateInfo, QueueFamilyIndex = QueueFamily, QueueCount = 1, PQueuePriorities = &priority };
@@ -73,6 +75,15 @@ public sealed unsafe class VulkanDevice : IDisposable
             ShaderSharedFloat32AtomicAdd = true,
         };
         if (caps.SharedFloatAtomicAdd) chain = &atomicFloat;
+        var coop2 = new PhysicalDeviceCooperativeMatrix2FeaturesNV
+        {
+            SType = StructureType.PhysicalDeviceCooperativeMatrix2FeaturesNV,
+            PNext = chain,
+            CooperativeMatrixWorkgroupScope = true,
+            CooperativeMatrixFlexibleDimensions = true,
+            CooperativeMatrixTensorAddressing = true,
+        };
+        if (UseCooperativeMatrix2) chain = &coop2;
         var features = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain, Features = core };
 
         var names = extensions.Select(e => Marshal.StringToHGlobalAnsi(e)).ToArray();
@@ -114,6 +125,8 @@ public sealed unsafe class VulkanDevice : IDisposable
     /// <summary>Cooperative-matrix kernels are enabled (listed by the device and not turned off).</summary>
     public bool UseCooperativeMatrix { get; }
     public bool UseBFloat16 { get; }
+    /// <summary>VK_NV_cooperative_matrix2 is enabled: workgroup-scope GEMM kernels may run.</summary>
+    public bool UseCooperativeMatrix2 { get; }
 
     /// <summary>Index of a memory type allowed by <paramref name="typeBits"/> with all of
     /// <paramref name="required"/> flags, preferring one that also has <paramref name="preferred"/>.</summary>

@@ -65,11 +65,13 @@ public sealed unsafe class VulkanInstance : IDisposable
         bool hasCoopMat = extensions.Contains("VK_KHR_cooperative_matrix");
         bool hasBf16 = extensions.Contains("VK_KHR_shader_bfloat16");
         bool hasAtomicFloat = extensions.Contains("VK_EXT_shader_atomic_float");
+        bool hasCoopMat2 = hasCoopMat && extensions.Contains("VK_NV_cooperative_matrix2");
 
         var subgroup = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
         var vk13 = new PhysicalDeviceVulkan13Properties { SType = StructureType.PhysicalDeviceVulkan13Properties, PNext = &subgroup };
         var driver = new PhysicalDeviceDriverProperties { SType = StructureType.PhysicalDeviceDriverProperties, PNext = &vk13 };
-        var props = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = &driver };
+        var coop2Props = new PhysicalDeviceCooperativeMatrix2PropertiesNV { SType = StructureType.PhysicalDeviceCooperativeMatrix2PropertiesNV, PNext = &driver };
+        var props = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = hasCoopMat2 ? &coop2Props : &driver };
         vk.GetPhysicalDeviceProperties2(device, &props);
 
         var f11 = new PhysicalDeviceVulkan11Features { SType = StructureType.PhysicalDeviceVulkan11Features };
@@ -80,6 +82,8 @@ public sealed unsafe class VulkanInstance : IDisposable
         void* chain = hasBf16 ? &bf16Features : hasCoopMat ? &coopFeatures : &f13;
         var atomicFloat = new PhysicalDeviceShaderAtomicFloatFeaturesEXT { SType = StructureType.PhysicalDeviceShaderAtomicFloatFeaturesExt, PNext = chain };
         if (hasAtomicFloat) chain = &atomicFloat;
+        var coop2Features = new PhysicalDeviceCooperativeMatrix2FeaturesNV { SType = StructureType.PhysicalDeviceCooperativeMatrix2FeaturesNV, PNext = chain };
+        if (hasCoopMat2) chain = &coop2Features;
         var features = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain };
         vk.GetPhysicalDeviceFeatures2(device, &features);
 
@@ -100,6 +104,29 @@ public sealed unsafe class VulkanInstance : IDisposable
                         (ComponentType)(int)s.AType, (ComponentType)(int)s.BType, (ComponentType)(int)s.CType, (ComponentType)(int)s.ResultType,
                         s.SaturatingAccumulation, (int)s.Scope));
             }
+        }
+
+        CooperativeMatrix2Support? coop2 = null;
+        if (hasCoopMat2 && coopFeatures.CooperativeMatrix && coop2Features.CooperativeMatrixWorkgroupScope
+            && coop2Features.CooperativeMatrixFlexibleDimensions && coop2Features.CooperativeMatrixTensorAddressing)
+        {
+            var fn = (delegate* unmanaged<PhysicalDevice, uint*, CooperativeMatrixFlexibleDimensionsPropertiesNV*, Result>)
+                vk.GetInstanceProcAddr(instance, "vkGetPhysicalDeviceCooperativeMatrixFlexibleDimensionsPropertiesNV").Handle;
+            var flexible = new List<FlexibleMatrixShape>();
+            if (fn != null)
+            {
+                uint n = 0;
+                fn(device, &n, null);
+                var list = new CooperativeMatrixFlexibleDimensionsPropertiesNV[n];
+                for (int i = 0; i < n; i++) list[i].SType = StructureType.CooperativeMatrixFlexibleDimensionsPropertiesNV;
+                fixed (CooperativeMatrixFlexibleDimensionsPropertiesNV* p = list) fn(device, &n, p);
+                foreach (var s in list)
+                    flexible.Add(new FlexibleMatrixShape((int)s.MGranularity, (int)s.NGranularity, (int)s.KGranularity,
+                        (ComponentType)(int)s.AType, (ComponentType)(int)s.BType, (ComponentType)(int)s.CType, (ComponentType)(int)s.ResultType,
+                        (int)s.Scope, (int)s.WorkgroupInvocations));
+            }
+            coop2 = new CooperativeMatrix2Support(true, true, true, (int)coop2Props.CooperativeMatrixWorkgroupScopeMaxWorkgroupSize,
+                (int)coop2Props.CooperativeMatrixFlexibleDimensionsMaxDimension, (int)coop2Props.CooperativeMatrixWorkgroupScopeReservedSharedMemory, flexible);
         }
 
         PhysicalDeviceMemoryProperties memory;
@@ -148,6 +175,7 @@ public sealed unsafe class VulkanInstance : IDisposable
             CooperativeMatrix = hasCoopMat && coopFeatures.CooperativeMatrix,
             SharedFloatAtomicAdd = hasAtomicFloat && atomicFloat.ShaderSharedFloat32AtomicAdd,
             CooperativeMatrixShapes = shapes,
+            CooperativeMatrix2 = coop2,
             Extensions = extensions,
             DeviceLocalBytes = deviceLocal,
         };

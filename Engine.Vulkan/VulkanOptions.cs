@@ -16,4 +16,6 @@ public sealed record VulkanOptions
         ?? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "fastweights");
     /// <summary>Turn off cooperative-matrix kernels even where the device lists them.</summary>
     public bool DisableCooperativeMatrix { get; init; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_NO_COOPMAT") == "1";
+    /// <summary>Turn off the VK_NV_cooperative_matrix2 kernels (the KHR cooperative-matrix ones stay).</summary>
+    public bool DisableCooperativeMatrix2 { get; init; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_NO_COOPMAT2") == "1";
 }

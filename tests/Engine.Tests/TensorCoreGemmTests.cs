@@ -11,19 +11,61 @@ namespace FastWeights.Engine.Tests;
 [TestCategory("TensorCores")]
 public sealed class TensorCoreGemmTests
 {
+    /// <summary>"default": what the backend picks (VK_NV_cooperative_matrix2 where the device has it);
+    /// "khr": a second backend with cooperative-matrix-2 turned off, so the KHR kernels are checked on
+    /// such devices too.</summary>
+    private static readonly Lazy<VulkanBackend?> KhrOnly = new(() => VulkanBackend.TryCreate(new VulkanOptions { AllowCpuDevices = true, DisableCooperativeMatrix2 = true }, out _));
+
+    private static VulkanBackend Backend(string path)
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        return path == "khr" ? KhrOnly.Value ?? throw new AssertFailedException("no second Vulkan backend") : backend;
+    }
+
     public static IEnumerable<object[]> Cases() =>
+        from path in new[] { "default", "khr" }
         from dtype in new[] { DType.F16, DType.BF16 }
         from size in new[] { (1, 136, 264, 200), (3, 64, 40, 1000), (2, 257, 129, 72), (2, 256, 384, 144) }
         from ta in new[] { false, true }
         from tb in new[] { false, true }
         where (ta ? size.Item2 : size.Item4) % 8 == 0 && (tb ? size.Item4 : size.Item3) % 8 == 0
-        select new object[] { dtype, size.Item1, size.Item2, size.Item3, size.Item4, ta, tb };
+        select new object[] { path, dtype, size.Item1, size.Item2, size.Item3, size.Item4, ta, tb };
 
     [TestMethod]
     [DynamicData(nameof(Cases))]
-    public void CooperativeMatrixGemmMatchesReference(DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
+    public void CooperativeMatrixGemmMatchesReference(string path, DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
+    {
+        var backend = Backend(path);
+        Check(backend, dtype, batch, m, n, k, transposeA, transposeB);
+    }
+
+    /// <summary>Every tile of the cooperative-matrix-2 kernel on shapes that tile exactly (the
+    /// unclamped variants), where the device has VK_NV_cooperative_matrix2.</summary>
+    [TestMethod]
+    public void EveryCoopMat2TileMatchesReference()
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        if (!backend.Device.UseCooperativeMatrix2) return;   // the KHR cases above cover this device
+        string saved = backend.CoopMat2Tile;
+        try
+        {
+            foreach (string tile in VulkanBackend.CoopMat2Tiles)
+            {
+                backend.CoopMat2Tile = tile;
+                foreach (var dtype in new[] { DType.F16, DType.BF16 })
+                    foreach (bool ta in new[] { false, true })
+                        foreach (bool tb in new[] { false, true })
+                        {
+                            StringAssert.Contains(backend.GemmKernelFor(dtype, 256, 512, 192, ta, tb), tile, $"tile {tile} not chosen");
+                            Check(backend, dtype, 2, 256, 512, 192, ta, tb);
+                        }
+            }
+        }
+        finally { backend.CoopMat2Tile = saved; }
+    }
+
+    private static void Check(VulkanBackend backend, DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
+    {
         StringAssert.StartsWith(backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB), "coopmat", $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
         ulong seed = (ulong)(m * 7 + n * 11 + k * 13 + batch) + (transposeA ? 100UL : 0) + (transposeB ? 1000UL : 0);
         float[] a = TestData.RoundTrip(TestData.Uniform(batch * m * k, seed), dtype);
@@ -36,7 +78,7 @@ public sealed class TensorCoreGemmTests
         var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), TestData.ToDouble(c0), batch, m, n, k, transposeA, transposeB, 0.5, 2, false, false);
         // Inputs are exactly representable (rounded above); products are exact in f32 and the sum
         // accumulates in f32, so the fp32 tolerance applies.
-        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-4, $"coopmat {dtype} {batch}x{m}x{n}x{k} tA={transposeA} tB={transposeB}");
+        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-4, $"{backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB)} {dtype} {batch}x{m}x{n}x{k} tA={transposeA} tB={transposeB}");
     }
 
     [TestMethod]
