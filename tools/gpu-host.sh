@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# gpu-host.sh <section>...: runs on a bare Linux GPU host (root, no .NET, no internet) from the root
+# of a working tree that carries .gl/ and .bundle/ (tools/gpu-bundle.sh) and, for the peers, .peers/
+# (flash-linear-attention's fla folder). Prepares the host once (Vulkan loader, the NVIDIA ICD,
+# the unpacked bundle), then runs each section in turn, printing '## <section>' before each, so one
+# device call's output is one record for bench/results/. Sections:
+#   devices            fastweights devices
+#   tests              every Engine.Tests test (tensor-core ones included)
+#   tensorcores        Engine.Tests --filter TestCategory=TensorCores
+#   gemm               fastweights bench gemm 4096,8192 on Vulkan, every dtype, every cm2 tile
+#   torch-gemm         cuBLAS at 4096 and 8192 (bench/peers/torch_gemm.py)
+#   delta              fastweights bench delta on Vulkan at the issue's shapes (recurrent and chunked)
+#   fla                flash-linear-attention chunk/fused delta rule at the same shapes
+#   rnn                fastweights bench rnn on Vulkan (hidden 768/1024, 1 and 4+ heads)
+#   cudnn              cuDNN nn.LSTM/nn.GRU at hidden 768 and 1024 (bench/peers/torch_rnn.py)
+#   step, scan         the decoding step and the scan benches
+# Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ ! -x /tmp/app/pub/cli/fastweights ]; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  mkdir -p /tmp/app && tar -C /tmp/app -xJf .bundle/fastweights-gpu.tar.xz
+fi
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+export PYTHONUNBUFFERED=1
+fw=/tmp/app/pub/cli/fastweights
+tests=/tmp/app/pub/tests/Engine.Tests
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/# gpu: /'
+for section in "$@"; do
+  echo "## $section"
+  var="FW_$(echo "$section" | tr 'a-z-' 'A-Z_')_ARGS"
+  extra=${!var:-}
+  case "$section" in
+    devices) $fw devices ;;
+    tests) $tests $extra ;;
+    tensorcores) $tests --filter "TestCategory=TensorCores" $extra ;;
+    gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles 128x128x32,128x256x32,256x128x32,128x128x64 $extra ;;
+    torch-gemm) python3 bench/peers/torch_gemm.py 4096 8192 ;;
+    delta) $fw bench delta --backend vulkan --shape 8,16,2048,64,8,16,2048,128,2,16,8192,64,2,16,8192,128 $extra ;;
+    fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 2 16 8192 64 2 16 8192 128 ;;
+    rnn) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 $extra ;;
+    cudnn) python3 bench/peers/torch_rnn.py 768 1024 ;;
+    step) $fw bench step --backend vulkan --shape 1,16,128 ;;
+    scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
+    *) echo "gpu-host: unknown section $section" ;;
+  esac
+  echo "## end $section (exit $?)"
+done
