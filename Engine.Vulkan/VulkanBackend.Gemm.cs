@@ -23,7 +23,7 @@ public sealed partial class VulkanBackend : IGemmOps
         }
         else if (coopmat && TilesExactly(p))
         {
-            kernel = Kernels.Get($"gemm/gemm_coopmat_direct_{(p.A.DType == DType.BF16 ? "bf16" : "f16")}",
+            kernel = Kernels.Get($"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(p.A.DType == DType.BF16 ? "bf16" : "f16")}",
                 [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
             tile = 128;
         }
@@ -60,6 +60,10 @@ public sealed partial class VulkanBackend : IGemmOps
         push.Append(p.Beta);
         Dispatch(kernel, push, Groups(p.N, (int)(tileN == 0 ? tile : tileN)), Groups(p.M, (int)tile), (uint)p.Batch);
     }
+
+    /// <summary>Whether the shared-memory-free KHR kernel double-buffers its fragments in registers
+    /// (FASTWEIGHTS_GEMM_DIRECT=plain turns it off for experiments).</summary>
+    public bool CoopMatDirectPipelined { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_DIRECT") != "plain";
 
     /// <summary>Tile (BM x BN x BK) of the VK_NV_cooperative_matrix2 GEMM for problems that tile
     /// exactly; others use 128x128x32 with clamped loads. FASTWEIGHTS_GEMM_CM2_TILE overrides the
@@ -126,6 +130,6 @@ public sealed partial class VulkanBackend : IGemmOps
             && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
         if (!listed || (transposeA ? m : k) % 8 != 0 || (transposeB ? k : n) % 8 != 0) return "tiled";
         if (CoopMat2Kernel(dtype, m, n, k) is { } cm2) return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}";
-        return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? "coopmat-direct" : "coopmat";
+        return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") : "coopmat";
     }
 }

@@ -5,8 +5,13 @@
 // ran 2.5x faster than the shared-memory kernel gemm_coopmat.comp (bench/results run 5), so the host
 // uses it whenever the problem tiles exactly: M and N multiples of 128, K a multiple of 16; either
 // operand may be transposed (column-major fragment loads); C = alpha A B + beta C.
-//! variant gemm_coopmat_direct_f16 -DINPUT_BF16=0
-//! variant gemm_coopmat_direct_bf16 -DINPUT_BF16=1
+// PIPELINE=1: the fragments of step k + 16 are loaded into a second register set before the
+// multiply-adds of step k, so loads are in flight while the tensor cores work (twice the fragment
+// registers).
+//! variant gemm_coopmat_direct_f16 -DINPUT_BF16=0 -DPIPELINE=0
+//! variant gemm_coopmat_direct_bf16 -DINPUT_BF16=1 -DPIPELINE=0
+//! variant gemm_coopmat_direct_pipelined_f16 -DINPUT_BF16=0 -DPIPELINE=1
+//! variant gemm_coopmat_direct_pipelined_bf16 -DINPUT_BF16=1 -DPIPELINE=1
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_KHR_memory_scope_semantics : require
@@ -37,23 +42,45 @@ void main()
     uint batch = gl_WorkGroupID.z;
     uint baseA = batch * pc.batchStrideA, baseB = batch * pc.batchStrideB;
     ElementBuffer a = ElementBuffer(pc.a), b = ElementBuffer(pc.b);
+    // LOAD(fa, fb, step): the 4 A and 4 B fragments of the K step starting at step; MMA: 16 multiply-adds.
+#define LOAD(fa, fb, step) \
+    [[unroll]] for (uint i = 0; i < 4; i++) \
+    { \
+        if (TRANSPOSE_A == 0) coopMatLoad(fa[i], a.v, baseA + (row0 + i * 16) * pc.k + (step), pc.k, gl_CooperativeMatrixLayoutRowMajor); \
+        else coopMatLoad(fa[i], a.v, baseA + (step) * pc.m + row0 + i * 16, pc.m, gl_CooperativeMatrixLayoutColumnMajor); \
+    } \
+    [[unroll]] for (uint j = 0; j < 4; j++) \
+    { \
+        if (TRANSPOSE_B == 0) coopMatLoad(fb[j], b.v, baseB + (step) * pc.n + col0 + j * 16, pc.n, gl_CooperativeMatrixLayoutRowMajor); \
+        else coopMatLoad(fb[j], b.v, baseB + (col0 + j * 16) * pc.k + (step), pc.k, gl_CooperativeMatrixLayoutColumnMajor); \
+    }
+#define MMA(fa, fb) \
+    [[unroll]] for (uint i = 0; i < 4; i++) \
+        [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = coopMatMulAdd(fa[i], fb[j], acc[i][j]);
+
+    coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA[4];
+    coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB[4];
+#if PIPELINE
+    // Two register sets: set 0 holds steps k = 0, 32, 64, ..., set 1 steps 16, 48, ...
+    coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> nextA[4];
+    coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> nextB[4];
+    LOAD(fragA, fragB, 0)
+    for (uint k = 0; k < pc.k; k += 32)
+    {
+        bool second = k + 16 < pc.k;
+        if (second) { LOAD(nextA, nextB, k + 16) }
+        MMA(fragA, fragB)
+        if (!second) break;
+        if (k + 32 < pc.k) { LOAD(fragA, fragB, k + 32) }
+        MMA(nextA, nextB)
+    }
+#else
     for (uint k = 0; k < pc.k; k += 16)
     {
-        coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA[4];
-        coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB[4];
-        [[unroll]] for (uint i = 0; i < 4; i++)
-        {
-            if (TRANSPOSE_A == 0) coopMatLoad(fragA[i], a.v, baseA + (row0 + i * 16) * pc.k + k, pc.k, gl_CooperativeMatrixLayoutRowMajor);
-            else coopMatLoad(fragA[i], a.v, baseA + k * pc.m + row0 + i * 16, pc.m, gl_CooperativeMatrixLayoutColumnMajor);
-        }
-        [[unroll]] for (uint j = 0; j < 4; j++)
-        {
-            if (TRANSPOSE_B == 0) coopMatLoad(fragB[j], b.v, baseB + k * pc.n + col0 + j * 16, pc.n, gl_CooperativeMatrixLayoutRowMajor);
-            else coopMatLoad(fragB[j], b.v, baseB + (col0 + j * 16) * pc.k + k, pc.k, gl_CooperativeMatrixLayoutColumnMajor);
-        }
-        [[unroll]] for (uint i = 0; i < 4; i++)
-            [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = coopMatMulAdd(fragA[i], fragB[j], acc[i][j]);
+        LOAD(fragA, fragB, k)
+        MMA(fragA, fragB)
     }
+#endif
     F32Buffer c = F32Buffer(pc.c);
     uint baseC = batch * pc.m * pc.n;
     [[unroll]] for (uint i = 0; i < 4; i++)

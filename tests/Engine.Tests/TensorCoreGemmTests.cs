@@ -64,6 +64,32 @@ public sealed class TensorCoreGemmTests
         finally { backend.CoopMat2Tile = saved; }
     }
 
+    /// <summary>The shared-memory-free KHR kernel with and without register double-buffering, on
+    /// shapes it takes (M, N multiples of 128; K a multiple of 16 but not of 32, so the pipelined
+    /// loop ends on its first half).</summary>
+    [TestMethod]
+    public void DirectKernelVariantsMatchReference()
+    {
+        var backend = Backend("khr");
+        bool saved = backend.CoopMatDirectPipelined;
+        try
+        {
+            foreach (bool pipelined in new[] { false, true })
+            {
+                backend.CoopMatDirectPipelined = pipelined;
+                foreach (var dtype in new[] { DType.F16, DType.BF16 })
+                    foreach (int k in new[] { 16, 48, 192 })
+                        foreach (bool ta in new[] { false, true })
+                            foreach (bool tb in new[] { false, true })
+                            {
+                                StringAssert.StartsWith(backend.GemmKernelFor(dtype, 128, 256, k, ta, tb), pipelined ? "coopmat-direct-pipelined" : "coopmat-direct");
+                                Check(backend, dtype, 2, 128, 256, k, ta, tb);
+                            }
+            }
+        }
+        finally { backend.CoopMatDirectPipelined = saved; }
+    }
+
     private static void Check(VulkanBackend backend, DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
     {
         StringAssert.StartsWith(backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB), "coopmat", $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
