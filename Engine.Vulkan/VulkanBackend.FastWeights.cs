@@ -63,8 +63,8 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
 
     private void ZeroGradients(DeltaRuleGradients g)
     {
-        foreach (var t in new[] { g.DQ, g.DK, g.DV, g.DBeta, g.DAlpha, g.DInitialState }) if (t is not null) Fill(t, 0f);
-        if (g.DInitialState is not null && g.DFinalState is not null) Copy(g.DFinalState.Storage, g.DFinalState.ByteOffset, g.DInitialState.Storage, g.DInitialState.ByteOffset, g.DFinalState.ByteCount);
+        foreach (var t in new[] { g.DQ, g.DK, g.DV, g.DBeta, g.DAlpha }) if (t is not null) Fill(t, 0f);
+        CopyOrZero(g.DFinalState, g.DInitialState);
     }
 
     public void LinearAttentionForward(LinearAttentionProblem p, Tensor output, Tensor? finalState, Tensor? finalNormaliser)
@@ -78,8 +78,79 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         RecurrentForward("sum", p.Q, p.K, p.V, null, null, p.InitialState, finalState, output, copy ?? z0, finalNormaliser, p.Shape, p.Scale, p.Epsilon, p.Normalise);
     }
 
-    public void LinearAttentionBackward(LinearAttentionProblem problem, LinearAttentionGradients gradients) =>
-        throw new NotSupportedException("LinearAttentionBackward: the Vulkan backend has no linear-attention backward kernel yet; run the backward on the CPU backend");
+    /// <summary>recurrent_sum_backward.comp in two dispatches: phase 0 walks forward rebuilding S_t and
+    /// z_t (dq and the per-token n_t, dn_t), phase 1 walks backward carrying dS and dz (dk, dv and
+    /// the initial-state gradients). The recurrent kernel serves every algorithm on this backend.
+    /// When the state rows need several workgroups, dq, dk and dz_0 are summed over them afterwards.</summary>
+    public void LinearAttentionBackward(LinearAttentionProblem p, LinearAttentionGradients g)
+    {
+        var s = p.Shape;
+        const string op = "LinearAttentionBackward";
+        if (s.Batch == 0 || s.Heads == 0) return;
+        if (s.Steps == 0)
+        {
+            foreach (var t in new[] { g.DQ, g.DK, g.DV }) Fill(t, 0f);
+            CopyOrZero(g.DFinalState, g.DInitialState);
+            CopyOrZero(p.Normalise ? g.DFinalNormaliser : null, g.DInitialNormaliser);
+            return;
+        }
+        int lanes = RecurrentLanes(op, s.KeyDim, s.ValueDim);
+        if (!Capabilities.SharedFloatAtomicAdd)
+            throw new NotSupportedException($"{op}: {Capabilities.Name} lacks shared-memory float atomics (VK_EXT_shader_atomic_float), which the Vulkan backward uses; run the backward on the CPU backend");
+        if (s.KeyDim > 1024) throw new OpArgumentException(op, "k", $"{s.Keys}: the Vulkan backward takes key dimensions up to 1024");
+        int rowsPerGroup = Math.Max(1, Math.Min(s.ValueDim, Math.Min(Capabilities.MaxWorkgroupInvocations, 1024) / lanes));
+        int blocks = (s.ValueDim + rowsPerGroup - 1) / rowsPerGroup;
+        long tokens = (long)s.Batch * s.Steps * s.Heads;
+        using var scalars = Tensor.Empty(this, new Shape(checked((int)(tokens * blocks * 2))));
+        // With one block the kernel writes dq, dk, dz_0 directly; else per-block parts [element, block].
+        using var dqParts = blocks > 1 ? Tensor.Empty(this, new Shape(checked((int)(tokens * s.KeyDim)), blocks)) : null;
+        using var dkParts = blocks > 1 ? Tensor.Empty(this, new Shape(checked((int)(tokens * s.KeyDim)), blocks)) : null;
+        var dz0 = p.Normalise ? g.DInitialNormaliser : null;
+        using var dzParts = blocks > 1 && dz0 is not null ? Tensor.Empty(this, new Shape(s.Batch * s.Heads * s.KeyDim, blocks)) : null;
+        var kernel = Kernels.Get("fast_weights/recurrent_sum_backward", [rowsPerGroup * lanes, lanes]);
+        Span<byte> pushBytes = stackalloc byte[160];
+        for (int phase = 0; phase < 2; phase++)
+        {
+            var push = new PushConstants(pushBytes);
+            push.Address(p.Q);
+            push.Address(p.K);
+            push.Address(p.V);
+            push.Address(g.DOutput);
+            push.AddressOrZero(p.InitialState);
+            push.AddressOrZero(p.Normalise ? p.InitialNormaliser : null);
+            push.AddressOrZero(g.DFinalState);
+            push.AddressOrZero(p.Normalise ? g.DFinalNormaliser : null);
+            push.Address(scalars);
+            push.Address(dqParts ?? g.DQ);
+            push.Address(dkParts ?? g.DK);
+            push.Address(g.DV);
+            push.AddressOrZero(g.DInitialState);
+            push.AddressOrZero(dzParts ?? dz0);
+            push.Append(s.Steps);
+            push.Append(s.Heads);
+            push.Append(s.KeyDim);
+            push.Append(s.ValueDim);
+            push.Append(p.Scale);
+            push.Append(p.Epsilon);
+            push.Append(p.Normalise ? 1 : 0);
+            push.Append(phase);
+            if (push.Bytes.Length > Kernels.PushConstantBytes)
+                throw new NotSupportedException($"{op}: needs {push.Bytes.Length} bytes of push constants; {Capabilities.Name} offers {Kernels.PushConstantBytes}");
+            Dispatch(kernel, push, (uint)(s.Batch * s.Heads), (uint)blocks);
+        }
+        if (dqParts is not null) SumLastAxis(dqParts, g.DQ);
+        if (dkParts is not null) SumLastAxis(dkParts, g.DK);
+        if (dzParts is not null) SumLastAxis(dzParts, dz0!);
+    }
+
+    /// <summary>destination = source, or zeros when there is no source (nothing when there is no destination).</summary>
+    private void CopyOrZero(Tensor? source, Tensor? destination)
+    {
+        if (destination is null) return;
+        if (source is null) Fill(destination, 0f);
+        else if (!ReferenceEquals(source.Storage, destination.Storage) || source.ByteOffset != destination.ByteOffset)
+            Copy(source.Storage, source.ByteOffset, destination.Storage, destination.ByteOffset, source.ByteCount);
+    }
 
     /// <summary>Lanes per state row: the smallest power of two that keeps each lane at or under
     /// 32 columns and within one subgroup.</summary>
