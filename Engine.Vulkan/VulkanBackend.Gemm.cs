@@ -17,14 +17,18 @@ public sealed partial class VulkanBackend : IGemmOps
         uint tile, tileN = 0;
         if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K) is { } cm2)
         {
-            kernel = Kernels.Get(cm2.Variant, [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
+            kernel = Kernels.Get(cm2.Variant, SpecialiseGemmShapes
+                ? [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K]
+                : [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
             tile = (uint)cm2.TileM;
             tileN = (uint)cm2.TileN;
         }
         else if (coopmat && TilesExactly(p))
         {
             kernel = Kernels.Get($"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(p.A.DType == DType.BF16 ? "bf16" : "f16")}",
-                [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
+                SpecialiseGemmShapes
+                    ? [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K]
+                    : [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
             tile = 128;
         }
         else if (coopmat)
@@ -60,6 +64,11 @@ public sealed partial class VulkanBackend : IGemmOps
         push.Append(p.Beta);
         Dispatch(kernel, push, Groups(p.N, (int)(tileN == 0 ? tile : tileN)), Groups(p.M, (int)tile), (uint)p.Batch);
     }
+
+    /// <summary>Whether the tensor-core kernels without shared memory of their own (KHR direct and
+    /// cooperative-matrix-2) get a pipeline specialised for each (M, N, K), so the driver sees the sizes
+    /// at compile time; pipelines are cached per shape (FASTWEIGHTS_GEMM_SPECIALISE=0 turns it off).</summary>
+    public bool SpecialiseGemmShapes { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_SPECIALISE") != "0";
 
     /// <summary>Whether the shared-memory-free KHR kernel double-buffers its fragments in registers
     /// (FASTWEIGHTS_GEMM_DIRECT=plain turns it off for experiments).</summary>
@@ -129,7 +138,8 @@ public sealed partial class VulkanBackend : IGemmOps
             && Capabilities.ShaderFloat16 && 512 % (CoopMatSubgroups * Capabilities.SubgroupSize) == 0
             && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
         if (!listed || (transposeA ? m : k) % 8 != 0 || (transposeB ? k : n) % 8 != 0) return "tiled";
-        if (CoopMat2Kernel(dtype, m, n, k) is { } cm2) return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}";
-        return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") : "coopmat";
+        string specialised = SpecialiseGemmShapes ? " specialised" : "";
+        if (CoopMat2Kernel(dtype, m, n, k) is { } cm2) return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}{specialised}";
+        return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") + specialised : "coopmat";
     }
 }

@@ -37,7 +37,9 @@ for section in "$@"; do
     tensorcores) $tests --filter "TestCategory=TensorCores" $extra ;;
     gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles 128x128x32,128x256x32,256x128x32,128x128x64 $extra
           FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
-          FASTWEIGHTS_NO_COOPMAT2=1 FASTWEIGHTS_GEMM_DIRECT=plain $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra ;;
+          FASTWEIGHTS_NO_COOPMAT2=1 FASTWEIGHTS_GEMM_DIRECT=plain $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
+          FASTWEIGHTS_GEMM_SPECIALISE=0 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 --cm2-tiles 128x256x32 $extra
+          FASTWEIGHTS_GEMM_SPECIALISE=0 FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra ;;
     torch-gemm) python3 bench/peers/torch_gemm.py 4096 8192 ;;
     delta) $fw bench delta --backend vulkan --shape 8,16,2048,64,8,16,2048,128,2,16,8192,64,2,16,8192,128 $extra ;;
     fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 2 16 8192 64 2 16 8192 128 ;;

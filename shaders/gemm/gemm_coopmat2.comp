@@ -39,6 +39,11 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer ElementBuff
 layout(local_size_x_id = 0) in;             // the invocation count the device listed for the shape
 layout(constant_id = 1) const uint TRANSPOSE_A = 0;
 layout(constant_id = 2) const uint TRANSPOSE_B = 0;
+// The problem's M, N, K when the host specialises the pipeline for one shape (0: read them from
+// the push constants). Known sizes let the driver fold the address arithmetic and plan the loads.
+layout(constant_id = 3) const uint SPEC_M = 0;
+layout(constant_id = 4) const uint SPEC_N = 0;
+layout(constant_id = 5) const uint SPEC_K = 0;
 
 #if CLAMP
 #define LAYOUT tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV>
@@ -50,6 +55,7 @@ layout(constant_id = 2) const uint TRANSPOSE_B = 0;
 
 void main()
 {
+    const uint M = SPEC_M != 0 ? SPEC_M : pc.m, N = SPEC_N != 0 ? SPEC_N : pc.n, K = SPEC_K != 0 ? SPEC_K : pc.k;
     uint batch = gl_WorkGroupID.z;
     uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
     ElementBuffer a = ElementBuffer(pc.a), b = ElementBuffer(pc.b);
@@ -57,17 +63,17 @@ void main()
 
     // Layouts describe the stored matrices: A is [M, K] or, transposed, [K, M]; B is [K, N] or [N, K].
     LAYOUT layoutA = NEW_LAYOUT();
-    layoutA = TRANSPOSE_A == 0 ? setTensorLayoutDimensionNV(layoutA, pc.m, pc.k) : setTensorLayoutDimensionNV(layoutA, pc.k, pc.m);
+    layoutA = TRANSPOSE_A == 0 ? setTensorLayoutDimensionNV(layoutA, M, K) : setTensorLayoutDimensionNV(layoutA, K, M);
     LAYOUT layoutB = NEW_LAYOUT();
-    layoutB = TRANSPOSE_B == 0 ? setTensorLayoutDimensionNV(layoutB, pc.k, pc.n) : setTensorLayoutDimensionNV(layoutB, pc.n, pc.k);
+    layoutB = TRANSPOSE_B == 0 ? setTensorLayoutDimensionNV(layoutB, K, N) : setTensorLayoutDimensionNV(layoutB, N, K);
     LAYOUT layoutC = NEW_LAYOUT();
-    layoutC = setTensorLayoutDimensionNV(layoutC, pc.m, pc.n);
+    layoutC = setTensorLayoutDimensionNV(layoutC, M, N);
     // Reading a stored [cols, rows] slice as a rows x cols matrix.
     tensorViewNV<2, false, 1, 0> transposed = createTensorViewNV(2, false, 1, 0);
 
-    uint baseA = batch * pc.batchStrideA, baseB = batch * pc.batchStrideB, baseC = batch * pc.m * pc.n;
+    uint baseA = batch * pc.batchStrideA, baseB = batch * pc.batchStrideB, baseC = batch * M * N;
     coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator> acc = coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator>(0.0);
-    for (uint k = 0; k < pc.k; k += BK)
+    for (uint k = 0; k < K; k += BK)
     {
         coopmat<ELEMENT, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA> blockA;
         coopmat<ELEMENT, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB> blockB;

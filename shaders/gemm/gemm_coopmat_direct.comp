@@ -31,9 +31,15 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer ElementBuff
 layout(local_size_x_id = 0) in;   // 4 subgroups: a 128 x 128 block of C per workgroup
 layout(constant_id = 1) const uint TRANSPOSE_A = 0;
 layout(constant_id = 2) const uint TRANSPOSE_B = 0;
+// The problem's M, N, K when the host specialises the pipeline for one shape (0: read them from
+// the push constants). Known sizes let the driver fold the address arithmetic and plan the loads.
+layout(constant_id = 3) const uint SPEC_M = 0;
+layout(constant_id = 4) const uint SPEC_N = 0;
+layout(constant_id = 5) const uint SPEC_K = 0;
 
 void main()
 {
+    const uint M = SPEC_M != 0 ? SPEC_M : pc.m, N = SPEC_N != 0 ? SPEC_N : pc.n, K = SPEC_K != 0 ? SPEC_K : pc.k;
     uint warp = gl_SubgroupID;
     uint row0 = gl_WorkGroupID.y * 128 + (warp / 2) * 64, col0 = gl_WorkGroupID.x * 128 + (warp % 2) * 64;
     coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> acc[4][4];
@@ -46,13 +52,13 @@ void main()
 #define LOAD(fa, fb, step) \
     [[unroll]] for (uint i = 0; i < 4; i++) \
     { \
-        if (TRANSPOSE_A == 0) coopMatLoad(fa[i], a.v, baseA + (row0 + i * 16) * pc.k + (step), pc.k, gl_CooperativeMatrixLayoutRowMajor); \
-        else coopMatLoad(fa[i], a.v, baseA + (step) * pc.m + row0 + i * 16, pc.m, gl_CooperativeMatrixLayoutColumnMajor); \
+        if (TRANSPOSE_A == 0) coopMatLoad(fa[i], a.v, baseA + (row0 + i * 16) * K + (step), K, gl_CooperativeMatrixLayoutRowMajor); \
+        else coopMatLoad(fa[i], a.v, baseA + (step) * M + row0 + i * 16, M, gl_CooperativeMatrixLayoutColumnMajor); \
     } \
     [[unroll]] for (uint j = 0; j < 4; j++) \
     { \
-        if (TRANSPOSE_B == 0) coopMatLoad(fb[j], b.v, baseB + (step) * pc.n + col0 + j * 16, pc.n, gl_CooperativeMatrixLayoutRowMajor); \
-        else coopMatLoad(fb[j], b.v, baseB + (col0 + j * 16) * pc.k + (step), pc.k, gl_CooperativeMatrixLayoutColumnMajor); \
+        if (TRANSPOSE_B == 0) coopMatLoad(fb[j], b.v, baseB + (step) * N + col0 + j * 16, N, gl_CooperativeMatrixLayoutRowMajor); \
+        else coopMatLoad(fb[j], b.v, baseB + (col0 + j * 16) * K + (step), K, gl_CooperativeMatrixLayoutColumnMajor); \
     }
 #define MMA(fa, fb) \
     [[unroll]] for (uint i = 0; i < 4; i++) \
@@ -65,35 +71,35 @@ void main()
     coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> nextA[4];
     coopmat<ELEMENT, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> nextB[4];
     LOAD(fragA, fragB, 0)
-    for (uint k = 0; k < pc.k; k += 32)
+    for (uint k = 0; k < K; k += 32)
     {
-        bool second = k + 16 < pc.k;
+        bool second = k + 16 < K;
         if (second) { LOAD(nextA, nextB, k + 16) }
         MMA(fragA, fragB)
         if (!second) break;
-        if (k + 32 < pc.k) { LOAD(fragA, fragB, k + 32) }
+        if (k + 32 < K) { LOAD(fragA, fragB, k + 32) }
         MMA(nextA, nextB)
     }
 #else
-    for (uint k = 0; k < pc.k; k += 16)
+    for (uint k = 0; k < K; k += 16)
     {
         LOAD(fragA, fragB, k)
         MMA(fragA, fragB)
     }
 #endif
     F32Buffer c = F32Buffer(pc.c);
-    uint baseC = batch * pc.m * pc.n;
+    uint baseC = batch * M * N;
     [[unroll]] for (uint i = 0; i < 4; i++)
         [[unroll]] for (uint j = 0; j < 4; j++)
         {
-            uint at = baseC + (row0 + i * 16) * pc.n + col0 + j * 16;
+            uint at = baseC + (row0 + i * 16) * N + col0 + j * 16;
             coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> result = acc[i][j] * pc.alpha;
             if (pc.beta != 0.0)
             {
                 coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> old;
-                coopMatLoad(old, c.v, at, pc.n, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(old, c.v, at, N, gl_CooperativeMatrixLayoutRowMajor);
                 result = result + old * pc.beta;
             }
-            coopMatStore(result, c.v, at, pc.n, gl_CooperativeMatrixLayoutRowMajor);
+            coopMatStore(result, c.v, at, N, gl_CooperativeMatrixLayoutRowMajor);
         }
 }

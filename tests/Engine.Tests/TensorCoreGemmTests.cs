@@ -47,11 +47,14 @@ public sealed class TensorCoreGemmTests
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
         if (!backend.Device.UseCooperativeMatrix2) return;   // the KHR cases above cover this device
         string saved = backend.CoopMat2Tile;
+        bool savedSpecialise = backend.SpecialiseGemmShapes;
         try
         {
             foreach (string tile in VulkanBackend.CoopMat2Tiles)
+            foreach (bool specialise in new[] { false, true })
             {
                 backend.CoopMat2Tile = tile;
+                backend.SpecialiseGemmShapes = specialise;
                 foreach (var dtype in new[] { DType.F16, DType.BF16 })
                     foreach (bool ta in new[] { false, true })
                         foreach (bool tb in new[] { false, true })
@@ -61,7 +64,7 @@ public sealed class TensorCoreGemmTests
                         }
             }
         }
-        finally { backend.CoopMat2Tile = saved; }
+        finally { backend.CoopMat2Tile = saved; backend.SpecialiseGemmShapes = savedSpecialise; }
     }
 
     /// <summary>The shared-memory-free KHR kernel with and without register double-buffering, on
@@ -71,12 +74,13 @@ public sealed class TensorCoreGemmTests
     public void DirectKernelVariantsMatchReference()
     {
         var backend = Backend("khr");
-        bool saved = backend.CoopMatDirectPipelined;
+        bool saved = backend.CoopMatDirectPipelined, savedSpecialise = backend.SpecialiseGemmShapes;
         try
         {
-            foreach (bool pipelined in new[] { false, true })
+            foreach (var (pipelined, specialise) in new[] { (false, false), (true, false), (false, true), (true, true) })
             {
                 backend.CoopMatDirectPipelined = pipelined;
+                backend.SpecialiseGemmShapes = specialise;
                 foreach (var dtype in new[] { DType.F16, DType.BF16 })
                     foreach (int k in new[] { 16, 48, 192 })
                         foreach (bool ta in new[] { false, true })
@@ -87,7 +91,7 @@ public sealed class TensorCoreGemmTests
                             }
             }
         }
-        finally { backend.CoopMatDirectPipelined = saved; }
+        finally { backend.CoopMatDirectPipelined = saved; backend.SpecialiseGemmShapes = savedSpecialise; }
     }
 
     private static void Check(VulkanBackend backend, DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
