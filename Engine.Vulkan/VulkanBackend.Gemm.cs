@@ -80,7 +80,7 @@ public sealed partial class VulkanBackend : IGemmOps
     public string CoopMat2Tile { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_TILE") ?? "128x256x32";
 
     /// <summary>Tiles gemm_coopmat2.comp is compiled for.</summary>
-    public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64"];
+    public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64", "128x256x16", "128x128x16"];
 
     private readonly record struct CoopMat2Choice(string Variant, int TileM, int TileN, int Invocations);
 
