@@ -207,13 +207,19 @@ public sealed unsafe class CommandStream : IDisposable
 
     /// <summary>GPU time in nanoseconds of the commands <paramref name="record"/> records, measured with
     /// timestamps around them (waits for completion).</summary>
+    /// <summary>Whether a <see cref="MeasureGpuNanoseconds"/> is recording: measurements do not nest.</summary>
+    public bool Measuring { get; private set; }
+
     public double MeasureGpuNanoseconds(Action record)
     {
+        if (Measuring) throw new InvalidOperationException("MeasureGpuNanoseconds: a measurement is already recording");
         Synchronize();
         var cb = Current;
         _vk.CmdResetQueryPool(cb, _timestamps, 0, 2);
         _vk.CmdWriteTimestamp(cb, PipelineStageFlags.TopOfPipeBit, _timestamps, 0);
-        record();
+        Measuring = true;
+        try { record(); }
+        finally { Measuring = false; }
         _vk.CmdWriteTimestamp(Current, PipelineStageFlags.BottomOfPipeBit, _timestamps, 1);
         Synchronize();
         ulong* stamps = stackalloc ulong[2];

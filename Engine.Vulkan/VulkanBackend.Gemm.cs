@@ -15,7 +15,7 @@ public sealed partial class VulkanBackend : IGemmOps
         bool coopmat = UsesCooperativeMatrix(p);
         ComputeKernel kernel;
         uint tile, tileN = 0;
-        if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K) is { } cm2)
+        if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K, CoopMat2TileFor(p)) is { } cm2)
         {
             kernel = Kernels.Get(cm2.Variant, SpecialiseGemmShapes
                 ? [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K]
@@ -75,9 +75,10 @@ public sealed partial class VulkanBackend : IGemmOps
     public bool CoopMatDirectPipelined { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_DIRECT") != "plain";
 
     /// <summary>Tile (BM x BN x BK) of the VK_NV_cooperative_matrix2 GEMM for problems that tile
-    /// exactly; others use 128x128x32 with clamped loads. FASTWEIGHTS_GEMM_CM2_TILE overrides the
-    /// default for experiments (the bench sweeps it).</summary>
-    public string CoopMat2Tile { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_TILE") ?? "128x256x32";
+    /// exactly, or "auto" (the default): the fastest tile for each shape, timed on its first call
+    /// (VulkanBackend.GemmTuning.cs). Others use 128x128x32 with clamped loads.
+    /// FASTWEIGHTS_GEMM_CM2_TILE fixes one for experiments (the bench sweeps it).</summary>
+    public string CoopMat2Tile { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_TILE") ?? "auto";
 
     /// <summary>Tiles gemm_coopmat2.comp is compiled for.</summary>
     public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64", "128x256x16", "128x128x16"];
@@ -86,15 +87,15 @@ public sealed partial class VulkanBackend : IGemmOps
 
     /// <summary>The cooperative-matrix-2 kernel for a problem, or null when the device lacks the
     /// extension or lists no workgroup-scope shape for the tile (the KHR kernels run instead).</summary>
-    private CoopMat2Choice? CoopMat2Kernel(DType inputType, int m, int n, int k)
+    private CoopMat2Choice? CoopMat2Kernel(DType inputType, int m, int n, int k, string tile)
     {
         if (!Device.UseCooperativeMatrix2) return null;
         var input = inputType == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
         string dtype = inputType == DType.BF16 ? "bf16" : "f16";
-        if (!CoopMat2Tiles.Contains(CoopMat2Tile)) throw new ArgumentException($"CoopMat2Tile '{CoopMat2Tile}' is none of {string.Join(", ", CoopMat2Tiles)}");
-        var dims = CoopMat2Tile.Split('x').Select(int.Parse).ToArray();
+        if (!CoopMat2Tiles.Contains(tile)) throw new ArgumentException($"CoopMat2Tile '{tile}' is none of auto, {string.Join(", ", CoopMat2Tiles)}");
+        var dims = TileDims(tile);
         bool exact = m % dims[0] == 0 && n % dims[1] == 0 && k % dims[2] == 0;
-        string variant = exact ? $"gemm/gemm_cm2_{dtype}_{CoopMat2Tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";
+        string variant = exact ? $"gemm/gemm_cm2_{dtype}_{tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";
         if (!exact) dims = [128, 128, 32];
         foreach (int invocations in new[] { 256, 128, 512 })
             if (Capabilities.HasFlexibleMatrix(dims[0], dims[1], dims[2], input, invocations) && invocations <= Capabilities.MaxWorkgroupInvocations)
@@ -139,7 +140,7 @@ public sealed partial class VulkanBackend : IGemmOps
             && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
         if (!listed || (transposeA ? m : k) % 8 != 0 || (transposeB ? k : n) % 8 != 0) return "tiled";
         string specialised = SpecialiseGemmShapes ? " specialised" : "";
-        if (CoopMat2Kernel(dtype, m, n, k) is { } cm2) return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}{specialised}";
+        if (CoopMat2Kernel(dtype, m, n, k, CoopMat2TileFor(dtype, m, n, k, transposeA, transposeB)) is { } cm2) return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}{specialised}";
         return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") + specialised : "coopmat";
     }
 }

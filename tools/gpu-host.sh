@@ -35,8 +35,8 @@ for section in "$@"; do
     devices) $fw devices ;;
     tests) $tests $extra ;;
     tensorcores) $tests --filter "TestCategory=TensorCores" $extra ;;
-    gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles 128x128x32,128x256x32,256x128x32,128x128x64,128x256x16,128x128x16 $extra
-          $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x128x32,128x256x32,128x256x16,128x128x16 $extra
+    gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles auto,128x128x32,128x256x32,256x128x32,128x128x64,128x256x16,128x128x16 $extra
+          $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x128x32,128x256x32,128x256x16,128x128x16,auto $extra
           FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
           FASTWEIGHTS_NO_COOPMAT2=1 FASTWEIGHTS_GEMM_DIRECT=plain $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
           FASTWEIGHTS_GEMM_SPECIALISE=0 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 --cm2-tiles 128x256x32 $extra

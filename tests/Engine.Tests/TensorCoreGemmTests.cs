@@ -65,6 +65,15 @@ public sealed class TensorCoreGemmTests
             }
         }
         finally { backend.CoopMat2Tile = saved; backend.SpecialiseGemmShapes = savedSpecialise; }
+        // "auto" times the tiles on the first call of a shape and keeps one of them
+        backend.CoopMat2Tile = "auto";
+        try
+        {
+            Check(backend, DType.BF16, 1, 512, 256, 320, false, true);
+            string chosen = backend.GemmKernelFor(DType.BF16, 512, 256, 320, false, true);
+            Assert.IsTrue(VulkanBackend.CoopMat2Tiles.Any(t => chosen.Contains(t)), $"auto chose no tile: {chosen}");
+        }
+        finally { backend.CoopMat2Tile = saved; }
     }
 
     /// <summary>The shared-memory-free KHR kernel with and without register double-buffering, on

@@ -1,0 +1,72 @@
+using FastWeights.Engine.Ops;
+
+namespace FastWeights.Engine.Vulkan;
+
+// Tile choice of the cooperative-matrix-2 GEMM. The driver compiles each (tile, M, N, K) pipeline
+// its own way and the speed of a tile varies by more than 2x between shapes on the same device
+// (bench/results/2026-12-01-h200-run8.txt), so with CoopMat2Tile = "auto" the first call of each
+// shape times every tile that divides it, on the real operands into a scratch C, and keeps the
+// fastest. Later calls of that shape use the cached choice; nothing is timed inside a measurement.
+public sealed partial class VulkanBackend
+{
+    private readonly record struct GemmShapeKey(DType DType, int Batch, int M, int N, int K, bool TransposeA, bool TransposeB);
+
+    private readonly Dictionary<GemmShapeKey, string> _tunedTiles = [];
+    private string? _trialTile;
+
+    /// <summary>Timed runs of each candidate tile when tuning a shape (after one untimed run).</summary>
+    private const int TuningRuns = 3;
+
+    /// <summary>The tile dimensions of a name such as "128x256x32".</summary>
+    private static int[] TileDims(string tile) => tile.Split('x').Select(int.Parse).ToArray();
+
+    private static bool Divides(string tile, int m, int n, int k)
+    {
+        var d = TileDims(tile);
+        return m % d[0] == 0 && n % d[1] == 0 && k % d[2] == 0;
+    }
+
+    /// <summary>The tile a problem runs with: a trial tile while tuning, the fixed CoopMat2Tile, or the
+    /// tuned (or, during a measurement, the default) tile of its shape.</summary>
+    private string CoopMat2TileFor(in GemmProblem p)
+    {
+        if (_trialTile is not null) return _trialTile;
+        if (CoopMat2Tile != "auto") return CoopMat2Tile;
+        var key = new GemmShapeKey(p.A.DType, p.Batch, p.M, p.N, p.K, p.TransposeA, p.TransposeB);
+        if (_tunedTiles.TryGetValue(key, out var tuned)) return tuned;
+        int m = p.M, n = p.N, k = p.K;
+        var candidates = CoopMat2Tiles.Where(t => Divides(t, m, n, k)).ToList();
+        if (candidates.Count <= 1 || Stream.Measuring) return candidates.FirstOrDefault() ?? CoopMat2Tiles[0];
+        tuned = Tune(p, candidates);
+        _tunedTiles[key] = tuned;
+        return tuned;
+    }
+
+    /// <summary>The same for a shape without operands (benchmark labels): tuned, or the default.</summary>
+    private string CoopMat2TileFor(DType dtype, int m, int n, int k, bool transposeA, bool transposeB)
+    {
+        if (CoopMat2Tile != "auto") return CoopMat2Tile;
+        return _tunedTiles.TryGetValue(new GemmShapeKey(dtype, 1, m, n, k, transposeA, transposeB), out var tuned) ? tuned
+            : CoopMat2Tiles.FirstOrDefault(t => Divides(t, m, n, k)) ?? CoopMat2Tiles[0];
+    }
+
+    private string Tune(GemmProblem p, List<string> candidates)
+    {
+        using var scratch = Tensor.Empty(this, p.C.Shape);
+        var trial = p with { C = scratch, Beta = 0f };
+        string best = candidates[0];
+        double bestNs = double.MaxValue;
+        try
+        {
+            foreach (string tile in candidates)
+            {
+                _trialTile = tile;
+                Gemm(trial);   // pipeline creation and first touch stay out of the timing
+                double ns = Stream.MeasureGpuNanoseconds(() => { for (int i = 0; i < TuningRuns; i++) Gemm(trial); });
+                if (ns < bestNs) (best, bestNs) = (tile, ns);
+            }
+        }
+        finally { _trialTile = null; }
+        return best;
+    }
+}
