@@ -13,6 +13,7 @@
 #   fla                flash-linear-attention chunk/fused delta rule at the same shapes
 #   rnn                fastweights bench rnn on Vulkan (hidden 768/1024, 1 and 4+ heads)
 #   cudnn              cuDNN nn.LSTM/nn.GRU at hidden 768 and 1024 (bench/peers/torch_rnn.py)
+#   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
 #   step, scan         the decoding step and the scan benches
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
 set -uo pipefail
@@ -46,6 +47,7 @@ for section in "$@"; do
     fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 2 16 8192 64 2 16 8192 128 ;;
     rnn) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 $extra ;;
     cudnn) python3 bench/peers/torch_rnn.py 768 1024 ;;
+    flashrnn) PYTHONPATH=.peers python3 bench/peers/flashrnn_bench.py 768 1 768 4 1024 1 1024 8 ;;
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
     *) echo "gpu-host: unknown section $section" ;;
