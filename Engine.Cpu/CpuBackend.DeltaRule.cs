@@ -7,9 +7,10 @@ namespace FastWeights.Engine.Cpu;
 // (chunks of 64 in the WY form), gated or not.
 public sealed partial class CpuBackend : IDeltaRuleOps
 {
-    /// <summary>Auto runs the chunked form from this many tokens on (docs/benchmarks.md: the
-    /// crossover measured on the 2-core AVX2 machine).</summary>
-    public const int ChunkedDeltaRuleMinSteps = 128;
+    /// <summary>Auto runs the chunked form from this many tokens on. Measured on the 2-core AVX2
+    /// machine (docs/benchmarks.md): chunked is faster, forward and forward+backward, from T = 8 at
+    /// D = 16, 64 and 128 (about even at T = 4, D = 16); below that, and for Step, recurrent.</summary>
+    public const int ChunkedDeltaRuleMinSteps = 8;
 
     private static bool Chunked(DeltaRuleProblem p) => p.Algorithm switch
     {
