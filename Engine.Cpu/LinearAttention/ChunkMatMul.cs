@@ -7,8 +7,8 @@ namespace FastWeights.Engine.Cpu.LinearAttention;
 /// C[m x n] (+)= A[m x k] B[k x n]. Register block of 8 rows x 32 columns (16 Vector512
 /// accumulators, each B row loaded once per 8 rows, A broadcast), then 4-row, 1-row and
 /// 16-column edges.
-/// n must be a multiple of 16: callers pad B and C with zero columns. Without AVX-512: 4 x 16
-/// blocks of Vector256 (AVX2); without either, a scalar loop.</summary>
+/// n must be a multiple of 16: callers pad B and C with zero columns. Without AVX-512: 6 x 16
+/// blocks of Vector256 (AVX2, then 4 x 16 and 1 x 16 edges); without either, a scalar loop.</summary>
 internal static unsafe class ChunkMatMul
 {
     public static void Multiply(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
@@ -158,12 +158,14 @@ internal static unsafe class ChunkMatMul
         c0.Store(c);
     }
 
-    /// <summary>AVX2: blocks of 4 rows x 16 columns (two Vector256 per row, 8 accumulators).</summary>
+    /// <summary>AVX2: blocks of 6 rows x 16 columns (two Vector256 per row, 12 accumulators: enough
+    /// independent FMAs in flight to cover two FMA pipes' latency), then 4 x 16 and 1 x 16 edges.</summary>
     private static void Multiply256(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
     {
         for (int j = 0; j < n; j += 16)
         {
             int i = 0;
+            for (; i + 6 <= m; i += 6) Block6x16(a + (long)i * lda, lda, b + j, ldb, c + (long)i * ldc + j, ldc, k, accumulate);
             for (; i + 4 <= m; i += 4)
             {
                 float* ci = c + (long)i * ldc + j;
@@ -211,6 +213,46 @@ internal static unsafe class ChunkMatMul
                 c0.Store(ci); c1.Store(ci + 8);
             }
         }
+    }
+
+    private static void Block6x16(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, bool accumulate)
+    {
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        if (accumulate)
+        {
+            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
+            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
+            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
+            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
+            c40 = Vector256.Load(c + 4 * ldc); c41 = Vector256.Load(c + 4 * ldc + 8);
+            c50 = Vector256.Load(c + 5 * ldc); c51 = Vector256.Load(c + 5 * ldc + 8);
+        }
+        else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = Vector256<float>.Zero;
+        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda;
+        for (int l = 0; l < k; l++)
+        {
+            float* bl = b + (long)l * ldb;
+            var b0 = Vector256.Load(bl);
+            var b1 = Vector256.Load(bl + 8);
+            var x = Vector256.Create(a[l]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a1[l]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a2[l]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a3[l]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a4[l]);
+            c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a5[l]);
+            c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+        }
+        c00.Store(c); c01.Store(c + 8);
+        c10.Store(c + ldc); c11.Store(c + ldc + 8);
+        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8);
+        c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
+        c40.Store(c + 4 * ldc); c41.Store(c + 4 * ldc + 8);
+        c50.Store(c + 5 * ldc); c51.Store(c + 5 * ldc + 8);
     }
 
     private static void Scalar(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
