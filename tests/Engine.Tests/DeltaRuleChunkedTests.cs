@@ -113,6 +113,23 @@ public sealed class DeltaRuleChunkedTests
         AssertGradients(expected, actual, 1e-4, "chunked, no dFinal");
     }
 
+    /// <summary>Strong decay (alpha down to 0.02): the in-chunk products of alpha underflow fp32
+    /// (0.02^64 ~ 1e-109), so gamma_i is 0 for late rows while Gamma_ij and tail_i, built from
+    /// differences of log-decays, stay exact; no 0/0 may appear.</summary>
+    [TestMethod]
+    public void GatedWithUnderflowingDecayMatchesReference()
+    {
+        var x = new Inputs(1, 150, 2, 24, 20, true, 4242);
+        TestData.Uniform(x.Alpha!.Length, 4243, 0.02f, 1f).CopyTo(x.Alpha, 0);
+        var reference = Reference(x, true);
+        var (o, final) = reference.Forward(out _);
+        var (actualO, actualFinal) = Forward(x, true, DeltaRuleAlgorithm.Chunked);
+        TestData.AssertClose(o, actualO, 1e-5, 1e-5, "o");
+        TestData.AssertClose(final, actualFinal, 1e-5, 1e-5, "final state");
+        var expected = reference.Backward(TestData.ToDouble(x.DO), TestData.ToDouble(x.DFinal));
+        AssertGradients(expected, Backward(x, true, DeltaRuleAlgorithm.Chunked), 1e-4, "strong decay");
+    }
+
     /// <summary>Chunked and recurrent fp32 kernels agree, forward and backward.</summary>
     [TestMethod]
     [DataRow(false)]
