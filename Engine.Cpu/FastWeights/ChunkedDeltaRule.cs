@@ -168,11 +168,11 @@ internal static unsafe class ChunkedDeltaRule
 
         // dU' = P^T dO + K_d dS_C^T;  dR = X^T dU'
         Transpose(ch.Scores, C, w.ScoresT, C, n, n);
-        Multiply(w.ScoresT, C, w.DOut, ldv, w.DNewValues, ldv, n, ldv, n, accumulate: false);
+        Multiply(w.ScoresT, C, w.DOut, ldv, w.DNewValues, ldv, n, ldv, n, accumulate: false, Triangle.Upper);
         Transpose(dS, ldk, w.DStateT, ldv, dv, dk);
         Multiply(kd, ldk, w.DStateT, ldv, w.DNewValues, ldv, n, ldv, dk, accumulate: true);
         Transpose(x, C, w.InverseT, C, n, n);
-        Multiply(w.InverseT, C, w.DNewValues, ldv, w.DResiduals, ldv, n, ldv, n, accumulate: false);
+        Multiply(w.InverseT, C, w.DNewValues, ldv, w.DResiduals, ldv, n, ldv, n, accumulate: false, Triangle.Upper);
 
         // dv = diag(beta) dR;  dbeta_i = dR_i . v_i + ...
         for (int i = 0; i < n; i++)
@@ -209,13 +209,13 @@ internal static unsafe class ChunkedDeltaRule
                 dg[i] += ch.Gamma[i] * TensorPrimitives.Dot(dqi, new ReadOnlySpan<float>(ch.Queries + i * ldk, dk));
                 TensorPrimitives.Multiply(dqi, ch.Gamma[i], dqi);
             }
-        Multiply(w.DScores, C, ch.Keys, ldk, w.DQuery, ldk, n, ldk, n, accumulate: true);
+        Multiply(w.DScores, C, ch.Keys, ldk, w.DQuery, ldk, n, ldk, n, accumulate: true, Triangle.Lower);
         for (int i = 0; i < n; i++)
             TensorPrimitives.Multiply(new ReadOnlySpan<float>(w.DQuery + i * ldk, dk), scale, new Span<float>(seq.KeyRow(io.DQ, c0 + i), dk));
 
         // dK += H^T Q'
         Transpose(w.DScores, C, w.DScoresT, C, n, n);
-        Multiply(w.DScoresT, C, ch.Queries, ldk, w.DKey, ldk, n, ldk, n, accumulate: true);
+        Multiply(w.DScoresT, C, ch.Queries, ldk, w.DKey, ldk, n, ldk, n, accumulate: true, Triangle.Upper);
 
         // dB_K = -dR S_0: dK += diag(beta gamma) dB_K; dbeta_i += gamma_i dB_K_i . k_i; dg_i += beta_i gamma_i dB_K_i . k_i
         Multiply(w.DResiduals, ldv, s0, ldk, w.DResidualsS0, ldk, n, ldk, dv, accumulate: false);

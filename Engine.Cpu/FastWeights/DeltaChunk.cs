@@ -147,7 +147,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
         for (int i = 0; i < n; i++)
             TensorPrimitives.Multiply(new ReadOnlySpan<float>(Values + i * Ldv, Dv), Beta[i], new Span<float>(Residuals + i * Ldv, Dv));
         Multiply(NegBetaGammaKeys, Ldk, StateT, Ldv, Residuals, Ldv, n, Ldv, Dk, accumulate: true);
-        Multiply(Inverse, C, Residuals, Ldv, NewValues, Ldv, n, Ldv, n, accumulate: false);
+        Multiply(Inverse, C, Residuals, Ldv, NewValues, Ldv, n, Ldv, n, accumulate: false, Triangle.Lower);
     }
 
     /// <summary>P = (Q' K^T) ⊙ Gamma ⊙ M: rows i &lt; n, zero from column i + 1 to C.</summary>
@@ -169,7 +169,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
         Multiply(Queries, Ldk, StateT, Ldv, Output, Ldv, n, Ldv, Dk, accumulate: false);
         if (Gated) for (int i = 0; i < n; i++) TensorPrimitives.Multiply(new ReadOnlySpan<float>(Output + i * Ldv, Dv), Gamma[i], new Span<float>(Output + i * Ldv, Dv));
         CausalScores();
-        Multiply(Scores, C, NewValues, Ldv, Output, Ldv, n, Ldv, n, accumulate: true);
+        Multiply(Scores, C, NewValues, Ldv, Output, Ldv, n, Ldv, n, accumulate: true, Triangle.Lower);
     }
 
     /// <summary>S^T &lt;- gamma_{n-1} S^T + (diag(tail) K)^T U' (needs Factor first).</summary>

@@ -12,11 +12,17 @@ namespace FastWeights.Engine.Cpu.LinearAttention;
 /// blocks of Vector256 (AVX2, then 4 x 16 and 1 x 16 edges); without either, a scalar loop.</summary>
 internal static unsafe class ChunkMatMul
 {
-    public static void Multiply(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
+    /// <summary>Where A may be nonzero. Lower: A[i, l] = 0 for l &gt; i; Upper: A[i, l] = 0 for
+    /// l &lt; i (the chunked forms' causal factors and their transposes). The AVX2 path then runs
+    /// each row block only over the depth its rows can reach (about half the work); the other
+    /// paths run the full depth, which gives the same result.</summary>
+    public enum Triangle { Full, Lower, Upper }
+
+    public static void Multiply(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate, Triangle triangle = Triangle.Full)
     {
         if (!Vector512.IsHardwareAccelerated)
         {
-            if (Vector256.IsHardwareAccelerated) Multiply256(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
+            if (Vector256.IsHardwareAccelerated) Multiply256(a, lda, b, ldb, c, ldc, m, n, k, accumulate, triangle);
             else Scalar(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
             return;
         }
@@ -160,60 +166,81 @@ internal static unsafe class ChunkMatMul
     }
 
     /// <summary>AVX2: blocks of 6 rows x 16 columns (two Vector256 per row, 12 accumulators: enough
-    /// independent FMAs in flight to cover two FMA pipes' latency), then 4 x 16 and 1 x 16 edges.</summary>
-    private static void Multiply256(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
+    /// independent FMAs in flight to cover two FMA pipes' latency), then 4 x 16 and 1 x 16 edges.
+    /// A row block of a triangular A runs over depths [first, first + depth) only.</summary>
+    private static void Multiply256(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate, Triangle triangle)
     {
         for (int j = 0; j < n; j += 16)
         {
             int i = 0;
-            for (; i + 6 <= m; i += 6) Block6x16(a + (long)i * lda, lda, b + j, ldb, c + (long)i * ldc + j, ldc, k, accumulate);
+            for (; i + 6 <= m; i += 6)
+            {
+                int depth = Depth(triangle, i, 6, k, out int first);
+                Block6x16(a + (long)i * lda + first, lda, b + (long)first * ldb + j, ldb, c + (long)i * ldc + j, ldc, depth, accumulate);
+            }
             for (; i + 4 <= m; i += 4)
             {
-                float* ci = c + (long)i * ldc + j;
-                Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31;
-                if (accumulate)
-                {
-                    c00 = Vector256.Load(ci); c01 = Vector256.Load(ci + 8);
-                    c10 = Vector256.Load(ci + ldc); c11 = Vector256.Load(ci + ldc + 8);
-                    c20 = Vector256.Load(ci + 2 * ldc); c21 = Vector256.Load(ci + 2 * ldc + 8);
-                    c30 = Vector256.Load(ci + 3 * ldc); c31 = Vector256.Load(ci + 3 * ldc + 8);
-                }
-                else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector256<float>.Zero;
-                float* a0 = a + (long)i * lda, a1 = a0 + lda, a2 = a0 + 2 * lda, a3 = a0 + 3 * lda;
-                for (int l = 0; l < k; l++)
-                {
-                    float* bl = b + (long)l * ldb + j;
-                    var b0 = Vector256.Load(bl);
-                    var b1 = Vector256.Load(bl + 8);
-                    var x = Vector256.Create(a0[l]);
-                    c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-                    x = Vector256.Create(a1[l]);
-                    c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-                    x = Vector256.Create(a2[l]);
-                    c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-                    x = Vector256.Create(a3[l]);
-                    c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-                }
-                c00.Store(ci); c01.Store(ci + 8);
-                c10.Store(ci + ldc); c11.Store(ci + ldc + 8);
-                c20.Store(ci + 2 * ldc); c21.Store(ci + 2 * ldc + 8);
-                c30.Store(ci + 3 * ldc); c31.Store(ci + 3 * ldc + 8);
+                int depth = Depth(triangle, i, 4, k, out int first);
+                Block4x16x256(a + (long)i * lda + first, lda, b + (long)first * ldb + j, ldb, c + (long)i * ldc + j, ldc, depth, accumulate);
             }
             for (; i < m; i++)
             {
-                float* ci = c + (long)i * ldc + j, ai = a + (long)i * lda;
+                int depth = Depth(triangle, i, 1, k, out int first);
+                float* ci = c + (long)i * ldc + j, ai = a + (long)i * lda + first, bf = b + (long)first * ldb + j;
                 var c0 = accumulate ? Vector256.Load(ci) : Vector256<float>.Zero;
                 var c1 = accumulate ? Vector256.Load(ci + 8) : Vector256<float>.Zero;
-                for (int l = 0; l < k; l++)
+                for (int l = 0; l < depth; l++)
                 {
                     var x = Vector256.Create(ai[l]);
-                    float* bl = b + (long)l * ldb + j;
+                    float* bl = bf + (long)l * ldb;
                     c0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(bl), c0);
                     c1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(bl + 8), c1);
                 }
                 c0.Store(ci); c1.Store(ci + 8);
             }
         }
+    }
+
+    /// <summary>The depths rows i .. i + rows - 1 of A can reach: all k; for Lower [0, i + rows);
+    /// for Upper [i, k).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Depth(Triangle triangle, int i, int rows, int k, out int first)
+    {
+        first = triangle == Triangle.Upper ? Math.Min(i, k) : 0;
+        return triangle == Triangle.Lower ? Math.Min(k, i + rows) : k - first;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block4x16x256(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, bool accumulate)
+    {
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31;
+        if (accumulate)
+        {
+            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
+            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
+            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
+            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
+        }
+        else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector256<float>.Zero;
+        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda;
+        for (int l = 0; l < k; l++)
+        {
+            float* bl = b + (long)l * ldb;
+            var b0 = Vector256.Load(bl);
+            var b1 = Vector256.Load(bl + 8);
+            var x = Vector256.Create(a[l]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a1[l]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a2[l]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a3[l]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+        }
+        c00.Store(c); c01.Store(c + 8);
+        c10.Store(c + ldc); c11.Store(c + ldc + 8);
+        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8);
+        c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
     }
 
     private static void Block6x16(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, bool accumulate)

@@ -30,19 +30,31 @@ public sealed class DeltaRuleChunkedTests
         return r;
     }
 
+    /// <summary>The inputs as CPU tensors (S_0 only when <c>initial</c>).</summary>
+    private sealed class InputTensors(Inputs x, bool initial) : IDisposable
+    {
+        public readonly IBackend Cpu = TestBackends.Get("cpu");
+        public Tensor Q => _q ??= Tensor.FromArray(Cpu, x.Q, x.Keys);
+        public Tensor K => _k ??= Tensor.FromArray(Cpu, x.K, x.Keys);
+        public Tensor V => _v ??= Tensor.FromArray(Cpu, x.V, x.Values);
+        public Tensor Beta => _beta ??= Tensor.FromArray(Cpu, x.Beta, x.PerToken);
+        public Tensor? Alpha => x.Alpha is null ? null : _alpha ??= Tensor.FromArray(Cpu, x.Alpha, x.PerToken);
+        public Tensor? S0 => initial ? _s0 ??= Tensor.FromArray(Cpu, x.S0, x.State) : null;
+        private Tensor? _q, _k, _v, _beta, _alpha, _s0;
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { _q, _k, _v, _beta, _alpha, _s0 }) t?.Dispose();
+        }
+    }
+
     /// <summary>Forward through the CPU backend: (o, final state).</summary>
     internal static (float[] O, float[] Final) Forward(Inputs x, bool initial, DeltaRuleAlgorithm algorithm)
     {
-        var cpu = TestBackends.Get("cpu");
-        using var q = Tensor.FromArray(cpu, x.Q, x.Keys);
-        using var k = Tensor.FromArray(cpu, x.K, x.Keys);
-        using var v = Tensor.FromArray(cpu, x.V, x.Values);
-        using var beta = Tensor.FromArray(cpu, x.Beta, x.PerToken);
-        using var alpha = x.Alpha is null ? null : Tensor.FromArray(cpu, x.Alpha, x.PerToken);
-        using var s0 = initial ? Tensor.FromArray(cpu, x.S0, x.State) : null;
-        using var output = Tensor.Full(cpu, x.Values, float.NaN);
-        using var final = Tensor.Full(cpu, x.State, float.NaN);
-        DeltaRule.Forward(q, k, v, beta, output, s0, final, alpha, Scale, algorithm);
+        using var t = new InputTensors(x, initial);
+        using var output = Tensor.Full(t.Cpu, x.Values, float.NaN);
+        using var final = Tensor.Full(t.Cpu, x.State, float.NaN);
+        DeltaRule.Forward(t.Q, t.K, t.V, t.Beta, output, t.S0, final, t.Alpha, Scale, algorithm);
         return (output.ToArray(), final.ToArray());
     }
 
@@ -50,13 +62,8 @@ public sealed class DeltaRuleChunkedTests
 
     internal static Grads Backward(Inputs x, bool initial, DeltaRuleAlgorithm algorithm, bool withDFinal = true)
     {
-        var cpu = TestBackends.Get("cpu");
-        using var q = Tensor.FromArray(cpu, x.Q, x.Keys);
-        using var k = Tensor.FromArray(cpu, x.K, x.Keys);
-        using var v = Tensor.FromArray(cpu, x.V, x.Values);
-        using var beta = Tensor.FromArray(cpu, x.Beta, x.PerToken);
-        using var alpha = x.Alpha is null ? null : Tensor.FromArray(cpu, x.Alpha, x.PerToken);
-        using var s0 = initial ? Tensor.FromArray(cpu, x.S0, x.State) : null;
+        using var t = new InputTensors(x, initial);
+        var cpu = t.Cpu;
         using var dO = Tensor.FromArray(cpu, x.DO, x.Values);
         using var dFinal = withDFinal ? Tensor.FromArray(cpu, x.DFinal, x.State) : null;
         using var dq = Tensor.Full(cpu, x.Keys, float.NaN);
@@ -65,7 +72,7 @@ public sealed class DeltaRuleChunkedTests
         using var dbeta = Tensor.Full(cpu, x.PerToken, float.NaN);
         using var dalpha = x.Alpha is null ? null : Tensor.Full(cpu, x.PerToken, float.NaN);
         using var dS0 = Tensor.Full(cpu, x.State, float.NaN);
-        DeltaRule.Backward(q, k, v, beta, dO, dq, dk, dv, dbeta, s0, dFinal, dS0, alpha, dalpha, Scale, algorithm);
+        DeltaRule.Backward(t.Q, t.K, t.V, t.Beta, dO, dq, dk, dv, dbeta, t.S0, dFinal, dS0, t.Alpha, dalpha, Scale, algorithm);
         return new Grads(dq.ToArray(), dk.ToArray(), dv.ToArray(), dbeta.ToArray(), dalpha?.ToArray(), dS0.ToArray());
     }
 
