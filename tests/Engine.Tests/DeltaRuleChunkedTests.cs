@@ -156,8 +156,10 @@ public sealed class DeltaRuleChunkedTests
         AssertGradients(expected, c, 1e-4, "chunked vs recurrent");
     }
 
-    /// <summary>Two runs chained through the state (the second's initial state is the first's final
-    /// state, updated in place) equal one run over the whole sequence; the split is inside a chunk.</summary>
+    /// <summary>Two runs chained through the state equal one run over the whole sequence, the split
+    /// inside a chunk. Forward: the second half's initial state is the first half's final state,
+    /// updated in place. Backward, in reverse: the second half's dInitialState is the first half's
+    /// dFinalState.</summary>
     [TestMethod]
     [DataRow(false)]
     [DataRow(true)]
@@ -165,26 +167,78 @@ public sealed class DeltaRuleChunkedTests
     {
         var x = new Inputs(2, 190, 3, 20, 28, gated, 2024);
         var (o, final) = Forward(x, true, DeltaRuleAlgorithm.Chunked);
+        var whole = Backward(x, true, DeltaRuleAlgorithm.Chunked);
         var cpu = TestBackends.Get("cpu");
-        int split = 77;
+        var halves = new[] { (Start: 0, Length: 77), (Start: 77, Length: x.T - 77) };
         using var state = Tensor.FromArray(cpu, x.S0, x.State);
+        var startStates = new List<float[]>();
         var chained = new float[o.Length];
-        foreach (var (start, length) in new[] { (0, split), (split, x.T - split) })
+        foreach (var (start, length) in halves)
         {
-            float[] Part(float[] src, int width) => Enumerable.Range(0, x.B).SelectMany(b => src.Skip((b * x.T + start) * x.H * width).Take(length * x.H * width)).ToArray();
-            using var q = Tensor.FromArray(cpu, Part(x.Q, x.Dk), new Shape(x.B, length, x.H, x.Dk));
-            using var k = Tensor.FromArray(cpu, Part(x.K, x.Dk), new Shape(x.B, length, x.H, x.Dk));
-            using var v = Tensor.FromArray(cpu, Part(x.V, x.Dv), new Shape(x.B, length, x.H, x.Dv));
-            using var beta = Tensor.FromArray(cpu, Part(x.Beta, 1), new Shape(x.B, length, x.H));
-            using var alpha = x.Alpha is null ? null : Tensor.FromArray(cpu, Part(x.Alpha, 1), new Shape(x.B, length, x.H));
-            using var output = Tensor.Full(cpu, new Shape(x.B, length, x.H, x.Dv), float.NaN);
-            DeltaRule.Forward(q, k, v, beta, output, state, state, alpha, Scale, DeltaRuleAlgorithm.Chunked);
-            var values = output.ToArray();
-            for (int b = 0; b < x.B; b++)
-                Array.Copy(values, b * length * x.H * x.Dv, chained, (b * x.T + start) * x.H * x.Dv, length * x.H * x.Dv);
+            startStates.Add(state.ToArray());
+            using var half = new HalfTensors(x, start, length);
+            using var output = Tensor.Full(cpu, half.Values, float.NaN);
+            DeltaRule.Forward(half.Q, half.K, half.V, half.Beta, output, state, state, half.Alpha, Scale, DeltaRuleAlgorithm.Chunked);
+            half.Scatter(output.ToArray(), chained, x.Dv);
         }
         TestData.AssertClose(TestData.ToDouble(o), chained, 1e-5, 1e-5, "outputs of the chained halves");
         TestData.AssertClose(TestData.ToDouble(final), state.ToArray(), 1e-5, 1e-5, "state after the chained halves");
+
+        var g = new Grads(new float[x.Q.Length], new float[x.K.Length], new float[x.V.Length], new float[x.Beta.Length], gated ? new float[x.Beta.Length] : null, []);
+        float[] dState = x.DFinal;
+        for (int part = halves.Length - 1; part >= 0; part--)
+        {
+            var (start, length) = halves[part];
+            using var half = new HalfTensors(x, start, length);
+            using var s0 = Tensor.FromArray(cpu, startStates[part], x.State);
+            using var dFinal = Tensor.FromArray(cpu, dState, x.State);
+            using var dO = Tensor.FromArray(cpu, half.Part(x.DO, x.Dv), half.Values);
+            using var dq = Tensor.Full(cpu, half.Keys, float.NaN);
+            using var dk = Tensor.Full(cpu, half.Keys, float.NaN);
+            using var dv = Tensor.Full(cpu, half.Values, float.NaN);
+            using var dbeta = Tensor.Full(cpu, half.PerToken, float.NaN);
+            using var dalpha = gated ? Tensor.Full(cpu, half.PerToken, float.NaN) : null;
+            using var dS0 = Tensor.Full(cpu, x.State, float.NaN);
+            DeltaRule.Backward(half.Q, half.K, half.V, half.Beta, dO, dq, dk, dv, dbeta, s0, dFinal, dS0, half.Alpha, dalpha, Scale, DeltaRuleAlgorithm.Chunked);
+            half.Scatter(dq.ToArray(), g.DQ, x.Dk);
+            half.Scatter(dk.ToArray(), g.DK, x.Dk);
+            half.Scatter(dv.ToArray(), g.DV, x.Dv);
+            half.Scatter(dbeta.ToArray(), g.DBeta, 1);
+            if (dalpha is not null) half.Scatter(dalpha.ToArray(), g.DAlpha!, 1);
+            dState = dS0.ToArray();
+        }
+        var expected = (TestData.ToDouble(whole.DQ), TestData.ToDouble(whole.DK), TestData.ToDouble(whole.DV), TestData.ToDouble(whole.DBeta),
+            whole.DAlpha is null ? [] : TestData.ToDouble(whole.DAlpha), TestData.ToDouble(whole.DS0));
+        AssertGradients(expected, g with { DS0 = dState }, 1e-4, "gradients of the chained halves");
+    }
+
+    /// <summary>Tokens start .. start + length of every batch row as tensors of their own.</summary>
+    private sealed class HalfTensors(Inputs x, int start, int length) : IDisposable
+    {
+        private readonly IBackend _cpu = TestBackends.Get("cpu");
+        public Shape Keys => new(x.B, length, x.H, x.Dk);
+        public Shape Values => new(x.B, length, x.H, x.Dv);
+        public Shape PerToken => new(x.B, length, x.H);
+        public Tensor Q => _q ??= Tensor.FromArray(_cpu, Part(x.Q, x.Dk), Keys);
+        public Tensor K => _k ??= Tensor.FromArray(_cpu, Part(x.K, x.Dk), Keys);
+        public Tensor V => _v ??= Tensor.FromArray(_cpu, Part(x.V, x.Dv), Values);
+        public Tensor Beta => _beta ??= Tensor.FromArray(_cpu, Part(x.Beta, 1), PerToken);
+        public Tensor? Alpha => x.Alpha is null ? null : _alpha ??= Tensor.FromArray(_cpu, Part(x.Alpha, 1), PerToken);
+        private Tensor? _q, _k, _v, _beta, _alpha;
+
+        public float[] Part(float[] whole, int width) =>
+            Enumerable.Range(0, x.B).SelectMany(b => whole.Skip((b * x.T + start) * x.H * width).Take(length * x.H * width)).ToArray();
+
+        /// <summary>The inverse of Part: this half's rows back into the whole sequence's array.</summary>
+        public void Scatter(float[] part, float[] whole, int width)
+        {
+            for (int b = 0; b < x.B; b++) Array.Copy(part, b * length * x.H * width, whole, (b * x.T + start) * x.H * width, length * x.H * width);
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in new[] { _q, _k, _v, _beta, _alpha }) t?.Dispose();
+        }
     }
 
     /// <summary>The chunked backward against central differences of the chunked forward itself
