@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace FastWeights.Engine.Cpu.LinearAttention;
 
@@ -7,15 +8,21 @@ namespace FastWeights.Engine.Cpu.LinearAttention;
 /// C[m x n] (+)= A[m x k] B[k x n]. Register block of 8 rows x 32 columns (16 Vector512
 /// accumulators, each B row loaded once per 8 rows, A broadcast), then 4-row, 1-row and
 /// 16-column edges.
-/// n must be a multiple of 16: callers pad B and C with zero columns. Without AVX-512: 4 x 16
-/// blocks of Vector256 (AVX2); without either, a scalar loop.</summary>
+/// n must be a multiple of 16: callers pad B and C with zero columns. Without AVX-512: 6 x 16
+/// blocks of Vector256 (AVX2, then 4 x 16 and 1 x 16 edges); without either, a scalar loop.</summary>
 internal static unsafe class ChunkMatMul
 {
-    public static void Multiply(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
+    /// <summary>Where A may be nonzero. Lower: A[i, l] = 0 for l &gt; i; Upper: A[i, l] = 0 for
+    /// l &lt; i (the chunked forms' causal factors and their transposes). The AVX2 path then runs
+    /// each row block only over the depth its rows can reach (about half the work); the other
+    /// paths run the full depth, which gives the same result.</summary>
+    public enum Triangle { Full, Lower, Upper }
+
+    public static void Multiply(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate, Triangle triangle = Triangle.Full)
     {
         if (!Vector512.IsHardwareAccelerated)
         {
-            if (Vector256.IsHardwareAccelerated) Multiply256(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
+            if (Vector256.IsHardwareAccelerated) Multiply256(a, lda, b, ldb, c, ldc, m, n, k, accumulate, triangle);
             else Scalar(a, lda, b, ldb, c, ldc, m, n, k, accumulate);
             return;
         }
@@ -158,59 +165,122 @@ internal static unsafe class ChunkMatMul
         c0.Store(c);
     }
 
-    /// <summary>AVX2: blocks of 4 rows x 16 columns (two Vector256 per row, 8 accumulators).</summary>
-    private static void Multiply256(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
+    /// <summary>AVX2: blocks of 6 rows x 16 columns (two Vector256 per row, 12 accumulators: enough
+    /// independent FMAs in flight to cover two FMA pipes' latency), then 4 x 16 and 1 x 16 edges.
+    /// A row block of a triangular A runs over depths [first, first + depth) only.</summary>
+    private static void Multiply256(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate, Triangle triangle)
     {
         for (int j = 0; j < n; j += 16)
         {
             int i = 0;
+            for (; i + 6 <= m; i += 6)
+            {
+                int depth = Depth(triangle, i, 6, k, out int first);
+                Block6x16(a + (long)i * lda + first, lda, b + (long)first * ldb + j, ldb, c + (long)i * ldc + j, ldc, depth, accumulate);
+            }
             for (; i + 4 <= m; i += 4)
             {
-                float* ci = c + (long)i * ldc + j;
-                Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31;
-                if (accumulate)
-                {
-                    c00 = Vector256.Load(ci); c01 = Vector256.Load(ci + 8);
-                    c10 = Vector256.Load(ci + ldc); c11 = Vector256.Load(ci + ldc + 8);
-                    c20 = Vector256.Load(ci + 2 * ldc); c21 = Vector256.Load(ci + 2 * ldc + 8);
-                    c30 = Vector256.Load(ci + 3 * ldc); c31 = Vector256.Load(ci + 3 * ldc + 8);
-                }
-                else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector256<float>.Zero;
-                float* a0 = a + (long)i * lda, a1 = a0 + lda, a2 = a0 + 2 * lda, a3 = a0 + 3 * lda;
-                for (int l = 0; l < k; l++)
-                {
-                    float* bl = b + (long)l * ldb + j;
-                    var b0 = Vector256.Load(bl);
-                    var b1 = Vector256.Load(bl + 8);
-                    var x = Vector256.Create(a0[l]);
-                    c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
-                    x = Vector256.Create(a1[l]);
-                    c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
-                    x = Vector256.Create(a2[l]);
-                    c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
-                    x = Vector256.Create(a3[l]);
-                    c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
-                }
-                c00.Store(ci); c01.Store(ci + 8);
-                c10.Store(ci + ldc); c11.Store(ci + ldc + 8);
-                c20.Store(ci + 2 * ldc); c21.Store(ci + 2 * ldc + 8);
-                c30.Store(ci + 3 * ldc); c31.Store(ci + 3 * ldc + 8);
+                int depth = Depth(triangle, i, 4, k, out int first);
+                Block4x16x256(a + (long)i * lda + first, lda, b + (long)first * ldb + j, ldb, c + (long)i * ldc + j, ldc, depth, accumulate);
             }
             for (; i < m; i++)
             {
-                float* ci = c + (long)i * ldc + j, ai = a + (long)i * lda;
+                int depth = Depth(triangle, i, 1, k, out int first);
+                float* ci = c + (long)i * ldc + j, ai = a + (long)i * lda + first, bf = b + (long)first * ldb + j;
                 var c0 = accumulate ? Vector256.Load(ci) : Vector256<float>.Zero;
                 var c1 = accumulate ? Vector256.Load(ci + 8) : Vector256<float>.Zero;
-                for (int l = 0; l < k; l++)
+                for (int l = 0; l < depth; l++)
                 {
                     var x = Vector256.Create(ai[l]);
-                    float* bl = b + (long)l * ldb + j;
+                    float* bl = bf + (long)l * ldb;
                     c0 = Vector256.FusedMultiplyAdd(x, Vector256.Load(bl), c0);
                     c1 = Vector256.FusedMultiplyAdd(x, Vector256.Load(bl + 8), c1);
                 }
                 c0.Store(ci); c1.Store(ci + 8);
             }
         }
+    }
+
+    /// <summary>The depths rows i .. i + rows - 1 of A can reach: all k; for Lower [0, i + rows);
+    /// for Upper [i, k).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Depth(Triangle triangle, int i, int rows, int k, out int first)
+    {
+        first = triangle == Triangle.Upper ? Math.Min(i, k) : 0;
+        return triangle == Triangle.Lower ? Math.Min(k, i + rows) : k - first;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Block4x16x256(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, bool accumulate)
+    {
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31;
+        if (accumulate)
+        {
+            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
+            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
+            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
+            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
+        }
+        else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = Vector256<float>.Zero;
+        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda;
+        for (int l = 0; l < k; l++)
+        {
+            float* bl = b + (long)l * ldb;
+            var b0 = Vector256.Load(bl);
+            var b1 = Vector256.Load(bl + 8);
+            var x = Vector256.Create(a[l]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a1[l]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a2[l]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a3[l]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+        }
+        c00.Store(c); c01.Store(c + 8);
+        c10.Store(c + ldc); c11.Store(c + ldc + 8);
+        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8);
+        c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
+    }
+
+    private static void Block6x16(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, bool accumulate)
+    {
+        Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+        if (accumulate)
+        {
+            c00 = Vector256.Load(c); c01 = Vector256.Load(c + 8);
+            c10 = Vector256.Load(c + ldc); c11 = Vector256.Load(c + ldc + 8);
+            c20 = Vector256.Load(c + 2 * ldc); c21 = Vector256.Load(c + 2 * ldc + 8);
+            c30 = Vector256.Load(c + 3 * ldc); c31 = Vector256.Load(c + 3 * ldc + 8);
+            c40 = Vector256.Load(c + 4 * ldc); c41 = Vector256.Load(c + 4 * ldc + 8);
+            c50 = Vector256.Load(c + 5 * ldc); c51 = Vector256.Load(c + 5 * ldc + 8);
+        }
+        else c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = Vector256<float>.Zero;
+        float* a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda, a4 = a + 4 * lda, a5 = a + 5 * lda;
+        for (int l = 0; l < k; l++)
+        {
+            float* bl = b + (long)l * ldb;
+            var b0 = Vector256.Load(bl);
+            var b1 = Vector256.Load(bl + 8);
+            var x = Vector256.Create(a[l]);
+            c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+            x = Vector256.Create(a1[l]);
+            c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+            x = Vector256.Create(a2[l]);
+            c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+            x = Vector256.Create(a3[l]);
+            c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+            x = Vector256.Create(a4[l]);
+            c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+            x = Vector256.Create(a5[l]);
+            c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+        }
+        c00.Store(c); c01.Store(c + 8);
+        c10.Store(c + ldc); c11.Store(c + ldc + 8);
+        c20.Store(c + 2 * ldc); c21.Store(c + 2 * ldc + 8);
+        c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
+        c40.Store(c + 4 * ldc); c41.Store(c + 4 * ldc + 8);
+        c50.Store(c + 5 * ldc); c51.Store(c + 5 * ldc + 8);
     }
 
     private static void Scalar(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
@@ -236,8 +306,36 @@ internal static unsafe class ChunkMatMul
             for (int j0 = 0; j0 < cols; j0 += 8)
             {
                 int i1 = Math.Min(rows, i0 + 8), j1 = Math.Min(cols, j0 + 8);
+                if (Avx.IsSupported && i1 - i0 == 8 && j1 - j0 == 8)
+                {
+                    Transpose8x8(src + (long)i0 * lds + j0, lds, dst + (long)j0 * ldd + i0, ldd);
+                    continue;
+                }
                 for (int i = i0; i < i1; i++)
                     for (int j = j0; j < j1; j++) dst[(long)j * ldd + i] = src[(long)i * lds + j];
             }
+    }
+
+    /// <summary>One full 8 x 8 tile in registers: rows a..h interleave pairwise (unpack: a0 b0 a1 b1 |
+    /// a4 b4 a5 b5), then by fours (shuffle: a0 b0 c0 d0 | a4 b4 c4 d4), then the 128-bit halves of
+    /// rows 0-3 and 4-7 pair up (permute) into the columns.</summary>
+    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
+        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
+        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
+        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 }

@@ -5,8 +5,9 @@ using FastWeights.Engine.Vulkan;
 namespace FastWeights.Bench;
 
 /// <summary>Delta-rule throughput in tokens/s (B*T per second): forward, forward+backward where the
-/// backend has a backward, and the single-token decoding step. Vulkan figures are GPU time from
-/// timestamps; CPU figures are median wall time.</summary>
+/// backend has a backward, and the single-token decoding step. On the CPU both algorithms run
+/// (recurrent and chunked, each asked for explicitly); Vulkan runs its default. Vulkan figures are
+/// GPU time from timestamps; CPU figures are median wall time.</summary>
 public static class DeltaRuleBench
 {
     public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32)
@@ -16,16 +17,23 @@ public static class DeltaRuleBench
         using var v = Tensor.Uniform(backend, new Shape(b, t, h, d), 3, dtype: dtype);
         using var beta = Tensor.Uniform(backend, new Shape(b, t, h), 4, 0.1f, 0.9f);
         using var o = Tensor.Empty(backend, new Shape(b, t, h, d));
-        string label = $"delta rule recurrent B{b} H{h} T{t} D{d} {dtype.Name()}";
-        double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o));
-        yield return new BenchResult(label + " fwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
-        if (backend is not VulkanBackend)
+        bool vulkan = backend is VulkanBackend;
+        var algorithms = vulkan ? [DeltaRuleAlgorithm.Recurrent] : new[] { DeltaRuleAlgorithm.Recurrent, DeltaRuleAlgorithm.Chunked };
+        foreach (var algorithm in algorithms)
         {
+            string label = $"delta rule {algorithm.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}";
+            double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o, algorithm: algorithm), warmUp: vulkan ? 0 : 3);
+            yield return new BenchResult(label + " fwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
+            if (vulkan) continue;
             using var dq = Tensor.Empty(backend, q.Shape);
             using var dk = Tensor.Empty(backend, k.Shape);
             using var dv = Tensor.Empty(backend, v.Shape);
             using var db = Tensor.Empty(backend, beta.Shape);
-            ms = Time(backend, () => { DeltaRule.Forward(q, k, v, beta, o); DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db); });
+            ms = Time(backend, () =>
+            {
+                DeltaRule.Forward(q, k, v, beta, o, algorithm: algorithm);
+                DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, algorithm: algorithm);
+            }, warmUp: 3);
             yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
         }
     }
@@ -43,8 +51,11 @@ public static class DeltaRuleBench
         return new BenchResult($"delta rule step B{b} H{h} D{d}", backend.Name, ms, 1e3 / ms, "steps/s");
     }
 
-    internal static double Time(IBackend backend, Action run, int repetitions = 5)
+    /// <summary>Median of <paramref name="repetitions"/> runs; <paramref name="warmUp"/> extra runs first
+    /// (on the CPU, so the timed runs meet fully optimised code rather than the first-tier JIT's).</summary>
+    internal static double Time(IBackend backend, Action run, int repetitions = 5, int warmUp = 0)
     {
+        for (int i = 0; i < warmUp; i++) run();
         if (backend is VulkanBackend vulkan)
         {
             run();

@@ -8,7 +8,7 @@ public sealed class DeltaRuleTests
 {
     /// <summary>Random inputs as DeltaNet sees them: k L2-normalised per token, beta in (0.1, 1.9),
     /// alpha in (0.5, 1) when gated, a random initial state.</summary>
-    private sealed class Inputs
+    internal sealed class Inputs
     {
         public readonly int B, T, H, Dk, Dv;
         public readonly float[] Q, K, V, Beta, S0, DO, DFinal;
