@@ -4,30 +4,33 @@ using FastWeights.Engine.Vulkan;
 
 namespace FastWeights.Bench;
 
-/// <summary>Delta-rule throughput in tokens/s (B*T per second): forward, forward+backward where the
-/// backend has a backward, and the single-token decoding step. Vulkan figures are GPU time from
-/// timestamps; CPU figures are median wall time.</summary>
+/// <summary>Delta-rule throughput in tokens/s (B*T per second): forward, forward+backward, and the
+/// single-token decoding step. Vulkan figures are GPU time from timestamps; CPU figures are median
+/// wall time. q, k, v in <c>dtype</c> (beta f32), o and gradients f32; the algorithm as asked (Auto:
+/// the backend's choice, see docs/ops.md).</summary>
 public static class DeltaRuleBench
 {
-    public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32)
+    public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32,
+        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         using var q = Tensor.Uniform(backend, new Shape(b, t, h, d), 1, dtype: dtype);
         using var k = Tensor.Uniform(backend, new Shape(b, t, h, d), 2, -0.125f, 0.125f, dtype);
         using var v = Tensor.Uniform(backend, new Shape(b, t, h, d), 3, dtype: dtype);
         using var beta = Tensor.Uniform(backend, new Shape(b, t, h), 4, 0.1f, 0.9f);
         using var o = Tensor.Empty(backend, new Shape(b, t, h, d));
-        string label = $"delta rule recurrent B{b} H{h} T{t} D{d} {dtype.Name()}";
-        double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o));
+        string label = $"delta rule {algorithm.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}";
+        double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o, algorithm: algorithm));
         yield return new BenchResult(label + " fwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
-        if (backend is not VulkanBackend)
+        using var dq = Tensor.Empty(backend, q.Shape);
+        using var dk = Tensor.Empty(backend, k.Shape);
+        using var dv = Tensor.Empty(backend, v.Shape);
+        using var db = Tensor.Empty(backend, beta.Shape);
+        ms = Time(backend, () =>
         {
-            using var dq = Tensor.Empty(backend, q.Shape);
-            using var dk = Tensor.Empty(backend, k.Shape);
-            using var dv = Tensor.Empty(backend, v.Shape);
-            using var db = Tensor.Empty(backend, beta.Shape);
-            ms = Time(backend, () => { DeltaRule.Forward(q, k, v, beta, o); DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db); });
-            yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
-        }
+            DeltaRule.Forward(q, k, v, beta, o, algorithm: algorithm);
+            DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, algorithm: algorithm);
+        });
+        yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
     }
 
     /// <summary>One decoding step (one token for every batch and head, state updated in place).</summary>
