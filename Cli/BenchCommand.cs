@@ -53,11 +53,23 @@ public static class BenchCommand
             }
             case "delta":
             {
+                // --shape B,H,T,D[,B,H,T,D...] --dtype f32|f16|bf16 (q, k, v) --algorithm auto|recurrent|chunked
                 int[] shape = options.GetInts("shape", [8, 16, 2048, 64]);
+                string dtypeName = options.Get("dtype", "f32");
+                var dtype = dtypeName switch
+                {
+                    "f32" => DType.F32,
+                    "f16" => DType.F16,
+                    "bf16" => DType.BF16,
+                    _ => throw new ArgumentException($"bench delta: --dtype {dtypeName}: expected f32, f16 or bf16"),
+                };
+                string algorithmName = options.Get("algorithm", "auto");
+                if (!Enum.TryParse<DeltaRuleAlgorithm>(algorithmName, ignoreCase: true, out var algorithm) || !Enum.IsDefined(algorithm))
+                    throw new ArgumentException($"bench delta: --algorithm {algorithmName}: expected auto, recurrent or chunked");
                 var results = new List<BenchResult>();
                 foreach (var backend in Backends(options))
                     for (int i = 0; i + 3 < shape.Length; i += 4)
-                        results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3]));
+                        results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3], dtype, algorithm));
                 Print(results);
                 return 0;
             }

@@ -12,16 +12,26 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
     /// backward rebuilds C states at a time into a scratch of C states per (batch, head).</summary>
     private const int RecurrentCheckpointInterval = 16;
 
-    public void DeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState) =>
+    /// <summary>Chunked (VulkanBackend.DeltaRuleChunked.cs) or recurrent, by the problem's algorithm
+    /// (see UsesChunkedDeltaRule); the recurrent kernels read f32, so f16/bf16 inputs are widened first.</summary>
+    public void DeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState)
+    {
+        if (UsesChunkedDeltaRule("DeltaRuleForward", problem)) { ChunkedDeltaRuleForward(problem, output, finalState); return; }
+        using var widened = WidenedDeltaRule.Needed(problem) ? new WidenedDeltaRule(problem) : null;
+        var p = widened?.Problem ?? problem;
         RecurrentForward("delta", p.Q, p.K, p.V, p.Beta, p.Alpha, p.InitialState, finalState, output, null, null, p.Shape, p.Scale, 0f, false);
+    }
 
     /// <summary>Reruns the forward keeping checkpoints, then recurrent_backward.comp: one workgroup per
     /// (batch, head) holding every state row (Dv x lanes invocations, at most the device's limit).</summary>
-    public void DeltaRuleBackward(DeltaRuleProblem p, DeltaRuleGradients g)
+    public void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients g)
     {
-        var s = p.Shape;
-        if (s.Batch == 0 || s.Heads == 0 || s.Steps == 0) { ZeroGradients(g); return; }
         const string op = "DeltaRuleBackward";
+        var s = problem.Shape;
+        if (s.Batch == 0 || s.Heads == 0 || s.Steps == 0) { ZeroGradients(g); return; }
+        if (UsesChunkedDeltaRule(op, problem)) { ChunkedDeltaRuleBackward(problem, g); return; }
+        using var widened = WidenedDeltaRule.Needed(problem) ? new WidenedDeltaRule(problem) : null;
+        var p = widened?.Problem ?? problem;
         int lanes = RecurrentLanes(op, s.KeyDim, s.ValueDim);
         if (!Capabilities.SharedFloatAtomicAdd)
             throw new NotSupportedException($"{op}: {Capabilities.Name} lacks shared-memory float atomics (VK_EXT_shader_atomic_float), which the Vulkan backward uses; run the backward on the CPU backend");

@@ -37,6 +37,10 @@ public interface IDeltaRuleOps
     /// as the initial state: updated in place).</summary>
     void DeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState);
     void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients);
+
+    /// <summary>Whether q, k, v and beta may be f16 or bf16 (computed in f32; outputs, states and
+    /// gradients stay f32). Backends that say no get f32 only.</summary>
+    bool DeltaRuleTakesHalfInputs => false;
 }
 
 public static class DeltaRule
@@ -49,7 +53,7 @@ public static class DeltaRule
     {
         const string op = "DeltaRuleForward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("output", output), ("initialState", initialState), ("finalState", finalState), ("alpha", alpha));
-        var problem = Check(op, q, k, v, beta, alpha, scale, output, initialState, finalState, algorithm);
+        var problem = Check(op, ops, q, k, v, beta, alpha, scale, output, initialState, finalState, algorithm);
         foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("beta", beta) }) Op.DistinctOutput(op, "output", output, name, t);
         ops.DeltaRuleForward(problem, output, finalState);
     }
@@ -80,25 +84,27 @@ public static class DeltaRule
         const string op = "DeltaRuleBackward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("dOutput", dOutput), ("dq", dq), ("dk", dk), ("dv", dv), ("dbeta", dbeta),
             ("initialState", initialState), ("dFinalState", dFinalState), ("dInitialState", dInitialState), ("alpha", alpha), ("dalpha", dalpha));
-        var problem = Check(op, q, k, v, beta, alpha, scale, dOutput, initialState, dFinalState, algorithm);
+        var problem = Check(op, ops, q, k, v, beta, alpha, scale, dOutput, initialState, dFinalState, algorithm);
         var s = problem.Shape;
         Op.ShapeIs(op, "dq", dq, s.Keys);
         Op.ShapeIs(op, "dk", dk, s.Keys);
         Op.ShapeIs(op, "dv", dv, s.Values);
         s.CheckPerToken(op, "dbeta", dbeta);
-        if (dInitialState is not null) Op.ShapeIs(op, "dInitialState", dInitialState, s.State);
+        foreach (var (name, t) in new[] { ("dq", dq), ("dk", dk), ("dv", dv) }) Op.DTypeIs(op, name, t, DType.F32);
+        if (dInitialState is not null) { Op.ShapeIs(op, "dInitialState", dInitialState, s.State); Op.DTypeIs(op, "dInitialState", dInitialState, DType.F32); }
         if ((alpha is null) != (dalpha is null))
             throw new OpArgumentException(op, "dalpha", alpha is null ? "was given but the rule is ungated (alpha is null)" : $"is missing: the gated rule needs a [B, T, H] gradient for alpha {alpha.Shape}");
         if (dalpha is not null) s.CheckPerToken(op, "dalpha", dalpha);
         ops.DeltaRuleBackward(problem, new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState));
     }
 
-    private static DeltaRuleProblem Check(string op, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,
+    private static DeltaRuleProblem Check(string op, IDeltaRuleOps ops, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,
         DeltaRuleAlgorithm algorithm)
     {
         if (!Enum.IsDefined(algorithm)) throw new OpArgumentException(op, "algorithm", $"is {(int)algorithm}, not a DeltaRuleAlgorithm");
-        var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState);
-        s.CheckPerToken(op, "beta", beta);
+        bool half = ops.DeltaRuleTakesHalfInputs;
+        var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState, half);
+        s.CheckPerToken(op, "beta", beta, half);
         Op.InRange(op, "beta", beta, 0f, 2f, highInclusive: false);
         if (alpha is not null)
         {

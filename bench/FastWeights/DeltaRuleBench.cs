@@ -4,13 +4,14 @@ using FastWeights.Engine.Vulkan;
 
 namespace FastWeights.Bench;
 
-/// <summary>Delta-rule throughput in tokens/s (B*T per second): forward, forward+backward where the
-/// backend has a backward, and the single-token decoding step. On the CPU both algorithms run
-/// (recurrent and chunked, each asked for explicitly); Vulkan runs its default. Vulkan figures are
-/// GPU time from timestamps; CPU figures are median wall time.</summary>
+/// <summary>Delta-rule throughput in tokens/s (B*T per second): forward, forward+backward, and the
+/// single-token decoding step. Vulkan figures are GPU time from timestamps; CPU figures are median
+/// wall time. q, k, v in <c>dtype</c> (beta f32), o and gradients f32; the algorithm as asked, or
+/// with Auto both (recurrent and chunked, each asked for explicitly).</summary>
 public static class DeltaRuleBench
 {
-    public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32)
+    public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32,
+        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         using var q = Tensor.Uniform(backend, new Shape(b, t, h, d), 1, dtype: dtype);
         using var k = Tensor.Uniform(backend, new Shape(b, t, h, d), 2, -0.125f, 0.125f, dtype);
@@ -18,22 +19,21 @@ public static class DeltaRuleBench
         using var beta = Tensor.Uniform(backend, new Shape(b, t, h), 4, 0.1f, 0.9f);
         using var o = Tensor.Empty(backend, new Shape(b, t, h, d));
         bool vulkan = backend is VulkanBackend;
-        var algorithms = vulkan ? [DeltaRuleAlgorithm.Recurrent] : new[] { DeltaRuleAlgorithm.Recurrent, DeltaRuleAlgorithm.Chunked };
-        foreach (var algorithm in algorithms)
+        var algorithms = algorithm == DeltaRuleAlgorithm.Auto ? [DeltaRuleAlgorithm.Recurrent, DeltaRuleAlgorithm.Chunked] : new[] { algorithm };
+        foreach (var run in algorithms)
         {
-            string label = $"delta rule {algorithm.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}";
-            double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o, algorithm: algorithm), warmUp: vulkan ? 0 : 3);
+            string label = $"delta rule {run.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}";
+            double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o, algorithm: run), warmUp: vulkan ? 0 : 3);
             yield return new BenchResult(label + " fwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
-            if (vulkan) continue;
             using var dq = Tensor.Empty(backend, q.Shape);
             using var dk = Tensor.Empty(backend, k.Shape);
             using var dv = Tensor.Empty(backend, v.Shape);
             using var db = Tensor.Empty(backend, beta.Shape);
             ms = Time(backend, () =>
             {
-                DeltaRule.Forward(q, k, v, beta, o, algorithm: algorithm);
-                DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, algorithm: algorithm);
-            }, warmUp: 3);
+                DeltaRule.Forward(q, k, v, beta, o, algorithm: run);
+                DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, algorithm: run);
+            }, warmUp: vulkan ? 0 : 3);
             yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
         }
     }

@@ -1,0 +1,213 @@
+using FastWeights.Engine.Ops;
+
+namespace FastWeights.Engine.Vulkan;
+
+// shaders/delta_rule/: the chunked (WY-form) delta rule, chunks of 64 tokens, every stage one
+// dispatch over all chunks and (batch, head) pairs (docs/ops.md, "Vulkan chunked").
+//   forward:  chunk_wy (X, W, U per chunk) -> chunk_state (chunk-start states, U'; sequential over
+//             chunks, parallel over Dv slices) -> chunk_output (O)
+//   backward: chunk_wy and chunk_state again (keeping X), chunk_values_grad (P^T dO),
+//             chunk_state_backward (dU', dS_C; reverse over chunks), chunk_grad_qk (dQ, dK, dW),
+//             chunk_wy_backward (dK, dV, dbeta)
+// q, k, v (and beta) may be f32, f16 or bf16; everything computed and stored is f32.
+public sealed partial class VulkanBackend
+{
+    /// <summary>Tokens per chunk (CHUNK in shaders/delta_rule/*).</summary>
+    public const int DeltaRuleChunkSize = 64;
+
+    /// <summary>Largest Dk and Dv of the chunked kernels (DKMAX in chunk_sequential.glsl).</summary>
+    public const int DeltaRuleChunkedMaxHeadDim = 128;
+
+    /// <summary>Auto picks the chunked form from this many tokens on (ungated, head dims in range).</summary>
+    public const int DeltaRuleChunkedFromSteps = 128;
+
+    /// <summary>q, k, v and beta may be f16 or bf16: the chunked kernels read them directly, the
+    /// recurrent ones from f32 copies.</summary>
+    public bool DeltaRuleTakesHalfInputs => true;
+
+    /// <summary>Whether this backend runs <paramref name="p"/> in the chunked form. An explicit
+    /// Chunked request for head dims the kernels do not take is an argument error; the gated rule
+    /// runs recurrent (the chunked kernels are ungated).</summary>
+    internal bool UsesChunkedDeltaRule(string op, DeltaRuleProblem p)
+    {
+        var s = p.Shape;
+        bool dimsFit = s.KeyDim <= DeltaRuleChunkedMaxHeadDim && s.ValueDim <= DeltaRuleChunkedMaxHeadDim;
+        if (p.Algorithm == DeltaRuleAlgorithm.Chunked && !dimsFit)
+            throw new OpArgumentException(op, s.KeyDim > DeltaRuleChunkedMaxHeadDim ? "k" : "v",
+                $"has head dimensions Dk = {s.KeyDim}, Dv = {s.ValueDim} (q, k {s.Keys}, v {s.Values}): the Vulkan chunked delta rule takes head dimensions up to {DeltaRuleChunkedMaxHeadDim}; use DeltaRuleAlgorithm.Recurrent or Auto");
+        if (p.Alpha is not null || !dimsFit || s.Steps == 0 || s.Batch == 0 || s.Heads == 0) return false;
+        return p.Algorithm switch
+        {
+            DeltaRuleAlgorithm.Chunked => true,
+            DeltaRuleAlgorithm.Recurrent => false,
+            _ => s.Steps >= DeltaRuleChunkedFromSteps,
+        };
+    }
+
+    private static string ChunkVariant(string kernel, Tensor q) => $"delta_rule/{kernel}_{q.DType.Name()}";
+
+    private static uint ChunkCount(FastWeightShape s) => Groups(s.Steps, DeltaRuleChunkSize);
+
+    /// <summary>State rows per workgroup of the sequential stages: 16, or 8 when that leaves too few
+    /// workgroups to fill a large GPU (the pass over chunks is the critical path).</summary>
+    private static int StateSlice(FastWeightShape s) => (long)s.Batch * s.Heads * Groups(s.ValueDim, 16) >= 512 ? 16 : 8;
+
+    private void ChunkedDeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState)
+    {
+        var s = p.Shape;
+        using var w = Tensor.Empty(this, s.Keys);
+        using var u = Tensor.Empty(this, s.Values);
+        using var uPrime = Tensor.Empty(this, s.Values);
+        using var states = Tensor.Empty(this, ChunkStates(s));
+        ChunkWy(p, w, u, null);
+        ChunkState(p, w, u, uPrime, states, finalState);
+        ChunkOutput("chunk_output", p, uPrime, states, output);
+    }
+
+    private void ChunkedDeltaRuleBackward(DeltaRuleProblem p, DeltaRuleGradients g)
+    {
+        var s = p.Shape;
+        using var w = Tensor.Empty(this, s.Keys);
+        using var u = Tensor.Empty(this, s.Values);
+        using var inverse = Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize));
+        using var uPrime = Tensor.Empty(this, s.Values);
+        using var states = Tensor.Empty(this, ChunkStates(s));
+        using var dUPrime = Tensor.Empty(this, s.Values);
+        using var dStates = Tensor.Empty(this, ChunkStates(s));
+        using var dW = Tensor.Empty(this, s.Keys);
+        ChunkWy(p, w, u, inverse);
+        ChunkState(p, w, u, uPrime, states, null);
+        ChunkOutput("chunk_values_grad", p, g.DOutput, null, dUPrime);
+
+        int slice = StateSlice(s);
+        var push = new PushConstants(stackalloc byte[128]);
+        push.Address(p.Q);
+        push.Address(p.K);
+        push.Address(w);
+        push.Address(g.DOutput);
+        push.Address(dUPrime);
+        push.Address(dStates);
+        push.AddressOrZero(g.DFinalState);
+        push.AddressOrZero(g.DInitialState);
+        AppendSizes(ref push, s);
+        push.Append(p.Scale);
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", p.Q), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+
+        push = new PushConstants(stackalloc byte[128]);
+        push.Address(p.Q);
+        push.Address(p.K);
+        push.Address(g.DOutput);
+        push.Address(uPrime);
+        push.Address(dUPrime);
+        push.Address(states);
+        push.Address(dStates);
+        push.Address(g.DQ);
+        push.Address(g.DK);
+        push.Address(dW);
+        AppendSizes(ref push, s);
+        push.Append(p.Scale);
+        Dispatch(Kernels.Get(ChunkVariant("chunk_grad_qk", p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+
+        push = new PushConstants(stackalloc byte[128]);
+        push.Address(p.K);
+        push.Address(p.V);
+        push.Address(p.Beta);
+        push.Address(inverse);
+        push.Address(w);
+        push.Address(u);
+        push.Address(dUPrime);
+        push.Address(dW);
+        push.Address(g.DK);
+        push.Address(g.DV);
+        push.Address(g.DBeta);
+        AppendSizes(ref push, s);
+        push.Append((int)p.Beta.DType);
+        Dispatch(Kernels.Get(ChunkVariant("chunk_wy_backward", p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+    }
+
+    // [B H chunks, Dv, Dk]: the state at the start of every chunk (or the gradient reaching its end).
+    private static Shape ChunkStates(FastWeightShape s) => new(checked((int)(s.Batch * s.Heads * ChunkCount(s))), s.ValueDim, s.KeyDim);
+
+    private static void AppendSizes(ref PushConstants push, FastWeightShape s)
+    {
+        push.Append(s.Steps);
+        push.Append(s.Heads);
+        push.Append(s.KeyDim);
+        push.Append(s.ValueDim);
+    }
+
+    // chunk_wy.comp: W = X diag(beta) K, U = X diag(beta) V, X = A^-1 kept when 'inverse' is given.
+    private void ChunkWy(DeltaRuleProblem p, Tensor w, Tensor u, Tensor? inverse)
+    {
+        var s = p.Shape;
+        var push = new PushConstants(stackalloc byte[128]);
+        push.Address(p.K);
+        push.Address(p.V);
+        push.Address(p.Beta);
+        push.Address(w);
+        push.Address(u);
+        push.AddressOrZero(inverse);
+        AppendSizes(ref push, s);
+        push.Append((int)p.Beta.DType);
+        Dispatch(Kernels.Get(ChunkVariant("chunk_wy", p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks.
+    private void ChunkState(DeltaRuleProblem p, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
+    {
+        var s = p.Shape;
+        int slice = StateSlice(s);
+        var push = new PushConstants(stackalloc byte[128]);
+        push.Address(p.K);
+        push.Address(w);
+        push.Address(u);
+        push.Address(uPrime);
+        push.Address(states);
+        push.AddressOrZero(p.InitialState);
+        push.AddressOrZero(finalState);
+        AppendSizes(ref push, s);
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state", p.Q), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_output.comp: O = scale Q S_0^T + P U' (chunk_output) or dU'_local = P^T dO (chunk_values_grad).
+    private void ChunkOutput(string kernel, DeltaRuleProblem p, Tensor values, Tensor? states, Tensor result)
+    {
+        var s = p.Shape;
+        var push = new PushConstants(stackalloc byte[128]);
+        push.Address(p.Q);
+        push.Address(p.K);
+        push.Address(values);
+        push.AddressOrZero(states);
+        push.Address(result);
+        AppendSizes(ref push, s);
+        push.Append(p.Scale);
+        Dispatch(Kernels.Get(ChunkVariant(kernel, p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.ValueDim, DeltaRuleChunkSize));
+    }
+
+    /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent
+    /// kernels (which read f32); disposing it frees the copies.</summary>
+    private sealed class WidenedDeltaRule : IDisposable
+    {
+        private readonly List<Tensor> _owned = [];
+        public DeltaRuleProblem Problem { get; }
+
+        public WidenedDeltaRule(DeltaRuleProblem p)
+        {
+            Tensor Widen(Tensor t)
+            {
+                if (t.DType == DType.F32) return t;
+                var wide = Pointwise.Convert(t, DType.F32);
+                _owned.Add(wide);
+                return wide;
+            }
+            Problem = p with { Q = Widen(p.Q), K = Widen(p.K), V = Widen(p.V), Beta = Widen(p.Beta) };
+        }
+
+        public static bool Needed(DeltaRuleProblem p) => p.Q.DType != DType.F32 || p.Beta.DType != DType.F32;
+
+        public void Dispose()
+        {
+            foreach (var t in _owned) t.Dispose();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+#version 460
+// Chunked delta rule, stage 1 (forward; rerun by the backward): the WY form of one chunk of C = 64
+// tokens per workgroup, all chunks of all (batch, head) pairs in one dispatch (x: chunk, y: b H + h).
+//   A = I + L,  L = strictly_lower(diag(beta) K K^T)        (C x C)
+//   X = A^-1 (unit lower triangular) by forward substitution: row i of X is
+//       X[i][c] = -L[i][c] - sum_{c < j < i} L[i][j] X[j][c]   (c < i),   X[i][i] = 1
+//   W = X diag(beta) K   (C x Dk),   U = X diag(beta) V   (C x Dv)
+// Rows past the sequence end have beta = 0, K = V = 0: their L rows vanish and X stays the identity
+// there, so a partial last chunk needs no special case. Outputs (f32): W [B, T, H, Dk], U [B, T, H, Dv],
+// and, when the backward asks for it, X [B H, ceil(T / C), C, C].
+//! variant chunk_wy_f32 -DIN_DTYPE=0
+//! variant chunk_wy_f16 -DIN_DTYPE=1
+//! variant chunk_wy_bf16 -DIN_DTYPE=2
+#extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
+#include "chunk_tiles.glsl"
+
+layout(push_constant) uniform Push
+{
+    uint64_t k;
+    uint64_t v;
+    uint64_t beta;
+    uint64_t w;         // out
+    uint64_t u;         // out
+    uint64_t x;         // out, 0: not kept
+    uint t;
+    uint heads;
+    uint dk;
+    uint dv;
+    uint betaDtype;
+} pc;
+
+void main()
+{
+    uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
+    uint t0 = n * CHUNK, rows = min(uint(CHUNK), pc.t - t0), id = gl_LocalInvocationID.x;
+    MatrixView keys = tokenRows(pc.k, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dk);
+    MatrixView values = tokenRows(pc.v, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dv);
+    uint betaOrigin = (b * pc.t + t0) * pc.heads + h;
+
+    // L = strictly_lower(diag(beta) K K^T) into square.
+    clearAcc();
+    multiply(keys, transposed(keys), 0, 0, pc.dk);
+    barrier();
+    [[unroll]] for (uint i = 0; i < 4; i++)
+    {
+        uint r = accRow(i);
+        float betaRow = r < rows ? loadAs(pc.beta, pc.betaDtype, betaOrigin + r * pc.heads) : 0.0;
+        [[unroll]] for (uint j = 0; j < 4; j++)
+        {
+            uint c = accColumn(j);
+            square[r][c] = c < r ? betaRow * acc[i][j] : 0.0;
+        }
+    }
+    barrier();
+
+    // Forward substitution, one row at a time; rows above i already hold X, row i still holds L.
+    for (uint i = 1; i < rows; i++)
+    {
+        float xi = 0.0;
+        if (id < i)
+        {
+            xi = -square[i][id];
+            for (uint j = id + 1; j < i; j++) xi = fma(-square[i][j], square[j][id], xi);
+        }
+        barrier();
+        if (id < i) square[i][id] = xi;
+        barrier();
+    }
+    if (id < CHUNK) square[id][id] = 1.0;
+    barrier();
+
+    if (pc.x != 0ul)
+    {
+        uint origin = (bh * ((pc.t + CHUNK - 1) / CHUNK) + n) * CHUNK * CHUNK;
+        for (uint e = id; e < CHUNK * CHUNK; e += GROUP) F32Buffer(pc.x).v[origin + e] = square[e / CHUNK][e % CHUNK];
+    }
+
+    // W = X (diag(beta) K), U = X (diag(beta) V), 64 columns at a time.
+    MatrixView betaKeys = scaledRows(keys, pc.beta, pc.betaDtype, betaOrigin, pc.heads);
+    MatrixView betaValues = scaledRows(values, pc.beta, pc.betaDtype, betaOrigin, pc.heads);
+    uint wOrigin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dk), uOrigin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dv);
+    for (uint c0 = 0; c0 < pc.dk; c0 += CHUNK)
+    {
+        clearAcc();
+        multiplySquareLeft(false, betaKeys, c0);
+        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        {
+            uint r = accRow(i), c = c0 + accColumn(j);
+            if (r < rows && c < pc.dk) F32Buffer(pc.w).v[wOrigin + r * pc.heads * pc.dk + c] = acc[i][j];
+        }
+    }
+    for (uint c0 = 0; c0 < pc.dv; c0 += CHUNK)
+    {
+        clearAcc();
+        multiplySquareLeft(false, betaValues, c0);
+        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        {
+            uint r = accRow(i), c = c0 + accColumn(j);
+            if (r < rows && c < pc.dv) F32Buffer(pc.u).v[uOrigin + r * pc.heads * pc.dv + c] = acc[i][j];
+        }
+    }
+}

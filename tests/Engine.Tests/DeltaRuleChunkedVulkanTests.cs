@@ -1,0 +1,266 @@
+using FastWeights.Engine.Ops;
+using FastWeights.Engine.Tests.Reference;
+using FastWeights.Engine.Vulkan;
+
+namespace FastWeights.Engine.Tests;
+
+/// <summary>The Vulkan chunked (WY-form) delta rule (shaders/delta_rule/) against the float64
+/// reference, forward and every gradient, at sizes around the chunk of 64 tokens, with f32, f16 and
+/// bf16 inputs; against the Vulkan recurrent kernels; chained halves; argument errors.</summary>
+[TestClass]
+public sealed class DeltaRuleChunkedVulkanTests
+{
+    /// <summary>DeltaNet-like random inputs: k L2-normalised per token, beta in (0.1, 1.9), a random
+    /// initial state, dO and dFinal; optionally rounded through f16/bf16 (then the reference sees the
+    /// rounded values).</summary>
+    private sealed class Inputs
+    {
+        public readonly int B, T, H, Dk, Dv;
+        public readonly float[] Q, K, V, Beta, S0, DO, DFinal;
+
+        public Inputs(int b, int t, int h, int dk, int dv, ulong seed, DType dtype = DType.F32)
+        {
+            (B, T, H, Dk, Dv) = (b, t, h, dk, dv);
+            Q = TestData.Uniform(b * t * h * dk, seed);
+            K = TestData.Uniform(b * t * h * dk, seed + 1);
+            for (int i = 0; i < b * t * h; i++)
+            {
+                double norm = Math.Sqrt(Enumerable.Range(0, dk).Sum(j => (double)K[i * dk + j] * K[i * dk + j]));
+                for (int j = 0; j < dk; j++) K[i * dk + j] = (float)(K[i * dk + j] / norm);
+            }
+            V = TestData.Uniform(b * t * h * dv, seed + 2);
+            Beta = TestData.Uniform(b * t * h, seed + 3, 0.1f, 1.9f);
+            S0 = TestData.Uniform(b * h * dv * dk, seed + 5, -0.5f, 0.5f);
+            DO = TestData.Uniform(b * t * h * dv, seed + 6);
+            DFinal = TestData.Uniform(b * h * dv * dk, seed + 7);
+            if (dtype != DType.F32)
+            {
+                Q = TestData.RoundTrip(Q, dtype);
+                K = TestData.RoundTrip(K, dtype);
+                V = TestData.RoundTrip(V, dtype);
+                Beta = TestData.RoundTrip(Beta, dtype);
+            }
+        }
+
+        public DeltaRuleReference Reference(float scale, bool withInitial) => new(B, T, H, Dk, Dv)
+        {
+            Q = TestData.ToDouble(Q), K = TestData.ToDouble(K), V = TestData.ToDouble(V), Beta = TestData.ToDouble(Beta),
+            S0 = withInitial ? TestData.ToDouble(S0) : [], Scale = scale,
+        };
+
+        public Shape Keys => new(B, T, H, Dk);
+        public Shape Values => new(B, T, H, Dv);
+        public Shape PerToken => new(B, T, H);
+        public Shape State => new(B, H, Dv, Dk);
+    }
+
+    private const float Scale = 0.7f;
+
+    private static VulkanBackend Vulkan() => (VulkanBackend)TestBackends.Get("vulkan");
+
+    // fp32 error grows with the number of tokens the state has absorbed.
+    private static double Tolerance(int t, double perStep) => perStep * Math.Sqrt(Math.Max(t, 64));
+
+    public static IEnumerable<object[]> Sizes() =>
+        from size in new[]
+        {
+            (1, 1, 1, 16, 16), (2, 7, 3, 16, 24), (1, 63, 3, 32, 32), (1, 64, 2, 64, 64), (2, 65, 3, 33, 20),
+            (1, 200, 1, 32, 48), (1, 130, 2, 128, 128), (1, 70, 1, 128, 17), (1, 90, 1, 9, 100),
+        }
+        from withInitial in new[] { true, false }
+        select new object[] { size.Item1, size.Item2, size.Item3, size.Item4, size.Item5, withInitial };
+
+    private static (float[] O, float[] Final) RunForward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
+    {
+        using var q = Tensor.FromArray(backend, x.Q, x.Keys, dtype);
+        using var k = Tensor.FromArray(backend, x.K, x.Keys, dtype);
+        using var v = Tensor.FromArray(backend, x.V, x.Values, dtype);
+        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken, dtype);
+        using var s0 = withInitial ? Tensor.FromArray(backend, x.S0, x.State) : null;
+        using var output = Tensor.Full(backend, x.Values, float.NaN);
+        using var final = Tensor.Full(backend, x.State, float.NaN);
+        DeltaRule.Forward(q, k, v, beta, output, s0, final, scale: Scale, algorithm: algorithm);
+        return (output.ToArray(), final.ToArray());
+    }
+
+    private sealed record Grads(float[] DQ, float[] DK, float[] DV, float[] DBeta, float[] DS0);
+
+    private static Grads RunBackward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
+    {
+        using var q = Tensor.FromArray(backend, x.Q, x.Keys, dtype);
+        using var k = Tensor.FromArray(backend, x.K, x.Keys, dtype);
+        using var v = Tensor.FromArray(backend, x.V, x.Values, dtype);
+        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken, dtype);
+        using var s0 = withInitial ? Tensor.FromArray(backend, x.S0, x.State) : null;
+        using var dO = Tensor.FromArray(backend, x.DO, x.Values);
+        using var dFinal = Tensor.FromArray(backend, x.DFinal, x.State);
+        using var dq = Tensor.Full(backend, x.Keys, float.NaN);
+        using var dk = Tensor.Full(backend, x.Keys, float.NaN);
+        using var dv = Tensor.Full(backend, x.Values, float.NaN);
+        using var dbeta = Tensor.Full(backend, x.PerToken, float.NaN);
+        using var dS0 = Tensor.Full(backend, x.State, float.NaN);
+        DeltaRule.Backward(q, k, v, beta, dO, dq, dk, dv, dbeta, s0, dFinal, dS0, scale: Scale, algorithm: algorithm);
+        return new Grads(dq.ToArray(), dk.ToArray(), dv.ToArray(), dbeta.ToArray(), dS0.ToArray());
+    }
+
+    private static void AssertGradients(Inputs x, bool withInitial, Grads actual, double tol, string what)
+    {
+        var expected = x.Reference(Scale, withInitial).Backward(TestData.ToDouble(x.DO), TestData.ToDouble(x.DFinal));
+        TestData.AssertClose(expected.DQ, actual.DQ, tol, tol, $"{what} dq");
+        TestData.AssertClose(expected.DK, actual.DK, tol, tol, $"{what} dk");
+        TestData.AssertClose(expected.DV, actual.DV, tol, tol, $"{what} dv");
+        TestData.AssertClose(expected.DBeta, actual.DBeta, tol, tol, $"{what} dbeta");
+        TestData.AssertClose(expected.DS0, actual.DS0, tol, tol, $"{what} dInitialState");
+    }
+
+    [TestMethod]
+    [DynamicData(nameof(Sizes))]
+    public void ForwardMatchesReference(int b, int t, int h, int dk, int dv, bool withInitial)
+    {
+        var backend = Vulkan();
+        var x = new Inputs(b, t, h, dk, dv, (ulong)(b * 1000 + t * 10 + h + dk + dv));
+        var (o, final) = x.Reference(Scale, withInitial).Forward(out _);
+        var (actualO, actualFinal) = RunForward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
+        double tol = Tolerance(t, 2e-5);
+        TestData.AssertClose(o, actualO, tol, tol, "chunked o");
+        TestData.AssertClose(final, actualFinal, tol, tol, "chunked final state");
+    }
+
+    [TestMethod]
+    [DynamicData(nameof(Sizes))]
+    public void BackwardMatchesReference(int b, int t, int h, int dk, int dv, bool withInitial)
+    {
+        var backend = Vulkan();
+        var x = new Inputs(b, t, h, dk, dv, (ulong)(b * 1000 + t * 10 + h + dk + dv + 99));
+        var grads = RunBackward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
+        AssertGradients(x, withInitial, grads, Tolerance(t, 5e-5), "chunked");
+    }
+
+    [TestMethod]
+    [DataRow(DType.BF16)]
+    [DataRow(DType.F16)]
+    public void HalfInputsMatchReference(DType dtype)
+    {
+        var backend = Vulkan();
+        // The reference sees the rounded inputs, so the f32 tolerance applies (f32 accumulation).
+        var x = new Inputs(2, 100, 2, 32, 24, 5, dtype);
+        var (o, final) = x.Reference(Scale, true).Forward(out _);
+        var (actualO, actualFinal) = RunForward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked);
+        TestData.AssertClose(o, actualO, 1e-3, 1e-3, $"{dtype.Name()} o");
+        TestData.AssertClose(final, actualFinal, 1e-3, 1e-3, $"{dtype.Name()} final state");
+        AssertGradients(x, true, RunBackward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked), 1e-3, dtype.Name());
+        // Against the unrounded f32 inputs the difference is the inputs' rounding: about 1e-2.
+        var exact = new Inputs(2, 100, 2, 32, 24, 5);
+        var (o32, _) = exact.Reference(Scale, true).Forward(out _);
+        TestData.AssertClose(o32, actualO, 3e-2, 3e-2, $"{dtype.Name()} o against f32 inputs");
+    }
+
+    [TestMethod]
+    [DataRow(150, 2, 32, 32)]
+    [DataRow(129, 3, 64, 16)]
+    public void ChunkedMatchesRecurrent(int t, int h, int dk, int dv)
+    {
+        var backend = Vulkan();
+        var x = new Inputs(1, t, h, dk, dv, 11);
+        var (oc, fc) = RunForward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked);
+        var (or, fr) = RunForward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Recurrent);
+        double tol = Tolerance(t, 2e-5);
+        TestData.AssertClose(TestData.ToDouble(or), oc, tol, tol, "chunked vs recurrent o");
+        TestData.AssertClose(TestData.ToDouble(fr), fc, tol, tol, "chunked vs recurrent final state");
+        if (!backend.Capabilities.SharedFloatAtomicAdd) return; // the recurrent backward needs them
+        var gc = RunBackward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked);
+        var gr = RunBackward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Recurrent);
+        tol = Tolerance(t, 5e-5);
+        TestData.AssertClose(TestData.ToDouble(gr.DQ), gc.DQ, tol, tol, "dq");
+        TestData.AssertClose(TestData.ToDouble(gr.DK), gc.DK, tol, tol, "dk");
+        TestData.AssertClose(TestData.ToDouble(gr.DV), gc.DV, tol, tol, "dv");
+        TestData.AssertClose(TestData.ToDouble(gr.DBeta), gc.DBeta, tol, tol, "dbeta");
+        TestData.AssertClose(TestData.ToDouble(gr.DS0), gc.DS0, tol, tol, "dInitialState");
+    }
+
+    [TestMethod]
+    public void HalvesChainThroughState()
+    {
+        var backend = Vulkan();
+        var x = new Inputs(2, 150, 2, 24, 40, 21);
+        var (o, final) = x.Reference(Scale, true).Forward(out _);
+        int first = 70; // not a multiple of the chunk
+        float[] Part(float[] src, int width, int t0, int count) =>
+            Enumerable.Range(0, x.B).SelectMany(b => src.Skip((b * x.T + t0) * x.H * width).Take(count * x.H * width)).ToArray();
+        using var state = Tensor.FromArray(backend, x.S0, x.State);
+        var outputs = new float[o.Length];
+        foreach (var (t0, count) in new[] { (0, first), (first, x.T - first) })
+        {
+            using var q = Tensor.FromArray(backend, Part(x.Q, x.Dk, t0, count), new Shape(x.B, count, x.H, x.Dk));
+            using var k = Tensor.FromArray(backend, Part(x.K, x.Dk, t0, count), new Shape(x.B, count, x.H, x.Dk));
+            using var v = Tensor.FromArray(backend, Part(x.V, x.Dv, t0, count), new Shape(x.B, count, x.H, x.Dv));
+            using var beta = Tensor.FromArray(backend, Part(x.Beta, 1, t0, count), new Shape(x.B, count, x.H));
+            using var part = Tensor.Full(backend, new Shape(x.B, count, x.H, x.Dv), float.NaN);
+            DeltaRule.Forward(q, k, v, beta, part, state, state, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
+            var values = part.ToArray();
+            for (int b = 0; b < x.B; b++) Array.Copy(values, b * count * x.H * x.Dv, outputs, (b * x.T + t0) * x.H * x.Dv, count * x.H * x.Dv);
+        }
+        double tol = Tolerance(x.T, 2e-5);
+        TestData.AssertClose(o, outputs, tol, tol, "outputs of chained halves");
+        TestData.AssertClose(final, state.ToArray(), tol, tol, "state after chained halves");
+    }
+
+    [TestMethod]
+    public void GatedChunkedRunsRecurrent()
+    {
+        // The chunked kernels are ungated: Chunked with alpha runs the recurrent kernels (docs/ops.md).
+        var backend = Vulkan();
+        var x = new Inputs(1, 80, 2, 16, 16, 31);
+        var alphaValues = TestData.Uniform(x.B * x.T * x.H, 32, 0.5f, 1f);
+        var r = x.Reference(Scale, false);
+        r.Alpha = TestData.ToDouble(alphaValues);
+        var (o, _) = r.Forward(out _);
+        using var q = Tensor.FromArray(backend, x.Q, x.Keys);
+        using var k = Tensor.FromArray(backend, x.K, x.Keys);
+        using var v = Tensor.FromArray(backend, x.V, x.Values);
+        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken);
+        using var alpha = Tensor.FromArray(backend, alphaValues, x.PerToken);
+        using var output = Tensor.Full(backend, x.Values, float.NaN);
+        DeltaRule.Forward(q, k, v, beta, output, alpha: alpha, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
+        TestData.AssertClose(o, output.ToArray(), Tolerance(x.T, 2e-5), Tolerance(x.T, 2e-5), "gated o");
+    }
+
+    [TestMethod]
+    public void RejectsBadInputs()
+    {
+        var backend = Vulkan();
+        using var q = Tensor.Zeros(backend, new Shape(1, 70, 2, 16), DType.BF16);
+        using var k32 = Tensor.Zeros(backend, new Shape(1, 70, 2, 16));
+        using var v = Tensor.Zeros(backend, new Shape(1, 70, 2, 8), DType.BF16);
+        using var beta = Tensor.Full(backend, new Shape(1, 70, 2), 0.5f);
+        using var o = Tensor.Zeros(backend, new Shape(1, 70, 2, 8));
+        using var oHalf = Tensor.Zeros(backend, new Shape(1, 70, 2, 8), DType.BF16);
+        var e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Forward(q, k32, v, beta, o, algorithm: DeltaRuleAlgorithm.Chunked));
+        StringAssert.Contains(e.Message, "DeltaRuleForward: argument 'k' [1, 70, 2, 16] is f32 but q [1, 70, 2, 16] is bf16: q, k and v must share one dtype");
+        e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Forward(q, q, v, beta, oHalf, algorithm: DeltaRuleAlgorithm.Chunked));
+        StringAssert.Contains(e.Message, "DeltaRuleForward: argument 'output' [1, 70, 2, 8] has dtype bf16 but must be f32");
+
+        using var dq = Tensor.Zeros(backend, new Shape(1, 70, 2, 16), DType.BF16);
+        using var dk = Tensor.Zeros(backend, new Shape(1, 70, 2, 16));
+        using var dv = Tensor.Zeros(backend, new Shape(1, 70, 2, 8));
+        using var dbeta = Tensor.Zeros(backend, new Shape(1, 70, 2));
+        e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Backward(q, q, v, beta, o, dq, dk, dv, dbeta, algorithm: DeltaRuleAlgorithm.Chunked));
+        StringAssert.Contains(e.Message, "DeltaRuleBackward: argument 'dq' [1, 70, 2, 16] has dtype bf16 but must be f32");
+
+        using var qWide = Tensor.Zeros(backend, new Shape(1, 70, 1, 256));
+        using var vWide = Tensor.Zeros(backend, new Shape(1, 70, 1, 8));
+        using var betaWide = Tensor.Full(backend, new Shape(1, 70, 1), 0.5f);
+        using var oWide = Tensor.Zeros(backend, new Shape(1, 70, 1, 8));
+        e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Forward(qWide, qWide, vWide, betaWide, oWide, algorithm: DeltaRuleAlgorithm.Chunked));
+        StringAssert.Contains(e.Message, "DeltaRuleForward: argument 'k' has head dimensions Dk = 256, Dv = 8 (q, k [1, 70, 1, 256], v [1, 70, 1, 8]): the Vulkan chunked delta rule takes head dimensions up to 128");
+
+        // The CPU backend takes f32 only.
+        var cpu = TestBackends.Get("cpu");
+        using var qCpu = Tensor.Zeros(cpu, new Shape(1, 5, 2, 16), DType.BF16);
+        using var vCpu = Tensor.Zeros(cpu, new Shape(1, 5, 2, 8), DType.BF16);
+        using var betaCpu = Tensor.Full(cpu, new Shape(1, 5, 2), 0.5f);
+        using var oCpu = Tensor.Zeros(cpu, new Shape(1, 5, 2, 8));
+        e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Forward(qCpu, qCpu, vCpu, betaCpu, oCpu));
+        StringAssert.Contains(e.Message, "DeltaRuleForward: argument 'q' [1, 5, 2, 16] has dtype bf16 but must be f32");
+    }
+}
