@@ -2,37 +2,105 @@ using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Vulkan;
 
-// shaders/rnn/rnn_forward.comp: the fused head-wise recurrence, R in registers, one dispatch for
-// all T steps. Heads up to 128 units; larger heads (a split over gate rows with one dispatch per
-// step) are not written yet.
+// shaders/rnn/: the head-wise recurrent cells. Heads of up to FusedRnnMaxHeadDim (128) units run
+// fused (rnn_forward.comp, rnn_backward.comp: one workgroup per (head, batch tile) keeps the head's
+// R in registers and loops over all T steps in one dispatch); larger heads run one dispatch per step
+// (rnn_forward_step.comp, rnn_backward_step.comp: gate rows split over workgroups by unit, all steps
+// recorded into one command buffer). The backward is in VulkanBackend.RnnBackward.cs.
 public sealed partial class VulkanBackend : IRnnOps
 {
+    private const int FusedBatchTile = 8;      // TILE in rnn_forward.comp and rnn_backward.comp
+    private const int StepBatchTile = 16;      // TILE in rnn_forward_step.comp and rnn_backward_step.comp
+    private const int StepSubgroups = 4;       // subgroups (one unit each at a time) per workgroup of the per-step kernels
+
+    /// <summary>Largest head (units) the fused one-dispatch kernels take: 32, 64 or 128 (the default).
+    /// Larger heads run one dispatch per step. Lower it to run small heads through the per-step kernels
+    /// (tests, benchmarks); 0 sends every head there. FASTWEIGHTS_RNN_FUSED_MAX sets the default.</summary>
+    public int FusedRnnMaxHeadDim { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_FUSED_MAX"), out int max) ? max : 128;
+
     public void RnnForward(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
-        if (p.Batch == 0 || p.Heads == 0) return;
-        string op = p.Cell + "Forward";
-        int dhMax = p.HeadDim <= 32 ? 32 : p.HeadDim <= 64 ? 64 : p.HeadDim <= 128 ? 128 : 0;
-        if (dhMax == 0 || p.Gates * p.HeadDim > Capabilities.MaxWorkgroupInvocations)
-            throw new OpArgumentException(op, "recurrentWeights", $"{p.RecurrentWeights.Shape}: the Vulkan recurrence takes heads of at most 128 units ({p.Gates} x {p.HeadDim} rows here)");
-        string cell = p.Cell switch { RnnCell.Lstm => "lstm", RnnCell.Gru => "gru", RnnCell.SLstm => "slstm", _ => "elman" };
+        if (p.Batch == 0 || p.Heads == 0 || p.HeadDim == 0) return;
+        if (p.Steps == 0) { CopyStates(p.InitialStates, finalStates); return; }
+        int dhMax = FusedHeadDim(p);
+        if (dhMax == 0) { RnnForwardSteps(p, outputs, finalStates, saved); return; }
         int invocations = (p.Gates * p.HeadDim + 31) / 32 * 32;
         if (invocations > Capabilities.MaxWorkgroupInvocations) invocations = p.Gates * p.HeadDim;
-        var kernel = Kernels.Get($"rnn/{cell}_{dhMax}", [invocations]);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_{dhMax}", [invocations]);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(p.Preactivations);
         push.Address(p.RecurrentWeights);
         push.AddressOrZero(p.RecurrentBias);
         push.Address(outputs);
         push.AddressOrZero(saved);
-        for (int i = 0; i < 4; i++) push.AddressOrZero(i < p.InitialStates.Count ? p.InitialStates[i] : null);
-        for (int i = 0; i < 4; i++) push.AddressOrZero(i < finalStates.Count ? finalStates[i] : null);
+        PushStates(ref push, p.InitialStates, 4);
+        PushStates(ref push, finalStates, 4);
+        PushSizes(ref push, p);
+        Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, FusedBatchTile));
+    }
+
+    /// <summary>One dispatch per step; h_{t-1} is read back from the outputs, c (n, m) go through a
+    /// state scratch [4][B, H*Dh] (h, c, n, m) that is copied to the final states at the end.</summary>
+    private void RnnForwardSteps(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
+    {
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [StepInvocations], fullSubgroups: true);
+        using var state = Tensor.Empty(this, new Shape(4, p.Batch, p.Hidden));
+        // Every workgroup reads all of h_{t-1} while others write h_t: an h_0 that is the output
+        // itself (Rnn.Step) is read from a copy.
+        var h0 = p.InitialStates.Count > 0 ? p.InitialStates[0] : null;
+        using var h0Copy = h0 is not null && ReferenceEquals(h0.Storage, outputs.Storage) ? h0.To(this) : null;
+        Span<byte> bytes = stackalloc byte[128];
+        for (int t = 0; t < p.Steps; t++)
+        {
+            var push = new PushConstants(bytes);
+            push.Address(p.Preactivations);
+            push.Address(p.RecurrentWeights);
+            push.AddressOrZero(p.RecurrentBias);
+            push.Address(outputs);
+            push.AddressOrZero(saved);
+            push.AddressOrZero(h0Copy ?? h0);
+            for (int i = 1; i < 4; i++) push.AddressOrZero(i < p.InitialStates.Count ? p.InitialStates[i] : null);
+            push.Address(state);
+            PushSizes(ref push, p);
+            push.Append(t);
+            push.Append(StepSubgroups);
+            Dispatch(kernel, push, Groups(p.Hidden, StepSubgroups), Groups(p.Batch, StepBatchTile));
+        }
+        long plane = (long)p.Batch * p.Hidden * sizeof(float);
+        for (int i = 0; i < finalStates.Count; i++)
+            if (finalStates[i] is { } f) Copy(state.Storage, state.ByteOffset + i * plane, f.Storage, f.ByteOffset, plane);
+    }
+
+    /// <summary>The DH_MAX variant of the fused kernels for this problem, or 0 for the per-step ones.</summary>
+    private int FusedHeadDim(RnnProblem p)
+    {
+        int dhMax = p.HeadDim <= 32 ? 32 : p.HeadDim <= 64 ? 64 : p.HeadDim <= 128 ? 128 : 0;
+        if (dhMax > FusedRnnMaxHeadDim || 4 * dhMax > Capabilities.MaxWorkgroupInvocations) return 0;
+        return dhMax;
+    }
+
+    // Whole subgroups: a multiple of the largest subgroup size the device may pick.
+    private int StepInvocations => StepSubgroups * Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+
+    // The sizes every rnn kernel declares after its tensors: batch, T, heads, Dh.
+    private static void PushSizes(ref PushConstants push, RnnProblem p)
+    {
         push.Append(p.Batch);
         push.Append(p.Steps);
         push.Append(p.Heads);
         push.Append(p.HeadDim);
-        Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, 8));
     }
 
-    public void RnnBackward(RnnProblem problem, Tensor outputs, Tensor saved, RnnGradients gradients) =>
-        throw new NotSupportedException($"{problem.Cell}Backward: the Vulkan backend has no recurrent-cell backward kernel yet; run the backward on the CPU backend");
+    private static string CellName(RnnCell cell) => cell switch { RnnCell.Lstm => "lstm", RnnCell.Gru => "gru", RnnCell.SLstm => "slstm", _ => "elman" };
+
+    // T = 0: the final states are the initial ones (zeros where absent).
+    private void CopyStates(IReadOnlyList<Tensor?> from, IReadOnlyList<Tensor?> to)
+    {
+        for (int i = 0; i < to.Count; i++)
+        {
+            if (to[i] is not { } destination) continue;
+            if (i < from.Count && from[i] is { } source) Copy(source.Storage, source.ByteOffset, destination.Storage, destination.ByteOffset, source.ByteCount);
+            else Fill(destination, 0f);
+        }
+    }
 }

@@ -5,8 +5,10 @@ using FastWeights.Engine.Vulkan;
 namespace FastWeights.Bench;
 
 /// <summary>Recurrent-cell throughput in tokens/s (B*T per second) for the recurrence alone (the input
-/// projection x W^T is one GEMM the caller runs, timed separately by the GEMM bench), forward and,
-/// where the backend has it, forward+backward.</summary>
+/// projection x W^T is one GEMM the caller runs, timed separately by the GEMM bench), forward (with the
+/// saved activations a training step keeps) and forward+backward (BPTT, dR and the bias gradient);
+/// on Vulkan in GPU time from timestamps. On Vulkan, heads of up to 128 units are timed on both paths:
+/// "fused" (one dispatch for all steps) and "per-step" (one dispatch per step, the large-head path).</summary>
 public static class RnnBench
 {
     public static IEnumerable<BenchResult> Run(IBackend backend, RnnCell cell, int hidden, int heads, int batch, int steps)
@@ -16,16 +18,32 @@ public static class RnnBench
         using var r = Tensor.Uniform(backend, new Shape(heads, gates * dh, dh), 2, -1f / MathF.Sqrt(dh), 1f / MathF.Sqrt(dh));
         using var bias = Tensor.Uniform(backend, new Shape(gates * hidden), 3, -0.1f, 0.1f);
         using var y = Tensor.Empty(backend, new Shape(batch, steps, hidden));
-        var problem = Rnn.Forward(cell, x, r, bias, y);
-        using var saved = Tensor.Empty(backend, problem.SavedShape);
-        string label = $"{cell} hidden {hidden} heads {heads} B{batch} T{steps}";
-        double ms = DeltaRuleBench.Time(backend, () => Rnn.Forward(cell, x, r, bias, y, null, null, saved), 3);
-        yield return new BenchResult(label + " fwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s");
-        if (backend is VulkanBackend) yield break;
+        using var dy = Tensor.Uniform(backend, y.Shape, 4, -0.01f, 0.01f);
         using var dx = Tensor.Empty(backend, x.Shape);
         using var dr = Tensor.Empty(backend, r.Shape);
         using var db = Tensor.Empty(backend, bias.Shape);
-        ms = DeltaRuleBench.Time(backend, () => { Rnn.Forward(cell, x, r, bias, y, null, null, saved); Rnn.Backward(problem, y, saved, y, dx, dr, db); }, 3);
-        yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s");
+        var problem = Rnn.Forward(cell, x, r, bias, y);
+        using var saved = Tensor.Empty(backend, problem.SavedShape);
+        var vulkan = backend as VulkanBackend;
+        int keep = vulkan?.FusedRnnMaxHeadDim ?? 0;
+        var paths = vulkan is null ? [("", keep)] : dh <= 128 ? new[] { (" fused", 128), (" per-step", 0) } : [(" per-step", 0)];
+        var results = new List<BenchResult>();
+        try
+        {
+            foreach (var (path, fusedMax) in paths)
+            {
+                if (vulkan is not null) vulkan.FusedRnnMaxHeadDim = fusedMax;
+                string label = $"{cell} hidden {hidden} heads {heads} (Dh {dh}{path}) B{batch} T{steps}";
+                double ms = DeltaRuleBench.Time(backend, () => Rnn.Forward(cell, x, r, bias, y, null, null, saved), 3);
+                results.Add(new BenchResult(label + " fwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
+                ms = DeltaRuleBench.Time(backend, () => { Rnn.Forward(cell, x, r, bias, y, null, null, saved); Rnn.Backward(problem, y, saved, dy, dx, dr, db); }, 3);
+                results.Add(new BenchResult(label + " fwd+bwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
+            }
+        }
+        finally
+        {
+            if (vulkan is not null) vulkan.FusedRnnMaxHeadDim = keep;
+        }
+        return results;
     }
 }

@@ -23,27 +23,8 @@
 #extension GL_EXT_control_flow_attributes : require
 #include "buffers.glsl"
 #include "activations.glsl"
+#include "cells.glsl"
 
-#define LSTM 0
-#define GRU 1
-#define SLSTM 2
-#define ELMAN 3
-#if CELL == LSTM || CELL == SLSTM
-#define GATES 4
-#elif CELL == GRU
-#define GATES 3
-#else
-#define GATES 1
-#endif
-#if CELL == LSTM
-#define SAVED 5     // i, f, g, o, c
-#elif CELL == GRU
-#define SAVED 4     // r, z, n, q
-#elif CELL == SLSTM
-#define SAVED 8     // i', f', z, o, m, c, n, m
-#else
-#define SAVED 0
-#endif
 #define TILE 8      // batch rows per workgroup
 
 layout(local_size_x_id = 0) in;   // G * Dh invocations, rounded up to a multiple of 32 (the rest idle)
@@ -71,8 +52,6 @@ layout(push_constant) uniform Push
 
 shared float hs[TILE][DH_MAX];
 shared float pre[TILE][GATES * DH_MAX];
-
-float loadState(F32Buffer s, uint at) { return uint64_t(s) != 0 ? s.v[at] : 0.0; }
 
 void main()
 {
@@ -129,46 +108,14 @@ void main()
                 if (b >= pc.batch) break;
                 uint u = head * pc.dh + unit;
                 uint token = b * pc.t + t;
-                float h;
-#if CELL == LSTM
-                float ig = sigmoid(pre[i][unit]), fg = sigmoid(pre[i][pc.dh + unit]);
-                float gg = stableTanh(pre[i][2 * pc.dh + unit]), og = sigmoid(pre[i][3 * pc.dh + unit]);
-                c[i] = fg * c[i] + ig * gg;
-                h = og * stableTanh(c[i]);
-                if (uint64_t(pc.saved) != 0)
-                {
-                    uint s = token * SAVED * hidden + u;
-                    pc.saved.v[s] = ig; pc.saved.v[s + hidden] = fg; pc.saved.v[s + 2 * hidden] = gg; pc.saved.v[s + 3 * hidden] = og; pc.saved.v[s + 4 * hidden] = c[i];
-                }
-#elif CELL == GRU
-                float rg = sigmoid(pre[i][unit]), zg = sigmoid(pre[i][pc.dh + unit]);
-                float q = pre[i][2 * pc.dh + unit];
-                float ng = stableTanh(pc.x.v[token * width + 2 * hidden + u] + rg * q);
-                h = (1.0 - zg) * ng + zg * hs[i][unit];
-                if (uint64_t(pc.saved) != 0)
-                {
-                    uint s = token * SAVED * hidden + u;
-                    pc.saved.v[s] = rg; pc.saved.v[s + hidden] = zg; pc.saved.v[s + 2 * hidden] = ng; pc.saved.v[s + 3 * hidden] = q;
-                }
-#elif CELL == SLSTM
-                float iTilde = pre[i][unit], fTilde = pre[i][pc.dh + unit];
-                float logF = min(fTilde, 0.0) - log(1.0 + exp(-abs(fTilde)));   // log sigmoid
-                float mNew = max(logF + m[i], iTilde);
-                float ip = exp(iTilde - mNew), fp = exp(logF + m[i] - mNew);
-                float zg = stableTanh(pre[i][2 * pc.dh + unit]), og = sigmoid(pre[i][3 * pc.dh + unit]);
-                c[i] = fp * c[i] + ip * zg;
-                n[i] = fp * n[i] + ip;
-                m[i] = mNew;
-                h = og * c[i] / n[i];
-                if (uint64_t(pc.saved) != 0)
-                {
-                    uint s = token * SAVED * hidden + u;
-                    pc.saved.v[s] = ip; pc.saved.v[s + hidden] = fp; pc.saved.v[s + 2 * hidden] = zg; pc.saved.v[s + 3 * hidden] = og;
-                    pc.saved.v[s + 4 * hidden] = mNew; pc.saved.v[s + 5 * hidden] = c[i]; pc.saved.v[s + 6 * hidden] = n[i]; pc.saved.v[s + 7 * hidden] = mNew;
-                }
+                float a[GATES];
+                [[unroll]] for (uint g = 0; g < GATES; g++) a[g] = pre[i][g * pc.dh + unit];
+#if CELL == GRU
+                float xn = pc.x.v[token * width + 2 * hidden + u];
 #else
-                h = stableTanh(pre[i][unit]);
+                float xn = 0.0;
 #endif
+                float h = cellForward(a, xn, hs[i][unit], c[i], n[i], m[i], pc.saved, token * SAVED * hidden + u, hidden);
                 hs[i][unit] = h;
                 pc.y.v[token * hidden + u] = h;
             }

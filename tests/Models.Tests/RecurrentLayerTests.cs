@@ -121,6 +121,34 @@ public sealed class RecurrentLayerTests
         }
     }
 
+    /// <summary>The layer's backward on Vulkan (the recurrence's BPTT kernel, dR by GEMM, the input
+    /// projection's gradients) gives the CPU's gradients.</summary>
+    [TestMethod]
+    [DataRow(RnnCell.Lstm, 1)]
+    [DataRow(RnnCell.Gru, 2)]
+    [DataRow(RnnCell.SLstm, 2)]
+    [DataRow(RnnCell.Elman, 3)]
+    public void VulkanBackwardMatchesCpu(RnnCell cell, int heads)
+    {
+        const int batch = 3, steps = 5, input = 4, hidden = 12;
+        float[] x = Random(batch * steps * input, 21, 1f), w = Random(batch * steps * hidden, 22, 1f);
+        (float[] Dx, float[][] Grads) Run(IBackend backend)
+        {
+            using var layer = new RecurrentLayer(backend, cell, input, hidden, heads, seed: 9);
+            using var tx = Tensor.FromArray(backend, x, new Shape(batch, steps, input));
+            using var dy = Tensor.FromArray(backend, w, new Shape(batch, steps, hidden));
+            using var y = layer.Forward(tx);
+            using var dx = layer.Backward(dy);
+            return (dx.ToArray(), layer.Parameters.Select(p => p.Gradient!.ToArray()).ToArray());
+        }
+        var (dxCpu, gradsCpu) = Run(CpuBackend.Shared);
+        var (dxVulkan, gradsVulkan) = Run(Vulkan());
+        for (int i = 0; i < dxCpu.Length; i++) Assert.AreEqual(dxCpu[i], dxVulkan[i], 1e-5 + 1e-4 * Math.Abs(dxCpu[i]), $"{cell} dx[{i}]");
+        for (int p = 0; p < gradsCpu.Length; p++)
+            for (int i = 0; i < gradsCpu[p].Length; i++)
+                Assert.AreEqual(gradsCpu[p][i], gradsVulkan[p][i], 1e-5 + 1e-4 * Math.Abs(gradsCpu[p][i]), $"{cell} parameter {p} [{i}]");
+    }
+
     private static readonly Lazy<Engine.Vulkan.VulkanBackend?> VulkanBackend = new(() => Engine.Vulkan.VulkanBackend.TryCreate(new() { AllowCpuDevices = true }, out _));
 
     private static IBackend Vulkan()

@@ -1,0 +1,132 @@
+using FastWeights.Engine.Ops;
+
+namespace FastWeights.Engine.Vulkan;
+
+// Backward of the head-wise recurrent cells: BPTT in reverse time (rnn_backward.comp fused for
+// heads of up to FusedRnnMaxHeadDim units, rnn_backward_step.comp one dispatch per step beyond),
+// which writes dx, dh_0 (dc_0, dn_0) and two stores, dq [H, B*T, G*Dh] (the gradient of each gate's
+// recurrent part) and h_{t-1} [H, B*T, Dh]. After the loop: dR_h = dq_h^T h_{t-1,h} for all heads
+// as one batched GEMM, and the bias gradient as the column sums of dq (bias_gradient.comp).
+public sealed partial class VulkanBackend
+{
+    public void RnnBackward(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g)
+    {
+        if (p.Batch == 0 || p.Heads == 0 || p.HeadDim == 0 || p.Steps == 0) { EmptyRnnBackward(p, g); return; }
+        int tokens = checked(p.Batch * p.Steps), rows = p.Gates * p.HeadDim;
+        using var dq = Tensor.Empty(this, new Shape(p.Heads, tokens, rows));
+        using var hPrev = Tensor.Empty(this, new Shape(p.Heads, tokens, p.HeadDim));
+        int dhMax = FusedHeadDim(p);
+        if (dhMax > 0) RnnBackwardFused(p, outputs, saved, g, dq, hPrev, dhMax);
+        else RnnBackwardSteps(p, outputs, saved, g, dq, hPrev);
+
+        // dR_h = sum over (b, t) of dq_t h_{t-1}^T: [G*Dh, B*T] x [B*T, Dh] per head
+        FastWeights.Engine.Ops.Gemm.Forward(dq, hPrev, g.DRecurrentWeights, transposeA: true);
+        if (g.DRecurrentBias is { } dBias)
+        {
+            var kernel = Kernels.Get("rnn/bias_gradient");
+            var push = new PushConstants(stackalloc byte[64]);
+            push.Address(dq);
+            push.Address(dBias);
+            push.Append(tokens);
+            push.Append(p.Heads);
+            push.Append(p.HeadDim);
+            push.Append(p.Gates);
+            Dispatch(kernel, push, Groups((long)p.Heads * rows, 32));
+        }
+        // m is a stabiliser: no gradient reaches m_0.
+        if (g.DInitialStates.Count > 3 && g.DInitialStates[3] is { } dm0) Fill(dm0, 0f);
+    }
+
+    private void RnnBackwardFused(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g, Tensor dq, Tensor hPrev, int dhMax)
+    {
+        string op = p.Cell + "Backward";
+        int slots = p.Cell == RnnCell.Elman ? 1 : 4;                 // SLOTS in rnn_backward.comp
+        int subgroup = Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+        if (subgroup % slots != 0 || Capabilities.SubgroupSize % slots != 0)
+            throw new NotSupportedException($"{op}: the fused Vulkan backward needs subgroups of a multiple of {slots} invocations; {Capabilities.Name} has {Capabilities.SubgroupSize}");
+        int invocations = (slots * p.HeadDim + subgroup - 1) / subgroup * subgroup;
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_{dhMax}", [invocations], fullSubgroups: true);
+        var push = new PushConstants(stackalloc byte[192]);
+        PushBackwardTensors(ref push, p.RecurrentWeights, p, outputs, saved, g, dq, hPrev);
+        PushSizes(ref push, p);
+        CheckPushSize(op, push);
+        Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, FusedBatchTile));
+    }
+
+    /// <summary>One dispatch per step t = T-1 .. 0 and a last one (t = -1) for dh_0; R^T per head is
+    /// formed once so that each step reads it coalesced.</summary>
+    private void RnnBackwardSteps(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g, Tensor dq, Tensor hPrev)
+    {
+        string op = p.Cell + "Backward";
+        int rows = p.Gates * p.HeadDim;
+        using var rt = Tensor.Empty(this, new Shape(p.Heads, p.HeadDim, rows));
+        using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
+        var transpose = Kernels.Get("rnn/transpose_heads");
+        var tp = new PushConstants(stackalloc byte[64]);
+        tp.Address(p.RecurrentWeights);
+        tp.Address(rt);
+        tp.Append(p.Heads);
+        tp.Append(rows);
+        tp.Append(p.HeadDim);
+        Dispatch(transpose, tp, (uint)Math.Min(Groups(rt.ElementCount, 256), 65535));
+
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [StepInvocations], fullSubgroups: true);
+        Span<byte> bytes = stackalloc byte[192];
+        for (int t = p.Steps - 1; t >= -1; t--)
+        {
+            var push = new PushConstants(bytes);
+            PushBackwardTensors(ref push, rt, p, outputs, saved, g, dq, hPrev);
+            push.Address(state);
+            PushSizes(ref push, p);
+            push.Append(t);
+            push.Append(StepSubgroups);
+            CheckPushSize(op, push);
+            Dispatch(kernel, push, Groups(p.Hidden, StepSubgroups), Groups(p.Batch, StepBatchTile));
+        }
+    }
+
+    // The tensors both backward kernels declare first, in their order: the weights (R, or R^T per
+    // head), saved, y, dy, dFinal h and c (the op allows only h for sLSTM; the kernels read c for
+    // LSTM only), h0, c0, n0, m0, dx, the dq and h_{t-1} stores, dh0, dc0, dn0.
+    private static void PushBackwardTensors(ref PushConstants push, Tensor weights, RnnProblem p, Tensor outputs, Tensor saved,
+        RnnGradients g, Tensor dq, Tensor hPrev)
+    {
+        push.Address(weights);
+        push.Address(saved);
+        push.Address(outputs);
+        push.Address(g.DOutputs);
+        PushStates(ref push, g.DFinalStates, 2);
+        PushStates(ref push, p.InitialStates, 4);
+        push.Address(g.DPreactivations);
+        push.Address(dq);
+        push.Address(hPrev);
+        PushStates(ref push, g.DInitialStates, 3);
+    }
+
+    private static void PushStates(ref PushConstants push, IReadOnlyList<Tensor?> states, int count)
+    {
+        for (int i = 0; i < count; i++) push.AddressOrZero(i < states.Count ? states[i] : null);
+    }
+
+    private void CheckPushSize(string op, in PushConstants push)
+    {
+        if (push.Bytes.Length > Kernels.PushConstantBytes)
+            throw new NotSupportedException($"{op}: needs {push.Bytes.Length} bytes of push constants; {Capabilities.Name} offers {Kernels.PushConstantBytes}");
+    }
+
+    // No step or no row: dx is empty, dR and the bias gradient are 0, the initial-state gradients are
+    // the final-state ones (h; LSTM c) or 0.
+    private void EmptyRnnBackward(RnnProblem p, RnnGradients g)
+    {
+        if (g.DPreactivations.ElementCount > 0) Fill(g.DPreactivations, 0f);
+        Fill(g.DRecurrentWeights, 0f);
+        if (g.DRecurrentBias is not null) Fill(g.DRecurrentBias, 0f);
+        for (int i = 0; i < g.DInitialStates.Count; i++)
+        {
+            if (g.DInitialStates[i] is not { } d || d.ElementCount == 0) continue;
+            bool carried = i == 0 || (i == 1 && p.Cell == RnnCell.Lstm);
+            if (carried && i < g.DFinalStates.Count && g.DFinalStates[i] is { } f) Copy(f.Storage, f.ByteOffset, d.Storage, d.ByteOffset, f.ByteCount);
+            else Fill(d, 0f);
+        }
+    }
+}
