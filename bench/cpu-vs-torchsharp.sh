@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Side-by-side CPU figures: FastWeights and TorchSharp-cpu (libtorch), alternating, several rounds,
-# so both see the same machine load. Usage: bench/cpu-vs-torchsharp.sh gemm [rounds]
+# so both see the same machine load. Usage: bench/cpu-vs-torchsharp.sh gemm|rnn [rounds] [hidden sizes]
+# rnn: LSTM and GRU, batch 16, T 128, one head, forward+backward (TorchSharp's nn.LSTM/GRU also runs
+# the input projection and its gradients; ours is the recurrence alone, see docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:-gemm}; rounds=${2:-3}
-peer=../shared/peers/torchsharp-cpu/run.sh
+what=${1:-gemm}; rounds=${2:-3}; hiddens=${3:-256,512}
+# The shared folder sits beside the main checkout (../shared) or beside the worktrees' folder (../../shared).
+peer=${PEER_RUN:-}
+for d in ../shared ../../shared; do [ -z "$peer" ] && [ -x "$d/peers/torchsharp-cpu/run.sh" ] && peer=$d/peers/torchsharp-cpu/run.sh; done
+[ -n "$peer" ] || { echo "TorchSharp peer (shared/peers/torchsharp-cpu/run.sh) not found; set PEER_RUN" >&2; exit 2; }
 dotnet build Cli -c Release -v q >/dev/null
 fw="dotnet Cli/bin/Release/net10.0/fastweights.dll"
 echo "# $(date -u +%F\ %T) $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -13,6 +18,11 @@ for r in $(seq "$rounds"); do
     gemm)
       $fw bench gemm --sizes 1024,2048 --backend cpu | grep -E '^gemm' | sed "s/^/round $r fastweights /"
       for n in 1024 2048; do echo "round $r torchsharp $($peer gemm $n)"; done ;;
+    rnn)
+      for hid in ${hiddens//,/ }; do
+        $fw bench rnn --backend cpu --cells lstm,gru --hidden "$hid" --heads 1 --batch 16 --steps 128 | grep -E '^(Lstm|Gru).*fwd\+bwd' | sed "s/^/round $r fastweights /"
+        for c in lstm gru; do echo "round $r torchsharp $($peer $c "$hid" 16 128)"; done
+      done ;;
     *) echo "unknown case $what" >&2; exit 2 ;;
   esac
 done

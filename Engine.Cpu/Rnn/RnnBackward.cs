@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using FastWeights.Engine.Ops;
 using static FastWeights.Engine.Cpu.Rnn.CellMath;
@@ -108,17 +109,9 @@ internal sealed unsafe class RnnBackward : IDisposable
         float* dh = p.DhNext.Pointer + (long)b * up + jj, dc = p.DcNext.Pointer + (long)b * up + jj, dn = p.DnNext.Pointer + (long)b * up + jj;
         float* dBias = p.DBias.Pointer + jj;
         long stateAt = v.StateIndex(b, _head, j);
-        V Saved(int q) => Load(row + q * v.Hd, n);
-        // a state at t-1: the saved one, or the initial state (zeros when absent)
-        V Before(int q, int state) => rowPrev != null ? Load(rowPrev + q * v.Hd, n) : Load(_init[state] == 0 ? null : (float*)_init[state] + stateAt, n);
-        // dq_g to the step's buffer and the bias sum; dx_g likewise
-        void Gate(int g, V dqValue, V dxValue)
-        {
-            Store(dqValue, dqRow + g * v.Dh, n);
-            Store(dxValue, dxRow + g * v.Hd, n);
-            Vector256.Store(Vector256.Load(dBias + g * up) + dqValue, dBias + g * up);
-        }
-        V hPrev = t > 0 ? Load(_y + ((long)b * v.T + t - 1) * v.Hd + u, n) : Load(_init[0] == 0 ? null : (float*)_init[0] + stateAt, n);
+        var saved = new SavedRows(row, rowPrev, v.Hd, n);
+        var gates = new GateGradients(dqRow, dxRow, dBias, v.Dh, v.Hd, up, n);
+        V hPrev = t > 0 ? Load(_y + ((long)b * v.T + t - 1) * v.Hd + u, n) : Load(InitialState(0, stateAt), n);
         Store(hPrev, hPrevStep + (long)b * v.Dh + j, n);
         V dH = Load(_dy + ((long)b * v.T + t) * v.Hd + u, n) + Vector256.Load(dh);
         V one = V.One;
@@ -128,11 +121,11 @@ internal sealed unsafe class RnnBackward : IDisposable
             {
                 // dc = dc_{t+1} + dh o (1 - tanh^2 c); da_i = dc g i(1-i), da_f = dc c_{t-1} f(1-f),
                 // da_g = dc i (1-g^2), da_o = dh tanh(c) o(1-o); dc_{t-1} = dc f
-                V i = Saved(0), f = Saved(1), g = Saved(2), o = Saved(3), c = Saved(4), cPrev = Before(4, 1);
+                V i = saved.At(0), f = saved.At(1), g = saved.At(2), o = saved.At(3), c = saved.At(4), cPrev = saved.Before(4, InitialState(1, stateAt));
                 V tc = Tanh(c);
                 V dcv = Vector256.Load(dc) + dH * o * (one - tc * tc);
                 V di = dcv * g * i * (one - i), df = dcv * cPrev * f * (one - f), dg = dcv * i * (one - g * g), dO = dH * tc * o * (one - o);
-                Gate(0, di, di); Gate(1, df, df); Gate(2, dg, dg); Gate(3, dO, dO);
+                gates.Put(0, di, di); gates.Put(1, df, df); gates.Put(2, dg, dg); gates.Put(3, dO, dO);
                 Vector256.Store(dcv * f, dc);
                 Vector256.Store(V.Zero, dh);
                 break;
@@ -141,10 +134,10 @@ internal sealed unsafe class RnnBackward : IDisposable
             {
                 // dn = dh (1-z), dz = dh (h_{t-1} - n), da_n = dn (1-n^2); dq_r = da_n q r(1-r),
                 // dq_z = dz z(1-z), dq_n = da_n r (through r (R_n h + b_hn)); dh_{t-1} = dh z + dq R
-                V r = Saved(0), z = Saved(1), nGate = Saved(2), q = Saved(3);
+                V r = saved.At(0), z = saved.At(1), nGate = saved.At(2), q = saved.At(3);
                 V daN = dH * (one - z) * (one - nGate * nGate);
                 V dr = daN * q * r * (one - r), dz = dH * (hPrev - nGate) * z * (one - z);
-                Gate(0, dr, dr); Gate(1, dz, dz); Gate(2, daN * r, daN);
+                gates.Put(0, dr, dr); gates.Put(1, dz, dz); gates.Put(2, daN * r, daN);
                 Vector256.Store(dH * z, dh);
                 break;
             }
@@ -154,13 +147,13 @@ internal sealed unsafe class RnnBackward : IDisposable
                 // h = o c/n: do = dh c/n, dc += dh o/n, dn -= dh o c/n^2; c = f' c_{t-1} + i' z, n = f' n_{t-1} + i':
                 // df' = dc c_{t-1} + dn n_{t-1}, di' = dc z + dn, dz = dc i'; i' = exp(i~ - m): da_i = di' i';
                 // f' = sigmoid(f~) e^{m_{t-1} - m}: da_f = df' f' (1 - sigmoid(f~)); sigmoid(f~) = exp(log f' + m - m_{t-1})
-                V ip = Saved(0), fp = Saved(1), z = Saved(2), o = Saved(3), m = Saved(4), c = Saved(5), nn = Saved(6);
-                V cPrev = Before(5, 1), nPrev = Before(6, 2), mPrev = Before(7, 3);
+                V ip = saved.At(0), fp = saved.At(1), z = saved.At(2), o = saved.At(3), m = saved.At(4), c = saved.At(5), nn = saved.At(6);
+                V cPrev = saved.Before(5, InitialState(1, stateAt)), nPrev = saved.Before(6, InitialState(2, stateAt)), mPrev = saved.Before(7, InitialState(3, stateAt));
                 V sigmoidF = Exp(Vector256.Log(fp) + m - mPrev);
                 V dO = dH * c / nn, dcv = Vector256.Load(dc) + dH * o / nn, dnv = Vector256.Load(dn) - dH * o * c / (nn * nn);
                 V dfp = dcv * cPrev + dnv * nPrev, dip = dcv * z + dnv, dz = dcv * ip;
                 V gi = dip * ip, gf = dfp * fp * (one - sigmoidF), gz = dz * (one - z * z), go = dO * o * (one - o);
-                Gate(0, gi, gi); Gate(1, gf, gf); Gate(2, gz, gz); Gate(3, go, go);
+                gates.Put(0, gi, gi); gates.Put(1, gf, gf); gates.Put(2, gz, gz); gates.Put(3, go, go);
                 Vector256.Store(dcv * fp, dc);
                 Vector256.Store(dnv * fp, dn);
                 Vector256.Store(V.Zero, dh);
@@ -171,10 +164,36 @@ internal sealed unsafe class RnnBackward : IDisposable
                 // h = tanh(a): da = dh (1 - h^2)
                 V hv = Load(_y + ((long)b * v.T + t) * v.Hd + u, n);
                 V da = dH * (one - hv * hv);
-                Gate(0, da, da);
+                gates.Put(0, da, da);
                 Vector256.Store(V.Zero, dh);
                 break;
             }
+        }
+    }
+
+    private float* InitialState(int state, long at) => _init[state] == 0 ? null : (float*)_init[state] + at;
+
+    /// <summary>Saved quantity q of one batch row's 8 units at step t (row) and t-1 (rowPrev, null at t = 0).</summary>
+    private readonly struct SavedRows(float* row, float* rowPrev, int hd, int n)
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public V At(int q) => Load(row + q * hd, n);
+
+        /// <summary>A state at t-1: saved quantity q of the previous step, or the initial state (null: zeros) at t = 0.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public V Before(int q, float* initial) => rowPrev != null ? Load(rowPrev + q * hd, n) : Load(initial, n);
+    }
+
+    /// <summary>Where gate g's gradients go: dq_g to the step's buffer (stride dh per gate) and the
+    /// bias sum (stride up), dx_g to the pre-activations' gradient (stride hd).</summary>
+    private readonly struct GateGradients(float* dqRow, float* dxRow, float* dBias, int dh, int hd, int up, int n)
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Put(int g, V dq, V dx)
+        {
+            Store(dq, dqRow + g * dh, n);
+            Store(dx, dxRow + g * hd, n);
+            Vector256.Store(Vector256.Load(dBias + g * up) + dq, dBias + g * up);
         }
     }
 

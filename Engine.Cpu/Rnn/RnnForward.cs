@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using FastWeights.Engine.Ops;
 using static FastWeights.Engine.Cpu.Rnn.CellMath;
@@ -107,31 +108,28 @@ internal sealed unsafe class RnnForward : IDisposable
         float* sv = _saved == null ? null : _saved + ((long)b * v.T + t) * v.SavedWidth + u;
         float* state = p.States.Pointer + (long)b * up + jj;        // e-th state at + e*B*up
         long stateStride = (long)v.B * up;
-        // pre_g = (R h_{t-1})_g + bias_g + x_g
-        V Recurrent(int g) => Vector256.Load(a + g * up) + Vector256.Load(bias + g * up);
-        V Pre(int g) => Recurrent(g) + Load(x + g * v.Hd, n);
-        void Save(int q, V value) { if (sv != null) Store(value, sv + q * v.Hd, n); }
+        var step = new StepInputs(a, bias, x, sv, up, v.Hd, n);
         V h;
         switch (v.Cell)
         {
             case RnnCell.Lstm:
             {
                 // c_t = f c_{t-1} + i g, h_t = o tanh(c_t); saved i, f, g, o, c
-                V i = Sigmoid(Pre(0)), f = Sigmoid(Pre(1)), g = Tanh(Pre(2)), o = Sigmoid(Pre(3));
+                V i = Sigmoid(step.Pre(0)), f = Sigmoid(step.Pre(1)), g = Tanh(step.Pre(2)), o = Sigmoid(step.Pre(3));
                 V c = Vector256.FusedMultiplyAdd(f, Vector256.Load(state), i * g);
                 Vector256.Store(c, state);
                 h = o * Tanh(c);
-                Save(0, i); Save(1, f); Save(2, g); Save(3, o); Save(4, c);
+                step.Save(0, i); step.Save(1, f); step.Save(2, g); step.Save(3, o); step.Save(4, c);
                 break;
             }
             case RnnCell.Gru:
             {
                 // n = tanh(x_n + r (R_n h + b_hn)), h_t = (1 - z) n + z h_{t-1}; saved r, z, n, q = R_n h + b_hn
-                V r = Sigmoid(Pre(0)), z = Sigmoid(Pre(1)), q = Recurrent(2);
+                V r = Sigmoid(step.Pre(0)), z = Sigmoid(step.Pre(1)), q = step.Recurrent(2);
                 V nGate = Tanh(Vector256.FusedMultiplyAdd(r, q, Load(x + 2 * v.Hd, n)));
                 V hp = Load(hPrev + (long)b * v.Dh + p.Units.Start + jj, n);
                 h = Vector256.FusedMultiplyAdd(z, hp - nGate, nGate);
-                Save(0, r); Save(1, z); Save(2, nGate); Save(3, q);
+                step.Save(0, r); step.Save(1, z); step.Save(2, nGate); step.Save(3, q);
                 break;
             }
             case RnnCell.SLstm:
@@ -139,23 +137,43 @@ internal sealed unsafe class RnnForward : IDisposable
                 // m_t = max(log f + m, i~), i' = exp(i~ - m_t), f' = exp(log f + m - m_t),
                 // c_t = f' c + i' z, n_t = f' n + i', h_t = o c_t / n_t; saved i', f', z, o, m, then c, n, m
                 float* cs = state, ns = state + stateStride, ms = state + 2 * stateStride;
-                V iTilde = Pre(0), logF = LogSigmoid(Pre(1)), m = Vector256.Load(ms);
+                V iTilde = step.Pre(0), logF = LogSigmoid(step.Pre(1)), m = Vector256.Load(ms);
                 V mNew = Vector256.Max(logF + m, iTilde);
                 V ip = Exp(iTilde - mNew), fp = Exp(logF + m - mNew);
-                V z = Tanh(Pre(2)), o = Sigmoid(Pre(3));
+                V z = Tanh(step.Pre(2)), o = Sigmoid(step.Pre(3));
                 V c = Vector256.FusedMultiplyAdd(fp, Vector256.Load(cs), ip * z);
                 V nn = Vector256.FusedMultiplyAdd(fp, Vector256.Load(ns), ip);
                 Vector256.Store(c, cs); Vector256.Store(nn, ns); Vector256.Store(mNew, ms);
                 h = o * c / nn;
-                Save(0, ip); Save(1, fp); Save(2, z); Save(3, o); Save(4, mNew); Save(5, c); Save(6, nn); Save(7, mNew);
+                step.Save(0, ip); step.Save(1, fp); step.Save(2, z); step.Save(3, o); step.Save(4, mNew); step.Save(5, c); step.Save(6, nn); step.Save(7, mNew);
                 break;
             }
             default:
-                h = Tanh(Pre(0));
+                h = Tanh(step.Pre(0));
                 break;
         }
         Store(h, hNew + (long)b * v.Dh + p.Units.Start + jj, n);
         Store(h, _y + ((long)b * v.T + t) * v.Hd + u, n);
+    }
+
+    /// <summary>One batch row's 8 units at one step: gate g's recurrent part at a + g*up (bias at
+    /// bias + g*up), its input part at x + g*hd (n valid lanes), saved quantity q at saved + q*hd.
+    /// A struct of pointers whose methods inline, so the cell code reads like the equations.</summary>
+    private readonly struct StepInputs(float* a, float* bias, float* x, float* saved, int up, int hd, int n)
+    {
+        /// <summary>(R h_{t-1})_g + bias_g</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public V Recurrent(int g) => Vector256.Load(a + g * up) + Vector256.Load(bias + g * up);
+
+        /// <summary>pre_g = (R h_{t-1})_g + bias_g + x_g</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public V Pre(int g) => Recurrent(g) + Load(x + g * hd, n);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Save(int q, V value)
+        {
+            if (saved != null) Store(value, saved + q * hd, n);
+        }
     }
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
