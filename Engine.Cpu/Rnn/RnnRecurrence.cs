@@ -64,10 +64,12 @@ internal static unsafe class RnnRecurrence
         int bp = RnnBackward.BatchPadded(v.B), rows = v.G * v.Dh;
         ForEachHead(v, threads, (h, parties) =>
         {
-            // Zeros in the padded batch rows, which the time loop never writes.
-            using var dqAll = Tensor.Zeros(backend, new Shape(v.T * bp, rows));       // [t][b][row]
-            using var hPrevAll = Tensor.Zeros(backend, new Shape(v.T * bp, v.Dh));    // [t][b][j]
+            // The time loop writes every real batch row (b < B) whole; the padded rows must hold zeros.
+            using var dqAll = Tensor.Empty(backend, new Shape(v.T * bp, rows));       // [t][b][row]
+            using var hPrevAll = Tensor.Empty(backend, new Shape(v.T * bp, v.Dh));    // [t][b][j]
             nint dq = (nint)CpuBackend.F32(dqAll), hPrev = (nint)CpuBackend.F32(hPrevAll);
+            ZeroPaddedRows((float*)dq, v.T, v.B, bp, rows);
+            ZeroPaddedRows((float*)hPrev, v.T, v.B, bp, v.Dh);
             RnnParties.Run(parties, count =>
             {
                 var head = new RnnBackward(v, h, count, (float*)y, (float*)sv, (float*)dy, (float*)dx, (float*)dBias, (float*)dq, (float*)hPrev, init, dFin, dInit);
@@ -76,6 +78,13 @@ internal static unsafe class RnnRecurrence
             // dR_h = dq^T h_{t-1} over all (t, b): [G*Dh, T*Bp] x [T*Bp, Dh]
             Ops.Gemm.Forward(dqAll, hPrevAll, grads.DRecurrentWeights.SliceRows(h, 1).Reshape(new Shape(rows, v.Dh)), transposeA: true);
         });
+    }
+
+    // Rows [batch, padded) of each step's block of a [T, padded, width] buffer set to 0.
+    private static void ZeroPaddedRows(float* buffer, int steps, int batch, int padded, int width)
+    {
+        for (int t = 0; t < steps; t++)
+            new Span<float>(buffer + ((long)t * padded + batch) * width, (padded - batch) * width).Clear();
     }
 
     // Heads in parallel when there are at least as many as threads; otherwise one head at a time,

@@ -33,19 +33,29 @@ internal static unsafe class StepProduct
         }
     }
 
-    /// <summary>y (+)= x w with x [rows, k] at row stride ldx, y [rows, n] at row stride ldy.</summary>
+    /// <summary>Rows of a panel that one pass keeps in L1 (24 KB of w beside 4 rows of x): k is
+    /// walked in blocks of this many, each block used by every row block before the next.</summary>
+    public const int KBlock = 256;
+
+    /// <summary>y (+)= x w with x [rows, k] at row stride ldx, y [rows, n] at row stride ldy. Each
+    /// element sums its k blocks in order, the first one stored (or added to y when accumulating).</summary>
     public static void Multiply(float* x, int ldx, int rows, int k, float* packed, int n, float* y, int ldy, bool accumulate)
     {
         for (int start = 0; start < n; start += PanelWidth)
         {
-            float* panel = packed + (long)start * k;
             int width = Math.Min(PanelWidth, n - start);
-            for (int r = 0; r < rows; r += RowBlock)
+            for (int l0 = 0; l0 < k; l0 += KBlock)
             {
-                float* xr = x + (long)r * ldx, yr = y + (long)r * ldy + start;
-                if (width == 24) Tile<Three>(xr, ldx, k, panel, yr, ldy, accumulate);
-                else if (width == 16) Tile<Two>(xr, ldx, k, panel, yr, ldy, accumulate);
-                else Tile<One>(xr, ldx, k, panel, yr, ldy, accumulate);
+                int kb = Math.Min(KBlock, k - l0);
+                float* panel = packed + (long)start * k + (long)l0 * width;
+                bool add = accumulate || l0 > 0;
+                for (int r = 0; r < rows; r += RowBlock)
+                {
+                    float* xr = x + (long)r * ldx + l0, yr = y + (long)r * ldy + start;
+                    if (width == 24) Tile<Three>(xr, ldx, kb, panel, yr, ldy, add);
+                    else if (width == 16) Tile<Two>(xr, ldx, kb, panel, yr, ldy, add);
+                    else Tile<One>(xr, ldx, kb, panel, yr, ldy, add);
+                }
             }
         }
     }

@@ -27,5 +27,23 @@ public static class RnnBench
         using var db = Tensor.Empty(backend, bias.Shape);
         ms = DeltaRuleBench.Time(backend, () => { Rnn.Forward(cell, x, r, bias, y, null, null, saved); Rnn.Backward(problem, y, saved, y, dx, dr, db); }, 3);
         yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s");
+        if (heads != 1) yield break;
+        // What nn.LSTM / nn.GRU (input size = hidden) time besides the recurrence: the input projection
+        // x_in [B*T, hidden] W_ih^T and, in the backward, dW_ih = dpre^T x_in and dx_in = dpre W_ih.
+        using var xIn = Tensor.Uniform(backend, new Shape(batch * steps, hidden), 4);
+        using var wIh = Tensor.Uniform(backend, new Shape(gates * hidden, hidden), 5, -1f / MathF.Sqrt(hidden), 1f / MathF.Sqrt(hidden));
+        using var dwIh = Tensor.Empty(backend, wIh.Shape);
+        using var dxIn = Tensor.Empty(backend, xIn.Shape);
+        using var pre = x.Reshape(new Shape(batch * steps, gates * hidden));
+        using var dPre = dx.Reshape(pre.Shape);
+        ms = DeltaRuleBench.Time(backend, () =>
+        {
+            Gemm.Forward(xIn, wIh, pre, transposeB: true);
+            Rnn.Forward(cell, x, r, bias, y, null, null, saved);
+            Rnn.Backward(problem, y, saved, y, dx, dr, db);
+            Gemm.Forward(dPre, xIn, dwIh, transposeA: true);
+            Gemm.Forward(dPre, wIh, dxIn);
+        }, 3);
+        yield return new BenchResult(label + " fwd+bwd +input projection", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s");
     }
 }
