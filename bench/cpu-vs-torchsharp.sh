@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Side-by-side CPU figures: FastWeights and TorchSharp-cpu (libtorch), alternating, several rounds,
-# so both see the same machine load. Usage: bench/cpu-vs-torchsharp.sh gemm|delta [rounds]
-# (PEER=path/to/run.sh when ../shared is elsewhere, e.g. from a worktree)
+# so both see the same machine load. Usage: bench/cpu-vs-torchsharp.sh gemm|delta|rnn [rounds] [hidden sizes]
+# delta: B2 H4 T1024 D64 f32, ours recurrent and chunked (fwd, fwd+bwd); the peer's naive loop is fwd+bwd.
+# rnn: LSTM and GRU, batch 16, T 128, one head, forward+backward (TorchSharp's nn.LSTM/GRU also runs
+# the input projection and its gradients; ours is timed both without and with it, see docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:-gemm}; rounds=${2:-3}
-peer=${PEER:-../shared/peers/torchsharp-cpu/run.sh}
+what=${1:-gemm}; rounds=${2:-3}; hiddens=${3:-256,512}
+# The shared folder sits beside the main checkout (../shared) or beside the worktrees' folder (../../shared).
+peer=${PEER_RUN:-}
+for d in ../shared ../../shared; do [ -z "$peer" ] && [ -x "$d/peers/torchsharp-cpu/run.sh" ] && peer=$d/peers/torchsharp-cpu/run.sh; done
+[ -n "$peer" ] || { echo "TorchSharp peer (shared/peers/torchsharp-cpu/run.sh) not found; set PEER_RUN" >&2; exit 2; }
 dotnet build Cli -c Release -v q >/dev/null
 fw="dotnet Cli/bin/Release/net10.0/fastweights.dll"
 echo "# $(date -u +%F\ %T) $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -15,9 +20,13 @@ for r in $(seq "$rounds"); do
       $fw bench gemm --sizes 1024,2048 --backend cpu | grep -E '^gemm' | sed "s/^/round $r fastweights /"
       for n in 1024 2048; do echo "round $r torchsharp $($peer gemm $n)"; done ;;
     delta)
-      # B2 H4 T1024 D64 f32: ours recurrent and chunked (fwd, fwd+bwd); the peer's naive loop is fwd+bwd
       $fw bench delta --shape 2,4,1024,64 --backend cpu | grep -E '^delta' | sed "s/^/round $r fastweights /"
       echo "round $r torchsharp $($peer delta 2 4 1024 64)" ;;
+    rnn)
+      for hid in ${hiddens//,/ }; do
+        $fw bench rnn --backend cpu --cells lstm,gru --hidden "$hid" --heads 1 --batch 16 --steps 128 | grep -E '^(Lstm|Gru).*fwd\+bwd' | sed "s/^/round $r fastweights /"
+        for c in lstm gru; do echo "round $r torchsharp $($peer $c "$hid" 16 128)"; done
+      done ;;
     *) echo "unknown case $what" >&2; exit 2 ;;
   esac
 done

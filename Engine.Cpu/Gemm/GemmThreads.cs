@@ -24,6 +24,9 @@ internal sealed class GemmThreads
     private int _inside;
     private Exception? _error;
 
+    /// <summary>Threads a job can use at once: the helpers and the caller.</summary>
+    public int Workers => _helpers.Length + 1;
+
     private GemmThreads(int helpers)
     {
         _helpers = new Helper[Math.Max(0, helpers)];

@@ -8,7 +8,9 @@ namespace FastWeights.Bench;
 /// projection x W^T is one GEMM the caller runs, timed separately by the GEMM bench), forward (with the
 /// saved activations a training step keeps) and forward+backward (BPTT, dR and the bias gradient);
 /// on Vulkan in GPU time from timestamps. On Vulkan, heads of up to 128 units are timed on both paths:
-/// "fused" (one dispatch for all steps) and "per-step" (one dispatch per step, the large-head path).</summary>
+/// "fused" (one dispatch for all steps) and "per-step" (one dispatch per step, the large-head path).
+/// With one head, forward+backward is also timed with the input projection and its gradients, which
+/// is what nn.LSTM / nn.GRU (input size = hidden) time.</summary>
 public static class RnnBench
 {
     public static IEnumerable<BenchResult> Run(IBackend backend, RnnCell cell, int hidden, int heads, int batch, int steps)
@@ -38,6 +40,23 @@ public static class RnnBench
                 results.Add(new BenchResult(label + " fwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
                 ms = DeltaRuleBench.Time(backend, () => { Rnn.Forward(cell, x, r, bias, y, null, null, saved); Rnn.Backward(problem, y, saved, dy, dx, dr, db); }, 3);
                 results.Add(new BenchResult(label + " fwd+bwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
+                if (heads != 1) continue;
+                // x_in [B*T, hidden] W_ih^T before, dW_ih = dpre^T x_in and dx_in = dpre W_ih after.
+                using var xIn = Tensor.Uniform(backend, new Shape(batch * steps, hidden), 4);
+                using var wIh = Tensor.Uniform(backend, new Shape(gates * hidden, hidden), 5, -1f / MathF.Sqrt(hidden), 1f / MathF.Sqrt(hidden));
+                using var dwIh = Tensor.Empty(backend, wIh.Shape);
+                using var dxIn = Tensor.Empty(backend, xIn.Shape);
+                using var pre = x.Reshape(new Shape(batch * steps, gates * hidden));
+                using var dPre = dx.Reshape(pre.Shape);
+                ms = DeltaRuleBench.Time(backend, () =>
+                {
+                    Gemm.Forward(xIn, wIh, pre, transposeB: true);
+                    Rnn.Forward(cell, x, r, bias, y, null, null, saved);
+                    Rnn.Backward(problem, y, saved, dy, dx, dr, db);
+                    Gemm.Forward(dPre, xIn, dwIh, transposeA: true);
+                    Gemm.Forward(dPre, wIh, dxIn);
+                }, 3);
+                results.Add(new BenchResult(label + " fwd+bwd +input projection", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
             }
         }
         finally

@@ -79,7 +79,7 @@ public sealed class RnnTests
     public static IEnumerable<object[]> BackwardCases() =>
         from backend in new[] { "cpu", "vulkan", "vulkan-steps" }
         from cell in Enum.GetValues<RnnCell>()
-        from size in new[] { (1, 1, 1, 3), (2, 4, 2, 3), (1, 6, 3, 2), (2, 2, 1, 5) }
+        from size in new[] { (1, 1, 1, 3), (2, 4, 2, 3), (1, 6, 3, 2), (2, 2, 1, 5), (5, 3, 1, 37) }
         select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };
 
     [TestMethod]
