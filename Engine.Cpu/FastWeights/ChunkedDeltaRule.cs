@@ -49,7 +49,7 @@ internal static unsafe class ChunkedDeltaRule
     /// U' and K_d = diag(tail) K, B_K = diag(beta gamma) K:
     ///   dU' = P^T dO + K_d dS_C^T;  dR = X^T dU'  (U' = X R)
     ///   dS_0 = gamma_{n-1} dS_C + dO^T diag(gamma) Q' - dR^T B_K   (becomes the previous chunk's dS_C)
-    ///   H = (dO U'^T) ⊙ Gamma ⊙ M:  dQ' = diag(gamma) dO S_0 + H K;  dK = H^T Q' + K_d-term + ...
+    ///   H = (dO U'^T) ⊙ Gamma ⊙ M:  dQ' = diag(gamma) dO S_0 + H K;  dq = scale dQ'
     ///   dK_d = U' dS_C;  dB_K = -dR S_0;  dV = diag(beta) dR  (R = diag(beta) V - B_K S_0^T)
     ///   G = strictly_lower(-dR U'^T) (dA = -X^T dX X^T with dX = dU' R^T), F = diag(beta) (G ⊙ Gamma):
     ///   dK = H^T Q' + diag(tail) U' dS_C + diag(beta gamma) dB_K + (F + F^T) K
@@ -65,16 +65,15 @@ internal static unsafe class ChunkedDeltaRule
         var s = p.Shape;
         int chunks = (s.Steps + C - 1) / C;
         int dk = s.KeyDim, dv = s.ValueDim, ldk = HeadSequence.Padded(dk), ldv = HeadSequence.Padded(dv);
-        long stateSize = (long)dv * ldk, rowsK = C * ldk, rowsV = C * ldv, square = C * C, valuesT = (long)dv * C;
-        long extra = AlignedFloats.Size(chunks * stateSize, chunks * square, chunks * square, chunks * rowsV,
-            rowsV, rowsV, rowsV, rowsK, stateSize, (long)dk * ldv, square, square, square, square, square, valuesT, valuesT, valuesT,
-            rowsK, rowsK, rowsK, C, C);
+        long stateSize = (long)dv * ldk, rowsV = C * ldv, square = C * C;
+        long extra = BackwardBuffers.Size(chunks, dk, dv);
         float* initial = p.InitialState is null ? null : CpuBackend.F32(p.InitialState);
         var io = new GradientPointers(g);
         HeadSequence.ParallelOverHeads(s, threads, () => new DeltaChunk(p, extra), (b, h, chunk) =>
         {
             var seq = new HeadSequence(s, b, h);
-            var w = new BackwardBuffers(chunk, chunks, stateSize);
+            chunk.RewindExtra();
+            var w = new BackwardBuffers(chunk.Take, chunks, dk, dv);
             // forward: keep S_0 (Dv x Ldk, the layout dO S_0 wants), X, Kk and U' of every chunk
             chunk.LoadState(initial == null ? null : initial + seq.StateOffset);
             for (int c = 0; c < chunks; c++)
@@ -112,25 +111,35 @@ internal static unsafe class ChunkedDeltaRule
         public readonly float* DAlpha = g.DAlpha is null ? null : CpuBackend.F32(g.DAlpha), DInitial = g.DInitialState is null ? null : CpuBackend.F32(g.DInitialState);
     }
 
+    private delegate float* Carve(long count);
+
     /// <summary>The backward's buffers, carved from the chunk workspace once per work item (the
     /// carving restarts at the same place each time: same pointers, contents overwritten).</summary>
     private readonly struct BackwardBuffers
     {
+        /// <summary>Floats the regions need: the constructor run against a counter.</summary>
+        public static long Size(int chunks, int dk, int dv)
+        {
+            long total = 0;
+            _ = new BackwardBuffers(count => { total += (count + 15) & ~15L; return null; }, chunks, dk, dv);
+            return total;
+        }
+
         public readonly float* States, Inverses, KeyGrams, AllNewValues;
         public readonly float* DOut, DNewValues, DResiduals, TailKeys, DState, DStateT;
         public readonly float* ScoresT, InverseT, DScores, DScoresT, Symmetric, NewValuesT, DOutT, DResidualsT;
         public readonly float* DQuery, DKey, DResidualsS0, DLogDecay, DBeta;
 
-        public BackwardBuffers(DeltaChunk chunk, int chunks, long stateSize)
+        public BackwardBuffers(Carve take, int chunks, int dk, int dv)
         {
-            chunk.RewindExtra();
-            long rowsK = C * chunk.Ldk, rowsV = C * chunk.Ldv, square = C * C, valuesT = (long)chunk.Dv * C;
-            States = chunk.Take(chunks * stateSize); Inverses = chunk.Take(chunks * square); KeyGrams = chunk.Take(chunks * square); AllNewValues = chunk.Take(chunks * rowsV);
-            DOut = chunk.Take(rowsV); DNewValues = chunk.Take(rowsV); DResiduals = chunk.Take(rowsV); TailKeys = chunk.Take(rowsK);
-            DState = chunk.Take(stateSize); DStateT = chunk.Take((long)chunk.Dk * chunk.Ldv);
-            ScoresT = chunk.Take(square); InverseT = chunk.Take(square); DScores = chunk.Take(square); DScoresT = chunk.Take(square); Symmetric = chunk.Take(square);
-            NewValuesT = chunk.Take(valuesT); DOutT = chunk.Take(valuesT); DResidualsT = chunk.Take(valuesT);
-            DQuery = chunk.Take(rowsK); DKey = chunk.Take(rowsK); DResidualsS0 = chunk.Take(rowsK); DLogDecay = chunk.Take(C); DBeta = chunk.Take(C);
+            int ldk = HeadSequence.Padded(dk), ldv = HeadSequence.Padded(dv);
+            long stateSize = (long)dv * ldk, rowsK = C * ldk, rowsV = C * ldv, square = C * C, valuesT = (long)dv * C;
+            States = take(chunks * stateSize); Inverses = take(chunks * square); KeyGrams = take(chunks * square); AllNewValues = take(chunks * rowsV);
+            DOut = take(rowsV); DNewValues = take(rowsV); DResiduals = take(rowsV); TailKeys = take(rowsK);
+            DState = take(stateSize); DStateT = take((long)dk * ldv);
+            ScoresT = take(square); InverseT = take(square); DScores = take(square); DScoresT = take(square); Symmetric = take(square);
+            NewValuesT = take(valuesT); DOutT = take(valuesT); DResidualsT = take(valuesT);
+            DQuery = take(rowsK); DKey = take(rowsK); DResidualsS0 = take(rowsK); DLogDecay = take(C); DBeta = take(C);
         }
     }
 
