@@ -11,7 +11,6 @@ public sealed partial class VulkanBackend : IRnnOps
 {
     private const int FusedTargetWorkgroups = 128;   // enough to spread over an H100/H200's 132 SMs
     private const int StepBatchTile = 16;      // TILE in rnn_forward_step.comp and rnn_backward_step.comp
-    private const int StepSubgroups = 4;       // subgroups (one unit each at a time) per workgroup of the per-step kernels
 
     /// <summary>Largest head (units) the fused one-dispatch kernels take: 32, 64 or 128 (the default).
     /// Larger heads run one dispatch per step. Lower it to run small heads through the per-step kernels
@@ -94,8 +93,18 @@ public sealed partial class VulkanBackend : IRnnOps
         return dhMax;
     }
 
+    /// <summary>Subgroups per workgroup of the per-step kernels, each taking one unit at a time: 1 to 16,
+    /// default 4 (FASTWEIGHTS_RNN_STEP_SUBGROUPS sets the default). More share a step's reads of
+    /// h_{t-1} (dq_{t+1} in the backward) through one L1; fewer spread the units over more SMs.</summary>
+    public int RnnStepSubgroups { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_SUBGROUPS"), out int subgroups) && subgroups is >= 1 and <= 16 ? subgroups : 4;
+
+    private int LargestSubgroup => Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+
+    private int StepSubgroups => Math.Clamp(RnnStepSubgroups, 1, Math.Max(1, Capabilities.MaxWorkgroupInvocations / LargestSubgroup));
+
     // Whole subgroups: a multiple of the largest subgroup size the device may pick.
-    private int StepInvocations => StepSubgroups * Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+    private int StepInvocations => StepSubgroups * LargestSubgroup;
 
     // The sizes every rnn kernel declares after its tensors: batch, T, heads, Dh.
     private static void PushSizes(ref PushConstants push, RnnProblem p)

@@ -41,7 +41,7 @@ public sealed partial class VulkanBackend
     {
         string op = p.Cell + "Backward";
         int slots = p.Cell == RnnCell.Elman ? 1 : 4;                 // SLOTS in rnn_backward.comp
-        int subgroup = Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+        int subgroup = LargestSubgroup;
         if (subgroup % slots != 0 || Capabilities.SubgroupSize % slots != 0)
             throw new NotSupportedException($"{op}: the fused Vulkan backward needs subgroups of a multiple of {slots} invocations; {Capabilities.Name} has {Capabilities.SubgroupSize}");
         int invocations = (slots * p.HeadDim + subgroup - 1) / subgroup * subgroup;
