@@ -9,14 +9,27 @@ namespace FastWeights.Engine.Vulkan;
 // recorded into one command buffer). The backward is in VulkanBackend.RnnBackward.cs.
 public sealed partial class VulkanBackend : IRnnOps
 {
-    private const int FusedBatchTile = 8;      // TILE in rnn_forward.comp and rnn_backward.comp
+    private const int FusedTargetWorkgroups = 128;   // enough to spread over an H100/H200's 132 SMs
     private const int StepBatchTile = 16;      // TILE in rnn_forward_step.comp and rnn_backward_step.comp
-    private const int StepSubgroups = 4;       // subgroups (one unit each at a time) per workgroup of the per-step kernels
 
     /// <summary>Largest head (units) the fused one-dispatch kernels take: 32, 64 or 128 (the default).
     /// Larger heads run one dispatch per step. Lower it to run small heads through the per-step kernels
     /// (tests, benchmarks); 0 sends every head there. FASTWEIGHTS_RNN_FUSED_MAX sets the default.</summary>
     public int FusedRnnMaxHeadDim { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_FUSED_MAX"), out int max) ? max : 128;
+
+    /// <summary>Batch rows per workgroup of the fused kernels: 1, 2, 4 or 8; 0 (the default) takes the
+    /// largest tile that still gives heads x tiles >= 128 workgroups (else 1). A workgroup's cost per
+    /// step grows with its tile while R costs registers in every workgroup alike, so small batches and
+    /// few heads run faster on more, smaller tiles.</summary>
+    public int FusedRnnBatchTile { get; set; }
+
+    private int FusedTile(RnnProblem p)
+    {
+        if (FusedRnnBatchTile is 1 or 2 or 4 or 8) return FusedRnnBatchTile;
+        int tile = 8;
+        while (tile > 1 && (long)p.Heads * ((p.Batch + tile - 1) / tile) < FusedTargetWorkgroups) tile /= 2;
+        return tile;
+    }
 
     public void RnnForward(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
@@ -26,7 +39,8 @@ public sealed partial class VulkanBackend : IRnnOps
         if (dhMax == 0) { RnnForwardSteps(p, outputs, finalStates, saved); return; }
         int invocations = (p.Gates * p.HeadDim + 31) / 32 * 32;
         if (invocations > Capabilities.MaxWorkgroupInvocations) invocations = p.Gates * p.HeadDim;
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_{dhMax}", [invocations]);
+        int tile = FusedTile(p);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_{dhMax}", [invocations, tile]);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(p.Preactivations);
         push.Address(p.RecurrentWeights);
@@ -36,7 +50,7 @@ public sealed partial class VulkanBackend : IRnnOps
         PushStates(ref push, p.InitialStates, 4);
         PushStates(ref push, finalStates, 4);
         PushSizes(ref push, p);
-        Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, FusedBatchTile));
+        Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, tile));
     }
 
     /// <summary>One dispatch per step; h_{t-1} is read back from the outputs, c (n, m) go through a
@@ -79,8 +93,18 @@ public sealed partial class VulkanBackend : IRnnOps
         return dhMax;
     }
 
+    /// <summary>Subgroups per workgroup of the per-step kernels, each taking one unit at a time: 1 to 16,
+    /// default 4 (FASTWEIGHTS_RNN_STEP_SUBGROUPS sets the default). More share a step's reads of
+    /// h_{t-1} (dq_{t+1} in the backward) through one L1; fewer spread the units over more SMs.</summary>
+    public int RnnStepSubgroups { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_SUBGROUPS"), out int subgroups) && subgroups is >= 1 and <= 16 ? subgroups : 4;
+
+    private int LargestSubgroup => Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+
+    private int StepSubgroups => Math.Clamp(RnnStepSubgroups, 1, Math.Max(1, Capabilities.MaxWorkgroupInvocations / LargestSubgroup));
+
     // Whole subgroups: a multiple of the largest subgroup size the device may pick.
-    private int StepInvocations => StepSubgroups * Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+    private int StepInvocations => StepSubgroups * LargestSubgroup;
 
     // The sizes every rnn kernel declares after its tensors: batch, T, heads, Dh.
     private static void PushSizes(ref PushConstants push, RnnProblem p)

@@ -41,16 +41,17 @@ public sealed partial class VulkanBackend
     {
         string op = p.Cell + "Backward";
         int slots = p.Cell == RnnCell.Elman ? 1 : 4;                 // SLOTS in rnn_backward.comp
-        int subgroup = Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
+        int subgroup = LargestSubgroup;
         if (subgroup % slots != 0 || Capabilities.SubgroupSize % slots != 0)
             throw new NotSupportedException($"{op}: the fused Vulkan backward needs subgroups of a multiple of {slots} invocations; {Capabilities.Name} has {Capabilities.SubgroupSize}");
         int invocations = (slots * p.HeadDim + subgroup - 1) / subgroup * subgroup;
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_{dhMax}", [invocations], fullSubgroups: true);
+        int tile = FusedTile(p);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_{dhMax}", [invocations, tile], fullSubgroups: true);
         var push = new PushConstants(stackalloc byte[192]);
         PushBackwardTensors(ref push, p.RecurrentWeights, p, outputs, saved, g, dq, hPrev);
         PushSizes(ref push, p);
         CheckPushSize(op, push);
-        Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, FusedBatchTile));
+        Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, tile));
     }
 
     /// <summary>One dispatch per step t = T-1 .. 0 and a last one (t = -1) for dh_0; R^T per head is

@@ -56,8 +56,6 @@ internal sealed unsafe class RnnForward : IDisposable
             for (int j = 0; j < v.Dh; j++) _h.Pointer[b * v.Dh + j] = RnnRecurrence.State(init[0], v.StateIndex(b, head, j));
     }
 
-    public int Parties => _parties.Length;
-
     /// <summary>w[l, c] = R_h[g*Dh + start + jj, l] for column c = g*padded + jj, jj &lt; count; else 0.</summary>
     private readonly struct TransposedRows(float* r, int headDim, int start, int count, int padded) : StepProduct.ISource
     {

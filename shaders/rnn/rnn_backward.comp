@@ -34,7 +34,6 @@
 #include "activations.glsl"
 #include "cells.glsl"
 
-#define TILE 8      // batch rows per workgroup
 #if CELL == ELMAN
 #define SLOTS 1
 #else
@@ -43,6 +42,9 @@
 #define STRIDE (DH_MAX + 1)   // a gate block's row in shared memory, padded so the slots hit different banks
 
 layout(local_size_x_id = 0) in;   // SLOTS * Dh invocations, rounded up to whole subgroups (the rest idle)
+// Batch rows per workgroup (1, 2, 4 or 8): the host takes smaller tiles when heads x tiles would
+// leave most of the device idle (R sits in registers of every tile's workgroup alike).
+layout(constant_id = 1) const uint TILE = 8;
 
 layout(push_constant) uniform Push
 {

@@ -25,9 +25,11 @@
 #include "activations.glsl"
 #include "cells.glsl"
 
-#define TILE 8      // batch rows per workgroup
 
 layout(local_size_x_id = 0) in;   // G * Dh invocations, rounded up to a multiple of 32 (the rest idle)
+// Batch rows per workgroup (1, 2, 4 or 8): the host takes smaller tiles when heads x tiles would
+// leave most of the device idle (R sits in registers of every tile's workgroup alike).
+layout(constant_id = 1) const uint TILE = 8;
 
 layout(push_constant) uniform Push
 {

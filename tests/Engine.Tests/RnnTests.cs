@@ -60,18 +60,28 @@ public sealed class RnnTests
     }
 
     /// <summary>A backend by test name: "cpu", "vulkan" (the fused kernels for heads of up to 128
-    /// units) or "vulkan-steps" (every head through the per-step kernels of large heads, restored on
-    /// dispose; the tests run one at a time).</summary>
+    /// units, batch tiles picked by size: 1 row at these sizes), "vulkan-tile8" (fused, 8 batch rows
+    /// per workgroup) or "vulkan-steps" (every head through the per-step kernels of large heads).
+    /// Settings are restored on dispose; the tests run one at a time.</summary>
     private sealed class BackendPath : IDisposable
     {
-        private readonly int _keep = -1;
+        private readonly Vulkan.VulkanBackend? _vulkan;
+        private readonly int _keepMax, _keepTile;
         public BackendPath(string name)
         {
-            Backend = TestBackends.Get(name == "vulkan-steps" ? "vulkan" : name);
-            if (name == "vulkan-steps" && Backend is Vulkan.VulkanBackend vulkan) { _keep = vulkan.FusedRnnMaxHeadDim; vulkan.FusedRnnMaxHeadDim = 0; }
+            Backend = TestBackends.Get(name.StartsWith("vulkan") ? "vulkan" : name);
+            if (Backend is not Vulkan.VulkanBackend vulkan) return;
+            _vulkan = vulkan;
+            (_keepMax, _keepTile) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile);
+            if (name == "vulkan-steps") vulkan.FusedRnnMaxHeadDim = 0;
+            if (name == "vulkan-tile8") vulkan.FusedRnnBatchTile = 8;
         }
         public IBackend Backend { get; }
-        public void Dispose() { if (_keep >= 0) ((Vulkan.VulkanBackend)Backend).FusedRnnMaxHeadDim = _keep; }
+        public void Dispose()
+        {
+            if (_vulkan is null) return;
+            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile) = (_keepMax, _keepTile);
+        }
     }
 
     private static BackendPath Path(string name) => new(name);
@@ -109,10 +119,13 @@ public sealed class RnnTests
     }
 
     public static IEnumerable<object[]> CpuVersusVulkanCases() =>
-        from backend in new[] { "vulkan", "vulkan-steps" }
-        from cell in Enum.GetValues<RnnCell>()
-        from size in new[] { (1, 1, 1, 5), (2, 2, 3, 13), (3, 37, 1, 32), (9, 5, 2, 64), (17, 3, 1, 7) }
-        select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };
+        (from backend in new[] { "vulkan", "vulkan-steps" }
+         from cell in Enum.GetValues<RnnCell>()
+         from size in new[] { (1, 1, 1, 5), (2, 2, 3, 13), (3, 37, 1, 32), (9, 5, 2, 64), (17, 3, 1, 7), (2, 3, 1, 96) }
+         select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>()       // whole and partial tiles of 8 rows
+                from size in new[] { (3, 4, 2, 13), (17, 3, 1, 7) }
+                select new object[] { "vulkan-tile8", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
 
     /// <summary>Sizes too large for finite differences: every gradient of the Vulkan backward against
     /// the CPU backward (itself checked against the reference above), with a final-state gradient for
