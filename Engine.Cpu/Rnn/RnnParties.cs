@@ -30,10 +30,12 @@ internal static class RnnParties
     }
 
     /// <summary>Runs plan(count)'s job for parties 0 .. count-1 at once (they may wait for each other).
-    /// When the helpers are taken (a GEMM on another thread) the work runs as one party here.</summary>
-    public static void Run(int parties, Func<int, (Action<int> Job, IDisposable State)> plan)
+    /// count is at most the helpers available and the head's 8-unit groups (what <see cref="Split"/>
+    /// makes of it), so every party index the job sees has its units. When the helpers are taken (a
+    /// GEMM on another thread) the work runs as one party here.</summary>
+    public static void Run(int parties, int headDim, Func<int, (Action<int> Job, IDisposable State)> plan)
     {
-        parties = Math.Min(parties, GemmThreads.Shared.Workers);
+        parties = Math.Min(Math.Min(parties, GemmThreads.Shared.Workers), Math.Max(1, (headDim + 7) / 8));
         if (parties > 1)
         {
             var (job, state) = plan(parties);

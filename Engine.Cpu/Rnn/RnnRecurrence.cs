@@ -45,7 +45,7 @@ internal static unsafe class RnnRecurrence
         nint y = (nint)CpuBackend.F32(outputs), sv = (nint)Ptr(saved);
         var init = Pointers(p.InitialStates);
         var fin = Pointers(finals);
-        ForEachHead(v, threads, (h, parties) => RnnParties.Run(parties, count =>
+        ForEachHead(v, threads, (h, parties) => RnnParties.Run(parties, v.Dh, count =>
         {
             var head = new RnnForward(v, h, count, (float*)y, (float*)sv, init, fin);
             return (head.Run, head);
@@ -70,7 +70,7 @@ internal static unsafe class RnnRecurrence
             nint dq = (nint)CpuBackend.F32(dqAll), hPrev = (nint)CpuBackend.F32(hPrevAll);
             ZeroPaddedRows((float*)dq, v.T, v.B, bp, rows);
             ZeroPaddedRows((float*)hPrev, v.T, v.B, bp, v.Dh);
-            RnnParties.Run(parties, count =>
+            RnnParties.Run(parties, v.Dh, count =>
             {
                 var head = new RnnBackward(v, h, count, (float*)y, (float*)sv, (float*)dy, (float*)dx, (float*)dBias, (float*)dq, (float*)hPrev, init, dFin, dInit);
                 return (head.Run, head);

@@ -127,4 +127,33 @@ public sealed unsafe class CpuRnnKernelTests
             foreach (var s in initial.Concat(finals).Concat(dInitial)) s?.Dispose();
         }
     }
+
+    /// <summary>More threads than a head has 8-unit groups (a 16-core host runs Dh 64 with 16 threads):
+    /// the parties are clamped to the groups, so no party index lacks units (found on the GPU host,
+    /// bench/results/2026-12-01-h200-run9.txt). Dh 8 is one group: one party whatever is asked.</summary>
+    [TestMethod]
+    [DataRow(8, 2)]
+    [DataRow(8, 16)]
+    [DataRow(20, 16)]
+    [DataRow(64, 1000)]
+    public void PartiesNeverOutnumberUnitGroups(int headDim, int asked)
+    {
+        int planned = 0, ran = 0;
+        RnnParties.Run(asked, headDim, count =>
+        {
+            planned = count;
+            var units = RnnParties.Split(headDim, count);
+            Assert.AreEqual(count, units.Length, $"Split({headDim}, {count}) makes {units.Length} parties");
+            // the parties meet at a barrier, as the recurrences do, so every one of them runs
+            var barrier = new StepBarrier(count);
+            return (party =>
+            {
+                Assert.IsTrue(party < units.Length, $"party {party} of {units.Length}");
+                Interlocked.Increment(ref ran);
+                barrier.Wait();
+            }, new NativeFloats(1));
+        });
+        Assert.IsTrue(planned >= 1 && planned <= (headDim + 7) / 8, $"{planned} parties for {headDim} units");
+        Assert.AreEqual(planned, ran, $"planned {planned} parties for {headDim} units, {ran} ran");
+    }
 }
