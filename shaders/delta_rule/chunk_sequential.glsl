@@ -24,22 +24,46 @@ shared float rowsB[SUB][DKMAX];
 
 uint groupSize() { return SUB * SLICE; }
 
-// rows[i][c] = M[t0 + i][c] * factor for i < count, else 0; M token-major [B, T, H, width] of dtype.
-void loadRowsA(uint64_t base, uint dtype, uint origin, uint rowStride, uint count, uint width, float factor)
+// A sub-block's rows are fetched into registers one sub-block ahead, so their global loads are in
+// flight while the current one computes: element e = id + r SUB SLICE of the SUB x width block
+// (row e / width, column e % width); SLICE >= 8 makes PREFETCH registers enough.
+#define PREFETCH (DKMAX / 8)
+
+// regs = factor * M[i][c] for the block's rows i < count (else 0); M's row i at origin + i rowStride.
+void fetchRows(uint64_t base, uint dtype, uint origin, uint rowStride, uint count, uint width, float factor, out float regs[PREFETCH])
 {
-    for (uint e = gl_LocalInvocationID.x; e < SUB * width; e += groupSize())
+    [[unroll]] for (uint r = 0; r < PREFETCH; r++)
     {
-        uint i = e / width, c = e % width;
-        rowsA[i][c] = i < count ? factor * loadAs(base, dtype, origin + i * rowStride + c) : 0.0;
+        uint e = gl_LocalInvocationID.x + r * groupSize(), i = e / width, c = e % width;
+        regs[r] = e < SUB * width && i < count ? factor * loadAs(base, dtype, origin + i * rowStride + c) : 0.0;
     }
 }
 
-void loadRowsB(uint64_t base, uint dtype, uint origin, uint rowStride, uint count, uint width, float factor)
+void storeRowsA(float regs[PREFETCH], uint width)
 {
-    for (uint e = gl_LocalInvocationID.x; e < SUB * width; e += groupSize())
+    [[unroll]] for (uint r = 0; r < PREFETCH; r++)
     {
-        uint i = e / width, c = e % width;
-        rowsB[i][c] = i < count ? factor * loadAs(base, dtype, origin + i * rowStride + c) : 0.0;
+        uint e = gl_LocalInvocationID.x + r * groupSize();
+        if (e < SUB * width) rowsA[e / width][e % width] = regs[r];
+    }
+}
+
+void storeRowsB(float regs[PREFETCH], uint width)
+{
+    [[unroll]] for (uint r = 0; r < PREFETCH; r++)
+    {
+        uint e = gl_LocalInvocationID.x + r * groupSize();
+        if (e < SUB * width) rowsB[e / width][e % width] = regs[r];
+    }
+}
+
+// slice[v][c] += update[r] for the elements this invocation owns.
+void applyUpdate(float update[OWNED], uint dk)
+{
+    [[unroll]] for (uint r = 0; r < OWNED; r++)
+    {
+        uint e = gl_LocalInvocationID.x + r * groupSize();
+        if (e < SLICE * dk) slice[e / dk][e % dk] += update[r];
     }
 }
 
@@ -60,4 +84,21 @@ void storeSlice(uint64_t base, uint origin, uint v0, uint dv, uint dk)
         uint v = e / dk, c = e % dk;
         if (v0 + v < dv) F32Buffer(base).v[origin + (v0 + v) * dk + c] = slice[v][c];
     }
+}
+
+// rowsA[i] . slice[v] over dk columns, in four independent partial sums (the chain of dependent
+// FMAs is the latency of the sequential pass).
+float rowDot(uint i, uint v, uint dk)
+{
+    float s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    uint c = 0;
+    for (; c + 4 <= dk; c += 4)
+    {
+        s0 = fma(rowsA[i][c], slice[v][c], s0);
+        s1 = fma(rowsA[i][c + 1], slice[v][c + 1], s1);
+        s2 = fma(rowsA[i][c + 2], slice[v][c + 2], s2);
+        s3 = fma(rowsA[i][c + 3], slice[v][c + 3], s3);
+    }
+    for (; c < dk; c++) s0 = fma(rowsA[i][c], slice[v][c], s0);
+    return (s0 + s1) + (s2 + s3);
 }

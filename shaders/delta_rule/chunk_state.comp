@@ -37,49 +37,63 @@ void main()
     uint v0 = gl_WorkGroupID.x * SLICE, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint id = gl_LocalInvocationID.x, ti = id / SLICE, tv = id % SLICE;
     uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk;
+    uint blocks = (pc.t + SUB - 1) / SUB, keyStride = pc.heads * pc.dk;
     loadSlice(pc.initialState, bh * stateSize, v0, pc.dv, pc.dk);
     float update[OWNED];
-    for (uint n = 0; n < chunks; n++)
+    [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
+    // Sub-block g holds tokens SUB g .. SUB g + SUB - 1 of chunk g / (CHUNK / SUB); its W, K and
+    // this invocation's U value are fetched one sub-block ahead.
+    float nextW[PREFETCH], nextK[PREFETCH], nextU = 0.0;
+    bool mine = v0 + tv < pc.dv;
     {
-        uint t0 = n * CHUNK, rows = min(uint(CHUNK), pc.t - t0);
-        barrier();
-        storeSlice(pc.states, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
-        [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
-        for (uint s0 = 0; s0 < rows; s0 += SUB)
+        uint count = min(uint(SUB), pc.t), origin = (b * pc.t * pc.heads + h) * pc.dk;
+        fetchRows(pc.w, DTYPE_F32, origin, keyStride, count, pc.dk, 1.0, nextW);
+        fetchRows(pc.k, IN_DTYPE, origin, keyStride, count, pc.dk, 1.0, nextK);
+        if (ti < count && mine) nextU = F32Buffer(pc.u).v[((b * pc.t + ti) * pc.heads + h) * pc.dv + v0 + tv];
+    }
+    for (uint g = 0; g < blocks; g++)
+    {
+        uint t = g * SUB, count = min(uint(SUB), pc.t - t);
+        if (t % CHUNK == 0)
         {
-            uint count = min(uint(SUB), rows - s0);
-            uint keyOrigin = ((b * pc.t + t0 + s0) * pc.heads + h) * pc.dk;
+            // chunk start: S <- S + U'^T K of the previous chunk, then store S
             barrier();
-            loadRowsA(pc.w, DTYPE_F32, keyOrigin, pc.heads * pc.dk, count, pc.dk, 1.0);
-            loadRowsB(pc.k, IN_DTYPE, keyOrigin, pc.heads * pc.dk, count, pc.dk, 1.0);
+            applyUpdate(update, pc.dk);
             barrier();
-            // U'[i][v] = U[i][v] - W[i] . S[v]
-            float x = 0.0;
-            if (ti < count && v0 + tv < pc.dv)
-            {
-                uint at = ((b * pc.t + t0 + s0 + ti) * pc.heads + h) * pc.dv + v0 + tv;
-                float ws = 0.0;
-                for (uint c = 0; c < pc.dk; c++) ws = fma(rowsA[ti][c], slice[tv][c], ws);
-                x = F32Buffer(pc.u).v[at] - ws;
-                F32Buffer(pc.uPrime).v[at] = x;
-            }
-            newValues[ti][tv] = x;
-            barrier();
-            // update[v][c] += sum_i U'[i][v] K[i][c]
-            [[unroll]] for (uint r = 0; r < OWNED; r++)
-            {
-                uint e = id + r * groupSize(), v = e / pc.dk, c = e % pc.dk;
-                if (e < SLICE * pc.dk)
-                    [[unroll]] for (uint i = 0; i < SUB; i++) update[r] = fma(newValues[i][v], rowsB[i][c], update[r]);
-            }
+            storeSlice(pc.states, (bh * chunks + t / CHUNK) * stateSize, v0, pc.dv, pc.dk);
+            [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
         }
         barrier();
+        storeRowsA(nextW, pc.dk);
+        storeRowsB(nextK, pc.dk);
+        float u = nextU;
+        barrier();
+        if (g + 1 < blocks)
+        {
+            uint tn = t + SUB, countNext = min(uint(SUB), pc.t - tn), origin = ((b * pc.t + tn) * pc.heads + h) * pc.dk;
+            fetchRows(pc.w, DTYPE_F32, origin, keyStride, countNext, pc.dk, 1.0, nextW);
+            fetchRows(pc.k, IN_DTYPE, origin, keyStride, countNext, pc.dk, 1.0, nextK);
+            nextU = ti < countNext && mine ? F32Buffer(pc.u).v[((b * pc.t + tn + ti) * pc.heads + h) * pc.dv + v0 + tv] : 0.0;
+        }
+        // U'[i][v] = U[i][v] - W[i] . S[v]
+        float x = 0.0;
+        if (ti < count && mine)
+        {
+            x = u - rowDot(ti, tv, pc.dk);
+            F32Buffer(pc.uPrime).v[((b * pc.t + t + ti) * pc.heads + h) * pc.dv + v0 + tv] = x;
+        }
+        newValues[ti][tv] = x;
+        barrier();
+        // update[v][c] += sum_i U'[i][v] K[i][c]
         [[unroll]] for (uint r = 0; r < OWNED; r++)
         {
-            uint e = id + r * groupSize();
-            if (e < SLICE * pc.dk) slice[e / pc.dk][e % pc.dk] += update[r];
+            uint e = id + r * groupSize(), v = e / pc.dk, c = e % pc.dk;
+            if (e < SLICE * pc.dk)
+                [[unroll]] for (uint i = 0; i < SUB; i++) update[r] = fma(newValues[i][v], rowsB[i][c], update[r]);
         }
     }
+    barrier();
+    applyUpdate(update, pc.dk);
     barrier();
     if (pc.finalState != 0ul) storeSlice(pc.finalState, bh * stateSize, v0, pc.dv, pc.dk);
 }

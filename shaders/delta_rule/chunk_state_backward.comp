@@ -39,54 +39,74 @@ void main()
     uint v0 = gl_WorkGroupID.x * SLICE, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint id = gl_LocalInvocationID.x, ti = id / SLICE, tv = id % SLICE;
     uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk;
+    uint blocks = (pc.t + SUB - 1) / SUB, keyStride = pc.heads * pc.dk;
+    bool mine = v0 + tv < pc.dv;
     loadSlice(pc.dFinal, bh * stateSize, v0, pc.dv, pc.dk);
     float update[OWNED];
-    for (int nn = int(chunks) - 1; nn >= 0; nn--)
+    [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
+    // Sub-blocks in reverse; each one's K, Q', W, dU'_local and dO are fetched one sub-block ahead.
+    float nextK[PREFETCH], nextQ[PREFETCH], nextW[PREFETCH], nextLocal = 0.0, nextOut = 0.0;
     {
-        uint n = uint(nn), t0 = n * CHUNK, rows = min(uint(CHUNK), pc.t - t0);
-        barrier();
-        storeSlice(pc.dStates, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
-        [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
-        for (uint s0 = 0; s0 < rows; s0 += SUB)
+        uint t = (blocks - 1) * SUB, count = pc.t - t, origin = ((b * pc.t + t) * pc.heads + h) * pc.dk;
+        fetchRows(pc.k, IN_DTYPE, origin, keyStride, count, pc.dk, 1.0, nextK);
+        fetchRows(pc.q, IN_DTYPE, origin, keyStride, count, pc.dk, pc.scale, nextQ);
+        fetchRows(pc.w, DTYPE_F32, origin, keyStride, count, pc.dk, 1.0, nextW);
+        uint at = ((b * pc.t + t + ti) * pc.heads + h) * pc.dv + v0 + tv;
+        if (ti < count && mine) { nextLocal = F32Buffer(pc.dUPrime).v[at]; nextOut = F32Buffer(pc.dOut).v[at]; }
+    }
+    for (int gg = int(blocks) - 1; gg >= 0; gg--)
+    {
+        uint g = uint(gg), t = g * SUB, count = min(uint(SUB), pc.t - t);
+        if (g + 1 == blocks || (t + SUB) % CHUNK == 0)
         {
-            uint count = min(uint(SUB), rows - s0);
-            uint keyOrigin = ((b * pc.t + t0 + s0) * pc.heads + h) * pc.dk;
+            // last sub-block of chunk n: dS_C = dS_0 of chunk n + 1, stored
             barrier();
-            loadRowsA(pc.k, IN_DTYPE, keyOrigin, pc.heads * pc.dk, count, pc.dk, 1.0);
+            applyUpdate(update, pc.dk);
             barrier();
-            // dU'[i][v] = dU'_local[i][v] + K[i] . dS_C[v]
-            float x = 0.0, g = 0.0;
-            if (ti < count && v0 + tv < pc.dv)
-            {
-                uint at = ((b * pc.t + t0 + s0 + ti) * pc.heads + h) * pc.dv + v0 + tv;
-                float ks = 0.0;
-                for (uint c = 0; c < pc.dk; c++) ks = fma(rowsA[ti][c], slice[tv][c], ks);
-                x = F32Buffer(pc.dUPrime).v[at] + ks;
-                F32Buffer(pc.dUPrime).v[at] = x;
-                g = F32Buffer(pc.dOut).v[at];
-            }
-            valueGrads[ti][tv] = x;
-            outputGrads[ti][tv] = g;
-            barrier();
-            loadRowsA(pc.q, IN_DTYPE, keyOrigin, pc.heads * pc.dk, count, pc.dk, pc.scale);
-            loadRowsB(pc.w, DTYPE_F32, keyOrigin, pc.heads * pc.dk, count, pc.dk, 1.0);
-            barrier();
-            // update[v][c] += sum_i dO[i][v] Q'[i][c] - dU'[i][v] W[i][c]
-            [[unroll]] for (uint r = 0; r < OWNED; r++)
-            {
-                uint e = id + r * groupSize(), v = e / pc.dk, c = e % pc.dk;
-                if (e < SLICE * pc.dk)
-                    [[unroll]] for (uint i = 0; i < SUB; i++)
-                        update[r] += outputGrads[i][v] * rowsA[i][c] - valueGrads[i][v] * rowsB[i][c];
-            }
+            storeSlice(pc.dStates, (bh * chunks + t / CHUNK) * stateSize, v0, pc.dv, pc.dk);
+            [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
         }
         barrier();
+        storeRowsA(nextK, pc.dk);
+        float queries[PREFETCH], keysW[PREFETCH];
+        [[unroll]] for (uint r = 0; r < PREFETCH; r++) { queries[r] = nextQ[r]; keysW[r] = nextW[r]; }
+        float local = nextLocal, outputGrad = nextOut;
+        barrier();
+        if (g > 0)
+        {
+            uint tp = t - SUB, origin = ((b * pc.t + tp) * pc.heads + h) * pc.dk;
+            fetchRows(pc.k, IN_DTYPE, origin, keyStride, SUB, pc.dk, 1.0, nextK);
+            fetchRows(pc.q, IN_DTYPE, origin, keyStride, SUB, pc.dk, pc.scale, nextQ);
+            fetchRows(pc.w, DTYPE_F32, origin, keyStride, SUB, pc.dk, 1.0, nextW);
+            uint at = ((b * pc.t + tp + ti) * pc.heads + h) * pc.dv + v0 + tv;
+            nextLocal = mine ? F32Buffer(pc.dUPrime).v[at] : 0.0;
+            nextOut = mine ? F32Buffer(pc.dOut).v[at] : 0.0;
+        }
+        // dU'[i][v] = dU'_local[i][v] + K[i] . dS_C[v]
+        float x = 0.0, gradient = 0.0;
+        if (ti < count && mine)
+        {
+            x = local + rowDot(ti, tv, pc.dk);
+            F32Buffer(pc.dUPrime).v[((b * pc.t + t + ti) * pc.heads + h) * pc.dv + v0 + tv] = x;
+            gradient = outputGrad;
+        }
+        valueGrads[ti][tv] = x;
+        outputGrads[ti][tv] = gradient;
+        barrier();
+        storeRowsA(queries, pc.dk);
+        storeRowsB(keysW, pc.dk);
+        barrier();
+        // update[v][c] += sum_i dO[i][v] Q'[i][c] - dU'[i][v] W[i][c]
         [[unroll]] for (uint r = 0; r < OWNED; r++)
         {
-            uint e = id + r * groupSize();
-            if (e < SLICE * pc.dk) slice[e / pc.dk][e % pc.dk] += update[r];
+            uint e = id + r * groupSize(), v = e / pc.dk, c = e % pc.dk;
+            if (e < SLICE * pc.dk)
+                [[unroll]] for (uint i = 0; i < SUB; i++)
+                    update[r] += outputGrads[i][v] * rowsA[i][c] - valueGrads[i][v] * rowsB[i][c];
         }
     }
+    barrier();
+    applyUpdate(update, pc.dk);
     barrier();
     if (pc.dInitial != 0ul) storeSlice(pc.dInitial, bh * stateSize, v0, pc.dv, pc.dk);
 }

@@ -1,8 +1,9 @@
 // Shared-memory tile products for the chunked delta rule (one chunk of C = 64 tokens per
 // workgroup). A workgroup of 256 invocations owns a 64 x 64 f32 result tile in registers: invocation
-// (tx, ty) = (id % 16, id / 16) holds rows ty + 16 i and columns tx + 16 j, i, j < 4.
+// (tx, ty) = (id % 16, id / 16) holds rows 4 ty + i and columns 4 tx + j, i, j < 4.
 //   acc += A B   with A (64 x K) and B (K x 64) streamed through shared memory 16 values of K at a time
-// (tileA[k][m], tileB[k][n]: both k-major, so the inner loop reads a row of each).
+// (tileA[k][m], tileB[k][n]: both k-major and stored as vec4, so each step of the inner loop is
+// two 16-byte shared reads for 16 FMAs).
 // Operands are strided views of global tensors (MatrixView: element (r, c) at origin + r rowStride +
 // c columnStride, zero outside rows x columns, optionally each row r multiplied by a per-row scale)
 // or the workgroup's 64 x 64 shared matrix `square` (plain or transposed). Nothing here depends on
@@ -16,8 +17,8 @@
 
 layout(local_size_x = GROUP) in;
 
-shared float tileA[KSTEP][CHUNK];
-shared float tileB[KSTEP][CHUNK];
+shared vec4 tileA[KSTEP][CHUNK / 4];
+shared vec4 tileB[KSTEP][CHUNK / 4];
 shared float square[CHUNK][CHUNK + 1];   // +1: column reads of a row-major matrix avoid bank conflicts
 
 float acc[4][4];
@@ -74,18 +75,18 @@ void scaleAcc(float s)
     [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] *= s;
 }
 
-uint accRow(uint i) { return gl_LocalInvocationID.x / 16 + 16 * i; }
-uint accColumn(uint j) { return gl_LocalInvocationID.x % 16 + 16 * j; }
+uint accRow(uint i) { return 4 * (gl_LocalInvocationID.x / 16) + i; }
+uint accColumn(uint j) { return 4 * (gl_LocalInvocationID.x % 16) + j; }
 
 // tileA[k][m] = A(m0 + m, k0 + k). Consecutive invocations take consecutive addresses of the view's
 // contiguous axis, so global loads coalesce whichever way the view is strided.
 void loadA(MatrixView a, uint m0, uint k0)
 {
     bool kContiguous = a.columnStride == 1;
-    [[unroll]] for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
     {
         uint m = kContiguous ? e / KSTEP : e % CHUNK, k = kContiguous ? e % KSTEP : e / CHUNK;
-        tileA[k][m] = fetch(a, m0 + m, k0 + k);
+        tileA[k][m / 4][m % 4] = fetch(a, m0 + m, k0 + k);
     }
 }
 
@@ -93,30 +94,30 @@ void loadA(MatrixView a, uint m0, uint k0)
 void loadB(MatrixView b, uint k0, uint n0)
 {
     bool kContiguous = b.rowStride == 1;
-    [[unroll]] for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
     {
         uint n = kContiguous ? e / KSTEP : e % CHUNK, k = kContiguous ? e % KSTEP : e / CHUNK;
-        tileB[k][n] = fetch(b, k0 + k, n0 + n);
+        tileB[k][n / 4][n % 4] = fetch(b, k0 + k, n0 + n);
     }
 }
 
 // tileA[k][m] = square[m][k0 + k] (or square[k0 + k][m] when transposed).
 void loadASquare(bool transpose, uint k0)
 {
-    [[unroll]] for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
     {
         uint m = e % CHUNK, k = e / CHUNK;
-        tileA[k][m] = transpose ? square[k0 + k][m] : square[m][k0 + k];
+        tileA[k][m / 4][m % 4] = transpose ? square[k0 + k][m] : square[m][k0 + k];
     }
 }
 
 // tileB[k][n] = square[k0 + k][n].
 void loadBSquare(uint k0)
 {
-    [[unroll]] for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
     {
         uint n = e % CHUNK, k = e / CHUNK;
-        tileB[k][n] = square[k0 + k][n];
+        tileB[k][n / 4][n % 4] = square[k0 + k][n];
     }
 }
 
@@ -125,9 +126,7 @@ void multiplyTiles()
     uint tx = gl_LocalInvocationID.x % 16, ty = gl_LocalInvocationID.x / 16;
     [[unroll]] for (uint k = 0; k < KSTEP; k++)
     {
-        float a[4], b[4];
-        [[unroll]] for (uint i = 0; i < 4; i++) a[i] = tileA[k][ty + 16 * i];
-        [[unroll]] for (uint j = 0; j < 4; j++) b[j] = tileB[k][tx + 16 * j];
+        vec4 a = tileA[k][ty], b = tileB[k][tx];
         [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = fma(a[i], b[j], acc[i][j]);
     }
 }

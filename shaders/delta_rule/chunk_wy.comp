@@ -60,8 +60,17 @@ void main()
         float xi = 0.0;
         if (id < i)
         {
+            // two interleaved partial sums halve the dependent chain
+            float odd = 0.0;
             xi = -square[i][id];
-            for (uint j = id + 1; j < i; j++) xi = fma(-square[i][j], square[j][id], xi);
+            uint j = id + 1;
+            for (; j + 2 <= i; j += 2)
+            {
+                xi = fma(-square[i][j], square[j][id], xi);
+                odd = fma(-square[i][j + 1], square[j + 1][id], odd);
+            }
+            if (j < i) xi = fma(-square[i][j], square[j][id], xi);
+            xi += odd;
         }
         barrier();
         if (id < i) square[i][id] = xi;
