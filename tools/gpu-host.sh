@@ -36,18 +36,19 @@ for section in "$@"; do
     devices) $fw devices ;;
     tests) $tests $extra ;;
     tensorcores) $tests --filter "TestCategory=TensorCores" $extra ;;
-    gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles auto,128x128x32,128x256x32,256x128x32,128x128x64,128x256x16,128x128x16 $extra
+    gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles auto,128x128x32,128x256x32,128x256x16,128x128x16 $extra
           $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x128x32,128x256x32,128x256x16,128x128x16,auto $extra
           FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
           FASTWEIGHTS_NO_COOPMAT2=1 FASTWEIGHTS_GEMM_DIRECT=plain $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
           FASTWEIGHTS_GEMM_SPECIALISE=0 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 --cm2-tiles 128x256x32 $extra
           FASTWEIGHTS_GEMM_SPECIALISE=0 FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra ;;
     torch-gemm) python3 bench/peers/torch_gemm.py 4096 8192 ;;
-    delta) $fw bench delta --backend vulkan --shape 8,16,2048,64,8,16,2048,128,2,16,8192,64,2,16,8192,128 $extra ;;
-    fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 2 16 8192 64 2 16 8192 128 ;;
+    delta) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra
+           $fw bench delta --backend vulkan --dtype f32 --shape 8,16,2048,64 $extra ;;
+    fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 4 8 1024 64 ;;
     rnn) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 $extra ;;
     cudnn) python3 bench/peers/torch_rnn.py 768 1024 ;;
-    flashrnn) PYTHONPATH=.peers python3 bench/peers/flashrnn_bench.py 768 1 768 4 1024 1 1024 8 ;;
+    flashrnn) PYTHONPATH=.peers python3 bench/peers/flashrnn_bench.py 768 1 768 4 ;;
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
     *) echo "gpu-host: unknown section $section" ;;

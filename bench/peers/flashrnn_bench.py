@@ -1,7 +1,8 @@
 """FlashRNN (CUDA kernels compiled at first use) on the GPU host, beside FastWeights in one run.
 Usage: PYTHONPATH=<folder holding flashrnn> python3 flashrnn_bench.py HIDDEN HEADS [HIDDEN HEADS ...]
-Prints tokens/s (B*T per second) of the LSTM and GRU at batch 16, T 1024, bf16, forward and
-forward+backward, for each backend that builds ('cuda_fused', then 'cuda', the alternating one).
+Prints tokens/s (B*T per second) of the cells in FLASHRNN_CELLS (default lstm; also gru) at batch 16,
+T 1024, bf16, forward and forward+backward, for each backend in FLASHRNN_BACKENDS that builds
+(default 'cuda_fused', then 'cuda', the alternating one).
 Its layout: Wx [B, T, G, N, D], R [G, N, D, D], b [G, N, D], states [S, B, 1, N, D]."""
 import os
 import sys
@@ -12,6 +13,9 @@ from flashrnn import flashrnn  # noqa: E402
 
 B, T = 16, 1024
 GATES = {"lstm": (4, 2), "gru": (3, 1)}   # pre-activations, states
+# Each (cell, backend, shape) compiles its own kernels there (about 30 s each): choose few.
+CELLS = os.environ.get("FLASHRNN_CELLS", "lstm").split(",")
+BACKENDS = os.environ.get("FLASHRNN_BACKENDS", "cuda_fused,cuda").split(",")
 
 
 def timed(fn, reps=10):
@@ -33,8 +37,9 @@ args = [int(a) for a in sys.argv[1:]] or [768, 1]
 for i in range(0, len(args), 2):
     hidden, heads = args[i], args[i + 1]
     d = hidden // heads
-    for cell, (g, s) in GATES.items():
-        for backend in ("cuda_fused", "cuda"):
+    for cell in CELLS:
+        g, s = GATES[cell]
+        for backend in BACKENDS:
             try:
                 dtype = torch.bfloat16
                 wx = torch.randn(B, T, g, heads, d, device="cuda", dtype=dtype, requires_grad=True)
