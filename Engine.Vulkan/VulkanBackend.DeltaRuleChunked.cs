@@ -60,8 +60,8 @@ public sealed partial class VulkanBackend
         using var uPrime = Tensor.Empty(this, s.Values);
         using var states = Tensor.Empty(this, ChunkStates(s));
         ChunkWy(p, w, u, null);
-        ChunkState(p, w, u, uPrime, states, finalState);
-        ChunkOutput("chunk_output", p, uPrime, states, output);
+        ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, finalState);
+        ChunkOutput("chunk_output", p.Q, p.K, s, p.Scale, uPrime, states, output);
     }
 
     private void ChunkedDeltaRuleBackward(DeltaRuleProblem p, DeltaRuleGradients g)
@@ -76,39 +76,12 @@ public sealed partial class VulkanBackend
         using var dStates = Tensor.Empty(this, ChunkStates(s));
         using var dW = Tensor.Empty(this, s.Keys);
         ChunkWy(p, w, u, inverse);
-        ChunkState(p, w, u, uPrime, states, null);
-        ChunkOutput("chunk_values_grad", p, g.DOutput, null, dUPrime);
+        ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, null);
+        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrime);
+        ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrime, dStates, g.DFinalState, g.DInitialState);
+        ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, g.DK, dW);
 
-        int slice = StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(p.Q);
-        push.Address(p.K);
-        push.Address(w);
-        push.Address(g.DOutput);
-        push.Address(dUPrime);
-        push.Address(dStates);
-        push.AddressOrZero(g.DFinalState);
-        push.AddressOrZero(g.DInitialState);
-        AppendSizes(ref push, s);
-        push.Append(p.Scale);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", p.Q), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
-
-        push = new PushConstants(stackalloc byte[128]);
-        push.Address(p.Q);
-        push.Address(p.K);
-        push.Address(g.DOutput);
-        push.Address(uPrime);
-        push.Address(dUPrime);
-        push.Address(states);
-        push.Address(dStates);
-        push.Address(g.DQ);
-        push.Address(g.DK);
-        push.Address(dW);
-        AppendSizes(ref push, s);
-        push.Append(p.Scale);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_grad_qk", p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
-
-        push = new PushConstants(stackalloc byte[128]);
         push.Address(p.K);
         push.Address(p.V);
         push.Address(p.Beta);
@@ -153,35 +126,73 @@ public sealed partial class VulkanBackend
     }
 
     // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks.
-    private void ChunkState(DeltaRuleProblem p, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
+    private void ChunkState(Tensor k, FastWeightShape s, Tensor? initialState, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
     {
-        var s = p.Shape;
         int slice = StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(p.K);
+        push.Address(k);
         push.Address(w);
         push.Address(u);
         push.Address(uPrime);
         push.Address(states);
-        push.AddressOrZero(p.InitialState);
+        push.AddressOrZero(initialState);
         push.AddressOrZero(finalState);
         AppendSizes(ref push, s);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state", p.Q), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state", k), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_output.comp: O = scale Q S_0^T + P U' (chunk_output) or dU'_local = P^T dO (chunk_values_grad).
-    private void ChunkOutput(string kernel, DeltaRuleProblem p, Tensor values, Tensor? states, Tensor result)
+    private void ChunkOutput(string kernel, Tensor q, Tensor k, FastWeightShape s, float scale, Tensor values, Tensor? states, Tensor result)
     {
-        var s = p.Shape;
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(p.Q);
-        push.Address(p.K);
+        push.Address(q);
+        push.Address(k);
         push.Address(values);
         push.AddressOrZero(states);
         push.Address(result);
         AppendSizes(ref push, s);
-        push.Append(p.Scale);
-        Dispatch(Kernels.Get(ChunkVariant(kernel, p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.ValueDim, DeltaRuleChunkSize));
+        push.Append(scale);
+        Dispatch(Kernels.Get(ChunkVariant(kernel, q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.ValueDim, DeltaRuleChunkSize));
+    }
+
+    // chunk_state_backward.comp: reverse over chunks, dU' += K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
+    // every dS_C kept; dInitial the last dS.
+    private void ChunkStateBackward(Tensor q, Tensor k, Tensor w, FastWeightShape s, float scale, Tensor dOutput, Tensor dUPrime, Tensor dStates,
+        Tensor? dFinalState, Tensor? dInitialState)
+    {
+        int slice = StateSlice(s);
+        var push = new PushConstants(stackalloc byte[128]);
+        push.Address(q);
+        push.Address(k);
+        push.Address(w);
+        push.Address(dOutput);
+        push.Address(dUPrime);
+        push.Address(dStates);
+        push.AddressOrZero(dFinalState);
+        push.AddressOrZero(dInitialState);
+        AppendSizes(ref push, s);
+        push.Append(scale);
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", q), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_grad_qk.comp: dQ = scale (dO S_0 + dP K), dK = dP^T Q' + U' dS_C, dW = -dU' S_0.
+    private void ChunkGradQK(Tensor q, Tensor k, FastWeightShape s, float scale, Tensor dOutput, Tensor uPrime, Tensor dUPrime, Tensor states, Tensor dStates,
+        Tensor dq, Tensor dk, Tensor dW)
+    {
+        var push = new PushConstants(stackalloc byte[128]);
+        push.Address(q);
+        push.Address(k);
+        push.Address(dOutput);
+        push.Address(uPrime);
+        push.Address(dUPrime);
+        push.Address(states);
+        push.Address(dStates);
+        push.Address(dq);
+        push.Address(dk);
+        push.Address(dW);
+        AppendSizes(ref push, s);
+        push.Append(scale);
+        Dispatch(Kernels.Get(ChunkVariant("chunk_grad_qk", q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
     /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent

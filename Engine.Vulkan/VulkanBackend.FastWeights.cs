@@ -79,6 +79,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
 
     public void LinearAttentionForward(LinearAttentionProblem p, Tensor output, Tensor? finalState, Tensor? finalNormaliser)
     {
+        if (UsesChunkedLinearAttention(p)) { ChunkedLinearAttentionForward(p, output, finalState); return; }
         // With the normaliser updated in place by several row blocks, a block could read z after
         // another block wrote it: give the kernel a private copy of the initial z then.
         int lanes = RecurrentLanes("LinearAttentionForward", p.Shape.KeyDim, p.Shape.ValueDim);
@@ -88,15 +89,17 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         RecurrentForward("sum", p.Q, p.K, p.V, null, null, p.InitialState, finalState, output, copy ?? z0, finalNormaliser, p.Shape, p.Scale, p.Epsilon, p.Normalise);
     }
 
-    /// <summary>recurrent_sum_backward.comp in two dispatches: phase 0 walks forward rebuilding S_t and
+    /// <summary>Chunked (unnormalised, VulkanBackend.LinearAttentionChunked.cs) or
+    /// recurrent_sum_backward.comp in two dispatches: phase 0 walks forward rebuilding S_t and
     /// z_t (dq and the per-token n_t, dn_t), phase 1 walks backward carrying dS and dz (dk, dv and
-    /// the initial-state gradients). The recurrent kernel serves every algorithm on this backend.
+    /// the initial-state gradients).
     /// When the state rows need several workgroups, dq, dk and dz_0 are summed over them afterwards.</summary>
     public void LinearAttentionBackward(LinearAttentionProblem p, LinearAttentionGradients g)
     {
         var s = p.Shape;
         const string op = "LinearAttentionBackward";
         if (s.Batch == 0 || s.Heads == 0) return;
+        if (UsesChunkedLinearAttention(p)) { ChunkedLinearAttentionBackward(p, g); return; }
         if (s.Steps == 0)
         {
             foreach (var t in new[] { g.DQ, g.DK, g.DV }) Fill(t, 0f);

@@ -15,6 +15,7 @@
 #   cudnn              cuDNN nn.LSTM/nn.GRU at hidden 768 and 1024 (bench/peers/torch_rnn.py)
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
 #   step, scan         the decoding step and the scan benches
+#   torch-copy         a 1 GiB device-to-device copy through torch (the scan's memory floor)
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,7 @@ for section in "$@"; do
     flashrnn) PYTHONPATH=.peers python3 bench/peers/flashrnn_bench.py 768 1 768 4 ;;
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
+    torch-copy) python3 bench/peers/torch_copy.py ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
   echo "## end $section (exit $?)"

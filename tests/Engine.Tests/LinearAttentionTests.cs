@@ -60,12 +60,15 @@ public sealed class LinearAttentionTests
         from algorithm in new[] { LinearAttentionAlgorithm.Recurrent, LinearAttentionAlgorithm.Chunked }
         select new object[] { backend, size.B, size.T, size.H, size.Dk, size.Dv, normalise, algorithm };
 
-    // The Vulkan backend runs the recurrent kernels (state in registers) whatever the algorithm asked:
-    // forward and backward. The last size (Dv 200 x 8 lanes) needs several workgroups per head.
+    // Vulkan: the recurrent kernels (state in registers; every case), and the chunked ones for the
+    // unnormalised rule with head dims up to 128 (the normalised rule runs recurrent whatever is
+    // asked). The last size (Dv 200 x 8 lanes) needs several workgroups per head.
     public static IEnumerable<object[]> VulkanSizes() =>
         from size in SizeGrid
         from normalise in new[] { false, true }
-        select new object[] { "vulkan", size.B, size.T, size.H, size.Dk, size.Dv, normalise, LinearAttentionAlgorithm.Recurrent };
+        from algorithm in new[] { LinearAttentionAlgorithm.Recurrent, LinearAttentionAlgorithm.Chunked }
+        where algorithm == LinearAttentionAlgorithm.Recurrent || (!normalise && size.Dk <= 128 && size.Dv <= 128)
+        select new object[] { "vulkan", size.B, size.T, size.H, size.Dk, size.Dv, normalise, algorithm };
 
     [TestMethod]
     [DynamicData(nameof(Sizes))]
@@ -160,6 +163,7 @@ public sealed class LinearAttentionTests
     [TestMethod]
     [DataRow("cpu", false)]
     [DataRow("cpu", true)]
+    [DataRow("vulkan", false)]
     public void RecurrentAndChunkedAgree(string backendName, bool normalise)
     {
         var backend = TestBackends.Get(backendName);
@@ -198,6 +202,7 @@ public sealed class LinearAttentionTests
     [DataRow("cpu", true, LinearAttentionAlgorithm.Chunked)]
     [DataRow("vulkan", false, LinearAttentionAlgorithm.Recurrent)]
     [DataRow("vulkan", true, LinearAttentionAlgorithm.Recurrent)]
+    [DataRow("vulkan", false, LinearAttentionAlgorithm.Chunked)]
     public void HalvesChainThroughTheState(string backendName, bool normalise, LinearAttentionAlgorithm algorithm)
     {
         var backend = TestBackends.Get(backendName);
