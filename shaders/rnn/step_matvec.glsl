@@ -1,0 +1,59 @@
+// The matrix-vector tile of the per-step recurrent kernels (rnn_forward_step.comp: R h_{t-1};
+// rnn_backward_step.comp: R^T dq_{t+1}). A workgroup forms OUTS x TILE sums
+//   out[o][b] = sum_i W(o, i) v[b][i],   i in [0, IN), b in [0, TILE),
+// with W packed for the workgroup's block by pack_step_weights.comp: w[i4 * OUTS + o] holds
+// (W(o, 4 i4), .., W(o, 4 i4 + 3)), zero past IN, so one vec4 load per (o, i4) and lanes with
+// consecutive o read consecutive 16 bytes (coalesced; the packed W stays in L2 across steps).
+// Invocation id = o + OUTS * s (s < SLICES) owns output o for all TILE batch rows and the columns
+// i4 = s, s + SLICES, .. ; v is staged chunk by chunk (CHUNK4 vec4 columns of TILE rows, zero past
+// IN and past the batch) in shared memory, where every lane of a subgroup reads one of at most a
+// few addresses (broadcast). No subgroup operations: any subgroup size works.
+// Afterwards the SLICES partial sums of (o, b) lie in stepShared[(s * TILE/4 + b/4) * OUTS + o][b % 4];
+// stepSum(o, b) adds them. The caller defines OUTS, SLICES, TILE and float loadV(uint b, uint i)
+// (b < TILE, i < IN: v[b][i] of its tile) before including this file; the workgroup has
+// OUTS * SLICES invocations.
+#define CHUNK4 64
+#if SLICES * (TILE / 4) * OUTS > TILE * CHUNK4 || TILE % 4 != 0
+#error "step_matvec.glsl: the partial sums must fit in the staging array"
+#endif
+
+shared vec4 stepShared[TILE * CHUNK4];     // staged v [TILE][CHUNK4], then the partial sums
+
+// Every invocation of the workgroup calls this in uniform control flow. in4 = ceil(IN / 4).
+void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
+{
+    uint id = gl_LocalInvocationID.x, o = id % OUTS, s = id / OUTS;
+    uint in4 = (inCount + 3) / 4;
+    float acc[TILE];
+    [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] = 0.0;
+    for (uint c0 = 0; c0 < in4; c0 += CHUNK4)
+    {
+        barrier();                                   // the previous chunk's readers are done
+        for (uint e = id; e < TILE * CHUNK4; e += OUTS * SLICES)
+        {
+            uint b = e / CHUNK4, i = (c0 + e % CHUNK4) * 4;
+            vec4 value = vec4(0.0);
+            [[unroll]] for (uint q = 0; q < 4; q++) if (i + q < inCount) value[q] = loadV(b, i + q);
+            stepShared[e] = value;
+        }
+        barrier();
+        uint end = min(in4 - c0, uint(CHUNK4));
+        for (uint c = s; c < end; c += SLICES)
+        {
+            vec4 wv = w.v[wBase + (c0 + c) * OUTS + o];
+            [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(wv, stepShared[b * CHUNK4 + c]);
+        }
+    }
+    barrier();                                       // staging reads done: reuse the array
+    [[unroll]] for (uint b4 = 0; b4 < TILE / 4; b4++)
+        stepShared[(s * (TILE / 4) + b4) * OUTS + o] = vec4(acc[4 * b4], acc[4 * b4 + 1], acc[4 * b4 + 2], acc[4 * b4 + 3]);
+    barrier();
+}
+
+// out[o][b] after stepMatVec: the sum of the SLICES partial sums.
+float stepSum(uint o, uint b)
+{
+    float sum = 0.0;
+    for (uint s = 0; s < SLICES; s++) sum += stepShared[(s * (TILE / 4) + b / 4) * OUTS + o][b % 4];
+    return sum;
+}
