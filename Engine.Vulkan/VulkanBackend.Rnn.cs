@@ -5,14 +5,13 @@ namespace FastWeights.Engine.Vulkan;
 // shaders/rnn/: the head-wise recurrent cells. Heads of up to FusedRnnMaxHeadDim (128) units run
 // fused (rnn_forward.comp, rnn_backward.comp: one workgroup per (head, batch tile) keeps the head's
 // R in registers and loops over all T steps in one dispatch); larger heads run one dispatch per step
-// (rnn_forward_step.comp, rnn_backward_step.comp: a workgroup owns StepUnits units of a head and a
+// (rnn_forward_step.comp, rnn_backward_step.comp: a workgroup owns RnnStepUnits units of a head and a
 // tile of StepBatchTile batch rows, R packed once per call by pack_step_weights.comp, all steps
 // recorded into one command buffer). The backward is in VulkanBackend.RnnBackward.cs.
 public sealed partial class VulkanBackend : IRnnOps
 {
     private const int FusedTargetWorkgroups = 128;   // enough to spread over an H100/H200's 132 SMs
     private const int StepBatchTile = 16;      // TILE in rnn_forward_step.comp and rnn_backward_step.comp
-    private const int StepUnits = 4;           // UNITS in rnn_forward_step.comp and rnn_backward_step.comp
 
     /// <summary>Largest head (units) the fused one-dispatch kernels take: 32, 64 or 128 (the default).
     /// Larger heads run one dispatch per step. Lower it to run small heads through the per-step kernels
@@ -59,7 +58,8 @@ public sealed partial class VulkanBackend : IRnnOps
     /// state scratch [4][B, H*Dh] (h, c, n, m) that is copied to the final states at the end.</summary>
     private void RnnForwardSteps(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step");
+        int units = StepUnits, outs = p.Gates * units;
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units]);
         using var packed = PackStepWeights(p, backward: false);
         using var state = Tensor.Empty(this, new Shape(4, p.Batch, p.Hidden));
         // Every workgroup reads all of h_{t-1} while others write h_t: an h_0 that is the output
@@ -99,7 +99,16 @@ public sealed partial class VulkanBackend : IRnnOps
     // A multiple of every subgroup size the device may pick (the fused backward asks for whole subgroups).
     private int LargestSubgroup => Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
 
-    private static int StepBlocks(RnnProblem p) => (p.HeadDim + StepUnits - 1) / StepUnits;
+    /// <summary>Units per workgroup of the per-step kernels (large heads): 1, 2, 4 (the default), 8 or
+    /// 16 (FASTWEIGHTS_RNN_STEP_UNITS sets the default). A workgroup has 256 invocations whatever
+    /// the size and reads its tile's whole input vector (h_{t-1}, or dq_{t+1} of G*Dh values in the
+    /// backward) once per step: more units cut those reads, fewer give more workgroups.</summary>
+    public int RnnStepUnits { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_UNITS"), out int units) ? units : 4;
+
+    private int StepUnits => RnnStepUnits is 1 or 2 or 4 or 8 or 16 ? RnnStepUnits : 4;
+
+    private int StepBlocks(RnnProblem p) => (p.HeadDim + StepUnits - 1) / StepUnits;
 
     /// <summary>R packed for the per-step kernels (pack_step_weights.comp): per head and block of
     /// StepUnits units, vec4s over the reduction index (k for the forward's R h, the G*Dh gate rows

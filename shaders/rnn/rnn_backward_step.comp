@@ -2,12 +2,12 @@
 // Head-wise recurrent cells, backward through time, one step per dispatch (the large-head
 // counterpart of rnn_backward.comp; the host records dispatches for t = T-1 .. 0 into one command
 // buffer, then one more with t = -1). Workgroup (x = head * blocks + block, y = batch tile) owns
-// UNITS units k = block*UNITS + u of one head and a tile of TILE batch rows. Per dispatch (step t):
+// UNITS (a specialization constant) units k = block*UNITS + u of one head and a tile of TILE batch rows. Per dispatch (step t):
 //   (R^T dq_{t+1})[k][i] = sum_r R[r][k] dq_{t+1}[b0 + i][r] over the head's G*Dh rows
 //   (step_matvec.glsl: OUTS = UNITS columns of R, packed per block by pack_step_weights.comp, against
 //   dq_{t+1} of the tile staged in shared memory; dq_{t+1} is the previous dispatch's output in the
 //   dq store; the final-state gradient replaces the product at t = T-1);
-//   invocation u + UNITS*i (< UNITS*TILE) runs the cell's backward for unit k, batch row b0 + i
+//   invocation u + UNITS*i (strided over the workgroup) runs the cell's backward for unit k, batch row b0 + i
 //   (cells.glsl): dx, dq_t and h_{t-1} into their stores (layouts as in rnn_backward.comp), dc, dn
 //   and GRU's direct term dH z carried between dispatches in the scratch [3][B, H*Dh].
 // At t = -1 only the product runs: dh_0 = R^T dq_0 + the direct term; dc_0, dn_0 from the scratch.
@@ -22,11 +22,10 @@
 #include "cells.glsl"
 
 #define TILE 16     // batch rows per workgroup (StepBatchTile on the host)
-#define UNITS 4     // units per workgroup (StepUnits on the host)
-#define OUTS UNITS  // columns of R per workgroup
-#define SLICES 64   // r slices: OUTS * SLICES = 256 invocations
-
-layout(local_size_x = OUTS * SLICES) in;
+layout(local_size_x_id = 0) in;                 // OUTS * SLICES invocations (at most 256)
+layout(constant_id = 1) const uint UNITS = 4;   // units per workgroup (RnnStepUnits on the host)
+const uint OUTS = UNITS;                        // columns of R per workgroup
+const uint SLICES = 256 / OUTS;                 // r slices (4 units: 64)
 
 layout(push_constant) uniform Push
 {
@@ -66,18 +65,13 @@ float loadV(uint b, uint r)
 
 #include "step_matvec.glsl"
 
-void main()
+// The cell's backward for unit block*UNITS + u, batch row b0 + i, after stepMatVec (if product).
+void runCell(uint head, uint block, uint u, uint i, bool product, bool final)
 {
     uint hidden = pc.heads * pc.dh, width = GATES * hidden, plane = pc.batch * hidden;
     uint rows = GATES * pc.dh, tokens = pc.batch * pc.t;
-    uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
-    gRows = rows; gTokens = tokens; gHead = head; gB0 = gl_WorkGroupID.y * TILE;
-    bool product = pc.step + 1 < int(pc.t);          // dq_{t+1} exists (uniform over the dispatch)
-    bool final = pc.step == int(pc.t) - 1;           // the first dispatch: states from dFinal
-    if (product) stepMatVec(pc.r, gl_WorkGroupID.x * ((rows + 3) / 4) * OUTS, rows);
-
-    uint id = gl_LocalInvocationID.x, u = id % UNITS, i = id / UNITS;
-    uint k = block * UNITS + u, b = gB0 + i;
+    uint b0 = gl_WorkGroupID.y * TILE;
+    uint k = block * UNITS + u, b = b0 + i;
     if (i >= TILE || k >= pc.dh || b >= pc.batch) return;
     uint gu = head * pc.dh + k, at = b * hidden + gu;
     float dhRec = product ? stepSum(u, i) : loadState(pc.dhT, at);
@@ -109,4 +103,16 @@ void main()
     pc.state.v[at] = dc;
     pc.state.v[plane + at] = dn;
     pc.state.v[2 * plane + at] = dhDirect;
+}
+
+void main()
+{
+    uint rows = GATES * pc.dh, tokens = pc.batch * pc.t;
+    uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
+    gRows = rows; gTokens = tokens; gHead = head; gB0 = gl_WorkGroupID.y * TILE;
+    bool product = pc.step + 1 < int(pc.t);          // dq_{t+1} exists (uniform over the dispatch)
+    bool final = pc.step == int(pc.t) - 1;           // the first dispatch: states from dFinal
+    if (product) stepMatVec(pc.r, gl_WorkGroupID.x * ((rows + 3) / 4) * OUTS, rows);
+
+    for (uint c = gl_LocalInvocationID.x; c < UNITS * TILE; c += gl_WorkGroupSize.x) runCell(head, block, c % UNITS, c / UNITS, product, final);
 }

@@ -2,13 +2,13 @@
 // Head-wise recurrent cells, forward, one step per dispatch: for heads too large to keep R on one
 // workgroup (Dh > 128; hidden 768 with one head has 3072 gate rows). The host records one dispatch
 // per step into one command buffer (a barrier between them, no submit per step). Workgroup
-// (x = head * blocks + block, y = batch tile) owns UNITS units j = block*UNITS + u of one head, all
+// (x = head * blocks + block, y = batch tile) owns UNITS (a specialization constant) units j = block*UNITS + u of one head, all
 // G gate rows of each (so the cell's pointwise math needs nothing from other workgroups), and a tile
 // of TILE batch rows. Per dispatch (step t):
 //   a[g*UNITS + u][i] = sum_k R[g*Dh + j][k] h_{t-1}[b0 + i][k]   (step_matvec.glsl: OUTS = G*UNITS
 //   rows against h_{t-1} of the tile staged in shared memory, h_{t-1} read back from the outputs the
 //   previous dispatch wrote, or h_0; R packed per block by pack_step_weights.comp);
-//   invocation u + UNITS*i (< UNITS*TILE) runs the cell of unit j, batch row b0 + i: h_t to the
+//   invocation u + UNITS*i (strided over the workgroup) runs the cell of unit j, batch row b0 + i: h_t to the
 //   outputs, c, n, m to the state scratch [4][B, H*Dh] (h, c, n, m; the host copies it to the final
 //   states after the last step), the saved activations as the fused kernel writes them.
 // Units past Dh (the last block of a head) have zero packed rows and run no cell.
@@ -23,11 +23,10 @@
 #include "cells.glsl"
 
 #define TILE 16                 // batch rows per workgroup (StepBatchTile on the host)
-#define UNITS 4                 // units per workgroup (StepUnits on the host)
-#define OUTS (GATES * UNITS)    // gate rows per workgroup
-#define SLICES (64 / GATES)     // k slices: OUTS * SLICES = 256 invocations (GRU 252)
-
-layout(local_size_x = OUTS * SLICES) in;
+layout(local_size_x_id = 0) in;                 // OUTS * SLICES invocations (at most 256)
+layout(constant_id = 1) const uint UNITS = 4;   // units per workgroup (RnnStepUnits on the host)
+const uint OUTS = GATES * UNITS;                // gate rows per workgroup
+const uint SLICES = 256 / OUTS;                 // k slices (LSTM, 4 units: 16; GRU: 21, 252 invocations)
 
 layout(push_constant) uniform Push
 {
@@ -61,16 +60,12 @@ float loadV(uint b, uint k)
 
 #include "step_matvec.glsl"
 
-void main()
+// The cell of unit block*UNITS + u, batch row b0 + i, after stepMatVec.
+void runCell(uint head, uint block, uint u, uint i)
 {
-    uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
     uint hidden = pc.heads * pc.dh, width = GATES * hidden, plane = pc.batch * hidden;
-    gHidden = hidden; gHeadBase = head * pc.dh; gB0 = gl_WorkGroupID.y * TILE;
-    uint in4 = (pc.dh + 3) / 4;
-    stepMatVec(pc.r, gl_WorkGroupID.x * in4 * OUTS, pc.dh);
-
-    uint id = gl_LocalInvocationID.x, u = id % UNITS, i = id / UNITS;
-    uint j = block * UNITS + u, b = gB0 + i;
+    uint b0 = gl_WorkGroupID.y * TILE;
+    uint j = block * UNITS + u, b = b0 + i;
     if (i >= TILE || j >= pc.dh || b >= pc.batch) return;
     uint gu = head * pc.dh + j, token = b * pc.t + pc.step, at = b * hidden + gu;
     float a[GATES];
@@ -92,4 +87,15 @@ void main()
     pc.state.v[plane + at] = c;
     pc.state.v[2 * plane + at] = n;
     pc.state.v[3 * plane + at] = m;
+}
+
+void main()
+{
+    uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
+    gHidden = pc.heads * pc.dh; gHeadBase = head * pc.dh; gB0 = gl_WorkGroupID.y * TILE;
+    uint in4 = (pc.dh + 3) / 4;
+    stepMatVec(pc.r, gl_WorkGroupID.x * in4 * OUTS, pc.dh);
+
+    // UNITS * TILE cells; a GRU workgroup of 16 units has fewer invocations (240)
+    for (uint c = gl_LocalInvocationID.x; c < UNITS * TILE; c += gl_WorkGroupSize.x) runCell(head, block, c % UNITS, c / UNITS);
 }

@@ -9,12 +9,13 @@
 // IN and past the batch) in shared memory, where every lane of a subgroup reads one of at most a
 // few addresses (broadcast). No subgroup operations: any subgroup size works.
 // Afterwards the SLICES partial sums of (o, b) lie in stepShared[(s * TILE/4 + b/4) * OUTS + o][b % 4];
-// stepSum(o, b) adds them. The caller defines OUTS, SLICES, TILE and float loadV(uint b, uint i)
-// (b < TILE, i < IN: v[b][i] of its tile) before including this file; the workgroup has
-// OUTS * SLICES invocations.
+// stepSum(o, b) adds them. The caller defines TILE (16), the constants OUTS and SLICES and
+// float loadV(uint b, uint i) (b < TILE, i < IN: v[b][i] of its tile) before including this file;
+// the workgroup has OUTS * SLICES <= 256 invocations, so the SLICES * TILE/4 * OUTS <= 1024 vec4s of
+// partial sums fit in the TILE * CHUNK4 = 1024 vec4s of the staging array.
 #define CHUNK4 64
-#if SLICES * (TILE / 4) * OUTS > TILE * CHUNK4 || TILE % 4 != 0
-#error "step_matvec.glsl: the partial sums must fit in the staging array"
+#if TILE != 16
+#error "step_matvec.glsl: sized for tiles of 16 batch rows"
 #endif
 
 shared vec4 stepShared[TILE * CHUNK4];     // staged v [TILE][CHUNK4], then the partial sums
