@@ -14,6 +14,7 @@
 // the workgroup has OUTS * SLICES <= 256 invocations, so the SLICES * TILE/4 * OUTS <= 1024 vec4s of
 // partial sums fit in the TILE * CHUNK4 = 1024 vec4s of the staging array.
 #define CHUNK4 64
+#define PREFETCH 4
 #if TILE != 16
 #error "step_matvec.glsl: sized for tiles of 16 batch rows"
 #endif
@@ -29,6 +30,16 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
     [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] = 0.0;
     for (uint c0 = 0; c0 < in4; c0 += CHUNK4)
     {
+        // The chunk's first PREFETCH weight vec4s of this invocation are loaded before the staging,
+        // so their latency overlaps it (all of them when SLICES >= CHUNK4 / PREFETCH, i.e. U <= 4).
+        uint end = min(in4 - c0, uint(CHUNK4));
+        vec4 early[PREFETCH];
+        [[unroll]] for (uint q = 0; q < PREFETCH; q++)
+        {
+            uint c = s + q * SLICES;
+            vec4 loaded = w.v[wBase + (c0 + min(c, end - 1)) * OUTS + o];    // always in range
+            early[q] = c < end ? loaded : vec4(0.0);
+        }
         barrier();                                   // the previous chunk's readers are done
         for (uint e = id; e < TILE * CHUNK4; e += OUTS * SLICES)
         {
@@ -38,8 +49,12 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
             stepShared[e] = value;
         }
         barrier();
-        uint end = min(in4 - c0, uint(CHUNK4));
-        for (uint c = s; c < end; c += SLICES)
+        [[unroll]] for (uint q = 0; q < PREFETCH; q++)
+        {
+            uint c = s + q * SLICES;
+            if (c < end) [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(early[q], stepShared[b * CHUNK4 + c]);
+        }
+        for (uint c = s + PREFETCH * SLICES; c < end; c += SLICES)
         {
             vec4 wv = w.v[wBase + (c0 + c) * OUTS + o];
             [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(wv, stepShared[b * CHUNK4 + c]);
