@@ -5,7 +5,8 @@ namespace FastWeights.Engine.Vulkan;
 // shaders/rnn/: the head-wise recurrent cells. Heads of up to FusedRnnMaxHeadDim (128) units run
 // fused (rnn_forward.comp, rnn_backward.comp: one workgroup per (head, batch tile) keeps the head's
 // R in registers and loops over all T steps in one dispatch); larger heads run one dispatch per step
-// (rnn_forward_step.comp, rnn_backward_step.comp: gate rows split over workgroups by unit, all steps
+// (rnn_forward_step.comp, rnn_backward_step.comp: a workgroup owns RnnStepUnits units of a head and a
+// tile of StepBatchTile batch rows, R packed once per call by pack_step_weights.comp, all steps
 // recorded into one command buffer). The backward is in VulkanBackend.RnnBackward.cs.
 public sealed partial class VulkanBackend : IRnnOps
 {
@@ -57,18 +58,21 @@ public sealed partial class VulkanBackend : IRnnOps
     /// state scratch [4][B, H*Dh] (h, c, n, m) that is copied to the final states at the end.</summary>
     private void RnnForwardSteps(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [StepInvocations], fullSubgroups: true);
+        int units = StepUnits, outs = p.Gates * units;
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units]);
+        using var packed = PackStepWeights(p, backward: false);
         using var state = Tensor.Empty(this, new Shape(4, p.Batch, p.Hidden));
         // Every workgroup reads all of h_{t-1} while others write h_t: an h_0 that is the output
         // itself (Rnn.Step) is read from a copy.
         var h0 = p.InitialStates.Count > 0 ? p.InitialStates[0] : null;
         using var h0Copy = h0 is not null && ReferenceEquals(h0.Storage, outputs.Storage) ? h0.To(this) : null;
+        uint blocks = (uint)(p.Heads * StepBlocks(p));
         Span<byte> bytes = stackalloc byte[128];
         for (int t = 0; t < p.Steps; t++)
         {
             var push = new PushConstants(bytes);
             push.Address(p.Preactivations);
-            push.Address(p.RecurrentWeights);
+            push.Address(packed);
             push.AddressOrZero(p.RecurrentBias);
             push.Address(outputs);
             push.AddressOrZero(saved);
@@ -77,8 +81,7 @@ public sealed partial class VulkanBackend : IRnnOps
             push.Address(state);
             PushSizes(ref push, p);
             push.Append(t);
-            push.Append(StepSubgroups);
-            Dispatch(kernel, push, Groups(p.Hidden, StepSubgroups), Groups(p.Batch, StepBatchTile));
+            Dispatch(kernel, push, blocks, Groups(p.Batch, StepBatchTile));
         }
         long plane = (long)p.Batch * p.Hidden * sizeof(float);
         for (int i = 0; i < finalStates.Count; i++)
@@ -93,18 +96,41 @@ public sealed partial class VulkanBackend : IRnnOps
         return dhMax;
     }
 
-    /// <summary>Subgroups per workgroup of the per-step kernels, each taking one unit at a time: 1 to 16,
-    /// default 4 (FASTWEIGHTS_RNN_STEP_SUBGROUPS sets the default). More share a step's reads of
-    /// h_{t-1} (dq_{t+1} in the backward) through one L1; fewer spread the units over more SMs.</summary>
-    public int RnnStepSubgroups { get; set; } =
-        int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_SUBGROUPS"), out int subgroups) && subgroups is >= 1 and <= 16 ? subgroups : 4;
-
+    // A multiple of every subgroup size the device may pick (the fused backward asks for whole subgroups).
     private int LargestSubgroup => Math.Max(Capabilities.MaxSubgroupSize, Capabilities.SubgroupSize);
 
-    private int StepSubgroups => Math.Clamp(RnnStepSubgroups, 1, Math.Max(1, Capabilities.MaxWorkgroupInvocations / LargestSubgroup));
+    /// <summary>Units per workgroup of the per-step kernels (large heads): 1, 2, 4 (the default), 8 or
+    /// 16 (FASTWEIGHTS_RNN_STEP_UNITS sets the default). A workgroup has 256 invocations whatever
+    /// the size and reads its tile's whole input vector (h_{t-1}, or dq_{t+1} of G*Dh values in the
+    /// backward) once per step: more units cut those reads, fewer give more workgroups.</summary>
+    public int RnnStepUnits { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_UNITS"), out int units) ? units : 4;
 
-    // Whole subgroups: a multiple of the largest subgroup size the device may pick.
-    private int StepInvocations => StepSubgroups * LargestSubgroup;
+    private int StepUnits => RnnStepUnits is 1 or 2 or 4 or 8 or 16 ? RnnStepUnits : 4;
+
+    private int StepBlocks(RnnProblem p) => (p.HeadDim + StepUnits - 1) / StepUnits;
+
+    /// <summary>R packed for the per-step kernels (pack_step_weights.comp): per head and block of
+    /// StepUnits units, vec4s over the reduction index (k for the forward's R h, the G*Dh gate rows
+    /// for the backward's R^T dq) times the block's outputs (its G*StepUnits gate rows, or its
+    /// StepUnits columns), zero-padded.</summary>
+    private Tensor PackStepWeights(RnnProblem p, bool backward)
+    {
+        int inCount = backward ? p.Gates * p.HeadDim : p.HeadDim, outs = backward ? StepUnits : p.Gates * StepUnits;
+        long vectors = (long)p.Heads * StepBlocks(p) * ((inCount + 3) / 4) * outs;
+        var packed = Tensor.Empty(this, new Shape(checked((int)(vectors * 4))));
+        var kernel = Kernels.Get("rnn/pack_step_weights");
+        var push = new PushConstants(stackalloc byte[64]);
+        push.Address(p.RecurrentWeights);
+        push.Address(packed);
+        push.Append(p.Heads);
+        push.Append(p.HeadDim);
+        push.Append(p.Gates);
+        push.Append(StepUnits);
+        push.Append(backward ? 1 : 0);
+        Dispatch(kernel, push, (uint)Math.Min(Groups(vectors, 256), 65535));
+        return packed;
+    }
 
     // The sizes every rnn kernel declares after its tensors: batch, T, heads, Dh.
     private static void PushSizes(ref PushConstants push, RnnProblem p)

@@ -54,35 +54,26 @@ public sealed partial class VulkanBackend
         Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, tile));
     }
 
-    /// <summary>One dispatch per step t = T-1 .. 0 and a last one (t = -1) for dh_0; R^T per head is
-    /// formed once so that each step reads it coalesced.</summary>
+    /// <summary>One dispatch per step t = T-1 .. 0 and a last one (t = -1) for dh_0; R is packed
+    /// once per call (columns of each block of StepUnits units, vec4s along the gate rows) so that
+    /// each step reads it coalesced.</summary>
     private void RnnBackwardSteps(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g, Tensor dq, Tensor hPrev)
     {
         string op = p.Cell + "Backward";
-        int rows = p.Gates * p.HeadDim;
-        using var rt = Tensor.Empty(this, new Shape(p.Heads, p.HeadDim, rows));
+        using var packed = PackStepWeights(p, backward: true);
         using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
-        var transpose = Kernels.Get("rnn/transpose_heads");
-        var tp = new PushConstants(stackalloc byte[64]);
-        tp.Address(p.RecurrentWeights);
-        tp.Address(rt);
-        tp.Append(p.Heads);
-        tp.Append(rows);
-        tp.Append(p.HeadDim);
-        Dispatch(transpose, tp, (uint)Math.Min(Groups(rt.ElementCount, 256), 65535));
-
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [StepInvocations], fullSubgroups: true);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, StepUnits]);
+        uint blocks = (uint)(p.Heads * StepBlocks(p));
         Span<byte> bytes = stackalloc byte[192];
         for (int t = p.Steps - 1; t >= -1; t--)
         {
             var push = new PushConstants(bytes);
-            PushBackwardTensors(ref push, rt, p, outputs, saved, g, dq, hPrev);
+            PushBackwardTensors(ref push, packed, p, outputs, saved, g, dq, hPrev);
             push.Address(state);
             PushSizes(ref push, p);
             push.Append(t);
-            push.Append(StepSubgroups);
             CheckPushSize(op, push);
-            Dispatch(kernel, push, Groups(p.Hidden, StepSubgroups), Groups(p.Batch, StepBatchTile));
+            Dispatch(kernel, push, blocks, Groups(p.Batch, StepBatchTile));
         }
     }
 

@@ -1,36 +1,37 @@
 #version 460
 // Head-wise recurrent cells, forward, one step per dispatch: for heads too large to keep R on one
 // workgroup (Dh > 128; hidden 768 with one head has 3072 gate rows). The host records one dispatch
-// per step into one command buffer (a barrier between them, no submit per step). Gate rows are split
-// over workgroups by unit: a subgroup takes unit j of head h (global unit gu = h*Dh + j) and its G
-// gate rows R[g*Dh + j] for a tile of TILE batch rows, so the cell's pointwise math needs nothing
-// from other subgroups. Per dispatch (step t):
-//   a[g][i] = sum_k R[g*Dh + j][k] h_{t-1}[b0 + i][k]: lanes stride over k (R and h_{t-1} read
-//   coalesced from global memory, R stays in L2 across steps), then a subgroup add;
-//   lane i mod (subgroup size) runs the cell for batch row i: h_t to the outputs (which the next step
-//   reads as h_{t-1}), c, n, m to the state scratch [4][B, H*Dh] (h, c, n, m; the host copies it to
-//   the final states after the last step), the saved activations as the fused kernel writes them.
-// Any subgroup size; the host asks for whole subgroups.
+// per step into one command buffer (a barrier between them, no submit per step). Workgroup
+// (x = head * blocks + block, y = batch tile) owns UNITS (a specialization constant) units j = block*UNITS + u of one head, all
+// G gate rows of each (so the cell's pointwise math needs nothing from other workgroups), and a tile
+// of TILE batch rows. Per dispatch (step t):
+//   a[g*UNITS + u][i] = sum_k R[g*Dh + j][k] h_{t-1}[b0 + i][k]   (step_matvec.glsl: OUTS = G*UNITS
+//   rows against h_{t-1} of the tile staged in shared memory, h_{t-1} read back from the outputs the
+//   previous dispatch wrote, or h_0; R packed per block by pack_step_weights.comp);
+//   invocation u + UNITS*i (strided over the workgroup) runs the cell of unit j, batch row b0 + i: h_t to the
+//   outputs, c, n, m to the state scratch [4][B, H*Dh] (h, c, n, m; the host copies it to the final
+//   states after the last step), the saved activations as the fused kernel writes them.
+// Units past Dh (the last block of a head) have zero packed rows and run no cell.
 //! variant lstm_step -DCELL=0
 //! variant gru_step -DCELL=1
 //! variant slstm_step -DCELL=2
 //! variant elman_step -DCELL=3
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_arithmetic : require
 #include "buffers.glsl"
 #include "activations.glsl"
 #include "cells.glsl"
 
-#define TILE 16     // batch rows per workgroup
-
-layout(local_size_x_id = 0) in;
+#define TILE 16                 // batch rows per workgroup (StepBatchTile on the host)
+layout(local_size_x_id = 0) in;                 // OUTS * SLICES invocations (at most 256)
+layout(constant_id = 1) const uint UNITS = 4;   // units per workgroup (RnnStepUnits on the host)
+const uint OUTS = GATES * UNITS;                // gate rows per workgroup
+const uint SLICES = 256 / OUTS;                 // k slices (LSTM, 4 units: 16; GRU: 21, 252 invocations)
 
 layout(push_constant) uniform Push
 {
     F32Buffer x;        // [B, T, G*H*Dh]
-    F32Buffer r;        // [H, G*Dh, Dh]
+    F32x4Buffer r;      // R packed per block (pack_step_weights.comp, forward layout)
     F32Buffer bias;     // [G*H*Dh] or 0
     F32Buffer y;        // [B, T, H*Dh]
     F32Buffer saved;    // [B, T, SAVED*H*Dh] or 0
@@ -44,62 +45,57 @@ layout(push_constant) uniform Push
     uint heads;
     uint dh;
     uint step;
-    uint unitsPerGroup;
 } pc;
+
+uint gHidden, gHeadBase, gB0;
+
+// v[b][k] of step_matvec.glsl: h_{t-1}[b0 + b][head*Dh + k], zero past the batch.
+float loadV(uint b, uint k)
+{
+    uint row = gB0 + b;
+    if (row >= pc.batch) return 0.0;
+    uint before = pc.step > 0 ? pc.step - 1 : 0;      // step t - 1 (an index in range either way)
+    return pc.step > 0 ? pc.y.v[(row * pc.t + before) * gHidden + gHeadBase + k] : loadState(pc.h0, row * gHidden + gHeadBase + k);
+}
+
+#include "step_matvec.glsl"
+
+// The cell of unit block*UNITS + u, batch row b0 + i, after stepMatVec.
+void runCell(uint head, uint block, uint u, uint i)
+{
+    uint hidden = pc.heads * pc.dh, width = GATES * hidden, plane = pc.batch * hidden;
+    uint b0 = gl_WorkGroupID.y * TILE;
+    uint j = block * UNITS + u, b = b0 + i;
+    if (i >= TILE || j >= pc.dh || b >= pc.batch) return;
+    uint gu = head * pc.dh + j, token = b * pc.t + pc.step, at = b * hidden + gu;
+    float a[GATES];
+    [[unroll]] for (uint g = 0; g < GATES; g++)
+    {
+        a[g] = stepSum(g * UNITS + u, i) + loadState(pc.bias, g * hidden + gu);
+        if (CELL != GRU || g != 2) a[g] += pc.x.v[token * width + g * hidden + gu];
+    }
+    float xn = CELL == GRU ? pc.x.v[token * width + 2 * hidden + gu] : 0.0;
+    uint before = pc.step > 0 ? pc.step - 1 : 0;
+    float hPrev = pc.step > 0 ? pc.y.v[(b * pc.t + before) * hidden + gu] : loadState(pc.h0, at);
+    bool start = pc.step == 0;
+    float c = start ? loadState(pc.c0, at) : pc.state.v[plane + at];
+    float n = start ? loadState(pc.n0, at) : pc.state.v[2 * plane + at];
+    float m = start ? loadState(pc.m0, at) : pc.state.v[3 * plane + at];
+    float h = cellForward(a, xn, hPrev, c, n, m, pc.saved, token * SAVED * hidden + gu, hidden);
+    pc.y.v[token * hidden + gu] = h;
+    pc.state.v[at] = h;
+    pc.state.v[plane + at] = c;
+    pc.state.v[2 * plane + at] = n;
+    pc.state.v[3 * plane + at] = m;
+}
 
 void main()
 {
-    uint hidden = pc.heads * pc.dh, width = GATES * hidden, plane = pc.batch * hidden;
-    uint b0 = gl_WorkGroupID.y * TILE, lane = gl_SubgroupInvocationID;
-    uint first = gl_WorkGroupID.x * pc.unitsPerGroup, last = min(first + pc.unitsPerGroup, hidden);
-    uint before = pc.step > 0 ? pc.step - 1 : 0;       // step t - 1 (an index in range either way)
-    for (uint gu = first + gl_SubgroupID; gu < last; gu += gl_NumSubgroups)
-    {
-        uint head = gu / pc.dh, j = gu % pc.dh;
-        float acc[GATES][TILE];
-        [[unroll]] for (uint g = 0; g < GATES; g++) [[unroll]] for (uint i = 0; i < TILE; i++) acc[g][i] = 0.0;
-        for (uint k = lane; k < pc.dh; k += gl_SubgroupSize)
-        {
-            float w[GATES];
-            [[unroll]] for (uint g = 0; g < GATES; g++) w[g] = pc.r.v[((head * GATES + g) * pc.dh + j) * pc.dh + k];
-            [[unroll]] for (uint i = 0; i < TILE; i++)
-            {
-                uint b = b0 + i;
-                if (b >= pc.batch) break;
-                uint at = b * hidden + head * pc.dh + k;
-                float hv = pc.step > 0 ? pc.y.v[(b * pc.t + before) * hidden + head * pc.dh + k] : loadState(pc.h0, at);
-                [[unroll]] for (uint g = 0; g < GATES; g++) acc[g][i] += w[g] * hv;
-            }
-        }
-        [[unroll]] for (uint i = 0; i < TILE; i++)
-        {
-            if (b0 + i >= pc.batch) break;
-            [[unroll]] for (uint g = 0; g < GATES; g++) acc[g][i] = subgroupAdd(acc[g][i]);
-        }
-        [[unroll]] for (uint i = 0; i < TILE; i++)
-        {
-            uint b = b0 + i;
-            if (b >= pc.batch) break;
-            if (i % gl_SubgroupSize != lane) continue;
-            uint token = b * pc.t + pc.step, at = b * hidden + gu;
-            float a[GATES];
-            [[unroll]] for (uint g = 0; g < GATES; g++)
-            {
-                a[g] = acc[g][i] + loadState(pc.bias, g * hidden + gu);
-                if (CELL != GRU || g != 2) a[g] += pc.x.v[token * width + g * hidden + gu];
-            }
-            float xn = CELL == GRU ? pc.x.v[token * width + 2 * hidden + gu] : 0.0;
-            float hPrev = pc.step > 0 ? pc.y.v[(b * pc.t + before) * hidden + gu] : loadState(pc.h0, at);
-            bool start = pc.step == 0;
-            float c = start ? loadState(pc.c0, at) : pc.state.v[plane + at];
-            float n = start ? loadState(pc.n0, at) : pc.state.v[2 * plane + at];
-            float m = start ? loadState(pc.m0, at) : pc.state.v[3 * plane + at];
-            float h = cellForward(a, xn, hPrev, c, n, m, pc.saved, token * SAVED * hidden + gu, hidden);
-            pc.y.v[token * hidden + gu] = h;
-            pc.state.v[at] = h;
-            pc.state.v[plane + at] = c;
-            pc.state.v[2 * plane + at] = n;
-            pc.state.v[3 * plane + at] = m;
-        }
-    }
+    uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
+    gHidden = pc.heads * pc.dh; gHeadBase = head * pc.dh; gB0 = gl_WorkGroupID.y * TILE;
+    uint in4 = (pc.dh + 3) / 4;
+    stepMatVec(pc.r, gl_WorkGroupID.x * in4 * OUTS, pc.dh);
+
+    // UNITS * TILE cells; a GRU workgroup of 16 units has fewer invocations (240)
+    for (uint c = gl_LocalInvocationID.x; c < UNITS * TILE; c += gl_WorkGroupSize.x) runCell(head, block, c % UNITS, c / UNITS);
 }

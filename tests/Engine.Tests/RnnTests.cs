@@ -61,26 +61,28 @@ public sealed class RnnTests
 
     /// <summary>A backend by test name: "cpu", "vulkan" (the fused kernels for heads of up to 128
     /// units, batch tiles picked by size: 1 row at these sizes), "vulkan-tile8" (fused, 8 batch rows
-    /// per workgroup) or "vulkan-steps" (every head through the per-step kernels of large heads).
+    /// per workgroup), "vulkan-steps" (every head through the per-step kernels of large heads) or
+    /// "vulkan-steps-u16" (per-step kernels with 16 units per workgroup).
     /// Settings are restored on dispose; the tests run one at a time.</summary>
     private sealed class BackendPath : IDisposable
     {
         private readonly Vulkan.VulkanBackend? _vulkan;
-        private readonly int _keepMax, _keepTile;
+        private readonly int _keepMax, _keepTile, _keepUnits;
         public BackendPath(string name)
         {
             Backend = TestBackends.Get(name.StartsWith("vulkan") ? "vulkan" : name);
             if (Backend is not Vulkan.VulkanBackend vulkan) return;
             _vulkan = vulkan;
-            (_keepMax, _keepTile) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile);
-            if (name == "vulkan-steps") vulkan.FusedRnnMaxHeadDim = 0;
+            (_keepMax, _keepTile, _keepUnits) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits);
+            if (name.StartsWith("vulkan-steps")) vulkan.FusedRnnMaxHeadDim = 0;
+            if (name == "vulkan-steps-u16") vulkan.RnnStepUnits = 16;
             if (name == "vulkan-tile8") vulkan.FusedRnnBatchTile = 8;
         }
         public IBackend Backend { get; }
         public void Dispose()
         {
             if (_vulkan is null) return;
-            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile) = (_keepMax, _keepTile);
+            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits) = (_keepMax, _keepTile, _keepUnits);
         }
     }
 
@@ -125,7 +127,10 @@ public sealed class RnnTests
          select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 })
         .Concat(from cell in Enum.GetValues<RnnCell>()       // whole and partial tiles of 8 rows
                 from size in new[] { (3, 4, 2, 13), (17, 3, 1, 7) }
-                select new object[] { "vulkan-tile8", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
+                select new object[] { "vulkan-tile8", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>()       // per-step kernels, 16 units per workgroup, partial blocks
+                from size in new[] { (3, 4, 2, 13), (17, 3, 1, 7) }
+                select new object[] { "vulkan-steps-u16", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
 
     /// <summary>Sizes too large for finite differences: every gradient of the Vulkan backward against
     /// the CPU backward (itself checked against the reference above), with a final-state gradient for

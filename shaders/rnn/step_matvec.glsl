@@ -1,0 +1,75 @@
+// The matrix-vector tile of the per-step recurrent kernels (rnn_forward_step.comp: R h_{t-1};
+// rnn_backward_step.comp: R^T dq_{t+1}). A workgroup forms OUTS x TILE sums
+//   out[o][b] = sum_i W(o, i) v[b][i],   i in [0, IN), b in [0, TILE),
+// with W packed for the workgroup's block by pack_step_weights.comp: w[i4 * OUTS + o] holds
+// (W(o, 4 i4), .., W(o, 4 i4 + 3)), zero past IN, so one vec4 load per (o, i4) and lanes with
+// consecutive o read consecutive 16 bytes (coalesced; the packed W stays in L2 across steps).
+// Invocation id = o + OUTS * s (s < SLICES) owns output o for all TILE batch rows and the columns
+// i4 = s, s + SLICES, .. ; v is staged chunk by chunk (CHUNK4 vec4 columns of TILE rows, zero past
+// IN and past the batch) in shared memory, where every lane of a subgroup reads one of at most a
+// few addresses (broadcast). No subgroup operations: any subgroup size works.
+// Afterwards the SLICES partial sums of (o, b) lie in stepShared[(s * TILE/4 + b/4) * OUTS + o][b % 4];
+// stepSum(o, b) adds them. The caller defines TILE (16), the constants OUTS and SLICES and
+// float loadV(uint b, uint i) (b < TILE, i < IN: v[b][i] of its tile) before including this file;
+// the workgroup has OUTS * SLICES <= 256 invocations, so the SLICES * TILE/4 * OUTS <= 1024 vec4s of
+// partial sums fit in the TILE * CHUNK4 = 1024 vec4s of the staging array.
+#define CHUNK4 64
+#define PREFETCH 4
+#if TILE != 16
+#error "step_matvec.glsl: sized for tiles of 16 batch rows"
+#endif
+
+shared vec4 stepShared[TILE * CHUNK4];     // staged v [TILE][CHUNK4], then the partial sums
+
+// Every invocation of the workgroup calls this in uniform control flow. in4 = ceil(IN / 4).
+void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
+{
+    uint id = gl_LocalInvocationID.x, o = id % OUTS, s = id / OUTS;
+    uint in4 = (inCount + 3) / 4;
+    float acc[TILE];
+    [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] = 0.0;
+    for (uint c0 = 0; c0 < in4; c0 += CHUNK4)
+    {
+        // The chunk's first PREFETCH weight vec4s of this invocation are loaded before the staging,
+        // so their latency overlaps it (all of them when SLICES >= CHUNK4 / PREFETCH, i.e. U <= 4).
+        uint end = min(in4 - c0, uint(CHUNK4));
+        vec4 early[PREFETCH];
+        [[unroll]] for (uint q = 0; q < PREFETCH; q++)
+        {
+            uint c = s + q * SLICES;
+            vec4 loaded = w.v[wBase + (c0 + min(c, end - 1)) * OUTS + o];    // always in range
+            early[q] = c < end ? loaded : vec4(0.0);
+        }
+        barrier();                                   // the previous chunk's readers are done
+        for (uint e = id; e < TILE * CHUNK4; e += OUTS * SLICES)
+        {
+            uint b = e / CHUNK4, i = (c0 + e % CHUNK4) * 4;
+            vec4 value = vec4(0.0);
+            [[unroll]] for (uint q = 0; q < 4; q++) if (i + q < inCount) value[q] = loadV(b, i + q);
+            stepShared[e] = value;
+        }
+        barrier();
+        [[unroll]] for (uint q = 0; q < PREFETCH; q++)
+        {
+            uint c = s + q * SLICES;
+            if (c < end) [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(early[q], stepShared[b * CHUNK4 + c]);
+        }
+        for (uint c = s + PREFETCH * SLICES; c < end; c += SLICES)
+        {
+            vec4 wv = w.v[wBase + (c0 + c) * OUTS + o];
+            [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(wv, stepShared[b * CHUNK4 + c]);
+        }
+    }
+    barrier();                                       // staging reads done: reuse the array
+    [[unroll]] for (uint b4 = 0; b4 < TILE / 4; b4++)
+        stepShared[(s * (TILE / 4) + b4) * OUTS + o] = vec4(acc[4 * b4], acc[4 * b4 + 1], acc[4 * b4 + 2], acc[4 * b4 + 3]);
+    barrier();
+}
+
+// out[o][b] after stepMatVec: the sum of the SLICES partial sums.
+float stepSum(uint o, uint b)
+{
+    float sum = 0.0;
+    for (uint s = 0; s < SLICES; s++) sum += stepShared[(s * (TILE / 4) + b / 4) * OUTS + o][b % 4];
+    return sum;
+}
