@@ -47,7 +47,8 @@ for section in "$@"; do
     delta) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra
            $fw bench delta --backend vulkan --dtype f32 --shape 8,16,2048,64 $extra ;;
     fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 4 8 1024 64 ;;
-    rnn) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 $extra ;;
+    rnn) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 $extra
+         FASTWEIGHTS_RNN_STEP_UNITS=8 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1 --batch 16 --steps 1024 $extra ;;
     cudnn) python3 bench/peers/torch_rnn.py 768 1024 ;;
     flashrnn) PYTHONPATH=.peers python3 bench/peers/flashrnn_bench.py 768 1 768 4 ;;
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
