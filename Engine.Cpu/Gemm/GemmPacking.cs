@@ -122,9 +122,9 @@ internal static unsafe class GemmPacking
         }
     }
 
-    // dst[j * ldd + i] = src[i * lds + j] for i, j in [0, 8).
+    // dst[j * ldd + i] = src[i * lds + j] for i, j in [0, 8) (AVX; also used by ChunkMatMul.Transpose).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Transpose8x8(float* src, nint lds, float* dst, nint ldd)
+    internal static void Transpose8x8(float* src, nint lds, float* dst, nint ldd)
     {
         var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
         var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);

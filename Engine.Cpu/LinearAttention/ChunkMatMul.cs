@@ -2,6 +2,8 @@ using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
 
+using FastWeights.Engine.Cpu.Gemm;
+
 namespace FastWeights.Engine.Cpu.LinearAttention;
 
 /// <summary>Small dense products for the chunked form, on row-major buffers a few hundred wide:
@@ -308,34 +310,11 @@ internal static unsafe class ChunkMatMul
                 int i1 = Math.Min(rows, i0 + 8), j1 = Math.Min(cols, j0 + 8);
                 if (Avx.IsSupported && i1 - i0 == 8 && j1 - j0 == 8)
                 {
-                    Transpose8x8(src + (long)i0 * lds + j0, lds, dst + (long)j0 * ldd + i0, ldd);
+                    GemmPacking.Transpose8x8(src + (long)i0 * lds + j0, lds, dst + (long)j0 * ldd + i0, ldd);
                     continue;
                 }
                 for (int i = i0; i < i1; i++)
                     for (int j = j0; j < j1; j++) dst[(long)j * ldd + i] = src[(long)i * lds + j];
             }
-    }
-
-    /// <summary>One full 8 x 8 tile in registers: rows a..h interleave pairwise (unpack: a0 b0 a1 b1 |
-    /// a4 b4 a5 b5), then by fours (shuffle: a0 b0 c0 d0 | a4 b4 c4 d4), then the 128-bit halves of
-    /// rows 0-3 and 4-7 pair up (permute) into the columns.</summary>
-    private static void Transpose8x8(float* src, int lds, float* dst, int ldd)
-    {
-        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + lds);
-        var r2 = Avx.LoadVector256(src + 2 * lds); var r3 = Avx.LoadVector256(src + 3 * lds);
-        var r4 = Avx.LoadVector256(src + 4 * lds); var r5 = Avx.LoadVector256(src + 5 * lds);
-        var r6 = Avx.LoadVector256(src + 6 * lds); var r7 = Avx.LoadVector256(src + 7 * lds);
-        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
-        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
-        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
-        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
-        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
-        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
-        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
-        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
-        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20)); Avx.Store(dst + ldd, Avx.Permute2x128(u1, u5, 0x20));
-        Avx.Store(dst + 2 * ldd, Avx.Permute2x128(u2, u6, 0x20)); Avx.Store(dst + 3 * ldd, Avx.Permute2x128(u3, u7, 0x20));
-        Avx.Store(dst + 4 * ldd, Avx.Permute2x128(u0, u4, 0x31)); Avx.Store(dst + 5 * ldd, Avx.Permute2x128(u1, u5, 0x31));
-        Avx.Store(dst + 6 * ldd, Avx.Permute2x128(u2, u6, 0x31)); Avx.Store(dst + 7 * ldd, Avx.Permute2x128(u3, u7, 0x31));
     }
 }

@@ -4,24 +4,11 @@ Prints tokens/s (B*T per second) of chunk_delta_rule and fused_recurrent_delta_r
 and forward+backward, k L2-normalised, and of a naive PyTorch loop (f32, small shapes only)."""
 import sys
 import torch
+
+from cuda_timing import timed  # bench/peers, the script's own folder
 import torch.nn.functional as F
 
 from fla.ops.delta_rule import chunk_delta_rule, fused_recurrent_delta_rule
-
-
-def timed(fn, reps=10):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 def inputs(b, h, t, d, dtype, grad):

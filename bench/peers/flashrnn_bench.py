@@ -8,6 +8,8 @@ import os
 import sys
 import torch
 
+from cuda_timing import timed  # bench/peers, the script's own folder
+
 os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
 from flashrnn import flashrnn  # noqa: E402
 
@@ -16,21 +18,6 @@ GATES = {"lstm": (4, 2), "gru": (3, 1)}   # pre-activations, states
 # Each (cell, backend, shape) compiles its own kernels there (about 30 s each): choose few.
 CELLS = os.environ.get("FLASHRNN_CELLS", "lstm").split(",")
 BACKENDS = os.environ.get("FLASHRNN_BACKENDS", "cuda_fused,cuda").split(",")
-
-
-def timed(fn, reps=10):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 args = [int(a) for a in sys.argv[1:]] or [768, 1]

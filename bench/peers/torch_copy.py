@@ -2,19 +2,10 @@
 CUDA events: one 1 GiB f32 tensor copied into another, median of 10; bytes read + written."""
 import torch
 
+from cuda_timing import timed
+
 n = 1 << 28                       # 2^28 floats = 1 GiB
 a = torch.rand(n, device="cuda")
 b = torch.empty_like(a)
-for _ in range(3):
-    b.copy_(a)
-torch.cuda.synchronize()
-start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-times = []
-for _ in range(10):
-    start.record()
-    b.copy_(a)
-    end.record()
-    torch.cuda.synchronize()
-    times.append(start.elapsed_time(end))
-ms = sorted(times)[5]
+ms = timed(lambda: b.copy_(a))
 print(f"torch copy 1 GiB  {ms:.3f} ms  {2 * 4 * n / ms / 1e9:.1f} TB/s (read + write)", flush=True)

@@ -5,24 +5,11 @@ is inside cuDNN's call; FastWeights' recurrence bench times the recurrence alone
 import sys
 import torch
 
+from cuda_timing import timed  # bench/peers, the script's own folder
+
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 batch, steps = 16, 1024
-
-
-def timed(fn, reps=10):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2]
 
 
 for hidden in [int(a) for a in sys.argv[1:]] or [768]:

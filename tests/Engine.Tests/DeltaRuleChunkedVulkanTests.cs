@@ -1,6 +1,7 @@
 using FastWeights.Engine.Ops;
 using FastWeights.Engine.Tests.Reference;
 using FastWeights.Engine.Vulkan;
+using Inputs = FastWeights.Engine.Tests.DeltaRuleTests.Inputs;
 
 namespace FastWeights.Engine.Tests;
 
@@ -10,49 +11,9 @@ namespace FastWeights.Engine.Tests;
 [TestClass]
 public sealed class DeltaRuleChunkedVulkanTests
 {
-    /// <summary>DeltaNet-like random inputs: k L2-normalised per token, beta in (0.1, 1.9), a random
-    /// initial state, dO and dFinal; optionally rounded through f16/bf16 (then the reference sees the
-    /// rounded values).</summary>
-    private sealed class Inputs
-    {
-        public readonly int B, T, H, Dk, Dv;
-        public readonly float[] Q, K, V, Beta, S0, DO, DFinal;
-
-        public Inputs(int b, int t, int h, int dk, int dv, ulong seed, DType dtype = DType.F32)
-        {
-            (B, T, H, Dk, Dv) = (b, t, h, dk, dv);
-            Q = TestData.Uniform(b * t * h * dk, seed);
-            K = TestData.Uniform(b * t * h * dk, seed + 1);
-            for (int i = 0; i < b * t * h; i++)
-            {
-                double norm = Math.Sqrt(Enumerable.Range(0, dk).Sum(j => (double)K[i * dk + j] * K[i * dk + j]));
-                for (int j = 0; j < dk; j++) K[i * dk + j] = (float)(K[i * dk + j] / norm);
-            }
-            V = TestData.Uniform(b * t * h * dv, seed + 2);
-            Beta = TestData.Uniform(b * t * h, seed + 3, 0.1f, 1.9f);
-            S0 = TestData.Uniform(b * h * dv * dk, seed + 5, -0.5f, 0.5f);
-            DO = TestData.Uniform(b * t * h * dv, seed + 6);
-            DFinal = TestData.Uniform(b * h * dv * dk, seed + 7);
-            if (dtype != DType.F32)
-            {
-                Q = TestData.RoundTrip(Q, dtype);
-                K = TestData.RoundTrip(K, dtype);
-                V = TestData.RoundTrip(V, dtype);
-                Beta = TestData.RoundTrip(Beta, dtype);
-            }
-        }
-
-        public DeltaRuleReference Reference(float scale, bool withInitial) => new(B, T, H, Dk, Dv)
-        {
-            Q = TestData.ToDouble(Q), K = TestData.ToDouble(K), V = TestData.ToDouble(V), Beta = TestData.ToDouble(Beta),
-            S0 = withInitial ? TestData.ToDouble(S0) : [], Scale = scale,
-        };
-
-        public Shape Keys => new(B, T, H, Dk);
-        public Shape Values => new(B, T, H, Dv);
-        public Shape PerToken => new(B, T, H);
-        public Shape State => new(B, H, Dv, Dk);
-    }
+    // Inputs: DeltaRuleTests.Inputs (k L2-normalised, beta in (0.1, 1.9), optionally rounded to f16/bf16).
+    private static Inputs NewInputs(int b, int t, int h, int dk, int dv, ulong seed, DType dtype = DType.F32) =>
+        new(b, t, h, dk, dv, gated: false, seed, dtype);
 
     private const float Scale = 0.7f;
 
@@ -118,7 +79,7 @@ public sealed class DeltaRuleChunkedVulkanTests
     public void ForwardMatchesReference(int b, int t, int h, int dk, int dv, bool withInitial)
     {
         var backend = Vulkan();
-        var x = new Inputs(b, t, h, dk, dv, (ulong)(b * 1000 + t * 10 + h + dk + dv));
+        var x = NewInputs(b, t, h, dk, dv, (ulong)(b * 1000 + t * 10 + h + dk + dv));
         var (o, final) = x.Reference(Scale, withInitial).Forward(out _);
         var (actualO, actualFinal) = RunForward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
         double tol = Tolerance(t, 2e-5);
@@ -131,7 +92,7 @@ public sealed class DeltaRuleChunkedVulkanTests
     public void BackwardMatchesReference(int b, int t, int h, int dk, int dv, bool withInitial)
     {
         var backend = Vulkan();
-        var x = new Inputs(b, t, h, dk, dv, (ulong)(b * 1000 + t * 10 + h + dk + dv + 99));
+        var x = NewInputs(b, t, h, dk, dv, (ulong)(b * 1000 + t * 10 + h + dk + dv + 99));
         var grads = RunBackward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
         AssertGradients(x, withInitial, grads, Tolerance(t, 5e-5), "chunked");
     }
@@ -143,14 +104,14 @@ public sealed class DeltaRuleChunkedVulkanTests
     {
         var backend = Vulkan();
         // The reference sees the rounded inputs, so the f32 tolerance applies (f32 accumulation).
-        var x = new Inputs(2, 100, 2, 32, 24, 5, dtype);
+        var x = NewInputs(2, 100, 2, 32, 24, 5, dtype);
         var (o, final) = x.Reference(Scale, true).Forward(out _);
         var (actualO, actualFinal) = RunForward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked);
         TestData.AssertClose(o, actualO, 1e-3, 1e-3, $"{dtype.Name()} o");
         TestData.AssertClose(final, actualFinal, 1e-3, 1e-3, $"{dtype.Name()} final state");
         AssertGradients(x, true, RunBackward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked), 1e-3, dtype.Name());
         // Against the unrounded f32 inputs the difference is the inputs' rounding: about 1e-2.
-        var exact = new Inputs(2, 100, 2, 32, 24, 5);
+        var exact = NewInputs(2, 100, 2, 32, 24, 5);
         var (o32, _) = exact.Reference(Scale, true).Forward(out _);
         TestData.AssertClose(o32, actualO, 3e-2, 3e-2, $"{dtype.Name()} o against f32 inputs");
     }
@@ -161,7 +122,7 @@ public sealed class DeltaRuleChunkedVulkanTests
     public void ChunkedMatchesRecurrent(int t, int h, int dk, int dv)
     {
         var backend = Vulkan();
-        var x = new Inputs(1, t, h, dk, dv, 11);
+        var x = NewInputs(1, t, h, dk, dv, 11);
         var (oc, fc) = RunForward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked);
         var (or, fr) = RunForward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Recurrent);
         double tol = Tolerance(t, 2e-5);
@@ -182,7 +143,7 @@ public sealed class DeltaRuleChunkedVulkanTests
     public void HalvesChainThroughState()
     {
         var backend = Vulkan();
-        var x = new Inputs(2, 150, 2, 24, 40, 21);
+        var x = NewInputs(2, 150, 2, 24, 40, 21);
         var (o, final) = x.Reference(Scale, true).Forward(out _);
         int first = 70; // not a multiple of the chunk
         float[] Part(float[] src, int width, int t0, int count) =>
@@ -210,7 +171,7 @@ public sealed class DeltaRuleChunkedVulkanTests
     {
         // The chunked kernels are ungated: Chunked with alpha runs the recurrent kernels (docs/ops.md).
         var backend = Vulkan();
-        var x = new Inputs(1, 80, 2, 16, 16, 31);
+        var x = NewInputs(1, 80, 2, 16, 16, 31);
         var alphaValues = TestData.Uniform(x.B * x.T * x.H, 32, 0.5f, 1f);
         var r = x.Reference(Scale, false);
         r.Alpha = TestData.ToDouble(alphaValues);

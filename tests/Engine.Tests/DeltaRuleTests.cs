@@ -7,14 +7,15 @@ namespace FastWeights.Engine.Tests;
 public sealed class DeltaRuleTests
 {
     /// <summary>Random inputs as DeltaNet sees them: k L2-normalised per token, beta in (0.1, 1.9),
-    /// alpha in (0.5, 1) when gated, a random initial state.</summary>
+    /// alpha in (0.5, 1) when gated, a random initial state, dO and dFinal; optionally rounded
+    /// through f16/bf16 (the reference then sees the rounded values).</summary>
     internal sealed class Inputs
     {
         public readonly int B, T, H, Dk, Dv;
         public readonly float[] Q, K, V, Beta, S0, DO, DFinal;
         public readonly float[]? Alpha;
 
-        public Inputs(int b, int t, int h, int dk, int dv, bool gated, ulong seed)
+        public Inputs(int b, int t, int h, int dk, int dv, bool gated, ulong seed, DType dtype = DType.F32)
         {
             (B, T, H, Dk, Dv) = (b, t, h, dk, dv);
             Q = TestData.Uniform(b * t * h * dk, seed);
@@ -30,12 +31,22 @@ public sealed class DeltaRuleTests
             S0 = TestData.Uniform(b * h * dv * dk, seed + 5, -0.5f, 0.5f);
             DO = TestData.Uniform(b * t * h * dv, seed + 6);
             DFinal = TestData.Uniform(b * h * dv * dk, seed + 7);
+            if (dtype != DType.F32)
+            {
+                Q = TestData.RoundTrip(Q, dtype);
+                K = TestData.RoundTrip(K, dtype);
+                V = TestData.RoundTrip(V, dtype);
+                Beta = TestData.RoundTrip(Beta, dtype);
+                if (Alpha is not null) Alpha = TestData.RoundTrip(Alpha, dtype);
+            }
         }
 
-        public DeltaRuleReference Reference(float scale) => new(B, T, H, Dk, Dv)
+        /// <summary>The float64 reference of these inputs; without the initial state when
+        /// <paramref name="withInitial"/> is false.</summary>
+        public DeltaRuleReference Reference(float scale, bool withInitial = true) => new(B, T, H, Dk, Dv)
         {
             Q = TestData.ToDouble(Q), K = TestData.ToDouble(K), V = TestData.ToDouble(V), Beta = TestData.ToDouble(Beta),
-            Alpha = Alpha is null ? null : TestData.ToDouble(Alpha), S0 = TestData.ToDouble(S0), Scale = scale,
+            Alpha = Alpha is null ? null : TestData.ToDouble(Alpha), S0 = withInitial ? TestData.ToDouble(S0) : [], Scale = scale,
         };
 
         public Shape Keys => new(B, T, H, Dk);
