@@ -59,7 +59,9 @@ public sealed partial class VulkanBackend : IRnnOps
     private void RnnForwardSteps(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
         int units = StepUnits, outs = p.Gates * units;
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units]);
+        var (chunk, prefetch) = StepStaging(p.HeadDim, outs);
+        bool vec4 = p.HeadDim % 4 == 0 && outputs.ByteOffset % 16 == 0;
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units, chunk, prefetch, vec4 ? 1 : 0]);
         using var packed = PackStepWeights(p, backward: false);
         using var state = Tensor.Empty(this, new Shape(4, p.Batch, p.Hidden));
         // Every workgroup reads all of h_{t-1} while others write h_t: an h_0 that is the output
@@ -109,6 +111,24 @@ public sealed partial class VulkanBackend : IRnnOps
     private int StepUnits => RnnStepUnits is 1 or 2 or 4 or 8 or 16 ? RnnStepUnits : 4;
 
     private int StepBlocks(RnnProblem p) => (p.HeadDim + StepUnits - 1) / StepUnits;
+
+    /// <summary>Vec4 columns of the input vector staged per chunk by the per-step kernels (CHUNK4 of
+    /// step_matvec.glsl) and the weight vec4s each invocation loads ahead of a chunk (PREFETCH), for
+    /// an input of <paramref name="inCount"/> values and <paramref name="outs"/> outputs per workgroup.
+    /// Every chunk costs an L2 round trip and two barriers, so the chunk is as large as shared
+    /// memory allows (16 batch rows x 16 bytes per column: 192 columns in 48 KiB), split evenly;
+    /// FASTWEIGHTS_RNN_STEP_CHUNK caps it (64 gives the kernels of bench/results run 11).</summary>
+    private (int Chunk, int Prefetch) StepStaging(int inCount, int outs)
+    {
+        int in4 = (inCount + 3) / 4;
+        int largest = (int)Math.Min(256, Capabilities.MaxSharedMemoryBytes / (16 * StepBatchTile));
+        if (int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_CHUNK"), out int cap) && cap >= 64) largest = Math.Min(largest, cap);
+        largest = Math.Max(largest, 64);
+        int chunks = (in4 + largest - 1) / largest;
+        int chunk = Math.Max(64, (in4 + chunks - 1) / chunks);
+        int slices = 256 / outs;
+        return (chunk, Math.Clamp((chunk + slices - 1) / slices, 1, 12));
+    }
 
     /// <summary>R packed for the per-step kernels (pack_step_weights.comp): per head and block of
     /// StepUnits units, vec4s over the reduction index (k for the forward's R h, the G*Dh gate rows

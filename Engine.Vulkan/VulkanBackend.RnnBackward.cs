@@ -62,7 +62,9 @@ public sealed partial class VulkanBackend
         string op = p.Cell + "Backward";
         using var packed = PackStepWeights(p, backward: true);
         using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, StepUnits]);
+        var (chunk, prefetch) = StepStaging(p.Gates * p.HeadDim, StepUnits);
+        bool vec4 = p.Gates * p.HeadDim % 4 == 0 && dq.ByteOffset % 16 == 0;
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, StepUnits, chunk, prefetch, vec4 ? 1 : 0]);
         uint blocks = (uint)(p.Heads * StepBlocks(p));
         Span<byte> bytes = stackalloc byte[192];
         for (int t = p.Steps - 1; t >= -1; t--)

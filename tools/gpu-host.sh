@@ -16,6 +16,10 @@
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
 #   step, scan         the decoding step and the scan benches
 #   torch-copy         a 1 GiB device-to-device copy through torch (the scan's memory floor)
+#   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
+#   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
+# With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
+# clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +33,14 @@ export PYTHONUNBUFFERED=1
 fw=/tmp/app/pub/cli/fastweights
 tests=/tmp/app/pub/tests/Engine.Tests
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/# gpu: /'
+if [ -n "${FW_SMI_LOG:-}" ]; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+    --format=csv -lms 200 > "$FW_SMI_LOG" 2>&1 &
+  smi=$!
+  trap 'kill $smi 2>/dev/null' EXIT
+fi
 for section in "$@"; do
-  echo "## $section"
+  echo "## $section $(date -u +%T.%N | cut -c1-12)"
   var="FW_$(echo "$section" | tr 'a-z-' 'A-Z_')_ARGS"
   extra=${!var:-}
   case "$section" in
@@ -54,7 +64,10 @@ for section in "$@"; do
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
     torch-copy) python3 bench/peers/torch_copy.py ;;
+    gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
+    delta-order) for i in 1 2; do for d in f32 bf16; do
+                   $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
-  echo "## end $section (exit $?)"
+  echo "## end $section (exit $?) $(date -u +%T.%N | cut -c1-12)"
 done

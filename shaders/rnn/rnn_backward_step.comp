@@ -24,6 +24,9 @@
 #define TILE 16     // batch rows per workgroup (StepBatchTile on the host)
 layout(local_size_x_id = 0) in;                 // OUTS * SLICES invocations (at most 256)
 layout(constant_id = 1) const uint UNITS = 4;   // units per workgroup (RnnStepUnits on the host)
+layout(constant_id = 2) const uint CHUNK4 = 64;     // vec4 columns of dq staged at a time (step_matvec.glsl)
+layout(constant_id = 3) const uint PREFETCH = 4;    // weight vec4s loaded ahead of each chunk's staging
+layout(constant_id = 4) const uint VEC4_DQ = 0;     // 1: G*Dh % 4 == 0, so dq rows start 16-byte aligned
 const uint OUTS = UNITS;                        // columns of R per workgroup
 const uint SLICES = 256 / OUTS;                 // r slices (4 units: 64)
 
@@ -61,6 +64,17 @@ float loadV(uint b, uint r)
     uint row = gB0 + b;
     if (row >= pc.batch) return 0.0;
     return pc.dq.v[(gHead * gTokens + row * pc.t + uint(pc.step + 1)) * gRows + r];
+}
+
+// v[b][4 i4 .. 4 i4 + 3], zero past G*Dh: one vec4 load when the rows are aligned.
+vec4 loadV4(uint b, uint i4)
+{
+    uint row = gB0 + b, r = 4 * i4;
+    if (VEC4_DQ != 0)
+        return row < pc.batch ? F32x4Buffer(uint64_t(pc.dq)).v[((gHead * gTokens + row * pc.t + uint(pc.step + 1)) * gRows + r) / 4] : vec4(0.0);
+    vec4 value = vec4(0.0);
+    [[unroll]] for (uint q = 0; q < 4; q++) if (r + q < gRows) value[q] = loadV(b, r + q);
+    return value;
 }
 
 #include "step_matvec.glsl"

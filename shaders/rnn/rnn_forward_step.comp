@@ -25,6 +25,9 @@
 #define TILE 16                 // batch rows per workgroup (StepBatchTile on the host)
 layout(local_size_x_id = 0) in;                 // OUTS * SLICES invocations (at most 256)
 layout(constant_id = 1) const uint UNITS = 4;   // units per workgroup (RnnStepUnits on the host)
+layout(constant_id = 2) const uint CHUNK4 = 64;     // vec4 columns of h staged at a time (step_matvec.glsl)
+layout(constant_id = 3) const uint PREFETCH = 4;    // weight vec4s loaded ahead of each chunk's staging
+layout(constant_id = 4) const uint VEC4_H = 0;      // 1: the outputs' rows start 16-byte aligned (Dh, H*Dh % 4 == 0)
 const uint OUTS = GATES * UNITS;                // gate rows per workgroup
 const uint SLICES = 256 / OUTS;                 // k slices (LSTM, 4 units: 16; GRU: 21, 252 invocations)
 
@@ -58,30 +61,62 @@ float loadV(uint b, uint k)
     return pc.step > 0 ? pc.y.v[(row * pc.t + before) * gHidden + gHeadBase + k] : loadState(pc.h0, row * gHidden + gHeadBase + k);
 }
 
+// v[b][4 i4 .. 4 i4 + 3], zero past Dh: one vec4 load when the rows are aligned.
+vec4 loadV4(uint b, uint i4)
+{
+    uint row = gB0 + b, k = 4 * i4;
+    if (VEC4_H != 0 && pc.step > 0)
+        return row < pc.batch ? F32x4Buffer(uint64_t(pc.y)).v[((row * pc.t + pc.step - 1) * gHidden + gHeadBase + k) / 4] : vec4(0.0);
+    vec4 value = vec4(0.0);
+    [[unroll]] for (uint q = 0; q < 4; q++) if (k + q < pc.dh) value[q] = loadV(b, k + q);
+    return value;
+}
+
 #include "step_matvec.glsl"
 
-// The cell of unit block*UNITS + u, batch row b0 + i, after stepMatVec.
-void runCell(uint head, uint block, uint u, uint i)
+// What the cell of unit block*UNITS + u, batch row b0 + i needs besides R h_{t-1}: loaded before the
+// product so that these loads' latency overlaps it.
+struct CellInputs
 {
+    bool live;
+    float a[GATES];     // x + bias (GRU's n gate: the recurrent bias b_hn alone)
+    float xn, hPrev, c, n, m;
+};
+
+CellInputs loadCell(uint head, uint block, uint u, uint i)
+{
+    CellInputs in_;
     uint hidden = pc.heads * pc.dh, width = GATES * hidden, plane = pc.batch * hidden;
-    uint b0 = gl_WorkGroupID.y * TILE;
-    uint j = block * UNITS + u, b = b0 + i;
-    if (i >= TILE || j >= pc.dh || b >= pc.batch) return;
+    uint j = block * UNITS + u, b = gl_WorkGroupID.y * TILE + i;
+    in_.live = i < TILE && j < pc.dh && b < pc.batch;
+    if (!in_.live) return in_;
     uint gu = head * pc.dh + j, token = b * pc.t + pc.step, at = b * hidden + gu;
-    float a[GATES];
     [[unroll]] for (uint g = 0; g < GATES; g++)
     {
-        a[g] = stepSum(g * UNITS + u, i) + loadState(pc.bias, g * hidden + gu);
-        if (CELL != GRU || g != 2) a[g] += pc.x.v[token * width + g * hidden + gu];
+        in_.a[g] = loadState(pc.bias, g * hidden + gu);
+        if (CELL != GRU || g != 2) in_.a[g] += pc.x.v[token * width + g * hidden + gu];
     }
-    float xn = CELL == GRU ? pc.x.v[token * width + 2 * hidden + gu] : 0.0;
+    in_.xn = CELL == GRU ? pc.x.v[token * width + 2 * hidden + gu] : 0.0;
     uint before = pc.step > 0 ? pc.step - 1 : 0;
-    float hPrev = pc.step > 0 ? pc.y.v[(b * pc.t + before) * hidden + gu] : loadState(pc.h0, at);
+    in_.hPrev = pc.step > 0 ? pc.y.v[(b * pc.t + before) * hidden + gu] : loadState(pc.h0, at);
     bool start = pc.step == 0;
-    float c = start ? loadState(pc.c0, at) : pc.state.v[plane + at];
-    float n = start ? loadState(pc.n0, at) : pc.state.v[2 * plane + at];
-    float m = start ? loadState(pc.m0, at) : pc.state.v[3 * plane + at];
-    float h = cellForward(a, xn, hPrev, c, n, m, pc.saved, token * SAVED * hidden + gu, hidden);
+    in_.c = start ? loadState(pc.c0, at) : pc.state.v[plane + at];
+    in_.n = start ? loadState(pc.n0, at) : pc.state.v[2 * plane + at];
+    in_.m = start ? loadState(pc.m0, at) : pc.state.v[3 * plane + at];
+    return in_;
+}
+
+// The cell after stepMatVec: h_t to the outputs and the state scratch, the saved activations.
+void runCell(CellInputs in_, uint head, uint block, uint u, uint i)
+{
+    if (!in_.live) return;
+    uint hidden = pc.heads * pc.dh, plane = pc.batch * hidden;
+    uint j = block * UNITS + u, b = gl_WorkGroupID.y * TILE + i;
+    uint gu = head * pc.dh + j, token = b * pc.t + pc.step, at = b * hidden + gu;
+    float a[GATES];
+    [[unroll]] for (uint g = 0; g < GATES; g++) a[g] = in_.a[g] + stepSum(g * UNITS + u, i);
+    float c = in_.c, n = in_.n, m = in_.m;
+    float h = cellForward(a, in_.xn, in_.hPrev, c, n, m, pc.saved, token * SAVED * hidden + gu, hidden);
     pc.y.v[token * hidden + gu] = h;
     pc.state.v[at] = h;
     pc.state.v[plane + at] = c;
@@ -94,8 +129,12 @@ void main()
     uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
     gHidden = pc.heads * pc.dh; gHeadBase = head * pc.dh; gB0 = gl_WorkGroupID.y * TILE;
     uint in4 = (pc.dh + 3) / 4;
+    // UNITS * TILE cells; a GRU workgroup of 16 units has fewer invocations (240), so some run two:
+    // the first one's inputs are loaded before the product.
+    uint first = gl_LocalInvocationID.x;
+    CellInputs early = loadCell(head, block, first % UNITS, first / UNITS);
     stepMatVec(pc.r, gl_WorkGroupID.x * in4 * OUTS, pc.dh);
-
-    // UNITS * TILE cells; a GRU workgroup of 16 units has fewer invocations (240)
-    for (uint c = gl_LocalInvocationID.x; c < UNITS * TILE; c += gl_WorkGroupSize.x) runCell(head, block, c % UNITS, c / UNITS);
+    runCell(early, head, block, first % UNITS, first / UNITS);
+    for (uint c = first + gl_WorkGroupSize.x; c < UNITS * TILE; c += gl_WorkGroupSize.x)
+        runCell(loadCell(head, block, c % UNITS, c / UNITS), head, block, c % UNITS, c / UNITS);
 }

@@ -8,13 +8,18 @@
 // i4 = s, s + SLICES, .. ; v is staged chunk by chunk (CHUNK4 vec4 columns of TILE rows, zero past
 // IN and past the batch) in shared memory, where every lane of a subgroup reads one of at most a
 // few addresses (broadcast). No subgroup operations: any subgroup size works.
+// Each chunk costs a round trip to L2 and two barriers, which is what a step's time is made of
+// (bench/results/2026-12-01-h200-run11.txt: about 3.5 us per extra forward chunk on the H200), so
+// the host makes CHUNK4 (a specialization constant) as large as the device's shared memory allows:
+// one chunk for IN <= 768 with 48 KiB.
 // Afterwards the SLICES partial sums of (o, b) lie in stepShared[(s * TILE/4 + b/4) * OUTS + o][b % 4];
-// stepSum(o, b) adds them. The caller defines TILE (16), the constants OUTS and SLICES and
-// float loadV(uint b, uint i) (b < TILE, i < IN: v[b][i] of its tile) before including this file;
-// the workgroup has OUTS * SLICES <= 256 invocations, so the SLICES * TILE/4 * OUTS <= 1024 vec4s of
-// partial sums fit in the TILE * CHUNK4 = 1024 vec4s of the staging array.
-#define CHUNK4 64
-#define PREFETCH 4
+// stepSum(o, b) adds them. The caller defines TILE (16), the constants OUTS and SLICES, the
+// specialization constants CHUNK4 (>= 64) and PREFETCH (weight vec4s per invocation loaded ahead of
+// each chunk's staging: the host takes ceil(CHUNK4 / SLICES), at most 12, so that normally every
+// weight load of a chunk is in flight while v is staged), and vec4 loadV4(uint b, uint i4) (b < TILE, i4 < IN/4
+// rounded up: v[b][4 i4 .. 4 i4 + 3] of its tile, zero past IN and past the batch) before including
+// this file; the workgroup has OUTS * SLICES <= 256 invocations, so the SLICES * TILE/4 * OUTS <= 1024
+// vec4s of partial sums fit in the TILE * CHUNK4 >= 1024 vec4s of the staging array.
 #if TILE != 16
 #error "step_matvec.glsl: sized for tiles of 16 batch rows"
 #endif
@@ -31,7 +36,7 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
     for (uint c0 = 0; c0 < in4; c0 += CHUNK4)
     {
         // The chunk's first PREFETCH weight vec4s of this invocation are loaded before the staging,
-        // so their latency overlaps it (all of them when SLICES >= CHUNK4 / PREFETCH, i.e. U <= 4).
+        // so their latency overlaps it (all of them when PREFETCH * SLICES >= CHUNK4).
         uint end = min(in4 - c0, uint(CHUNK4));
         vec4 early[PREFETCH];
         [[unroll]] for (uint q = 0; q < PREFETCH; q++)
@@ -41,12 +46,10 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
             early[q] = c < end ? loaded : vec4(0.0);
         }
         barrier();                                   // the previous chunk's readers are done
-        for (uint e = id; e < TILE * CHUNK4; e += OUTS * SLICES)
+        [[unroll]] for (uint e = id; e < TILE * CHUNK4; e += OUTS * SLICES)
         {
-            uint b = e / CHUNK4, i = (c0 + e % CHUNK4) * 4;
-            vec4 value = vec4(0.0);
-            [[unroll]] for (uint q = 0; q < 4; q++) if (i + q < inCount) value[q] = loadV(b, i + q);
-            stepShared[e] = value;
+            uint b = e / CHUNK4, c = e % CHUNK4;
+            if (c < end) stepShared[e] = loadV4(b, c0 + c);      // columns past the chunk's end are never read
         }
         barrier();
         [[unroll]] for (uint q = 0; q < PREFETCH; q++)

@@ -130,7 +130,10 @@ public sealed class RnnTests
                 select new object[] { "vulkan-tile8", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
         .Concat(from cell in Enum.GetValues<RnnCell>()       // per-step kernels, 16 units per workgroup, partial blocks
                 from size in new[] { (3, 4, 2, 13), (17, 3, 1, 7) }
-                select new object[] { "vulkan-steps-u16", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
+                select new object[] { "vulkan-steps-u16", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>()       // per-step kernels, inputs staged in several chunks
+                from size in new[] { (2, 3, 1, 150), (2, 2, 1, 521), (3, 2, 1, 516) }   // (odd, vec4 loads)
+                select new object[] { "vulkan-steps", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
 
     /// <summary>Sizes too large for finite differences: every gradient of the Vulkan backward against
     /// the CPU backward (itself checked against the reference above), with a final-state gradient for
