@@ -99,7 +99,13 @@ public static class BenchCommand
             }
             case "rnn":
             {
-                // --cells lstm,gru --hidden 768 --heads 1,6 --batch 16 --steps 1024
+                // --cells lstm,gru --hidden 768 --heads 1,6 --batch 16 --steps 1024 --projection f32|f16|bf16
+                string projectionName = options.Get("projection", "f32");
+                var projection = projectionName switch
+                {
+                    "f32" => DType.F32, "f16" => DType.F16, "bf16" => DType.BF16,
+                    _ => throw new ArgumentException($"bench rnn: --projection {projectionName}: expected f32, f16 or bf16"),
+                };
                 var cells = options.Get("cells", "lstm,gru").Split(',').Select(c => Enum.Parse<FastWeights.Engine.Ops.RnnCell>(c, ignoreCase: true)).ToList();
                 var results = new List<BenchResult>();
                 foreach (var backend in Backends(options))
@@ -108,7 +114,7 @@ public static class BenchCommand
                             foreach (int hidden in options.GetInts("hidden", [256]))
                                 if (hidden % heads == 0)
                                 {
-                                    try { results.AddRange(RnnBench.Run(backend, cell, hidden, heads, options.GetInt("batch", 16), options.GetInt("steps", 128))); }
+                                    try { results.AddRange(RnnBench.Run(backend, cell, hidden, heads, options.GetInt("batch", 16), options.GetInt("steps", 128), projection)); }
                                     catch (OpArgumentException e) { Console.WriteLine($"skipped {cell} hidden {hidden} heads {heads} on {backend.Name}: {e.Message}"); }
                                 }
                 Print(results);

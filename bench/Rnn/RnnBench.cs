@@ -9,11 +9,14 @@ namespace FastWeights.Bench;
 /// saved activations a training step keeps) and forward+backward (BPTT, dR and the bias gradient);
 /// on Vulkan in GPU time from timestamps. On Vulkan, heads of up to 128 units are timed on both paths:
 /// "fused" (one dispatch for all steps) and "per-step" (one dispatch per step, the large-head path).
-/// With one head, forward+backward is also timed with the input projection and its gradients, which
-/// is what nn.LSTM / nn.GRU (input size = hidden) time.</summary>
+/// Forward+backward is also timed with the input projection and its gradients, which is what
+/// nn.LSTM / nn.GRU (input size = hidden) time. <paramref name="projection"/> is the dtype of the
+/// projection GEMMs' inputs (x_in, W_ih and the pre-activation gradient, converted after the
+/// backward; f32 accumulation and outputs): f16/bf16 run on the tensor-core GEMM where the device
+/// has one, as a bf16 nn.LSTM does. The recurrence itself reads f32 R and pre-activations.</summary>
 public static class RnnBench
 {
-    public static IEnumerable<BenchResult> Run(IBackend backend, RnnCell cell, int hidden, int heads, int batch, int steps)
+    public static IEnumerable<BenchResult> Run(IBackend backend, RnnCell cell, int hidden, int heads, int batch, int steps, DType projection = DType.F32)
     {
         int dh = hidden / heads, gates = cell.Gates();
         using var x = Tensor.Uniform(backend, new Shape(batch, steps, gates * hidden), 1);
@@ -40,23 +43,25 @@ public static class RnnBench
                 results.Add(new BenchResult(label + " fwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
                 ms = DeltaRuleBench.Time(backend, () => { Rnn.Forward(cell, x, r, bias, y, null, null, saved); Rnn.Backward(problem, y, saved, dy, dx, dr, db); }, 3);
                 results.Add(new BenchResult(label + " fwd+bwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
-                if (heads != 1) continue;
                 // x_in [B*T, hidden] W_ih^T before, dW_ih = dpre^T x_in and dx_in = dpre W_ih after.
-                using var xIn = Tensor.Uniform(backend, new Shape(batch * steps, hidden), 4);
-                using var wIh = Tensor.Uniform(backend, new Shape(gates * hidden, hidden), 5, -1f / MathF.Sqrt(hidden), 1f / MathF.Sqrt(hidden));
+                using var xIn = Tensor.Uniform(backend, new Shape(batch * steps, hidden), 4, dtype: projection);
+                using var wIh = Tensor.Uniform(backend, new Shape(gates * hidden, hidden), 5, -1f / MathF.Sqrt(hidden), 1f / MathF.Sqrt(hidden), dtype: projection);
                 using var dwIh = Tensor.Empty(backend, wIh.Shape);
                 using var dxIn = Tensor.Empty(backend, xIn.Shape);
                 using var pre = x.Reshape(new Shape(batch * steps, gates * hidden));
                 using var dPre = dx.Reshape(pre.Shape);
+                using var dPreHalf = projection == DType.F32 ? null : Tensor.Empty(backend, pre.Shape, projection);
                 ms = DeltaRuleBench.Time(backend, () =>
                 {
                     Gemm.Forward(xIn, wIh, pre, transposeB: true);
                     Rnn.Forward(cell, x, r, bias, y, null, null, saved);
                     Rnn.Backward(problem, y, saved, dy, dx, dr, db);
-                    Gemm.Forward(dPre, xIn, dwIh, transposeA: true);
-                    Gemm.Forward(dPre, wIh, dxIn);
+                    if (dPreHalf is not null) Pointwise.Convert(dPre, dPreHalf);
+                    Gemm.Forward(dPreHalf ?? dPre, xIn, dwIh, transposeA: true);
+                    Gemm.Forward(dPreHalf ?? dPre, wIh, dxIn);
                 }, 3);
-                results.Add(new BenchResult(label + " fwd+bwd +input projection", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
+                string gemms = projection == DType.F32 ? "" : $" ({projection.Name()} GEMMs)";
+                results.Add(new BenchResult(label + " fwd+bwd +input projection" + gemms, backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
             }
         }
         finally
