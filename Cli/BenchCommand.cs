@@ -69,7 +69,10 @@ public static class BenchCommand
                 var results = new List<BenchResult>();
                 foreach (var backend in Backends(options))
                     for (int i = 0; i + 3 < shape.Length; i += 4)
+                    {
                         results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3], dtype, algorithm));
+                        PrintProfile(backend, $"delta B{shape[i]} H{shape[i + 1]} T{shape[i + 2]} D{shape[i + 3]}");
+                    }
                 Print(results);
                 return 0;
             }
@@ -114,7 +117,11 @@ public static class BenchCommand
                             foreach (int hidden in options.GetInts("hidden", [256]))
                                 if (hidden % heads == 0)
                                 {
-                                    try { results.AddRange(RnnBench.Run(backend, cell, hidden, heads, options.GetInt("batch", 16), options.GetInt("steps", 128), projection)); }
+                                    try
+                                    {
+                                        results.AddRange(RnnBench.Run(backend, cell, hidden, heads, options.GetInt("batch", 16), options.GetInt("steps", 128), projection));
+                                        PrintProfile(backend, $"{cell} hidden {hidden} heads {heads}");
+                                    }
                                     catch (OpArgumentException e) { Console.WriteLine($"skipped {cell} hidden {hidden} heads {heads} on {backend.Name}: {e.Message}"); }
                                 }
                 Print(results);
@@ -150,6 +157,20 @@ public static class BenchCommand
                 yield return vulkan;
             }
         }
+    }
+
+    /// <summary>With FASTWEIGHTS_PROFILE=1: the GPU time per kernel of everything a case ran (warm-up
+    /// and every timed repetition), largest first, then the counters start again.</summary>
+    private static void PrintProfile(FastWeights.Engine.IBackend backend, string what)
+    {
+        if (backend is not VulkanBackend vulkan || !vulkan.Stream.Profiling) return;
+        vulkan.Synchronize();
+        var times = vulkan.Stream.KernelTimes.OrderByDescending(k => k.Value.Nanoseconds).ToList();
+        double total = times.Sum(k => k.Value.Nanoseconds);
+        Console.WriteLine($"profile {what}: {total / 1e6:F3} ms in {times.Sum(k => k.Value.Count)} dispatches");
+        foreach (var (key, (count, ns)) in times)
+            Console.WriteLine($"profile   {ns / 1e6,10:F3} ms {100 * ns / Math.Max(total, 1),5:F1} % {count,8} x {ns / Math.Max(count, 1) / 1e3,9:F2} us  {key}");
+        vulkan.Stream.ResetProfile();
     }
 
     internal static void Print(IEnumerable<BenchResult> results)

@@ -11,7 +11,7 @@ namespace FastWeights.Engine.Vulkan;
 /// value has been reached. Between commands a full compute/transfer memory barrier orders every
 /// read after every earlier write (and every write after earlier reads), so ops may depend on
 /// each other freely and freed memory may be reused at once.</summary>
-public sealed unsafe class CommandStream : IDisposable
+public sealed unsafe partial class CommandStream : IDisposable
 {
     private const int FrameCount = 3;
     private const ulong WaitTimeoutNs = 300UL * 1_000_000_000UL;
@@ -72,11 +72,13 @@ public sealed unsafe class CommandStream : IDisposable
     private void Begin()
     {
         WaitFor(_frameValues[_frame]);
+        CollectProfile(_frame);
         var cb = _buffers[_frame];
         VulkanException.Check(_vk.ResetCommandBuffer(cb, 0), "vkResetCommandBuffer");
         var info = new CommandBufferBeginInfo { SType = StructureType.CommandBufferBeginInfo, Flags = CommandBufferUsageFlags.OneTimeSubmitBit };
         VulkanException.Check(_vk.BeginCommandBuffer(cb, &info), "vkBeginCommandBuffer");
         _recording = true;
+        BeginProfile(cb, _frame);
         _commandsInFrame = 0;
         _boundPipeline = default;
     }
@@ -95,6 +97,7 @@ public sealed unsafe class CommandStream : IDisposable
             fixed (byte* p = pushConstants)
                 _vk.CmdPushConstants(cb, kernel.Layout, ShaderStageFlags.ComputeBit, 0, (uint)pushConstants.Length, p);
         _vk.CmdDispatch(cb, groupsX, groupsY, groupsZ);
+        StampProfile(cb, _frame, kernel.Key);
         DispatchCount++;
         Barrier(cb);
         if (++_commandsInFrame >= DispatchesPerSubmit) Submit();
@@ -194,6 +197,7 @@ public sealed unsafe class CommandStream : IDisposable
         Submit();
         WaitFor(_submitted);
         _stagingUsed = 0;
+        for (int frame = 0; frame < FrameCount; frame++) CollectProfile(frame);
     }
 
     private void WaitFor(ulong value)
@@ -233,6 +237,7 @@ public sealed unsafe class CommandStream : IDisposable
         _disposed = true;
         try { Synchronize(); } catch (VulkanException) { }
         _vk.DestroyQueryPool(_device.Handle, _timestamps, null);
+        if (_profilePool.Handle != 0) _vk.DestroyQueryPool(_device.Handle, _profilePool, null);
         _staging.Dispose();
         _vk.DestroySemaphore(_device.Handle, _timeline, null);
         _vk.DestroyCommandPool(_device.Handle, _pool, null);
