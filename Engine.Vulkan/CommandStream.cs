@@ -8,9 +8,13 @@ namespace FastWeights.Engine.Vulkan;
 /// explicit <see cref="Synchronize"/>, a full staging ring, or <see cref="DispatchesPerSubmit"/>
 /// dispatches (so long op sequences keep the GPU fed without waiting). Submissions signal one
 /// timeline semaphore with increasing values; a frame's command buffer is reused only after its
-/// value has been reached. Between commands a full compute/transfer memory barrier orders every
-/// read after every earlier write (and every write after earlier reads), so ops may depend on
-/// each other freely and freed memory may be reused at once.</summary>
+/// value has been reached. Between commands a memory barrier orders every read after every earlier
+/// write (and every write after earlier reads), so ops may depend on each other freely and freed
+/// memory may be reused at once. The barrier is recorded lazily, in front of the next command, and
+/// names only what that command does (compute or transfer) as its second scope; the host is added
+/// once per submission, at its end (host reads after a wait). FASTWEIGHTS_BARRIER=full records the
+/// former barrier after every command instead (compute, transfer and host as the second scope), for
+/// side-by-side timing.</summary>
 public sealed unsafe partial class CommandStream : IDisposable
 {
     private const int FrameCount = 3;
@@ -32,6 +36,8 @@ public sealed unsafe partial class CommandStream : IDisposable
     private long _stagingUsed;
     private Pipeline _boundPipeline;
     private bool _disposed;
+    private bool _barrierPending;
+    private readonly bool _fullBarriers = Environment.GetEnvironmentVariable("FASTWEIGHTS_BARRIER") == "full";
 
     public CommandStream(VulkanDevice device, long stagingBytes = 64L << 20)
     {
@@ -88,6 +94,7 @@ public sealed unsafe partial class CommandStream : IDisposable
     {
         if (groupsX == 0 || groupsY == 0 || groupsZ == 0) return;
         var cb = Current;
+        BarrierBefore(cb, PipelineStageFlags.ComputeShaderBit, AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit);
         if (_boundPipeline.Handle != kernel.Pipeline.Handle)
         {
             _vk.CmdBindPipeline(cb, PipelineBindPoint.Compute, kernel.Pipeline);
@@ -99,7 +106,7 @@ public sealed unsafe partial class CommandStream : IDisposable
         _vk.CmdDispatch(cb, groupsX, groupsY, groupsZ);
         StampProfile(cb, _frame, kernel.Key);
         DispatchCount++;
-        Barrier(cb);
+        BarrierAfter(cb);
         if (++_commandsInFrame >= DispatchesPerSubmit) Submit();
     }
 
@@ -108,9 +115,10 @@ public sealed unsafe partial class CommandStream : IDisposable
     {
         if (bytes == 0) return;
         var cb = Current;
+        BarrierBefore(cb, PipelineStageFlags.TransferBit, AccessFlags.TransferReadBit | AccessFlags.TransferWriteBit);
         var region = new BufferCopy((ulong)sourceOffset, (ulong)destinationOffset, (ulong)bytes);
         _vk.CmdCopyBuffer(cb, source, destination, 1, &region);
-        Barrier(cb);
+        BarrierAfter(cb);
         _commandsInFrame++;
     }
 
@@ -118,21 +126,37 @@ public sealed unsafe partial class CommandStream : IDisposable
     public void FillBuffer(Buffer buffer, long offset, long bytes, uint pattern)
     {
         var cb = Current;
+        BarrierBefore(cb, PipelineStageFlags.TransferBit, AccessFlags.TransferReadBit | AccessFlags.TransferWriteBit);
         _vk.CmdFillBuffer(cb, buffer, (ulong)offset, (ulong)bytes, pattern);
-        Barrier(cb);
+        BarrierAfter(cb);
         _commandsInFrame++;
     }
 
-    private void Barrier(CommandBuffer cb)
+    // Every earlier compute or transfer access (submission order, across command buffers) before
+    // every access of the next command, whose stage and access kinds are the second scope.
+    private void BarrierBefore(CommandBuffer cb, PipelineStageFlags stage, AccessFlags access)
+    {
+        if (!_barrierPending) return;
+        _barrierPending = false;
+        RecordBarrier(cb, stage, access);
+    }
+
+    private void BarrierAfter(CommandBuffer cb)
+    {
+        if (_fullBarriers) RecordBarrier(cb, PipelineStageFlags.ComputeShaderBit | PipelineStageFlags.TransferBit | PipelineStageFlags.HostBit,
+            AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit | AccessFlags.TransferReadBit | AccessFlags.TransferWriteBit | AccessFlags.HostReadBit);
+        else _barrierPending = true;
+    }
+
+    private void RecordBarrier(CommandBuffer cb, PipelineStageFlags stage, AccessFlags access)
     {
         var barrier = new MemoryBarrier
         {
             SType = StructureType.MemoryBarrier,
             SrcAccessMask = AccessFlags.ShaderWriteBit | AccessFlags.TransferWriteBit | AccessFlags.ShaderReadBit | AccessFlags.TransferReadBit,
-            DstAccessMask = AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit | AccessFlags.TransferReadBit | AccessFlags.TransferWriteBit | AccessFlags.HostReadBit,
+            DstAccessMask = access,
         };
-        var stages = PipelineStageFlags.ComputeShaderBit | PipelineStageFlags.TransferBit;
-        _vk.CmdPipelineBarrier(cb, stages, stages | PipelineStageFlags.HostBit, 0, 1, &barrier, 0, null, 0, null);
+        _vk.CmdPipelineBarrier(cb, PipelineStageFlags.ComputeShaderBit | PipelineStageFlags.TransferBit, stage, 0, 1, &barrier, 0, null, 0, null);
     }
 
     /// <summary>Copies host bytes to a device range through the staging ring (recorded, not waited).</summary>
@@ -179,6 +203,9 @@ public sealed unsafe partial class CommandStream : IDisposable
     {
         if (!_recording) return;
         var cb = _buffers[_frame];
+        // What the host reads after waiting for this submission (downloads, timestamps are queries)
+        // must be visible to it; the next command buffer still starts with a device barrier.
+        if (_barrierPending) RecordBarrier(cb, PipelineStageFlags.HostBit, AccessFlags.HostReadBit);
         VulkanException.Check(_vk.EndCommandBuffer(cb), "vkEndCommandBuffer");
         ulong signal = ++_submitted;
         var sem = _timeline;

@@ -59,7 +59,7 @@ public sealed partial class VulkanBackend : IRnnOps
     private void RnnForwardSteps(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
         int units = StepUnits, outs = p.Gates * units;
-        var (chunk, prefetch) = StepStaging(p.HeadDim, outs);
+        var (chunk, prefetch) = StepStaging(p.HeadDim, outs, backward: false);
         bool vec4 = p.HeadDim % 4 == 0 && outputs.ByteOffset % 16 == 0;
         var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units, chunk, prefetch, vec4 ? 1 : 0]);
         using var packed = PackStepWeights(p, backward: false);
@@ -115,19 +115,23 @@ public sealed partial class VulkanBackend : IRnnOps
     /// <summary>Vec4 columns of the input vector staged per chunk by the per-step kernels (CHUNK4 of
     /// step_matvec.glsl) and the weight vec4s each invocation loads ahead of a chunk (PREFETCH), for
     /// an input of <paramref name="inCount"/> values and <paramref name="outs"/> outputs per workgroup.
-    /// Every chunk costs an L2 round trip and two barriers, so the chunk is as large as shared
-    /// memory allows (16 batch rows x 16 bytes per column: 192 columns in 48 KiB), split evenly;
-    /// FASTWEIGHTS_RNN_STEP_CHUNK caps it (64 gives the kernels of bench/results run 11).</summary>
-    private (int Chunk, int Prefetch) StepStaging(int inCount, int outs)
+    /// Every chunk costs an L2 round trip and two barriers, so fewer chunks should be faster, but on
+    /// the H200 (bench/results/2026-12-01-h200-run13.txt) the forward at Dh 768 ran slower in one
+    /// chunk of 192 columns (48 KiB of shared memory, 12 weight vec4s ahead) than in three of 64
+    /// (17.6 vs 13.4 ms), while the backward (G*Dh inputs) gained from chunks of 171-192. So the
+    /// forward stages at most 128 columns with at most 8 weight vec4s ahead, the backward as many
+    /// as shared memory holds (16 batch rows x 16 bytes per column: 192 in 48 KiB), chunks split
+    /// evenly. FASTWEIGHTS_RNN_STEP_CHUNK caps both (64 gives the kernels of run 11).</summary>
+    private (int Chunk, int Prefetch) StepStaging(int inCount, int outs, bool backward)
     {
         int in4 = (inCount + 3) / 4;
-        int largest = (int)Math.Min(256, Capabilities.MaxSharedMemoryBytes / (16 * StepBatchTile));
+        int largest = (int)Math.Min(backward ? 256 : 128, Capabilities.MaxSharedMemoryBytes / (16 * StepBatchTile));
         if (int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_CHUNK"), out int cap) && cap >= 64) largest = Math.Min(largest, cap);
         largest = Math.Max(largest, 64);
         int chunks = (in4 + largest - 1) / largest;
         int chunk = Math.Max(64, (in4 + chunks - 1) / chunks);
         int slices = 256 / outs;
-        return (chunk, Math.Clamp((chunk + slices - 1) / slices, 1, 12));
+        return (chunk, Math.Clamp((chunk + slices - 1) / slices, 1, backward ? 12 : 8));
     }
 
     /// <summary>R packed for the per-step kernels (pack_step_weights.comp): per head and block of

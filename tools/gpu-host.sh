@@ -19,6 +19,8 @@
 #   gemm-tiles         each cm2 tile in a process of its own (bf16 and f16, 4096 and 8192)
 #   rnn-bf16           fastweights bench rnn with the projection GEMMs in bf16 (1 and 4 heads)
 #   rnn-chunk64        LSTM 768, one head, with the per-step kernels' staging capped at 64 columns
+#   delta-profile      the chunked delta rule (bf16, f32) at B8 H16 T2048 D64 with FASTWEIGHTS_PROFILE=1
+#   rnn-profile        LSTM 768/1024, 1 and 4 heads, with FASTWEIGHTS_PROFILE=1 (per-kernel GPU time)
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -71,6 +73,8 @@ for section in "$@"; do
                   $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep '^gemm'; done; done ;;
     rnn-bf16) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra ;;
     rnn-chunk64) FASTWEIGHTS_RNN_STEP_CHUNK=64 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1 --batch 16 --steps 1024 $extra ;;
+    delta-profile) for d in bf16 f32; do FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep -E '^(delta|profile)'; done ;;
+    rnn-profile) FASTWEIGHTS_PROFILE=1 $fw bench rnn --backend vulkan --cells lstm --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(Lstm|profile)' ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do
                    $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;
