@@ -125,9 +125,14 @@ public sealed partial class VulkanBackend
         Dispatch(Kernels.Get(ChunkVariant("chunk_wy", p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
-    // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks.
+    // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks. Half keys are
+    // widened first: the pass is latency-bound and its f16/bf16 loads made it 1.6x slower on the
+    // H200 (1.71 vs 1.08 ms at B8 H16 T2048 D64, bench/results/2026-12-01-h200-run13.txt), while
+    // the conversion reads and writes k once.
     private void ChunkState(Tensor k, FastWeightShape s, Tensor? initialState, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
     {
+        using var wideKeys = k.DType == DType.F32 ? null : FastWeights.Engine.Ops.Pointwise.Convert(k, DType.F32);
+        k = wideKeys ?? k;
         int slice = StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(k);
