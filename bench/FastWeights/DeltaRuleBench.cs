@@ -61,7 +61,19 @@ public static class DeltaRuleBench
             run();
             vulkan.Synchronize();
             var times = new double[repetitions];
-            for (int i = 0; i < repetitions; i++) times[i] = vulkan.Stream.MeasureGpuNanoseconds(run) / 1e6;
+            var wall = new double[repetitions];
+            var submits = new long[repetitions];
+            for (int i = 0; i < repetitions; i++)
+            {
+                long start = System.Diagnostics.Stopwatch.GetTimestamp(), submitted = vulkan.Stream.SubmitCount;
+                times[i] = vulkan.Stream.MeasureGpuNanoseconds(run) / 1e6;
+                wall[i] = System.Diagnostics.Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+                submits[i] = vulkan.Stream.SubmitCount - submitted;
+            }
+            // FASTWEIGHTS_BENCH_SAMPLES=1: every timing, with the host's wall time and the submits inside it
+            // (a GPU time near the wall time over several submits means the GPU waited for the host).
+            if (Environment.GetEnvironmentVariable("FASTWEIGHTS_BENCH_SAMPLES") == "1")
+                Console.WriteLine("samples (gpu ms / wall ms / submits): " + string.Join(", ", times.Select((t, i) => $"{t:F3} / {wall[i]:F3} / {submits[i]}")));
             Array.Sort(times);
             return times[repetitions / 2];
         }

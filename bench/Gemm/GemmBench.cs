@@ -24,6 +24,8 @@ public static class GemmBench
             var times = new double[repetitions];
             for (int r = 0; r < repetitions; r++)
                 times[r] = vulkan.Stream.MeasureGpuNanoseconds(() => { for (int i = 0; i < perMeasure; i++) Gemm.Forward(a, b, c); }) / 1e6 / perMeasure;
+            if (Environment.GetEnvironmentVariable("FASTWEIGHTS_BENCH_SAMPLES") == "1")
+                Console.WriteLine($"samples gemm {n}^3 {dtype.Name()} (ms per GEMM): {string.Join(" ", times.Select(t => t.ToString("F3")))}");
             Array.Sort(times);
             ms = times[repetitions / 2];
         }
