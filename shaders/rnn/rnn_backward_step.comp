@@ -79,19 +79,47 @@ vec4 loadV4(uint b, uint i4)
 
 #include "step_matvec.glsl"
 
-// The cell's backward for unit block*UNITS + u, batch row b0 + i, after stepMatVec (if product).
-void runCell(uint head, uint block, uint u, uint i, bool product, bool final)
+// What the cell's backward of unit block*UNITS + u, batch row b0 + i needs besides R^T dq_{t+1},
+// loaded before the product so that these loads' latency overlaps it (the saved activations are
+// read by cellBackward itself).
+struct CellInputs
 {
+    bool live;
+    float dhFinal, dc, dn, dhDirect, hp, dy, y;
+};
+
+CellInputs loadCell(uint head, uint block, uint u, uint i, bool product, bool final)
+{
+    CellInputs in_;
+    uint hidden = pc.heads * pc.dh, plane = pc.batch * hidden;
+    uint k = block * UNITS + u, b = gl_WorkGroupID.y * TILE + i;
+    in_.live = i < TILE && k < pc.dh && b < pc.batch;
+    if (!in_.live) return in_;
+    uint gu = head * pc.dh + k, at = b * hidden + gu;
+    in_.dhFinal = product ? 0.0 : loadState(pc.dhT, at);
+    in_.dc = final ? (CELL == LSTM ? loadState(pc.dcT, at) : 0.0) : pc.state.v[at];
+    in_.dn = final ? 0.0 : pc.state.v[plane + at];
+    in_.dhDirect = final ? 0.0 : pc.state.v[2 * plane + at];
+    if (pc.step >= 0)
+    {
+        uint s = uint(pc.step), token = b * pc.t + s, before = s > 0 ? token - 1 : token;
+        in_.hp = s > 0 ? pc.y.v[before * hidden + gu] : loadState(pc.h0, at);
+        in_.dy = pc.dy.v[token * hidden + gu];
+        in_.y = pc.y.v[token * hidden + gu];
+    }
+    return in_;
+}
+
+// The cell's backward after stepMatVec (if product).
+void runCell(CellInputs in_, uint head, uint block, uint u, uint i, bool product)
+{
+    if (!in_.live) return;
     uint hidden = pc.heads * pc.dh, width = GATES * hidden, plane = pc.batch * hidden;
     uint rows = GATES * pc.dh, tokens = pc.batch * pc.t;
-    uint b0 = gl_WorkGroupID.y * TILE;
-    uint k = block * UNITS + u, b = b0 + i;
-    if (i >= TILE || k >= pc.dh || b >= pc.batch) return;
+    uint k = block * UNITS + u, b = gl_WorkGroupID.y * TILE + i;
     uint gu = head * pc.dh + k, at = b * hidden + gu;
-    float dhRec = product ? stepSum(u, i) : loadState(pc.dhT, at);
-    float dc = final ? (CELL == LSTM ? loadState(pc.dcT, at) : 0.0) : pc.state.v[at];
-    float dn = final ? 0.0 : pc.state.v[plane + at];
-    float dhDirect = final ? 0.0 : pc.state.v[2 * plane + at];
+    float dhRec = product ? stepSum(u, i) : in_.dhFinal;
+    float dc = in_.dc, dn = in_.dn, dhDirect = in_.dhDirect;
     if (pc.step < 0)
     {
         if (uint64_t(pc.dh0) != 0) pc.dh0.v[at] = dhRec + dhDirect;
@@ -101,19 +129,18 @@ void runCell(uint head, uint block, uint u, uint i, bool product, bool final)
     }
     uint s = uint(pc.step), token = b * pc.t + s, savedAt = token * SAVED * hidden + gu;
     uint before = s > 0 ? token - 1 : token;          // step t - 1 (an index in range either way)
-    float hp = s > 0 ? pc.y.v[before * hidden + gu] : loadState(pc.h0, at);
     float cPrev, nPrev, mPrev;
     previousStates(pc.saved, before * SAVED * hidden + gu, s == 0, pc.c0, pc.n0, pc.m0, at, hidden, cPrev, nPrev, mPrev);
-    float dH = pc.dy.v[token * hidden + gu] + dhRec + dhDirect;
+    float dH = in_.dy + dhRec + dhDirect;
     float dqv[GATES], dxv[GATES];
-    cellBackward(dH, dc, dn, dhDirect, pc.saved, savedAt, hidden, hp, pc.y.v[token * hidden + gu], cPrev, nPrev, mPrev, dqv, dxv);
+    cellBackward(dH, dc, dn, dhDirect, pc.saved, savedAt, hidden, in_.hp, in_.y, cPrev, nPrev, mPrev, dqv, dxv);
     uint store = head * tokens + token;
     [[unroll]] for (uint g = 0; g < GATES; g++)
     {
         pc.dx.v[token * width + g * hidden + gu] = dxv[g];
         pc.dq.v[store * rows + g * pc.dh + k] = dqv[g];
     }
-    pc.hPrev.v[store * pc.dh + k] = hp;
+    pc.hPrev.v[store * pc.dh + k] = in_.hp;
     pc.state.v[at] = dc;
     pc.state.v[plane + at] = dn;
     pc.state.v[2 * plane + at] = dhDirect;
@@ -126,7 +153,11 @@ void main()
     gRows = rows; gTokens = tokens; gHead = head; gB0 = gl_WorkGroupID.y * TILE;
     bool product = pc.step + 1 < int(pc.t);          // dq_{t+1} exists (uniform over the dispatch)
     bool final = pc.step == int(pc.t) - 1;           // the first dispatch: states from dFinal
+    // UNITS * TILE cells (at most 256, the workgroup's size): the inputs are loaded before the product.
+    uint first = gl_LocalInvocationID.x;
+    CellInputs early = loadCell(head, block, first % UNITS, first / UNITS, product, final);
     if (product) stepMatVec(pc.r, gl_WorkGroupID.x * ((rows + 3) / 4) * OUTS, rows);
-
-    for (uint c = gl_LocalInvocationID.x; c < UNITS * TILE; c += gl_WorkGroupSize.x) runCell(head, block, c % UNITS, c / UNITS, product, final);
+    runCell(early, head, block, first % UNITS, first / UNITS, product);
+    for (uint c = first + gl_WorkGroupSize.x; c < UNITS * TILE; c += gl_WorkGroupSize.x)
+        runCell(loadCell(head, block, c % UNITS, c / UNITS, product, final), head, block, c % UNITS, c / UNITS, product);
 }
