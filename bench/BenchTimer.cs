@@ -6,6 +6,20 @@ namespace FastWeights.Bench;
 /// several repetitions (medians resist the noise of a shared machine).</summary>
 public static class BenchTimer
 {
+    /// <summary>GPU benchmarks keep the device busy this long before timing: the H200 drops its SM
+    /// clock to 345-600 MHz after about a second without work and needs a few hundred ms of load to
+    /// return to 1980 MHz (bench/results/2026-12-01-h200-run15-smi.csv; the peer scripts do the same,
+    /// bench/peers/cuda_timing.py).</summary>
+    public const double SpinUpSeconds = 0.5;
+
+    /// <summary>Runs <paramref name="step"/> (which must end with a sync point) until
+    /// <see cref="SpinUpSeconds"/> have passed, at least once.</summary>
+    public static void SpinUp(Action step)
+    {
+        long start = Stopwatch.GetTimestamp();
+        do step(); while (Stopwatch.GetElapsedTime(start).TotalSeconds < SpinUpSeconds);
+    }
+
     /// <summary>Median wall time in milliseconds of <paramref name="step"/> after one warm-up call.
     /// For GPU work the step must end with a sync point so the time covers the work.</summary>
     public static double MedianMs(Action step, int repetitions = 5)

@@ -19,6 +19,7 @@
 #   gemm-tiles         each cm2 tile in a process of its own (bf16 and f16, 4096 and 8192)
 #   rnn-bf16           fastweights bench rnn with the projection GEMMs in bf16 (1, 4 and 8 heads)
 #   rnn-chunk64        LSTM 768, one head, with the per-step kernels' staging capped at 64 columns
+#   delta-one, fla-one the delta rule at B8 H16 T2048 D64 only (ours bf16 and f32 chunked; FLA)
 #   delta-profile      the chunked delta rule (bf16, f32) at B8 H16 T2048 D64 with FASTWEIGHTS_PROFILE=1
 #   rnn-profile        LSTM 768/1024, 1 and 4 heads, with FASTWEIGHTS_PROFILE=1 (per-kernel GPU time)
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
@@ -70,9 +71,12 @@ for section in "$@"; do
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
     torch-copy) python3 bench/peers/torch_copy.py ;;
     gemm-tiles) for d in bf16 f16; do for tile in 128x128x32 128x256x32 256x128x32 128x128x64 128x256x16; do
-                  $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep '^gemm'; done; done ;;
+                  $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
     rnn-bf16) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 --projection bf16 $extra ;;
     rnn-chunk64) FASTWEIGHTS_RNN_STEP_CHUNK=64 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1 --batch 16 --steps 1024 $extra ;;
+    delta-one) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64 $extra
+               $fw bench delta --backend vulkan --dtype f32 --algorithm chunked --shape 8,16,2048,64 $extra ;;
+    fla-one) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 ;;
     delta-profile) for d in bf16 f32; do FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep -E '^(delta|profile)'; done ;;
     rnn-profile) FASTWEIGHTS_PROFILE=1 $fw bench rnn --backend vulkan --cells lstm --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(Lstm|profile)' ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;

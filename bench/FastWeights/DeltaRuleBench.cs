@@ -58,8 +58,7 @@ public static class DeltaRuleBench
         for (int i = 0; i < warmUp; i++) run();
         if (backend is VulkanBackend vulkan)
         {
-            run();
-            vulkan.Synchronize();
+            BenchTimer.SpinUp(() => { run(); vulkan.Synchronize(); });
             var times = new double[repetitions];
             var wall = new double[repetitions];
             var submits = new long[repetitions];

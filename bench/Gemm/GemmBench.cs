@@ -19,8 +19,7 @@ public static class GemmBench
         if (backend is VulkanBackend vulkan)
         {
             int perMeasure = Math.Max(1, (int)Math.Min(50, 2e12 / flops));
-            Gemm.Forward(a, b, c);
-            vulkan.Synchronize();
+            BenchTimer.SpinUp(() => { Gemm.Forward(a, b, c); vulkan.Synchronize(); });
             var times = new double[repetitions];
             for (int r = 0; r < repetitions; r++)
                 times[r] = vulkan.Stream.MeasureGpuNanoseconds(() => { for (int i = 0; i < perMeasure; i++) Gemm.Forward(a, b, c); }) / 1e6 / perMeasure;
