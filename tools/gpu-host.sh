@@ -16,6 +16,7 @@
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
 #   step, scan         the decoding step and the scan benches
 #   torch-copy         a 1 GiB device-to-device copy through torch (the scan's memory floor)
+#   gemm-best          the cm2 128x256x32 tile, bf16 and f16, each in a process of its own
 #   gemm-tiles         each cm2 tile in a process of its own (bf16 and f16, 4096 and 8192)
 #   rnn-bf16           fastweights bench rnn with the projection GEMMs in bf16 (1, 4 and 8 heads)
 #   rnn-chunk64        LSTM 768, one head, with the per-step kernels' staging capped at 64 columns
@@ -70,6 +71,7 @@ for section in "$@"; do
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
     torch-copy) python3 bench/peers/torch_copy.py ;;
+    gemm-best) for d in bf16 f16; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x256x32 $extra | grep -E '^(gemm|samples)'; done ;;
     gemm-tiles) for d in bf16 f16; do for tile in 128x128x32 128x256x32 256x128x32 128x128x64 128x256x16; do
                   $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
     rnn-bf16) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 --projection bf16 $extra ;;
