@@ -12,12 +12,17 @@ public static class BenchTimer
     /// bench/peers/cuda_timing.py).</summary>
     public const double SpinUpSeconds = 0.5;
 
-    /// <summary>Runs <paramref name="step"/> (which must end with a sync point) until
-    /// <see cref="SpinUpSeconds"/> have passed, at least once.</summary>
+    /// <summary>Runs <paramref name="step"/> (which must end with a sync point) once, then again until
+    /// <see cref="SpinUpSeconds"/> have passed since that first run and at least twice more. The
+    /// first run may tune GEMM tiles or create pipelines (seconds); the runs right after tuning were
+    /// up to 5x slower on the H200 (bench/results/2026-12-01-h200-run16.txt: 181, 61, 38.6 ms), so they
+    /// must not be the timed ones.</summary>
     public static void SpinUp(Action step)
     {
+        step();
         long start = Stopwatch.GetTimestamp();
-        do step(); while (Stopwatch.GetElapsedTime(start).TotalSeconds < SpinUpSeconds);
+        int runs = 0;
+        do { step(); runs++; } while (runs < 2 || Stopwatch.GetElapsedTime(start).TotalSeconds < SpinUpSeconds);
     }
 
     /// <summary>Median wall time in milliseconds of <paramref name="step"/> after one warm-up call.
