@@ -8,7 +8,7 @@ namespace FastWeights.Engine.Cpu.Gemm;
 /// for jc in 0..N step NC            column panel
 ///   for pc in 0..K step KC          pack B panel KC x NC into NR-wide slivers (L2)
 ///     for ic in 0..M step MC        pack A block MC x KC into MR-tall slivers (L2)
-///       for jr in 0..nc step NR     one B sliver KC x NR stays in L1 ...
+///       for jr in 0..nc step NR     one B sliver KC x NR stays in L1 (or L1 and L2) ...
 ///         for ir in 0..mc step MR   ... while A slivers stream from L2 through the micro-kernel
 /// </code>
 /// Invariants: C[ic.., jc..] receives alpha * (partial product over [pc, pc + kc)) plus beta * C on the
@@ -26,14 +26,16 @@ namespace FastWeights.Engine.Cpu.Gemm;
 /// already claimed, so a worker that starts late never stalls the others.</para></summary>
 internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmMicroKernel
 {
-    // Blocking, in elements, for a core with 48 KB L1 and 2 MB L2 (Sapphire Rapids). KC x NR floats of
-    // B (32 KB for 256 x 32) stay in L1 with an A sliver streaming past; the A block MC x KC (~0.5 MB)
-    // and the B panel KC x NC (0.5 MB) both sit in L2. NC = 512 measured ~10% faster at 2048^3 than
-    // 1024 or 4096 (panels that spill to L3 suffer most when other tenants load the machine).
-    // Mutable only so that a benchmark lab can sweep them.
-    internal static int Kc = 256;
-    internal static int Mc = RoundUp(504, TKernel.Mr);
-    internal static int Nc = RoundUp(512, TKernel.Nr);
+    // Blocking, in elements: KC and MC come from the kernel (its BlockDepth, BlockRows), NC = 512 for all.
+    // The B panel KC x NC sits in L2 or L3 (shared by the threads); NC = 512 measured ~10% faster at
+    // 2048^3 than 1024 or 4096 on Sapphire Rapids (panels that spill to L3 suffer most when other
+    // tenants load the machine) and no different from 1024 on Zen 3. FASTWEIGHTS_CPU_GEMM_BLOCKING=
+    // KCxMCxNC (e.g. 256x504x512) overrides all three, so that benchmarks can compare blockings.
+    // Mutable only so that a benchmark lab (or a test) can sweep them.
+    private static readonly int[]? s_blocking = ParseBlocking(Environment.GetEnvironmentVariable("FASTWEIGHTS_CPU_GEMM_BLOCKING"));
+    internal static int Kc = s_blocking?[0] ?? TKernel.BlockDepth;
+    internal static int Mc = RoundUp(s_blocking?[1] ?? TKernel.BlockRows, TKernel.Mr);
+    internal static int Nc = RoundUp(s_blocking?[2] ?? 512, TKernel.Nr);
     /// <summary>Largest shared B buffer (K x panel width) of the cooperative path: 16 MB.</summary>
     internal static long SharedPanelFloats = 4L << 20;
 
@@ -226,4 +228,13 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
     }
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+
+    // "KCxMCxNC" -> [KC, MC, NC]; null when unset.
+    private static int[]? ParseBlocking(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var parts = text.Split('x');
+        if (parts.Length == 3 && parts.All(x => int.TryParse(x, out int v) && v > 0)) return parts.Select(int.Parse).ToArray();
+        throw new ArgumentException($"Gemm: FASTWEIGHTS_CPU_GEMM_BLOCKING must be KCxMCxNC with positive integers (e.g. 256x504x512), not '{text}'");
+    }
 }

@@ -12,6 +12,9 @@ internal readonly unsafe struct MicroKernel512x14x32 : IGemmMicroKernel
 {
     public static int Mr => 14;
     public static int Nr => 32;
+    // Sapphire Rapids (48 KB L1, 2 MB L2): KC x NR of B (32 KB) stays in L1, the A block (~0.5 MB) in L2.
+    public static int BlockDepth => 256;
+    public static int BlockRows => 504;
     public static bool IsSupported => Vector512.IsHardwareAccelerated;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -65,6 +65,19 @@ public sealed class CpuGemmKernelTests
         Check("auto", 1, 300, 1000, 257, transposeA, transposeB, 1.25f, 0.5f, threads: Cpu.Threads);
 
     [TestMethod]
+    [DataRow(false, false)]
+    [DataRow(false, true)]
+    [DataRow(true, false)]
+    [DataRow(true, true)]
+    public void LargeProblemOverSeveralKBlocksAndRowBlocks(bool transposeA, bool transposeB)
+    {
+        // K over two KC blocks plus a remainder and M over MC, whatever the chosen kernel's blocking,
+        // on the threads: row blocks of the cooperative path run every k block (beta on the first only).
+        var (_, _, kc, mc) = Blocking(AutoKernel);
+        Check("auto", 1, mc + 7, 300, 2 * kc + 3, transposeA, transposeB, 0.75f, -1.5f, threads: Cpu.Threads);
+    }
+
+    [TestMethod]
     [DataRow(true, false, false, false)]
     [DataRow(false, true, false, true)]
     [DataRow(true, false, true, true)]
@@ -82,6 +95,13 @@ public sealed class CpuGemmKernelTests
     [DataRow(DType.BF16, true, false)]
     public void HalfInputsAtBlockEdges(DType dtype, bool transposeA, bool transposeB) =>
         Check("auto", 2, 15, 33, 257, transposeA, transposeB, 1f, 0f, Cpu.Threads, dtype: dtype);
+
+    [TestMethod]
+    [DataRow(DType.F16, false, false)]
+    [DataRow(DType.BF16, true, true)]
+    public void HalfInputsOverSeveralKBlocks(DType dtype, bool transposeA, bool transposeB) =>
+        // One k block more than KC of the chosen kernel: the converted runs are packed per k block.
+        Check("auto", 2, 15, 33, Blocking(AutoKernel).Kc + 1, transposeA, transposeB, 1f, 0.5f, Cpu.Threads, dtype: dtype);
 
     [TestMethod]
     public void BetaZeroNeverReadsPoisonedOutputOnBlockedPath()
@@ -131,6 +151,9 @@ public sealed class CpuGemmKernelTests
         });
         foreach (var result in results) TestData.AssertClose(expected, result, TestData.F32Tolerance(k), TestData.F32Tolerance(k), "Gemm from concurrent callers");
     }
+
+    // The kernel CpuBackend.Gemm picks on this machine (the widest accelerated one).
+    private static string AutoKernel => MicroKernel512x14x32.IsSupported ? "512" : MicroKernel256x6x16.IsSupported ? "256" : "scalar";
 
     private static (int Mr, int Nr, int Kc, int Mc) Blocking(string kernel) => kernel switch
     {
