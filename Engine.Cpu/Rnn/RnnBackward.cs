@@ -15,19 +15,19 @@ namespace FastWeights.Engine.Cpu.Rnn;
 /// the [T, Bp, G*Dh] buffer, so the next step's writes never meet this step's reads: one barrier per
 /// step. After the loop the driver forms dR_h = dq^T h_{t-1} over all (t, b) as one GEMM; padded
 /// batch rows hold zeros in both and add nothing.</summary>
-internal sealed unsafe class RnnBackward : IDisposable
+internal sealed unsafe class RnnBackward : IPartyHead
 {
     private readonly RnnRecurrence.View _v;
     private readonly int _head, _bp;
     private readonly float* _y, _saved, _dy, _dx, _dBias, _dq, _hPrev;
     private readonly nint[] _init, _dFinal, _dInit;
     private readonly Party[] _parties;
-    private readonly StepBarrier _barrier;
+    private readonly NativeFloats _zeros;                 // stands for an absent initial state
 
     private sealed class Party(RnnParties.Units units, int gates, int batchPadded, int batch, int headDim) : IDisposable
     {
         public readonly RnnParties.Units Units = units;
-        public readonly NativeFloats Packed = new((long)gates * headDim * units.Padded);
+        public readonly NativeFloats Packed = new((long)gates * headDim * units.Padded, zeroed: false);
         public readonly NativeFloats DhNext = new((long)batchPadded * units.Padded);   // gradient reaching h_t from later steps
         public readonly NativeFloats DcNext = new((long)batch * units.Padded);         // LSTM, sLSTM: reaching c_t
         public readonly NativeFloats DnNext = new((long)batch * units.Padded);         // sLSTM: reaching n_t
@@ -45,19 +45,20 @@ internal sealed unsafe class RnnBackward : IDisposable
         _bp = BatchPadded(v.B);
         var split = RnnParties.Split(v.Dh, parties);
         _parties = split.Select(u => new Party(u, v.G, _bp, v.B, v.Dh)).ToArray();
-        _barrier = new StepBarrier(_parties.Length);
-        float* r = v.RHead(head);
-        foreach (var p in _parties)
-            StepProduct.Pack(v.G * v.Dh, p.Units.Padded, new Columns(r, v.Dh, p.Units.Start, p.Units.Count), p.Packed.Pointer);
+        Barrier = new StepBarrier(_parties.Length);
+        _zeros = new NativeFloats((v.Dh + 7) & ~7);
     }
 
     public static int BatchPadded(int batch) => (batch + StepProduct.RowBlock - 1) / StepProduct.RowBlock * StepProduct.RowBlock;
 
-    /// <summary>w[l, c] = R_h[l, start + c] for c &lt; count, else 0.</summary>
-    private readonly struct Columns(float* r, int headDim, int start, int count) : StepProduct.ISource
+    /// <summary>w[l, c] = R_h[l, start + c] for c &lt; count (column start + c of R_h, element stride
+    /// Dh), else 0.</summary>
+    private readonly struct Columns(float* r, int start, int count) : StepProduct.IColumns
     {
-        public float At(int l, int c) => c < count ? r[(long)l * headDim + start + c] : 0f;
+        public float* Column(int c) => c < count ? r + start + c : null;
     }
+
+    public StepBarrier Barrier { get; }
 
     public void Run(int party)
     {
@@ -65,6 +66,8 @@ internal sealed unsafe class RnnBackward : IDisposable
         var p = _parties[party];
         var units = p.Units;
         int up = units.Padded, rows = v.G * v.Dh;
+        // Every party packs its own columns of R, as in the forward.
+        StepProduct.Pack(rows, up, new Columns(v.RHead(_head), units.Start, units.Count), v.Dh, p.Packed.Pointer);
         for (int b = 0; b < v.B; b++)
             for (int jj = 0; jj < units.Count; jj++)
             {
@@ -74,11 +77,10 @@ internal sealed unsafe class RnnBackward : IDisposable
             }
         for (int t = v.T - 1; t >= 0; t--)
         {
+            RnnParties.StepHook?.Invoke((nint)v.X, party, t);
             float* dq = _dq + (long)t * _bp * rows;
-            for (int b = 0; b < v.B; b++)
-                for (int jj = 0; jj < units.Count; jj += V.Count)
-                    Cell(p, b, t, jj, Math.Min(V.Count, units.Count - jj), dq, _hPrev + (long)t * _bp * v.Dh);
-            _barrier.Wait();
+            for (int b = 0; b < v.B; b++) Row(p, b, t, dq, _hPrev + (long)t * _bp * v.Dh);
+            Barrier.Wait();
             // dh_{t-1} (+)= dq_t R_h[:, units]   ([Bp, G*Dh] x [G*Dh, Up])
             StepProduct.Multiply(dq, rows, _bp, rows, p.Packed.Pointer, up, p.DhNext.Pointer, up, accumulate: true);
         }
@@ -97,102 +99,159 @@ internal sealed unsafe class RnnBackward : IDisposable
                 for (int jj = 0; jj < units.Count; jj++) _dBias[g * v.Hd + _head * v.Dh + units.Start + jj] = p.DBias.Pointer[g * up + jj];
     }
 
-    // Units [start + jj, start + jj + n) of batch row b at step t.
-    private void Cell(Party p, int b, int t, int jj, int n, float* dq, float* hPrevStep)
+    // Batch row b at step t: the party's units, 8 at a time, one method per cell (as in the forward).
+    private void Row(Party p, int b, int t, float* dq, float* hPrevStep)
     {
         var v = _v;
-        int up = p.Units.Padded, j = p.Units.Start + jj, u = _head * v.Dh + j;
-        float* row = _saved + ((long)b * v.T + t) * v.SavedWidth + u;
-        float* rowPrev = t > 0 ? _saved + ((long)b * v.T + t - 1) * v.SavedWidth + u : null;
-        float* dqRow = dq + (long)b * v.G * v.Dh + j;
-        float* dxRow = _dx + ((long)b * v.T + t) * v.G * v.Hd + u;
-        float* dh = p.DhNext.Pointer + (long)b * up + jj, dc = p.DcNext.Pointer + (long)b * up + jj, dn = p.DnNext.Pointer + (long)b * up + jj;
-        float* dBias = p.DBias.Pointer + jj;
+        int up = p.Units.Padded, j = p.Units.Start, u = _head * v.Dh + j;
         long stateAt = v.StateIndex(b, _head, j);
-        var saved = new SavedRows(row, rowPrev, v.Hd, n);
-        var gates = new GateGradients(dqRow, dxRow, dBias, v.Dh, v.Hd, up, n);
-        V hPrev = t > 0 ? Load(_y + ((long)b * v.T + t - 1) * v.Hd + u, n) : Load(InitialState(0, stateAt), n);
-        Store(hPrev, hPrevStep + (long)b * v.Dh + j, n);
-        V dH = Load(_dy + ((long)b * v.T + t) * v.Hd + u, n) + Vector256.Load(dh);
-        V one = V.One;
+        float* saved = _saved + ((long)b * v.T + t) * v.SavedWidth + u;
+        float* savedPrev = t > 0 ? saved - v.SavedWidth : null;
+        // A state at t-1: saved quantity q of step t-1, or at t = 0 the initial state (zeros if absent).
+        float* Before(int q, int state) => savedPrev != null ? savedPrev + q * v.Hd : InitialState(state, stateAt);
+        int c = v.Cell == RnnCell.SLstm ? 5 : 4;     // where c sits in the saved row (LSTM i, f, g, o, c; sLSTM i', f', z, o, m, c, n, m)
+        var row = new RowPointers(saved, Before(c, 1), Before(c + 1, 2), Before(c + 2, 3),
+            dq + (long)b * v.G * v.Dh + j, _dx + ((long)b * v.T + t) * v.G * v.Hd + u, p.DBias.Pointer,
+            p.DhNext.Pointer + (long)b * up, p.DcNext.Pointer + (long)b * up, p.DnNext.Pointer + (long)b * up,
+            t > 0 ? _y + ((long)b * v.T + t - 1) * v.Hd + u : InitialState(0, stateAt),
+            hPrevStep + (long)b * v.Dh + j, _dy + ((long)b * v.T + t) * v.Hd + u, _y + ((long)b * v.T + t) * v.Hd + u, v.Dh, v.Hd, up);
         switch (v.Cell)
         {
-            case RnnCell.Lstm:
-            {
-                // dc = dc_{t+1} + dh o (1 - tanh^2 c); da_i = dc g i(1-i), da_f = dc c_{t-1} f(1-f),
-                // da_g = dc i (1-g^2), da_o = dh tanh(c) o(1-o); dc_{t-1} = dc f
-                V i = saved.At(0), f = saved.At(1), g = saved.At(2), o = saved.At(3), c = saved.At(4), cPrev = saved.Before(4, InitialState(1, stateAt));
-                V tc = Tanh(c);
-                V dcv = Vector256.Load(dc) + dH * o * (one - tc * tc);
-                V di = dcv * g * i * (one - i), df = dcv * cPrev * f * (one - f), dg = dcv * i * (one - g * g), dO = dH * tc * o * (one - o);
-                gates.Put(0, di, di); gates.Put(1, df, df); gates.Put(2, dg, dg); gates.Put(3, dO, dO);
-                Vector256.Store(dcv * f, dc);
-                Vector256.Store(V.Zero, dh);
-                break;
-            }
-            case RnnCell.Gru:
-            {
-                // dn = dh (1-z), dz = dh (h_{t-1} - n), da_n = dn (1-n^2); dq_r = da_n q r(1-r),
-                // dq_z = dz z(1-z), dq_n = da_n r (through r (R_n h + b_hn)); dh_{t-1} = dh z + dq R
-                V r = saved.At(0), z = saved.At(1), nGate = saved.At(2), q = saved.At(3);
-                V daN = dH * (one - z) * (one - nGate * nGate);
-                V dr = daN * q * r * (one - r), dz = dH * (hPrev - nGate) * z * (one - z);
-                gates.Put(0, dr, dr); gates.Put(1, dz, dz); gates.Put(2, daN * r, daN);
-                Vector256.Store(dH * z, dh);
-                break;
-            }
-            case RnnCell.SLstm:
-            {
-                // m is a stabiliser: h does not depend on it, so no gradient flows through it.
-                // h = o c/n: do = dh c/n, dc += dh o/n, dn -= dh o c/n^2; c = f' c_{t-1} + i' z, n = f' n_{t-1} + i':
-                // df' = dc c_{t-1} + dn n_{t-1}, di' = dc z + dn, dz = dc i'; i' = exp(i~ - m): da_i = di' i';
-                // f' = sigmoid(f~) e^{m_{t-1} - m}: da_f = df' f' (1 - sigmoid(f~)); sigmoid(f~) = exp(log f' + m - m_{t-1})
-                V ip = saved.At(0), fp = saved.At(1), z = saved.At(2), o = saved.At(3), m = saved.At(4), c = saved.At(5), nn = saved.At(6);
-                V cPrev = saved.Before(5, InitialState(1, stateAt)), nPrev = saved.Before(6, InitialState(2, stateAt)), mPrev = saved.Before(7, InitialState(3, stateAt));
-                V sigmoidF = Exp(Vector256.Log(fp) + m - mPrev);
-                V dO = dH * c / nn, dcv = Vector256.Load(dc) + dH * o / nn, dnv = Vector256.Load(dn) - dH * o * c / (nn * nn);
-                V dfp = dcv * cPrev + dnv * nPrev, dip = dcv * z + dnv, dz = dcv * ip;
-                V gi = dip * ip, gf = dfp * fp * (one - sigmoidF), gz = dz * (one - z * z), go = dO * o * (one - o);
-                gates.Put(0, gi, gi); gates.Put(1, gf, gf); gates.Put(2, gz, gz); gates.Put(3, go, go);
-                Vector256.Store(dcv * fp, dc);
-                Vector256.Store(dnv * fp, dn);
-                Vector256.Store(V.Zero, dh);
-                break;
-            }
-            default:
-            {
-                // h = tanh(a): da = dh (1 - h^2)
-                V hv = Load(_y + ((long)b * v.T + t) * v.Hd + u, n);
-                V da = dH * (one - hv * hv);
-                gates.Put(0, da, da);
-                Vector256.Store(V.Zero, dh);
-                break;
-            }
+            case RnnCell.Lstm: ForUnits<LstmUnits, RowPointers>(row, p.Units.Count); break;
+            case RnnCell.Gru: ForUnits<GruUnits, RowPointers>(row, p.Units.Count); break;
+            case RnnCell.SLstm: ForUnits<SLstmUnits, RowPointers>(row, p.Units.Count); break;
+            default: ForUnits<ElmanUnits, RowPointers>(row, p.Units.Count); break;
         }
     }
 
-    private float* InitialState(int state, long at) => _init[state] == 0 ? null : (float*)_init[state] + at;
+    /// <summary>The initial state's row for unit (b, start) of the party, or a row of zeros when absent.</summary>
+    private float* InitialState(int state, long at) => state < _init.Length && _init[state] != 0 ? (float*)_init[state] + at : _zeros.Pointer;
 
-    /// <summary>Saved quantity q of one batch row's 8 units at step t (row) and t-1 (rowPrev, null at t = 0).</summary>
-    private readonly struct SavedRows(float* row, float* rowPrev, int hd, int n)
+    /// <summary>Where batch row b's quantities start at this step (unit jj of the party at + jj): the
+    /// saved row of t (quantity q at + q*hd), the states c, n, m at t-1 (see Row), the dq_t and dx_t
+    /// rows (gate g at + g*headDim, + g*hd), the bias sum, the gradients reaching h, c, n from later
+    /// steps, h_{t-1} and its copy for dR, dy_t and h_t.</summary>
+    private readonly struct RowPointers(float* saved, float* cPrev, float* nPrev, float* mPrev, float* dq, float* dx, float* dBias,
+        float* dh, float* dc, float* dn, float* hPrev, float* hPrevCopy, float* dy, float* h, int headDim, int hd, int up)
+    {
+        public readonly float* Saved = saved, CPrev = cPrev, NPrev = nPrev, MPrev = mPrev, Dq = dq, Dx = dx, DBias = dBias;
+        public readonly float* Dh = dh, Dc = dc, Dn = dn, HPrev = hPrev, HPrevCopy = hPrevCopy, Dy = dy, H = h;
+        public readonly int HeadDim = headDim, Hd = hd, Up = up;
+
+        /// <summary>Saved quantity q at step t.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public V SavedAt<TL>(int q, int jj, int n) where TL : struct, ILanes => TL.Load(Saved + q * Hd + jj, n);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public GateGradients<TL> GatesAt<TL>(int jj, int n) where TL : struct, ILanes => new(Dq + jj, Dx + jj, DBias + jj, HeadDim, Hd, Up, n);
+
+        /// <summary>h_{t-1}, also copied for dR.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public V HPrevAt<TL>(int jj, int n) where TL : struct, ILanes
+        {
+            V hPrev = TL.Load(HPrev + jj, n);
+            TL.Store(hPrev, HPrevCopy + jj, n);
+            return hPrev;
+        }
+
+        /// <summary>The gradient reaching h_t: dy_t + what steps after t sent back.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public V DhAt<TL>(int jj, int n) where TL : struct, ILanes => TL.Load(Dy + jj, n) + Vector256.Load(Dh + jj);
+    }
+
+    // Each cell's pointwise work on units [jj, jj + n) of a row, for CellMath.ForUnits.
+    private readonly struct LstmUnits : IUnits<RowPointers>
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public V At(int q) => Load(row + q * hd, n);
+        public static void Apply<TL>(in RowPointers row, int jj, int n) where TL : struct, ILanes
+        {
+            var gates = row.GatesAt<TL>(jj, n);
+            row.HPrevAt<TL>(jj, n);
+            V dH = row.DhAt<TL>(jj, n), one = V.One;
+            float* dc = row.Dc + jj;
+            // dc = dc_{t+1} + dh o (1 - tanh^2 c); da_i = dc g i(1-i), da_f = dc c_{t-1} f(1-f),
+            // da_g = dc i (1-g^2), da_o = dh tanh(c) o(1-o); dc_{t-1} = dc f
+            V i = row.SavedAt<TL>(0, jj, n), f = row.SavedAt<TL>(1, jj, n), g = row.SavedAt<TL>(2, jj, n), o = row.SavedAt<TL>(3, jj, n);
+            V c = row.SavedAt<TL>(4, jj, n), cPrev = TL.Load(row.CPrev + jj, n);
+            V tc = Tanh(c);
+            V dcv = Vector256.Load(dc) + dH * o * (one - tc * tc);
+            V di = dcv * g * i * (one - i), df = dcv * cPrev * f * (one - f), dg = dcv * i * (one - g * g), dO = dH * tc * o * (one - o);
+            gates.Put(0, di, di); gates.Put(1, df, df); gates.Put(2, dg, dg); gates.Put(3, dO, dO);
+            Vector256.Store(dcv * f, dc);
+            Vector256.Store(V.Zero, row.Dh + jj);
+        }
+    }
 
-        /// <summary>A state at t-1: saved quantity q of the previous step, or the initial state (null: zeros) at t = 0.</summary>
+    private readonly struct GruUnits : IUnits<RowPointers>
+    {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public V Before(int q, float* initial) => rowPrev != null ? Load(rowPrev + q * hd, n) : Load(initial, n);
+        public static void Apply<TL>(in RowPointers row, int jj, int n) where TL : struct, ILanes
+        {
+            var gates = row.GatesAt<TL>(jj, n);
+            V hPrev = row.HPrevAt<TL>(jj, n);
+            V dH = row.DhAt<TL>(jj, n), one = V.One;
+            // dn = dh (1-z), dz = dh (h_{t-1} - n), da_n = dn (1-n^2); dq_r = da_n q r(1-r),
+            // dq_z = dz z(1-z), dq_n = da_n r (through r (R_n h + b_hn)); dh_{t-1} = dh z + dq R
+            V r = row.SavedAt<TL>(0, jj, n), z = row.SavedAt<TL>(1, jj, n), nGate = row.SavedAt<TL>(2, jj, n), q = row.SavedAt<TL>(3, jj, n);
+            V daN = dH * (one - z) * (one - nGate * nGate);
+            V dr = daN * q * r * (one - r), dz = dH * (hPrev - nGate) * z * (one - z);
+            gates.Put(0, dr, dr); gates.Put(1, dz, dz); gates.Put(2, daN * r, daN);
+            Vector256.Store(dH * z, row.Dh + jj);
+        }
+    }
+
+    private readonly struct SLstmUnits : IUnits<RowPointers>
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Apply<TL>(in RowPointers row, int jj, int n) where TL : struct, ILanes
+        {
+            var gates = row.GatesAt<TL>(jj, n);
+            row.HPrevAt<TL>(jj, n);
+            V dH = row.DhAt<TL>(jj, n), one = V.One;
+            float* dc = row.Dc + jj, dn = row.Dn + jj;
+            // m is a stabiliser: h does not depend on it, so no gradient flows through it.
+            // h = o c/n: do = dh c/n, dc += dh o/n, dn -= dh o c/n^2; c = f' c_{t-1} + i' z, n = f' n_{t-1} + i':
+            // df' = dc c_{t-1} + dn n_{t-1}, di' = dc z + dn, dz = dc i'; i' = exp(i~ - m): da_i = di' i';
+            // f' = sigmoid(f~) e^{m_{t-1} - m}: da_f = df' f' (1 - sigmoid(f~)); sigmoid(f~) = exp(log f' + m - m_{t-1})
+            V ip = row.SavedAt<TL>(0, jj, n), fp = row.SavedAt<TL>(1, jj, n), z = row.SavedAt<TL>(2, jj, n), o = row.SavedAt<TL>(3, jj, n);
+            V m = row.SavedAt<TL>(4, jj, n), c = row.SavedAt<TL>(5, jj, n), nn = row.SavedAt<TL>(6, jj, n);
+            V cPrev = TL.Load(row.CPrev + jj, n), nPrev = TL.Load(row.NPrev + jj, n), mPrev = TL.Load(row.MPrev + jj, n);
+            V sigmoidF = Exp(Vector256.Log(fp) + m - mPrev);
+            V dO = dH * c / nn, dcv = Vector256.Load(dc) + dH * o / nn, dnv = Vector256.Load(dn) - dH * o * c / (nn * nn);
+            V dfp = dcv * cPrev + dnv * nPrev, dip = dcv * z + dnv, dz = dcv * ip;
+            V gi = dip * ip, gf = dfp * fp * (one - sigmoidF), gz = dz * (one - z * z), go = dO * o * (one - o);
+            gates.Put(0, gi, gi); gates.Put(1, gf, gf); gates.Put(2, gz, gz); gates.Put(3, go, go);
+            Vector256.Store(dcv * fp, dc);
+            Vector256.Store(dnv * fp, dn);
+            Vector256.Store(V.Zero, row.Dh + jj);
+        }
+    }
+
+    private readonly struct ElmanUnits : IUnits<RowPointers>
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Apply<TL>(in RowPointers row, int jj, int n) where TL : struct, ILanes
+        {
+            var gates = row.GatesAt<TL>(jj, n);
+            row.HPrevAt<TL>(jj, n);
+            V dH = row.DhAt<TL>(jj, n);
+            // h = tanh(a): da = dh (1 - h^2)
+            V hv = TL.Load(row.H + jj, n);
+            V da = dH * (V.One - hv * hv);
+            gates.Put(0, da, da);
+            Vector256.Store(V.Zero, row.Dh + jj);
+        }
     }
 
     /// <summary>Where gate g's gradients go: dq_g to the step's buffer (stride dh per gate) and the
     /// bias sum (stride up), dx_g to the pre-activations' gradient (stride hd).</summary>
-    private readonly struct GateGradients(float* dqRow, float* dxRow, float* dBias, int dh, int hd, int up, int n)
+    private readonly struct GateGradients<TL>(float* dqRow, float* dxRow, float* dBias, int dh, int hd, int up, int n) where TL : struct, ILanes
     {
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public void Put(int g, V dq, V dx)
         {
-            Store(dq, dqRow + g * dh, n);
-            Store(dx, dxRow + g * hd, n);
+            TL.Store(dq, dqRow + g * dh, n);
+            TL.Store(dx, dxRow + g * hd, n);
             Vector256.Store(Vector256.Load(dBias + g * up) + dq, dBias + g * up);
         }
     }
@@ -200,5 +259,6 @@ internal sealed unsafe class RnnBackward : IDisposable
     public void Dispose()
     {
         foreach (var p in _parties) p.Dispose();
+        _zeros.Dispose();
     }
 }

@@ -45,11 +45,7 @@ internal static unsafe class RnnRecurrence
         nint y = (nint)CpuBackend.F32(outputs), sv = (nint)Ptr(saved);
         var init = Pointers(p.InitialStates);
         var fin = Pointers(finals);
-        ForEachHead(v, threads, (h, parties) => RnnParties.Run(parties, v.Dh, count =>
-        {
-            var head = new RnnForward(v, h, count, (float*)y, (float*)sv, init, fin);
-            return (head.Run, head);
-        }));
+        ForEachHead(v, threads, (h, parties) => RnnParties.Run(parties, v.Dh, count => new RnnForward(v, h, count, (float*)y, (float*)sv, init, fin)));
     }
 
     public static void Backward(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients grads, int threads)
@@ -71,10 +67,7 @@ internal static unsafe class RnnRecurrence
             ZeroPaddedRows((float*)dq, v.T, v.B, bp, rows);
             ZeroPaddedRows((float*)hPrev, v.T, v.B, bp, v.Dh);
             RnnParties.Run(parties, v.Dh, count =>
-            {
-                var head = new RnnBackward(v, h, count, (float*)y, (float*)sv, (float*)dy, (float*)dx, (float*)dBias, (float*)dq, (float*)hPrev, init, dFin, dInit);
-                return (head.Run, head);
-            });
+                new RnnBackward(v, h, count, (float*)y, (float*)sv, (float*)dy, (float*)dx, (float*)dBias, (float*)dq, (float*)hPrev, init, dFin, dInit));
             // dR_h = dq^T h_{t-1} over all (t, b): [G*Dh, T*Bp] x [T*Bp, Dh]
             Ops.Gemm.Forward(dqAll, hPrevAll, grads.DRecurrentWeights.SliceRows(h, 1).Reshape(new Shape(rows, v.Dh)), transposeA: true);
         });

@@ -5,9 +5,10 @@ namespace FastWeights.Engine.Cpu.Rnn;
 
 /// <summary>y[rows, n] (+)= x[rows, k] w[k, n] for one recurrence step: x is the batch (a few rows:
 /// h_{t-1}, or the step's gate gradients), w a slice of R packed once per call and reused by every
-/// step, so it stays in L2.
+/// step (from L2 when a party's slice fits there, else from L3).
 /// <para>Packed layout (<see cref="Pack"/>): columns in panels of <see cref="PanelWidth"/> = 24 (the
-/// last one 8 or 16 wide), panel p at offset 24 p k, holding w[l, 24 p + c] at l * width + c. n is a
+/// last one or two 8 or 16 wide, see <see cref="PanelWidthAt"/>), the panel of columns [s, s + width) at
+/// offset s k, holding w[l, s + c] at l * width + c. n is a
 /// multiple of 8 (callers pad columns with zeros). rows is a multiple of <see cref="RowBlock"/> = 4
 /// (callers pad the batch with zero rows).</para>
 /// The register block is 4 rows x 24 columns: 12 ymm accumulators, 3 w vectors, 1 broadcast (16 ymm);
@@ -18,18 +19,26 @@ internal static unsafe class StepProduct
     public const int PanelWidth = 24;
     private const int Width = 8;
 
-    /// <summary>Where packing reads w[l, c] from (a struct, so that the accessor inlines).</summary>
-    public interface ISource { float At(int l, int c); }
+    /// <summary>Where packing reads column c of w from: w[l, c] = Column(c)[l * stride], or 0 for all l
+    /// where Column(c) is null (a padding column). A struct, so that the accessor inlines.</summary>
+    public interface IColumns { float* Column(int c); }
 
-    /// <summary>Packs w[l, c] = source.At(l, c) for l in [0, k), c in [0, n), n a multiple of 8.</summary>
-    public static void Pack<TSource>(int k, int n, TSource source, float* packed) where TSource : struct, ISource
+    /// <summary>Packs w[l, c] for l in [0, k), c in [0, n), n a multiple of 8, from the columns that
+    /// <paramref name="columns"/> points at (element l at l * stride): each column is found once, then
+    /// copied, so packing costs about a read and a write of w.</summary>
+    public static void Pack<TColumns>(int k, int n, TColumns columns, long stride, float* packed) where TColumns : struct, IColumns
     {
-        for (int start = 0; start < n; start += PanelWidth)
+        float** column = stackalloc float*[PanelWidth];
+        for (int start = 0; start < n; start += PanelWidthAt(n - start))
         {
-            int width = Math.Min(PanelWidth, n - start);
+            int width = PanelWidthAt(n - start);
             float* panel = packed + (long)start * k;
-            for (int l = 0; l < k; l++)
-                for (int c = 0; c < width; c++) panel[l * width + c] = source.At(l, start + c);
+            for (int c = 0; c < width; c++) column[c] = columns.Column(start + c);
+            // column by column: measured faster than row by row (Rnn.Step of an LSTM 512 on one thread,
+            // mostly packing: 1.25 ms against 1.7 ms)
+            for (int c = 0; c < width; c++)
+                if (column[c] == null) for (int l = 0; l < k; l++) panel[l * width + c] = 0f;
+                else for (int l = 0; l < k; l++) panel[l * width + c] = column[c][l * stride];
         }
     }
 
@@ -37,13 +46,18 @@ internal static unsafe class StepProduct
     /// walked in blocks of this many, each block used by every row block before the next.</summary>
     public const int KBlock = 256;
 
+    /// <summary>Width of the panel that starts where <paramref name="remaining"/> columns are left: 24,
+    /// except that the last 32 columns are two panels of 16 (the 4 x 16 block keeps 8 accumulators
+    /// in flight, enough to cover the FMA latency; a last panel of 8 would have 4).</summary>
+    public static int PanelWidthAt(int remaining) => remaining == 32 ? 16 : Math.Min(PanelWidth, remaining);
+
     /// <summary>y (+)= x w with x [rows, k] at row stride ldx, y [rows, n] at row stride ldy. Each
     /// element sums its k blocks in order, the first one stored (or added to y when accumulating).</summary>
     public static void Multiply(float* x, int ldx, int rows, int k, float* packed, int n, float* y, int ldy, bool accumulate)
     {
-        for (int start = 0; start < n; start += PanelWidth)
+        for (int start = 0; start < n; start += PanelWidthAt(n - start))
         {
-            int width = Math.Min(PanelWidth, n - start);
+            int width = PanelWidthAt(n - start);
             for (int l0 = 0; l0 < k; l0 += KBlock)
             {
                 int kb = Math.Min(KBlock, k - l0);

@@ -17,6 +17,9 @@ public sealed unsafe class CpuRnnKernelTests
     [DataRow(20, 64, 40)]
     [DataRow(16, 300, 1032)]
     [DataRow(12, 1024, 136)]
+    [DataRow(4, 37, 32)]
+    [DataRow(8, 64, 56)]
+    [DataRow(16, 256, 512)]
     public void StepProductMatchesReference(int rows, int k, int n)
     {
         float[] x = TestData.Uniform(rows * k, (ulong)(rows + k + n)), w = TestData.Uniform(k * n, (ulong)(rows * k * n + 1));
@@ -35,7 +38,7 @@ public sealed unsafe class CpuRnnKernelTests
             var packed = new float[k * n];
             fixed (float* pw = w, pp = packed, px = x, py = y)
             {
-                StepProduct.Pack(k, n, new RowMajor(pw, n), pp);
+                StepProduct.Pack(k, n, new RowMajor(pw), n, pp);
                 // y has 3 extra columns per row (ldy = n + 3) that must stay untouched.
                 StepProduct.Multiply(px, k, rows, k, pp, n, py, n + 3, accumulate);
             }
@@ -62,9 +65,10 @@ public sealed unsafe class CpuRnnKernelTests
         Assert.AreEqual(0f, CellMath.Exp(System.Runtime.Intrinsics.Vector256.Create(float.NegativeInfinity))[0], 1e-37f);
     }
 
-    private readonly struct RowMajor(float* w, int n) : StepProduct.ISource
+    // Column c of a row-major w [k, n]: w + c, element stride n.
+    private readonly struct RowMajor(float* w) : StepProduct.IColumns
     {
-        public float At(int l, int c) => w[(long)l * n + c];
+        public float* Column(int c) => w + c;
     }
 
     public static IEnumerable<object[]> SplitCases() =>
@@ -128,6 +132,63 @@ public sealed unsafe class CpuRnnKernelTests
         }
     }
 
+    /// <summary>A party that throws mid-recurrence (the test hook, at step 4 of 9) must not leave the
+    /// other spinning at the step barrier for good: the call fails with that exception, forward and
+    /// backward, whether the caller's party or the helper's fails, and the threads split the next call
+    /// as before.</summary>
+    [TestMethod]
+    [DataRow(false, 0)]
+    [DataRow(false, 1)]
+    [DataRow(true, 0)]
+    [DataRow(true, 1)]
+    public void FailingPartyFailsTheCallInsteadOfHanging(bool backward, int failingParty)
+    {
+        if (Environment.ProcessorCount < 2) Assert.Inconclusive("one core: there is no split to fail");
+        var backend = new CpuBackend { Threads = 2 };
+        const int b = 4, t = 9, dh = 32, g = 4;
+        using var x = Tensor.Uniform(backend, new Shape(b, t, g * dh), 1);
+        using var r = Tensor.Uniform(backend, new Shape(1, g * dh, dh), 2, -0.3f, 0.3f);
+        using var bias = Tensor.Uniform(backend, new Shape(g * dh), 3);
+        using var y = Tensor.Empty(backend, new Shape(b, t, dh));
+        using var dy = Tensor.Uniform(backend, y.Shape, 4);
+        using var dx = Tensor.Empty(backend, x.Shape);
+        using var dr = Tensor.Empty(backend, r.Shape);
+        double keep = RnnRecurrence.MinFlopsToSplitStep;
+        RnnRecurrence.MinFlopsToSplitStep = 0;
+        try
+        {
+            var problem = Rnn.Forward(RnnCell.Lstm, x, r, bias, y);
+            using var saved = Tensor.Empty(backend, problem.SavedShape);
+            void Call()
+            {
+                if (backward) Rnn.Backward(problem, y, saved, dy, dx, dr, null);
+                else Rnn.Forward(RnnCell.Lstm, x, r, bias, y, null, null, saved);
+            }
+            Call();
+            nint target = (nint)CpuBackend.F32(x);
+            int seen = 0;
+            RnnParties.StepHook = (preactivations, party, step) =>
+            {
+                if (preactivations != target) return;
+                Interlocked.Or(ref seen, 1 << party);
+                if (party == failingParty && step == 4) throw new InvalidOperationException("injected failure");
+            };
+            var run = Task.Run(Call);
+            Assert.IsTrue(((IAsyncResult)run).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(60)), "the recurrence hung after a party failed");
+            RnnParties.StepHook = null;
+            Assert.AreEqual(3, seen, "both parties should have run (GEMM helpers busy?)");
+            var e = Assert.ThrowsExactly<InvalidOperationException>(() => run.GetAwaiter().GetResult());
+            Assert.AreEqual("injected failure", e.Message);
+            Call();
+            Assert.AreEqual(2, RnnParties.LastParties, "the next call did not split");
+        }
+        finally
+        {
+            RnnParties.StepHook = null;
+            RnnRecurrence.MinFlopsToSplitStep = keep;
+        }
+    }
+
     /// <summary>More threads than a head has 8-unit groups (a 16-core host runs Dh 64 with 16 threads):
     /// the parties are clamped to the groups, so no party index lacks units (found on the GPU host,
     /// bench/results/2026-12-01-h200-run9.txt). Dh 8 is one group: one party whatever is asked.</summary>
@@ -146,14 +207,21 @@ public sealed unsafe class CpuRnnKernelTests
             Assert.AreEqual(count, units.Length, $"Split({headDim}, {count}) makes {units.Length} parties");
             // the parties meet at a barrier, as the recurrences do, so every one of them runs
             var barrier = new StepBarrier(count);
-            return (party =>
+            return new Head(barrier, party =>
             {
                 Assert.IsTrue(party < units.Length, $"party {party} of {units.Length}");
                 Interlocked.Increment(ref ran);
                 barrier.Wait();
-            }, new NativeFloats(1));
+            });
         });
         Assert.IsTrue(planned >= 1 && planned <= (headDim + 7) / 8, $"{planned} parties for {headDim} units");
         Assert.AreEqual(planned, ran, $"planned {planned} parties for {headDim} units, {ran} ran");
+    }
+
+    private sealed class Head(StepBarrier barrier, Action<int> job) : IPartyHead
+    {
+        public StepBarrier Barrier => barrier;
+        public void Run(int party) => job(party);
+        public void Dispose() { }
     }
 }
