@@ -32,7 +32,27 @@ public sealed partial class VulkanBackend : IRnnOps
         return tile;
     }
 
+    /// <summary>f16/bf16 pre-activations and R are widened to f32 copies on entry (one pass over
+    /// each); the kernels compute and store in f32.</summary>
+    public bool RnnTakesHalfInputs => true;
+
+    // f32 copies of half pre-activations (when the kernels read them: not the backward's) and R
+    // (null where they are f32 already), substituted into p.
+    private (Tensor? X, Tensor? R) WidenRnnInputs(ref RnnProblem p, bool preactivations = true)
+    {
+        var x = !preactivations || p.Preactivations.DType == DType.F32 ? null : FastWeights.Engine.Ops.Pointwise.Convert(p.Preactivations, DType.F32);
+        var r = p.RecurrentWeights.DType == DType.F32 ? null : FastWeights.Engine.Ops.Pointwise.Convert(p.RecurrentWeights, DType.F32);
+        p = p with { Preactivations = x ?? p.Preactivations, RecurrentWeights = r ?? p.RecurrentWeights };
+        return (x, r);
+    }
+
     public void RnnForward(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
+    {
+        var (wideX, wideR) = WidenRnnInputs(ref p);
+        using (wideX) using (wideR) RnnForwardF32(p, outputs, finalStates, saved);
+    }
+
+    private void RnnForwardF32(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
         if (p.Batch == 0 || p.Heads == 0 || p.HeadDim == 0) return;
         if (p.Steps == 0) { CopyStates(p.InitialStates, finalStates); return; }

@@ -11,6 +11,12 @@ public sealed partial class VulkanBackend
 {
     public void RnnBackward(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g)
     {
+        var (_, wideR) = WidenRnnInputs(ref p, preactivations: false);   // the backward reads R, not x
+        using (wideR) RnnBackwardF32(p, outputs, saved, g);
+    }
+
+    private void RnnBackwardF32(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g)
+    {
         if (p.Batch == 0 || p.Heads == 0 || p.HeadDim == 0 || p.Steps == 0) { EmptyRnnBackward(p, g); return; }
         int tokens = checked(p.Batch * p.Steps), rows = p.Gates * p.HeadDim;
         using var dq = Tensor.Empty(this, new Shape(p.Heads, tokens, rows));

@@ -53,6 +53,10 @@ public interface IRnnOps
     /// saved activations for the backward.</summary>
     void RnnForward(RnnProblem problem, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved);
     void RnnBackward(RnnProblem problem, Tensor outputs, Tensor saved, RnnGradients gradients);
+
+    /// <summary>Whether the pre-activations and R may be f16 or bf16 (each on its own; the bias,
+    /// states, outputs and every gradient stay f32). Otherwise they must be f32.</summary>
+    bool RnnTakesHalfInputs => false;
 }
 
 public static class Rnn
@@ -79,7 +83,7 @@ public static class Rnn
         string op = cell + "Forward";
         var named = new List<(string, Tensor?)> { ("preactivations", preactivations), ("recurrentWeights", recurrentWeights), ("recurrentBias", recurrentBias), ("outputs", outputs), ("saved", saved) };
         var ops = Op.Family<IRnnOps>(op, [.. named]);
-        var problem = Check(op, cell, preactivations, recurrentWeights, recurrentBias, initialStates);
+        var problem = Check(op, cell, preactivations, recurrentWeights, recurrentBias, initialStates, ops.RnnTakesHalfInputs);
         Op.ShapeIs(op, "outputs", outputs, new Shape(problem.Batch, problem.Steps, problem.Hidden), "([B, T, H*Dh])");
         Op.DTypeIs(op, "outputs", outputs, DType.F32);
         var finals = States(op, "finalStates", cell, problem, finalStates);
@@ -114,6 +118,10 @@ public static class Rnn
         Op.ShapeIs(op, "saved", saved, problem.SavedShape);
         Op.SameShape(op, "dPreactivations", dPreactivations, "preactivations", problem.Preactivations);
         Op.SameShape(op, "dRecurrentWeights", dRecurrentWeights, "recurrentWeights", problem.RecurrentWeights);
+        Op.DTypeIs(op, "dOutputs", dOutputs, DType.F32);
+        Op.DTypeIs(op, "dPreactivations", dPreactivations, DType.F32);
+        Op.DTypeIs(op, "dRecurrentWeights", dRecurrentWeights, DType.F32);
+        if (dRecurrentBias is not null) Op.DTypeIs(op, "dRecurrentBias", dRecurrentBias, DType.F32);
         if (dRecurrentBias is not null) Op.ShapeIs(op, "dRecurrentBias", dRecurrentBias, new Shape(problem.Gates * problem.Hidden));
         var dFinals = States(op, "dFinalStates", problem.Cell, problem, dFinalStates);
         if (problem.Cell == RnnCell.SLstm && dFinals.Skip(1).Any(t => t is not null))
@@ -122,7 +130,7 @@ public static class Rnn
         ops.RnnBackward(problem, outputs, saved, new RnnGradients(dOutputs, dFinals, dPreactivations, dRecurrentWeights, dRecurrentBias, dInitials));
     }
 
-    private static RnnProblem Check(string op, RnnCell cell, Tensor x, Tensor r, Tensor? bias, IReadOnlyList<Tensor?>? initialStates)
+    private static RnnProblem Check(string op, RnnCell cell, Tensor x, Tensor r, Tensor? bias, IReadOnlyList<Tensor?>? initialStates, bool halfInputs)
     {
         Op.Rank(op, "recurrentWeights", r, 3, 3);
         Op.Rank(op, "preactivations", x, 3, 3);
@@ -131,7 +139,12 @@ public static class Rnn
             throw new OpArgumentException(op, "recurrentWeights", $"has shape {r.Shape} but a {cell} head needs {gates} gates x {headDim} units = {gates * headDim} rows ([H, G*Dh, Dh])");
         if (x.Shape[2] != gates * heads * headDim)
             throw new OpArgumentException(op, "preactivations", $"has shape {x.Shape} but {cell} with {heads} heads of {headDim} needs a last axis of G*H*Dh = {gates}*{heads}*{headDim} = {gates * heads * headDim}");
-        foreach (var (name, t) in new[] { ("preactivations", x), ("recurrentWeights", r) }) Op.DTypeIs(op, name, t, DType.F32);
+        foreach (var (name, t) in new[] { ("preactivations", x), ("recurrentWeights", r) })
+        {
+            if (halfInputs) Op.DTypeIs(op, name, t, DType.F32, DType.F16, DType.BF16);
+            else if (t.DType != DType.F32)
+                throw new OpArgumentException(op, name, $"{t.Shape} has dtype {t.DType.Name()} but the {t.Backend.Name} backend's recurrent cells take f32 only (the Vulkan backend also takes f16 and bf16)");
+        }
         if (bias is not null) { Op.ShapeIs(op, "recurrentBias", bias, new Shape(gates * heads * headDim), "([G*H*Dh])"); Op.DTypeIs(op, "recurrentBias", bias, DType.F32); }
         var problem = new RnnProblem(cell, x, r, bias, [], x.Shape[0], x.Shape[1], heads, headDim);
         return problem with { InitialStates = States(op, "initialStates", cell, problem, initialStates) };

@@ -9,10 +9,13 @@ public sealed class RnnTests
     private sealed record Case(RnnCell Cell, int B, int T, int H, int Dh, ulong Seed)
     {
         public float RScale { get; init; } = 0.6f;
+        /// <summary>X and R rounded through this dtype (f16/bf16 inputs hold exactly these values).</summary>
+        public DType Rounding { get; init; } = DType.F32;
         public int G => Cell.Gates();
         public int Hd => H * Dh;
-        public float[] X => TestData.Uniform(B * T * G * Hd, Seed, -1.5f, 1.5f);
-        public float[] R => TestData.Uniform(H * G * Dh * Dh, Seed + 1, -RScale, RScale);
+        public float[] X => Round(TestData.Uniform(B * T * G * Hd, Seed, -1.5f, 1.5f));
+        public float[] R => Round(TestData.Uniform(H * G * Dh * Dh, Seed + 1, -RScale, RScale));
+        private float[] Round(float[] values) => Rounding == DType.F32 ? values : TestData.RoundTrip(values, Rounding);
         public float[] Bias => TestData.Uniform(G * Hd, Seed + 2, -0.5f, 0.5f);
         public float[][] Initial => Rnn.StateNames(Cell).Select((name, i) => name == "n"
             ? TestData.Uniform(B * Hd, Seed + 10 + (ulong)i, 0.5f, 1.5f)        // a normaliser is positive
@@ -177,11 +180,12 @@ public sealed class RnnTests
     private sealed record Gradients(float[] Outputs, float[] FinalH, float[] Dx, float[] Dr, float[] Dbias, float[][] DInitial);
 
     // Forward with saved activations, then the backward of L = sum(w ⊙ y) + sum(wh ⊙ h_T) (+ sum(wc ⊙ c_T)).
-    private static Gradients RunBackward(IBackend backend, Case c, float[] w, float[] wh, float[]? wc)
+    // inputs: the dtype of the pre-activation and R tensors (the values are c's either way).
+    private static Gradients RunBackward(IBackend backend, Case c, float[] w, float[] wh, float[]? wc, DType inputs = DType.F32)
     {
         var stateShape = new Shape(c.B, c.Hd);
-        using var x = Tensor.FromArray(backend, c.X, new Shape(c.B, c.T, c.G * c.Hd));
-        using var r = Tensor.FromArray(backend, c.R, new Shape(c.H, c.G * c.Dh, c.Dh));
+        using var x = Tensor.FromArray(backend, c.X, new Shape(c.B, c.T, c.G * c.Hd), inputs);
+        using var r = Tensor.FromArray(backend, c.R, new Shape(c.H, c.G * c.Dh, c.Dh), inputs);
         using var bias = Tensor.FromArray(backend, c.Bias, new Shape(c.G * c.Hd));
         var initial = c.Initial.Select(s => (Tensor?)Tensor.FromArray(backend, s, stateShape)).ToList();
         using var output = Tensor.Full(backend, new Shape(c.B, c.T, c.Hd), float.NaN);
@@ -312,6 +316,43 @@ public sealed class RnnTests
             }
         }
         finally { foreach (var s in states) s.Dispose(); }
+    }
+
+    public static IEnumerable<object[]> HalfInputCases() =>
+        from backend in new[] { "vulkan", "vulkan-steps" }
+        from cell in Enum.GetValues<RnnCell>()
+        from dtype in new[] { DType.F16, DType.BF16 }
+        select new object[] { backend, cell, dtype };
+
+    /// <summary>f16/bf16 pre-activations and R on Vulkan (widened on entry): the same outputs and
+    /// gradients as the CPU's f32 run on the rounded values, forward and backward, fused and per step.</summary>
+    [TestMethod]
+    [DynamicData(nameof(HalfInputCases))]
+    public void VulkanTakesHalfPreactivationsAndWeights(string backendName, RnnCell cell, DType dtype)
+    {
+        using var path = Path(backendName);
+        int b = 3, t = 5, h = 2, dh = 13;
+        var c = new Case(cell, b, t, h, dh, 300 + (ulong)cell * 10 + (ulong)dtype) { Rounding = dtype };
+        float[] w = TestData.Uniform(b * t * c.Hd, 96), wh = TestData.Uniform(b * c.Hd, 97);
+        float[]? wc = cell == RnnCell.Lstm ? TestData.Uniform(b * c.Hd, 98) : null;
+        var expected = RunBackward(TestBackends.Get("cpu"), c, w, wh, wc);
+        var actual = RunBackward(path.Backend, c, w, wh, wc, dtype);
+        AssertSameGradients(expected, actual, b * t, 2e-5 * Math.Sqrt(t), $"{cell} {backendName} {dtype.Name()} inputs");
+    }
+
+    [TestMethod]
+    public void CpuRejectsHalfInputsNamingTheArgument()
+    {
+        var cpu = TestBackends.Get("cpu");
+        using var x = Tensor.Zeros(cpu, new Shape(2, 3, 4 * 2 * 5));
+        using var xHalf = Tensor.Zeros(cpu, x.Shape, DType.F16);
+        using var r = Tensor.Zeros(cpu, new Shape(2, 4 * 5, 5));
+        using var rHalf = Tensor.Zeros(cpu, r.Shape, DType.BF16);
+        using var y = Tensor.Zeros(cpu, new Shape(2, 3, 10));
+        StringAssert.Contains(Assert.ThrowsExactly<OpArgumentException>(() => Rnn.Forward(RnnCell.Lstm, x, rHalf, null, y)).Message,
+            "LstmForward: argument 'recurrentWeights' [2, 20, 5] has dtype bf16 but the cpu backend's recurrent cells take f32 only");
+        StringAssert.Contains(Assert.ThrowsExactly<OpArgumentException>(() => Rnn.Forward(RnnCell.Lstm, xHalf, r, null, y)).Message,
+            "LstmForward: argument 'preactivations' [2, 3, 40] has dtype f16 but the cpu backend's recurrent cells take f32 only");
     }
 
     [TestMethod]
