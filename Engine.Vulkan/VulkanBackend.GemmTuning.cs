@@ -5,8 +5,8 @@ namespace FastWeights.Engine.Vulkan;
 // Tile choice of the cooperative-matrix-2 GEMM. The driver compiles each (tile, M, N, K) pipeline
 // its own way and the speed of a tile varies by more than 2x between shapes on the same device
 // (bench/results/2026-12-01-h200-run8.txt), so with CoopMat2Tile = "auto" the first call of each
-// shape times every tile that divides it, on the real operands into a scratch C, and keeps the
-// fastest. Later calls of that shape use the cached choice; nothing is timed inside a measurement.
+// shape times every tile that divides it, on the real operands into a scratch C, twice, and keeps
+// the fastest. Later calls of that shape use the cached choice; nothing is timed inside a measurement.
 public sealed partial class VulkanBackend
 {
     private readonly record struct GemmShapeKey(DType DType, int Batch, int M, int N, int K, bool TransposeA, bool TransposeB);
@@ -50,23 +50,25 @@ public sealed partial class VulkanBackend
             : CoopMat2Tiles.FirstOrDefault(t => Divides(t, m, n, k)) ?? CoopMat2Tiles[0];
     }
 
+    // Two passes over the candidates, the second in reverse order, keeping each tile's faster time:
+    // the GPU may still be raising its clock from idle while tuning (the H200 takes a few hundred ms,
+    // bench/results/2026-12-01-h200-run15-smi.csv), which in one pass would favour the later tiles.
     private string Tune(GemmProblem p, List<string> candidates)
     {
         using var scratch = Tensor.Empty(this, p.C.Shape);
         var trial = p with { C = scratch, Beta = 0f };
-        string best = candidates[0];
-        double bestNs = double.MaxValue;
+        var fastest = candidates.ToDictionary(tile => tile, _ => double.MaxValue);
         try
         {
-            foreach (string tile in candidates)
+            foreach (string tile in candidates.Concat(Enumerable.Reverse(candidates)))
             {
                 _trialTile = tile;
                 Gemm(trial);   // pipeline creation and first touch stay out of the timing
                 double ns = Stream.MeasureGpuNanoseconds(() => { for (int i = 0; i < TuningRuns; i++) Gemm(trial); });
-                if (ns < bestNs) (best, bestNs) = (tile, ns);
+                fastest[tile] = Math.Min(fastest[tile], ns);
             }
         }
         finally { _trialTile = null; }
-        return best;
+        return candidates.MinBy(tile => fastest[tile])!;
     }
 }
