@@ -13,6 +13,7 @@ public sealed partial class VulkanBackend : IGemmOps
         if (p.M == 0 || p.N == 0 || p.Batch == 0) return;
         if (p.Batch > 65535) throw new OpArgumentException("Gemm", "c", $"{p.C.Shape} has {p.Batch} batches; the Vulkan backend takes at most 65535 per call");
         bool coopmat = UsesCooperativeMatrix(p);
+        if (!coopmat && SplitsOverK(p) is var splits and > 1) { GemmSplitOverK(p, splits); return; }
         ComputeKernel kernel;
         uint tile, tileN = 0;
         if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K, CoopMat2TileFor(p)) is { } cm2)
@@ -63,6 +64,38 @@ public sealed partial class VulkanBackend : IGemmOps
         push.Append(p.Alpha);
         push.Append(p.Beta);
         Dispatch(kernel, push, Groups(p.N, (int)(tileN == 0 ? tile : tileN)), Groups(p.M, (int)tile), (uint)p.Batch);
+    }
+
+    /// <summary>Parts S of K for a portable-kernel GEMM whose output has few 128 x 128 tiles and whose
+    /// reduction is long, which would leave most of a large GPU idle (the recurrent cells' dR: LSTM 768,
+    /// one head, is 24 x 6 tiles over 16384 tokens, four heads of 192 are 48 tiles): about 512 tiles in
+    /// all, at most 16 parts of at least 512 each, S dividing K. Only for op(A) = A^T and B untransposed
+    /// with their own matrix per batch entry, where a part of K is a contiguous block of both stored
+    /// operands; otherwise 1.</summary>
+    private static int SplitsOverK(in GemmProblem p)
+    {
+        if (!p.TransposeA || p.TransposeB) return 1;
+        if (p.Batch > 1 && (p.BatchStrideA != (long)p.K * p.M || p.BatchStrideB != (long)p.K * p.N)) return 1;
+        long tiles = (long)p.Batch * ((p.M + 127) / 128) * ((p.N + 127) / 128);
+        int want = (int)Math.Clamp(512 / tiles, 1, 16);
+        for (int s = want; s > 1; s--)
+            if (p.K % s == 0 && p.K / s >= 512) return s;
+        return 1;
+    }
+
+    /// <summary>C = alpha sum_s A_s^T B_s + beta C over the S contiguous parts of K: the S partial products
+    /// in one batched GEMM (batch entries Batch x S), then C = alpha ones[1, S] x partials + beta C.</summary>
+    private void GemmSplitOverK(in GemmProblem p, int splits)
+    {
+        int part = p.K / splits;
+        using var aParts = p.A.Reshape(new Shape(p.Batch * splits, part, p.M));
+        using var bParts = p.B.Reshape(new Shape(p.Batch * splits, part, p.N));
+        using var partials = Tensor.Empty(this, new Shape(p.Batch * splits, p.M, p.N));
+        Gemm(new GemmProblem(aParts, bParts, partials, true, false, 1f, 0f, p.Batch * splits, p.M, p.N, part, (long)part * p.M, (long)part * p.N));
+        using var ones = Tensor.Full(this, new Shape(1, splits), 1f);
+        using var partialRows = partials.Reshape(new Shape(p.Batch, splits, p.M * p.N));
+        using var cRows = p.C.Reshape(new Shape(p.Batch, 1, p.M * p.N));
+        Gemm(new GemmProblem(ones, partialRows, cRows, false, false, p.Alpha, p.Beta, p.Batch, 1, p.M * p.N, splits, 0, (long)splits * p.M * p.N));
     }
 
     /// <summary>Whether the tensor-core kernels without shared memory of their own (KHR direct and

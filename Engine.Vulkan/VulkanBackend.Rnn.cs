@@ -130,6 +130,11 @@ public sealed partial class VulkanBackend : IRnnOps
 
     private int StepUnits => RnnStepUnits is 1 or 2 or 4 or 8 or 16 ? RnnStepUnits : 4;
 
+    /// <summary>Most vec4 columns the per-step kernels stage at a time (at least 64; 64 gives the
+    /// kernels of bench/results run 11); FASTWEIGHTS_RNN_STEP_CHUNK sets the default, otherwise no cap.</summary>
+    public int RnnStepChunkCap { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_CHUNK"), out int cap) && cap >= 64 ? cap : int.MaxValue;
+
     private int StepBlocks(RnnProblem p) => (p.HeadDim + StepUnits - 1) / StepUnits;
 
     /// <summary>Vec4 columns of the input vector staged per chunk by the per-step kernels (CHUNK4 of
@@ -141,13 +146,12 @@ public sealed partial class VulkanBackend : IRnnOps
     /// (17.6 vs 13.4 ms), while the backward (G*Dh inputs) gained from chunks of 171-192. So the
     /// forward stages at most 128 columns with at most 8 weight vec4s ahead, the backward as many
     /// as shared memory holds (16 batch rows x 16 bytes per column: 192 in 48 KiB), chunks split
-    /// evenly. FASTWEIGHTS_RNN_STEP_CHUNK caps both (64 gives the kernels of run 11).</summary>
+    /// evenly. <see cref="RnnStepChunkCap"/> caps both.</summary>
     private (int Chunk, int Prefetch) StepStaging(int inCount, int outs, bool backward)
     {
         int in4 = (inCount + 3) / 4;
         int largest = (int)Math.Min(backward ? 256 : 128, Capabilities.MaxSharedMemoryBytes / (16 * StepBatchTile));
-        if (int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_CHUNK"), out int cap) && cap >= 64) largest = Math.Min(largest, cap);
-        largest = Math.Max(largest, 64);
+        largest = Math.Max(Math.Min(largest, RnnStepChunkCap), 64);
         int chunks = (in4 + largest - 1) / largest;
         int chunk = Math.Max(64, (in4 + chunks - 1) / chunks);
         int slices = 256 / outs;

@@ -25,7 +25,9 @@ public sealed partial class VulkanBackend
         if (dhMax > 0) RnnBackwardFused(p, outputs, saved, g, dq, hPrev, dhMax);
         else RnnBackwardSteps(p, outputs, saved, g, dq, hPrev);
 
-        RecurrentWeightGradient(p, dq, hPrev, g.DRecurrentWeights);
+        // dR_h = sum over (b, t) of dq_t h_{t-1}^T: [G*Dh, B*T] x [B*T, Dh] per head (the GEMM splits
+        // the long token axis when the output has few tiles)
+        FastWeights.Engine.Ops.Gemm.Forward(dq, hPrev, g.DRecurrentWeights, transposeA: true);
         if (g.DRecurrentBias is { } dBias)
         {
             var kernel = Kernels.Get("rnn/bias_gradient");
@@ -40,39 +42,6 @@ public sealed partial class VulkanBackend
         }
         // m is a stabiliser: no gradient reaches m_0.
         if (g.DInitialStates.Count > 3 && g.DInitialStates[3] is { } dm0) Fill(dm0, 0f);
-    }
-
-    /// <summary>dR_h = sum over (b, t) of dq_t h_{t-1}^T: [G*Dh, B*T] x [B*T, Dh] per head. The output
-    /// has few tiles and the reduction is long (LSTM 768, one head: 24 x 6 tiles of 128 for 16384
-    /// tokens; four heads of 192: 48 tiles), which leaves most of a large GPU idle, so the tokens
-    /// are split into S contiguous parts (dq and h_{t-1} are token-major, so part s is a plain
-    /// batch entry): S partial products in one batched GEMM, then dR_h = ones[1, S] x partials_h.</summary>
-    private void RecurrentWeightGradient(RnnProblem p, Tensor dq, Tensor hPrev, Tensor dR)
-    {
-        int tokens = p.Batch * p.Steps, rows = p.Gates * p.HeadDim;
-        int splits = TokenSplits(p.Heads, rows, p.HeadDim, tokens);
-        if (splits == 1) { FastWeights.Engine.Ops.Gemm.Forward(dq, hPrev, dR, transposeA: true); return; }
-        using var dqParts = dq.Reshape(new Shape(p.Heads * splits, tokens / splits, rows));
-        using var hParts = hPrev.Reshape(new Shape(p.Heads * splits, tokens / splits, p.HeadDim));
-        using var partials = Tensor.Empty(this, new Shape(p.Heads * splits, rows, p.HeadDim));
-        FastWeights.Engine.Ops.Gemm.Forward(dqParts, hParts, partials, transposeA: true);
-        using var ones = Tensor.Empty(this, new Shape(1, splits));
-        Fill(ones, 1f);
-        using var partialRows = partials.Reshape(new Shape(p.Heads, splits, rows * p.HeadDim));
-        using var dRRows = dR.Reshape(new Shape(p.Heads, 1, rows * p.HeadDim));
-        FastWeights.Engine.Ops.Gemm.Forward(ones, partialRows, dRRows);
-    }
-
-    /// <summary>Token splits S for <see cref="RecurrentWeightGradient"/>: about 512 output tiles of 128 x 128
-    /// in all (the portable GEMM's tile), at most 16 parts of at least 512 tokens each, S dividing the
-    /// token count; 1 when no such S exists or the output already has enough tiles.</summary>
-    private static int TokenSplits(int heads, int rows, int dh, int tokens)
-    {
-        long tiles = (long)heads * ((rows + 127) / 128) * ((dh + 127) / 128);
-        int want = (int)Math.Clamp(512 / Math.Max(tiles, 1), 1, 16);
-        for (int s = want; s > 1; s--)
-            if (tokens % s == 0 && tokens / s >= 512) return s;
-        return 1;
     }
 
     private void RnnBackwardFused(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g, Tensor dq, Tensor hPrev, int dhMax)
