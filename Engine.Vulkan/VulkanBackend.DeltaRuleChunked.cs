@@ -48,9 +48,45 @@ public sealed partial class VulkanBackend
 
     private static uint ChunkCount(FastWeightShape s) => Groups(s.Steps, DeltaRuleChunkSize);
 
-    /// <summary>State rows per workgroup of the sequential stages: 16, or 8 when that leaves too few
-    /// workgroups to fill a large GPU (the pass over chunks is the critical path).</summary>
-    private static int StateSlice(FastWeightShape s) => (long)s.Batch * s.Heads * Groups(s.ValueDim, 16) >= 512 ? 16 : 8;
+    /// <summary>State rows per workgroup of the sequential stages of the chunked delta rule (64, 32
+    /// or 16), or 0 (the default; FASTWEIGHTS_DELTA_SLICE sets it) to let the backend choose. A slice
+    /// whose shared memory does not fit the device is replaced by the automatic choice.</summary>
+    public int DeltaRuleStateSlice { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_SLICE"), out int slice) ? slice : 0;
+
+    public static readonly IReadOnlyList<int> DeltaRuleStateSlices = [64, 32, 16];
+
+    /// <summary>Whether the sequential stages with <paramref name="slice"/> state rows per workgroup
+    /// fit this device's shared memory for head dimension <paramref name="keyDim"/>.</summary>
+    public bool DeltaRuleStateSliceFits(int slice, int keyDim) =>
+        DeltaRuleStateSlices.Contains(slice) && SequentialSharedBytes(slice, keyDim) <= Capabilities.MaxSharedMemoryBytes;
+
+    // State rows per workgroup of the sequential stages (chunk_sequential.glsl; the workgroup has 4
+    // invocations per row): the largest whose shared memory fits the device and that still leaves
+    // 256 workgroups to spread over the GPU (the pass over chunks is the critical path), else 16.
+    private int StateSlice(FastWeightShape s)
+    {
+        if (DeltaRuleStateSliceFits(DeltaRuleStateSlice, s.KeyDim)) return DeltaRuleStateSlice;
+        foreach (int slice in DeltaRuleStateSlices)
+            if (DeltaRuleStateSliceFits(slice, s.KeyDim) && (long)s.Batch * s.Heads * Groups(s.ValueDim, slice) >= 256) return slice;
+        return 16;
+    }
+
+    // Shared memory of chunk_sequential.glsl: stateT (DKMAX x SLICE), tokenTile (64 x SLICE),
+    // stream (16 x (DKMAX + 4)), streamA (16 x SLICE), all f32.
+    private static long SequentialSharedBytes(int slice, int keyDim)
+    {
+        int dkMax = SequentialKeyBlocks(keyDim) * 64;
+        return 4L * (dkMax * slice + 64 * slice + 16 * (dkMax + 4) + 16 * slice);
+    }
+
+    private static int SequentialKeyBlocks(int keyDim) => keyDim <= 64 ? 1 : 2;
+
+    // Specialisation of the sequential stages: group size, SLICE4, KBLOCKS.
+    private int[] SequentialSpecialization(FastWeightShape s)
+    {
+        int slice = StateSlice(s);
+        return [4 * slice, slice / 4, SequentialKeyBlocks(s.KeyDim)];
+    }
 
     private void ChunkedDeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState)
     {
@@ -126,13 +162,9 @@ public sealed partial class VulkanBackend
     }
 
     // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks. Half keys are
-    // widened first: the pass is latency-bound and its f16/bf16 loads made it 1.6x slower on the
-    // H200 (1.71 vs 1.08 ms at B8 H16 T2048 D64, bench/results/2026-12-01-h200-run13.txt), while
-    // the conversion reads and writes k once.
+    // read directly: each stage's loads are in flight while the previous stage computes.
     private void ChunkState(Tensor k, FastWeightShape s, Tensor? initialState, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
     {
-        using var wideKeys = k.DType == DType.F32 ? null : FastWeights.Engine.Ops.Pointwise.Convert(k, DType.F32);
-        k = wideKeys ?? k;
         int slice = StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(k);
@@ -143,7 +175,7 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(initialState);
         push.AddressOrZero(finalState);
         AppendSizes(ref push, s);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state", k), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(s)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_output.comp: O = scale Q S_0^T + P U' (chunk_output) or dU'_local = P^T dO (chunk_values_grad).
@@ -177,7 +209,7 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(dInitialState);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", q), [16 * slice, slice]), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(s)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_grad_qk.comp: dQ = scale (dO S_0 + dP K), dK = dP^T Q' + U' dS_C, dW = -dU' S_0.

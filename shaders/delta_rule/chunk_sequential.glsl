@@ -1,104 +1,211 @@
 // The sequential stages of the chunked delta rule (forward state pass, backward gradient pass):
 // one workgroup per (slice of SLICE state rows, batch x head) walks the chunks in order, keeping its
-// SLICE x Dk slice of the state (or of its gradient) in shared memory. Rows of S are independent
-// given the chunk's K, W (or Q), so slices of Dv run in parallel. A chunk is taken SUB tokens at a
-// time: the products that read the chunk-start state all use that state, and the state's update is
-// summed in registers over the sub-blocks and applied after the chunk's last one.
-// Invocation layout: SUB x SLICE invocations; for the per-token products invocation id is
-// (token i = id / SLICE, state row v = id % SLICE); for the update it owns the slice elements
-// e = id + r SUB SLICE (row e / Dk, column e % Dk), at most DKMAX / SUB of them.
+// SLICE x Dk slice of the state S (or of its gradient) in registers. Rows of S are independent given
+// the chunk's K, W (or Q), so slices of Dv run in parallel. Per chunk the pass is two register-tiled
+// products, each invocation owning a 4 x 4 (or 4 x 8) tile:
+//   token product  (C x SLICE, depth Dk):  e.g. U' = U - W S^T      invocation (tm, tn) owns tokens
+//                  4 tm + i and state rows 4 tn + j; B operand S^T from `stateT`
+//   state product  (SLICE x Dk, depth C):  e.g. S += U'^T K         invocation (vg, cg) owns state
+//                  rows 4 vg + i and columns 4 cg + 64 kb + j (kb < KBLOCKS); A operand from
+//                  `tokenTile` (the token product's result), B operand streamed
+// Operands of the stream are staged 16 rows at a time through `stream`, and each stage's global
+// loads are issued one stage ahead into registers (`staged`), so their latency hides behind the
+// current stage's FMAs. Every product reads shared memory as vec4 (2 reads per 16 FMAs).
+// Invariants: state rows >= Dv and columns >= Dk stay exactly zero (their operands load as zero);
+// stream rows past the sequence end are zero.
 #include "buffers.glsl"
 #include "dtype.glsl"
 
 #define CHUNK 64
-#define SUB 16
-#define DKMAX 128
-#define OWNED (DKMAX / SUB)
+#define KSTEP 16
 
-layout(local_size_x_id = 0) in;                 // SUB * SLICE
-layout(constant_id = 1) const uint SLICE = 16;  // state rows per workgroup, at most 16
+layout(local_size_x_id = 0) in;                     // 16 SLICE4
+layout(constant_id = 1) const uint SLICE4 = 8;      // state rows per workgroup / 4: 4, 8 or 16
+layout(constant_id = 2) const uint KBLOCKS = 2;     // Dk rounded up to 64, / 64: 1 or 2
 
-shared float slice[16][DKMAX + 1];      // +1: the per-token dot products read columns of it
-shared float rowsA[SUB][DKMAX];
-shared float rowsB[SUB][DKMAX];
+const uint GROUP = 16 * SLICE4;
+const uint DKMAX = 64 * KBLOCKS;
+const uint STREAM4 = 16 * KBLOCKS + 1;              // vec4 per stream row; +1 spreads the
+                                                    // transposed stores over the banks
 
-uint groupSize() { return SUB * SLICE; }
+shared vec4 stateT[DKMAX][SLICE4];                  // stateT[c][v / 4][v % 4] = S[v][c]
+shared vec4 tokenTile[CHUNK][SLICE4];               // token product result, [token][v]
+shared vec4 stream[KSTEP][STREAM4];
+shared vec4 streamA[KSTEP][SLICE4];                 // a staged A operand of the state product, [token][v]
 
-// A sub-block's rows are fetched into registers one sub-block ahead, so their global loads are in
-// flight while the current one computes: element e = id + r SUB SLICE of the SUB x width block
-// (row e / width, column e % width); SLICE >= 8 makes PREFETCH registers enough.
-#define PREFETCH (DKMAX / 8)
+// At most 16 DKMAX / GROUP = 32 values an invocation stages per step.
+float staged[32];
 
-// regs = factor * M[i][c] for the block's rows i < count (else 0); M's row i at origin + i rowStride.
-void fetchRows(uint64_t base, uint dtype, uint origin, uint rowStride, uint count, uint width, float factor, out float regs[PREFETCH])
+float tokenAcc[4][4];                               // token product tile
+float stateAcc[4][8];                               // state tile: [i][4 kb + j]
+
+uint tokenRow(uint i) { return 4 * (gl_LocalInvocationID.x / SLICE4) + i; }
+uint tokenColumn(uint j) { return 4 * (gl_LocalInvocationID.x % SLICE4) + j; }
+uint stateRow(uint i) { return 4 * (gl_LocalInvocationID.x / 16) + i; }
+uint stateColumn(uint kb, uint j) { return 4 * (gl_LocalInvocationID.x % 16) + 64 * kb + j; }
+
+void clearTokenAcc()
 {
-    [[unroll]] for (uint r = 0; r < PREFETCH; r++)
+    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] = 0.0;
+}
+
+// Transposed stage: stream[k][m] = factor M[m][c0 + k] for the chunk's 64 rows m (zero at or past
+// `count` rows and at or past `width` columns); M's row m at origin + m rowStride. Consecutive
+// invocations read consecutive columns, so the global loads coalesce.
+void fetchTransposed(uint64_t base, uint dtype, uint origin, uint rowStride, uint count, uint c0, uint width, float factor)
+{
+    [[unroll]] for (uint r = 0; r < 32; r++)
     {
-        uint e = gl_LocalInvocationID.x + r * groupSize(), i = e / width, c = e % width;
-        regs[r] = e < SUB * width && i < count ? factor * loadAs(base, dtype, origin + i * rowStride + c) : 0.0;
+        uint e = gl_LocalInvocationID.x + r * GROUP, k = e % KSTEP, m = e / KSTEP;
+        if (e < KSTEP * CHUNK)
+            staged[r] = m < count && c0 + k < width ? factor * loadAs(base, dtype, origin + m * rowStride + c0 + k) : 0.0;
     }
 }
 
-void storeRowsA(float regs[PREFETCH], uint width)
+void storeTransposed()
 {
-    [[unroll]] for (uint r = 0; r < PREFETCH; r++)
+    [[unroll]] for (uint r = 0; r < 32; r++)
     {
-        uint e = gl_LocalInvocationID.x + r * groupSize();
-        if (e < SUB * width) rowsA[e / width][e % width] = regs[r];
+        uint e = gl_LocalInvocationID.x + r * GROUP, k = e % KSTEP, m = e / KSTEP;
+        if (e < KSTEP * CHUNK) stream[k][m / 4][m % 4] = staged[r];
     }
 }
 
-void storeRowsB(float regs[PREFETCH], uint width)
+// Row stage: stream[k][c] = factor M[k][c] for 16 rows k and DKMAX columns c (zero at or past
+// `count` rows and `width` columns).
+void fetchRows(uint64_t base, uint dtype, uint origin, uint rowStride, uint count, uint width, float factor)
 {
-    [[unroll]] for (uint r = 0; r < PREFETCH; r++)
+    [[unroll]] for (uint r = 0; r < 32; r++)
     {
-        uint e = gl_LocalInvocationID.x + r * groupSize();
-        if (e < SUB * width) rowsB[e / width][e % width] = regs[r];
+        uint e = gl_LocalInvocationID.x + r * GROUP, k = e / DKMAX, c = e % DKMAX;
+        if (e < KSTEP * DKMAX)
+            staged[r] = k < count && c < width ? factor * loadAs(base, dtype, origin + k * rowStride + c) : 0.0;
     }
 }
 
-// slice[v][c] += update[r] for the elements this invocation owns.
-void applyUpdate(float update[OWNED], uint dk)
+void storeRows()
 {
-    [[unroll]] for (uint r = 0; r < OWNED; r++)
+    [[unroll]] for (uint r = 0; r < 32; r++)
     {
-        uint e = gl_LocalInvocationID.x + r * groupSize();
-        if (e < SLICE * dk) slice[e / dk][e % dk] += update[r];
+        uint e = gl_LocalInvocationID.x + r * GROUP, k = e / DKMAX, c = e % DKMAX;
+        if (e < KSTEP * DKMAX) stream[k][c / 4][c % 4] = staged[r];
     }
 }
 
-// slice = rows v0 .. v0 + SLICE of a [Dv, Dk] state at 'origin' (0 address: zeros); rows past Dv are 0.
-void loadSlice(uint64_t base, uint origin, uint v0, uint dv, uint dk)
+// streamA[k][v] = M[k][v0 + v] for 16 token rows of a token-major f32 tensor (zero at or past
+// `count` rows and past dv); 16 SLICE / GROUP = 4 values per invocation.
+float stagedA[4];
+
+void fetchStreamA(uint64_t base, uint origin, uint rowStride, uint count, uint v0, uint dv)
 {
-    for (uint e = gl_LocalInvocationID.x; e < SLICE * dk; e += groupSize())
+    [[unroll]] for (uint r = 0; r < 4; r++)
     {
-        uint v = e / dk, c = e % dk;
-        slice[v][c] = base != 0ul && v0 + v < dv ? F32Buffer(base).v[origin + (v0 + v) * dk + c] : 0.0;
+        uint e = gl_LocalInvocationID.x + r * GROUP, k = e / (4 * SLICE4), v = e % (4 * SLICE4);
+        stagedA[r] = k < count && v0 + v < dv ? F32Buffer(base).v[origin + k * rowStride + v0 + v] : 0.0;
     }
 }
 
-void storeSlice(uint64_t base, uint origin, uint v0, uint dv, uint dk)
+void storeStreamA()
 {
-    for (uint e = gl_LocalInvocationID.x; e < SLICE * dk; e += groupSize())
+    [[unroll]] for (uint r = 0; r < 4; r++)
     {
-        uint v = e / dk, c = e % dk;
-        if (v0 + v < dv) F32Buffer(base).v[origin + (v0 + v) * dk + c] = slice[v][c];
+        uint e = gl_LocalInvocationID.x + r * GROUP, k = e / (4 * SLICE4), v = e % (4 * SLICE4);
+        streamA[k][v / 4][v % 4] = stagedA[r];
     }
 }
 
-// rowsA[i] . slice[v] over dk columns, in four independent partial sums (the chain of dependent
-// FMAs is the latency of the sequential pass).
-float rowDot(uint i, uint v, uint dk)
+// tokenAcc += stream^T stateT over the stage's 16 columns c0 .. c0 + 15 of Dk: the stage holds the
+// A operand transposed (stream[k][token]).
+void tokenProductStage(uint c0)
 {
-    float s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    uint c = 0;
-    for (; c + 4 <= dk; c += 4)
+    uint tm = gl_LocalInvocationID.x / SLICE4, tn = gl_LocalInvocationID.x % SLICE4;
+    [[unroll]] for (uint k = 0; k < KSTEP; k++)
     {
-        s0 = fma(rowsA[i][c], slice[v][c], s0);
-        s1 = fma(rowsA[i][c + 1], slice[v][c + 1], s1);
-        s2 = fma(rowsA[i][c + 2], slice[v][c + 2], s2);
-        s3 = fma(rowsA[i][c + 3], slice[v][c + 3], s3);
+        vec4 a = stream[k][tm], b = stateT[c0 + k][tn];
+        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] = fma(a[i], b[j], tokenAcc[i][j]);
     }
-    for (; c < dk; c++) s0 = fma(rowsA[i][c], slice[v][c], s0);
-    return (s0 + s1) + (s2 + s3);
+}
+
+// stateAcc += A^T stream over the stage's 16 tokens, with A the 16 x SLICE block of token rows
+// i0 .. i0 + 15 of tokenTile times `factor` (fromStreamA false) or the staged block streamA.
+void stateProductStage(uint i0, float factor, bool fromStreamA)
+{
+    uint vg = gl_LocalInvocationID.x / 16, cg = gl_LocalInvocationID.x % 16;
+    [[unroll]] for (uint k = 0; k < KSTEP; k++)
+    {
+        vec4 a = fromStreamA ? streamA[k][vg] : factor * tokenTile[i0 + k][vg];
+        [[unroll]] for (uint kb = 0; kb < KBLOCKS; kb++)
+        {
+            vec4 b = stream[k][cg + 16 * kb];
+            [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+                stateAcc[i][4 * kb + j] = fma(a[i], b[j], stateAcc[i][4 * kb + j]);
+        }
+    }
+}
+
+// tokenTile = tokenAcc (rows past `count` as zero).
+void tokenAccToTile(uint count)
+{
+    uint tn = gl_LocalInvocationID.x % SLICE4;
+    [[unroll]] for (uint i = 0; i < 4; i++)
+    {
+        uint r = tokenRow(i);
+        tokenTile[r][tn] = r < count ? vec4(tokenAcc[i][0], tokenAcc[i][1], tokenAcc[i][2], tokenAcc[i][3]) : vec4(0.0);
+    }
+}
+
+// stateT = stateAcc. Callers make sure no invocation still reads stateT (a barrier since the last
+// token product) and take a barrier before the next one.
+void stateToShared()
+{
+    uint vg = gl_LocalInvocationID.x / 16;
+    [[unroll]] for (uint kb = 0; kb < KBLOCKS; kb++)
+        [[unroll]] for (uint j = 0; j < 4; j++)
+            stateT[stateColumn(kb, j)][vg] = vec4(stateAcc[0][4 * kb + j], stateAcc[1][4 * kb + j], stateAcc[2][4 * kb + j], stateAcc[3][4 * kb + j]);
+}
+
+// stateAcc = rows v0 .. v0 + SLICE of a [Dv, Dk] state at 'origin' (0 address: zeros); rows past Dv
+// and columns past Dk are 0.
+void loadState(uint64_t base, uint origin, uint v0, uint dv, uint dk)
+{
+    [[unroll]] for (uint i = 0; i < 4; i++)
+        [[unroll]] for (uint kb = 0; kb < KBLOCKS; kb++)
+            [[unroll]] for (uint j = 0; j < 4; j++)
+            {
+                uint v = v0 + stateRow(i), c = stateColumn(kb, j);
+                stateAcc[i][4 * kb + j] = base != 0ul && v < dv && c < dk ? F32Buffer(base).v[origin + v * dk + c] : 0.0;
+            }
+}
+
+void storeState(uint64_t base, uint origin, uint v0, uint dv, uint dk)
+{
+    [[unroll]] for (uint i = 0; i < 4; i++)
+        [[unroll]] for (uint kb = 0; kb < KBLOCKS; kb++)
+            [[unroll]] for (uint j = 0; j < 4; j++)
+            {
+                uint v = v0 + stateRow(i), c = stateColumn(kb, j);
+                if (v < dv && c < dk) F32Buffer(base).v[origin + v * dk + c] = stateAcc[i][4 * kb + j];
+            }
+}
+
+// regs[i][j] = M[t0 + tokenRow(i)][v0 + tokenColumn(j)] of a token-major [B, T, H, Dv] f32 tensor
+// (zero outside count rows and dv columns).
+void loadTokenTile(uint64_t base, uint origin, uint rowStride, uint count, uint v0, uint dv, out float regs[4][4])
+{
+    [[unroll]] for (uint i = 0; i < 4; i++)
+        [[unroll]] for (uint j = 0; j < 4; j++)
+        {
+            uint r = tokenRow(i), v = v0 + tokenColumn(j);
+            regs[i][j] = r < count && v < dv ? F32Buffer(base).v[origin + r * rowStride + v] : 0.0;
+        }
+}
+
+void storeTokenTile(uint64_t base, uint origin, uint rowStride, uint count, uint v0, uint dv, float regs[4][4])
+{
+    [[unroll]] for (uint i = 0; i < 4; i++)
+        [[unroll]] for (uint j = 0; j < 4; j++)
+        {
+            uint r = tokenRow(i), v = v0 + tokenColumn(j);
+            if (r < count && v < dv) F32Buffer(base).v[origin + r * rowStride + v] = regs[i][j];
+        }
 }

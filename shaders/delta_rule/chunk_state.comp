@@ -3,19 +3,18 @@
 // (slice of state rows, b H + h) walks the chunks in order (chunk_sequential.glsl); per chunk with
 // S the chunk-start state (Dv x Dk):
 //   store S (for the output stage and the backward)
-//   U' = U - W S^T          (C x Dv: the chunk's "new values", stored)
-//   S <- S + U'^T K
+//   U' = U - W S^T          (C x Dv: the chunk's "new values", stored)      token product
+//   S <- S + U'^T K                                                         state product
+// Stages of a chunk: ceil(Dk / 16) of W^T (16 columns of Dk each), then 4 of K (16 tokens each).
 // Inputs k [B, T, H, Dk] (IN_DTYPE), W [B, T, H, Dk] and U [B, T, H, Dv] (f32, stage 1); outputs
 // U' [B, T, H, Dv], chunk-start states [B H, ceil(T / C), Dv, Dk], optional final state (which may
-// be the initial state: each workgroup reads and writes only its own rows).
+// be the initial state: each workgroup reads and writes only its own rows, all reads first).
 //! variant chunk_state_f32 -DIN_DTYPE=0
 //! variant chunk_state_f16 -DIN_DTYPE=1
 //! variant chunk_state_bf16 -DIN_DTYPE=2
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_sequential.glsl"
-
-shared float newValues[SUB][16];
 
 layout(push_constant) uniform Push
 {
@@ -32,68 +31,58 @@ layout(push_constant) uniform Push
     uint dv;
 } pc;
 
+uint b, h, keyStages;
+
+// Stage s of chunk n into registers: W^T columns 16 s .. for s < keyStages, else K tokens 16 (s - keyStages) ..
+void fetchStage(uint n, uint s)
+{
+    uint t0 = n * CHUNK, count = min(uint(CHUNK), pc.t - t0), rowStride = pc.heads * pc.dk;
+    uint origin = ((b * pc.t + t0) * pc.heads + h) * pc.dk;
+    if (s < keyStages)
+        fetchTransposed(pc.w, DTYPE_F32, origin, rowStride, count, KSTEP * s, pc.dk, 1.0);
+    else
+    {
+        uint i0 = KSTEP * (s - keyStages);
+        fetchRows(pc.k, IN_DTYPE, origin + i0 * rowStride, rowStride, count > i0 ? count - i0 : 0u, pc.dk, 1.0);
+    }
+}
+
 void main()
 {
-    uint v0 = gl_WorkGroupID.x * SLICE, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
-    uint id = gl_LocalInvocationID.x, ti = id / SLICE, tv = id % SLICE;
-    uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk;
-    uint blocks = (pc.t + SUB - 1) / SUB, keyStride = pc.heads * pc.dk;
-    loadSlice(pc.initialState, bh * stateSize, v0, pc.dv, pc.dk);
-    float update[OWNED];
-    [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
-    // Sub-block g holds tokens SUB g .. SUB g + SUB - 1 of chunk g / (CHUNK / SUB); its W, K and
-    // this invocation's U value are fetched one sub-block ahead.
-    float nextW[PREFETCH], nextK[PREFETCH], nextU = 0.0;
-    bool mine = v0 + tv < pc.dv;
+    uint v0 = gl_WorkGroupID.x * 4 * SLICE4, bh = gl_WorkGroupID.y;
+    b = bh / pc.heads;
+    h = bh % pc.heads;
+    keyStages = (pc.dk + KSTEP - 1) / KSTEP;
+    uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk, stages = keyStages + CHUNK / KSTEP;
+    uint valueStride = pc.heads * pc.dv;
+    loadState(pc.initialState, bh * stateSize, v0, pc.dv, pc.dk);
+    stateToShared();
+    fetchStage(0, 0);
+    for (uint n = 0; n < chunks; n++)
     {
-        uint count = min(uint(SUB), pc.t), origin = (b * pc.t * pc.heads + h) * pc.dk;
-        fetchRows(pc.w, DTYPE_F32, origin, keyStride, count, pc.dk, 1.0, nextW);
-        fetchRows(pc.k, IN_DTYPE, origin, keyStride, count, pc.dk, 1.0, nextK);
-        if (ti < count && mine) nextU = F32Buffer(pc.u).v[((b * pc.t + ti) * pc.heads + h) * pc.dv + v0 + tv];
-    }
-    for (uint g = 0; g < blocks; g++)
-    {
-        uint t = g * SUB, count = min(uint(SUB), pc.t - t);
-        if (t % CHUNK == 0)
+        uint t0 = n * CHUNK, count = min(uint(CHUNK), pc.t - t0), valueOrigin = ((b * pc.t + t0) * pc.heads + h) * pc.dv;
+        storeState(pc.states, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
+        float u[4][4];
+        loadTokenTile(pc.u, valueOrigin, valueStride, count, v0, pc.dv, u);
+        clearTokenAcc();
+        for (uint s = 0; s < stages; s++)
         {
-            // chunk start: S <- S + U'^T K of the previous chunk, then store S
             barrier();
-            applyUpdate(update, pc.dk);
+            if (s < keyStages) storeTransposed(); else storeRows();
             barrier();
-            storeSlice(pc.states, (bh * chunks + t / CHUNK) * stateSize, v0, pc.dv, pc.dk);
-            [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
+            if (s + 1 < stages) fetchStage(n, s + 1);
+            else if (n + 1 < chunks) fetchStage(n + 1, 0);
+            if (s < keyStages) tokenProductStage(KSTEP * s);
+            else stateProductStage(KSTEP * (s - keyStages), 1.0, false);
+            if (s + 1 == keyStages)
+            {
+                // U' = U - W S^T, stored and kept as the A operand of the state product
+                [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] = u[i][j] - tokenAcc[i][j];
+                storeTokenTile(pc.uPrime, valueOrigin, valueStride, count, v0, pc.dv, tokenAcc);
+                tokenAccToTile(count);
+            }
         }
-        barrier();
-        storeRowsA(nextW, pc.dk);
-        storeRowsB(nextK, pc.dk);
-        float u = nextU;
-        barrier();
-        if (g + 1 < blocks)
-        {
-            uint tn = t + SUB, countNext = min(uint(SUB), pc.t - tn), origin = ((b * pc.t + tn) * pc.heads + h) * pc.dk;
-            fetchRows(pc.w, DTYPE_F32, origin, keyStride, countNext, pc.dk, 1.0, nextW);
-            fetchRows(pc.k, IN_DTYPE, origin, keyStride, countNext, pc.dk, 1.0, nextK);
-            nextU = ti < countNext && mine ? F32Buffer(pc.u).v[((b * pc.t + tn + ti) * pc.heads + h) * pc.dv + v0 + tv] : 0.0;
-        }
-        // U'[i][v] = U[i][v] - W[i] . S[v]
-        float x = 0.0;
-        if (ti < count && mine)
-        {
-            x = u - rowDot(ti, tv, pc.dk);
-            F32Buffer(pc.uPrime).v[((b * pc.t + t + ti) * pc.heads + h) * pc.dv + v0 + tv] = x;
-        }
-        newValues[ti][tv] = x;
-        barrier();
-        // update[v][c] += sum_i U'[i][v] K[i][c]
-        [[unroll]] for (uint r = 0; r < OWNED; r++)
-        {
-            uint e = id + r * groupSize(), v = e / pc.dk, c = e % pc.dk;
-            if (e < SLICE * pc.dk)
-                [[unroll]] for (uint i = 0; i < SUB; i++) update[r] = fma(newValues[i][v], rowsB[i][c], update[r]);
-        }
+        stateToShared();
     }
-    barrier();
-    applyUpdate(update, pc.dk);
-    barrier();
-    if (pc.finalState != 0ul) storeSlice(pc.finalState, bh * stateSize, v0, pc.dv, pc.dk);
+    if (pc.finalState != 0ul) storeState(pc.finalState, bh * stateSize, v0, pc.dv, pc.dk);
 }

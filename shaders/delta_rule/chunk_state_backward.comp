@@ -3,8 +3,11 @@
 // the chunks in reverse (chunk_sequential.glsl) carrying dS, the gradient reaching the end of the
 // current chunk (dS_C), seeded by the final state's gradient. Per chunk, with Q' = scale Q:
 //   store dS_C (for the per-chunk gradient stage)
-//   dU' = dU'_local + K dS_C^T        (dU'_local = P^T dO from chunk_values_grad; overwritten in place)
+//   dU' = dU'_local + K dS_C^T        (dU'_local = P^T dO from chunk_values_grad; overwritten in
+//                                      place)                                        token product
 //   dS_0 = dS_C + dO^T Q' - dU'^T W   (becomes the previous chunk's dS_C; after chunk 0, dS of S_0)
+//                                                                                    state product
+// Stages of a chunk: ceil(Dk / 16) of K^T, then 4 of (Q', dO) and 4 of W (16 tokens each).
 // q, k [B, T, H, Dk] (IN_DTYPE); W [B, T, H, Dk], dO and dU' [B, T, H, Dv] f32;
 // dS_C [B H, chunks, Dv, Dk]; dFinal, dInitial [B, H, Dv, Dk] (0 address: none).
 //! variant chunk_state_backward_f32 -DIN_DTYPE=0
@@ -13,9 +16,6 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_sequential.glsl"
-
-shared float valueGrads[SUB][16];   // dU' of the sub-block
-shared float outputGrads[SUB][16];  // dO of the sub-block
 
 layout(push_constant) uniform Push
 {
@@ -34,79 +34,71 @@ layout(push_constant) uniform Push
     float scale;
 } pc;
 
+uint b, h, v0, keyStages;
+const uint TOKEN_STAGES = CHUNK / KSTEP;
+
+// Stage s of chunk n into registers: K^T (s < keyStages), then (Q', dO), then W.
+void fetchStage(uint n, uint s)
+{
+    uint t0 = n * CHUNK, count = min(uint(CHUNK), pc.t - t0), rowStride = pc.heads * pc.dk, valueStride = pc.heads * pc.dv;
+    uint origin = ((b * pc.t + t0) * pc.heads + h) * pc.dk;
+    if (s < keyStages)
+    {
+        fetchTransposed(pc.k, IN_DTYPE, origin, rowStride, count, KSTEP * s, pc.dk, 1.0);
+        return;
+    }
+    bool queries = s < keyStages + TOKEN_STAGES;
+    uint i0 = KSTEP * ((s - keyStages) % TOKEN_STAGES), rows = count > i0 ? count - i0 : 0u;
+    if (queries)
+    {
+        fetchRows(pc.q, IN_DTYPE, origin + i0 * rowStride, rowStride, rows, pc.dk, pc.scale);
+        fetchStreamA(pc.dOut, ((b * pc.t + t0 + i0) * pc.heads + h) * pc.dv, valueStride, rows, v0, pc.dv);
+    }
+    else
+        fetchRows(pc.w, DTYPE_F32, origin + i0 * rowStride, rowStride, rows, pc.dk, 1.0);
+}
+
 void main()
 {
-    uint v0 = gl_WorkGroupID.x * SLICE, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
-    uint id = gl_LocalInvocationID.x, ti = id / SLICE, tv = id % SLICE;
-    uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk;
-    uint blocks = (pc.t + SUB - 1) / SUB, keyStride = pc.heads * pc.dk;
-    bool mine = v0 + tv < pc.dv;
-    loadSlice(pc.dFinal, bh * stateSize, v0, pc.dv, pc.dk);
-    float update[OWNED];
-    [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
-    // Sub-blocks in reverse; each one's K, Q', W, dU'_local and dO are fetched one sub-block ahead.
-    float nextK[PREFETCH], nextQ[PREFETCH], nextW[PREFETCH], nextLocal = 0.0, nextOut = 0.0;
+    uint bh = gl_WorkGroupID.y;
+    v0 = gl_WorkGroupID.x * 4 * SLICE4;
+    b = bh / pc.heads;
+    h = bh % pc.heads;
+    keyStages = (pc.dk + KSTEP - 1) / KSTEP;
+    uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk, stages = keyStages + 2 * TOKEN_STAGES;
+    uint valueStride = pc.heads * pc.dv;
+    loadState(pc.dFinal, bh * stateSize, v0, pc.dv, pc.dk);
+    stateToShared();
+    fetchStage(chunks - 1, 0);
+    for (int nn = int(chunks) - 1; nn >= 0; nn--)
     {
-        uint t = (blocks - 1) * SUB, count = pc.t - t, origin = ((b * pc.t + t) * pc.heads + h) * pc.dk;
-        fetchRows(pc.k, IN_DTYPE, origin, keyStride, count, pc.dk, 1.0, nextK);
-        fetchRows(pc.q, IN_DTYPE, origin, keyStride, count, pc.dk, pc.scale, nextQ);
-        fetchRows(pc.w, DTYPE_F32, origin, keyStride, count, pc.dk, 1.0, nextW);
-        uint at = ((b * pc.t + t + ti) * pc.heads + h) * pc.dv + v0 + tv;
-        if (ti < count && mine) { nextLocal = F32Buffer(pc.dUPrime).v[at]; nextOut = F32Buffer(pc.dOut).v[at]; }
-    }
-    for (int gg = int(blocks) - 1; gg >= 0; gg--)
-    {
-        uint g = uint(gg), t = g * SUB, count = min(uint(SUB), pc.t - t);
-        if (g + 1 == blocks || (t + SUB) % CHUNK == 0)
+        uint n = uint(nn), t0 = n * CHUNK, count = min(uint(CHUNK), pc.t - t0), valueOrigin = ((b * pc.t + t0) * pc.heads + h) * pc.dv;
+        storeState(pc.dStates, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
+        float local[4][4];
+        loadTokenTile(pc.dUPrime, valueOrigin, valueStride, count, v0, pc.dv, local);
+        clearTokenAcc();
+        for (uint s = 0; s < stages; s++)
         {
-            // last sub-block of chunk n: dS_C = dS_0 of chunk n + 1, stored
+            bool queries = s >= keyStages && s < keyStages + TOKEN_STAGES;
             barrier();
-            applyUpdate(update, pc.dk);
+            if (s < keyStages) storeTransposed();
+            else storeRows();
+            if (queries) storeStreamA();
             barrier();
-            storeSlice(pc.dStates, (bh * chunks + t / CHUNK) * stateSize, v0, pc.dv, pc.dk);
-            [[unroll]] for (uint r = 0; r < OWNED; r++) update[r] = 0.0;
+            if (s + 1 < stages) fetchStage(n, s + 1);
+            else if (n > 0) fetchStage(n - 1, 0);
+            if (s < keyStages) tokenProductStage(KSTEP * s);
+            else if (queries) stateProductStage(0, 1.0, true);
+            else stateProductStage(KSTEP * (s - keyStages - TOKEN_STAGES), -1.0, false);
+            if (s + 1 == keyStages)
+            {
+                // dU' = dU'_local + K dS_C^T, stored and kept as the A operand of - dU'^T W
+                [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] += local[i][j];
+                storeTokenTile(pc.dUPrime, valueOrigin, valueStride, count, v0, pc.dv, tokenAcc);
+                tokenAccToTile(count);
+            }
         }
-        barrier();
-        storeRowsA(nextK, pc.dk);
-        float queries[PREFETCH], keysW[PREFETCH];
-        [[unroll]] for (uint r = 0; r < PREFETCH; r++) { queries[r] = nextQ[r]; keysW[r] = nextW[r]; }
-        float local = nextLocal, outputGrad = nextOut;
-        barrier();
-        if (g > 0)
-        {
-            uint tp = t - SUB, origin = ((b * pc.t + tp) * pc.heads + h) * pc.dk;
-            fetchRows(pc.k, IN_DTYPE, origin, keyStride, SUB, pc.dk, 1.0, nextK);
-            fetchRows(pc.q, IN_DTYPE, origin, keyStride, SUB, pc.dk, pc.scale, nextQ);
-            fetchRows(pc.w, DTYPE_F32, origin, keyStride, SUB, pc.dk, 1.0, nextW);
-            uint at = ((b * pc.t + tp + ti) * pc.heads + h) * pc.dv + v0 + tv;
-            nextLocal = mine ? F32Buffer(pc.dUPrime).v[at] : 0.0;
-            nextOut = mine ? F32Buffer(pc.dOut).v[at] : 0.0;
-        }
-        // dU'[i][v] = dU'_local[i][v] + K[i] . dS_C[v]
-        float x = 0.0, gradient = 0.0;
-        if (ti < count && mine)
-        {
-            x = local + rowDot(ti, tv, pc.dk);
-            F32Buffer(pc.dUPrime).v[((b * pc.t + t + ti) * pc.heads + h) * pc.dv + v0 + tv] = x;
-            gradient = outputGrad;
-        }
-        valueGrads[ti][tv] = x;
-        outputGrads[ti][tv] = gradient;
-        barrier();
-        storeRowsA(queries, pc.dk);
-        storeRowsB(keysW, pc.dk);
-        barrier();
-        // update[v][c] += sum_i dO[i][v] Q'[i][c] - dU'[i][v] W[i][c]
-        [[unroll]] for (uint r = 0; r < OWNED; r++)
-        {
-            uint e = id + r * groupSize(), v = e / pc.dk, c = e % pc.dk;
-            if (e < SLICE * pc.dk)
-                [[unroll]] for (uint i = 0; i < SUB; i++)
-                    update[r] += outputGrads[i][v] * rowsA[i][c] - valueGrads[i][v] * rowsB[i][c];
-        }
+        stateToShared();
     }
-    barrier();
-    applyUpdate(update, pc.dk);
-    barrier();
-    if (pc.dInitial != 0ul) storeSlice(pc.dInitial, bh * stateSize, v0, pc.dv, pc.dk);
+    if (pc.dInitial != 0ul) storeState(pc.dInitial, bh * stateSize, v0, pc.dv, pc.dk);
 }

@@ -97,6 +97,36 @@ public sealed class DeltaRuleChunkedVulkanTests
         AssertGradients(x, withInitial, grads, Tolerance(t, 5e-5), "chunked");
     }
 
+    // The sequential stages (chunk_state, chunk_state_backward) at every state slice the device's
+    // shared memory takes (lavapipe's 32 KiB: 16 and 32 at Dk <= 64, 16 above; the H200's 48 KiB: all three at Dk <= 64, 16 and 32 above), with Dv not a
+    // multiple of the slice and Dk on both sides of 64.
+    [TestMethod]
+    [DataRow(1, 130, 2, 64, 100)]
+    [DataRow(2, 70, 1, 128, 40)]
+    [DataRow(1, 65, 3, 40, 72)]
+    public void EveryStateSliceMatchesReference(int b, int t, int h, int dk, int dv)
+    {
+        var backend = Vulkan();
+        var x = NewInputs(b, t, h, dk, dv, (ulong)(t + dk + dv));
+        var (o, final) = x.Reference(Scale, true).Forward(out _);
+        int previous = backend.DeltaRuleStateSlice, ran = 0;
+        try
+        {
+            foreach (int slice in VulkanBackend.DeltaRuleStateSlices.Where(s => backend.DeltaRuleStateSliceFits(s, dk)))
+            {
+                backend.DeltaRuleStateSlice = slice;
+                var (actualO, actualFinal) = RunForward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked);
+                double tol = Tolerance(t, 2e-5);
+                TestData.AssertClose(o, actualO, tol, tol, $"slice {slice} o");
+                TestData.AssertClose(final, actualFinal, tol, tol, $"slice {slice} final state");
+                AssertGradients(x, true, RunBackward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked), Tolerance(t, 5e-5), $"slice {slice}");
+                ran++;
+            }
+        }
+        finally { backend.DeltaRuleStateSlice = previous; }
+        Assert.IsTrue(ran >= (dk <= 64 ? 2 : 1), $"only {ran} state slices fit {backend.Capabilities.MaxSharedMemoryBytes} bytes of shared memory");
+    }
+
     [TestMethod]
     [DataRow(DType.BF16)]
     [DataRow(DType.F16)]
