@@ -62,12 +62,14 @@ public sealed partial class VulkanBackend
 
     // State rows per workgroup of the sequential stages (chunk_sequential.glsl; the workgroup has 4
     // invocations per row): the largest whose shared memory fits the device and that still leaves
-    // 256 workgroups to spread over the GPU (the pass over chunks is the critical path), else 16.
+    // 128 workgroups to spread over the GPU (the pass over chunks is the critical path), else 16.
+    // At B8 H16 T2048 D64 on the H200 the forward pass took 335, 409 and 824 us at slices 64, 32
+    // and 16 (128, 256 and 512 workgroups; bench/results/2026-12-01-h200-run17.txt).
     private int StateSlice(FastWeightShape s)
     {
         if (DeltaRuleStateSliceFits(DeltaRuleStateSlice, s.KeyDim)) return DeltaRuleStateSlice;
         foreach (int slice in DeltaRuleStateSlices)
-            if (DeltaRuleStateSliceFits(slice, s.KeyDim) && (long)s.Batch * s.Heads * Groups(s.ValueDim, slice) >= 256) return slice;
+            if (DeltaRuleStateSliceFits(slice, s.KeyDim) && (long)s.Batch * s.Heads * Groups(s.ValueDim, slice) >= 128) return slice;
         return 16;
     }
 
