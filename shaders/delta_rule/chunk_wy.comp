@@ -2,8 +2,9 @@
 // Chunked delta rule, stage 1 (forward; rerun by the backward): the WY form of one chunk of C = 64
 // tokens per workgroup, all chunks of all (batch, head) pairs in one dispatch (x: chunk, y: b H + h).
 //   A = I + L,  L = strictly_lower(diag(beta) K K^T)        (C x C)
-//   X = A^-1 (unit lower triangular) by forward substitution: row i of X is
-//       X[i][c] = -L[i][c] - sum_{c < j < i} L[i][j] X[j][c]   (c < i),   X[i][i] = 1
+//   X = A^-1 (unit lower triangular), blocked by 16 x 16: the four diagonal blocks inverted at once
+//       by forward substitution, then the blocks below them block row by block row
+//       (triangular_inverse.glsl states the math)
 //   W = X diag(beta) K   (C x Dk),   U = X diag(beta) V   (C x Dv)
 // Rows past the sequence end have beta = 0, K = V = 0: their L rows vanish and X stays the identity
 // there, so a partial last chunk needs no special case. Outputs (f32): W [B, T, H, Dk], U [B, T, H, Dv],
@@ -14,6 +15,7 @@
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
+#include "triangular_inverse.glsl"
 
 layout(push_constant) uniform Push
 {
@@ -54,30 +56,8 @@ void main()
     }
     barrier();
 
-    // Forward substitution, one row at a time; rows above i already hold X, row i still holds L.
-    for (uint i = 1; i < rows; i++)
-    {
-        float xi = 0.0;
-        if (id < i)
-        {
-            // two interleaved partial sums halve the dependent chain
-            float odd = 0.0;
-            xi = -square[i][id];
-            uint j = id + 1;
-            for (; j + 2 <= i; j += 2)
-            {
-                xi = fma(-square[i][j], square[j][id], xi);
-                odd = fma(-square[i][j + 1], square[j + 1][id], odd);
-            }
-            if (j < i) xi = fma(-square[i][j], square[j][id], xi);
-            xi += odd;
-        }
-        barrier();
-        if (id < i) square[i][id] = xi;
-        barrier();
-    }
-    if (id < CHUNK) square[id][id] = 1.0;
-    barrier();
+    // X = (I + L)^-1 in place of L: blocked by 16 (triangular_inverse.glsl).
+    invertUnitLowerSquare();
 
     if (pc.x != 0ul)
     {

@@ -1,0 +1,84 @@
+// Blocked inverse of the chunk's unit lower triangular matrix, in place in `square` (chunk_tiles.glsl).
+//   in:  square = L, strictly lower triangular (zero on and above the diagonal)
+//   out: square = X = (I + L)^-1, unit lower triangular (ones on the diagonal, zeros above)
+// With 16 x 16 blocks A_ij, X_ij of A = I + L and X (i, j < 4; A_ii = I + L_ii, A_ij = L_ij for j < i,
+// zero for j > i), X is formed in two stages:
+// 1. X_ii = A_ii^-1, the four diagonal blocks at once, each by forward substitution over its 16 rows.
+// 2. Block row by block row, i = 1, 2, 3, once every X_kj with k < i is known: (A X)_ij = 0 for j < i
+//    reads A_ii X_ij + sum_{k=j}^{i-1} A_ik X_kj = 0 (X_kj = 0 for k < j, A_ik = 0 for k > i), so
+//        X_ij = -X_ii P_ij,   P_ij = sum_{k=j}^{i-1} L_ik X_kj,
+//    for all j < i of the row at once.
+// That is 16 + 2 * 3 barriers where a row-by-row substitution over 64 rows takes two per row.
+// Rows and columns past the sequence end have L = 0 (beta = 0, K = 0): every step keeps X the
+// identity there, so a partial chunk needs no special case. f32 throughout; nothing depends on the
+// subgroup size. Shared memory: 3 KiB here on top of chunk_tiles.glsl.
+
+#define BLOCK 16
+#define BLOCKS (CHUNK / BLOCK)
+
+shared float blockProducts[BLOCKS - 1][BLOCK][BLOCK];   // P_ij[r][c] of the current block row i, j < i
+
+// Stage 1. Invocation id works on diagonal block d = id / 64 (rows and columns d0 .. d0 + 15 of
+// square), row r = (id % 64) / 4 of it, columns c0 .. c0 + 3 with c0 = 4 (id % 4). Column-oriented
+// forward substitution of A_dd X_dd = I: row r of X_dd is e_r - sum_{s<r} L_dd[r][s] X_dd[s], so
+//   invariant (before step s): y = row r of X_dd for r <= s; for r > s, y = e_r - sum_{s'<s} L_dd[r][s'] X_dd[s'].
+// Step s publishes row s (now final) and subtracts L_dd[r][s] X_dd[s] from every row r > s.
+// (X_dd[s][c] = 0 for c > s and 1 at c = s, so y keeps the zeros above the diagonal and the 1 on it.)
+void invertDiagonalBlocks()
+{
+    uint id = gl_LocalInvocationID.x, d0 = BLOCK * (id / 64), r = (id % 64) / 4, c0 = 4 * (id % 4);
+    // Row r of L_dd, the entries s < r that step s reads. Row r of square is rewritten at step r >= 1,
+    // after the barrier of step 0, so these reads are done by then; row 0 reads nothing.
+    float lRow[BLOCK];
+    [[unroll]] for (uint s = 0; s < BLOCK; s++) lRow[s] = s < r ? square[d0 + r][d0 + s] : 0.0;
+    float y[4];
+    [[unroll]] for (uint j = 0; j < 4; j++) y[j] = c0 + j == r ? 1.0 : 0.0;
+    [[unroll]] for (uint s = 0; s < BLOCK; s++)
+    {
+        if (r == s) [[unroll]] for (uint j = 0; j < 4; j++) square[d0 + s][d0 + c0 + j] = y[j];
+        barrier();
+        // reads row s only, which nobody writes again; the next step writes row s + 1
+        if (r > s) [[unroll]] for (uint j = 0; j < 4; j++) y[j] = fma(-lRow[s], square[d0 + s][d0 + c0 + j], y[j]);
+    }
+}
+
+// Stage 2. Invocation id = 16 r + c computes element (r, c) of every block X_ij, j < i, of block row i.
+void solveOffDiagonalBlocks()
+{
+    uint id = gl_LocalInvocationID.x, r = id / BLOCK, c = id % BLOCK;
+    [[unroll]] for (uint i = 1; i < BLOCKS; i++)
+    {
+        uint row = BLOCK * i + r;
+        // p[j] = P_ij[r][c] = sum_{k=j}^{i-1} sum_m L_ik[r][m] X_kj[m][c]; one read of L_ik[r][m]
+        // serves every j <= k. Row `row` of square still holds L here; rows above it hold X.
+        float p[BLOCKS - 1];
+        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) p[j] = 0.0;
+        [[unroll]] for (uint k = 0; k < i; k++)
+            for (uint m = 0; m < BLOCK; m++)
+            {
+                float l = square[row][BLOCK * k + m];
+                [[unroll]] for (uint j = 0; j <= k; j++) p[j] = fma(l, square[BLOCK * k + m][BLOCK * j + c], p[j]);
+            }
+        [[unroll]] for (uint j = 0; j < i; j++) blockProducts[j][r][c] = p[j];
+        barrier();
+        // X_ij[r][c] = -sum_m X_ii[r][m] P_ij[m][c] (X_ii[r][m] = 0 for m > r, 1 at m = r); it
+        // overwrites L_ij, which every invocation has read before the barrier above.
+        float x[BLOCKS - 1];
+        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) x[j] = 0.0;
+        for (uint m = 0; m < BLOCK; m++)
+        {
+            float xii = square[row][BLOCK * i + m];
+            [[unroll]] for (uint j = 0; j < i; j++) x[j] = fma(xii, blockProducts[j][m][c], x[j]);
+        }
+        [[unroll]] for (uint j = 0; j < i; j++) square[row][BLOCK * j + c] = -x[j];
+        barrier();   // block row i of X is complete before row i + 1 reads it and rewrites blockProducts
+    }
+}
+
+// square: L -> (I + L)^-1 as above. Called by the whole workgroup in uniform control flow, after the
+// barrier that published L; ends with a barrier, so X is ready to read.
+void invertUnitLowerSquare()
+{
+    invertDiagonalBlocks();
+    solveOffDiagonalBlocks();
+}
