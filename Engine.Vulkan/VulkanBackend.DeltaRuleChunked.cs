@@ -46,6 +46,33 @@ public sealed partial class VulkanBackend
 
     private static string ChunkVariant(string kernel, Tensor q) => $"delta_rule/{kernel}_{q.DType.Name()}";
 
+    /// <summary>Whether the parallel stages of the chunked delta rule (chunk_wy, chunk_output,
+    /// chunk_values_grad, chunk_grad_qk, chunk_wy_backward) multiply on tensor cores for bf16 inputs
+    /// (chunk_tiles_coopmat.glsl): on by default where the device lists bf16 16x16x16 with f32
+    /// accumulation; FASTWEIGHTS_DELTA_COOPMAT=0 or false here keeps the portable f32 products.
+    /// Their operands are rounded to bf16 (f32 intermediates included), so results are within the
+    /// bf16 tolerance (about 1e-2 relative), not the f32 one.</summary>
+    public bool DeltaRuleCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "0";
+
+    // chunk_tiles_coopmat.glsl's shared memory besides the portable square: two stages of 320 uvec4
+    // and the 64 x 64 f32 result; chunk_wy_backward adds 64 x 17 floats.
+    private const int ChunkCoopMatSharedBytes = 2 * 320 * 16 + 64 * 64 * 4 + 64 * 65 * 4 + 64 * 17 * 4;
+
+    /// <summary>Whether the chunked delta rule on inputs of <paramref name="inputs"/> uses the
+    /// tensor-core products on this device (see <see cref="DeltaRuleCoopMat"/>).</summary>
+    public bool DeltaRuleUsesCoopMat(DType inputs) =>
+        DeltaRuleCoopMat && inputs == DType.BF16 && Device.UseCooperativeMatrix && Capabilities.BFloat16CooperativeMatrix
+        && Capabilities.HasCooperativeMatrix(16, 16, 16, ComponentType.BFloat16)
+        && Capabilities.SubgroupSize >= 16 && 256 % Capabilities.SubgroupSize == 0
+        && Capabilities.MaxSharedMemoryBytes >= ChunkCoopMatSharedBytes;
+
+    // A parallel stage (one workgroup of 256 per chunk): the tensor-core variant where it applies
+    // (subgroup size pinned, 16 / (256 / subgroup) result tiles per subgroup), else the portable one.
+    private ComputeKernel ChunkKernel(string kernel, Tensor q) =>
+        DeltaRuleUsesCoopMat(q.DType)
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm", [Capabilities.SubgroupSize / 16], requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            : Kernels.Get(ChunkVariant(kernel, q));
+
     private static uint ChunkCount(FastWeightShape s) => Groups(s.Steps, DeltaRuleChunkSize);
 
     /// <summary>State rows per workgroup of the sequential stages of the chunked delta rule (64, 32
@@ -133,7 +160,7 @@ public sealed partial class VulkanBackend
         push.Address(g.DBeta);
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_wy_backward", p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(ChunkKernel("chunk_wy_backward", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // [B H chunks, Dv, Dk]: the state at the start of every chunk (or the gradient reaching its end).
@@ -160,7 +187,7 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(inverse);
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_wy", p.Q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(ChunkKernel("chunk_wy", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks. Half keys are
@@ -191,7 +218,7 @@ public sealed partial class VulkanBackend
         push.Address(result);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(Kernels.Get(ChunkVariant(kernel, q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.ValueDim, DeltaRuleChunkSize));
+        Dispatch(ChunkKernel(kernel, q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.ValueDim, DeltaRuleChunkSize));
     }
 
     // chunk_state_backward.comp: reverse over chunks, dU' += K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
@@ -231,7 +258,7 @@ public sealed partial class VulkanBackend
         push.Address(dW);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_grad_qk", q)), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+        Dispatch(ChunkKernel("chunk_grad_qk", q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
     /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent

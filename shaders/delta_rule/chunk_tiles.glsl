@@ -8,6 +8,15 @@
 // c columnStride, zero outside rows x columns, optionally each row r multiplied by a per-row scale)
 // or the workgroup's 64 x 64 shared matrix `square` (plain or transposed). Nothing here depends on
 // the subgroup size. IN_DTYPE (a define) is the element type of views marked `input`.
+// With COOPMAT defined the products run on tensor cores instead (chunk_tiles_coopmat.glsl: same
+// contracts, bf16 operands, subgroup-scope 16 x 16 x 16 matrices).
+#ifdef COOPMAT
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_bfloat16 : require
+#endif
 #include "buffers.glsl"
 #include "dtype.glsl"
 
@@ -17,8 +26,6 @@
 
 layout(local_size_x = GROUP) in;
 
-shared vec4 tileA[KSTEP][CHUNK / 4];
-shared vec4 tileB[KSTEP][CHUNK / 4];
 shared float square[CHUNK][CHUNK + 1];   // +1: column reads of a row-major matrix avoid bank conflicts
 
 float acc[4][4];
@@ -77,6 +84,12 @@ void scaleAcc(float s)
 
 uint accRow(uint i) { return 4 * (gl_LocalInvocationID.x / 16) + i; }
 uint accColumn(uint j) { return 4 * (gl_LocalInvocationID.x % 16) + j; }
+
+#ifdef COOPMAT
+#include "chunk_tiles_coopmat.glsl"
+#else
+shared vec4 tileA[KSTEP][CHUNK / 4];
+shared vec4 tileB[KSTEP][CHUNK / 4];
 
 // tileA[k][m] = A(m0 + m, k0 + k). Consecutive invocations take consecutive addresses of the view's
 // contiguous axis, so global loads coalesce whichever way the view is strided.
@@ -170,6 +183,8 @@ void multiplySquareRight(MatrixView a, uint m0)
         multiplyTiles();
     }
 }
+
+#endif
 
 // square[r][c] = acc for the tile's elements; mode 0: all, 1: c <= r (causal, diagonal kept),
 // 2: c < r (strictly lower); the rest is zero. Ends with a barrier, so square is ready to read.
