@@ -49,14 +49,14 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the parallel stages of the chunked delta rule (chunk_wy, chunk_output,
     /// chunk_values_grad, chunk_grad_qk, chunk_wy_backward) multiply on tensor cores for bf16 inputs
     /// (chunk_tiles_coopmat.glsl): on by default where the device lists bf16 16x16x16 with f32
-    /// accumulation; FASTWEIGHTS_DELTA_COOPMAT=0 or false here keeps the portable f32 products.
-    /// Their operands are rounded to bf16 (f32 intermediates included), so results are within the
-    /// bf16 tolerance (about 1e-2 relative), not the f32 one.</summary>
+    /// accumulation; FASTWEIGHTS_DELTA_COOPMAT=0, or false here, keeps the portable f32 products.
+    /// f32 operands are split into two bf16 parts (three multiplies), so results stay close to the
+    /// portable ones (about 2^-16 relative per product).</summary>
     public bool DeltaRuleCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "0";
 
-    // chunk_tiles_coopmat.glsl's shared memory besides the portable square: two stages of 320 uvec4
-    // and the 64 x 64 f32 result; chunk_wy_backward adds 64 x 17 floats.
-    private const int ChunkCoopMatSharedBytes = 2 * 320 * 16 + 64 * 64 * 4 + 64 * 65 * 4 + 64 * 17 * 4;
+    // chunk_tiles_coopmat.glsl's shared memory with the portable square: four stages of 320 uvec4
+    // (the result reuses them), square, and chunk_wy_backward's 64 x 17 floats (the largest extra).
+    private const int ChunkCoopMatSharedBytes = 4 * 320 * 16 + 64 * 65 * 4 + 64 * 17 * 4;
 
     /// <summary>Whether the chunked delta rule on inputs of <paramref name="inputs"/> uses the
     /// tensor-core products on this device (see <see cref="DeltaRuleCoopMat"/>).</summary>

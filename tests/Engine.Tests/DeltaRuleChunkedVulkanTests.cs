@@ -133,9 +133,8 @@ public sealed class DeltaRuleChunkedVulkanTests
     public void HalfInputsMatchReference(DType dtype)
     {
         var backend = Vulkan();
-        // The reference sees the rounded inputs, so the f32 tolerance applies (f32 accumulation in
-        // the portable products; the tensor-core ones, which round intermediates to bf16, are
-        // checked by DeltaRuleTensorCoreTests).
+        // The reference sees the rounded inputs, so the f32 tolerance applies (f32 accumulation).
+        // This pins the portable products; DeltaRuleTensorCoreTests checks the tensor-core ones.
         var x = NewInputs(2, 100, 2, 32, 24, 5, dtype);
         var (o, final) = x.Reference(Scale, true).Forward(out _);
         bool coopMat = backend.DeltaRuleCoopMat;

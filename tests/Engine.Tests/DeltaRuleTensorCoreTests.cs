@@ -9,15 +9,15 @@ namespace FastWeights.Engine.Tests;
 /// at sizes that are not multiples of the chunk or the 16 x 16 tiles. Needs a device listing bf16
 /// 16x16x16 cooperative matrices (a GPU host; CI's lavapipe has none and excludes the category);
 /// fails rather than skips where they are missing.
-/// Tolerance: every operand of the tensor-core products is rounded to bf16 (8 significant bits),
-/// f32 intermediates included, so elements are checked to 2e-2 of their magnitude plus 2e-2 of the
-/// tensor's RMS (the "about 1e-2 for bf16 inputs" of the standards).</summary>
+/// Tolerance: that of the portable kernels on the same rounded inputs (1e-3 relative, and 1e-3 of
+/// the tensor's RMS absolute): f32 intermediates enter the products as two bf16 parts, so the
+/// tensor cores do not add bf16-sized errors.</summary>
 [TestClass]
 [TestCategory("TensorCores")]
 public sealed class DeltaRuleTensorCoreTests
 {
     private const float Scale = 0.7f;
-    private const double Tolerance = 2e-2;
+    private const double Tolerance = 1e-3;
 
     private static VulkanBackend Vulkan()
     {
@@ -29,7 +29,7 @@ public sealed class DeltaRuleTensorCoreTests
     private static void AssertNear(double[] expected, float[] actual, string what)
     {
         double rms = Math.Sqrt(expected.Sum(e => e * e) / Math.Max(1, expected.Length));
-        TestData.AssertClose(expected, actual, Tolerance, Tolerance * rms, what);
+        TestData.AssertClose(expected, actual, Tolerance, Tolerance * Math.Max(1, rms), what);
     }
 
     [TestMethod]
