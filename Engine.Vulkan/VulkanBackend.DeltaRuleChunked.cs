@@ -54,6 +54,12 @@ public sealed partial class VulkanBackend
     /// portable ones (about 2^-16 relative per product).</summary>
     public bool DeltaRuleCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "0";
 
+    /// <summary>Whether the tensor-core products split f32 operands into two bf16 parts (true, the
+    /// default: close to the portable f32 results) or round them to bf16 (false, one multiply
+    /// instead of three; FASTWEIGHTS_DELTA_COOPMAT=bf16): then results are within about 1e-2
+    /// relative (norm-wise) of f32, the precision flash-linear-attention's kernels keep.</summary>
+    public bool DeltaRuleCoopMatSplit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "bf16";
+
     // chunk_tiles_coopmat.glsl's shared memory with the portable square: four stages of 320 uvec4
     // (the result reuses them), square, and chunk_wy_backward's 64 x 17 floats (the largest extra).
     private const int ChunkCoopMatSharedBytes = 4 * 320 * 16 + 64 * 65 * 4 + 64 * 17 * 4;
@@ -70,7 +76,7 @@ public sealed partial class VulkanBackend
     // (subgroup size pinned, 16 / (256 / subgroup) result tiles per subgroup), else the portable one.
     private ComputeKernel ChunkKernel(string kernel, Tensor q) =>
         DeltaRuleUsesCoopMat(q.DType)
-            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm", [Capabilities.SubgroupSize / 16], requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm", [Capabilities.SubgroupSize / 16, DeltaRuleCoopMatSplit ? 1 : 0], requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
             : Kernels.Get(ChunkVariant(kernel, q));
 
     private static uint ChunkCount(FastWeightShape s) => Groups(s.Steps, DeltaRuleChunkSize);

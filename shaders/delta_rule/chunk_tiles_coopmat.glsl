@@ -4,6 +4,8 @@
 // Precision: an f32 operand x is split into two bf16 parts, hi = bf16(x) and lo = bf16(x - hi), and
 //   A B ~ A_hi B_hi + A_hi B_lo + A_lo B_hi       (f32 accumulation)
 // leaves out only A_lo B_lo, about 2^-16 of |A| |B|: close to the f32 products, not bf16 ones.
+// With SPLIT false the lo parts are dropped (every operand rounded to bf16, one multiply), the
+// precision of flash-linear-attention's kernels.
 // Operands that are exactly bf16 (bf16 tensors read without a row scale) have lo = 0, and their
 // terms are skipped; for bf16 q, k, v most products take one or two multiplies instead of three.
 // The 64 x 64 result is 16 tiles of 16 x 16; subgroup s owns tiles s TILES_PER_SUBGROUP .. (the
@@ -15,6 +17,7 @@
 // same shared array holds the f32 result (64 x 64), which goes from there into acc.
 
 layout(constant_id = 0) const uint TILES_PER_SUBGROUP = 2;
+layout(constant_id = 1) const bool SPLIT = true;   // false: f32 operands rounded to bf16 (one multiply)
 
 #define CM_K 32
 #define CM_ROW32 5              // uvec4 per padded row of 32 elements (40)
@@ -69,41 +72,84 @@ void stagePut(uint hiBase, uint slot, float x[8])
 bool aRowMajor(uint source, MatrixView a) { return source == SOURCE_SQUARE || (source == SOURCE_VIEW && a.columnStride == 1); }
 bool bRowMajor(uint source, MatrixView b) { return source != SOURCE_VIEW || b.columnStride == 1; }
 
-// One uvec4 (8 elements) per invocation: 64 x 32 = 256 x 8.
-void stageA(uint source, MatrixView a, bool rowMajor, uint m0, uint k0)
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer U32x4Buffer { uvec4 v[]; };
+
+// Whether runs of 8 elements of the view along its contiguous axis (columns when alongColumns)
+// can be read as 16-byte vectors: stride 1 on that axis, the run starts (origin, other stride) and
+// the extent multiples of 8, so a run is wholly inside or wholly outside the view.
+bool vectorRuns(MatrixView m, bool alongColumns)
 {
-    uint id = gl_LocalInvocationID.x;
-    float x[8];
-    if (rowMajor)
-    {
-        uint m = id / 4, k = 8 * (id % 4);
-        [[unroll]] for (uint e = 0; e < 8; e++) x[e] = operand(source, a, m0 + m, k0 + k + e);
-        stagePut(CM_A_HI, m * CM_ROW32 + id % 4, x);
-    }
-    else
-    {
-        uint k = id / 8, m = 8 * (id % 8);
-        [[unroll]] for (uint e = 0; e < 8; e++) x[e] = operand(source, a, m0 + m + e, k0 + k);
-        stagePut(CM_A_HI, k * CM_ROW64 + id % 8, x);
-    }
+    uint unit = alongColumns ? m.columnStride : m.rowStride, other = alongColumns ? m.rowStride : m.columnStride;
+    uint extent = alongColumns ? m.columns : m.rows;
+    return unit == 1 && m.origin % 8 == 0 && other % 8 == 0 && extent % 8 == 0;
 }
 
-void stageB(uint source, MatrixView b, bool rowMajor, uint k0, uint n0)
+// Stages 8 consecutive operand values from (r, c) along columns (alongColumns) or rows into uvec4
+// `slot` of the stage at hiBase. Vector path: one or two 16-byte loads (bf16 read as is when no
+// row scale applies); otherwise 8 scalar reads.
+void stageRun(uint hiBase, uint slot, uint source, MatrixView m, uint r, uint c, bool alongColumns, bool vector)
 {
-    uint id = gl_LocalInvocationID.x;
     float x[8];
-    if (rowMajor)
+    if (vector)
     {
-        uint k = id / 8, n = 8 * (id % 8);
-        [[unroll]] for (uint e = 0; e < 8; e++) x[e] = operand(source, b, k0 + k, n0 + n + e);
-        stagePut(CM_B_HI, k * CM_ROW64 + id % 8, x);
+        if (r >= m.rows || c >= m.columns)
+        {
+            cmShared[hiBase + slot] = uvec4(0);
+            cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
+            return;
+        }
+        uint first = m.origin + r * m.rowStride + c * m.columnStride;
+        if (m.dtype == DTYPE_F32)
+        {
+            vec4 p = F32x4Buffer(m.base).v[first / 4], q = F32x4Buffer(m.base).v[first / 4 + 1];
+            x = float[8](p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w);
+        }
+        else
+        {
+            uvec4 bits = U32x4Buffer(m.base).v[first / 8];
+            if (m.dtype == DTYPE_BF16 && m.rowScale == 0ul)
+            {
+                cmShared[hiBase + slot] = bits;
+                cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
+                return;
+            }
+            [[unroll]] for (uint e = 0; e < 4; e++)
+            {
+                uint w = bits[e];
+                x[2 * e] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w & 0xFFFFu) : f16ToFloat(w & 0xFFFFu);
+                x[2 * e + 1] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w >> 16) : f16ToFloat(w >> 16);
+            }
+        }
+        if (m.rowScale != 0ul)
+        {
+            if (alongColumns)
+            {
+                float scale = loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + r * m.scaleStride);
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= scale;
+            }
+            else
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + (r + e) * m.scaleStride);
+        }
     }
     else
-    {
-        uint n = id / 4, k = 8 * (id % 4);
-        [[unroll]] for (uint e = 0; e < 8; e++) x[e] = operand(source, b, k0 + k + e, n0 + n);
-        stagePut(CM_B_HI, n * CM_ROW32 + id % 4, x);
-    }
+        [[unroll]] for (uint e = 0; e < 8; e++) x[e] = alongColumns ? operand(source, m, r, c + e) : operand(source, m, r + e, c);
+    stagePut(hiBase, slot, x);
+}
+
+// One run of 8 per invocation: 64 x 32 = 256 x 8. Runs go along the stage's contiguous axis, which
+// is the view's contiguous axis (aRowMajor, bRowMajor).
+void stageA(uint source, MatrixView a, bool rowMajor, bool vector, uint m0, uint k0)
+{
+    uint id = gl_LocalInvocationID.x;
+    if (rowMajor) stageRun(CM_A_HI, (id / 4) * CM_ROW32 + id % 4, source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector);
+    else stageRun(CM_A_HI, (id / 8) * CM_ROW64 + id % 8, source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector);
+}
+
+void stageB(uint source, MatrixView b, bool rowMajor, bool vector, uint k0, uint n0)
+{
+    uint id = gl_LocalInvocationID.x;
+    if (rowMajor) stageRun(CM_B_HI, (id / 8) * CM_ROW64 + id % 8, source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector);
+    else stageRun(CM_B_HI, (id / 4) * CM_ROW32 + id % 4, source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector);
 }
 
 void loadA(out coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragment, uint offset, bool rowMajor)
@@ -121,14 +167,16 @@ void loadB(out coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> frag
 // acc += A[m0 .., 0 .. depth) B[0 .. depth, n0 ..). Called in uniform control flow.
 void product(uint sourceA, MatrixView a, uint sourceB, MatrixView b, uint m0, uint n0, uint depth)
 {
-    bool aRow = aRowMajor(sourceA, a), bRow = bRowMajor(sourceB, b), aExact = exactBf16(sourceA, a), bExact = exactBf16(sourceB, b);
+    bool aRow = aRowMajor(sourceA, a), bRow = bRowMajor(sourceB, b);
+    bool aExact = !SPLIT || exactBf16(sourceA, a), bExact = !SPLIT || exactBf16(sourceB, b);
+    bool aVector = sourceA == SOURCE_VIEW && vectorRuns(a, aRow), bVector = sourceB == SOURCE_VIEW && vectorRuns(b, bRow);
     coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> tiles[TILES_PER_SUBGROUP];
     [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++) tiles[t] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
     for (uint k0 = 0; k0 < depth; k0 += CM_K)
     {
         barrier();
-        stageA(sourceA, a, aRow, m0, k0);
-        stageB(sourceB, b, bRow, k0, n0);
+        stageA(sourceA, a, aRow, aVector, m0, k0);
+        stageB(sourceB, b, bRow, bVector, k0, n0);
         barrier();
         [[unroll]] for (uint kk = 0; kk < CM_K; kk += 16)
             [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++)
