@@ -15,9 +15,10 @@ batch, steps = 16, 1024
 for hidden in [int(a) for a in sys.argv[1:]] or [768]:
     for name, cls in (("LSTM", torch.nn.LSTM), ("GRU", torch.nn.GRU)):
         for dtype in (torch.float32, torch.bfloat16):
-            m = cls(hidden, hidden, batch_first=True).cuda().to(dtype)
-            # .to(dtype) leaves the weights outside cuDNN's one flat buffer ("compacted at every
-            # call" warning in runs 11-16, which timed that extra copy); flatten them once here.
+            # Built on the device in its dtype: .to(dtype) left the weights outside cuDNN's one flat
+            # buffer ("compacted at every call" warning in runs 11-21, flatten_parameters() after
+            # it did not silence it), which timed that extra copy.
+            m = cls(hidden, hidden, batch_first=True, device="cuda", dtype=dtype)
             m.flatten_parameters()
             x = torch.randn(batch, steps, hidden, device="cuda", dtype=dtype, requires_grad=True)
             with torch.no_grad():
