@@ -26,6 +26,14 @@ public sealed unsafe partial class CommandStream
 
     public void ResetProfile() => _kernelTimes.Clear();
 
+    /// <summary>Puts the per-kernel times back to an earlier <see cref="KernelTimes"/> copy, dropping
+    /// what was added since (a benchmark's spin-up calls, for one). Call it after a Synchronize.</summary>
+    public void RestoreProfile(IReadOnlyDictionary<string, (long Count, double Nanoseconds)> earlier)
+    {
+        _kernelTimes.Clear();
+        foreach (var (key, value) in earlier) _kernelTimes[key] = value;
+    }
+
     private void BeginProfile(CommandBuffer cb, int frame)
     {
         _profileKeys[frame].Clear();
