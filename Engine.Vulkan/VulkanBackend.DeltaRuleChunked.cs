@@ -117,11 +117,7 @@ public sealed partial class VulkanBackend
     private static int SequentialKeyBlocks(int keyDim) => keyDim <= 64 ? 1 : 2;
 
     // Specialisation of the sequential stages: group size, SLICE4, KBLOCKS.
-    private int[] SequentialSpecialization(FastWeightShape s)
-    {
-        int slice = StateSlice(s);
-        return [4 * slice, slice / 4, SequentialKeyBlocks(s.KeyDim)];
-    }
+    private static int[] SequentialSpecialization(int slice, int keyDim) => [4 * slice, slice / 4, SequentialKeyBlocks(keyDim)];
 
     private void ChunkedDeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState)
     {
@@ -210,7 +206,7 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(initialState);
         push.AddressOrZero(finalState);
         AppendSizes(ref push, s);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(s)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_output.comp: O = scale Q S_0^T + P U' (chunk_output) or dU'_local = P^T dO (chunk_values_grad).
@@ -244,7 +240,7 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(dInitialState);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(s)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_grad_qk.comp: dQ = scale (dO S_0 + dP K), dK = dP^T Q' + U' dS_C, dW = -dU' S_0.

@@ -15,7 +15,7 @@ public sealed class DeltaRuleChunkedVulkanTests
     private static Inputs NewInputs(int b, int t, int h, int dk, int dv, ulong seed, DType dtype = DType.F32) =>
         new(b, t, h, dk, dv, gated: false, seed, dtype);
 
-    private const float Scale = 0.7f;
+    internal const float Scale = 0.7f;
 
     private static VulkanBackend Vulkan() => (VulkanBackend)TestBackends.Get("vulkan");
 
@@ -31,7 +31,7 @@ public sealed class DeltaRuleChunkedVulkanTests
         from withInitial in new[] { true, false }
         select new object[] { size.Item1, size.Item2, size.Item3, size.Item4, size.Item5, withInitial };
 
-    private static (float[] O, float[] Final) RunForward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
+    internal static (float[] O, float[] Final) RunForward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
     {
         using var q = Tensor.FromArray(backend, x.Q, x.Keys, dtype);
         using var k = Tensor.FromArray(backend, x.K, x.Keys, dtype);
@@ -44,9 +44,9 @@ public sealed class DeltaRuleChunkedVulkanTests
         return (output.ToArray(), final.ToArray());
     }
 
-    private sealed record Grads(float[] DQ, float[] DK, float[] DV, float[] DBeta, float[] DS0);
+    internal sealed record Grads(float[] DQ, float[] DK, float[] DV, float[] DBeta, float[] DS0);
 
-    private static Grads RunBackward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
+    internal static Grads RunBackward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
     {
         using var q = Tensor.FromArray(backend, x.Q, x.Keys, dtype);
         using var k = Tensor.FromArray(backend, x.K, x.Keys, dtype);

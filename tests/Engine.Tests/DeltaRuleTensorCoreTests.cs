@@ -16,7 +16,7 @@ namespace FastWeights.Engine.Tests;
 [TestCategory("TensorCores")]
 public sealed class DeltaRuleTensorCoreTests
 {
-    private const float Scale = 0.7f;
+    private const float Scale = DeltaRuleChunkedVulkanTests.Scale;   // the runners' scale
     private const double Tolerance = 1e-3;
 
     private static VulkanBackend Vulkan()
@@ -72,29 +72,15 @@ public sealed class DeltaRuleTensorCoreTests
         var (o, final) = x.Reference(Scale, true).Forward(out _);
         var grads = x.Reference(Scale, true).Backward(TestData.ToDouble(x.DO), TestData.ToDouble(x.DFinal));
 
-        using var q = Tensor.FromArray(backend, x.Q, x.Keys, DType.BF16);
-        using var k = Tensor.FromArray(backend, x.K, x.Keys, DType.BF16);
-        using var v = Tensor.FromArray(backend, x.V, x.Values, DType.BF16);
-        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken, DType.BF16);
-        using var s0 = Tensor.FromArray(backend, x.S0, x.State);
-        using var output = Tensor.Full(backend, x.Values, float.NaN);
-        using var finalState = Tensor.Full(backend, x.State, float.NaN);
-        DeltaRule.Forward(q, k, v, beta, output, s0, finalState, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
-        assert(o, output.ToArray(), "o");
-        assert(final, finalState.ToArray(), "final state");
-
-        using var dO = Tensor.FromArray(backend, x.DO, x.Values);
-        using var dFinal = Tensor.FromArray(backend, x.DFinal, x.State);
-        using var dq = Tensor.Full(backend, x.Keys, float.NaN);
-        using var dK = Tensor.Full(backend, x.Keys, float.NaN);
-        using var dV = Tensor.Full(backend, x.Values, float.NaN);
-        using var dbeta = Tensor.Full(backend, x.PerToken, float.NaN);
-        using var dS0 = Tensor.Full(backend, x.State, float.NaN);
-        DeltaRule.Backward(q, k, v, beta, dO, dq, dK, dV, dbeta, s0, dFinal, dS0, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
-        assert(grads.DQ, dq.ToArray(), "dq");
-        assert(grads.DK, dK.ToArray(), "dk");
-        assert(grads.DV, dV.ToArray(), "dv");
-        assert(grads.DBeta, dbeta.ToArray(), "dbeta");
-        assert(grads.DS0, dS0.ToArray(), "dInitialState");
+        // The chunked tests' runners: bf16 q, k, v, beta; f32 initial state, dO and dFinal.
+        var (actualO, actualFinal) = DeltaRuleChunkedVulkanTests.RunForward(backend, x, true, DType.BF16, DeltaRuleAlgorithm.Chunked);
+        assert(o, actualO, "o");
+        assert(final, actualFinal, "final state");
+        var actual = DeltaRuleChunkedVulkanTests.RunBackward(backend, x, true, DType.BF16, DeltaRuleAlgorithm.Chunked);
+        assert(grads.DQ, actual.DQ, "dq");
+        assert(grads.DK, actual.DK, "dk");
+        assert(grads.DV, actual.DV, "dv");
+        assert(grads.DBeta, actual.DBeta, "dbeta");
+        assert(grads.DS0, actual.DS0, "dInitialState");
     }
 }
