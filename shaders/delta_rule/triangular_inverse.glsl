@@ -9,6 +9,8 @@
 //        X_ij = -X_ii P_ij,   P_ij = sum_{k=j}^{i-1} L_ik X_kj,
 //    for all j < i of the row at once.
 // That is 16 + 2 * 3 barriers where a row-by-row substitution over 64 rows takes two per row.
+// The step loops stay rolled ([[dont_unroll]]): a barrier dominates each step, and unrolled they
+// made lavapipe's first compile of the kernel about 10 s slower (a noisy measurement on 2 cores).
 // Rows and columns past the sequence end have L = 0 (beta = 0, K = 0): every step keeps X the
 // identity there, so a partial chunk needs no special case. f32 throughout; nothing depends on the
 // subgroup size. Shared memory: 3 KiB here on top of chunk_tiles.glsl.
@@ -27,18 +29,17 @@ shared float blockProducts[BLOCKS - 1][BLOCK][BLOCK];   // P_ij[r][c] of the cur
 void invertDiagonalBlocks()
 {
     uint id = gl_LocalInvocationID.x, d0 = BLOCK * (id / 64), r = (id % 64) / 4, c0 = 4 * (id % 4);
-    // Row r of L_dd, the entries s < r that step s reads. Row r of square is rewritten at step r >= 1,
-    // after the barrier of step 0, so these reads are done by then; row 0 reads nothing.
-    float lRow[BLOCK];
-    [[unroll]] for (uint s = 0; s < BLOCK; s++) lRow[s] = s < r ? square[d0 + r][d0 + s] : 0.0;
     float y[4];
     [[unroll]] for (uint j = 0; j < 4; j++) y[j] = c0 + j == r ? 1.0 : 0.0;
-    [[unroll]] for (uint s = 0; s < BLOCK; s++)
+    [[dont_unroll]] for (uint s = 0; s < BLOCK; s++)
     {
         if (r == s) [[unroll]] for (uint j = 0; j < 4; j++) square[d0 + s][d0 + c0 + j] = y[j];
+        // L_dd[r][s], read before this step's barrier: row r of square is rewritten at step r > s,
+        // after it.
+        float l = s < r ? square[d0 + r][d0 + s] : 0.0;
         barrier();
-        // reads row s only, which nobody writes again; the next step writes row s + 1
-        if (r > s) [[unroll]] for (uint j = 0; j < 4; j++) y[j] = fma(-lRow[s], square[d0 + s][d0 + c0 + j], y[j]);
+        // reads row s, which nobody writes again; the next step writes row s + 1
+        if (r > s) [[unroll]] for (uint j = 0; j < 4; j++) y[j] = fma(-l, square[d0 + s][d0 + c0 + j], y[j]);
     }
 }
 
@@ -46,20 +47,21 @@ void invertDiagonalBlocks()
 void solveOffDiagonalBlocks()
 {
     uint id = gl_LocalInvocationID.x, r = id / BLOCK, c = id % BLOCK;
-    [[unroll]] for (uint i = 1; i < BLOCKS; i++)
+    [[dont_unroll]] for (uint i = 1; i < BLOCKS; i++)
     {
         uint row = BLOCK * i + r;
         // p[j] = P_ij[r][c] = sum_{k=j}^{i-1} sum_m L_ik[r][m] X_kj[m][c]; one read of L_ik[r][m]
         // serves every j <= k. Row `row` of square still holds L here; rows above it hold X.
         float p[BLOCKS - 1];
         [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) p[j] = 0.0;
-        [[unroll]] for (uint k = 0; k < i; k++)
+        for (uint k = 0; k < i; k++)
             for (uint m = 0; m < BLOCK; m++)
             {
                 float l = square[row][BLOCK * k + m];
-                [[unroll]] for (uint j = 0; j <= k; j++) p[j] = fma(l, square[BLOCK * k + m][BLOCK * j + c], p[j]);
+                [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++)
+                    if (j <= k) p[j] = fma(l, square[BLOCK * k + m][BLOCK * j + c], p[j]);
             }
-        [[unroll]] for (uint j = 0; j < i; j++) blockProducts[j][r][c] = p[j];
+        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) blockProducts[j][r][c] = p[j];
         barrier();
         // X_ij[r][c] = -sum_m X_ii[r][m] P_ij[m][c] (X_ii[r][m] = 0 for m > r, 1 at m = r); it
         // overwrites L_ij, which every invocation has read before the barrier above.
@@ -68,9 +70,9 @@ void solveOffDiagonalBlocks()
         for (uint m = 0; m < BLOCK; m++)
         {
             float xii = square[row][BLOCK * i + m];
-            [[unroll]] for (uint j = 0; j < i; j++) x[j] = fma(xii, blockProducts[j][m][c], x[j]);
+            [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) x[j] = fma(xii, blockProducts[j][m][c], x[j]);
         }
-        [[unroll]] for (uint j = 0; j < i; j++) square[row][BLOCK * j + c] = -x[j];
+        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) square[row][BLOCK * j + c] = -x[j];
         barrier();   // block row i of X is complete before row i + 1 reads it and rewrites blockProducts
     }
 }
