@@ -3,7 +3,7 @@
 // (tx, ty) = (id % 16, id / 16) holds rows 4 ty + i and columns 4 tx + j, i, j < 4.
 //   acc += A B   with A (64 x K) and B (K x 64) streamed through shared memory 16 values of K at a time
 // (tileA[k][m], tileB[k][n]: both k-major and stored as vec4, so each step of the inner loop is
-// two 16-byte shared reads for 16 FMAs).
+// two 16-byte shared reads for 16 FMAs); the global loads of the next 16 are in flight meanwhile.
 // Operands are strided views of global tensors (MatrixView: element (r, c) at origin + r rowStride +
 // c columnStride, zero outside rows x columns, optionally each row r multiplied by a per-row scale)
 // or the workgroup's 64 x 64 shared matrix `square` (plain or transposed). Nothing here depends on
@@ -91,46 +91,60 @@ uint accColumn(uint j) { return 4 * (gl_LocalInvocationID.x % 16) + j; }
 shared vec4 tileA[KSTEP][CHUNK / 4];
 shared vec4 tileB[KSTEP][CHUNK / 4];
 
-// tileA[k][m] = A(m0 + m, k0 + k). Consecutive invocations take consecutive addresses of the view's
-// contiguous axis, so global loads coalesce whichever way the view is strided.
-void loadA(MatrixView a, uint m0, uint k0)
+// One KSTEP x 64 slice of an operand is moved by the whole workgroup: invocation id moves its
+// elements e = id + q GROUP, q < SHARE, element e being (k, m) = (e % KSTEP, e / KSTEP) when k is the
+// view's contiguous axis, else (e / CHUNK, e % CHUNK). Consecutive invocations so take consecutive
+// addresses of the contiguous axis, and global loads coalesce whichever way the view is strided.
+#define SHARE (KSTEP * CHUNK / GROUP)
+
+uvec2 sliceElement(uint q, bool kContiguous)
 {
-    bool kContiguous = a.columnStride == 1;
-    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    uint e = gl_LocalInvocationID.x + q * GROUP;
+    return kContiguous ? uvec2(e % KSTEP, e / KSTEP) : uvec2(e / CHUNK, e % CHUNK);
+}
+
+// Operand A of a product runs k along its columns (element (k, m) of a slice is A(m0 + m, k0 + k)),
+// operand B along its rows ((k, n) is B(k0 + k, n0 + n)); isA says which one a view is.
+bool kIsContiguous(MatrixView v, bool isA) { return (isA ? v.columnStride : v.rowStride) == 1; }
+
+// part[q] = this invocation's elements (k, x) of the slice k0 .. k0 + KSTEP, x0 .. x0 + 63 of the operand.
+void fetchSlice(MatrixView v, bool isA, uint k0, uint x0, out float part[SHARE])
+{
+    [[unroll]] for (uint q = 0; q < SHARE; q++)
     {
-        uint m = kContiguous ? e / KSTEP : e % CHUNK, k = kContiguous ? e % KSTEP : e / CHUNK;
-        tileA[k][m / 4][m % 4] = fetch(a, m0 + m, k0 + k);
+        uvec2 kx = sliceElement(q, kIsContiguous(v, isA));
+        part[q] = isA ? fetch(v, x0 + kx.y, k0 + kx.x) : fetch(v, k0 + kx.x, x0 + kx.y);
     }
 }
 
-// tileB[k][n] = B(k0 + k, n0 + n).
-void loadB(MatrixView b, uint k0, uint n0)
+// tileA[k][x] (isA) or tileB[k][x] = the elements fetchSlice gave.
+void storeSlice(MatrixView v, bool isA, float part[SHARE])
 {
-    bool kContiguous = b.rowStride == 1;
-    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    [[unroll]] for (uint q = 0; q < SHARE; q++)
     {
-        uint n = kContiguous ? e / KSTEP : e % CHUNK, k = kContiguous ? e % KSTEP : e / CHUNK;
-        tileB[k][n / 4][n % 4] = fetch(b, k0 + k, n0 + n);
+        uvec2 kx = sliceElement(q, kIsContiguous(v, isA));
+        if (isA) tileA[kx.x][kx.y / 4][kx.y % 4] = part[q];
+        else tileB[kx.x][kx.y / 4][kx.y % 4] = part[q];
     }
 }
 
 // tileA[k][m] = square[m][k0 + k] (or square[k0 + k][m] when transposed).
 void loadASquare(bool transpose, uint k0)
 {
-    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    [[unroll]] for (uint q = 0; q < SHARE; q++)
     {
-        uint m = e % CHUNK, k = e / CHUNK;
-        tileA[k][m / 4][m % 4] = transpose ? square[k0 + k][m] : square[m][k0 + k];
+        uvec2 km = sliceElement(q, false);
+        tileA[km.x][km.y / 4][km.y % 4] = transpose ? square[k0 + km.x][km.y] : square[km.y][k0 + km.x];
     }
 }
 
 // tileB[k][n] = square[k0 + k][n].
 void loadBSquare(uint k0)
 {
-    for (uint e = gl_LocalInvocationID.x; e < KSTEP * CHUNK; e += GROUP)
+    [[unroll]] for (uint q = 0; q < SHARE; q++)
     {
-        uint n = e % CHUNK, k = e / CHUNK;
-        tileB[k][n / 4][n % 4] = square[k0 + k][n];
+        uvec2 kn = sliceElement(q, false);
+        tileB[kn.x][kn.y / 4][kn.y % 4] = square[k0 + kn.x][kn.y];
     }
 }
 
@@ -144,44 +158,54 @@ void multiplyTiles()
     }
 }
 
+// Where an operand of streamProduct comes from.
+#define FROM_VIEW 0         // the MatrixView argument
+#define FROM_SQUARE 1       // square
+#define FROM_SQUARE_T 2     // square^T (A only)
+
+// acc += A[m0 .. m0+63, 0 .. depth) B[0 .. depth, n0 .. n0+63), KSTEP values of k at a time.
+// Double-buffered: pass p fetches slice k0 = p KSTEP from global memory into registers (nextA,
+// nextB) and then multiplies slice k0 - KSTEP out of the tiles, so the loads' latency hides behind
+// that slice's FMAs; the tiles are written only between the two barriers. Operands from square are
+// copied at the tile write.
+void streamProduct(uint aFrom, MatrixView a, uint bFrom, MatrixView b, uint m0, uint n0, uint depth)
+{
+    float nextA[SHARE], nextB[SHARE];
+    for (uint k0 = 0; k0 < depth + KSTEP; k0 += KSTEP)
+    {
+        if (k0 > 0)
+        {
+            barrier();   // every invocation is done reading the previous slice's tiles
+            if (aFrom == FROM_VIEW) storeSlice(a, true, nextA); else loadASquare(aFrom == FROM_SQUARE_T, k0 - KSTEP);
+            if (bFrom == FROM_VIEW) storeSlice(b, false, nextB); else loadBSquare(k0 - KSTEP);
+            barrier();
+        }
+        if (k0 < depth)
+        {
+            if (aFrom == FROM_VIEW) fetchSlice(a, true, k0, m0, nextA);
+            if (bFrom == FROM_VIEW) fetchSlice(b, false, k0, n0, nextB);
+        }
+        if (k0 > 0) multiplyTiles();
+    }
+}
+
 // acc += A[m0 .. m0+63, 0 .. depth) B[0 .. depth, n0 .. n0+63). Called in uniform control flow;
 // leaves the tiles busy (a barrier is taken before they are next written).
 void multiply(MatrixView a, MatrixView b, uint m0, uint n0, uint depth)
 {
-    for (uint k0 = 0; k0 < depth; k0 += KSTEP)
-    {
-        barrier();
-        loadA(a, m0, k0);
-        loadB(b, k0, n0);
-        barrier();
-        multiplyTiles();
-    }
+    streamProduct(FROM_VIEW, a, FROM_VIEW, b, m0, n0, depth);
 }
 
 // acc += square (or square^T) B[0 .. 64, n0 .. n0+63).
 void multiplySquareLeft(bool transpose, MatrixView b, uint n0)
 {
-    for (uint k0 = 0; k0 < CHUNK; k0 += KSTEP)
-    {
-        barrier();
-        loadASquare(transpose, k0);
-        loadB(b, k0, n0);
-        barrier();
-        multiplyTiles();
-    }
+    streamProduct(transpose ? FROM_SQUARE_T : FROM_SQUARE, b /* unused */, FROM_VIEW, b, 0, n0, CHUNK);
 }
 
 // acc += A[m0 .., 0 .. 64) square.
 void multiplySquareRight(MatrixView a, uint m0)
 {
-    for (uint k0 = 0; k0 < CHUNK; k0 += KSTEP)
-    {
-        barrier();
-        loadA(a, m0, k0);
-        loadBSquare(k0);
-        barrier();
-        multiplyTiles();
-    }
+    streamProduct(FROM_VIEW, a, FROM_SQUARE, a /* unused */, m0, 0, CHUNK);
 }
 
 #endif
