@@ -6,7 +6,8 @@ namespace FastWeights.Engine.Vulkan;
 // dispatch over all chunks and (batch, head) pairs (docs/ops.md, "Vulkan chunked").
 //   forward:  chunk_wy (X, W, U per chunk) -> chunk_state (chunk-start states, U'; sequential over
 //             chunks, parallel over Dv slices) -> chunk_output (O)
-//   backward: chunk_wy and chunk_state again (keeping X), chunk_values_grad (P^T dO),
+//   backward: chunk_wy and chunk_state again (keeping X) unless the forward kept its intermediates
+//             (DeltaRule.ForwardSaving), chunk_values_grad (P^T dO),
 //             chunk_state_backward (dU', dS_C; reverse over chunks), chunk_grad_qk (dQ, dK, dW),
 //             chunk_wy_backward (dK, dV, dbeta)
 // q, k, v (and beta) may be f32, f16 or bf16; everything computed and stored is f32.
@@ -119,31 +120,81 @@ public sealed partial class VulkanBackend
     // Specialisation of the sequential stages: group size, SLICE4, KBLOCKS.
     private static int[] SequentialSpecialization(int slice, int keyDim) => [4 * slice, slice / 4, SequentialKeyBlocks(keyDim)];
 
-    private void ChunkedDeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState)
+    /// <summary>The chunked forward's intermediates, kept for its backward (DeltaRule.ForwardSaving):
+    /// W, U, the inverted chunk matrices X, U' and the chunk-start states, all f32. It records the
+    /// tensors they were computed from (k, v, beta, the initial state) and the shape, and the
+    /// backward takes it only for those.</summary>
+    internal sealed class ChunkedDeltaRuleSaved : DeltaRuleSaved
     {
-        var s = p.Shape;
-        using var w = Tensor.Empty(this, s.Keys);
-        using var u = Tensor.Empty(this, s.Values);
-        using var uPrime = Tensor.Empty(this, s.Values);
-        using var states = Tensor.Empty(this, ChunkStates(s));
-        ChunkWy(p, w, u, null);
-        ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, finalState);
-        ChunkOutput("chunk_output", p.Q, p.K, s, p.Scale, uPrime, states, output);
+        public required Tensor W, U, Inverse, UPrime, States;
+        public required DeltaRuleProblem Problem;
+        private bool _disposed;
+
+        public void CheckFor(string op, DeltaRuleProblem p)
+        {
+            if (_disposed) throw new ObjectDisposedException(nameof(DeltaRuleSaved), $"{op}: argument 'saved' was disposed");
+            var kept = Problem;
+            if (!ReferenceEquals(kept.K, p.K) || !ReferenceEquals(kept.V, p.V) || !ReferenceEquals(kept.Beta, p.Beta)
+                || !ReferenceEquals(kept.InitialState, p.InitialState) || kept.Shape != p.Shape)
+                throw new OpArgumentException(op, "saved", $"was kept by a forward of other tensors (k {kept.K.Shape}, v {kept.V.Shape}, initial state "
+                    + $"{(kept.InitialState is null ? "none" : kept.InitialState.Shape.ToString())}); the backward needs the same k, v, beta and initial state (here k {p.K.Shape}, v {p.V.Shape})");
+        }
+
+        public override void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var t in new[] { W, U, Inverse, UPrime, States }) t.Dispose();
+        }
     }
 
-    private void ChunkedDeltaRuleBackward(DeltaRuleProblem p, DeltaRuleGradients g)
+    // keep: also write X and return every intermediate (the caller disposes it); else null.
+    private ChunkedDeltaRuleSaved? ChunkedDeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState, bool keep)
+    {
+        var saved = NewChunkedIntermediates(p, keep);
+        try
+        {
+            ChunkWy(p, saved.W, saved.U, keep ? saved.Inverse : null);
+            ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState);
+            ChunkOutput("chunk_output", p.Q, p.K, p.Shape, p.Scale, saved.UPrime, saved.States, output);
+        }
+        catch
+        {
+            saved.Dispose();
+            throw;
+        }
+        if (keep) return saved;
+        saved.Dispose();
+        return null;
+    }
+
+    // X is only allocated when kept (the forward alone does not write it).
+    private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse)
     {
         var s = p.Shape;
-        using var w = Tensor.Empty(this, s.Keys);
-        using var u = Tensor.Empty(this, s.Values);
-        using var inverse = Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize));
-        using var uPrime = Tensor.Empty(this, s.Values);
-        using var states = Tensor.Empty(this, ChunkStates(s));
+        var inverseShape = withInverse ? new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize) : new Shape(1);
+        return new ChunkedDeltaRuleSaved
+        {
+            W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values), Inverse = Tensor.Empty(this, inverseShape),
+            UPrime = Tensor.Empty(this, s.Values), States = Tensor.Empty(this, ChunkStates(s)), Problem = p,
+        };
+    }
+
+    // Without `kept`, the forward's stages run again first (keeping X).
+    private void ChunkedDeltaRuleBackward(DeltaRuleProblem p, DeltaRuleGradients g, ChunkedDeltaRuleSaved? kept)
+    {
+        var s = p.Shape;
+        using var recomputed = kept is null ? NewChunkedIntermediates(p, withInverse: true) : null;
+        var f = kept ?? recomputed!;
+        Tensor w = f.W, u = f.U, inverse = f.Inverse, uPrime = f.UPrime, states = f.States;
         using var dUPrime = Tensor.Empty(this, s.Values);
         using var dStates = Tensor.Empty(this, ChunkStates(s));
         using var dW = Tensor.Empty(this, s.Keys);
-        ChunkWy(p, w, u, inverse);
-        ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, null);
+        if (kept is null)
+        {
+            ChunkWy(p, w, u, inverse);
+            ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, null);
+        }
         ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrime);
         ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrime, dStates, g.DFinalState, g.DInitialState);
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, g.DK, dW);

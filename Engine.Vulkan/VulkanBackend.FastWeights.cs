@@ -16,10 +16,30 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
     /// (see UsesChunkedDeltaRule); the recurrent kernels read f32, so f16/bf16 inputs are widened first.</summary>
     public void DeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState)
     {
-        if (UsesChunkedDeltaRule("DeltaRuleForward", problem)) { ChunkedDeltaRuleForward(problem, output, finalState); return; }
+        if (UsesChunkedDeltaRule("DeltaRuleForward", problem)) { ChunkedDeltaRuleForward(problem, output, finalState, keep: false)?.Dispose(); return; }
         using var widened = WidenedDeltaRule.Needed(problem) ? new WidenedDeltaRule(problem) : null;
         var p = widened?.Problem ?? problem;
         RecurrentForward("delta", p.Q, p.K, p.V, p.Beta, p.Alpha, p.InitialState, finalState, output, null, null, p.Shape, p.Scale, 0f, false);
+    }
+
+    /// <summary>The chunked forward keeps its intermediates for the backward (see
+    /// <see cref="ChunkedDeltaRuleSaved"/>); the recurrent one keeps nothing.</summary>
+    public DeltaRuleSaved? DeltaRuleForwardSaving(DeltaRuleProblem problem, Tensor output, Tensor? finalState)
+    {
+        if (!UsesChunkedDeltaRule("DeltaRuleForward", problem)) { DeltaRuleForward(problem, output, finalState); return null; }
+        return ChunkedDeltaRuleForward(problem, output, finalState, keep: true);
+    }
+
+    public void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients g, DeltaRuleSaved? saved)
+    {
+        const string op = "DeltaRuleBackward";
+        if (saved is null) { DeltaRuleBackward(problem, g); return; }
+        if (saved is not ChunkedDeltaRuleSaved chunked)
+            throw new OpArgumentException(op, "saved", $"is a {saved.GetType().Name}, not what this Vulkan backend's forward kept");
+        chunked.CheckFor(op, problem);
+        var s = problem.Shape;
+        if (s.Batch == 0 || s.Heads == 0 || s.Steps == 0) { ZeroGradients(g); return; }
+        ChunkedDeltaRuleBackward(problem, g, chunked);
     }
 
     /// <summary>Reruns the forward keeping checkpoints, then recurrent_backward.comp: one workgroup per
@@ -29,7 +49,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         const string op = "DeltaRuleBackward";
         var s = problem.Shape;
         if (s.Batch == 0 || s.Heads == 0 || s.Steps == 0) { ZeroGradients(g); return; }
-        if (UsesChunkedDeltaRule(op, problem)) { ChunkedDeltaRuleBackward(problem, g); return; }
+        if (UsesChunkedDeltaRule(op, problem)) { ChunkedDeltaRuleBackward(problem, g, null); return; }
         using var widened = WidenedDeltaRule.Needed(problem) ? new WidenedDeltaRule(problem) : null;
         var p = widened?.Problem ?? problem;
         int lanes = RecurrentLanes(op, s.KeyDim, s.ValueDim);

@@ -19,8 +19,8 @@ public sealed partial class VulkanBackend : IGemmOps
         if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K, CoopMat2TileFor(p)) is { } cm2)
         {
             kernel = Kernels.Get(cm2.Variant, SpecialiseGemmShapes
-                ? [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K]
-                : [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
+                ? [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K, CoopMat2GroupRows]
+                : [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, 0, 0, 0, CoopMat2GroupRows], fullSubgroups: true);
             tile = (uint)cm2.TileM;
             tileN = (uint)cm2.TileN;
         }
@@ -114,7 +114,14 @@ public sealed partial class VulkanBackend : IGemmOps
     public string CoopMat2Tile { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_TILE") ?? "auto";
 
     /// <summary>Tiles gemm_coopmat2.comp is compiled for.</summary>
-    public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64", "128x256x16", "128x128x16"];
+    public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64", "128x256x16", "128x128x16",
+        "128x256x64"];
+
+    /// <summary>Tile rows that consecutive workgroups of the cooperative-matrix-2 GEMM walk together
+    /// (grouped rasterisation for L2 reuse; 0 or 1: one whole tile row after another). 8 took the
+    /// 128x256x64 tile from 281 / 297 to 286 / 307 TFLOP/s at bf16 4096^3 / 8192^3 on the H200
+    /// (bench/results/2026-12-01-h200-run25.txt). FASTWEIGHTS_GEMM_CM2_GROUP sets it for experiments.</summary>
+    public int CoopMat2GroupRows { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_GROUP"), out int g) ? g : 8;
 
     private readonly record struct CoopMat2Choice(string Variant, int TileM, int TileN, int Invocations);
 

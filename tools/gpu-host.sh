@@ -16,13 +16,14 @@
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
 #   step, scan         the decoding step and the scan benches
 #   torch-copy         a 1 GiB device-to-device copy through torch (the scan's memory floor)
-#   gemm-best          the cm2 128x256x32 tile, bf16 and f16, each in a process of its own
+#   gemm-best          the cm2 128x256x64 tile, bf16 and f16, each in a process of its own
 #   gemm-tiles         each cm2 tile in a process of its own (bf16 and f16, 4096 and 8192)
 #   rnn-bf16           fastweights bench rnn with the projection GEMMs in bf16 (1, 4 and 8 heads)
 #   rnn-chunk64        LSTM 768, one head, with the per-step kernels' staging capped at 64 columns
 #   delta-one, fla-one the delta rule at B8 H16 T2048 D64 only (ours bf16 and f32 chunked; FLA)
 #   delta-profile      the chunked delta rule (bf16, f32) at B8 H16 T2048 D64 with FASTWEIGHTS_PROFILE=1
 #   rnn-profile        LSTM 768/1024, 1 and 4 heads, with FASTWEIGHTS_PROFILE=1 (per-kernel GPU time)
+#   gemm-sweep         bf16 4096/8192: cm2 tiles 128x256 (BK 32, 64), 128x128x64, rasterisation groups of 0 and 8 rows
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -71,7 +72,7 @@ for section in "$@"; do
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
     torch-copy) python3 bench/peers/torch_copy.py ;;
-    gemm-best) for d in bf16 f16; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x256x32 $extra | grep -E '^(gemm|samples)'; done ;;
+    gemm-best) for d in bf16 f16; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x256x64 $extra | grep -E '^(gemm|samples)'; done ;;
     gemm-tiles) for d in bf16 f16; do for tile in 128x128x32 128x256x32 256x128x32 128x128x64 128x256x16; do
                   $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
     rnn-bf16) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 --projection bf16 $extra ;;
@@ -81,6 +82,9 @@ for section in "$@"; do
     fla-one) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 ;;
     delta-profile) for d in bf16 f32; do FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep -E '^(delta|profile)'; done ;;
     rnn-profile) FASTWEIGHTS_PROFILE=1 $fw bench rnn --backend vulkan --cells lstm --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(Lstm|profile)' ;;
+    gemm-sweep) for cfg in "128x256x32 0" "128x256x32 8" "128x256x64 0" "128x256x64 8" "128x128x64 8"; do
+                  set -- $cfg; echo "# tile $1, FASTWEIGHTS_GEMM_CM2_GROUP=$2"
+                  FASTWEIGHTS_GEMM_CM2_GROUP=$2 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles $1 $extra | grep -E '^(gemm|samples)'; done ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do
                    $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;

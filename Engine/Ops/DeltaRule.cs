@@ -31,12 +31,34 @@ public sealed record DeltaRuleGradients(
     Tensor DOutput, Tensor? DFinalState,
     Tensor DQ, Tensor DK, Tensor DV, Tensor DBeta, Tensor? DAlpha, Tensor? DInitialState);
 
+/// <summary>What a delta-rule forward kept for the backward of the same problem (DeltaRule.ForwardSaving):
+/// intermediates the backward then reads instead of recomputing them (on Vulkan's chunked form: the
+/// WY factors, the inverted chunk matrices, U' and the chunk-start states, about five times the
+/// size of v). It belongs to one problem: the backward takes it only with the same k, v, beta and
+/// initial-state tensors, which must not have changed in between. Dispose it after the backward.</summary>
+public abstract class DeltaRuleSaved : IDisposable
+{
+    public abstract void Dispose();
+}
+
 public interface IDeltaRuleOps
 {
     /// <summary>Writes o [B, T, H, Dv] and, when given, the final state (which may be the same tensor
     /// as the initial state: updated in place).</summary>
     void DeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState);
     void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients);
+
+    /// <summary>The forward, also returning what its backward can reuse; null where the backend
+    /// keeps nothing (its backward recomputes).</summary>
+    DeltaRuleSaved? DeltaRuleForwardSaving(DeltaRuleProblem problem, Tensor output, Tensor? finalState)
+    {
+        DeltaRuleForward(problem, output, finalState);
+        return null;
+    }
+
+    /// <summary>The backward reading what <see cref="DeltaRuleForwardSaving"/> kept (null: as the
+    /// plain backward).</summary>
+    void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients, DeltaRuleSaved? saved) => DeltaRuleBackward(problem, gradients);
 
     /// <summary>Whether q, k, v and beta may be f16 or bf16 (computed in f32; outputs, states and
     /// gradients stay f32). Backends that say no get f32 only.</summary>
@@ -51,11 +73,31 @@ public static class DeltaRule
         Tensor? initialState = null, Tensor? finalState = null, Tensor? alpha = null, float scale = 1f,
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
+        var (ops, problem) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
+        ops.DeltaRuleForward(problem, output, finalState);
+    }
+
+    private static (IDeltaRuleOps Ops, DeltaRuleProblem Problem) CheckForward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,
+        Tensor? initialState, Tensor? finalState, Tensor? alpha, float scale, DeltaRuleAlgorithm algorithm)
+    {
         const string op = "DeltaRuleForward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("output", output), ("initialState", initialState), ("finalState", finalState), ("alpha", alpha));
         var problem = Check(op, ops, q, k, v, beta, alpha, scale, output, initialState, finalState, algorithm);
         foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("beta", beta) }) Op.DistinctOutput(op, "output", output, name, t);
-        ops.DeltaRuleForward(problem, output, finalState);
+        return (ops, problem);
+    }
+
+    /// <summary><see cref="Forward"/> for training: also returns what the backend's backward would
+    /// otherwise recompute (null when it keeps nothing, e.g. the CPU backend or a recurrent run).
+    /// Pass it to <see cref="Backward"/> with the same k, v, beta and initial state, unchanged, then
+    /// dispose it. With it the backward is also correct when the forward updated the initial state in
+    /// place.</summary>
+    public static DeltaRuleSaved? ForwardSaving(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,
+        Tensor? initialState = null, Tensor? finalState = null, Tensor? alpha = null, float scale = 1f,
+        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
+    {
+        var (ops, problem) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
+        return ops.DeltaRuleForwardSaving(problem, output, finalState);
     }
 
     /// <summary>One token for generation, O(1) in the sequence length: q, k [B, H, Dk], v and the
@@ -79,7 +121,8 @@ public static class DeltaRule
     public static void Backward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor dOutput,
         Tensor dq, Tensor dk, Tensor dv, Tensor dbeta,
         Tensor? initialState = null, Tensor? dFinalState = null, Tensor? dInitialState = null,
-        Tensor? alpha = null, Tensor? dalpha = null, float scale = 1f, DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
+        Tensor? alpha = null, Tensor? dalpha = null, float scale = 1f, DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto,
+        DeltaRuleSaved? saved = null)
     {
         const string op = "DeltaRuleBackward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("dOutput", dOutput), ("dq", dq), ("dk", dk), ("dv", dv), ("dbeta", dbeta),
@@ -95,7 +138,9 @@ public static class DeltaRule
         if ((alpha is null) != (dalpha is null))
             throw new OpArgumentException(op, "dalpha", alpha is null ? "was given but the rule is ungated (alpha is null)" : $"is missing: the gated rule needs a [B, T, H] gradient for alpha {alpha.Shape}");
         if (dalpha is not null) s.CheckPerToken(op, "dalpha", dalpha);
-        ops.DeltaRuleBackward(problem, new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState));
+        var gradients = new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState);
+        if (saved is null) ops.DeltaRuleBackward(problem, gradients);
+        else ops.DeltaRuleBackward(problem, gradients, saved);
     }
 
     private static DeltaRuleProblem Check(string op, IDeltaRuleOps ops, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,

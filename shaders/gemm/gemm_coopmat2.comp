@@ -16,6 +16,7 @@
 //! variant gemm_cm2_f16_128x128x64 -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=64 -DCLAMP=0
 //! variant gemm_cm2_f16_128x256x16 -DINPUT_BF16=0 -DBM=128 -DBN=256 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_f16_128x128x16 -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=16 -DCLAMP=0
+//! variant gemm_cm2_f16_128x256x64 -DINPUT_BF16=0 -DBM=128 -DBN=256 -DBK=64 -DCLAMP=0
 //! variant gemm_cm2_f16_128x128x32_clamp -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=1
 //! variant gemm_cm2_bf16_128x128x32 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x256x32 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=32 -DCLAMP=0
@@ -23,6 +24,7 @@
 //! variant gemm_cm2_bf16_128x128x64 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=64 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x256x16 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x128x16 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=16 -DCLAMP=0
+//! variant gemm_cm2_bf16_128x256x64 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=64 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x128x32_clamp -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=1
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
@@ -48,6 +50,9 @@ layout(constant_id = 2) const uint TRANSPOSE_B = 0;
 layout(constant_id = 3) const uint SPEC_M = 0;
 layout(constant_id = 4) const uint SPEC_N = 0;
 layout(constant_id = 5) const uint SPEC_K = 0;
+// GROUP_ROWS > 1: consecutive workgroups walk GROUP_ROWS tile rows column by column instead of one
+// whole tile row, so the blocks of A and B that resident workgroups share stay in L2.
+layout(constant_id = 6) const uint GROUP_ROWS = 0;
 
 #if CLAMP
 #define LAYOUT tensorLayoutNV<2, gl_CooperativeMatrixClampModeConstantNV>
@@ -57,11 +62,31 @@ layout(constant_id = 5) const uint SPEC_K = 0;
 #define NEW_LAYOUT() createTensorLayoutNV(2)
 #endif
 
+// Loads the BM x BK block of op(A) and the BK x BN block of op(B) of step k into blockA, blockB.
+#define LOAD_BLOCKS(blockA, blockB, k) \
+    if (TRANSPOSE_A == 0) coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, row0, BM, k, BK)); \
+    else coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, k, BK, row0, BM), transposed); \
+    if (TRANSPOSE_B == 0) coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, k, BK, col0, BN)); \
+    else coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, col0, BN, k, BK), transposed)
+
 void main()
 {
     const uint M = SPEC_M != 0 ? SPEC_M : pc.m, N = SPEC_N != 0 ? SPEC_N : pc.n, K = SPEC_K != 0 ? SPEC_K : pc.k;
     uint batch = gl_WorkGroupID.z;
-    uint row0 = gl_WorkGroupID.y * BM, col0 = gl_WorkGroupID.x * BN;
+    uint tileRow = gl_WorkGroupID.y, tileCol = gl_WorkGroupID.x;
+    if (GROUP_ROWS > 1)
+    {
+        // linear = tileRow' * tilesN + tileCol' in dispatch order; group g holds tile rows
+        // [g GROUP_ROWS, g GROUP_ROWS + rows) and is walked rows-fastest.
+        uint tilesN = gl_NumWorkGroups.x, tilesM = gl_NumWorkGroups.y;
+        uint linear = gl_WorkGroupID.y * tilesN + gl_WorkGroupID.x;
+        uint firstRow = (linear / (GROUP_ROWS * tilesN)) * GROUP_ROWS;
+        uint rows = min(tilesM - firstRow, GROUP_ROWS);
+        uint within = linear - firstRow * tilesN;
+        tileRow = firstRow + within % rows;
+        tileCol = within / rows;
+    }
+    uint row0 = tileRow * BM, col0 = tileCol * BN;
     ElementBuffer a = ElementBuffer(pc.a), b = ElementBuffer(pc.b);
     F32Buffer c = F32Buffer(pc.c);
 
@@ -77,14 +102,14 @@ void main()
 
     uint baseA = batch * pc.batchStrideA, baseB = batch * pc.batchStrideB, baseC = batch * M * N;
     coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator> acc = coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator>(0.0);
+    // Loading the next step's blocks before this step's multiply (a register prefetch) made every
+    // tile about 35% slower on the H200 (bench/results/2026-12-01-h200-run25.txt): the driver
+    // pipelines the loads itself.
     for (uint k = 0; k < K; k += BK)
     {
         coopmat<ELEMENT, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA> blockA;
         coopmat<ELEMENT, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB> blockB;
-        if (TRANSPOSE_A == 0) coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, row0, BM, k, BK));
-        else coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, k, BK, row0, BM), transposed);
-        if (TRANSPOSE_B == 0) coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, k, BK, col0, BN));
-        else coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, col0, BN, k, BK), transposed);
+        LOAD_BLOCKS(blockA, blockB, k);
         acc = coopMatMulAdd(blockA, blockB, acc);
     }
 

@@ -40,7 +40,9 @@ public sealed class TensorCoreGemmTests
     }
 
     /// <summary>Every tile of the cooperative-matrix-2 kernel on shapes that tile exactly (the
-    /// unclamped variants), where the device has VK_NV_cooperative_matrix2.</summary>
+    /// unclamped variants), where the device has VK_NV_cooperative_matrix2; with and without shapes
+    /// as specialisation constants, and with grouped rasterisation off and on (4 tile rows of BM = 128
+    /// in groups of 3, so the last group is partial).</summary>
     [TestMethod]
     public void EveryCoopMat2TileMatchesReference()
     {
@@ -48,23 +50,29 @@ public sealed class TensorCoreGemmTests
         if (!backend.Device.UseCooperativeMatrix2) return;   // the KHR cases above cover this device
         string saved = backend.CoopMat2Tile;
         bool savedSpecialise = backend.SpecialiseGemmShapes;
+        int savedGroup = backend.CoopMat2GroupRows;
         try
         {
             foreach (string tile in VulkanBackend.CoopMat2Tiles)
-            foreach (bool specialise in new[] { false, true })
+            foreach (var (specialise, group) in new[] { (false, 0), (true, 0), (true, 3) })
             {
                 backend.CoopMat2Tile = tile;
                 backend.SpecialiseGemmShapes = specialise;
+                backend.CoopMat2GroupRows = group;
                 foreach (var dtype in new[] { DType.F16, DType.BF16 })
                     foreach (bool ta in new[] { false, true })
                         foreach (bool tb in new[] { false, true })
                         {
-                            StringAssert.Contains(backend.GemmKernelFor(dtype, 256, 512, 192, ta, tb), tile, $"tile {tile} not chosen");
-                            Check(backend, dtype, 2, 256, 512, 192, ta, tb);
+                            StringAssert.Contains(backend.GemmKernelFor(dtype, 512, 256, 384, ta, tb), tile, $"tile {tile} not chosen");
+                            Check(backend, dtype, 2, 512, 256, 384, ta, tb);
                         }
             }
         }
-        finally { backend.CoopMat2Tile = saved; backend.SpecialiseGemmShapes = savedSpecialise; }
+        finally
+        {
+            backend.CoopMat2Tile = saved; backend.SpecialiseGemmShapes = savedSpecialise;
+            backend.CoopMat2GroupRows = savedGroup;
+        }
         // "auto" times the tiles on the first call of a shape and keeps one of them
         backend.CoopMat2Tile = "auto";
         try
