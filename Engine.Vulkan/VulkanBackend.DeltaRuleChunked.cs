@@ -73,10 +73,23 @@ public sealed partial class VulkanBackend
         && Capabilities.SubgroupSize >= 16 && 256 % Capabilities.SubgroupSize == 0
         && Capabilities.MaxSharedMemoryBytes >= ChunkCoopMatSharedBytes;
 
+    /// <summary>Every parallel stage that has a tensor-core variant.</summary>
+    public static readonly IReadOnlySet<string> DeltaRuleCoopMatStagesAll =
+        new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk", "chunk_wy_backward" };
+
+    /// <summary>The parallel stages that run their tensor-core variant when <see cref="DeltaRuleUsesCoopMat"/>
+    /// holds; the others run the portable products. The default leaves out chunk_wy_backward: on the
+    /// H200 at B8 H16 T2048 D64 bf16 its portable variant (double-buffered f32 products) took 798 us
+    /// where the tensor-core one took 996, while chunk_wy (403 / 468 us), chunk_grad_qk (499 / 706)
+    /// and chunk_output (260 / 290) are faster on tensor cores (bench/results/2026-12-01-h200-run25.txt
+    /// and run26).</summary>
+    public IReadOnlySet<string> DeltaRuleCoopMatStages { get; set; } =
+        new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk" };
+
     // A parallel stage (one workgroup of 256 per chunk): the tensor-core variant where it applies
     // (subgroup size pinned, 16 / (256 / subgroup) result tiles per subgroup), else the portable one.
     private ComputeKernel ChunkKernel(string kernel, Tensor q) =>
-        DeltaRuleUsesCoopMat(q.DType)
+        DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel)
             ? Kernels.Get($"delta_rule/{kernel}_bf16_cm", [Capabilities.SubgroupSize / 16, DeltaRuleCoopMatSplit ? 1 : 0], requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
             : Kernels.Get(ChunkVariant(kernel, q));
 

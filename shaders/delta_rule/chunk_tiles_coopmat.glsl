@@ -10,8 +10,7 @@
 // terms are skipped; for bf16 q, k, v most products take one or two multiplies instead of three.
 // The 64 x 64 result is 16 tiles of 16 x 16; subgroup s owns tiles s TILES_PER_SUBGROUP .. (the
 // host sets TILES_PER_SUBGROUP = subgroup size / 16, so 256 invocations cover all 16). Depth goes in
-// steps of 32 staged through shared memory (the next step's global reads in flight during a step's
-// multiplies): A as [m][k] (row-major, k contiguous) or [k][m]
+// steps of 32 staged through shared memory: A as [m][k] (row-major, k contiguous) or [k][m]
 // (column-major), B as [k][n] or [n][k], whichever keeps the global reads of the view contiguous;
 // rows are padded by 8 elements against bank conflicts. Storage is uvec4 (8 bf16), as the
 // coopmat loads take offsets and strides in units of the array's element. After the depth loop the
@@ -85,95 +84,72 @@ bool vectorRuns(MatrixView m, bool alongColumns)
     return unit == 1 && m.origin % 8 == 0 && other % 8 == 0 && extent % 8 == 0;
 }
 
-// 8 consecutive operand values on their way from global (or shared `square`) to a stage: fetched
-// into registers one pass ahead of the multiplies (fetchRun: values 0-3 in `first`, 4-7 in
-// `second`), split and stored after the barrier (putRun). A raw run (bf16 without a row scale, or
-// zeros outside the view) holds the 8 bf16 bits as read, bit-cast into `first`, stored as is with
-// lo = 0. (Two vec4s rather than a struct with an array: glslc's optimiser took minutes and
-// gigabytes on the inlined array copies.)
-void fetchRun(uint source, MatrixView m, uint r, uint c, bool alongColumns, bool vector, out vec4 first, out vec4 second, out bool raw)
+// Stages 8 consecutive operand values from (r, c) along columns (alongColumns) or rows into uvec4
+// `slot` of the stage at hiBase. Vector path: one or two 16-byte loads (bf16 read as is when no
+// row scale applies); otherwise 8 scalar reads.
+void stageRun(uint hiBase, uint slot, uint source, MatrixView m, uint r, uint c, bool alongColumns, bool vector)
 {
-    raw = false;
-    first = vec4(0.0);
-    second = vec4(0.0);
+    float x[8];
     if (vector)
     {
         if (r >= m.rows || c >= m.columns)
         {
-            raw = true;
+            cmShared[hiBase + slot] = uvec4(0);
+            cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
             return;
         }
-        uint at = m.origin + r * m.rowStride + c * m.columnStride;
+        uint first = m.origin + r * m.rowStride + c * m.columnStride;
         if (m.dtype == DTYPE_F32)
         {
-            first = F32x4Buffer(m.base).v[at / 4];
-            second = F32x4Buffer(m.base).v[at / 4 + 1];
+            vec4 p = F32x4Buffer(m.base).v[first / 4], q = F32x4Buffer(m.base).v[first / 4 + 1];
+            x = float[8](p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w);
         }
         else
         {
-            uvec4 bits = U32x4Buffer(m.base).v[at / 8];
+            uvec4 bits = U32x4Buffer(m.base).v[first / 8];
             if (m.dtype == DTYPE_BF16 && m.rowScale == 0ul)
             {
-                first = uintBitsToFloat(bits);
-                raw = true;
+                cmShared[hiBase + slot] = bits;
+                cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
                 return;
             }
-            bool brain = m.dtype == DTYPE_BF16;
-            first = vec4(brain ? bf16ToFloat(bits.x & 0xFFFFu) : f16ToFloat(bits.x & 0xFFFFu), brain ? bf16ToFloat(bits.x >> 16) : f16ToFloat(bits.x >> 16),
-                         brain ? bf16ToFloat(bits.y & 0xFFFFu) : f16ToFloat(bits.y & 0xFFFFu), brain ? bf16ToFloat(bits.y >> 16) : f16ToFloat(bits.y >> 16));
-            second = vec4(brain ? bf16ToFloat(bits.z & 0xFFFFu) : f16ToFloat(bits.z & 0xFFFFu), brain ? bf16ToFloat(bits.z >> 16) : f16ToFloat(bits.z >> 16),
-                          brain ? bf16ToFloat(bits.w & 0xFFFFu) : f16ToFloat(bits.w & 0xFFFFu), brain ? bf16ToFloat(bits.w >> 16) : f16ToFloat(bits.w >> 16));
+            [[unroll]] for (uint e = 0; e < 4; e++)
+            {
+                uint w = bits[e];
+                x[2 * e] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w & 0xFFFFu) : f16ToFloat(w & 0xFFFFu);
+                x[2 * e + 1] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w >> 16) : f16ToFloat(w >> 16);
+            }
         }
         if (m.rowScale != 0ul)
         {
             if (alongColumns)
             {
                 float scale = loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + r * m.scaleStride);
-                first *= scale;
-                second *= scale;
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= scale;
             }
             else
-            {
-                [[unroll]] for (uint e = 0; e < 4; e++) first[e] *= loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + (r + e) * m.scaleStride);
-                [[unroll]] for (uint e = 0; e < 4; e++) second[e] *= loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + (r + 4 + e) * m.scaleStride);
-            }
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + (r + e) * m.scaleStride);
         }
     }
     else
-    {
-        [[unroll]] for (uint e = 0; e < 4; e++) first[e] = alongColumns ? operand(source, m, r, c + e) : operand(source, m, r + e, c);
-        [[unroll]] for (uint e = 0; e < 4; e++) second[e] = alongColumns ? operand(source, m, r, c + 4 + e) : operand(source, m, r + 4 + e, c);
-    }
-}
-
-// Stores a fetched run at uvec4 `slot` of the stage at hiBase (hi part) and hiBase + CM_STAGE_VECS (lo).
-void putRun(uint hiBase, uint slot, vec4 first, vec4 second, bool raw)
-{
-    if (raw)
-    {
-        cmShared[hiBase + slot] = floatBitsToUint(first);
-        cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
-    }
-    else stagePut(hiBase, slot, float[8](first.x, first.y, first.z, first.w, second.x, second.y, second.z, second.w));
+        [[unroll]] for (uint e = 0; e < 8; e++) x[e] = alongColumns ? operand(source, m, r, c + e) : operand(source, m, r + e, c);
+    stagePut(hiBase, slot, x);
 }
 
 // One run of 8 per invocation: 64 x 32 = 256 x 8. Runs go along the stage's contiguous axis, which
 // is the view's contiguous axis (aRowMajor, bRowMajor).
-uint slotA(bool rowMajor) { uint id = gl_LocalInvocationID.x; return rowMajor ? (id / 4) * CM_ROW32 + id % 4 : (id / 8) * CM_ROW64 + id % 8; }
-uint slotB(bool rowMajor) { uint id = gl_LocalInvocationID.x; return rowMajor ? (id / 8) * CM_ROW64 + id % 8 : (id / 4) * CM_ROW32 + id % 4; }
-
-void fetchA(uint source, MatrixView a, bool rowMajor, bool vector, uint m0, uint k0, out vec4 first, out vec4 second, out bool raw)
+void stageA(uint source, MatrixView a, bool rowMajor, bool vector, uint m0, uint k0)
 {
     uint id = gl_LocalInvocationID.x;
-    if (rowMajor) fetchRun(source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector, first, second, raw);
-    else fetchRun(source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector, first, second, raw);
+    if (rowMajor) stageRun(CM_A_HI, (id / 4) * CM_ROW32 + id % 4, source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector);
+    else stageRun(CM_A_HI, (id / 8) * CM_ROW64 + id % 8, source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector);
 }
 
-void fetchB(uint source, MatrixView b, bool rowMajor, bool vector, uint k0, uint n0, out vec4 first, out vec4 second, out bool raw)
+void stageB(uint source, MatrixView b, bool rowMajor, bool vector, uint k0, uint n0)
 {
     uint id = gl_LocalInvocationID.x;
-    if (rowMajor) fetchRun(source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector, first, second, raw);
-    else fetchRun(source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector, first, second, raw);
+    if (rowMajor) stageRun(CM_B_HI, (id / 8) * CM_ROW64 + id % 8, source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector);
+    else stageRun(CM_B_HI, (id / 4) * CM_ROW32 + id % 4, source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector);
 }
 
 void loadA(out coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragment, uint offset, bool rowMajor)
@@ -196,26 +172,12 @@ void product(uint sourceA, MatrixView a, uint sourceB, MatrixView b, uint m0, ui
     bool aVector = sourceA == SOURCE_VIEW && vectorRuns(a, aRow), bVector = sourceB == SOURCE_VIEW && vectorRuns(b, bRow);
     coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> tiles[TILES_PER_SUBGROUP];
     [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++) tiles[t] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
-    // Pass p fetches the runs of k0 = p CM_K into registers, then multiplies the step before it
-    // (staged at the top of the pass), so the loads are in flight during those multiplies. One
-    // fetch and one store site: the operand code is inlined once per call.
-    vec4 a0, a1, b0, b1;
-    bool aRaw, bRaw;
-    [[dont_unroll]] for (uint k0 = 0; k0 < depth + CM_K; k0 += CM_K)
+    for (uint k0 = 0; k0 < depth; k0 += CM_K)
     {
-        if (k0 > 0)
-        {
-            barrier();
-            putRun(CM_A_HI, slotA(aRow), a0, a1, aRaw);
-            putRun(CM_B_HI, slotB(bRow), b0, b1, bRaw);
-            barrier();
-        }
-        if (k0 < depth)
-        {
-            fetchA(sourceA, a, aRow, aVector, m0, k0, a0, a1, aRaw);
-            fetchB(sourceB, b, bRow, bVector, k0, n0, b0, b1, bRaw);
-        }
-        if (k0 > 0)
+        barrier();
+        stageA(sourceA, a, aRow, aVector, m0, k0);
+        stageB(sourceB, b, bRow, bVector, k0, n0);
+        barrier();
         [[unroll]] for (uint kk = 0; kk < CM_K; kk += 16)
             [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++)
             {

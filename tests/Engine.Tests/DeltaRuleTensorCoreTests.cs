@@ -47,9 +47,18 @@ public sealed class DeltaRuleTensorCoreTests
     {
         var backend = Vulkan();
         bool previous = backend.DeltaRuleCoopMatSplit;
+        var previousStages = backend.DeltaRuleCoopMatStages;
         backend.DeltaRuleCoopMatSplit = split;
-        try { Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise); }
-        finally { backend.DeltaRuleCoopMatSplit = previous; }
+        try
+        {
+            // the default mix of tensor-core and portable stages, then every stage on tensor cores
+            foreach (var stages in new[] { previousStages, VulkanBackend.DeltaRuleCoopMatStagesAll })
+            {
+                backend.DeltaRuleCoopMatStages = stages;
+                Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
+            }
+        }
+        finally { backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; }
     }
 
     private static void AssertNormwise(double[] expected, float[] actual, string what)
