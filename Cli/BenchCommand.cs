@@ -173,8 +173,23 @@ public static class BenchCommand
         vulkan.Stream.ResetProfile();
     }
 
+    /// <summary>With FASTWEIGHTS_PIPELINE_STATS=1 on a device that reports them: the driver's
+    /// statistics of every pipeline the benchmark created (registers, shared memory, ... as named
+    /// by the driver), one line per pipeline executable.</summary>
+    private static void PrintPipelineStatistics()
+    {
+        foreach (var vulkan in Opened.OfType<VulkanBackend>())
+        {
+            if (!vulkan.Device.CapturesPipelineStatistics) continue;
+            foreach (var (key, statistics) in vulkan.Kernels.Statistics.OrderBy(e => e.Key, StringComparer.Ordinal))
+                foreach (var executable in statistics.GroupBy(st => st.Executable))
+                    Console.WriteLine($"pipeline {key} [{executable.Key}]: {string.Join(", ", executable.Select(st => $"{st.Name} = {st.Value}"))}");
+        }
+    }
+
     internal static void Print(IEnumerable<BenchResult> results)
     {
+        PrintPipelineStatistics();
         var table = new Table().AddColumn("case").AddColumn("backend").AddColumn(new TableColumn("ms").RightAligned()).AddColumn(new TableColumn("rate").RightAligned());
         var list = results.ToList();
         foreach (var r in list) table.AddRow(Markup.Escape(r.Case), r.Backend, r.Milliseconds.ToString("F3"), $"{r.Rate:F1} {r.Unit}");

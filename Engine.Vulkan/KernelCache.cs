@@ -60,6 +60,15 @@ public sealed unsafe class KernelCache : IDisposable
     public int PushConstantBytes { get; }
     public int PipelineCount => _kernels.Count;
 
+    private readonly Dictionary<string, List<PipelineStatistic>> _statistics = [];
+
+    /// <summary>The driver's statistics of every pipeline created so far, by kernel key, when the device
+    /// captures them (VulkanDevice.CapturesPipelineStatistics); else empty.</summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<PipelineStatistic>> Statistics
+    {
+        get { lock (_kernels) return _statistics.ToDictionary(e => e.Key, e => (IReadOnlyList<PipelineStatistic>)e.Value.ToList()); }
+    }
+
     /// <summary>Names of every embedded SPIR-V variant ("family/variant").</summary>
     public static IEnumerable<string> Variants => typeof(KernelCache).Assembly.GetManifestResourceNames()
         .Where(n => n.StartsWith("spirv/", StringComparison.Ordinal)).Select(n => n["spirv/".Length..^".spv".Length]);
@@ -103,11 +112,16 @@ public sealed unsafe class KernelCache : IDisposable
                         PName = entryName,
                         PSpecializationInfo = specialization.Length > 0 ? &spec : null,
                     };
-                    var info = new ComputePipelineCreateInfo { SType = StructureType.ComputePipelineCreateInfo, Stage = stage, Layout = Layout };
+                    var info = new ComputePipelineCreateInfo
+                    {
+                        SType = StructureType.ComputePipelineCreateInfo, Stage = stage, Layout = Layout,
+                        Flags = _device.CapturesPipelineStatistics ? PipelineStatisticsReader.CaptureStatistics : 0,
+                    };
                     Pipeline pipeline;
                     var result = _vk.CreateComputePipelines(_device.Handle, _cache, 1, &info, null, &pipeline);
                     if (result != Result.Success) throw new VulkanException("vkCreateComputePipelines", result, key);
                     kernel = new ComputeKernel(key, pipeline, Layout);
+                    if (_device.CapturesPipelineStatistics) _statistics[key] = PipelineStatisticsReader.Read(_device, pipeline);
                 }
                 finally { Marshal.FreeHGlobal((nint)entryName); }
             }

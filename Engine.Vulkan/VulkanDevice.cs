@@ -37,6 +37,8 @@ public sealed unsafe class VulkanDevice : IDisposable
         if (UseBFloat16) extensions.Add("VK_KHR_shader_bfloat16");
         if (caps.SharedFloatAtomicAdd) extensions.Add("VK_EXT_shader_atomic_float");
         if (UseCooperativeMatrix2) extensions.Add("VK_NV_cooperative_matrix2");
+        CapturesPipelineStatistics = options.CapturePipelineStatistics && caps.HasExtension(PipelineStatisticsReader.Extension);
+        if (CapturesPipelineStatistics) extensions.Add(PipelineStatisticsReader.Extension);
 
         float priority = 1f;
         var queueInfo = new DeviceQueueCreateInfo { SType = StructureType.DeviceQueueCreateInfo, QueueFamilyIndex = QueueFamily, QueueCount = 1, PQueuePriorities = &priority };
@@ -84,6 +86,13 @@ public sealed unsafe class VulkanDevice : IDisposable
             CooperativeMatrixTensorAddressing = true,
         };
         if (UseCooperativeMatrix2) chain = &coop2;
+        var executableInfo = new PhysicalDevicePipelineExecutablePropertiesFeaturesKHR
+        {
+            SType = StructureType.PhysicalDevicePipelineExecutablePropertiesFeaturesKhr,
+            PNext = chain,
+            PipelineExecutableInfo = true,
+        };
+        if (CapturesPipelineStatistics) chain = &executableInfo;
         var features = new PhysicalDeviceFeatures2 { SType = StructureType.PhysicalDeviceFeatures2, PNext = chain, Features = core };
 
         var names = extensions.Select(e => Marshal.StringToHGlobalAnsi(e)).ToArray();
@@ -127,6 +136,9 @@ public sealed unsafe class VulkanDevice : IDisposable
     public bool UseBFloat16 { get; }
     /// <summary>VK_NV_cooperative_matrix2 is enabled: workgroup-scope GEMM kernels may run.</summary>
     public bool UseCooperativeMatrix2 { get; }
+    /// <summary>Pipelines are created with their statistics captured (VulkanOptions.CapturePipelineStatistics
+    /// was asked for and the device lists VK_KHR_pipeline_executable_properties).</summary>
+    public bool CapturesPipelineStatistics { get; }
 
     /// <summary>Index of a memory type allowed by <paramref name="typeBits"/> with all of
     /// <paramref name="required"/> flags, preferring one that also has <paramref name="preferred"/>.</summary>

@@ -18,4 +18,9 @@ public sealed record VulkanOptions
     public bool DisableCooperativeMatrix { get; init; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_NO_COOPMAT") == "1";
     /// <summary>Turn off the VK_NV_cooperative_matrix2 kernels (the KHR cooperative-matrix ones stay).</summary>
     public bool DisableCooperativeMatrix2 { get; init; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_NO_COOPMAT2") == "1";
+
+    /// <summary>Create pipelines with the driver's statistics captured (VK_KHR_pipeline_executable_properties,
+    /// where the device lists it): <see cref="KernelCache.Statistics"/>. For tuning; off by
+    /// default (FASTWEIGHTS_PIPELINE_STATS=1 turns it on).</summary>
+    public bool CapturePipelineStatistics { get; init; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_PIPELINE_STATS") == "1";
 }

@@ -24,6 +24,8 @@
 #   delta-profile      the chunked delta rule (bf16, f32) at B8 H16 T2048 D64 with FASTWEIGHTS_PROFILE=1
 #   rnn-profile        LSTM 768/1024, 1 and 4 heads, with FASTWEIGHTS_PROFILE=1 (per-kernel GPU time)
 #   gemm-sweep         bf16 4096/8192: cm2 tiles 128x256 (BK 32, 64), 128x128x64, rasterisation groups of 0 and 8 rows
+#   pipeline-stats     the driver's pipeline statistics (FASTWEIGHTS_PIPELINE_STATS=1) of the chunked delta
+#                      rule (D64, D128, with its per-kernel profile) and the LSTM 768 cells (1, 4, 8 heads)
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -85,6 +87,8 @@ for section in "$@"; do
     gemm-sweep) for cfg in "128x256x32 0" "128x256x32 8" "128x256x64 0" "128x256x64 8" "128x128x64 8"; do
                   set -- $cfg; echo "# tile $1, FASTWEIGHTS_GEMM_CM2_GROUP=$2"
                   FASTWEIGHTS_GEMM_CM2_GROUP=$2 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles $1 $extra | grep -E '^(gemm|samples)'; done ;;
+    pipeline-stats) FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline|profile|delta)'
+                    FASTWEIGHTS_PIPELINE_STATS=1 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1,4,8 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(pipeline|Lstm|lstm)' ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do
                    $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;

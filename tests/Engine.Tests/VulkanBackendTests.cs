@@ -85,4 +85,29 @@ public sealed class VulkanBackendTests
         foreach (string v in new[] { "gemm/gemm_tiled_f32", "gemm/gemm_tiled_f16", "gemm/gemm_tiled_bf16", "gemm/gemm_coopmat_f16_w4", "gemm/gemm_coopmat_bf16_w8", "pointwise/elementwise", "pointwise/convert", "pointwise/sum_last_axis" })
             CollectionAssert.Contains(variants, v);
     }
+
+    /// <summary>FASTWEIGHTS_PIPELINE_STATS / CapturePipelineStatistics: where the device lists
+    /// VK_KHR_pipeline_executable_properties (NVIDIA, RADV, ANV) every pipeline created reports the
+    /// driver's statistics; where it does not (lavapipe) the option is ignored and nothing is kept.</summary>
+    [TestMethod]
+    public void PipelineStatisticsAreCapturedWhereListed()
+    {
+        using var backend = VulkanBackend.TryCreate(new VulkanOptions { AllowCpuDevices = true, CapturePipelineStatistics = true }, out string? why)
+            ?? throw new AssertFailedException($"no Vulkan device: {why}");
+        using var a = Tensor.Full(backend, new Shape(5, 7), 0.5f);
+        using var b = Tensor.Full(backend, new Shape(7, 3), 2f);
+        using var c = Tensor.Empty(backend, new Shape(5, 3));
+        Gemm.Forward(a, b, c);
+        CollectionAssert.AreEqual(Enumerable.Repeat(7f, 15).ToArray(), c.ToArray());
+        bool listed = backend.Capabilities.HasExtension("VK_KHR_pipeline_executable_properties");
+        Assert.AreEqual(listed, backend.Device.CapturesPipelineStatistics);
+        var statistics = backend.Kernels.Statistics;
+        if (!listed) { Assert.AreEqual(0, statistics.Count); return; }
+        Assert.AreEqual(backend.Kernels.PipelineCount, statistics.Count, "a pipeline without statistics");
+        foreach (var (key, list) in statistics)
+        {
+            Assert.IsTrue(list.Count > 0, $"{key}: no statistics");
+            Assert.IsTrue(list.All(st => st.Name.Length > 0 && st.Value.Length > 0), $"{key}: an unnamed statistic");
+        }
+    }
 }
