@@ -135,7 +135,7 @@ public sealed partial class VulkanBackend
 
     /// <summary>The chunked forward's intermediates, kept for its backward (DeltaRule.ForwardSaving):
     /// W, U, the inverted chunk matrices X, U' and the chunk-start states, all f32. It records the
-    /// tensors they were computed from (k, v, beta, the initial state) and the shape, and the
+    /// tensors they were computed from (k, v, beta, alpha, the initial state) and the shape, and the
     /// backward takes it only for those.</summary>
     internal sealed class ChunkedDeltaRuleSaved : DeltaRuleSaved
     {
@@ -148,9 +148,9 @@ public sealed partial class VulkanBackend
             if (_disposed) throw new ObjectDisposedException(nameof(DeltaRuleSaved), $"{op}: argument 'saved' was disposed");
             var kept = Problem;
             if (!ReferenceEquals(kept.K, p.K) || !ReferenceEquals(kept.V, p.V) || !ReferenceEquals(kept.Beta, p.Beta)
-                || !ReferenceEquals(kept.InitialState, p.InitialState) || kept.Shape != p.Shape)
+                || !ReferenceEquals(kept.InitialState, p.InitialState) || !ReferenceEquals(kept.Alpha, p.Alpha) || kept.Shape != p.Shape)
                 throw new OpArgumentException(op, "saved", $"was kept by a forward of other tensors (k {kept.K.Shape}, v {kept.V.Shape}, initial state "
-                    + $"{(kept.InitialState is null ? "none" : kept.InitialState.Shape.ToString())}); the backward needs the same k, v, beta and initial state (here k {p.K.Shape}, v {p.V.Shape})");
+                    + $"{(kept.InitialState is null ? "none" : kept.InitialState.Shape.ToString())}); the backward needs the same k, v, beta, alpha and initial state (here k {p.K.Shape}, v {p.V.Shape})");
         }
 
         public override void Dispose()

@@ -108,6 +108,10 @@ public sealed class DeltaRuleSavedTests
         Assert.IsNotNull(saved);
         var e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Backward(q, otherK, v, beta, o, dq, dk, dv, dbeta, algorithm: DeltaRuleAlgorithm.Chunked, saved: saved));
         StringAssert.Contains(e.Message, "DeltaRuleBackward: argument 'saved' was kept by a forward of other tensors (k [1, 70, 2, 16], v [1, 70, 2, 8], initial state none)");
+        using var alpha = Tensor.Full(backend, new Shape(1, 70, 2), 0.9f);
+        using var dalpha = Tensor.Zeros(backend, new Shape(1, 70, 2));
+        e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, dbeta, alpha: alpha, dalpha: dalpha, algorithm: DeltaRuleAlgorithm.Chunked, saved: saved));
+        StringAssert.Contains(e.Message, "argument 'saved' was kept by a forward of other tensors");
         saved.Dispose();
         var disposed = Assert.ThrowsExactly<ObjectDisposedException>(() => DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, dbeta, algorithm: DeltaRuleAlgorithm.Chunked, saved: saved));
         StringAssert.Contains(disposed.Message, "DeltaRuleBackward: argument 'saved' was disposed");
