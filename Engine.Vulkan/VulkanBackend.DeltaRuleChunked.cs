@@ -139,7 +139,8 @@ public sealed partial class VulkanBackend
     /// backward takes it only for those.</summary>
     internal sealed class ChunkedDeltaRuleSaved : DeltaRuleSaved
     {
-        public required Tensor W, U, Inverse, UPrime, States;
+        public required Tensor W, U, UPrime, States;
+        public required Tensor? Inverse;   // X; null in a plain forward, which does not write it
         public required DeltaRuleProblem Problem;
         private bool _disposed;
 
@@ -157,7 +158,7 @@ public sealed partial class VulkanBackend
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (var t in new[] { W, U, Inverse, UPrime, States }) t.Dispose();
+            foreach (var t in new[] { W, U, Inverse, UPrime, States }) t?.Dispose();
         }
     }
 
@@ -167,7 +168,7 @@ public sealed partial class VulkanBackend
         var saved = NewChunkedIntermediates(p, keep);
         try
         {
-            ChunkWy(p, saved.W, saved.U, keep ? saved.Inverse : null);
+            ChunkWy(p, saved.W, saved.U, saved.Inverse);
             ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState);
             ChunkOutput("chunk_output", p.Q, p.K, p.Shape, p.Scale, saved.UPrime, saved.States, output);
         }
@@ -181,14 +182,14 @@ public sealed partial class VulkanBackend
         return null;
     }
 
-    // X is only allocated when kept (the forward alone does not write it).
+    // X [B H chunks, 64, 64] is only allocated when the backward will read it.
     private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse)
     {
         var s = p.Shape;
-        var inverseShape = withInverse ? new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize) : new Shape(1);
         return new ChunkedDeltaRuleSaved
         {
-            W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values), Inverse = Tensor.Empty(this, inverseShape),
+            W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values),
+            Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize)) : null,
             UPrime = Tensor.Empty(this, s.Values), States = Tensor.Empty(this, ChunkStates(s)), Problem = p,
         };
     }
@@ -199,7 +200,7 @@ public sealed partial class VulkanBackend
         var s = p.Shape;
         using var recomputed = kept is null ? NewChunkedIntermediates(p, withInverse: true) : null;
         var f = kept ?? recomputed!;
-        Tensor w = f.W, u = f.U, inverse = f.Inverse, uPrime = f.UPrime, states = f.States;
+        Tensor w = f.W, u = f.U, inverse = f.Inverse!, uPrime = f.UPrime, states = f.States;
         using var dUPrime = Tensor.Empty(this, s.Values);
         using var dStates = Tensor.Empty(this, ChunkStates(s));
         using var dW = Tensor.Empty(this, s.Keys);

@@ -16,7 +16,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
     /// (see UsesChunkedDeltaRule); the recurrent kernels read f32, so f16/bf16 inputs are widened first.</summary>
     public void DeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState)
     {
-        if (UsesChunkedDeltaRule("DeltaRuleForward", problem)) { ChunkedDeltaRuleForward(problem, output, finalState, keep: false)?.Dispose(); return; }
+        if (UsesChunkedDeltaRule("DeltaRuleForward", problem)) { ChunkedDeltaRuleForward(problem, output, finalState, keep: false); return; }
         using var widened = WidenedDeltaRule.Needed(problem) ? new WidenedDeltaRule(problem) : null;
         var p = widened?.Problem ?? problem;
         RecurrentForward("delta", p.Q, p.K, p.V, p.Beta, p.Alpha, p.InitialState, finalState, output, null, null, p.Shape, p.Scale, 0f, false);
@@ -36,9 +36,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         if (saved is null) { DeltaRuleBackward(problem, g); return; }
         if (saved is not ChunkedDeltaRuleSaved chunked)
             throw new OpArgumentException(op, "saved", $"is a {saved.GetType().Name}, not what this Vulkan backend's forward kept");
-        chunked.CheckFor(op, problem);
-        var s = problem.Shape;
-        if (s.Batch == 0 || s.Heads == 0 || s.Steps == 0) { ZeroGradients(g); return; }
+        chunked.CheckFor(op, problem);   // only chunked runs keep anything, and never empty ones
         ChunkedDeltaRuleBackward(problem, g, chunked);
     }
 

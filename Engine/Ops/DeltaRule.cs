@@ -34,8 +34,8 @@ public sealed record DeltaRuleGradients(
 /// <summary>What a delta-rule forward kept for the backward of the same problem (DeltaRule.ForwardSaving):
 /// intermediates the backward then reads instead of recomputing them (on Vulkan's chunked form: the
 /// WY factors, the inverted chunk matrices, U' and the chunk-start states, about five times the
-/// size of v). It belongs to one problem: the backward takes it only with the same k, v, beta and
-/// initial-state tensors, which must not have changed in between. Dispose it after the backward.</summary>
+/// size of v). It belongs to one problem: the backward takes it only with the same k, v, beta, alpha
+/// and initial-state tensors, which must not have changed in between. Dispose it after the backward.</summary>
 public abstract class DeltaRuleSaved : IDisposable
 {
     public abstract void Dispose();
@@ -89,7 +89,7 @@ public static class DeltaRule
 
     /// <summary><see cref="Forward"/> for training: also returns what the backend's backward would
     /// otherwise recompute (null when it keeps nothing, e.g. the CPU backend or a recurrent run).
-    /// Pass it to <see cref="Backward"/> with the same k, v, beta and initial state, unchanged, then
+    /// Pass it to <see cref="Backward"/> with the same k, v, beta, alpha and initial state, unchanged, then
     /// dispose it. With it the backward is also correct when the forward updated the initial state in
     /// place.</summary>
     public static DeltaRuleSaved? ForwardSaving(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,

@@ -62,13 +62,6 @@ layout(constant_id = 6) const uint GROUP_ROWS = 0;
 #define NEW_LAYOUT() createTensorLayoutNV(2)
 #endif
 
-// Loads the BM x BK block of op(A) and the BK x BN block of op(B) of step k into blockA, blockB.
-#define LOAD_BLOCKS(blockA, blockB, k) \
-    if (TRANSPOSE_A == 0) coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, row0, BM, k, BK)); \
-    else coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, k, BK, row0, BM), transposed); \
-    if (TRANSPOSE_B == 0) coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, k, BK, col0, BN)); \
-    else coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, col0, BN, k, BK), transposed)
-
 void main()
 {
     const uint M = SPEC_M != 0 ? SPEC_M : pc.m, N = SPEC_N != 0 ? SPEC_N : pc.n, K = SPEC_K != 0 ? SPEC_K : pc.k;
@@ -109,7 +102,10 @@ void main()
     {
         coopmat<ELEMENT, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA> blockA;
         coopmat<ELEMENT, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB> blockB;
-        LOAD_BLOCKS(blockA, blockB, k);
+        if (TRANSPOSE_A == 0) coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, row0, BM, k, BK));
+        else coopMatLoadTensorNV(blockA, a.v, baseA, sliceTensorLayoutNV(layoutA, k, BK, row0, BM), transposed);
+        if (TRANSPOSE_B == 0) coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, k, BK, col0, BN));
+        else coopMatLoadTensorNV(blockB, b.v, baseB, sliceTensorLayoutNV(layoutB, col0, BN, k, BK), transposed);
         acc = coopMatMulAdd(blockA, blockB, acc);
     }
 

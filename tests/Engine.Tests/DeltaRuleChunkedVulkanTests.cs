@@ -31,16 +31,34 @@ public sealed class DeltaRuleChunkedVulkanTests
         from withInitial in new[] { true, false }
         select new object[] { size.Item1, size.Item2, size.Item3, size.Item4, size.Item5, withInitial };
 
+    /// <summary>x's inputs on a device: q, k, v, beta in <c>dtype</c>, the initial state (f32) when asked.</summary>
+    internal sealed class DeviceInputs(IBackend backend, Inputs x, DType dtype, bool withInitial) : IDisposable
+    {
+        public readonly Tensor Q = Tensor.FromArray(backend, x.Q, x.Keys, dtype), K = Tensor.FromArray(backend, x.K, x.Keys, dtype),
+            V = Tensor.FromArray(backend, x.V, x.Values, dtype), Beta = Tensor.FromArray(backend, x.Beta, x.PerToken, dtype);
+        public readonly Tensor? S0 = withInitial ? Tensor.FromArray(backend, x.S0, x.State) : null;
+
+        public void Dispose() { foreach (var t in new[] { Q, K, V, Beta, S0 }) t?.Dispose(); }
+    }
+
+    /// <summary>x's output gradients (dO, dFinal) and NaN-filled tensors for every input gradient.</summary>
+    internal sealed class DeviceGradients(IBackend backend, Inputs x) : IDisposable
+    {
+        public readonly Tensor DO = Tensor.FromArray(backend, x.DO, x.Values), DFinal = Tensor.FromArray(backend, x.DFinal, x.State),
+            DQ = Tensor.Full(backend, x.Keys, float.NaN), DK = Tensor.Full(backend, x.Keys, float.NaN), DV = Tensor.Full(backend, x.Values, float.NaN),
+            DBeta = Tensor.Full(backend, x.PerToken, float.NaN), DS0 = Tensor.Full(backend, x.State, float.NaN);
+
+        public Grads Read() => new(DQ.ToArray(), DK.ToArray(), DV.ToArray(), DBeta.ToArray(), DS0.ToArray());
+
+        public void Dispose() { foreach (var t in new[] { DO, DFinal, DQ, DK, DV, DBeta, DS0 }) t.Dispose(); }
+    }
+
     internal static (float[] O, float[] Final) RunForward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
     {
-        using var q = Tensor.FromArray(backend, x.Q, x.Keys, dtype);
-        using var k = Tensor.FromArray(backend, x.K, x.Keys, dtype);
-        using var v = Tensor.FromArray(backend, x.V, x.Values, dtype);
-        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken, dtype);
-        using var s0 = withInitial ? Tensor.FromArray(backend, x.S0, x.State) : null;
+        using var t = new DeviceInputs(backend, x, dtype, withInitial);
         using var output = Tensor.Full(backend, x.Values, float.NaN);
         using var final = Tensor.Full(backend, x.State, float.NaN);
-        DeltaRule.Forward(q, k, v, beta, output, s0, final, scale: Scale, algorithm: algorithm);
+        DeltaRule.Forward(t.Q, t.K, t.V, t.Beta, output, t.S0, final, scale: Scale, algorithm: algorithm);
         return (output.ToArray(), final.ToArray());
     }
 
@@ -48,20 +66,10 @@ public sealed class DeltaRuleChunkedVulkanTests
 
     internal static Grads RunBackward(VulkanBackend backend, Inputs x, bool withInitial, DType dtype, DeltaRuleAlgorithm algorithm)
     {
-        using var q = Tensor.FromArray(backend, x.Q, x.Keys, dtype);
-        using var k = Tensor.FromArray(backend, x.K, x.Keys, dtype);
-        using var v = Tensor.FromArray(backend, x.V, x.Values, dtype);
-        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken, dtype);
-        using var s0 = withInitial ? Tensor.FromArray(backend, x.S0, x.State) : null;
-        using var dO = Tensor.FromArray(backend, x.DO, x.Values);
-        using var dFinal = Tensor.FromArray(backend, x.DFinal, x.State);
-        using var dq = Tensor.Full(backend, x.Keys, float.NaN);
-        using var dk = Tensor.Full(backend, x.Keys, float.NaN);
-        using var dv = Tensor.Full(backend, x.Values, float.NaN);
-        using var dbeta = Tensor.Full(backend, x.PerToken, float.NaN);
-        using var dS0 = Tensor.Full(backend, x.State, float.NaN);
-        DeltaRule.Backward(q, k, v, beta, dO, dq, dk, dv, dbeta, s0, dFinal, dS0, scale: Scale, algorithm: algorithm);
-        return new Grads(dq.ToArray(), dk.ToArray(), dv.ToArray(), dbeta.ToArray(), dS0.ToArray());
+        using var t = new DeviceInputs(backend, x, dtype, withInitial);
+        using var g = new DeviceGradients(backend, x);
+        DeltaRule.Backward(t.Q, t.K, t.V, t.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta, t.S0, g.DFinal, g.DS0, scale: Scale, algorithm: algorithm);
+        return g.Read();
     }
 
     private static void AssertGradients(Inputs x, bool withInitial, Grads actual, double tol, string what)

@@ -21,28 +21,18 @@ public sealed class DeltaRuleSavedTests
     // (the saved intermediates must make the backward independent of it).
     private static Run ForwardBackward(IBackend backend, Inputs x, DType dtype, bool save, bool inPlace, DeltaRuleAlgorithm algorithm, out bool kept)
     {
-        using var q = Tensor.FromArray(backend, x.Q, x.Keys, dtype);
-        using var k = Tensor.FromArray(backend, x.K, x.Keys, dtype);
-        using var v = Tensor.FromArray(backend, x.V, x.Values, dtype);
-        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken, dtype);
-        using var s0 = Tensor.FromArray(backend, x.S0, x.State);
+        using var t = new DeltaRuleChunkedVulkanTests.DeviceInputs(backend, x, dtype, withInitial: true);
+        using var g = new DeltaRuleChunkedVulkanTests.DeviceGradients(backend, x);
         using var separateFinal = inPlace ? null : Tensor.Full(backend, x.State, float.NaN);
-        var final = separateFinal ?? s0;
+        var final = separateFinal ?? t.S0!;
         using var output = Tensor.Full(backend, x.Values, float.NaN);
-        using var dO = Tensor.FromArray(backend, x.DO, x.Values);
-        using var dFinal = Tensor.FromArray(backend, x.DFinal, x.State);
-        using var dq = Tensor.Full(backend, x.Keys, float.NaN);
-        using var dk = Tensor.Full(backend, x.Keys, float.NaN);
-        using var dv = Tensor.Full(backend, x.Values, float.NaN);
-        using var dbeta = Tensor.Full(backend, x.PerToken, float.NaN);
-        using var dS0 = Tensor.Full(backend, x.State, float.NaN);
         DeltaRuleSaved? saved = null;
-        if (save) saved = DeltaRule.ForwardSaving(q, k, v, beta, output, s0, final, scale: Scale, algorithm: algorithm);
-        else DeltaRule.Forward(q, k, v, beta, output, s0, final, scale: Scale, algorithm: algorithm);
+        if (save) saved = DeltaRule.ForwardSaving(t.Q, t.K, t.V, t.Beta, output, t.S0, final, scale: Scale, algorithm: algorithm);
+        else DeltaRule.Forward(t.Q, t.K, t.V, t.Beta, output, t.S0, final, scale: Scale, algorithm: algorithm);
         kept = saved is not null;
         using (saved)
-            DeltaRule.Backward(q, k, v, beta, dO, dq, dk, dv, dbeta, s0, dFinal, dS0, scale: Scale, algorithm: algorithm, saved: saved);
-        return new Run(output.ToArray(), final.ToArray(), new(dq.ToArray(), dk.ToArray(), dv.ToArray(), dbeta.ToArray(), dS0.ToArray()));
+            DeltaRule.Backward(t.Q, t.K, t.V, t.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta, t.S0, g.DFinal, g.DS0, scale: Scale, algorithm: algorithm, saved: saved);
+        return new Run(output.ToArray(), final.ToArray(), g.Read());
     }
 
     [TestMethod]
