@@ -75,7 +75,7 @@ public sealed partial class VulkanBackend
 
     /// <summary>Every parallel stage that has a tensor-core variant.</summary>
     public static readonly IReadOnlySet<string> DeltaRuleCoopMatStagesAll =
-        new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk", "chunk_wy_backward" };
+        new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk", "chunk_wy_backward", "chunk_state_tiles", "chunk_state_backward_tiles" };
 
     /// <summary>The parallel stages that run their tensor-core variant when <see cref="DeltaRuleUsesCoopMat"/>
     /// holds; the others run the portable products. The default leaves out chunk_wy_backward: on the
@@ -84,14 +84,37 @@ public sealed partial class VulkanBackend
     /// and chunk_output (260 / 290) are faster on tensor cores (bench/results/2026-12-01-h200-run25.txt
     /// and run26).</summary>
     public IReadOnlySet<string> DeltaRuleCoopMatStages { get; set; } =
-        new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk" };
+        new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk", "chunk_state_tiles", "chunk_state_backward_tiles" };
 
-    // A parallel stage (one workgroup of 256 per chunk): the tensor-core variant where it applies
+    // A stage on chunk_tiles.glsl (one workgroup of 256): the tensor-core variant where it applies
     // (subgroup size pinned, 16 / (256 / subgroup) result tiles per subgroup), else the portable one.
-    private ComputeKernel ChunkKernel(string kernel, Tensor q) =>
-        DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel)
-            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm", [Capabilities.SubgroupSize / 16, DeltaRuleCoopMatSplit ? 1 : 0], requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
-            : Kernels.Get(ChunkVariant(kernel, q));
+    // keyBlocks > 0: the state passes' KEY_BLOCKS (specialisation constant 2).
+    private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0)
+    {
+        bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
+        int[] spec = coopMat ? [Capabilities.SubgroupSize / 16, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks] : [0, 0, keyBlocks];
+        int length = keyBlocks > 0 ? 3 : coopMat ? 2 : 0;
+        return coopMat
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm", spec.AsSpan(0, length), requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            : Kernels.Get(ChunkVariant(kernel, q), spec.AsSpan(0, length));
+    }
+
+    /// <summary>Which kernels run the chunked delta rule's two sequential passes (the forward state
+    /// pass and the backward one): the register-tiled FMA kernels of chunk_sequential.glsl, or the
+    /// same passes built on the 64 x 64 tile products of the parallel stages (chunk_state_tiles.comp,
+    /// chunk_state_backward_tiles.comp), which run on tensor cores where those do.
+    /// FASTWEIGHTS_DELTA_STATE=sequential|tiles sets it; Auto picks per problem (<see cref="DeltaRuleUsesStateTiles"/>).</summary>
+    public DeltaRuleStatePass DeltaRuleStatePass { get; set; } =
+        Enum.TryParse<DeltaRuleStatePass>(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_STATE"), ignoreCase: true, out var pass) ? pass : DeltaRuleStatePass.Auto;
+
+    /// <summary>Whether the state passes of a chunked delta rule of head dimension
+    /// <paramref name="keyDim"/> on <paramref name="inputs"/> run on the tile products.</summary>
+    public bool DeltaRuleUsesStateTiles(DType inputs, int keyDim) => DeltaRuleStatePass switch
+    {
+        DeltaRuleStatePass.Tiles => true,
+        DeltaRuleStatePass.Sequential => false,
+        _ => DeltaRuleUsesCoopMat(inputs) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles"),
+    };
 
     private static uint ChunkCount(FastWeightShape s) => Groups(s.Steps, DeltaRuleChunkSize);
 
@@ -261,7 +284,8 @@ public sealed partial class VulkanBackend
     // read directly: each stage's loads are in flight while the previous stage computes.
     private void ChunkState(Tensor k, FastWeightShape s, Tensor? initialState, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
     {
-        int slice = StateSlice(s);
+        bool tiles = DeltaRuleUsesStateTiles(k.DType, s.KeyDim);
+        int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(k);
         push.Address(w);
@@ -271,7 +295,9 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(initialState);
         push.AddressOrZero(finalState);
         AppendSizes(ref push, s);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        var kernel = tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
+            : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim));
+        Dispatch(kernel, push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_output.comp: O = scale Q S_0^T + P U' (chunk_output) or dU'_local = P^T dO (chunk_values_grad).
@@ -293,7 +319,8 @@ public sealed partial class VulkanBackend
     private void ChunkStateBackward(Tensor q, Tensor k, Tensor w, FastWeightShape s, float scale, Tensor dOutput, Tensor dUPrime, Tensor dStates,
         Tensor? dFinalState, Tensor? dInitialState)
     {
-        int slice = StateSlice(s);
+        bool tiles = DeltaRuleUsesStateTiles(q.DType, s.KeyDim);
+        int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(q);
         push.Address(k);
@@ -305,7 +332,9 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(dInitialState);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        var kernel = tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
+            : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim));
+        Dispatch(kernel, push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_grad_qk.comp: dQ = scale (dO S_0 + dP K), dK = dP^T Q' + U' dS_C, dW = -dU' S_0.

@@ -28,6 +28,9 @@
 #                      rule (D64, D128, with its per-kernel profile) and the LSTM 768 cells (1, 4, 8 heads)
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
+#   delta-state        the chunked delta rule (bf16) with each state pass (FASTWEIGHTS_DELTA_STATE=sequential,
+#                      tiles): per-kernel profile and pipeline statistics at T2048 D64 and D128, then the
+#                      four bench shapes
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
@@ -92,6 +95,10 @@ for section in "$@"; do
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do
                    $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;
+    delta-state) for pass in sequential tiles; do echo "# FASTWEIGHTS_DELTA_STATE=$pass"
+                   FASTWEIGHTS_DELTA_STATE=$pass FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*state|profile|delta)'; done
+                 for pass in sequential tiles; do echo "# FASTWEIGHTS_DELTA_STATE=$pass"
+                   FASTWEIGHTS_DELTA_STATE=$pass $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra | grep -E '^delta'; done ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
   echo "## end $section (exit $?) $(date -u +%T.%N | cut -c1-12)"

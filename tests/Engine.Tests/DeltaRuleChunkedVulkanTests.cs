@@ -135,6 +135,39 @@ public sealed class DeltaRuleChunkedVulkanTests
         Assert.IsTrue(ran >= (dk <= 64 ? 2 : 1), $"only {ran} state slices fit {backend.Capabilities.MaxSharedMemoryBytes} bytes of shared memory");
     }
 
+    // Both kernels of the sequential passes (DeltaRuleStatePass): the chunk_sequential.glsl slices and
+    // the passes on the 64 x 64 tile products, with Dk on both sides of 64, Dv over and under 64 and
+    // not a multiple of 16, partial last chunks, with and without an initial state.
+    [TestMethod]
+    [DataRow(1, 1, 1, 16, 16, true)]
+    [DataRow(2, 65, 3, 33, 20, true)]
+    [DataRow(1, 130, 2, 128, 128, false)]
+    [DataRow(2, 70, 1, 128, 17, true)]
+    [DataRow(1, 90, 1, 9, 100, true)]
+    [DataRow(1, 200, 2, 64, 72, false)]
+    [DataRow(1, 129, 1, 100, 64, true)]
+    public void BothStatePassesMatchReference(int b, int t, int h, int dk, int dv, bool withInitial)
+    {
+        var backend = Vulkan();
+        var x = NewInputs(b, t, h, dk, dv, (ulong)(3 * t + dk + 7 * dv));
+        var (o, final) = x.Reference(Scale, withInitial).Forward(out _);
+        var previous = backend.DeltaRuleStatePass;
+        try
+        {
+            foreach (var pass in new[] { DeltaRuleStatePass.Sequential, DeltaRuleStatePass.Tiles })
+            {
+                backend.DeltaRuleStatePass = pass;
+                Assert.AreEqual(pass == DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateTiles(DType.F32, dk));
+                var (actualO, actualFinal) = RunForward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
+                double tol = Tolerance(t, 2e-5);
+                TestData.AssertClose(o, actualO, tol, tol, $"{pass} o");
+                TestData.AssertClose(final, actualFinal, tol, tol, $"{pass} final state");
+                AssertGradients(x, withInitial, RunBackward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked), Tolerance(t, 5e-5), $"{pass}");
+            }
+        }
+        finally { backend.DeltaRuleStatePass = previous; }
+    }
+
     [TestMethod]
     [DataRow(DType.BF16)]
     [DataRow(DType.F16)]

@@ -48,17 +48,22 @@ public sealed class DeltaRuleTensorCoreTests
         var backend = Vulkan();
         bool previous = backend.DeltaRuleCoopMatSplit;
         var previousStages = backend.DeltaRuleCoopMatStages;
+        var previousPass = backend.DeltaRuleStatePass;
         backend.DeltaRuleCoopMatSplit = split;
         try
         {
             // the default mix of tensor-core and portable stages, then every stage on tensor cores
-            foreach (var stages in new[] { previousStages, VulkanBackend.DeltaRuleCoopMatStagesAll })
+            // (the state passes on tensor-core tile products in both), then the default mix with
+            // the register-tiled FMA state passes
+            foreach (var (stages, pass) in new[] { (previousStages, DeltaRuleStatePass.Tiles), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles),
+                (previousStages, DeltaRuleStatePass.Sequential) })
             {
                 backend.DeltaRuleCoopMatStages = stages;
+                backend.DeltaRuleStatePass = pass;
                 Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
             }
         }
-        finally { backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; }
+        finally { backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; backend.DeltaRuleStatePass = previousPass; }
     }
 
     private static void AssertNormwise(double[] expected, float[] actual, string what)
