@@ -162,7 +162,15 @@ public sealed class DeltaRuleChunkedVulkanTests
                 double tol = Tolerance(t, 2e-5);
                 TestData.AssertClose(o, actualO, tol, tol, $"{pass} o");
                 TestData.AssertClose(final, actualFinal, tol, tol, $"{pass} final state");
-                AssertGradients(x, withInitial, RunBackward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked), Tolerance(t, 5e-5), $"{pass}");
+                var grads = RunBackward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
+                AssertGradients(x, withInitial, grads, Tolerance(t, 5e-5), $"{pass}");
+                // without the initial state's gradient the pass stops after chunk 0's dU'
+                using var inputs = new DeviceInputs(backend, x, DType.F32, withInitial);
+                using var g = new DeviceGradients(backend, x);
+                DeltaRule.Backward(inputs.Q, inputs.K, inputs.V, inputs.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta, inputs.S0, g.DFinal, null, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
+                var partial = g.Read();
+                CollectionAssert.AreEqual(grads.DK, partial.DK, $"{pass}: dk without the initial state's gradient");
+                CollectionAssert.AreEqual(grads.DBeta, partial.DBeta, $"{pass}: dbeta without the initial state's gradient");
             }
         }
         finally { backend.DeltaRuleStatePass = previous; }
