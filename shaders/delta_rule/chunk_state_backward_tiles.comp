@@ -2,9 +2,9 @@
 // Chunked delta rule, backward state pass on the tile products: the same pass as
 // chunk_state_backward.comp, built from chunk_tiles.glsl's 64 x 64 products (tensor cores where the
 // parallel stages use them). One workgroup of 256 per (64 rows of Dv, b H + h) walks the chunks in
-// reverse carrying dS (64 x Dk, kept in the dS_C it writes: chunk_state_tiles.glsl), the gradient
-// reaching the end of the current chunk, seeded by the final state's gradient. Per chunk, with Q' = scale Q:
-//   dS_C is stored (for the per-chunk gradient stage) as the previous step's result
+// reverse carrying dS (64 x Dk, chunk_state_tiles.glsl), the gradient reaching the end of the
+// current chunk, seeded by the final state's gradient. Per chunk, with Q' = scale Q:
+//   store dS_C                                 (for the per-chunk gradient stage)
 //   dU' = dU'_local + K dS_C^T                 (one product per 64-column block of Dk; overwritten
 //                                               in place)
 //   dS_0 = dS_C + scale dO^T Q - dU'^T W       (per block: dO^T Q_kb, then -dU' staged in square)
@@ -41,19 +41,11 @@ void main()
 {
     uint v0 = gl_WorkGroupID.x * CHUNK, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk, valueStride = pc.heads * pc.dv;
-    // dStates[last chunk] = dFinal
-    [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
-    {
-        stateBlockToAcc(pc.dFinal, bh * stateSize, kb, v0, pc.dv, pc.dk);
-        accToStateBlock(pc.dStates, (bh * chunks + chunks - 1) * stateSize, kb, v0, pc.dv, pc.dk);
-    }
+    loadStateTiles(pc.dFinal, bh * stateSize, v0, pc.dv, pc.dk);
     for (int nn = int(chunks) - 1; nn >= 0; nn--)
     {
         uint n = uint(nn), t0 = n * CHUNK, count = min(uint(CHUNK), pc.t - t0), valueOrigin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dv);
-        uint stateOrigin = (bh * chunks + n) * stateSize;   // dS_C, written by this pass's previous step
-        // where dS_0 goes: the previous chunk's dS_C, or the initial state's gradient after chunk 0
-        uint64_t nextBase = n > 0 ? pc.dStates : pc.dInitial;
-        uint nextOrigin = n > 0 ? stateOrigin - stateSize : bh * stateSize;
+        storeStateTiles(pc.dStates, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
         MatrixView queries = tokenRows(pc.q, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dk);
         MatrixView keys = tokenRows(pc.k, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dk);
         MatrixView wRows = tokenRows(pc.w, DTYPE_F32, b, t0, h, pc.heads, pc.t, pc.dk);
@@ -64,7 +56,7 @@ void main()
         clearAcc();
         [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
         {
-            stateBlockToSquareTransposed(pc.dStates, stateOrigin, kb, v0, pc.dv, pc.dk);
+            stateBlockToSquareTransposed(kb);
             multiplySquareRight(columnBlock(keys, kb), 0);
         }
         // dU' = dU'_local + K dS_C^T, stored in place; -dU' into square for the state update
@@ -75,20 +67,18 @@ void main()
             acc[i][j] += inside ? F32Buffer(pc.dUPrime).v[valueOrigin + r * valueStride + v] : 0.0;
             if (inside) F32Buffer(pc.dUPrime).v[valueOrigin + r * valueStride + v] = acc[i][j];
         }
-        if (nextBase == 0ul) break;   // chunk 0, and no initial-state gradient asked for
+        if (n == 0 && pc.dInitial == 0ul) break;   // nothing reads the last update
         accToSquare(0, -1.0);
-        // dS_kb + scale dO^T Q_kb - dU'^T W_kb
+        // dS_kb <- dS_kb + scale dO^T Q_kb - dU'^T W_kb
         [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
         {
             clearAcc();
             multiply(dOutT, queries, 0, 64 * kb, CHUNK);
             scaleAcc(pc.scale);
-            float s[4][4];
-            [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) s[i][j] = acc[i][j];
-            stateBlockToAcc(pc.dStates, stateOrigin, kb, v0, pc.dv, pc.dk);
-            [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] += s[i][j];
+            [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] += stateTiles[kb][i][j];
             multiplySquareLeft(true, wRows, 64 * kb);
-            accToStateBlock(nextBase, nextOrigin, kb, v0, pc.dv, pc.dk);
+            accToStateBlock(kb);
         }
     }
+    if (pc.dInitial != 0ul) storeStateTiles(pc.dInitial, bh * stateSize, v0, pc.dv, pc.dk);
 }

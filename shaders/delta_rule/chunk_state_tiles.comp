@@ -2,18 +2,16 @@
 // Chunked delta rule, stage 2 on the tile products (forward; rerun by the backward): the same state
 // pass as chunk_state.comp, built from chunk_tiles.glsl's 64 x 64 products so that it runs on
 // tensor cores where the parallel stages do. One workgroup of 256 per (64 state rows of Dv, b H + h)
-// walks the chunks in order, its slice S (64 x Dk, Dk <= 64 KEY_BLOCKS) kept in the chunk-start
-// states it writes (chunk_state_tiles.glsl; block kb: columns 64 kb ..). Per chunk, with S the
-// chunk-start state:
-//   S is stored (for the output stage and the backward) as the previous step's result
+// walks the chunks in order, its slice S (64 x Dk, Dk <= 64 KEY_BLOCKS) in registers as KEY_BLOCKS
+// 64 x 64 accumulator tiles (block kb: columns 64 kb ..). Per chunk, with S the chunk-start state:
+//   store S                                             (for the output stage and the backward)
 //   U' = U - W S^T = U - sum_kb W_kb S_kb^T             (64 tokens x 64 rows: one product per
 //                                                        block, S_kb^T staged in square)
 //   S_kb <- S_kb + U'^T K_kb                             (U' staged in square; one product per block)
 // W_kb, K_kb are the chunk's columns 64 kb .. of W and K. Rows past the sequence end read as zero
 // (W, U, K), so U' is zero there and adds nothing to S; state columns >= Dk and rows >= Dv stay
 // zero (their K columns and U columns read as zero). Same inputs, outputs and push constants as
-// chunk_state.comp; the final state may be the initial one (each workgroup reads its own rows first,
-// every invocation its own elements).
+// chunk_state.comp; the final state may be the initial one (each workgroup reads its own rows first).
 //! variant chunk_state_tiles_f32 -DIN_DTYPE=0
 //! variant chunk_state_tiles_f16 -DIN_DTYPE=1
 //! variant chunk_state_tiles_bf16 -DIN_DTYPE=2
@@ -42,19 +40,11 @@ void main()
 {
     uint v0 = gl_WorkGroupID.x * CHUNK, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateSize = pc.dv * pc.dk, valueStride = pc.heads * pc.dv;
-    // states[chunk 0] = S_0
-    [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
-    {
-        stateBlockToAcc(pc.initialState, bh * stateSize, kb, v0, pc.dv, pc.dk);
-        accToStateBlock(pc.states, bh * chunks * stateSize, kb, v0, pc.dv, pc.dk);
-    }
+    loadStateTiles(pc.initialState, bh * stateSize, v0, pc.dv, pc.dk);
     for (uint n = 0; n < chunks; n++)
     {
         uint t0 = n * CHUNK, count = min(uint(CHUNK), pc.t - t0), valueOrigin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dv);
-        uint stateOrigin = (bh * chunks + n) * stateSize;   // S, written by this pass's previous step
-        // where S + U'^T K goes: the next chunk's start, or the final state after the last chunk
-        uint64_t nextBase = n + 1 < chunks ? pc.states : pc.finalState;
-        uint nextOrigin = n + 1 < chunks ? stateOrigin + stateSize : bh * stateSize;
+        storeStateTiles(pc.states, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
         MatrixView wRows = tokenRows(pc.w, DTYPE_F32, b, t0, h, pc.heads, pc.t, pc.dk);
         MatrixView keys = tokenRows(pc.k, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dk);
 
@@ -62,7 +52,7 @@ void main()
         clearAcc();
         [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
         {
-            stateBlockToSquareTransposed(pc.states, stateOrigin, kb, v0, pc.dv, pc.dk);
+            stateBlockToSquareTransposed(kb);
             multiplySquareRight(columnBlock(wRows, kb), 0);
         }
         // U' = U - W S^T, stored, and into square as the A operand (transposed) of the state update
@@ -73,14 +63,15 @@ void main()
             acc[i][j] = uValue - acc[i][j];
             if (r < count && v < pc.dv) F32Buffer(pc.uPrime).v[valueOrigin + r * valueStride + v] = acc[i][j];
         }
-        if (nextBase == 0ul) break;   // the last chunk, and no final state asked for
+        if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
         accToSquare(0, 1.0);
-        // S_kb + U'^T K_kb
+        // S_kb += U'^T K_kb
         [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
         {
-            stateBlockToAcc(pc.states, stateOrigin, kb, v0, pc.dv, pc.dk);
+            stateBlockToAcc(kb);
             multiplySquareLeft(true, keys, 64 * kb);
-            accToStateBlock(nextBase, nextOrigin, kb, v0, pc.dv, pc.dk);
+            accToStateBlock(kb);
         }
     }
+    if (pc.finalState != 0ul) storeStateTiles(pc.finalState, bh * stateSize, v0, pc.dv, pc.dk);
 }
