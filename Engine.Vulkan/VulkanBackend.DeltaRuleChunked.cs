@@ -70,7 +70,7 @@ public sealed partial class VulkanBackend
     public bool DeltaRuleUsesCoopMat(DType inputs) =>
         DeltaRuleCoopMat && inputs == DType.BF16 && Device.UseCooperativeMatrix && Capabilities.BFloat16CooperativeMatrix
         && Capabilities.HasCooperativeMatrix(16, 16, 16, ComponentType.BFloat16)
-        && Capabilities.SubgroupSize >= 16 && 256 % Capabilities.SubgroupSize == 0
+        && Capabilities.SubgroupSize >= 16 && 128 % Capabilities.SubgroupSize == 0
         && Capabilities.MaxSharedMemoryBytes >= ChunkCoopMatSharedBytes;
 
     /// <summary>Every parallel stage that has a tensor-core variant.</summary>
@@ -92,12 +92,28 @@ public sealed partial class VulkanBackend
     private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0)
     {
         bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
-        int[] spec = coopMat ? [Capabilities.SubgroupSize / 16, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks] : [0, 0, keyBlocks];
+        // every stage has a 128-invocation build but chunk_wy_backward's tensor-core one
+        int group = DeltaRuleTileGroup == 128 && !(coopMat && kernel == "chunk_wy_backward") ? 128 : 256;
+        string suffix = group == 128 ? "_g128" : "";
+        int[] spec = coopMat ? [16 * Capabilities.SubgroupSize / group, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks] : [0, 0, keyBlocks];
         int length = keyBlocks > 0 ? 3 : coopMat ? 2 : 0;
         return coopMat
-            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm", spec.AsSpan(0, length), requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
-            : Kernels.Get(ChunkVariant(kernel, q), spec.AsSpan(0, length));
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{suffix}", spec.AsSpan(0, length), requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            : Kernels.Get(ChunkVariant(kernel, q) + suffix, spec.AsSpan(0, length));
     }
+
+    /// <summary>Invocations per workgroup of the stages on chunk_tiles.glsl (every parallel stage and
+    /// the tile-product state passes): 256 (the default) or 128, which holds the same 64 x 64 tile
+    /// in half the invocations (8 rows of it each) with the same shared memory, so that more chunks
+    /// share an SM where registers bound them. FASTWEIGHTS_DELTA_GROUP sets it.</summary>
+    public int DeltaRuleTileGroup
+    {
+        get => _deltaRuleTileGroup;
+        set => _deltaRuleTileGroup = value is 128 or 256 ? value
+            : throw new ArgumentOutOfRangeException(nameof(DeltaRuleTileGroup), value, "the chunked delta rule's tile stages run 128 or 256 invocations per workgroup");
+    }
+
+    private int _deltaRuleTileGroup = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GROUP") == "128" ? 128 : 256;
 
     /// <summary>Which kernels run the chunked delta rule's two sequential passes (the forward state
     /// pass and the backward one): the register-tiled FMA kernels of chunk_sequential.glsl, or the

@@ -12,6 +12,10 @@
 //! variant chunk_grad_qk_f16 -DIN_DTYPE=1
 //! variant chunk_grad_qk_bf16 -DIN_DTYPE=2
 //! variant chunk_grad_qk_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1
+//! variant chunk_grad_qk_f32_g128 -DIN_DTYPE=0 -DGROUP=128
+//! variant chunk_grad_qk_f16_g128 -DIN_DTYPE=1 -DGROUP=128
+//! variant chunk_grad_qk_bf16_g128 -DIN_DTYPE=2 -DGROUP=128
+//! variant chunk_grad_qk_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
@@ -37,7 +41,7 @@ layout(push_constant) uniform Push
 
 void storeKeyTile(uint64_t base, uint origin, uint rows, uint c0, float factor)
 {
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
     {
         uint r = accRow(i), c = c0 + accColumn(j);
         if (r < rows && c < pc.keyDim) F32Buffer(base).v[origin + r * pc.heads * pc.keyDim + c] = factor * acc[i][j];

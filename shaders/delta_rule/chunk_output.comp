@@ -15,6 +15,14 @@
 //! variant chunk_values_grad_bf16 -DIN_DTYPE=2 -DVALUES_GRADIENT=1
 //! variant chunk_output_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1
 //! variant chunk_values_grad_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1
+//! variant chunk_output_f32_g128 -DIN_DTYPE=0 -DVALUES_GRADIENT=0 -DGROUP=128
+//! variant chunk_output_f16_g128 -DIN_DTYPE=1 -DVALUES_GRADIENT=0 -DGROUP=128
+//! variant chunk_output_bf16_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DGROUP=128
+//! variant chunk_values_grad_f32_g128 -DIN_DTYPE=0 -DVALUES_GRADIENT=1 -DGROUP=128
+//! variant chunk_values_grad_f16_g128 -DIN_DTYPE=1 -DVALUES_GRADIENT=1 -DGROUP=128
+//! variant chunk_values_grad_bf16_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DGROUP=128
+//! variant chunk_output_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1 -DGROUP=128
+//! variant chunk_values_grad_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1 -DGROUP=128
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
@@ -46,7 +54,7 @@ void main()
     // square = P^T: square[j][i] = scale k_j . q_i for i >= j
     multiply(keys, transposed(queries), 0, 0, pc.dk);
     barrier();
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
     {
         uint r = accRow(i), c = accColumn(j);
         square[r][c] = c >= r ? pc.scale * acc[i][j] : 0.0;
@@ -65,7 +73,7 @@ void main()
 #endif
     multiplySquareLeft(false, values, v0);
     uint origin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dv);
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
     {
         uint r = accRow(i), c = v0 + accColumn(j);
         if (r < rows && c < pc.dv) F32Buffer(pc.result).v[origin + r * pc.heads * pc.dv + c] = acc[i][j];

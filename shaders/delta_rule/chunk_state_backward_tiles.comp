@@ -15,6 +15,10 @@
 //! variant chunk_state_backward_tiles_f16 -DIN_DTYPE=1
 //! variant chunk_state_backward_tiles_bf16 -DIN_DTYPE=2
 //! variant chunk_state_backward_tiles_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1
+//! variant chunk_state_backward_tiles_f32_g128 -DIN_DTYPE=0 -DGROUP=128
+//! variant chunk_state_backward_tiles_f16_g128 -DIN_DTYPE=1 -DGROUP=128
+//! variant chunk_state_backward_tiles_bf16_g128 -DIN_DTYPE=2 -DGROUP=128
+//! variant chunk_state_backward_tiles_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
@@ -60,7 +64,7 @@ void main()
             multiplySquareRight(columnBlock(keys, kb), 0);
         }
         // dU' = dU'_local + K dS_C^T, stored in place; -dU' into square for the state update
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), v = v0 + accColumn(j);
             bool inside = r < count && v < pc.dv;
@@ -75,7 +79,7 @@ void main()
             clearAcc();
             multiply(dOutT, queries, 0, 64 * kb, CHUNK);
             scaleAcc(pc.scale);
-            [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] += stateTiles[kb][i][j];
+            [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] += stateTiles[kb][i][j];
             multiplySquareLeft(true, wRows, 64 * kb);
             accToStateBlock(kb);
         }

@@ -16,6 +16,10 @@
 //! variant chunk_state_tiles_f16 -DIN_DTYPE=1
 //! variant chunk_state_tiles_bf16 -DIN_DTYPE=2
 //! variant chunk_state_tiles_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1
+//! variant chunk_state_tiles_f32_g128 -DIN_DTYPE=0 -DGROUP=128
+//! variant chunk_state_tiles_f16_g128 -DIN_DTYPE=1 -DGROUP=128
+//! variant chunk_state_tiles_bf16_g128 -DIN_DTYPE=2 -DGROUP=128
+//! variant chunk_state_tiles_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
@@ -56,7 +60,7 @@ void main()
             multiplySquareRight(columnBlock(wRows, kb), 0);
         }
         // U' = U - W S^T, stored, and into square as the A operand (transposed) of the state update
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), v = v0 + accColumn(j);
             float uValue = r < count && v < pc.dv ? F32Buffer(pc.u).v[valueOrigin + r * valueStride + v] : 0.0;

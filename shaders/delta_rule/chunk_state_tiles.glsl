@@ -9,13 +9,13 @@
 
 layout(constant_id = 2) const uint KEY_BLOCKS = 2;   // ceil(Dk / 64): 1 or 2
 
-float stateTiles[2][4][4];
+float stateTiles[2][ACC_ROWS][4];
 
 // stateTiles = rows v0 .. of the [Dv, Dk] f32 state at `origin` (0 address: zeros).
 void loadStateTiles(uint64_t base, uint origin, uint v0, uint dv, uint dk)
 {
     [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint v = v0 + accRow(i), c = 64 * kb + accColumn(j);
             stateTiles[kb][i][j] = base != 0ul && v < dv && c < dk ? F32Buffer(base).v[origin + v * dk + c] : 0.0;
@@ -25,7 +25,7 @@ void loadStateTiles(uint64_t base, uint origin, uint v0, uint dv, uint dk)
 void storeStateTiles(uint64_t base, uint origin, uint v0, uint dv, uint dk)
 {
     [[unroll]] for (uint kb = 0; kb < KEY_BLOCKS; kb++)
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint v = v0 + accRow(i), c = 64 * kb + accColumn(j);
             if (v < dv && c < dk) F32Buffer(base).v[origin + v * dk + c] = stateTiles[kb][i][j];
@@ -38,18 +38,18 @@ void storeStateTiles(uint64_t base, uint origin, uint v0, uint dv, uint dk)
 void stateBlockToSquareTransposed(uint kb)
 {
     barrier();
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) square[accColumn(j)][accRow(i)] = stateTiles[kb][i][j];
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++) square[accColumn(j)][accRow(i)] = stateTiles[kb][i][j];
     barrier();
 }
 
 void stateBlockToAcc(uint kb)
 {
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = stateTiles[kb][i][j];
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = stateTiles[kb][i][j];
 }
 
 void accToStateBlock(uint kb)
 {
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) stateTiles[kb][i][j] = acc[i][j];
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++) stateTiles[kb][i][j] = acc[i][j];
 }
 
 // Columns 64 kb .. 64 kb + 63 of m (fewer where m ends).

@@ -1,6 +1,9 @@
 // Shared-memory tile products for the chunked delta rule (one chunk of C = 64 tokens per
-// workgroup). A workgroup of 256 invocations owns a 64 x 64 f32 result tile in registers: invocation
-// (tx, ty) = (id % 16, id / 16) holds rows 4 ty + i and columns 4 tx + j, i, j < 4.
+// workgroup). A workgroup of GROUP invocations (256, or 128 where the kernel is built with
+// -DGROUP=128) owns a 64 x 64 f32 result tile in registers: invocation (tx, ty) = (id % 16, id / 16)
+// holds rows ACC_ROWS ty + i and columns 4 tx + j, i < ACC_ROWS = 1024 / GROUP (4 or 8), j < 4.
+// The smaller workgroup does each step's work in half the invocations with the same shared memory
+// and barriers, so more chunks fit an SM when registers, not shared memory, bound the workgroups.
 //   acc += A B   with A (64 x K) and B (K x 64) streamed through shared memory 16 values of K at a time
 // (tileA[k][m], tileB[k][n]: both k-major and stored as vec4, so each step of the inner loop is
 // two 16-byte shared reads for 16 FMAs); the global loads of the next 16 are in flight meanwhile.
@@ -22,13 +25,16 @@
 
 #define CHUNK 64
 #define KSTEP 16
+#ifndef GROUP
 #define GROUP 256
+#endif
+#define ACC_ROWS (CHUNK * CHUNK / 4 / GROUP)   // 16 columns of invocations, 4 columns each
 
 layout(local_size_x = GROUP) in;
 
 shared float square[CHUNK][CHUNK + 1];   // +1: column reads of a row-major matrix avoid bank conflicts
 
-float acc[4][4];
+float acc[ACC_ROWS][4];
 
 struct MatrixView
 {
@@ -74,15 +80,15 @@ float fetch(MatrixView m, uint r, uint c)
 
 void clearAcc()
 {
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = 0.0;
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = 0.0;
 }
 
 void scaleAcc(float s)
 {
-    [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] *= s;
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] *= s;
 }
 
-uint accRow(uint i) { return 4 * (gl_LocalInvocationID.x / 16) + i; }
+uint accRow(uint i) { return ACC_ROWS * (gl_LocalInvocationID.x / 16) + i; }
 uint accColumn(uint j) { return 4 * (gl_LocalInvocationID.x % 16) + j; }
 
 #ifdef COOPMAT
@@ -153,8 +159,12 @@ void multiplyTiles()
     uint tx = gl_LocalInvocationID.x % 16, ty = gl_LocalInvocationID.x / 16;
     [[unroll]] for (uint k = 0; k < KSTEP; k++)
     {
-        vec4 a = tileA[k][ty], b = tileB[k][tx];
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] = fma(a[i], b[j], acc[i][j]);
+        vec4 b = tileB[k][tx];
+        [[unroll]] for (uint i4 = 0; i4 < ACC_ROWS / 4; i4++)
+        {
+            vec4 a = tileA[k][(ACC_ROWS / 4) * ty + i4];
+            [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[4 * i4 + i][j] = fma(a[i], b[j], acc[4 * i4 + i][j]);
+        }
     }
 }
 
@@ -215,7 +225,7 @@ void multiplySquareRight(MatrixView a, uint m0)
 void accToSquare(uint mode, float factor)
 {
     barrier();
-    [[unroll]] for (uint i = 0; i < 4; i++)
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++)
         [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), c = accColumn(j);

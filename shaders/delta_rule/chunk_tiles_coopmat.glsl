@@ -9,7 +9,7 @@
 // Operands that are exactly bf16 (bf16 tensors read without a row scale) have lo = 0, and their
 // terms are skipped; for bf16 q, k, v most products take one or two multiplies instead of three.
 // The 64 x 64 result is 16 tiles of 16 x 16; subgroup s owns tiles s TILES_PER_SUBGROUP .. (the
-// host sets TILES_PER_SUBGROUP = subgroup size / 16, so 256 invocations cover all 16). Depth goes in
+// host sets TILES_PER_SUBGROUP = 16 subgroup size / GROUP, so the workgroup covers all 16). Depth goes in
 // steps of 32 staged through shared memory: A as [m][k] (row-major, k contiguous) or [k][m]
 // (column-major), B as [k][n] or [n][k], whichever keeps the global reads of the view contiguous;
 // rows are padded by 8 elements against bank conflicts. Storage is uvec4 (8 bf16), as the
@@ -136,20 +136,26 @@ void stageRun(uint hiBase, uint slot, uint source, MatrixView m, uint r, uint c,
     stagePut(hiBase, slot, x);
 }
 
-// One run of 8 per invocation: 64 x 32 = 256 x 8. Runs go along the stage's contiguous axis, which
-// is the view's contiguous axis (aRowMajor, bRowMajor).
+// 64 x 32 = 256 runs of 8, run id = invocation + q GROUP for q < 256 / GROUP. Runs go along the
+// stage's contiguous axis, which is the view's contiguous axis (aRowMajor, bRowMajor).
 void stageA(uint source, MatrixView a, bool rowMajor, bool vector, uint m0, uint k0)
 {
-    uint id = gl_LocalInvocationID.x;
-    if (rowMajor) stageRun(CM_A_HI, (id / 4) * CM_ROW32 + id % 4, source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector);
-    else stageRun(CM_A_HI, (id / 8) * CM_ROW64 + id % 8, source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector);
+    [[unroll]] for (uint q = 0; q < 256 / GROUP; q++)
+    {
+        uint id = gl_LocalInvocationID.x + q * GROUP;
+        if (rowMajor) stageRun(CM_A_HI, (id / 4) * CM_ROW32 + id % 4, source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector);
+        else stageRun(CM_A_HI, (id / 8) * CM_ROW64 + id % 8, source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector);
+    }
 }
 
 void stageB(uint source, MatrixView b, bool rowMajor, bool vector, uint k0, uint n0)
 {
-    uint id = gl_LocalInvocationID.x;
-    if (rowMajor) stageRun(CM_B_HI, (id / 8) * CM_ROW64 + id % 8, source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector);
-    else stageRun(CM_B_HI, (id / 4) * CM_ROW32 + id % 4, source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector);
+    [[unroll]] for (uint q = 0; q < 256 / GROUP; q++)
+    {
+        uint id = gl_LocalInvocationID.x + q * GROUP;
+        if (rowMajor) stageRun(CM_B_HI, (id / 8) * CM_ROW64 + id % 8, source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector);
+        else stageRun(CM_B_HI, (id / 4) * CM_ROW32 + id % 4, source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector);
+    }
 }
 
 void loadA(out coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragment, uint offset, bool rowMajor)
@@ -209,7 +215,7 @@ void product(uint sourceA, MatrixView a, uint sourceB, MatrixView b, uint m0, ui
     }
     barrier();
     uint tx = gl_LocalInvocationID.x % 16;
-    [[unroll]] for (uint i = 0; i < 4; i++)
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++)
     {
         vec4 r = uintBitsToFloat(cmShared[accRow(i) * (CHUNK / 4) + tx]);
         [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] += r[j];

@@ -13,6 +13,10 @@
 //! variant chunk_wy_f16 -DIN_DTYPE=1
 //! variant chunk_wy_bf16 -DIN_DTYPE=2
 //! variant chunk_wy_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1
+//! variant chunk_wy_f32_g128 -DIN_DTYPE=0 -DGROUP=128
+//! variant chunk_wy_f16_g128 -DIN_DTYPE=1 -DGROUP=128
+//! variant chunk_wy_bf16_g128 -DIN_DTYPE=2 -DGROUP=128
+//! variant chunk_wy_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
@@ -45,7 +49,7 @@ void main()
     clearAcc();
     multiply(keys, transposed(keys), 0, 0, pc.dk);
     barrier();
-    [[unroll]] for (uint i = 0; i < 4; i++)
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++)
     {
         uint r = accRow(i);
         float betaRow = r < rows ? loadAs(pc.beta, pc.betaDtype, betaOrigin + r * pc.heads) : 0.0;
@@ -74,7 +78,7 @@ void main()
     {
         clearAcc();
         multiplySquareLeft(false, betaKeys, c0);
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), c = c0 + accColumn(j);
             if (r < rows && c < pc.dk) F32Buffer(pc.w).v[wOrigin + r * pc.heads * pc.dk + c] = acc[i][j];
@@ -84,7 +88,7 @@ void main()
     {
         clearAcc();
         multiplySquareLeft(false, betaValues, c0);
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), c = c0 + accColumn(j);
             if (r < rows && c < pc.dv) F32Buffer(pc.u).v[uOrigin + r * pc.heads * pc.dv + c] = acc[i][j];

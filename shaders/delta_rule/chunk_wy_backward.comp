@@ -13,6 +13,9 @@
 //! variant chunk_wy_backward_f16 -DIN_DTYPE=1
 //! variant chunk_wy_backward_bf16 -DIN_DTYPE=2
 //! variant chunk_wy_backward_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1
+//! variant chunk_wy_backward_f32_g128 -DIN_DTYPE=0 -DGROUP=128
+//! variant chunk_wy_backward_f16_g128 -DIN_DTYPE=1 -DGROUP=128
+//! variant chunk_wy_backward_bf16_g128 -DIN_DTYPE=2 -DGROUP=128
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
@@ -53,8 +56,8 @@ void main()
     MatrixView dW = tokenRows(pc.dw, DTYPE_F32, b, t0, h, pc.heads, pc.t, pc.keyDim);
     // X^T as a view: (i, j) -> X[j][i]
     MatrixView inverseT = view(pc.x, DTYPE_F32, (bh * chunks + n) * CHUNK * CHUNK, 1u, CHUNK, CHUNK, CHUNK);
-    float betaRow[4];
-    [[unroll]] for (uint i = 0; i < 4; i++)
+    float betaRow[ACC_ROWS];
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++)
     {
         uint r = accRow(i);
         betaRow[i] = r < rows ? loadAs(pc.beta, pc.betaDtype, betaOrigin + r * pc.heads) : 0.0;
@@ -69,14 +72,15 @@ void main()
     multiplySquareRight(inverseT, 0);
     accToSquare(2, -1.0);
 
-    float partial[4] = float[4](0.0, 0.0, 0.0, 0.0);
+    float partial[ACC_ROWS];
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) partial[i] = 0.0;
     // dV = diag(beta) X^T dU; dbeta += dB_V . V
     uint valueOrigin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.valueDim);
     for (uint c0 = 0; c0 < pc.valueDim; c0 += CHUNK)
     {
         clearAcc();
         multiply(inverseT, dU, 0, c0, CHUNK);
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), c = c0 + accColumn(j);
             if (r < rows && c < pc.valueDim)
@@ -95,8 +99,8 @@ void main()
         clearAcc();
         multiply(inverseT, dW, 0, c0, CHUNK);
         multiplySquareLeft(false, keys, c0);
-        float first[4][4];
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        float first[ACC_ROWS][4];
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), c = c0 + accColumn(j);
             first[i][j] = acc[i][j];
@@ -104,7 +108,7 @@ void main()
         }
         clearAcc();
         multiplySquareLeft(true, betaKeys, c0);
-        [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), c = c0 + accColumn(j);
             if (r < rows && c < pc.keyDim)
@@ -114,7 +118,7 @@ void main()
             }
         }
     }
-    [[unroll]] for (uint i = 0; i < 4; i++) rowSums[accRow(i)][id % 16] = partial[i];
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) rowSums[accRow(i)][id % 16] = partial[i];
     barrier();
     if (id < rows)
     {

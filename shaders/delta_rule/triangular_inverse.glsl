@@ -20,59 +20,74 @@
 
 shared float blockProducts[BLOCKS - 1][BLOCK][BLOCK];   // P_ij[r][c] of the current block row i, j < i
 
-// Stage 1. Invocation id works on diagonal block d = id / 64 (rows and columns d0 .. d0 + 15 of
-// square), row r = (id % 64) / 4 of it, columns c0 .. c0 + 3 with c0 = 4 (id % 4). Column-oriented
-// forward substitution of A_dd X_dd = I: row r of X_dd is e_r - sum_{s<r} L_dd[r][s] X_dd[s], so
+// Stage 1. Invocation id works on diagonal block d = id / (GROUP / 4) (rows and columns d0 .. d0 + 15
+// of square), row r of it, INVERSE_COLUMNS columns from c0 (256 invocations: 4 columns each, r =
+// (id % 64) / 4, c0 = 4 (id % 4); 128: 8 columns each). Column-oriented forward substitution of
+// A_dd X_dd = I: row r of X_dd is e_r - sum_{s<r} L_dd[r][s] X_dd[s], so
 //   invariant (before step s): y = row r of X_dd for r <= s; for r > s, y = e_r - sum_{s'<s} L_dd[r][s'] X_dd[s'].
 // Step s publishes row s (now final) and subtracts L_dd[r][s] X_dd[s] from every row r > s.
 // (X_dd[s][c] = 0 for c > s and 1 at c = s, so y keeps the zeros above the diagonal and the 1 on it.)
+#define INVERSE_COLUMNS (4 * 256 / GROUP)
+
 void invertDiagonalBlocks()
 {
-    uint id = gl_LocalInvocationID.x, d0 = BLOCK * (id / 64), r = (id % 64) / 4, c0 = 4 * (id % 4);
-    float y[4];
-    [[unroll]] for (uint j = 0; j < 4; j++) y[j] = c0 + j == r ? 1.0 : 0.0;
+    uint id = gl_LocalInvocationID.x, within = id % (GROUP / 4), groupsPerRow = BLOCK / INVERSE_COLUMNS;
+    uint d0 = BLOCK * (id / (GROUP / 4)), r = within / groupsPerRow, c0 = INVERSE_COLUMNS * (within % groupsPerRow);
+    float y[INVERSE_COLUMNS];
+    [[unroll]] for (uint j = 0; j < INVERSE_COLUMNS; j++) y[j] = c0 + j == r ? 1.0 : 0.0;
     [[dont_unroll]] for (uint s = 0; s < BLOCK; s++)
     {
-        if (r == s) [[unroll]] for (uint j = 0; j < 4; j++) square[d0 + s][d0 + c0 + j] = y[j];
+        if (r == s) [[unroll]] for (uint j = 0; j < INVERSE_COLUMNS; j++) square[d0 + s][d0 + c0 + j] = y[j];
         // L_dd[r][s], read before this step's barrier: row r of square is rewritten at step r > s,
         // after it.
         float l = s < r ? square[d0 + r][d0 + s] : 0.0;
         barrier();
         // reads row s, which nobody writes again; the next step writes row s + 1
-        if (r > s) [[unroll]] for (uint j = 0; j < 4; j++) y[j] = fma(-l, square[d0 + s][d0 + c0 + j], y[j]);
+        if (r > s) [[unroll]] for (uint j = 0; j < INVERSE_COLUMNS; j++) y[j] = fma(-l, square[d0 + s][d0 + c0 + j], y[j]);
     }
 }
 
-// Stage 2. Invocation id = 16 r + c computes element (r, c) of every block X_ij, j < i, of block row i.
+// Stage 2. Invocation id computes element (r, c) = ((id + e GROUP) / 16, id % 16), e < 256 / GROUP,
+// of every block X_ij, j < i, of block row i.
+#define OFF_DIAGONAL_ROWS (256 / GROUP)
+
 void solveOffDiagonalBlocks()
 {
-    uint id = gl_LocalInvocationID.x, r = id / BLOCK, c = id % BLOCK;
+    uint id = gl_LocalInvocationID.x, c = id % BLOCK;
     [[dont_unroll]] for (uint i = 1; i < BLOCKS; i++)
     {
-        uint row = BLOCK * i + r;
-        // p[j] = P_ij[r][c] = sum_{k=j}^{i-1} sum_m L_ik[r][m] X_kj[m][c]; one read of L_ik[r][m]
+        // p[e][j] = P_ij[r][c] = sum_{k=j}^{i-1} sum_m L_ik[r][m] X_kj[m][c]; one read of L_ik[r][m]
         // serves every j <= k. Row `row` of square still holds L here; rows above it hold X.
-        float p[BLOCKS - 1];
-        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) p[j] = 0.0;
-        for (uint k = 0; k < i; k++)
-            for (uint m = 0; m < BLOCK; m++)
-            {
-                float l = square[row][BLOCK * k + m];
-                [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++)
-                    if (j <= k) p[j] = fma(l, square[BLOCK * k + m][BLOCK * j + c], p[j]);
-            }
-        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) blockProducts[j][r][c] = p[j];
+        float p[OFF_DIAGONAL_ROWS][BLOCKS - 1];
+        [[unroll]] for (uint e = 0; e < OFF_DIAGONAL_ROWS; e++)
+        {
+            uint row = BLOCK * i + (id + e * GROUP) / BLOCK;
+            [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) p[e][j] = 0.0;
+            for (uint k = 0; k < i; k++)
+                for (uint m = 0; m < BLOCK; m++)
+                {
+                    float l = square[row][BLOCK * k + m];
+                    [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++)
+                        if (j <= k) p[e][j] = fma(l, square[BLOCK * k + m][BLOCK * j + c], p[e][j]);
+                }
+        }
+        [[unroll]] for (uint e = 0; e < OFF_DIAGONAL_ROWS; e++)
+            [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) blockProducts[j][(id + e * GROUP) / BLOCK][c] = p[e][j];
         barrier();
         // X_ij[r][c] = -sum_m X_ii[r][m] P_ij[m][c] (X_ii[r][m] = 0 for m > r, 1 at m = r); it
         // overwrites L_ij, which every invocation has read before the barrier above.
-        float x[BLOCKS - 1];
-        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) x[j] = 0.0;
-        for (uint m = 0; m < BLOCK; m++)
+        [[unroll]] for (uint e = 0; e < OFF_DIAGONAL_ROWS; e++)
         {
-            float xii = square[row][BLOCK * i + m];
-            [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) x[j] = fma(xii, blockProducts[j][m][c], x[j]);
+            uint row = BLOCK * i + (id + e * GROUP) / BLOCK;
+            float x[BLOCKS - 1];
+            [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) x[j] = 0.0;
+            for (uint m = 0; m < BLOCK; m++)
+            {
+                float xii = square[row][BLOCK * i + m];
+                [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) x[j] = fma(xii, blockProducts[j][m][c], x[j]);
+            }
+            [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) square[row][BLOCK * j + c] = -x[j];
         }
-        [[unroll]] for (uint j = 0; j < BLOCKS - 1; j++) if (j < i) square[row][BLOCK * j + c] = -x[j];
         barrier();   // block row i of X is complete before row i + 1 reads it and rewrites blockProducts
     }
 }

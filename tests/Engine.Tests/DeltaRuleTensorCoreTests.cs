@@ -49,21 +49,29 @@ public sealed class DeltaRuleTensorCoreTests
         bool previous = backend.DeltaRuleCoopMatSplit;
         var previousStages = backend.DeltaRuleCoopMatStages;
         var previousPass = backend.DeltaRuleStatePass;
+        int previousGroup = backend.DeltaRuleTileGroup;
         backend.DeltaRuleCoopMatSplit = split;
         try
         {
             // the default mix of tensor-core and portable stages, then every stage on tensor cores
             // (the state passes on tensor-core tile products in both), then the default mix with
             // the register-tiled FMA state passes
-            foreach (var (stages, pass) in new[] { (previousStages, DeltaRuleStatePass.Tiles), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles),
-                (previousStages, DeltaRuleStatePass.Sequential) })
+            // then both mixes in workgroups of 128 (the portable chunk_wy_backward's bf16 build at
+            // 128 in the first; the second runs it on tensor cores at 256, its only build)
+            foreach (var (stages, pass, group) in new[] { (previousStages, DeltaRuleStatePass.Tiles, 256), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256),
+                (previousStages, DeltaRuleStatePass.Sequential, 256), (previousStages, DeltaRuleStatePass.Tiles, 128), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128) })
             {
                 backend.DeltaRuleCoopMatStages = stages;
                 backend.DeltaRuleStatePass = pass;
+                backend.DeltaRuleTileGroup = group;
                 Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
             }
         }
-        finally { backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; backend.DeltaRuleStatePass = previousPass; }
+        finally
+        {
+            backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; backend.DeltaRuleStatePass = previousPass;
+            backend.DeltaRuleTileGroup = previousGroup;
+        }
     }
 
     private static void AssertNormwise(double[] expected, float[] actual, string what)
