@@ -93,7 +93,7 @@ public sealed partial class VulkanBackend
     {
         bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
         // every stage has a 128-invocation build but chunk_wy_backward's tensor-core one
-        int group = DeltaRuleTileGroup == 128 && !(coopMat && kernel == "chunk_wy_backward") ? 128 : 256;
+        int group = TileGroup(kernel, keyBlocks) == 128 && !(coopMat && kernel == "chunk_wy_backward") ? 128 : 256;
         string suffix = group == 128 ? "_g128" : "";
         int[] spec = coopMat ? [16 * Capabilities.SubgroupSize / group, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks] : [0, 0, keyBlocks];
         int length = keyBlocks > 0 ? 3 : coopMat ? 2 : 0;
@@ -103,17 +103,26 @@ public sealed partial class VulkanBackend
     }
 
     /// <summary>Invocations per workgroup of the stages on chunk_tiles.glsl (every parallel stage and
-    /// the tile-product state passes): 256 (the default) or 128, which holds the same 64 x 64 tile
-    /// in half the invocations (8 rows of it each) with the same shared memory, so that more chunks
-    /// share an SM where registers bound them. FASTWEIGHTS_DELTA_GROUP sets it.</summary>
+    /// the tile-product state passes): 256, 128, or 0 (the default) to let the backend choose. 128
+    /// holds the same 64 x 64 tile in half the invocations (8 rows of it each) with the same shared
+    /// memory, so more chunks share an SM where registers bound them; on the H200 that made the
+    /// parallel stages slower (their registers per invocation rose by 40-75%: chunk_wy 406 → 497 us
+    /// at B8 H16 T2048 D64 bf16) and only the state passes at Dk > 64 faster (two 64 x 64 state tiles
+    /// per invocation: 1166 → 973 us forward, 1638 → 1378 backward, at D128; their 256 build fits one
+    /// workgroup per SM), so the default takes 128 there and 256 elsewhere
+    /// (bench/results/2026-12-01-h200-run33.txt). FASTWEIGHTS_DELTA_GROUP sets it.</summary>
     public int DeltaRuleTileGroup
     {
         get => _deltaRuleTileGroup;
-        set => _deltaRuleTileGroup = value is 128 or 256 ? value
-            : throw new ArgumentOutOfRangeException(nameof(DeltaRuleTileGroup), value, "the chunked delta rule's tile stages run 128 or 256 invocations per workgroup");
+        set => _deltaRuleTileGroup = value is 0 or 128 or 256 ? value
+            : throw new ArgumentOutOfRangeException(nameof(DeltaRuleTileGroup), value, "the chunked delta rule's tile stages run 128 or 256 invocations per workgroup (0: the backend's choice)");
     }
 
-    private int _deltaRuleTileGroup = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GROUP") == "128" ? 128 : 256;
+    private int _deltaRuleTileGroup = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GROUP"), out int group) && group is 128 or 256 ? group : 0;
+
+    // The workgroup size of a tile stage (keyBlocks: the state passes' 64-column blocks of Dk, else 0).
+    private int TileGroup(string kernel, int keyBlocks) =>
+        DeltaRuleTileGroup != 0 ? DeltaRuleTileGroup : keyBlocks > 1 ? 128 : 256;
 
     /// <summary>Which kernels run the chunked delta rule's two sequential passes (the forward state
     /// pass and the backward one): the register-tiled FMA kernels of chunk_sequential.glsl, or the

@@ -207,6 +207,7 @@ public sealed class DeltaRuleChunkedVulkanTests
         }
         finally { backend.DeltaRuleTileGroup = previousGroup; backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleCoopMat = coopMat; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleTileGroup = 64);
+        Assert.AreEqual(previousGroup, backend.DeltaRuleTileGroup);
     }
 
     [TestMethod]

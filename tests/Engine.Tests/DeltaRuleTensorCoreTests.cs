@@ -58,7 +58,7 @@ public sealed class DeltaRuleTensorCoreTests
             // the register-tiled FMA state passes
             // then both mixes in workgroups of 128 (the portable chunk_wy_backward's bf16 build at
             // 128 in the first; the second runs it on tensor cores at 256, its only build)
-            foreach (var (stages, pass, group) in new[] { (previousStages, DeltaRuleStatePass.Tiles, 256), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256),
+            foreach (var (stages, pass, group) in new[] { (previousStages, DeltaRuleStatePass.Tiles, 0), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256),
                 (previousStages, DeltaRuleStatePass.Sequential, 256), (previousStages, DeltaRuleStatePass.Tiles, 128), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128) })
             {
                 backend.DeltaRuleCoopMatStages = stages;
