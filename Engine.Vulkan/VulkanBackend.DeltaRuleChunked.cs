@@ -92,8 +92,8 @@ public sealed partial class VulkanBackend
     private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0)
     {
         bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
-        // every stage has a 128-invocation build but chunk_wy_backward's tensor-core one
-        int group = TileGroup(kernel, keyBlocks) == 128 && !(coopMat && kernel == "chunk_wy_backward") ? 128 : 256;
+        // 128-invocation builds exist for the tensor-core variants but chunk_wy_backward's
+        int group = coopMat && kernel != "chunk_wy_backward" && TileGroup(keyBlocks) == 128 ? 128 : 256;
         string suffix = group == 128 ? "_g128" : "";
         int[] spec = coopMat ? [16 * Capabilities.SubgroupSize / group, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks] : [0, 0, keyBlocks];
         int length = keyBlocks > 0 ? 3 : coopMat ? 2 : 0;
@@ -102,8 +102,9 @@ public sealed partial class VulkanBackend
             : Kernels.Get(ChunkVariant(kernel, q) + suffix, spec.AsSpan(0, length));
     }
 
-    /// <summary>Invocations per workgroup of the stages on chunk_tiles.glsl (every parallel stage and
-    /// the tile-product state passes): 256, 128, or 0 (the default) to let the backend choose. 128
+    /// <summary>Invocations per workgroup of the tensor-core stages on chunk_tiles.glsl (every parallel
+    /// stage but chunk_wy_backward, and the tile-product state passes; the portable products always
+    /// run 256): 256, 128, or 0 (the default) to let the backend choose. 128
     /// holds the same 64 x 64 tile in half the invocations (8 rows of it each) with the same shared
     /// memory, so more chunks share an SM where registers bound them; on the H200 that made the
     /// parallel stages slower (their registers per invocation rose by 40-75%: chunk_wy 406 → 497 us
@@ -120,8 +121,9 @@ public sealed partial class VulkanBackend
 
     private int _deltaRuleTileGroup = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GROUP"), out int group) && group is 128 or 256 ? group : 0;
 
-    // The workgroup size of a tile stage (keyBlocks: the state passes' 64-column blocks of Dk, else 0).
-    private int TileGroup(string kernel, int keyBlocks) =>
+    // The workgroup size of a tensor-core tile stage (keyBlocks: the state passes' 64-column blocks of
+    // Dk, else 0).
+    private int TileGroup(int keyBlocks) =>
         DeltaRuleTileGroup != 0 ? DeltaRuleTileGroup : keyBlocks > 1 ? 128 : 256;
 
     /// <summary>Which kernels run the chunked delta rule's two sequential passes (the forward state

@@ -15,12 +15,6 @@
 //! variant chunk_values_grad_bf16 -DIN_DTYPE=2 -DVALUES_GRADIENT=1
 //! variant chunk_output_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1
 //! variant chunk_values_grad_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1
-//! variant chunk_output_f32_g128 -DIN_DTYPE=0 -DVALUES_GRADIENT=0 -DGROUP=128
-//! variant chunk_output_f16_g128 -DIN_DTYPE=1 -DVALUES_GRADIENT=0 -DGROUP=128
-//! variant chunk_output_bf16_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DGROUP=128
-//! variant chunk_values_grad_f32_g128 -DIN_DTYPE=0 -DVALUES_GRADIENT=1 -DGROUP=128
-//! variant chunk_values_grad_f16_g128 -DIN_DTYPE=1 -DVALUES_GRADIENT=1 -DGROUP=128
-//! variant chunk_values_grad_bf16_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DGROUP=128
 //! variant chunk_output_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1 -DGROUP=128
 //! variant chunk_values_grad_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1 -DGROUP=128
 #extension GL_GOOGLE_include_directive : require

@@ -4,6 +4,8 @@
 // holds rows ACC_ROWS ty + i and columns 4 tx + j, i < ACC_ROWS = 1024 / GROUP (4 or 8), j < 4.
 // The smaller workgroup does each step's work in half the invocations with the same shared memory
 // and barriers, so more chunks fit an SM when registers, not shared memory, bound the workgroups.
+// Only the tensor-core variants are built at 128 (the portable code is written for both sizes and
+// passed the reference at 128 on lavapipe, whose compiler then took minutes per kernel).
 //   acc += A B   with A (64 x K) and B (K x 64) streamed through shared memory 16 values of K at a time
 // (tileA[k][m], tileB[k][n]: both k-major and stored as vec4, so each step of the inner loop is
 // two 16-byte shared reads for 16 FMAs); the global loads of the next 16 are in flight meanwhile.

@@ -176,40 +176,6 @@ public sealed class DeltaRuleChunkedVulkanTests
         finally { backend.DeltaRuleStatePass = previous; }
     }
 
-    // Every tile stage in workgroups of 128 invocations (DeltaRuleTileGroup; 8 rows of the 64 x 64
-    // tile per invocation, the triangular inverse with 8 columns per invocation), with both state
-    // passes. f32 inputs only here: lavapipe spent minutes compiling the bf16 builds (half inputs
-    // change only the loads); DeltaRuleTensorCoreTests runs bf16 at 128 on the GPU.
-    [TestMethod]
-    [DataRow(2, 65, 3, 33, 20, DType.F32)]
-    [DataRow(1, 130, 2, 128, 100, DType.F32)]
-    public void SmallTileGroupsMatchReference(int b, int t, int h, int dk, int dv, DType dtype)
-    {
-        var backend = Vulkan();
-        var x = NewInputs(b, t, h, dk, dv, (ulong)(5 * t + dk + dv), dtype);
-        var (o, final) = x.Reference(Scale, true).Forward(out _);
-        int previousGroup = backend.DeltaRuleTileGroup;
-        var previousPass = backend.DeltaRuleStatePass;
-        bool coopMat = backend.DeltaRuleCoopMat;
-        try
-        {
-            backend.DeltaRuleTileGroup = 128;
-            backend.DeltaRuleCoopMat = false;   // the portable products here; DeltaRuleTensorCoreTests runs the others
-            foreach (var pass in new[] { DeltaRuleStatePass.Sequential, DeltaRuleStatePass.Tiles })
-            {
-                backend.DeltaRuleStatePass = pass;
-                var (actualO, actualFinal) = RunForward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked);
-                double tol = Tolerance(t, 2e-5);
-                TestData.AssertClose(o, actualO, tol, tol, $"{pass} o");
-                TestData.AssertClose(final, actualFinal, tol, tol, $"{pass} final state");
-                AssertGradients(x, true, RunBackward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked), Tolerance(t, 5e-5), $"group 128, {pass}");
-            }
-        }
-        finally { backend.DeltaRuleTileGroup = previousGroup; backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleCoopMat = coopMat; }
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleTileGroup = 64);
-        Assert.AreEqual(previousGroup, backend.DeltaRuleTileGroup);
-    }
-
     [TestMethod]
     [DataRow(DType.BF16)]
     [DataRow(DType.F16)]

@@ -56,8 +56,9 @@ public sealed class DeltaRuleTensorCoreTests
             // the default mix of tensor-core and portable stages, then every stage on tensor cores
             // (the state passes on tensor-core tile products in both), then the default mix with
             // the register-tiled FMA state passes
-            // then both mixes in workgroups of 128 (the portable chunk_wy_backward's bf16 build at
-            // 128 in the first; the second runs it on tensor cores at 256, its only build)
+            // then both mixes with the tensor-core stages in workgroups of 128 (DeltaRuleTileGroup:
+            // 8 rows of the 64 x 64 tile per invocation, the triangular inverse with 8 columns per
+            // invocation; chunk_wy_backward and the portable stages stay at 256, their only builds)
             foreach (var (stages, pass, group) in new[] { (previousStages, DeltaRuleStatePass.Tiles, 0), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256),
                 (previousStages, DeltaRuleStatePass.Sequential, 256), (previousStages, DeltaRuleStatePass.Tiles, 128), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128) })
             {
@@ -72,6 +73,8 @@ public sealed class DeltaRuleTensorCoreTests
             backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; backend.DeltaRuleStatePass = previousPass;
             backend.DeltaRuleTileGroup = previousGroup;
         }
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleTileGroup = 64);
+        Assert.AreEqual(previousGroup, backend.DeltaRuleTileGroup);
     }
 
     private static void AssertNormwise(double[] expected, float[] actual, string what)
