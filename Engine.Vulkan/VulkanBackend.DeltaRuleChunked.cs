@@ -134,13 +134,19 @@ public sealed partial class VulkanBackend
     public DeltaRuleStatePass DeltaRuleStatePass { get; set; } =
         Enum.TryParse<DeltaRuleStatePass>(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_STATE"), ignoreCase: true, out var pass) ? pass : DeltaRuleStatePass.Auto;
 
-    /// <summary>Whether the state passes of a chunked delta rule of head dimension
-    /// <paramref name="keyDim"/> on <paramref name="inputs"/> run on the tile products.</summary>
-    public bool DeltaRuleUsesStateTiles(DType inputs, int keyDim) => DeltaRuleStatePass switch
+    /// <summary>Whether the forward state pass (or, with <paramref name="backward"/>, the backward one)
+    /// of a chunked delta rule on <paramref name="inputs"/> with head dimension <paramref name="keyDim"/>
+    /// runs on the tile products. Auto, from the H200 (B8 H16 T2048 bf16): where the parallel stages
+    /// run on tensor cores, both passes (they matched the register-tiled passes at D64 and took
+    /// 0.48-0.67x their time at D128, runs 31 and 33); on the portable products, the forward pass
+    /// at Dk > 64 only (1057 against 1976 us at D128; at D64 455 against 336, and the backward
+    /// 2485 against 2468 at D128 and 706 against 503 at D64, run 36).</summary>
+    public bool DeltaRuleUsesStateTiles(DType inputs, int keyDim, bool backward = false) => DeltaRuleStatePass switch
     {
         DeltaRuleStatePass.Tiles => true,
         DeltaRuleStatePass.Sequential => false,
-        _ => DeltaRuleUsesCoopMat(inputs) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles"),
+        _ => DeltaRuleUsesCoopMat(inputs) && DeltaRuleCoopMatStages.Contains(backward ? "chunk_state_backward_tiles" : "chunk_state_tiles")
+            || !backward && keyDim > 64,
     };
 
     private static uint ChunkCount(FastWeightShape s) => Groups(s.Steps, DeltaRuleChunkSize);
@@ -346,7 +352,7 @@ public sealed partial class VulkanBackend
     private void ChunkStateBackward(Tensor q, Tensor k, Tensor w, FastWeightShape s, float scale, Tensor dOutput, Tensor dUPrime, Tensor dStates,
         Tensor? dFinalState, Tensor? dInitialState)
     {
-        bool tiles = DeltaRuleUsesStateTiles(q.DType, s.KeyDim);
+        bool tiles = DeltaRuleUsesStateTiles(q.DType, s.KeyDim, backward: true);
         int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(q);

@@ -118,6 +118,8 @@ public sealed class DeltaRuleChunkedVulkanTests
         var x = NewInputs(b, t, h, dk, dv, (ulong)(t + dk + dv));
         var (o, final) = x.Reference(Scale, true).Forward(out _);
         int previous = backend.DeltaRuleStateSlice, ran = 0;
+        var previousPass = backend.DeltaRuleStatePass;
+        backend.DeltaRuleStatePass = DeltaRuleStatePass.Sequential;   // the slices are the register-tiled passes'
         try
         {
             foreach (int slice in VulkanBackend.DeltaRuleStateSlices.Where(s => backend.DeltaRuleStateSliceFits(s, dk)))
@@ -131,7 +133,7 @@ public sealed class DeltaRuleChunkedVulkanTests
                 ran++;
             }
         }
-        finally { backend.DeltaRuleStateSlice = previous; }
+        finally { backend.DeltaRuleStateSlice = previous; backend.DeltaRuleStatePass = previousPass; }
         Assert.IsTrue(ran >= (dk <= 64 ? 2 : 1), $"only {ran} state slices fit {backend.Capabilities.MaxSharedMemoryBytes} bytes of shared memory");
     }
 
@@ -158,6 +160,7 @@ public sealed class DeltaRuleChunkedVulkanTests
             {
                 backend.DeltaRuleStatePass = pass;
                 Assert.AreEqual(pass == DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateTiles(DType.F32, dk));
+                Assert.AreEqual(pass == DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateTiles(DType.F32, dk, backward: true));
                 var (actualO, actualFinal) = RunForward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
                 double tol = Tolerance(t, 2e-5);
                 TestData.AssertClose(o, actualO, tol, tol, $"{pass} o");
@@ -174,6 +177,19 @@ public sealed class DeltaRuleChunkedVulkanTests
             }
         }
         finally { backend.DeltaRuleStatePass = previous; }
+    }
+
+    [TestMethod]
+    public void TileGroupTakesOnly128Or256()
+    {
+        var backend = Vulkan();
+        int previous = backend.DeltaRuleTileGroup;
+        foreach (int bad in new[] { 64, 512, -1 })
+        {
+            var e = Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleTileGroup = bad);
+            StringAssert.Contains(e.Message, "128 or 256");
+        }
+        Assert.AreEqual(previous, backend.DeltaRuleTileGroup);
     }
 
     [TestMethod]
