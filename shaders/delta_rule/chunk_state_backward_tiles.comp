@@ -1,7 +1,8 @@
 #version 460
 // Chunked delta rule, backward state pass on the tile products: the same pass as
 // chunk_state_backward.comp, built from chunk_tiles.glsl's 64 x 64 products (tensor cores where the
-// parallel stages use them). One workgroup of 256 per (64 rows of Dv, b H + h) walks the chunks in
+// parallel stages use them). One workgroup (GROUP invocations, as for chunk_state_tiles.comp) per
+// (64 rows of Dv, b H + h) walks the chunks in
 // reverse carrying dS (64 x Dk, chunk_state_tiles.glsl), the gradient reaching the end of the
 // current chunk, seeded by the final state's gradient. Per chunk, with Q' = scale Q:
 //   store dS_C                                 (for the per-chunk gradient stage)

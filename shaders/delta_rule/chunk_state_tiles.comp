@@ -1,7 +1,8 @@
 #version 460
 // Chunked delta rule, stage 2 on the tile products (forward; rerun by the backward): the same state
 // pass as chunk_state.comp, built from chunk_tiles.glsl's 64 x 64 products so that it runs on
-// tensor cores where the parallel stages do. One workgroup of 256 per (64 state rows of Dv, b H + h)
+// tensor cores where the parallel stages do. One workgroup (GROUP invocations: 256, or 128 for the
+// tensor-core build the host takes at Dk > 64) per (64 state rows of Dv, b H + h)
 // walks the chunks in order, its slice S (64 x Dk, Dk <= 64 KEY_BLOCKS) in registers as KEY_BLOCKS
 // 64 x 64 accumulator tiles (block kb: columns 64 kb ..). Per chunk, with S the chunk-start state:
 //   store S                                             (for the output stage and the backward)
