@@ -25,51 +25,53 @@ internal static unsafe class PipelineStatisticsReader
         return Encoding.UTF8.GetString(chars, n);
     }
 
+    private delegate Result Enumeration<T>(uint* count, T* items) where T : unmanaged;
+
+    // The two-call Vulkan enumeration (count, then items with SType set), a failure as a VulkanException.
+    private static T[] Enumerate<T>(Enumeration<T> call, string function) where T : unmanaged, IStructuredType
+    {
+        uint count = 0;
+        VulkanException.Check(call(&count, null), function);
+        var items = new T[count];
+        for (int i = 0; i < items.Length; i++) items[i].StructureType();
+        fixed (T* p = items) VulkanException.Check(call(&count, p), function);
+        return items;
+    }
+
+    private static string Value(in PipelineExecutableStatisticKHR st) => st.Format switch
+    {
+        PipelineExecutableStatisticFormatKHR.Bool32Khr => (st.Value.B32.Value != 0).ToString(),
+        PipelineExecutableStatisticFormatKHR.Int64Khr => st.Value.I64.ToString(),
+        PipelineExecutableStatisticFormatKHR.Uint64Khr => st.Value.U64.ToString(),
+        PipelineExecutableStatisticFormatKHR.Float64Khr => st.Value.F64.ToString("g6"),
+        _ => "?",
+    };
+
     /// <summary>Every statistic of every executable of <paramref name="pipeline"/> (one executable for a
     /// compute pipeline). A failed query is a VulkanException with its VkResult.</summary>
     public static List<PipelineStatistic> Read(VulkanDevice device, Pipeline pipeline)
     {
         var vk = device.Vk;
+        var handle = device.Handle;
         var getProperties = (delegate* unmanaged<Device, PipelineInfoKHR*, uint*, PipelineExecutablePropertiesKHR*, Result>)
-            (void*)vk.GetDeviceProcAddr(device.Handle, "vkGetPipelineExecutablePropertiesKHR").Handle;
+            (void*)vk.GetDeviceProcAddr(handle, "vkGetPipelineExecutablePropertiesKHR").Handle;
         var getStatistics = (delegate* unmanaged<Device, PipelineExecutableInfoKHR*, uint*, PipelineExecutableStatisticKHR*, Result>)
-            (void*)vk.GetDeviceProcAddr(device.Handle, "vkGetPipelineExecutableStatisticsKHR").Handle;
+            (void*)vk.GetDeviceProcAddr(handle, "vkGetPipelineExecutableStatisticsKHR").Handle;
         if (getProperties == null || getStatistics == null)
             throw new VulkanException("vkGetDeviceProcAddr", Result.ErrorExtensionNotPresent, $"{Extension} entry points are missing");
         var info = new PipelineInfoKHR { SType = StructureType.PipelineInfoKhr, Pipeline = pipeline };
-        uint count = 0;
-        VulkanException.Check(getProperties(device.Handle, &info, &count, null), "vkGetPipelineExecutablePropertiesKHR");
-        var properties = new PipelineExecutablePropertiesKHR[count];
-        for (int i = 0; i < count; i++) properties[i].SType = StructureType.PipelineExecutablePropertiesKhr;
-        fixed (PipelineExecutablePropertiesKHR* p = properties)
-            VulkanException.Check(getProperties(device.Handle, &info, &count, p), "vkGetPipelineExecutablePropertiesKHR");
+        PipelineInfoKHR* infoAt = &info;   // a stack local: the lambdas below run before Read returns
+        var properties = Enumerate<PipelineExecutablePropertiesKHR>((count, items) => getProperties(handle, infoAt, count, items), "vkGetPipelineExecutablePropertiesKHR");
         var result = new List<PipelineStatistic>();
-        for (uint e = 0; e < count; e++)
+        for (uint e = 0; e < properties.Length; e++)
         {
             string executable;
             fixed (PipelineExecutablePropertiesKHR* p = &properties[e]) executable = Text(p->Name, 256);
             var which = new PipelineExecutableInfoKHR { SType = StructureType.PipelineExecutableInfoKhr, Pipeline = pipeline, ExecutableIndex = e };
-            uint statCount = 0;
-            VulkanException.Check(getStatistics(device.Handle, &which, &statCount, null), "vkGetPipelineExecutableStatisticsKHR");
-            var stats = new PipelineExecutableStatisticKHR[statCount];
-            for (int i = 0; i < statCount; i++) stats[i].SType = StructureType.PipelineExecutableStatisticKhr;
-            fixed (PipelineExecutableStatisticKHR* s = stats)
-            {
-                VulkanException.Check(getStatistics(device.Handle, &which, &statCount, s), "vkGetPipelineExecutableStatisticsKHR");
-                for (int i = 0; i < statCount; i++)
-                {
-                    var st = &s[i];
-                    string value = st->Format switch
-                    {
-                        PipelineExecutableStatisticFormatKHR.Bool32Khr => (st->Value.B32.Value != 0).ToString(),
-                        PipelineExecutableStatisticFormatKHR.Int64Khr => st->Value.I64.ToString(),
-                        PipelineExecutableStatisticFormatKHR.Uint64Khr => st->Value.U64.ToString(),
-                        PipelineExecutableStatisticFormatKHR.Float64Khr => st->Value.F64.ToString("g6"),
-                        _ => "?",
-                    };
-                    result.Add(new PipelineStatistic(executable, Text(st->Name, 256), value));
-                }
-            }
+            PipelineExecutableInfoKHR* whichAt = &which;
+            var stats = Enumerate<PipelineExecutableStatisticKHR>((count, items) => getStatistics(handle, whichAt, count, items), "vkGetPipelineExecutableStatisticsKHR");
+            for (int i = 0; i < stats.Length; i++)
+                fixed (PipelineExecutableStatisticKHR* st = &stats[i]) result.Add(new PipelineStatistic(executable, Text(st->Name, 256), Value(*st)));
         }
         return result;
     }

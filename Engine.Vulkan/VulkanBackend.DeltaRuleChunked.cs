@@ -73,12 +73,13 @@ public sealed partial class VulkanBackend
         && Capabilities.SubgroupSize >= 16 && 128 % Capabilities.SubgroupSize == 0
         && Capabilities.MaxSharedMemoryBytes >= ChunkCoopMatSharedBytes;
 
-    /// <summary>Every parallel stage that has a tensor-core variant.</summary>
+    /// <summary>Every tile-product stage that has a tensor-core variant.</summary>
     public static readonly IReadOnlySet<string> DeltaRuleCoopMatStagesAll =
         new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk", "chunk_wy_backward", "chunk_state_tiles", "chunk_state_backward_tiles" };
 
-    /// <summary>The parallel stages that run their tensor-core variant when <see cref="DeltaRuleUsesCoopMat"/>
-    /// holds; the others run the portable products. The default leaves out chunk_wy_backward: on the
+    /// <summary>The stages on the tile products (the parallel ones and the tile-product state passes)
+    /// that run their tensor-core variant when <see cref="DeltaRuleUsesCoopMat"/> holds; the others
+    /// run the portable products. The default leaves out chunk_wy_backward: on the
     /// H200 at B8 H16 T2048 D64 bf16 its portable variant (double-buffered f32 products) took 798 us
     /// where the tensor-core one took 996, while chunk_wy (403 / 468 us), chunk_grad_qk (499 / 706)
     /// and chunk_output (260 / 290) are faster on tensor cores (bench/results/2026-12-01-h200-run25.txt
@@ -86,20 +87,20 @@ public sealed partial class VulkanBackend
     public IReadOnlySet<string> DeltaRuleCoopMatStages { get; set; } =
         new HashSet<string> { "chunk_wy", "chunk_output", "chunk_values_grad", "chunk_grad_qk", "chunk_state_tiles", "chunk_state_backward_tiles" };
 
-    // A stage on chunk_tiles.glsl (one workgroup of 256): the tensor-core variant where it applies
-    // (subgroup size pinned, 16 / (256 / subgroup) result tiles per subgroup), else the portable one.
-    // keyBlocks > 0: the state passes' KEY_BLOCKS (specialisation constant 2).
+    // A stage on chunk_tiles.glsl: the tensor-core variant where it applies (subgroup size pinned,
+    // 16 subgroup / group result tiles per subgroup, the workgroup 256 or 128 invocations: TileGroup),
+    // else the portable one (256). keyBlocks > 0: the state passes' KEY_BLOCKS (specialisation
+    // constant 2; the portable kernels declare no constants 0 and 1, so theirs are ignored).
     private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0)
     {
         bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
         // 128-invocation builds exist for the tensor-core variants but chunk_wy_backward's
         int group = coopMat && kernel != "chunk_wy_backward" && TileGroup(keyBlocks) == 128 ? 128 : 256;
-        string suffix = group == 128 ? "_g128" : "";
-        int[] spec = coopMat ? [16 * Capabilities.SubgroupSize / group, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks] : [0, 0, keyBlocks];
-        int length = keyBlocks > 0 ? 3 : coopMat ? 2 : 0;
+        Span<int> spec = [coopMat ? 16 * Capabilities.SubgroupSize / group : 0, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks];
+        var used = spec[..(keyBlocks > 0 ? 3 : coopMat ? 2 : 0)];
         return coopMat
-            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{suffix}", spec.AsSpan(0, length), requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
-            : Kernels.Get(ChunkVariant(kernel, q) + suffix, spec.AsSpan(0, length));
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{(group == 128 ? "_g128" : "")}", used, requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            : Kernels.Get(ChunkVariant(kernel, q), used);
     }
 
     /// <summary>Invocations per workgroup of the tensor-core stages on chunk_tiles.glsl (every parallel
@@ -145,8 +146,8 @@ public sealed partial class VulkanBackend
     {
         DeltaRuleStatePass.Tiles => true,
         DeltaRuleStatePass.Sequential => false,
-        _ => DeltaRuleUsesCoopMat(inputs) && DeltaRuleCoopMatStages.Contains(backward ? "chunk_state_backward_tiles" : "chunk_state_tiles")
-            || !backward && keyDim > 64,
+        _ => (DeltaRuleUsesCoopMat(inputs) && DeltaRuleCoopMatStages.Contains(backward ? "chunk_state_backward_tiles" : "chunk_state_tiles"))
+            || (!backward && keyDim > 64),
     };
 
     private static uint ChunkCount(FastWeightShape s) => Groups(s.Steps, DeltaRuleChunkSize);

@@ -2,7 +2,7 @@
 // chunk_state_backward_tiles.comp), after chunk_tiles.glsl: 64 rows v0 .. v0 + 63 of a Dv x Dk
 // state (or of its gradient) as KEY_BLOCKS 64 x 64 tiles in registers, block kb holding columns
 // 64 kb .. 64 kb + 63, each tile laid out as chunk_tiles.glsl's acc (invocation (tx, ty) holds rows
-// 4 ty + i and columns 4 tx + j). Invariant: elements at rows >= Dv or columns >= Dk are zero.
+// ACC_ROWS ty + i and columns 4 tx + j). Invariant: elements at rows >= Dv or columns >= Dk are zero.
 // (Keeping the slice in the per-chunk states the pass writes instead, each invocation rereading its
 // own elements, saved registers but not enough for a second workgroup per SM at D128, and the
 // rereads made both passes 5-9% slower on the H200: bench/results/2026-12-01-h200-run32.txt.)
