@@ -345,7 +345,7 @@ public sealed partial class VulkanBackend
         push.Address(result);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(ChunkKernel(kernel, q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.ValueDim, DeltaRuleChunkSize));
+        Dispatch(ChunkKernel(kernel, q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state_backward.comp: reverse over chunks, dU' += K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
@@ -388,7 +388,7 @@ public sealed partial class VulkanBackend
         push.Address(dW);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(ChunkKernel("chunk_grad_qk", q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+        Dispatch(ChunkKernel("chunk_grad_qk", q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent

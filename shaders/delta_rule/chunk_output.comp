@@ -1,6 +1,7 @@
 #version 460
 // Chunked delta rule, stage 3 (forward) and its mirror in the backward; one workgroup per
-// (chunk, b H + h, 64 columns of Dv), all chunks in one dispatch. With P = scale (Q K^T ⊙ M),
+// (chunk, b H + h), all chunks in one dispatch, walking Dv 64 columns at a time with P formed once
+// (one workgroup per 64 columns, each forming P again, took 779 us at D128 on the H200, run 33). With P = scale (Q K^T ⊙ M),
 // M causal with the diagonal (M[i][j] = 1 for j <= i), S_0 the chunk-start state:
 //   forward (VALUES_GRADIENT 0):   O = scale Q S_0^T + P U'
 //   backward (VALUES_GRADIENT 1):  dU'_local = P^T dO    (the intra-chunk part of dU'; the state
@@ -37,7 +38,7 @@ layout(push_constant) uniform Push
 
 void main()
 {
-    uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads, v0 = gl_WorkGroupID.z * CHUNK;
+    uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint t0 = n * CHUNK, rows = min(uint(CHUNK), pc.t - t0);
     MatrixView queries = tokenRows(pc.q, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dk);
     MatrixView keys = tokenRows(pc.k, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dk);
@@ -54,22 +55,27 @@ void main()
         square[r][c] = c >= r ? pc.scale * acc[i][j] : 0.0;
     }
     barrier();
-    clearAcc();
 #else
     multiply(queries, transposed(keys), 0, 0, pc.dk);
     accToSquare(1, pc.scale);
-    // acc = scale Q S_0^T: B(c, v) = S_0[v][c]
-    clearAcc();
     uint chunks = (pc.t + CHUNK - 1) / CHUNK;
     MatrixView state = view(pc.states, DTYPE_F32, (bh * chunks + n) * pc.dv * pc.dk, 1u, pc.dk, pc.dk, pc.dv);
-    multiply(queries, state, 0, v0, pc.dk);
-    scaleAcc(pc.scale);
 #endif
-    multiplySquareLeft(false, values, v0);
     uint origin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dv);
-    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+    // square (P or P^T) stays as it is: the products below only read it
+    for (uint v0 = 0; v0 < pc.dv; v0 += CHUNK)
     {
-        uint r = accRow(i), c = v0 + accColumn(j);
-        if (r < rows && c < pc.dv) F32Buffer(pc.result).v[origin + r * pc.heads * pc.dv + c] = acc[i][j];
+        clearAcc();
+#if !VALUES_GRADIENT
+        // acc = scale Q S_0^T: B(c, v) = S_0[v][c]
+        multiply(queries, state, 0, v0, pc.dk);
+        scaleAcc(pc.scale);
+#endif
+        multiplySquareLeft(false, values, v0);
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+        {
+            uint r = accRow(i), c = v0 + accColumn(j);
+            if (r < rows && c < pc.dv) F32Buffer(pc.result).v[origin + r * pc.heads * pc.dv + c] = acc[i][j];
+        }
     }
 }
