@@ -32,6 +32,8 @@
 #                      tiles): per-kernel profile and pipeline statistics at T2048 D64 and D128, then the
 #                      four bench shapes
 #   delta-group        the same with the tile stages in workgroups of 256 and of 128 (FASTWEIGHTS_DELTA_GROUP)
+#   delta-latency      the chunked delta rule (bf16, D64, T2048) profiled at B1 H1, B1 H2, B1 H4, B2 H8 and
+#                      B8 H16: with fewer workgroups than SMs a kernel's time is one workgroup's latency
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
@@ -100,6 +102,8 @@ for section in "$@"; do
                    FASTWEIGHTS_DELTA_STATE=$pass FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*state|profile|delta)'; done
                  for pass in sequential tiles; do echo "# FASTWEIGHTS_DELTA_STATE=$pass"
                    FASTWEIGHTS_DELTA_STATE=$pass $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra | grep -E '^delta'; done ;;
+    delta-latency) for s in 1,1,2048,64 1,2,2048,64 1,4,2048,64 2,8,2048,64 8,16,2048,64; do
+      FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $s $extra | grep -E '^(delta|profile)'; done ;;
     delta-group) for g in 256 128; do echo "# FASTWEIGHTS_DELTA_GROUP=$g"
                    FASTWEIGHTS_DELTA_GROUP=$g FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*chunk|profile|delta)'; done
                  for g in 256 128; do echo "# FASTWEIGHTS_DELTA_GROUP=$g"

@@ -1,7 +1,9 @@
 #version 460
 // Chunked delta rule, backward, per-chunk gradients once dU' and every dS_C are known; one workgroup
-// per (chunk, b H + h), all chunks in one dispatch, walking Dk 64 columns at a time with dP formed
-// once (one workgroup per 64 columns, each forming dP again, took 1602 us at D128 on the H200, run 33). With Q' = scale Q,
+// per (chunk, b H + h, 64 columns of Dk), all chunks in one dispatch. (Walking Dk inside one
+// workgroup with dP formed once, as chunk_output does with Dv, took 131 registers instead of 128:
+// one workgroup per SM instead of two, 504 -> 789 us at D64 and 1602 -> 2200 at D128 on the H200,
+// bench/results/2026-12-01-h200-run37.txt.) With Q' = scale Q,
 // P = (Q' K^T) ⊙ M, S_0 and dS_C the chunk's start state and end-state gradient:
 //   dP = (dO U'^T) ⊙ M                     (in shared memory)
 //   dQ = scale (dO S_0 + dP K)
@@ -48,7 +50,7 @@ void storeKeyTile(uint64_t base, uint origin, uint rows, uint c0, float factor)
 
 void main()
 {
-    uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
+    uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads, c0 = gl_WorkGroupID.z * CHUNK;
     uint t0 = n * CHUNK, rows = min(uint(CHUNK), pc.t - t0);
     uint chunks = (pc.t + CHUNK - 1) / CHUNK, stateOrigin = (bh * chunks + n) * pc.valueDim * pc.keyDim;
     MatrixView queries = tokenRows(pc.q, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.keyDim);
@@ -65,22 +67,18 @@ void main()
     multiply(outputGrads, transposed(newValues), 0, 0, pc.valueDim);
     accToSquare(1, 1.0);
 
-    // square (dP) stays as it is: the products below only read it
-    for (uint c0 = 0; c0 < pc.keyDim; c0 += CHUNK)
-    {
-        clearAcc();
-        multiply(outputGrads, state, 0, c0, pc.valueDim);
-        multiplySquareLeft(false, keys, c0);
-        storeKeyTile(pc.dq, origin, rows, c0, pc.scale);
+    clearAcc();
+    multiply(outputGrads, state, 0, c0, pc.valueDim);
+    multiplySquareLeft(false, keys, c0);
+    storeKeyTile(pc.dq, origin, rows, c0, pc.scale);
 
-        clearAcc();
-        multiplySquareLeft(true, queries, c0);
-        scaleAcc(pc.scale);
-        multiply(newValues, stateGrad, 0, c0, pc.valueDim);
-        storeKeyTile(pc.dk, origin, rows, c0, 1.0);
+    clearAcc();
+    multiplySquareLeft(true, queries, c0);
+    scaleAcc(pc.scale);
+    multiply(newValues, stateGrad, 0, c0, pc.valueDim);
+    storeKeyTile(pc.dk, origin, rows, c0, 1.0);
 
-        clearAcc();
-        multiply(newValueGrads, state, 0, c0, pc.valueDim);
-        storeKeyTile(pc.dw, origin, rows, c0, -1.0);
-    }
+    clearAcc();
+    multiply(newValueGrads, state, 0, c0, pc.valueDim);
+    storeKeyTile(pc.dw, origin, rows, c0, -1.0);
 }
