@@ -61,6 +61,25 @@ public sealed partial class VulkanBackend
     /// relative (norm-wise) of f32, the precision flash-linear-attention's kernels keep.</summary>
     public bool DeltaRuleCoopMatSplit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "bf16";
 
+    /// <summary>Whether the tensor-core products read both 32-deep steps of a 64-deep product before
+    /// multiplying the first (chunk_tiles_coopmat.glsl's PIPELINED): true or false for every tensor-core
+    /// stage, or null (the default) for the measured choice per stage, which pipelines only the state
+    /// passes (FASTWEIGHTS_DELTA_PIPELINE=0 or 1 sets it). On the H200 (B8 H16 T2048 bf16,
+    /// bench/results/2026-12-01-h200-run38.txt) the extra registers cost the parallel stages their
+    /// second workgroup per SM (chunk_wy 92 → 134 registers, 377 → 515 us at D64; chunk_grad_qk
+    /// 487 → 774), while the state passes, one workgroup per SM in any case, got faster (forward
+    /// 347 → 305 us at D64, 913 → 875 at D128; backward 456 → 401 at D64) but for the 128-invocation
+    /// backward at D128, which ran out of registers (1304 → 2072 us).</summary>
+    public bool? DeltaRulePipelined { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_PIPELINE") switch
+    {
+        "0" => false,
+        "1" => true,
+        _ => null,
+    };
+
+    private bool PipelinesProducts(string kernel, int group) =>
+        DeltaRulePipelined ?? (kernel == "chunk_state_tiles" || (kernel == "chunk_state_backward_tiles" && group == 256));
+
     // chunk_tiles_coopmat.glsl's shared memory with the portable square: four stages of 320 uvec4
     // (the result reuses them), square, and chunk_wy_backward's 64 x 17 floats (the largest extra).
     private const int ChunkCoopMatSharedBytes = 4 * 320 * 16 + 64 * 65 * 4 + 64 * 17 * 4;
@@ -96,11 +115,13 @@ public sealed partial class VulkanBackend
         bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
         // 128-invocation builds exist for the tensor-core variants but chunk_wy_backward's
         int group = coopMat && kernel != "chunk_wy_backward" && TileGroup(keyBlocks) == 128 ? 128 : 256;
-        Span<int> spec = [coopMat ? 16 * Capabilities.SubgroupSize / group : 0, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks];
-        var used = spec[..(keyBlocks > 0 ? 3 : coopMat ? 2 : 0)];
+        // Constants a kernel does not declare are ignored (KEY_BLOCKS outside the state passes, the
+        // tensor-core ones in the portable kernels); they stay in the cache key.
+        Span<int> spec = [coopMat ? 16 * Capabilities.SubgroupSize / group : 0, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks,
+            coopMat && PipelinesProducts(kernel, group) ? 1 : 0];
         return coopMat
-            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{(group == 128 ? "_g128" : "")}", used, requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
-            : Kernels.Get(ChunkVariant(kernel, q), used);
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{(group == 128 ? "_g128" : "")}", spec, requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            : Kernels.Get(ChunkVariant(kernel, q), spec);
     }
 
     /// <summary>Invocations per workgroup of the tensor-core stages on chunk_tiles.glsl (every parallel

@@ -32,6 +32,8 @@
 #                      tiles): per-kernel profile and pipeline statistics at T2048 D64 and D128, then the
 #                      four bench shapes
 #   delta-group        the same with the tile stages in workgroups of 256 and of 128 (FASTWEIGHTS_DELTA_GROUP)
+#   delta-pipeline     the chunked delta rule (bf16) at T2048 D64 and D128, profiled, with the tensor-core
+#                      products pipelined nowhere, everywhere and where the backend chooses (FASTWEIGHTS_DELTA_PIPELINE)
 #   delta-latency      the chunked delta rule (bf16, D64, T2048) profiled at B1 H1, B1 H2, B1 H4, B2 H8 and
 #                      B8 H16: with fewer workgroups than SMs a kernel's time is one workgroup's latency
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -102,6 +104,8 @@ for section in "$@"; do
                    FASTWEIGHTS_DELTA_STATE=$pass FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*state|profile|delta)'; done
                  for pass in sequential tiles; do echo "# FASTWEIGHTS_DELTA_STATE=$pass"
                    FASTWEIGHTS_DELTA_STATE=$pass $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra | grep -E '^delta'; done ;;
+    delta-pipeline) for pl in 0 1 auto; do echo "# FASTWEIGHTS_DELTA_PIPELINE=$pl"
+      FASTWEIGHTS_DELTA_PIPELINE=$pl FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(delta|profile)'; done ;;
     delta-latency) for s in 1,1,2048,64 1,2,2048,64 1,4,2048,64 2,8,2048,64 8,16,2048,64; do
       FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $s $extra | grep -E '^(delta|profile)'; done ;;
     delta-group) for g in 256 128; do echo "# FASTWEIGHTS_DELTA_GROUP=$g"

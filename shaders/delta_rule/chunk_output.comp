@@ -14,10 +14,10 @@
 //! variant chunk_values_grad_f32 -DIN_DTYPE=0 -DVALUES_GRADIENT=1
 //! variant chunk_values_grad_f16 -DIN_DTYPE=1 -DVALUES_GRADIENT=1
 //! variant chunk_values_grad_bf16 -DIN_DTYPE=2 -DVALUES_GRADIENT=1
-//! variant chunk_output_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1
-//! variant chunk_values_grad_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1
-//! variant chunk_output_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1 -DGROUP=128
-//! variant chunk_values_grad_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1 -DGROUP=128
+//! variant chunk_output_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1 -O0
+//! variant chunk_values_grad_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1 -O0
+//! variant chunk_output_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1 -DGROUP=128 -O0
+//! variant chunk_values_grad_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1 -DGROUP=128 -O0
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"

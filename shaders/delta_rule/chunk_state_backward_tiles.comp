@@ -15,8 +15,8 @@
 //! variant chunk_state_backward_tiles_f32 -DIN_DTYPE=0
 //! variant chunk_state_backward_tiles_f16 -DIN_DTYPE=1
 //! variant chunk_state_backward_tiles_bf16 -DIN_DTYPE=2
-//! variant chunk_state_backward_tiles_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1
-//! variant chunk_state_backward_tiles_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128
+//! variant chunk_state_backward_tiles_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1 -O0
+//! variant chunk_state_backward_tiles_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128 -O0
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"

@@ -13,11 +13,20 @@
 // steps of 32 staged through shared memory: A as [m][k] (row-major, k contiguous) or [k][m]
 // (column-major), B as [k][n] or [n][k], whichever keeps the global reads of the view contiguous;
 // rows are padded by 8 elements against bank conflicts. Storage is uvec4 (8 bf16), as the
-// coopmat loads take offsets and strides in units of the array's element. After the depth loop the
-// same shared array holds the f32 result (64 x 64), which goes from there into acc.
+// coopmat loads take offsets and strides in units of the array's element. Each step's values are
+// read from global memory into registers (PendingRun) before they are converted and stored, with
+// PIPELINED two steps ahead (product()). After the depth loop the same shared array holds the f32
+// result (64 x 64), which goes from there into acc.
+// The tensor-core variants build with -O0 (their variant lines): glslc's optimiser took 40-100 s and
+// up to 10 GB per variant on them, and the driver optimises the SPIR-V itself. Together with the
+// reads of both operands' runs before either stage write (fetchStageA/B, then putStageA/B) that made
+// every tensor-core stage faster on the H200 than the -O build that read and wrote run by run
+// (B8 H16 T2048 D64 bf16: chunk_wy 409 -> 377 us, chunk_output 263 -> 224, chunk_values_grad
+// 204 -> 162; bench/results/2026-12-01-h200-run37.txt and run38); the two were not measured apart.
 
 layout(constant_id = 0) const uint TILES_PER_SUBGROUP = 2;
 layout(constant_id = 1) const bool SPLIT = true;   // false: f32 operands rounded to bf16 (one multiply)
+layout(constant_id = 3) const bool PIPELINED = false;   // product(): both depth steps of 64 in flight at once
 
 #define CM_K 32
 #define CM_ROW32 5              // uvec4 per padded row of 32 elements (40)
@@ -84,77 +93,110 @@ bool vectorRuns(MatrixView m, bool alongColumns)
     return unit == 1 && m.origin % 8 == 0 && other % 8 == 0 && extent % 8 == 0;
 }
 
-// Stages 8 consecutive operand values from (r, c) along columns (alongColumns) or rows into uvec4
-// `slot` of the stage at hiBase. Vector path: one or two 16-byte loads (bf16 read as is when no
-// row scale applies); otherwise 8 scalar reads.
-void stageRun(uint hiBase, uint slot, uint source, MatrixView m, uint r, uint c, bool alongColumns, bool vector)
+// A run of 8 consecutive operand values, read from global memory (or square) one depth step
+// ahead of the stage write that converts and stores it, so the loads are in flight during the
+// multiplies of the step before. value[0..7] holds f32 values; for f16 and bf16 views read as
+// vectors, value[0..3] holds the 16 bytes as they are (decoded at the stage write). scale is the
+// run's row scale (1 when none). Vector runs of a scaled view go along its columns (one scale per
+// run); a scaled view staged across its rows takes the scalar path, which scales each value.
+struct PendingRun
 {
-    float x[8];
-    if (vector)
+    float value[8];
+    float scale;
+};
+
+// Reads the run of 8 values from (r, c) along columns (alongColumns) or rows: one or two 16-byte
+// loads on the vector path, else 8 scalar reads; zeros outside the view.
+PendingRun fetchRun(uint source, MatrixView m, uint r, uint c, bool alongColumns, bool vector)
+{
+    PendingRun run;
+    run.scale = 1.0;
+    [[unroll]] for (uint e = 0; e < 8; e++) run.value[e] = 0.0;
+    if (!vector)
     {
-        if (r >= m.rows || c >= m.columns)
-        {
-            cmShared[hiBase + slot] = uvec4(0);
-            cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
-            return;
-        }
-        uint first = m.origin + r * m.rowStride + c * m.columnStride;
-        if (m.dtype == DTYPE_F32)
-        {
-            vec4 p = F32x4Buffer(m.base).v[first / 4], q = F32x4Buffer(m.base).v[first / 4 + 1];
-            x = float[8](p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w);
-        }
-        else
-        {
-            uvec4 bits = U32x4Buffer(m.base).v[first / 8];
-            if (m.dtype == DTYPE_BF16 && m.rowScale == 0ul)
-            {
-                cmShared[hiBase + slot] = bits;
-                cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
-                return;
-            }
-            [[unroll]] for (uint e = 0; e < 4; e++)
-            {
-                uint w = bits[e];
-                x[2 * e] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w & 0xFFFFu) : f16ToFloat(w & 0xFFFFu);
-                x[2 * e + 1] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w >> 16) : f16ToFloat(w >> 16);
-            }
-        }
-        if (m.rowScale != 0ul)
-        {
-            if (alongColumns)
-            {
-                float scale = loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + r * m.scaleStride);
-                [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= scale;
-            }
-            else
-                [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + (r + e) * m.scaleStride);
-        }
+        [[unroll]] for (uint e = 0; e < 8; e++) run.value[e] = alongColumns ? operand(source, m, r, c + e) : operand(source, m, r + e, c);
+        return run;
+    }
+    if (r >= m.rows || c >= m.columns) return run;
+    uint first = m.origin + r * m.rowStride + c * m.columnStride;
+    if (m.dtype == DTYPE_F32)
+    {
+        vec4 p = F32x4Buffer(m.base).v[first / 4], q = F32x4Buffer(m.base).v[first / 4 + 1];
+        run.value = float[8](p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w);
     }
     else
-        [[unroll]] for (uint e = 0; e < 8; e++) x[e] = alongColumns ? operand(source, m, r, c + e) : operand(source, m, r + e, c);
+    {
+        uvec4 bits = U32x4Buffer(m.base).v[first / 8];
+        [[unroll]] for (uint e = 0; e < 4; e++) run.value[e] = uintBitsToFloat(bits[e]);
+    }
+    if (m.rowScale != 0ul) run.scale = loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + r * m.scaleStride);
+    return run;
+}
+
+// Writes a fetched run as hi and lo bf16 parts into uvec4 `slot` of the stage at hiBase (and
+// hiBase + CM_STAGE_VECS). Exact bf16 runs (vector reads of an unscaled bf16 view) go as they are.
+void putRun(uint hiBase, uint slot, PendingRun run, MatrixView m, bool vector)
+{
+    bool packed = vector && m.dtype != DTYPE_F32;
+    if (packed && m.dtype == DTYPE_BF16 && m.rowScale == 0ul)
+    {
+        cmShared[hiBase + slot] = uvec4(floatBitsToUint(run.value[0]), floatBitsToUint(run.value[1]), floatBitsToUint(run.value[2]), floatBitsToUint(run.value[3]));
+        cmShared[hiBase + CM_STAGE_VECS + slot] = uvec4(0);
+        return;
+    }
+    float x[8];
+    if (packed)
+        [[unroll]] for (uint e = 0; e < 4; e++)
+        {
+            uint w = floatBitsToUint(run.value[e]);
+            x[2 * e] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w & 0xFFFFu) : f16ToFloat(w & 0xFFFFu);
+            x[2 * e + 1] = m.dtype == DTYPE_BF16 ? bf16ToFloat(w >> 16) : f16ToFloat(w >> 16);
+        }
+    else x = run.value;
+    [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= run.scale;
     stagePut(hiBase, slot, x);
 }
 
-// 64 x 32 = 256 runs of 8, run id = invocation + q GROUP for q < 256 / GROUP. Runs go along the
-// stage's contiguous axis, which is the view's contiguous axis (aRowMajor, bRowMajor).
-void stageA(uint source, MatrixView a, bool rowMajor, bool vector, uint m0, uint k0)
+// A stage of 64 x 32 (A) or 32 x 64 (B) values is 256 runs of 8: run id = invocation + q GROUP,
+// q < CM_RUNS. Runs go along the stage's contiguous axis, which is the view's contiguous axis
+// (aRowMajor, bRowMajor).
+#define CM_RUNS (256 / GROUP)
+
+void fetchStageA(out PendingRun runs[CM_RUNS], uint source, MatrixView a, bool rowMajor, bool vector, uint m0, uint k0)
 {
-    [[unroll]] for (uint q = 0; q < 256 / GROUP; q++)
+    [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
     {
         uint id = gl_LocalInvocationID.x + q * GROUP;
-        if (rowMajor) stageRun(CM_A_HI, (id / 4) * CM_ROW32 + id % 4, source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector);
-        else stageRun(CM_A_HI, (id / 8) * CM_ROW64 + id % 8, source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector);
+        runs[q] = rowMajor ? fetchRun(source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector)
+                           : fetchRun(source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector);
     }
 }
 
-void stageB(uint source, MatrixView b, bool rowMajor, bool vector, uint k0, uint n0)
+void putStageA(PendingRun runs[CM_RUNS], MatrixView a, bool rowMajor, bool vector)
 {
-    [[unroll]] for (uint q = 0; q < 256 / GROUP; q++)
+    [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
     {
         uint id = gl_LocalInvocationID.x + q * GROUP;
-        if (rowMajor) stageRun(CM_B_HI, (id / 8) * CM_ROW64 + id % 8, source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector);
-        else stageRun(CM_B_HI, (id / 4) * CM_ROW32 + id % 4, source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector);
+        putRun(CM_A_HI, rowMajor ? (id / 4) * CM_ROW32 + id % 4 : (id / 8) * CM_ROW64 + id % 8, runs[q], a, vector);
+    }
+}
+
+void fetchStageB(out PendingRun runs[CM_RUNS], uint source, MatrixView b, bool rowMajor, bool vector, uint k0, uint n0)
+{
+    [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
+    {
+        uint id = gl_LocalInvocationID.x + q * GROUP;
+        runs[q] = rowMajor ? fetchRun(source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector)
+                           : fetchRun(source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector);
+    }
+}
+
+void putStageB(PendingRun runs[CM_RUNS], MatrixView b, bool rowMajor, bool vector)
+{
+    [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
+    {
+        uint id = gl_LocalInvocationID.x + q * GROUP;
+        putRun(CM_B_HI, rowMajor ? (id / 8) * CM_ROW64 + id % 8 : (id / 4) * CM_ROW32 + id % 4, runs[q], b, vector);
     }
 }
 
@@ -170,42 +212,93 @@ void loadB(out coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> frag
     else coopMatLoad(fragment, cmShared, offset, CM_ROW32, gl_CooperativeMatrixLayoutColumnMajor);
 }
 
+// tiles += the staged step's A (64 x CM_K) times B (CM_K x 64), this subgroup's tiles; inside
+// product() (uses its tiles, aRow, bRow, aExact, bExact).
+#define MULTIPLY_STAGE() \
+    [[unroll]] for (uint kk = 0; kk < CM_K; kk += 16) \
+        [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++) \
+        { \
+            uint tile = gl_SubgroupID * TILES_PER_SUBGROUP + t, tr = tile / 4, tc = tile % 4; \
+            uint offsetA = aRow ? 16 * tr * CM_ROW32 + kk / 8 : kk * CM_ROW64 + 2 * tr; \
+            uint offsetB = bRow ? kk * CM_ROW64 + 2 * tc : 16 * tc * CM_ROW32 + kk / 8; \
+            coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA, fragALo; \
+            coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB, fragBLo; \
+            loadA(fragA, CM_A_HI + offsetA, aRow); \
+            loadB(fragB, CM_B_HI + offsetB, bRow); \
+            if (!bExact) \
+            { \
+                loadB(fragBLo, CM_B_LO + offsetB, bRow); \
+                tiles[t] = coopMatMulAdd(fragA, fragBLo, tiles[t]); \
+            } \
+            if (!aExact) \
+            { \
+                loadA(fragALo, CM_A_LO + offsetA, aRow); \
+                tiles[t] = coopMatMulAdd(fragALo, fragB, tiles[t]); \
+            } \
+            tiles[t] = coopMatMulAdd(fragA, fragB, tiles[t]); \
+        }
+
 // acc += A[m0 .., 0 .. depth) B[0 .. depth, n0 ..). Called in uniform control flow.
 void product(uint sourceA, MatrixView a, uint sourceB, MatrixView b, uint m0, uint n0, uint depth)
 {
     bool aRow = aRowMajor(sourceA, a), bRow = bRowMajor(sourceB, b);
     bool aExact = !SPLIT || exactBf16(sourceA, a), bExact = !SPLIT || exactBf16(sourceB, b);
-    bool aVector = sourceA == SOURCE_VIEW && vectorRuns(a, aRow), bVector = sourceB == SOURCE_VIEW && vectorRuns(b, bRow);
+    // (runs go along columns of A when aRow, of B when bRow: a scaled view read across rows takes
+    // the scalar path, fetchRun)
+    bool aVector = sourceA == SOURCE_VIEW && vectorRuns(a, aRow) && (aRow || a.rowScale == 0ul);
+    bool bVector = sourceB == SOURCE_VIEW && vectorRuns(b, bRow) && (bRow || b.rowScale == 0ul);
     coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> tiles[TILES_PER_SUBGROUP];
     [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++) tiles[t] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
-    for (uint k0 = 0; k0 < depth; k0 += CM_K)
+    // Depth steps alternate between two register sets of fetched runs (0: even steps, 1: odd).
+    // PIPELINED: both sets are fetched before the loop and each is refilled two steps ahead right
+    // after its stage write, so a depth-64 product waits on its global reads once, not once per
+    // step. Otherwise each step reads its runs between the first barrier and its stage write.
+    PendingRun evenA[CM_RUNS], evenB[CM_RUNS], oddA[CM_RUNS], oddB[CM_RUNS];
+    if (PIPELINED)
     {
+        fetchStageA(evenA, sourceA, a, aRow, aVector, m0, 0);
+        fetchStageB(evenB, sourceB, b, bRow, bVector, 0, n0);
+        if (CM_K < depth)
+        {
+            fetchStageA(oddA, sourceA, a, aRow, aVector, m0, CM_K);
+            fetchStageB(oddB, sourceB, b, bRow, bVector, CM_K, n0);
+        }
+    }
+    for (uint k0 = 0; k0 < depth; k0 += 2 * CM_K)
+    {
+        barrier();   // the previous step's multiplies (or the previous product's result) are done with the stage
+        if (!PIPELINED)
+        {
+            fetchStageA(evenA, sourceA, a, aRow, aVector, m0, k0);
+            fetchStageB(evenB, sourceB, b, bRow, bVector, k0, n0);
+        }
+        putStageA(evenA, a, aRow, aVector);
+        putStageB(evenB, b, bRow, bVector);
         barrier();
-        stageA(sourceA, a, aRow, aVector, m0, k0);
-        stageB(sourceB, b, bRow, bVector, k0, n0);
-        barrier();
-        [[unroll]] for (uint kk = 0; kk < CM_K; kk += 16)
-            [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++)
+        if (PIPELINED && k0 + 2 * CM_K < depth)
+        {
+            fetchStageA(evenA, sourceA, a, aRow, aVector, m0, k0 + 2 * CM_K);
+            fetchStageB(evenB, sourceB, b, bRow, bVector, k0 + 2 * CM_K, n0);
+        }
+        MULTIPLY_STAGE();
+        if (k0 + CM_K < depth)
+        {
+            barrier();
+            if (!PIPELINED)
             {
-                uint tile = gl_SubgroupID * TILES_PER_SUBGROUP + t, tr = tile / 4, tc = tile % 4;
-                uint offsetA = aRow ? 16 * tr * CM_ROW32 + kk / 8 : kk * CM_ROW64 + 2 * tr;
-                uint offsetB = bRow ? kk * CM_ROW64 + 2 * tc : 16 * tc * CM_ROW32 + kk / 8;
-                coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> fragA, fragALo;
-                coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> fragB, fragBLo;
-                loadA(fragA, CM_A_HI + offsetA, aRow);
-                loadB(fragB, CM_B_HI + offsetB, bRow);
-                if (!bExact)
-                {
-                    loadB(fragBLo, CM_B_LO + offsetB, bRow);
-                    tiles[t] = coopMatMulAdd(fragA, fragBLo, tiles[t]);
-                }
-                if (!aExact)
-                {
-                    loadA(fragALo, CM_A_LO + offsetA, aRow);
-                    tiles[t] = coopMatMulAdd(fragALo, fragB, tiles[t]);
-                }
-                tiles[t] = coopMatMulAdd(fragA, fragB, tiles[t]);
+                fetchStageA(oddA, sourceA, a, aRow, aVector, m0, k0 + CM_K);
+                fetchStageB(oddB, sourceB, b, bRow, bVector, k0 + CM_K, n0);
             }
+            putStageA(oddA, a, aRow, aVector);
+            putStageB(oddB, b, bRow, bVector);
+            barrier();
+            if (PIPELINED && k0 + 3 * CM_K < depth)
+            {
+                fetchStageA(oddA, sourceA, a, aRow, aVector, m0, k0 + 3 * CM_K);
+                fetchStageB(oddB, sourceB, b, bRow, bVector, k0 + 3 * CM_K, n0);
+            }
+            MULTIPLY_STAGE();
+        }
     }
     barrier();
     [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++)

@@ -12,7 +12,7 @@
 //! variant chunk_wy_backward_f32 -DIN_DTYPE=0
 //! variant chunk_wy_backward_f16 -DIN_DTYPE=1
 //! variant chunk_wy_backward_bf16 -DIN_DTYPE=2
-//! variant chunk_wy_backward_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1
+//! variant chunk_wy_backward_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"

@@ -50,6 +50,7 @@ public sealed class DeltaRuleTensorCoreTests
         var previousStages = backend.DeltaRuleCoopMatStages;
         var previousPass = backend.DeltaRuleStatePass;
         int previousGroup = backend.DeltaRuleTileGroup;
+        bool? previousPipelined = backend.DeltaRulePipelined;
         backend.DeltaRuleCoopMatSplit = split;
         try
         {
@@ -58,20 +59,26 @@ public sealed class DeltaRuleTensorCoreTests
             // the register-tiled FMA state passes
             // then both mixes with the tensor-core stages in workgroups of 128 (DeltaRuleTileGroup:
             // 8 rows of the 64 x 64 tile per invocation, the triangular inverse with 8 columns per
-            // invocation; chunk_wy_backward and the portable stages stay at 256, their only builds)
-            foreach (var (stages, pass, group) in new[] { (previousStages, DeltaRuleStatePass.Tiles, 0), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256),
-                (previousStages, DeltaRuleStatePass.Sequential, 256), (previousStages, DeltaRuleStatePass.Tiles, 128), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128) })
+            // invocation; chunk_wy_backward and the portable stages stay at 256, their only builds).
+            // Pipelined products (DeltaRulePipelined): the backend's choice (null: the state passes
+            // but the 128-invocation backward), everywhere (true) or nowhere (false), so that every
+            // tensor-core stage runs both ways at both workgroup sizes.
+            foreach (var (stages, pass, group, pipelined) in new[] { (previousStages, DeltaRuleStatePass.Tiles, 0, (bool?)null),
+                (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256, true), (previousStages, DeltaRuleStatePass.Sequential, 256, null),
+                (previousStages, DeltaRuleStatePass.Tiles, 128, null), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128, false),
+                (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128, true) })
             {
                 backend.DeltaRuleCoopMatStages = stages;
                 backend.DeltaRuleStatePass = pass;
                 backend.DeltaRuleTileGroup = group;
+                backend.DeltaRulePipelined = pipelined;
                 Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
             }
         }
         finally
         {
             backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; backend.DeltaRuleStatePass = previousPass;
-            backend.DeltaRuleTileGroup = previousGroup;
+            backend.DeltaRuleTileGroup = previousGroup; backend.DeltaRulePipelined = previousPipelined;
         }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleTileGroup = 64);
         Assert.AreEqual(previousGroup, backend.DeltaRuleTileGroup);
