@@ -17,6 +17,9 @@ public sealed unsafe class KernelCache : IDisposable
     private readonly VulkanDevice _device;
     private readonly Vk _vk;
     private readonly Dictionary<string, ComputeKernel> _kernels = [];
+    // The same kernels by variant with what else tells them apart, so that a lookup (one per
+    // dispatch) compares the constants in place instead of building the key string.
+    private readonly Dictionary<string, List<(int[] Specialization, int SubgroupSize, bool FullSubgroups, ComputeKernel Kernel)>> _byVariant = [];
     private readonly Dictionary<string, ShaderModule> _modules = [];
     private readonly PipelineCache _cache;
     private readonly string? _cacheFile;
@@ -81,10 +84,14 @@ public sealed unsafe class KernelCache : IDisposable
     /// <paramref name="fullSubgroups"/> asks for full subgroups.</summary>
     public ComputeKernel Get(string variant, ReadOnlySpan<int> specialization = default, int requiredSubgroupSize = 0, bool fullSubgroups = false)
     {
-        string key = variant + "|" + string.Join(",", specialization.ToArray()) + "|" + requiredSubgroupSize + (fullSubgroups ? "f" : "");
         lock (_kernels)
         {
-            if (_kernels.TryGetValue(key, out var kernel)) return kernel;
+            if (_byVariant.TryGetValue(variant, out var known))
+                foreach (var entry in known)
+                    if (entry.SubgroupSize == requiredSubgroupSize && entry.FullSubgroups == fullSubgroups && specialization.SequenceEqual(entry.Specialization))
+                        return entry.Kernel;
+            string key = variant + "|" + string.Join(",", specialization.ToArray()) + "|" + requiredSubgroupSize + (fullSubgroups ? "f" : "");
+            ComputeKernel kernel;
             var module = Module(variant);
             var entries = stackalloc SpecializationMapEntry[Math.Max(1, specialization.Length)];
             for (int i = 0; i < specialization.Length; i++) entries[i] = new SpecializationMapEntry((uint)i, (uint)(4 * i), 4);
@@ -126,6 +133,8 @@ public sealed unsafe class KernelCache : IDisposable
                 finally { Marshal.FreeHGlobal((nint)entryName); }
             }
             _kernels[key] = kernel;
+            if (known is null) _byVariant[variant] = known = [];
+            known.Add((specialization.ToArray(), requiredSubgroupSize, fullSubgroups, kernel));
             return kernel;
         }
     }

@@ -61,6 +61,27 @@ public sealed class VulkanBackendTests
         StringAssert.Contains(e.Message, "no embedded SPIR-V for shader variant 'gemm/no_such_kernel'");
     }
 
+    // The cache finds a kernel by comparing the constants in place (no key string per dispatch):
+    // equal arguments give the same pipeline, any difference (a constant, the subgroup pin, full
+    // subgroups) another one, named by its key.
+    [TestMethod]
+    public void KernelCacheTellsSpecialisationsApart()
+    {
+        var kernels = Vulkan.Kernels;
+        var f32ToBf16 = kernels.Get("pointwise/convert", [0, 2, 0]);
+        Assert.AreSame(f32ToBf16, kernels.Get("pointwise/convert", [0, 2, 0]));
+        Assert.AreEqual("pointwise/convert|0,2,0|0", f32ToBf16.Key);
+        int count = kernels.PipelineCount;
+        var f32ToF16 = kernels.Get("pointwise/convert", [0, 1, 0]);
+        Assert.AreNotSame(f32ToBf16, f32ToF16);
+        Assert.AreEqual("pointwise/convert|0,1,0|0", f32ToF16.Key);
+        var full = kernels.Get("pointwise/convert", [0, 2, 0], fullSubgroups: true);
+        Assert.AreNotSame(f32ToBf16, full);
+        Assert.AreEqual("pointwise/convert|0,2,0|0f", full.Key);
+        Assert.AreSame(f32ToF16, kernels.Get("pointwise/convert", [0, 1, 0]));
+        Assert.IsTrue(kernels.PipelineCount <= count + 2, "a lookup created a pipeline again");
+    }
+
     [TestMethod]
     public void VulkanErrorsCarryTheCallAndResult()
     {
