@@ -20,9 +20,10 @@
 // The tensor-core variants build with -O0 (their variant lines): glslc's optimiser took 40-100 s and
 // up to 10 GB per variant on them, and the driver optimises the SPIR-V itself. Together with the
 // reads of both operands' runs before either stage write (fetchStageA/B, then putStageA/B) that made
-// every tensor-core stage faster on the H200 than the -O build that read and wrote run by run
-// (B8 H16 T2048 D64 bf16: chunk_wy 409 -> 377 us, chunk_output 263 -> 224, chunk_values_grad
-// 204 -> 162; bench/results/2026-12-01-h200-run37.txt and run38); the two were not measured apart.
+// the parallel tensor-core stages faster on the H200 than the -O build that read and wrote run by
+// run (B8 H16 T2048 D64 bf16: chunk_wy 409 -> 377 us, chunk_output 263 -> 224, chunk_values_grad
+// 204 -> 162, chunk_grad_qk 504 -> 487; the state passes 349 -> 348 and 483 -> 456;
+// bench/results/2026-12-01-h200-run37.txt and run38); the two were not measured apart.
 
 layout(constant_id = 0) const uint TILES_PER_SUBGROUP = 2;
 layout(constant_id = 1) const bool SPLIT = true;   // false: f32 operands rounded to bf16 (one multiply)
