@@ -16,9 +16,9 @@ public sealed unsafe class KernelCache : IDisposable
 {
     private readonly VulkanDevice _device;
     private readonly Vk _vk;
-    private readonly Dictionary<string, ComputeKernel> _kernels = [];
-    // The same kernels by variant with what else tells them apart, so that a lookup (one per
-    // dispatch) compares the constants in place instead of building the key string.
+    private readonly List<ComputeKernel> _kernels = [];   // every pipeline created (also the lock)
+    // The kernels by variant with what else tells them apart, so that a lookup (one per dispatch)
+    // compares the constants in place instead of building the key string.
     private readonly Dictionary<string, List<(int[] Specialization, int SubgroupSize, bool FullSubgroups, ComputeKernel Kernel)>> _byVariant = [];
     private readonly Dictionary<string, ShaderModule> _modules = [];
     private readonly PipelineCache _cache;
@@ -132,7 +132,7 @@ public sealed unsafe class KernelCache : IDisposable
                 }
                 finally { Marshal.FreeHGlobal((nint)entryName); }
             }
-            _kernels[key] = kernel;
+            _kernels.Add(kernel);
             if (known is null) _byVariant[variant] = known = [];
             known.Add((specialization.ToArray(), requiredSubgroupSize, fullSubgroups, kernel));
             return kernel;
@@ -187,7 +187,7 @@ public sealed unsafe class KernelCache : IDisposable
         if (_disposed) return;
         _disposed = true;
         Save();
-        foreach (var k in _kernels.Values) _vk.DestroyPipeline(_device.Handle, k.Pipeline, null);
+        foreach (var k in _kernels) _vk.DestroyPipeline(_device.Handle, k.Pipeline, null);
         foreach (var m in _modules.Values) _vk.DestroyShaderModule(_device.Handle, m, null);
         _vk.DestroyPipelineCache(_device.Handle, _cache, null);
         _vk.DestroyPipelineLayout(_device.Handle, Layout, null);

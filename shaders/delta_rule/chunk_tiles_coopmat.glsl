@@ -17,9 +17,10 @@
 // read from global memory into registers (PendingRun) before they are converted and stored, with
 // PIPELINED two steps ahead (product()). After the depth loop the same shared array holds the f32
 // result (64 x 64), which goes from there into acc.
-// The tensor-core variants build with -O0 (their variant lines): glslc's optimiser took 40-100 s and
-// up to 10 GB per variant on them, and the driver optimises the SPIR-V itself. Together with the
-// reads of both operands' runs before either stage write (fetchStageA/B, then putStageA/B) that made
+// The tensor-core variants build with -O0 (their variant lines): glslc's optimiser took 39-98 s and
+// up to 9.9 GB per variant on them (docs/benchmarks.md has the command), and the driver optimises
+// the SPIR-V itself. Together with the reads of both operands' runs before either stage write
+// (fetchStage for A and B, then putStage) that made
 // the parallel tensor-core stages faster on the H200 than the -O build that read and wrote run by
 // run (B8 H16 T2048 D64 bf16: chunk_wy 409 -> 377 us, chunk_output 263 -> 224, chunk_values_grad
 // 204 -> 162, chunk_grad_qk 504 -> 487; the state passes 349 -> 348 and 483 -> 456;
@@ -94,9 +95,9 @@ bool vectorRuns(MatrixView m, bool alongColumns)
     return unit == 1 && m.origin % 8 == 0 && other % 8 == 0 && extent % 8 == 0;
 }
 
-// A run of 8 consecutive operand values, read from global memory (or square) one depth step
-// ahead of the stage write that converts and stores it, so the loads are in flight during the
-// multiplies of the step before. value[0..7] holds f32 values; for f16 and bf16 views read as
+// A run of 8 consecutive operand values, read from global memory (or square) before the stage
+// write that converts and stores it: right before it, with the other operand's runs, or with
+// PIPELINED two depth steps ahead (product()). value[0..7] holds f32 values; for f16 and bf16 views read as
 // vectors, value[0..3] holds the 16 bytes as they are (decoded at the stage write). scale is the
 // run's row scale (1 when none). Vector runs of a scaled view go along its columns (one scale per
 // run); a scaled view staged across its rows takes the scalar path, which scales each value.
@@ -160,44 +161,29 @@ void putRun(uint hiBase, uint slot, PendingRun run, MatrixView m, bool vector)
 
 // A stage of 64 x 32 (A) or 32 x 64 (B) values is 256 runs of 8: run id = invocation + q GROUP,
 // q < CM_RUNS. Runs go along the stage's contiguous axis, which is the view's contiguous axis
-// (aRowMajor, bRowMajor).
+// (aRowMajor, bRowMajor): along the view's columns when alongColumns, else along its rows. A line of
+// the stage (a padded row) holds `perLine` runs: 4 when the contiguous axis is the 32 of depth
+// (CM_ROW32), 8 when it is the 64 of the result (CM_ROW64). A takes alongColumns = aRow and
+// perLine = aRow ? 4 : 8, B alongColumns = bRow and perLine = bRow ? 8 : 4; (r0, c0) is the stage's
+// first element in the view.
 #define CM_RUNS (256 / GROUP)
 
-void fetchStageA(out PendingRun runs[CM_RUNS], uint source, MatrixView a, bool rowMajor, bool vector, uint m0, uint k0)
+void fetchStage(out PendingRun runs[CM_RUNS], uint source, MatrixView m, bool alongColumns, uint perLine, bool vector, uint r0, uint c0)
 {
     [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
     {
-        uint id = gl_LocalInvocationID.x + q * GROUP;
-        runs[q] = rowMajor ? fetchRun(source, a, m0 + id / 4, k0 + 8 * (id % 4), true, vector)
-                           : fetchRun(source, a, m0 + 8 * (id % 8), k0 + id / 8, false, vector);
+        uint id = gl_LocalInvocationID.x + q * GROUP, line = id / perLine, within = 8 * (id % perLine);
+        runs[q] = alongColumns ? fetchRun(source, m, r0 + line, c0 + within, true, vector)
+                               : fetchRun(source, m, r0 + within, c0 + line, false, vector);
     }
 }
 
-void putStageA(PendingRun runs[CM_RUNS], MatrixView a, bool rowMajor, bool vector)
+void putStage(uint hiBase, PendingRun runs[CM_RUNS], MatrixView m, uint perLine, bool vector)
 {
     [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
     {
         uint id = gl_LocalInvocationID.x + q * GROUP;
-        putRun(CM_A_HI, rowMajor ? (id / 4) * CM_ROW32 + id % 4 : (id / 8) * CM_ROW64 + id % 8, runs[q], a, vector);
-    }
-}
-
-void fetchStageB(out PendingRun runs[CM_RUNS], uint source, MatrixView b, bool rowMajor, bool vector, uint k0, uint n0)
-{
-    [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
-    {
-        uint id = gl_LocalInvocationID.x + q * GROUP;
-        runs[q] = rowMajor ? fetchRun(source, b, k0 + id / 8, n0 + 8 * (id % 8), true, vector)
-                           : fetchRun(source, b, k0 + 8 * (id % 4), n0 + id / 4, false, vector);
-    }
-}
-
-void putStageB(PendingRun runs[CM_RUNS], MatrixView b, bool rowMajor, bool vector)
-{
-    [[unroll]] for (uint q = 0; q < CM_RUNS; q++)
-    {
-        uint id = gl_LocalInvocationID.x + q * GROUP;
-        putRun(CM_B_HI, rowMajor ? (id / 8) * CM_ROW64 + id % 8 : (id / 4) * CM_ROW32 + id % 4, runs[q], b, vector);
+        putRun(hiBase, (id / perLine) * (perLine == 4 ? CM_ROW32 : CM_ROW64) + id % perLine, runs[q], m, vector);
     }
 }
 
@@ -250,57 +236,36 @@ void product(uint sourceA, MatrixView a, uint sourceB, MatrixView b, uint m0, ui
     bool bVector = sourceB == SOURCE_VIEW && vectorRuns(b, bRow) && (bRow || b.rowScale == 0ul);
     coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> tiles[TILES_PER_SUBGROUP];
     [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++) tiles[t] = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
-    // Depth steps alternate between two register sets of fetched runs (0: even steps, 1: odd).
+    uint aPerLine = aRow ? 4 : 8, bPerLine = bRow ? 8 : 4;
+    // Depth steps alternate between two register sets of fetched runs (even and odd steps).
     // PIPELINED: both sets are fetched before the loop and each is refilled two steps ahead right
     // after its stage write, so a depth-64 product waits on its global reads once, not once per
     // step. Otherwise each step reads its runs between the first barrier and its stage write.
     PendingRun evenA[CM_RUNS], evenB[CM_RUNS], oddA[CM_RUNS], oddB[CM_RUNS];
+#define FETCH_STEP(runsA, runsB, k) \
+    fetchStage(runsA, sourceA, a, aRow, aPerLine, aVector, m0, k); \
+    fetchStage(runsB, sourceB, b, bRow, bPerLine, bVector, k, n0)
+    // One depth step k from its set: stage write between two barriers, then the multiplies.
+#define STEP(runsA, runsB, k) \
+    barrier();   /* the previous step's multiplies (or the previous product's result) are done with the stage */ \
+    if (!PIPELINED) { FETCH_STEP(runsA, runsB, k); } \
+    putStage(CM_A_HI, runsA, a, aPerLine, aVector); \
+    putStage(CM_B_HI, runsB, b, bPerLine, bVector); \
+    barrier(); \
+    if (PIPELINED && k + 2 * CM_K < depth) { FETCH_STEP(runsA, runsB, k + 2 * CM_K); } \
+    MULTIPLY_STAGE()
     if (PIPELINED)
     {
-        fetchStageA(evenA, sourceA, a, aRow, aVector, m0, 0);
-        fetchStageB(evenB, sourceB, b, bRow, bVector, 0, n0);
-        if (CM_K < depth)
-        {
-            fetchStageA(oddA, sourceA, a, aRow, aVector, m0, CM_K);
-            fetchStageB(oddB, sourceB, b, bRow, bVector, CM_K, n0);
-        }
+        FETCH_STEP(evenA, evenB, 0);
+        if (CM_K < depth) { FETCH_STEP(oddA, oddB, CM_K); }
     }
     for (uint k0 = 0; k0 < depth; k0 += 2 * CM_K)
     {
-        barrier();   // the previous step's multiplies (or the previous product's result) are done with the stage
-        if (!PIPELINED)
-        {
-            fetchStageA(evenA, sourceA, a, aRow, aVector, m0, k0);
-            fetchStageB(evenB, sourceB, b, bRow, bVector, k0, n0);
-        }
-        putStageA(evenA, a, aRow, aVector);
-        putStageB(evenB, b, bRow, bVector);
-        barrier();
-        if (PIPELINED && k0 + 2 * CM_K < depth)
-        {
-            fetchStageA(evenA, sourceA, a, aRow, aVector, m0, k0 + 2 * CM_K);
-            fetchStageB(evenB, sourceB, b, bRow, bVector, k0 + 2 * CM_K, n0);
-        }
-        MULTIPLY_STAGE();
-        if (k0 + CM_K < depth)
-        {
-            barrier();
-            if (!PIPELINED)
-            {
-                fetchStageA(oddA, sourceA, a, aRow, aVector, m0, k0 + CM_K);
-                fetchStageB(oddB, sourceB, b, bRow, bVector, k0 + CM_K, n0);
-            }
-            putStageA(oddA, a, aRow, aVector);
-            putStageB(oddB, b, bRow, bVector);
-            barrier();
-            if (PIPELINED && k0 + 3 * CM_K < depth)
-            {
-                fetchStageA(oddA, sourceA, a, aRow, aVector, m0, k0 + 3 * CM_K);
-                fetchStageB(oddB, sourceB, b, bRow, bVector, k0 + 3 * CM_K, n0);
-            }
-            MULTIPLY_STAGE();
-        }
+        STEP(evenA, evenB, k0);
+        if (k0 + CM_K < depth) { STEP(oddA, oddB, (k0 + CM_K)); }
     }
+#undef STEP
+#undef FETCH_STEP
     barrier();
     [[unroll]] for (uint t = 0; t < TILES_PER_SUBGROUP; t++)
     {
