@@ -36,6 +36,7 @@ public static class DevicesCommand
                 t.AddRow("driver", Markup.Escape($"{d.DriverName} {d.DriverInfo}"));
                 t.AddRow("vendor / device id", $"0x{d.VendorId:x4} / 0x{d.DeviceId:x4}");
                 t.AddRow("device-local memory", $"{d.DeviceLocalBytes / (1024.0 * 1024 * 1024):F1} GiB");
+                t.AddRow("workgroups surely resident", d.ComputeUnits > 0 ? d.ComputeUnits.ToString() : "unknown");
                 t.AddRow("subgroup size", $"{d.SubgroupSize} (range {d.MinSubgroupSize}..{d.MaxSubgroupSize}, control {Yes(d.SubgroupSizeControl)}, full subgroups {Yes(d.ComputeFullSubgroups)})");
                 t.AddRow("shared memory / workgroup", $"{d.MaxSharedMemoryBytes / 1024.0:F0} KiB");
                 t.AddRow("invocations / workgroup", d.MaxWorkgroupInvocations.ToString());

@@ -87,6 +87,11 @@ public sealed record DeviceCapabilities
     public CooperativeMatrix2Support? CooperativeMatrix2 { get; init; }
     public required IReadOnlyList<string> Extensions { get; init; }
     public required long DeviceLocalBytes { get; init; }
+    /// <summary>SMs (VK_NV_shader_sm_builtins) or pairs of compute units (VK_AMD_shader_core_properties); 0
+    /// where the device does not say. Any workgroup fits on one of them alone, so a dispatch of at
+    /// most this many workgroups runs all of them at once on an otherwise idle device (the
+    /// persistent recurrent kernels rely on that).</summary>
+    public int ComputeUnits { get; init; }
 
     public bool HasExtension(string name) => Extensions.Contains(name);
 

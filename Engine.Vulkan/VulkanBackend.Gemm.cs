@@ -12,6 +12,7 @@ public sealed partial class VulkanBackend : IGemmOps
     {
         if (p.M == 0 || p.N == 0 || p.Batch == 0) return;
         if (p.Batch > 65535) throw new OpArgumentException("Gemm", "c", $"{p.C.Shape} has {p.Batch} batches; the Vulkan backend takes at most 65535 per call");
+        if (UsesRowKernel(p)) { GemmRow(p); return; }
         bool coopmat = UsesCooperativeMatrix(p);
         if (!coopmat && SplitsOverK(p) is var splits and > 1) { GemmSplitOverK(p, splits); return; }
         ComputeKernel kernel;
@@ -173,6 +174,7 @@ public sealed partial class VulkanBackend : IGemmOps
     /// <summary>Which GEMM kernel a problem of this dtype and size would use (for benchmarks).</summary>
     public string GemmKernelFor(DType dtype, int m, int n, int k, bool transposeA = false, bool transposeB = false)
     {
+        if (dtype == DType.F32 && m == 1 && !transposeB) return "row";
         if (dtype == DType.F32 || !Device.UseCooperativeMatrix) return "tiled";
         var input = dtype == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
         bool listed = Capabilities.HasCooperativeMatrix(16, 16, 16, input) && (dtype != DType.BF16 || Capabilities.BFloat16CooperativeMatrix)

@@ -74,23 +74,27 @@ public sealed partial class VulkanBackend : IRnnOps
         Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, tile));
     }
 
-    /// <summary>One dispatch per step; h_{t-1} is read back from the outputs, c (n, m) go through a
-    /// state scratch [4][B, H*Dh] (h, c, n, m) that is copied to the final states at the end.</summary>
+    /// <summary>One dispatch per step, or one for all steps where the workgroups all fit on the
+    /// device at once (<see cref="RnnPersistent"/>); h_{t-1} is read back from the outputs, c (n, m)
+    /// go through a state scratch [4][B, H*Dh] (h, c, n, m) that is copied to the final states at the end.</summary>
     private void RnnForwardSteps(RnnProblem p, Tensor outputs, IReadOnlyList<Tensor?> finalStates, Tensor? saved)
     {
-        int units = StepUnits, outs = p.Gates * units;
+        var (units, persistent) = StepPlan(p);
+        int outs = p.Gates * units;
         var (chunk, prefetch) = StepStaging(p.HeadDim, outs, backward: false);
         bool vec4 = p.HeadDim % 4 == 0 && outputs.ByteOffset % 16 == 0;
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units, chunk, prefetch, vec4 ? 1 : 0]);
-        using var packed = PackStepWeights(p, backward: false);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0]);
+        using var packed = PackStepWeights(p, backward: false, units);
         using var state = Tensor.Empty(this, new Shape(4, p.Batch, p.Hidden));
         // Every workgroup reads all of h_{t-1} while others write h_t: an h_0 that is the output
         // itself (Rnn.Step) is read from a copy.
         var h0 = p.InitialStates.Count > 0 ? p.InitialStates[0] : null;
         using var h0Copy = h0 is not null && ReferenceEquals(h0.Storage, outputs.Storage) ? h0.To(this) : null;
-        uint blocks = (uint)(p.Heads * StepBlocks(p));
+        uint blocks = (uint)(p.Heads * StepBlocks(p, units)), tiles = Groups(p.Batch, StepBatchTile);
+        using var ring = persistent ? ExchangeRing(2L * p.Batch * p.Hidden) : null;     // [2][B, H*Dh]
+        var fault = persistent ? FaultWord(p.Cell + "Forward") : null;
         Span<byte> bytes = stackalloc byte[128];
-        for (int t = 0; t < p.Steps; t++)
+        for (int t = 0; t < (persistent ? 1 : p.Steps); t++)
         {
             var push = new PushConstants(bytes);
             push.Address(p.Preactivations);
@@ -101,19 +105,63 @@ public sealed partial class VulkanBackend : IRnnOps
             push.AddressOrZero(h0Copy ?? h0);
             for (int i = 1; i < 4; i++) push.AddressOrZero(i < p.InitialStates.Count ? p.InitialStates[i] : null);
             push.Address(state);
+            push.AddressOrZero(ring);
+            push.AddressOrZero(fault);
             PushSizes(ref push, p);
             push.Append(t);
-            Dispatch(kernel, push, blocks, Groups(p.Batch, StepBatchTile));
+            Dispatch(kernel, push, blocks, tiles);
         }
         long plane = (long)p.Batch * p.Hidden * sizeof(float);
         for (int i = 0; i < finalStates.Count; i++)
             if (finalStates[i] is { } f) Copy(state.Storage, state.ByteOffset + i * plane, f.Storage, f.ByteOffset, plane);
     }
 
-    /// <summary>The DH_MAX variant of the fused kernels for this problem, or 0 for the per-step ones.</summary>
-    private int FusedHeadDim(RnnProblem p)
+    /// <summary>Whether the per-step kernels (heads above the fused size) run all steps in one
+    /// dispatch: the workgroups of each head and batch tile then wait for each other's values of the
+    /// previous step (step_exchange.glsl) instead of for a dispatch boundary, which needs every
+    /// workgroup resident at once. Null (the default): where the device says how many workgroups surely run at once
+    /// (<see cref="DeviceCapabilities.ComputeUnits"/>) and the problem needs no more, taking up to
+    /// 16 units per workgroup to get there; true: always (with the units of
+    /// <see cref="RnnStepUnits"/> where they do not fit; a wait that times out is reported by the
+    /// next download); false: never. FASTWEIGHTS_RNN_PERSISTENT=0|1 sets it.</summary>
+    public bool? RnnPersistent { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_PERSISTENT") switch
     {
-        int dhMax = p.HeadDim <= 32 ? 32 : p.HeadDim <= 64 ? 64 : p.HeadDim <= 128 ? 128 : 0;
+        "1" => true,
+        "0" => false,
+        _ => null,
+    };
+
+    /// <summary>Units per workgroup of the per-step kernels for this problem and whether they run
+    /// persistent (<see cref="RnnPersistent"/>).</summary>
+    private (int Units, bool Persistent) StepPlan(RnnProblem p) => StepPlan(p.Batch, p.Heads, p.HeadDim);
+
+    private (int Units, bool Persistent) StepPlan(int batch, int heads, int headDim)
+    {
+        int units = StepUnits;
+        if (RnnPersistent == false) return (units, false);
+        long tiles = Groups(batch, StepBatchTile);
+        if (Capabilities.ComputeUnits > 0)
+            for (int u = units; u <= 16; u *= 2)
+                if (heads * StepBlocks(headDim, u) * tiles <= Capabilities.ComputeUnits) return (u, true);
+        return (units, RnnPersistent == true);
+    }
+
+    /// <summary>Which recurrent kernels a problem of this size runs (for benchmarks and tests):
+    /// "fused DH_MAX", "per-step xUNITS" or "persistent xUNITS".</summary>
+    public string RnnKernelFor(RnnCell cell, int batch, int heads, int headDim)
+    {
+        int dhMax = FusedHeadDim(headDim);
+        if (dhMax > 0) return $"fused {dhMax}";
+        var (units, persistent) = StepPlan(batch, heads, headDim);
+        return $"{(persistent ? "persistent" : "per-step")} x{units}";
+    }
+
+    /// <summary>The DH_MAX variant of the fused kernels for this problem, or 0 for the per-step ones.</summary>
+    private int FusedHeadDim(RnnProblem p) => FusedHeadDim(p.HeadDim);
+
+    private int FusedHeadDim(int headDim)
+    {
+        int dhMax = headDim <= 32 ? 32 : headDim <= 64 ? 64 : headDim <= 128 ? 128 : 0;
         if (dhMax > FusedRnnMaxHeadDim || 4 * dhMax > Capabilities.MaxWorkgroupInvocations) return 0;
         return dhMax;
     }
@@ -135,7 +183,9 @@ public sealed partial class VulkanBackend : IRnnOps
     public int RnnStepChunkCap { get; set; } =
         int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_STEP_CHUNK"), out int cap) && cap >= 64 ? cap : int.MaxValue;
 
-    private int StepBlocks(RnnProblem p) => (p.HeadDim + StepUnits - 1) / StepUnits;
+    private static long StepBlocks(RnnProblem p, int units) => StepBlocks(p.HeadDim, units);
+
+    private static long StepBlocks(int headDim, int units) => (headDim + units - 1) / units;
 
     /// <summary>Vec4 columns of the input vector staged per chunk by the per-step kernels (CHUNK4 of
     /// step_matvec.glsl) and the weight vec4s each invocation loads ahead of a chunk (PREFETCH), for
@@ -159,13 +209,13 @@ public sealed partial class VulkanBackend : IRnnOps
     }
 
     /// <summary>R packed for the per-step kernels (pack_step_weights.comp): per head and block of
-    /// StepUnits units, vec4s over the reduction index (k for the forward's R h, the G*Dh gate rows
-    /// for the backward's R^T dq) times the block's outputs (its G*StepUnits gate rows, or its
-    /// StepUnits columns), zero-padded.</summary>
-    private Tensor PackStepWeights(RnnProblem p, bool backward)
+    /// `units` units, vec4s over the reduction index (k for the forward's R h, the G*Dh gate rows
+    /// for the backward's R^T dq) times the block's outputs (its G*units gate rows, or its
+    /// `units` columns), zero-padded.</summary>
+    private Tensor PackStepWeights(RnnProblem p, bool backward, int units)
     {
-        int inCount = backward ? p.Gates * p.HeadDim : p.HeadDim, outs = backward ? StepUnits : p.Gates * StepUnits;
-        long vectors = (long)p.Heads * StepBlocks(p) * ((inCount + 3) / 4) * outs;
+        int inCount = backward ? p.Gates * p.HeadDim : p.HeadDim, outs = backward ? units : p.Gates * units;
+        long vectors = p.Heads * StepBlocks(p, units) * ((inCount + 3) / 4) * outs;
         var packed = Tensor.Empty(this, new Shape(checked((int)(vectors * 4))));
         var kernel = Kernels.Get("rnn/pack_step_weights");
         var push = new PushConstants(stackalloc byte[64]);
@@ -174,7 +224,7 @@ public sealed partial class VulkanBackend : IRnnOps
         push.Append(p.Heads);
         push.Append(p.HeadDim);
         push.Append(p.Gates);
-        push.Append(StepUnits);
+        push.Append(units);
         push.Append(backward ? 1 : 0);
         Dispatch(kernel, push, (uint)Math.Min(Groups(vectors, 256), 65535));
         return packed;

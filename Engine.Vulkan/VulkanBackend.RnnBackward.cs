@@ -61,28 +61,34 @@ public sealed partial class VulkanBackend
         Dispatch(kernel, push, (uint)p.Heads, Groups(p.Batch, tile));
     }
 
-    /// <summary>One dispatch per step t = T-1 .. 0 and a last one (t = -1) for dh_0; R is packed
-    /// once per call (columns of each block of StepUnits units, vec4s along the gate rows) so that
-    /// each step reads it coalesced.</summary>
+    /// <summary>One dispatch per step t = T-1 .. 0 and a last one (t = -1) for dh_0, or one for all
+    /// of them where the workgroups all fit on the device at once (<see cref="RnnPersistent"/>); R is
+    /// packed once per call (columns of each block of units, vec4s along the gate rows) so that each
+    /// step reads it coalesced.</summary>
     private void RnnBackwardSteps(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g, Tensor dq, Tensor hPrev)
     {
         string op = p.Cell + "Backward";
-        using var packed = PackStepWeights(p, backward: true);
+        var (units, persistent) = StepPlan(p);
+        using var packed = PackStepWeights(p, backward: true, units);
         using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
-        var (chunk, prefetch) = StepStaging(p.Gates * p.HeadDim, StepUnits, backward: true);
+        var (chunk, prefetch) = StepStaging(p.Gates * p.HeadDim, units, backward: true);
         bool vec4 = p.Gates * p.HeadDim % 4 == 0 && dq.ByteOffset % 16 == 0;
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, StepUnits, chunk, prefetch, vec4 ? 1 : 0]);
-        uint blocks = (uint)(p.Heads * StepBlocks(p));
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0]);
+        uint blocks = (uint)(p.Heads * StepBlocks(p, units)), tiles = Groups(p.Batch, StepBatchTile);
+        using var ring = persistent ? ExchangeRing(2L * p.Heads * p.Batch * p.Gates * p.HeadDim) : null;   // [2][H][B, G*Dh]
+        var fault = persistent ? FaultWord(op) : null;
         Span<byte> bytes = stackalloc byte[192];
-        for (int t = p.Steps - 1; t >= -1; t--)
+        for (int t = persistent ? -1 : p.Steps - 1; t >= -1; t--)
         {
             var push = new PushConstants(bytes);
             PushBackwardTensors(ref push, packed, p, outputs, saved, g, dq, hPrev);
             push.Address(state);
+            push.AddressOrZero(ring);
+            push.AddressOrZero(fault);
             PushSizes(ref push, p);
             push.Append(t);
             CheckPushSize(op, push);
-            Dispatch(kernel, push, blocks, Groups(p.Batch, StepBatchTile));
+            Dispatch(kernel, push, blocks, tiles);
         }
     }
 

@@ -77,6 +77,7 @@ public sealed partial class VulkanBackend : IBackend
     {
         var s = Own(source);
         Stream.Download(s.Block.Buffer, s.Offset + sourceOffset, destination);
+        CheckGridFault();
     }
 
     public void Copy(DeviceStorage source, long sourceOffset, DeviceStorage destination, long destinationOffset, long bytes)
@@ -86,7 +87,11 @@ public sealed partial class VulkanBackend : IBackend
         Stream.CopyBuffer(src.Block.Buffer, src.Offset + sourceOffset, dst.Block.Buffer, dst.Offset + destinationOffset, bytes);
     }
 
-    public void Synchronize() => Stream.Synchronize();
+    public void Synchronize()
+    {
+        Stream.Synchronize();
+        CheckGridFault();
+    }
 
     private VulkanStorage Own(DeviceStorage storage) => storage as VulkanStorage
         ?? throw new ArgumentException($"VulkanBackend: storage belongs to backend '{storage.Backend.Name}'");
@@ -101,6 +106,7 @@ public sealed partial class VulkanBackend : IBackend
     {
         if (_disposed) return;
         _disposed = true;
+        _faultWord?.Dispose();
         Stream.Dispose();
         Kernels.Dispose();
         Memory.Dispose();

@@ -66,13 +66,25 @@ public sealed unsafe class VulkanInstance : IDisposable
         bool hasBf16 = extensions.Contains("VK_KHR_shader_bfloat16");
         bool hasAtomicFloat = extensions.Contains("VK_EXT_shader_atomic_float");
         bool hasCoopMat2 = hasCoopMat && extensions.Contains("VK_NV_cooperative_matrix2");
+        bool hasSmBuiltins = extensions.Contains("VK_NV_shader_sm_builtins");
+        bool hasAmdCores = extensions.Contains("VK_AMD_shader_core_properties");
 
         var subgroup = new PhysicalDeviceSubgroupProperties { SType = StructureType.PhysicalDeviceSubgroupProperties };
         var vk13 = new PhysicalDeviceVulkan13Properties { SType = StructureType.PhysicalDeviceVulkan13Properties, PNext = &subgroup };
         var driver = new PhysicalDeviceDriverProperties { SType = StructureType.PhysicalDeviceDriverProperties, PNext = &vk13 };
         var coop2Props = new PhysicalDeviceCooperativeMatrix2PropertiesNV { SType = StructureType.PhysicalDeviceCooperativeMatrix2PropertiesNV, PNext = &driver };
-        var props = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = hasCoopMat2 ? &coop2Props : &driver };
+        void* propertyChain = hasCoopMat2 ? &coop2Props : &driver;
+        // How many workgroups surely run at once (one per SM or compute unit): the raw structure
+        // type values of VK_NV_shader_sm_builtins and VK_AMD_shader_core_properties.
+        var smBuiltins = new PhysicalDeviceShaderSMBuiltinsPropertiesNV { SType = (StructureType)1000154001, PNext = propertyChain };
+        if (hasSmBuiltins) propertyChain = &smBuiltins;
+        var amdCores = new PhysicalDeviceShaderCorePropertiesAMD { SType = (StructureType)1000185000, PNext = propertyChain };
+        if (hasAmdCores) propertyChain = &amdCores;
+        var props = new PhysicalDeviceProperties2 { SType = StructureType.PhysicalDeviceProperties2, PNext = propertyChain };
         vk.GetPhysicalDeviceProperties2(device, &props);
+        int computeUnits = hasSmBuiltins ? (int)smBuiltins.ShaderSmcount
+            // RDNA may run a workgroup on a pair of compute units (WGP mode): count pairs.
+            : hasAmdCores ? (int)(amdCores.ShaderEngineCount * amdCores.ShaderArraysPerEngineCount * amdCores.ComputeUnitsPerShaderArray / 2) : 0;
 
         var f11 = new PhysicalDeviceVulkan11Features { SType = StructureType.PhysicalDeviceVulkan11Features };
         var f12 = new PhysicalDeviceVulkan12Features { SType = StructureType.PhysicalDeviceVulkan12Features, PNext = &f11 };
@@ -178,6 +190,7 @@ public sealed unsafe class VulkanInstance : IDisposable
             CooperativeMatrix2 = coop2,
             Extensions = extensions,
             DeviceLocalBytes = deviceLocal,
+            ComputeUnits = computeUnits,
         };
     }
 

@@ -6,7 +6,7 @@
 # device call's output is one record for bench/results/. Sections:
 #   devices            fastweights devices
 #   tests              every Engine.Tests test (tensor-core ones included)
-#   tensorcores        Engine.Tests --filter TestCategory=TensorCores
+#   tensorcores        Engine.Tests --filter TestCategory=TensorCores|TestCategory=ConcurrentWorkgroups
 #   gemm               fastweights bench gemm 4096,8192 on Vulkan, every dtype, every cm2 tile
 #   torch-gemm         cuBLAS at 4096 and 8192 (bench/peers/torch_gemm.py)
 #   delta              fastweights bench delta on Vulkan at the issue's shapes (recurrent and chunked)
@@ -18,6 +18,7 @@
 #   torch-copy         a 1 GiB device-to-device copy through torch (the scan's memory floor)
 #   gemm-best          the cm2 128x256x64 tile, bf16 and f16, each in a process of its own
 #   gemm-tiles         each cm2 tile in a process of its own (bf16 and f16, 4096 and 8192)
+#   rnn-persistent     rnn-bf16's per-step cases (1 and 4 heads) one dispatch per step, then all steps in one
 #   rnn-bf16           fastweights bench rnn with the projection GEMMs in bf16 (1, 4 and 8 heads)
 #   rnn-chunk64        LSTM 768, one head, with the per-step kernels' staging capped at 64 columns
 #   delta-one, fla-one the delta rule at B8 H16 T2048 D64 only (ours bf16 and f32 chunked; FLA)
@@ -64,7 +65,7 @@ for section in "$@"; do
   case "$section" in
     devices) $fw devices ;;
     tests) $tests $extra ;;
-    tensorcores) $tests --filter "TestCategory=TensorCores" $extra ;;
+    tensorcores) $tests --filter "TestCategory=TensorCores|TestCategory=ConcurrentWorkgroups" $extra ;;
     gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles auto,128x128x32,128x256x32,128x256x16,128x128x16 $extra
           $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x128x32,128x256x32,128x256x16,128x128x16,auto $extra
           FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
@@ -85,6 +86,7 @@ for section in "$@"; do
     gemm-best) for d in bf16 f16; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x256x64 $extra | grep -E '^(gemm|samples)'; done ;;
     gemm-tiles) for d in bf16 f16; do for tile in 128x128x32 128x256x32 256x128x32 128x128x64 128x256x16; do
                   $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
+    rnn-persistent) for p in 0 auto; do FASTWEIGHTS_RNN_PERSISTENT=$p $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra; done ;;
     rnn-bf16) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 --projection bf16 $extra ;;
     rnn-chunk64) FASTWEIGHTS_RNN_STEP_CHUNK=64 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1 --batch 16 --steps 1024 $extra ;;
     delta-one) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64 $extra

@@ -43,7 +43,9 @@ public static class RnnBench
             foreach (var (path, fusedMax) in paths)
             {
                 if (vulkan is not null) vulkan.FusedRnnMaxHeadDim = fusedMax;
-                string label = $"{cell} hidden {hidden} heads {heads} (Dh {dh}{path}) B{batch} T{steps}";
+                // the per-step kernels say whether they run one dispatch per step or all steps in one
+                string kernel = vulkan is not null && fusedMax == 0 ? " " + vulkan.RnnKernelFor(cell, batch, heads, dh) : path;
+                string label = $"{cell} hidden {hidden} heads {heads} (Dh {dh}{kernel}) B{batch} T{steps}";
                 double ms = DeltaRuleBench.Time(backend, () => Rnn.Forward(cell, x, r, bias, y, null, null, saved), runs, warmUp);
                 results.Add(new BenchResult(label + " fwd", backend.Name, ms, batch * (double)steps / (ms * 1e-3), "tok/s"));
                 ms = DeltaRuleBench.Time(backend, () => { Rnn.Forward(cell, x, r, bias, y, null, null, saved); Rnn.Backward(problem, y, saved, dy, dx, dr, db); }, runs, warmUp);

@@ -11,6 +11,10 @@
 //   (cells.glsl): dx, dq_t and h_{t-1} into their stores (layouts as in rnn_backward.comp), dc, dn
 //   and GRU's direct term dH z carried between dispatches in the scratch [3][B, H*Dh].
 // At t = -1 only the product runs: dh_0 = R^T dq_0 + the direct term; dc_0, dn_0 from the scratch.
+// PERSISTENT = 1: one dispatch runs t = T-1 .. -1; dq_t also goes to an exchange ring
+// [2][H][B, G*Dh] of tagged values (step_exchange.glsl), from which the workgroups of step t - 1
+// stage it as soon as its writers have published it, with no barrier between the workgroups. The
+// host takes it only where all workgroups fit on the device at once (VulkanBackend.Rnn.cs).
 //! variant lstm_bwd_step -DCELL=0
 //! variant gru_bwd_step -DCELL=1
 //! variant slstm_bwd_step -DCELL=2
@@ -20,6 +24,7 @@
 #include "buffers.glsl"
 #include "activations.glsl"
 #include "cells.glsl"
+#include "step_exchange.glsl"
 
 #define TILE 16     // batch rows per workgroup (StepBatchTile on the host)
 layout(local_size_x_id = 0) in;                 // OUTS * SLICES invocations (at most 256)
@@ -27,6 +32,7 @@ layout(constant_id = 1) const uint UNITS = 4;   // units per workgroup (RnnStepU
 layout(constant_id = 2) const uint CHUNK4 = 64;     // vec4 columns of dq staged at a time (step_matvec.glsl)
 layout(constant_id = 3) const uint PREFETCH = 4;    // weight vec4s loaded ahead of each chunk's staging
 layout(constant_id = 4) const uint VEC4_DQ = 0;     // 1: G*Dh % 4 == 0, so dq rows start 16-byte aligned
+layout(constant_id = 5) const uint PERSISTENT = 0;  // 1: all steps in one dispatch (above)
 const uint OUTS = UNITS;                        // columns of R per workgroup
 const uint SLICES = 256 / OUTS;                 // r slices (4 units: 64)
 
@@ -49,21 +55,24 @@ layout(push_constant) uniform Push
     F32Buffer dc0;
     F32Buffer dn0;
     F32Buffer state;    // [3][B, H*Dh]: dc, dn, direct term, reaching step t - 1
+    ExchangeBuffer ring;    // PERSISTENT: [2][H][B, G*Dh] (value, tag) pairs, zeroed; else 0
+    FaultBuffer fault;      // PERSISTENT: the fault word; else 0
     uint batch;
     uint t;
     uint heads;
     uint dh;
-    int step;
+    int step;           // the step of this dispatch (PERSISTENT: unused)
 } pc;
 
 uint gRows, gTokens, gHead, gB0;
+int gStep;
 
 // v[b][r] of step_matvec.glsl: dq_{t+1}[b0 + b][r] of this head, zero past the batch.
 float loadV(uint b, uint r)
 {
     uint row = gB0 + b;
     if (row >= pc.batch) return 0.0;
-    return pc.dq.v[(gHead * gTokens + row * pc.t + uint(pc.step + 1)) * gRows + r];
+    return pc.dq.v[(gHead * gTokens + row * pc.t + uint(gStep + 1)) * gRows + r];
 }
 
 // v[b][4 i4 .. 4 i4 + 3], zero past G*Dh: one vec4 load when the rows are aligned.
@@ -71,11 +80,31 @@ vec4 loadV4(uint b, uint i4)
 {
     uint row = gB0 + b, r = 4 * i4;
     if (VEC4_DQ != 0)
-        return row < pc.batch ? F32x4Buffer(uint64_t(pc.dq)).v[((gHead * gTokens + row * pc.t + uint(pc.step + 1)) * gRows + r) / 4] : vec4(0.0);
+        return row < pc.batch ? F32x4Buffer(uint64_t(pc.dq)).v[((gHead * gTokens + row * pc.t + uint(gStep + 1)) * gRows + r) / 4] : vec4(0.0);
     vec4 value = vec4(0.0);
     [[unroll]] for (uint q = 0; q < 4; q++) if (r + q < gRows) value[q] = loadV(b, r + q);
     return value;
 }
+
+// PERSISTENT: loadV4's values from the exchange ring (dq_{t+1} carries tag t + 2), false until published.
+bool tryLoadV4(uint b, uint i4, out vec4 value)
+{
+    uint row = gB0 + b, r = 4 * i4, tag = uint(gStep + 2);
+    value = vec4(0.0);
+    if (row >= pc.batch) return true;
+    uint at = (((uint(gStep + 1) % 2) * pc.heads + gHead) * pc.batch + row) * gRows + r;
+    if (VEC4_DQ != 0) return tryTake4(pc.ring, at, tag, value);
+    bool ready = true;
+    [[unroll]] for (uint q = 0; q < 4; q++)
+    {
+        float v = 0.0;
+        if (r + q < gRows) ready = tryTake(pc.ring, at + q, tag, v) && ready;
+        value[q] = v;
+    }
+    return ready;
+}
+
+bool stagingGivesUp(uint polls) { return giveUp(pc.fault, polls); }
 
 #include "step_matvec.glsl"
 
@@ -100,9 +129,9 @@ CellInputs loadCell(uint head, uint block, uint u, uint i, bool product, bool fi
     in_.dc = final ? (CELL == LSTM ? loadState(pc.dcT, at) : 0.0) : pc.state.v[at];
     in_.dn = final ? 0.0 : pc.state.v[plane + at];
     in_.dhDirect = final ? 0.0 : pc.state.v[2 * plane + at];
-    if (pc.step >= 0)
+    if (gStep >= 0)
     {
-        uint s = uint(pc.step), token = b * pc.t + s, before = s > 0 ? token - 1 : token;
+        uint s = uint(gStep), token = b * pc.t + s, before = s > 0 ? token - 1 : token;
         in_.hp = s > 0 ? pc.y.v[before * hidden + gu] : loadState(pc.h0, at);
         in_.dy = pc.dy.v[token * hidden + gu];
         in_.y = pc.y.v[token * hidden + gu];
@@ -120,14 +149,14 @@ void runCell(CellInputs in_, uint head, uint block, uint u, uint i, bool product
     uint gu = head * pc.dh + k, at = b * hidden + gu;
     float dhRec = product ? stepSum(u, i) : in_.dhFinal;
     float dc = in_.dc, dn = in_.dn, dhDirect = in_.dhDirect;
-    if (pc.step < 0)
+    if (gStep < 0)
     {
         if (uint64_t(pc.dh0) != 0) pc.dh0.v[at] = dhRec + dhDirect;
         if (uint64_t(pc.dc0) != 0) pc.dc0.v[at] = dc;
         if (uint64_t(pc.dn0) != 0) pc.dn0.v[at] = dn;
         return;
     }
-    uint s = uint(pc.step), token = b * pc.t + s, savedAt = token * SAVED * hidden + gu;
+    uint s = uint(gStep), token = b * pc.t + s, savedAt = token * SAVED * hidden + gu;
     uint before = s > 0 ? token - 1 : token;          // step t - 1 (an index in range either way)
     float cPrev, nPrev, mPrev;
     previousStates(pc.saved, before * SAVED * hidden + gu, s == 0, pc.c0, pc.n0, pc.m0, at, hidden, cPrev, nPrev, mPrev);
@@ -140,19 +169,23 @@ void runCell(CellInputs in_, uint head, uint block, uint u, uint i, bool product
         pc.dx.v[token * width + g * hidden + gu] = dxv[g];
         pc.dq.v[store * rows + g * pc.dh + k] = dqv[g];
     }
+    if (PERSISTENT != 0)
+    {
+        uint at = (((s % 2) * pc.heads + head) * pc.batch + b) * rows + k;
+        [[unroll]] for (uint g = 0; g < GATES; g++) publish(pc.ring, at + g * pc.dh, dqv[g], s + 1);
+    }
     pc.hPrev.v[store * pc.dh + k] = in_.hp;
     pc.state.v[at] = dc;
     pc.state.v[plane + at] = dn;
     pc.state.v[2 * plane + at] = dhDirect;
 }
 
-void main()
+// One step (gStep; -1: the initial-state gradients).
+void runStep(uint head, uint block)
 {
-    uint rows = GATES * pc.dh, tokens = pc.batch * pc.t;
-    uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
-    gRows = rows; gTokens = tokens; gHead = head; gB0 = gl_WorkGroupID.y * TILE;
-    bool product = pc.step + 1 < int(pc.t);          // dq_{t+1} exists (uniform over the dispatch)
-    bool final = pc.step == int(pc.t) - 1;           // the first dispatch: states from dFinal
+    uint rows = GATES * pc.dh;
+    bool product = gStep + 1 < int(pc.t);            // dq_{t+1} exists (uniform over the dispatch)
+    bool final = gStep == int(pc.t) - 1;             // the first step: states from dFinal
     // UNITS * TILE cells (at most 256, the workgroup's size): the inputs are loaded before the product.
     uint first = gl_LocalInvocationID.x;
     CellInputs early = loadCell(head, block, first % UNITS, first / UNITS, product, final);
@@ -160,4 +193,22 @@ void main()
     runCell(early, head, block, first % UNITS, first / UNITS, product);
     for (uint c = first + gl_WorkGroupSize.x; c < UNITS * TILE; c += gl_WorkGroupSize.x)
         runCell(loadCell(head, block, c % UNITS, c / UNITS, product, final), head, block, c % UNITS, c / UNITS, product);
+}
+
+void main()
+{
+    uint rows = GATES * pc.dh, tokens = pc.batch * pc.t;
+    uint blocks = (pc.dh + UNITS - 1) / UNITS, head = gl_WorkGroupID.x / blocks, block = gl_WorkGroupID.x % blocks;
+    gRows = rows; gTokens = tokens; gHead = head; gB0 = gl_WorkGroupID.y * TILE;
+    if (PERSISTENT == 0)
+    {
+        gStep = pc.step;
+        runStep(head, block);
+        return;
+    }
+    for (int t = int(pc.t) - 1; t >= -1; t--)
+    {
+        gStep = t;
+        runStep(head, block);
+    }
 }

@@ -18,8 +18,12 @@
 // each chunk's staging: the host takes ceil(CHUNK4 / SLICES), at most 12, so that normally every
 // weight load of a chunk is in flight while v is staged), and vec4 loadV4(uint b, uint i4) (b < TILE, i4 < IN/4
 // rounded up: v[b][4 i4 .. 4 i4 + 3] of its tile, zero past IN and past the batch) before including
-// this file; the workgroup has OUTS * SLICES <= 256 invocations, so the SLICES * TILE/4 * OUTS <= 1024
-// vec4s of partial sums fit in the TILE * CHUNK4 >= 1024 vec4s of the staging array.
+// this file, and the constant PERSISTENT; where it is not 0 also bool tryLoadV4(uint b, uint i4,
+// out vec4 value) (the same values, false while the writer's step has not published them:
+// step_exchange.glsl) and bool stagingGivesUp(uint polls) (giveUp of step_exchange.glsl on the
+// kernel's fault word). The workgroup has OUTS * SLICES <= 256 invocations and stages at most 32
+// elements per invocation, so the SLICES * TILE/4 * OUTS <= 1024 vec4s of partial sums fit in the
+// TILE * CHUNK4 >= 1024 vec4s of the staging array.
 #if TILE != 16
 #error "step_matvec.glsl: sized for tiles of 16 batch rows"
 #endif
@@ -46,10 +50,31 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
             early[q] = c < end ? loaded : vec4(0.0);
         }
         barrier();                                   // the previous chunk's readers are done
-        [[unroll]] for (uint e = id; e < TILE * CHUNK4; e += OUTS * SLICES)
+        if (PERSISTENT == 0)
+            [[unroll]] for (uint e = id; e < TILE * CHUNK4; e += OUTS * SLICES)
+            {
+                uint b = e / CHUNK4, c = e % CHUNK4;
+                if (c < end) stepShared[e] = loadV4(b, c0 + c);      // columns past the chunk's end are never read
+            }
+        else
         {
-            uint b = e / CHUNK4, c = e % CHUNK4;
-            if (c < end) stepShared[e] = loadV4(b, c0 + c);      // columns past the chunk's end are never read
+            // Every element of this invocation's share is loaded at once, then the ones whose tag
+            // was not there yet are polled again together (bit q of `pending`: element id + q *
+            // invocations), so a wait costs one round trip per poll, not one per element.
+            uint pending = 0u;
+            [[unroll]] for (uint e = id, q = 0; e < TILE * CHUNK4; e += OUTS * SLICES, q++)
+            {
+                uint b = e / CHUNK4, c = e % CHUNK4;
+                vec4 value;
+                if (c < end) { if (tryLoadV4(b, c0 + c, value)) stepShared[e] = value; else pending |= 1u << q; }
+            }
+            for (uint polls = 1; pending != 0u && !stagingGivesUp(polls); polls++)
+                [[unroll]] for (uint e = id, q = 0; e < TILE * CHUNK4; e += OUTS * SLICES, q++)
+                {
+                    uint b = e / CHUNK4, c = e % CHUNK4;
+                    vec4 value;
+                    if ((pending & (1u << q)) != 0u && tryLoadV4(b, c0 + c, value)) { stepShared[e] = value; pending &= ~(1u << q); }
+                }
         }
         barrier();
         [[unroll]] for (uint q = 0; q < PREFETCH; q++)

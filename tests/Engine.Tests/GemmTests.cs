@@ -10,7 +10,8 @@ public sealed class GemmTests
     {
         foreach (string backend in new[] { "cpu", "vulkan" })
             foreach (var (batch, m, n, k) in new[] { (1, 1, 1, 1), (1, 17, 33, 65), (1, 127, 255, 63), (3, 19, 45, 30), (2, 70, 5, 129),
-                (1, 17, 33, 1030), (3, 19, 45, 1030) })   // K = 1030: Vulkan splits A^T B over K in 2 parts
+                (1, 17, 33, 1030), (3, 19, 45, 1030),    // K = 1030: Vulkan splits A^T B over K in 2 parts
+                (1, 1, 70, 1030), (3, 1, 200, 5000), (1, 1, 3000, 17) })   // one row (B untransposed: gemm_row, split over K or not)
                 foreach (bool ta in new[] { false, true })
                     foreach (bool tb in new[] { false, true })
                         yield return [backend, batch, m, n, k, ta, tb];

@@ -6,7 +6,7 @@ namespace FastWeights.Engine.Tests;
 [TestClass]
 public sealed class RnnTests
 {
-    private sealed record Case(RnnCell Cell, int B, int T, int H, int Dh, ulong Seed)
+    internal sealed record Case(RnnCell Cell, int B, int T, int H, int Dh, ulong Seed)
     {
         public float RScale { get; init; } = 0.6f;
         /// <summary>X and R rounded through this dtype (f16/bf16 inputs hold exactly these values).</summary>
@@ -30,10 +30,13 @@ public sealed class RnnTests
     }
 
     public static IEnumerable<object[]> ForwardCases() =>
-        from backend in new[] { "cpu", "vulkan", "vulkan-steps" }
+        (from backend in new[] { "cpu", "vulkan", "vulkan-steps" }
         from cell in Enum.GetValues<RnnCell>()
         from size in new[] { (1, 1, 1, 5), (2, 2, 3, 13), (3, 37, 1, 32), (9, 5, 2, 64), (17, 3, 1, 7) }
-        select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };
+        select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>()       // all steps in one dispatch: heads of <= 16 units
+                from size in new[] { (1, 1, 1, 5), (2, 2, 3, 13), (17, 37, 2, 16) }   // 17 rows: two batch tiles
+                select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
 
     [TestMethod]
     [DynamicData(nameof(ForwardCases))]
@@ -65,37 +68,48 @@ public sealed class RnnTests
     /// <summary>A backend by test name: "cpu", "vulkan" (the fused kernels for heads of up to 128
     /// units, batch tiles picked by size: 1 row at these sizes), "vulkan-tile8" (fused, 8 batch rows
     /// per workgroup), "vulkan-steps" (every head through the per-step kernels of large heads) or
-    /// "vulkan-steps-u16" (per-step kernels with 16 units per workgroup).
+    /// "vulkan-steps-u16" (per-step kernels with 16 units per workgroup), "vulkan-steps-1by1" (per-step
+    /// kernels, one dispatch per step even where all workgroups fit at once) or "vulkan-persistent"
+    /// (per-step kernels with 16 units, all steps in one dispatch; on a device that does not promise to run
+    /// workgroups side by side, lavapipe, only heads of up to 16 units: one workgroup per head and tile;
+    /// RnnPersistentTests covers groups of many workgroups on a GPU).
     /// Settings are restored on dispose; the tests run one at a time.</summary>
-    private sealed class BackendPath : IDisposable
+    internal sealed class BackendPath : IDisposable
     {
         private readonly Vulkan.VulkanBackend? _vulkan;
         private readonly int _keepMax, _keepTile, _keepUnits;
+        private readonly bool? _keepPersistent;
         public BackendPath(string name)
         {
             Backend = TestBackends.Get(name.StartsWith("vulkan") ? "vulkan" : name);
             if (Backend is not Vulkan.VulkanBackend vulkan) return;
             _vulkan = vulkan;
-            (_keepMax, _keepTile, _keepUnits) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits);
-            if (name.StartsWith("vulkan-steps")) vulkan.FusedRnnMaxHeadDim = 0;
-            if (name == "vulkan-steps-u16") vulkan.RnnStepUnits = 16;
+            (_keepMax, _keepTile, _keepUnits, _keepPersistent) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits, vulkan.RnnPersistent);
+            if (name.StartsWith("vulkan-steps") || name.StartsWith("vulkan-persistent")) vulkan.FusedRnnMaxHeadDim = 0;
+            if (name == "vulkan-steps-u16" || name == "vulkan-persistent") vulkan.RnnStepUnits = 16;
+            if (name == "vulkan-steps-1by1") vulkan.RnnPersistent = false;
+            if (name == "vulkan-persistent") vulkan.RnnPersistent = true;
+            if (name == "vulkan-persistent-u4") (vulkan.RnnStepUnits, vulkan.RnnPersistent) = (4, true);
             if (name == "vulkan-tile8") vulkan.FusedRnnBatchTile = 8;
         }
         public IBackend Backend { get; }
         public void Dispose()
         {
             if (_vulkan is null) return;
-            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits) = (_keepMax, _keepTile, _keepUnits);
+            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits, _vulkan.RnnPersistent) = (_keepMax, _keepTile, _keepUnits, _keepPersistent);
         }
     }
 
-    private static BackendPath Path(string name) => new(name);
+    internal static BackendPath Path(string name) => new(name);
 
     public static IEnumerable<object[]> BackwardCases() =>
-        from backend in new[] { "cpu", "vulkan", "vulkan-steps" }
-        from cell in Enum.GetValues<RnnCell>()
-        from size in new[] { (1, 1, 1, 3), (2, 4, 2, 3), (1, 6, 3, 2), (2, 2, 1, 5), (5, 3, 1, 37) }
-        select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };
+        (from backend in new[] { "cpu", "vulkan", "vulkan-steps" }
+         from cell in Enum.GetValues<RnnCell>()
+         from size in new[] { (1, 1, 1, 3), (2, 4, 2, 3), (1, 6, 3, 2), (2, 2, 1, 5), (5, 3, 1, 37) }
+         select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>()       // all steps in one dispatch: heads of <= 16 units
+                from size in new[] { (1, 1, 1, 3), (2, 4, 2, 3), (1, 6, 3, 2) }
+                select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
 
     [TestMethod]
     [DynamicData(nameof(BackwardCases))]
@@ -136,7 +150,10 @@ public sealed class RnnTests
                 select new object[] { "vulkan-steps-u16", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
         .Concat(from cell in Enum.GetValues<RnnCell>()       // per-step kernels, inputs staged in several chunks
                 from size in new[] { (2, 3, 1, 150), (2, 2, 1, 521), (3, 2, 1, 516) }   // (odd, vec4 loads)
-                select new object[] { "vulkan-steps", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
+                select new object[] { "vulkan-steps", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>()       // all steps in one dispatch, heads of <= 16 units
+                from size in new[] { (3, 4, 2, 13), (17, 3, 1, 7), (2, 600, 3, 16), (33, 9, 2, 11) }   // tiles: 1, 2, 1, 3
+                select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
 
     /// <summary>Sizes too large for finite differences: every gradient of the Vulkan backward against
     /// the CPU backward (itself checked against the reference above), with a final-state gradient for
@@ -177,11 +194,11 @@ public sealed class RnnTests
         AssertSameGradients(RunBackward(TestBackends.Get("cpu"), c, w, wh, wc), actual, b * t, 1e-4, $"{cell} Dh {dh}");
     }
 
-    private sealed record Gradients(float[] Outputs, float[] FinalH, float[] Dx, float[] Dr, float[] Dbias, float[][] DInitial);
+    internal sealed record Gradients(float[] Outputs, float[] FinalH, float[] Dx, float[] Dr, float[] Dbias, float[][] DInitial);
 
     // Forward with saved activations, then the backward of L = sum(w ⊙ y) + sum(wh ⊙ h_T) (+ sum(wc ⊙ c_T)).
     // inputs: the dtype of the pre-activation and R tensors (the values are c's either way).
-    private static Gradients RunBackward(IBackend backend, Case c, float[] w, float[] wh, float[]? wc, DType inputs = DType.F32)
+    internal static Gradients RunBackward(IBackend backend, Case c, float[] w, float[] wh, float[]? wc, DType inputs = DType.F32)
     {
         var stateShape = new Shape(c.B, c.Hd);
         using var x = Tensor.FromArray(backend, c.X, new Shape(c.B, c.T, c.G * c.Hd), inputs);
@@ -210,7 +227,7 @@ public sealed class RnnTests
         }
     }
 
-    private static void AssertSameGradients(Gradients expected, Gradients actual, int tokens, double tol, string what)
+    internal static void AssertSameGradients(Gradients expected, Gradients actual, int tokens, double tol, string what)
     {
         static double[] D(float[] v) => TestData.ToDouble(v);
         TestData.AssertClose(D(expected.Outputs), actual.Outputs, tol, tol, $"{what} outputs");
