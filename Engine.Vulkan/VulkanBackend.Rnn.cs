@@ -147,13 +147,16 @@ public sealed partial class VulkanBackend : IRnnOps
     }
 
     /// <summary>Which recurrent kernels a problem of this size runs (for benchmarks and tests):
-    /// "fused DH_MAX", "per-step xUNITS" or "persistent xUNITS".</summary>
+    /// "fused DH_MAX", or the forward's and then, where it differs, the backward's per-step kernels as
+    /// "per-step xUNITS" or "persistent xUNITS" (BackwardStepPlan).</summary>
     public string RnnKernelFor(RnnCell cell, int batch, int heads, int headDim)
     {
         int dhMax = FusedHeadDim(headDim);
         if (dhMax > 0) return $"fused {dhMax}";
-        var (units, persistent) = StepPlan(batch, heads, headDim);
-        return $"{(persistent ? "persistent" : "per-step")} x{units}";
+        static string Name((int Units, bool Persistent) plan) => $"{(plan.Persistent ? "persistent" : "per-step")} x{plan.Units}";
+        var forward = StepPlan(batch, heads, headDim);
+        var backward = BackwardStepPlan(batch, cell.Gates(), heads, headDim);
+        return backward == forward ? Name(forward) : $"{Name(forward)}, backward {Name(backward)}";
     }
 
     /// <summary>The DH_MAX variant of the fused kernels for this problem, or 0 for the per-step ones.</summary>

@@ -68,7 +68,7 @@ public sealed partial class VulkanBackend
     private void RnnBackwardSteps(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g, Tensor dq, Tensor hPrev)
     {
         string op = p.Cell + "Backward";
-        var (units, persistent) = StepPlan(p);
+        var (units, persistent) = BackwardStepPlan(p);
         using var packed = PackStepWeights(p, backward: true, units);
         using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
         var (chunk, prefetch) = StepStaging(p.Gates * p.HeadDim, units, backward: true);
@@ -90,6 +90,24 @@ public sealed partial class VulkanBackend
             CheckPushSize(op, push);
             Dispatch(kernel, push, blocks, tiles);
         }
+    }
+
+    /// <summary>The backward's units and persistence: as the forward's (StepPlan), except that by
+    /// default (RnnPersistent null) a backward whose dq_{t+1} takes more than three staging chunks runs
+    /// one dispatch per step. On the H200 (bench/results runs 45, 46: fwd+bwd minus fwd, one head) the
+    /// persistent backward was faster with three chunks (GRU 768: 19.2 against 19.7 ms) and slower
+    /// with four or six (LSTM 768: 25.8 against 25.0; GRU 1024: 26.0 against 25.3; LSTM 1024: 36.5
+    /// against 33.3): each chunk is a round of polls and two barriers inside every step, over fewer
+    /// workgroups than the per-step kernels run.</summary>
+    private (int Units, bool Persistent) BackwardStepPlan(RnnProblem p) => BackwardStepPlan(p.Batch, p.Gates, p.Heads, p.HeadDim);
+
+    private (int Units, bool Persistent) BackwardStepPlan(int batch, int gates, int heads, int headDim)
+    {
+        var plan = StepPlan(batch, heads, headDim);
+        if (!plan.Persistent || RnnPersistent == true) return plan;
+        int inputs = gates * headDim, in4 = (inputs + 3) / 4;
+        int chunk = StepStaging(inputs, plan.Units, backward: true).Chunk;
+        return (in4 + chunk - 1) / chunk > 3 ? (StepUnits, false) : plan;
     }
 
     // The tensors both backward kernels declare first, in their order: the weights (R, or R^T per

@@ -14,7 +14,7 @@ public sealed class RnnPersistentTests
     public static IEnumerable<object[]> Cases() =>
         from backend in new[] { "vulkan-persistent-u4", "vulkan-steps" }   // 4 units per workgroup; the automatic choice
         from cell in Enum.GetValues<RnnCell>()
-        from size in new[] { (16, 20, 4, 192), (3, 7, 1, 130), (17, 5, 2, 67) }
+        from size in new[] { (16, 20, 4, 192), (3, 7, 1, 130), (17, 5, 2, 67), (2, 4, 1, 800) }   // 800: the automatic backward, 3200+ inputs, runs per step
         select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };
 
     /// <summary>Forward outputs and every gradient against the CPU backend (itself checked against the
