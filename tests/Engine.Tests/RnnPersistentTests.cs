@@ -12,7 +12,7 @@ namespace FastWeights.Engine.Tests;
 public sealed class RnnPersistentTests
 {
     public static IEnumerable<object[]> Cases() =>
-        from backend in new[] { "vulkan-persistent-u4", "vulkan-steps" }   // 4 units per workgroup; the automatic choice
+        from backend in new[] { "vulkan-persistent-u4", "vulkan-steps-auto" }   // 4 units per workgroup; the automatic choice
         from cell in Enum.GetValues<RnnCell>()
         from size in new[] { (16, 20, 4, 192), (3, 7, 1, 130), (17, 5, 2, 67), (2, 4, 1, 800) }   // 800: the automatic backward, 3200+ inputs, runs per step
         select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };
@@ -25,7 +25,7 @@ public sealed class RnnPersistentTests
     {
         using var path = RnnTests.Path(backendName);
         var vulkan = (Vulkan.VulkanBackend)path.Backend;
-        Assert.IsTrue(backendName != "vulkan-steps" || vulkan.RnnKernelFor(cell, b, h, dh).StartsWith("persistent"),
+        Assert.IsTrue(backendName != "vulkan-steps-auto" || vulkan.RnnKernelFor(cell, b, h, dh).StartsWith("persistent"),
             $"{vulkan.Capabilities.Name} lists {vulkan.Capabilities.ComputeUnits} workgroups surely resident: the automatic choice should be persistent, is {vulkan.RnnKernelFor(cell, b, h, dh)}");
         var c = new RnnTests.Case(cell, b, t, h, dh, (ulong)(b * 5 + t * 3 + h * 7 + dh * 11 + (int)cell * 100)) { RScale = MathF.Min(0.6f, 2f / MathF.Sqrt(dh)) };
         float[] w = TestData.Uniform(b * t * c.Hd, 93), wh = TestData.Uniform(b * c.Hd, 94);
