@@ -4,8 +4,8 @@ namespace FastWeights.Engine.Vulkan;
 
 // shaders/gemm/gemm_row.comp: GEMMs of one output row (M = 1) in f32 with B stored [K, N], such as
 // a bias gradient ones^T dY, where the tiled kernel would compute a 128-row tile for the one row
-// (127/128 of its work wasted). This reads B once, split over K into enough parts to fill the device, then adds the
-// partial rows.
+// (127/128 of its work wasted). This reads B once, split over K into enough parts to fill the
+// device, then adds the partial rows.
 public sealed partial class VulkanBackend
 {
     private static bool UsesRowKernel(in GemmProblem p) =>

@@ -4,7 +4,7 @@ namespace FastWeights.Engine.Vulkan;
 // dispatch (the persistent per-step recurrent kernels): the zeroed exchange ring of each call and
 // the fault word. A kernel sets the fault word when a wait timed out because its workgroups were
 // not all resident at once, in which case the outputs are invalid. The word stays set until the host
-// reads it at the next download or synchronisation (CheckGridFault), which then throws, naming the op.
+// reads it at the next download or synchronisation (CheckExchangeFault), which then throws, naming the op.
 public sealed partial class VulkanBackend
 {
     private Tensor? _faultWord;
@@ -32,7 +32,7 @@ public sealed partial class VulkanBackend
 
     /// <summary>Throws when a waiting kernel recorded since the last check timed out (waits for the
     /// GPU). Downloads and Synchronize call it.</summary>
-    private void CheckGridFault()
+    private void CheckExchangeFault()
     {
         if (_faultOp is not { } op || _faultWord is null) return;
         _faultOp = null;

@@ -77,7 +77,7 @@ public sealed partial class VulkanBackend : IBackend
     {
         var s = Own(source);
         Stream.Download(s.Block.Buffer, s.Offset + sourceOffset, destination);
-        CheckGridFault();
+        CheckExchangeFault();
     }
 
     public void Copy(DeviceStorage source, long sourceOffset, DeviceStorage destination, long destinationOffset, long bytes)
@@ -90,7 +90,7 @@ public sealed partial class VulkanBackend : IBackend
     public void Synchronize()
     {
         Stream.Synchronize();
-        CheckGridFault();
+        CheckExchangeFault();
     }
 
     private VulkanStorage Own(DeviceStorage storage) => storage as VulkanStorage

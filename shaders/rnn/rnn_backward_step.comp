@@ -171,8 +171,8 @@ void runCell(CellInputs in_, uint head, uint block, uint u, uint i, bool product
     }
     if (PERSISTENT != 0)
     {
-        uint at = (((s % 2) * pc.heads + head) * pc.batch + b) * rows + k;
-        [[unroll]] for (uint g = 0; g < GATES; g++) publish(pc.ring, at + g * pc.dh, dqv[g], s + 1);
+        uint ringAt = (((s % 2) * pc.heads + head) * pc.batch + b) * rows + k;
+        [[unroll]] for (uint g = 0; g < GATES; g++) publish(pc.ring, ringAt + g * pc.dh, dqv[g], s + 1);
     }
     pc.hPrev.v[store * pc.dh + k] = in_.hp;
     pc.state.v[at] = dc;

@@ -9,7 +9,7 @@
 // its group has written step t + 1, i.e. has finished reading step t.
 // Vulkan does not promise that the workgroups of a dispatch run side by side; where they do not, a
 // poll would wait for ever. So a reader gives up after SPIN_LIMIT polls and sets the fault word
-// (fault.word, which the host keeps until it has read it: VulkanBackend.CheckGridFault then throws,
+// (fault.word, which the host keeps until it has read it: VulkanBackend.CheckExchangeFault then throws,
 // naming the op); every later wait stops after at most 256 polls once it is set, so the dispatch
 // ends. The host takes this path only where it knows all workgroups fit at once
 // (VulkanBackend.Rnn.cs). The ring and the fault word go through `coherent` references, so polls

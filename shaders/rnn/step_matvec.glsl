@@ -58,23 +58,21 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
             }
         else
         {
-            // Every element of this invocation's share is loaded at once, then the ones whose tag
-            // was not there yet are polled again together (bit q of `pending`: element id + q *
-            // invocations), so a wait costs one round trip per poll, not one per element.
+            // Every element of this invocation's share is loaded at once; the ones whose tag was
+            // not there yet (bit q of `pending`: element id + q * invocations) are polled again
+            // together, so a wait costs one round trip per poll, not one per element.
             uint pending = 0u;
             [[unroll]] for (uint e = id, q = 0; e < TILE * CHUNK4; e += OUTS * SLICES, q++)
+                if (e % CHUNK4 < end) pending |= 1u << q;
+            for (uint polls = 1; pending != 0u; polls++)
             {
-                uint b = e / CHUNK4, c = e % CHUNK4;
-                vec4 value;
-                if (c < end) { if (tryLoadV4(b, c0 + c, value)) stepShared[e] = value; else pending |= 1u << q; }
-            }
-            for (uint polls = 1; pending != 0u && !stagingGivesUp(polls); polls++)
                 [[unroll]] for (uint e = id, q = 0; e < TILE * CHUNK4; e += OUTS * SLICES, q++)
                 {
-                    uint b = e / CHUNK4, c = e % CHUNK4;
                     vec4 value;
-                    if ((pending & (1u << q)) != 0u && tryLoadV4(b, c0 + c, value)) { stepShared[e] = value; pending &= ~(1u << q); }
+                    if ((pending & (1u << q)) != 0u && tryLoadV4(e / CHUNK4, c0 + e % CHUNK4, value)) { stepShared[e] = value; pending &= ~(1u << q); }
                 }
+                if (pending != 0u && stagingGivesUp(polls)) break;
+            }
         }
         barrier();
         [[unroll]] for (uint q = 0; q < PREFETCH; q++)
