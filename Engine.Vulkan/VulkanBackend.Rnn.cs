@@ -83,7 +83,8 @@ public sealed partial class VulkanBackend : IRnnOps
         int outs = p.Gates * units;
         var (chunk, prefetch) = StepStaging(p.HeadDim, outs, backward: false);
         bool vec4 = p.HeadDim % 4 == 0 && outputs.ByteOffset % 16 == 0;
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0]);
+        int weightRegs = StepWeightRegisters(p.HeadDim, outs, persistent);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_step", [256 / outs * outs, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0, weightRegs]);
         using var packed = PackStepWeights(p, backward: false, units);
         using var state = Tensor.Empty(this, new Shape(4, p.Batch, p.Hidden));
         // Every workgroup reads all of h_{t-1} while others write h_t: an h_0 that is the output
@@ -131,6 +132,26 @@ public sealed partial class VulkanBackend : IRnnOps
         _ => null,
     };
 
+    /// <summary>Whether the persistent per-step kernels keep each invocation's share of the packed R in
+    /// registers for all steps (WEIGHT_REGS of step_matvec.glsl) where it takes at most
+    /// <see cref="MaxStepWeightRegisters"/> vec4s, instead of reading it from L2 every step. True by
+    /// default; FASTWEIGHTS_RNN_WEIGHT_REGS=0 sets it false.</summary>
+    public bool RnnWeightsInRegisters { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_WEIGHT_REGS") != "0";
+
+    /// <summary>Most weight vec4s an invocation keeps in registers: 128 floats, half of the 255
+    /// registers an NVIDIA invocation may have (one 256-invocation workgroup per SM is what the
+    /// persistent kernels run anyway), leaving the rest for the 16 sums and the staged vector.</summary>
+    private const int MaxStepWeightRegisters = 32;
+
+    /// <summary>WEIGHT_REGS for a persistent per-step kernel with <paramref name="inCount"/> inputs and
+    /// <paramref name="outs"/> outputs per workgroup (256 / outs slices of the input's vec4s), or 0.</summary>
+    private int StepWeightRegisters(int inCount, int outs, bool persistent)
+    {
+        if (!persistent || !RnnWeightsInRegisters) return 0;
+        int regs = ((inCount + 3) / 4 + 256 / outs - 1) / (256 / outs);
+        return regs <= MaxStepWeightRegisters ? regs : 0;
+    }
+
     /// <summary>Units per workgroup of the per-step kernels for this problem and whether they run
     /// persistent (<see cref="RnnPersistent"/>).</summary>
     private (int Units, bool Persistent) StepPlan(RnnProblem p) => StepPlan(p.Batch, p.Heads, p.HeadDim);
@@ -148,15 +169,19 @@ public sealed partial class VulkanBackend : IRnnOps
 
     /// <summary>Which recurrent kernels a problem of this size runs (for benchmarks and tests):
     /// "fused DH_MAX", or the forward's and then, where it differs, the backward's per-step kernels as
-    /// "per-step xUNITS" or "persistent xUNITS" (BackwardStepPlan).</summary>
+    /// "per-step xUNITS" or "persistent xUNITS" (BackwardStepPlan), the latter followed by " R in
+    /// registers" where the kernel keeps its weights there (<see cref="RnnWeightsInRegisters"/>).</summary>
     public string RnnKernelFor(RnnCell cell, int batch, int heads, int headDim)
     {
         int dhMax = FusedHeadDim(headDim);
         if (dhMax > 0) return $"fused {dhMax}";
-        static string Name((int Units, bool Persistent) plan) => $"{(plan.Persistent ? "persistent" : "per-step")} x{plan.Units}";
+        int gates = cell.Gates();
         var forward = StepPlan(batch, heads, headDim);
-        var backward = BackwardStepPlan(batch, cell.Gates(), heads, headDim);
-        return backward == forward ? Name(forward) : $"{Name(forward)}, backward {Name(backward)}";
+        var backward = BackwardStepPlan(batch, gates, heads, headDim);
+        string Name((int Units, bool Persistent) plan, int inCount, int outs) =>
+            $"{(plan.Persistent ? "persistent" : "per-step")} x{plan.Units}{(StepWeightRegisters(inCount, outs, plan.Persistent) > 0 ? " R in registers" : "")}";
+        string forwardName = Name(forward, headDim, gates * forward.Units), backwardName = Name(backward, gates * headDim, backward.Units);
+        return backwardName == forwardName ? forwardName : $"{forwardName}, backward {backwardName}";
     }
 
     /// <summary>The DH_MAX variant of the fused kernels for this problem, or 0 for the per-step ones.</summary>

@@ -73,7 +73,8 @@ public sealed partial class VulkanBackend
         using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
         var (chunk, prefetch) = StepStaging(p.Gates * p.HeadDim, units, backward: true);
         bool vec4 = p.Gates * p.HeadDim % 4 == 0 && dq.ByteOffset % 16 == 0;
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0]);
+        int weightRegs = StepWeightRegisters(p.Gates * p.HeadDim, units, persistent);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0, weightRegs]);
         uint blocks = (uint)(p.Heads * StepBlocks(p, units)), tiles = Groups(p.Batch, StepBatchTile);
         using var ring = persistent ? ExchangeRing(2L * p.Heads * p.Batch * p.Gates * p.HeadDim) : null;   // [2][H][B, G*Dh]
         var fault = persistent ? FaultWord(op) : null;

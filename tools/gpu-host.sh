@@ -22,6 +22,9 @@
 #   rnn-bf16           fastweights bench rnn with the projection GEMMs in bf16 (1, 4 and 8 heads)
 #   rnn-units          LSTM and GRU 1024, one head, profiled: one dispatch per step with 4, 8 and 16 units per
 #                      workgroup, then the automatic plan with 16
+#   rnn-regs           rnn-persistent's cases with R read from L2 every step (FASTWEIGHTS_RNN_WEIGHT_REGS=0), kept in
+#                      registers (the default), and persistent in both directions; then LSTM/GRU 1024 profiled with
+#                      their pipelines' registers
 #   rnn-chunk64        LSTM 768, one head, with the per-step kernels' staging capped at 64 columns
 #   delta-one, fla-one the delta rule at B8 H16 T2048 D64 only (ours bf16 and f32 chunked; FLA)
 #   delta-profile      the chunked delta rule (bf16, f32) at B8 H16 T2048 D64 with FASTWEIGHTS_PROFILE=1
@@ -92,6 +95,10 @@ for section in "$@"; do
     rnn-bf16) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 --projection bf16 $extra ;;
     rnn-units) for u in 4 8 16; do FASTWEIGHTS_PROFILE=1 FASTWEIGHTS_RNN_PERSISTENT=0 FASTWEIGHTS_RNN_STEP_UNITS=$u $fw bench rnn --backend vulkan --cells lstm,gru --hidden 1024 --heads 1 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(Lstm|Gru|profile [A-Z]|profile .*(_step|tiled))'; done
                FASTWEIGHTS_PROFILE=1 FASTWEIGHTS_RNN_STEP_UNITS=16 $fw bench rnn --backend vulkan --cells lstm --hidden 1024 --heads 1 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(Lstm|profile [A-Z]|profile .*(_step|tiled))' ;;
+    rnn-regs) for v in FASTWEIGHTS_RNN_WEIGHT_REGS=0 FASTWEIGHTS_RNN_WEIGHT_REGS=1 FASTWEIGHTS_RNN_PERSISTENT=1; do
+                echo "# $v"; env $v $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra
+              done
+              FASTWEIGHTS_RNN_PERSISTENT=1 FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench rnn --backend vulkan --cells lstm,gru --hidden 1024 --heads 1 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(pipeline rnn|profile [A-Z]|profile .*(_step|tiled))' ;;
     rnn-chunk64) FASTWEIGHTS_RNN_STEP_CHUNK=64 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1 --batch 16 --steps 1024 $extra ;;
     delta-one) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64 $extra
                $fw bench delta --backend vulkan --dtype f32 --algorithm chunked --shape 8,16,2048,64 $extra ;;

@@ -15,6 +15,7 @@
 // [2][H][B, G*Dh] of tagged values (step_exchange.glsl), from which the workgroups of step t - 1
 // stage it as soon as its writers have published it, with no barrier between the workgroups. The
 // host takes it only where all workgroups fit on the device at once (VulkanBackend.Rnn.cs).
+// As in the forward, WEIGHT_REGS > 0 keeps the workgroup's packed R^T in registers for all steps.
 //! variant lstm_bwd_step -DCELL=0
 //! variant gru_bwd_step -DCELL=1
 //! variant slstm_bwd_step -DCELL=2
@@ -33,6 +34,7 @@ layout(constant_id = 2) const uint CHUNK4 = 64;     // vec4 columns of dq staged
 layout(constant_id = 3) const uint PREFETCH = 4;    // weight vec4s loaded ahead of each chunk's staging
 layout(constant_id = 4) const uint VEC4_DQ = 0;     // 1: G*Dh % 4 == 0, so dq rows start 16-byte aligned
 layout(constant_id = 5) const uint PERSISTENT = 0;  // 1: all steps in one dispatch (above)
+layout(constant_id = 6) const uint WEIGHT_REGS = 0; // PERSISTENT: weight vec4s each invocation keeps in registers (step_matvec.glsl), 0: none
 const uint OUTS = UNITS;                        // columns of R per workgroup
 const uint SLICES = 256 / OUTS;                 // r slices (4 units: 64)
 
@@ -206,6 +208,7 @@ void main()
         runStep(head, block);
         return;
     }
+    if (WEIGHT_REGS > 0) loadStepWeights(pc.r, gl_WorkGroupID.x * ((rows + 3) / 4) * OUTS, rows);
     for (int t = int(pc.t) - 1; t >= -1; t--)
     {
         gStep = t;

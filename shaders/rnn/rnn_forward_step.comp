@@ -16,6 +16,8 @@
 // tagged values (step_exchange.glsl), from which the next step's workgroups stage h_{t-1} as soon
 // as its writers have published it, with no barrier between the workgroups. The host takes it only
 // where all workgroups fit on the device at once (VulkanBackend.Rnn.cs).
+// Since a persistent workgroup owns one block for all steps, it can keep its packed R in registers
+// (WEIGHT_REGS > 0, loaded once before the first step) instead of reading it from L2 every step.
 //! variant lstm_step -DCELL=0
 //! variant gru_step -DCELL=1
 //! variant slstm_step -DCELL=2
@@ -34,6 +36,7 @@ layout(constant_id = 2) const uint CHUNK4 = 64;     // vec4 columns of h staged 
 layout(constant_id = 3) const uint PREFETCH = 4;    // weight vec4s loaded ahead of each chunk's staging
 layout(constant_id = 4) const uint VEC4_H = 0;      // 1: the outputs' rows start 16-byte aligned (Dh, H*Dh % 4 == 0)
 layout(constant_id = 5) const uint PERSISTENT = 0;  // 1: all steps in one dispatch (above)
+layout(constant_id = 6) const uint WEIGHT_REGS = 0; // PERSISTENT: weight vec4s each invocation keeps in registers (step_matvec.glsl), 0: none
 const uint OUTS = GATES * UNITS;                // gate rows per workgroup
 const uint SLICES = 256 / OUTS;                 // k slices (LSTM, 4 units: 16; GRU: 21, 252 invocations)
 
@@ -177,6 +180,7 @@ void main()
         runStep(head, block);
         return;
     }
+    if (WEIGHT_REGS > 0) loadStepWeights(pc.r, gl_WorkGroupID.x * ((pc.dh + 3) / 4) * OUTS, pc.dh);
     for (uint t = 0; t < pc.t; t++)
     {
         gStep = t;

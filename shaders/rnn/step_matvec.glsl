@@ -18,17 +18,35 @@
 // each chunk's staging: the host takes ceil(CHUNK4 / SLICES), at most 12, so that normally every
 // weight load of a chunk is in flight while v is staged), and vec4 loadV4(uint b, uint i4) (b < TILE, i4 < IN/4
 // rounded up: v[b][4 i4 .. 4 i4 + 3] of its tile, zero past IN and past the batch) before including
-// this file, and the constant PERSISTENT; where it is not 0 also bool tryLoadV4(uint b, uint i4,
+// this file, and the constants PERSISTENT and WEIGHT_REGS; where PERSISTENT is not 0 also bool tryLoadV4(uint b, uint i4,
 // out vec4 value) (the same values, false while the writer's step has not published them:
 // step_exchange.glsl) and bool stagingGivesUp(uint polls) (giveUp of step_exchange.glsl on the
 // kernel's fault word). The workgroup has OUTS * SLICES <= 256 invocations and stages at most 32
 // elements per invocation, so the SLICES * TILE/4 * OUTS <= 1024 vec4s of partial sums fit in the
 // TILE * CHUNK4 >= 1024 vec4s of the staging array.
+// Weights in registers (the caller's constant WEIGHT_REGS > 0, PERSISTENT kernels only, where a
+// workgroup owns the same block for all steps): loadStepWeights puts this invocation's weight vec4s
+// (columns i4 = s + q SLICES, q < WEIGHT_REGS >= ceil(IN/4 / SLICES)) into registers once, and
+// every step's product reads them there instead of from L2. On the H200 a step's time followed the
+// weight bytes each SM read per step (bench/results/2026-12-02-h200-run48.txt: LSTM 1024 forward
+// 16.2 / 17.2 / 25.5 us a step with 64 / 128 / 256 KB a step per SM), not the staged vector's.
 #if TILE != 16
 #error "step_matvec.glsl: sized for tiles of 16 batch rows"
 #endif
 
 shared vec4 stepShared[TILE * CHUNK4];     // staged v [TILE][CHUNK4], then the partial sums
+vec4 stepWeights[WEIGHT_REGS + 1];          // WEIGHT_REGS > 0: this invocation's weights (the extra one is never read)
+
+// WEIGHT_REGS > 0: this invocation's weight vec4s into stepWeights, zero past IN (call once).
+void loadStepWeights(F32x4Buffer w, uint wBase, uint inCount)
+{
+    uint id = gl_LocalInvocationID.x, o = id % OUTS, s = id / OUTS, in4 = (inCount + 3) / 4;
+    [[unroll]] for (uint q = 0; q < WEIGHT_REGS; q++)
+    {
+        uint c = s + q * SLICES;
+        stepWeights[q] = s < SLICES && c < in4 ? w.v[wBase + c * OUTS + o] : vec4(0.0);
+    }
+}
 
 // Every invocation of the workgroup calls this in uniform control flow. in4 = ceil(IN / 4).
 void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
@@ -43,7 +61,7 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
         // so their latency overlaps it (all of them when PREFETCH * SLICES >= CHUNK4).
         uint end = min(in4 - c0, uint(CHUNK4));
         vec4 early[PREFETCH];
-        [[unroll]] for (uint q = 0; q < PREFETCH; q++)
+        if (WEIGHT_REGS == 0) [[unroll]] for (uint q = 0; q < PREFETCH; q++)
         {
             uint c = s + q * SLICES;
             vec4 loaded = w.v[wBase + (c0 + min(c, end - 1)) * OUTS + o];    // always in range
@@ -75,6 +93,16 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
             }
         }
         barrier();
+        if (WEIGHT_REGS > 0)
+        {
+            // Register q holds column s + q SLICES; the ones inside this chunk take part.
+            [[unroll]] for (uint q = 0; q < WEIGHT_REGS; q++)
+            {
+                uint c = s + q * SLICES;
+                if (c >= c0 && c < c0 + end) [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(stepWeights[q], stepShared[b * CHUNK4 + c - c0]);
+            }
+            continue;
+        }
         [[unroll]] for (uint q = 0; q < PREFETCH; q++)
         {
             uint c = s + q * SLICES;

@@ -12,7 +12,8 @@ namespace FastWeights.Engine.Tests;
 public sealed class RnnPersistentTests
 {
     public static IEnumerable<object[]> Cases() =>
-        from backend in new[] { "vulkan-persistent-u4", "vulkan-steps-auto" }   // 4 units per workgroup; the automatic choice
+        // 4 units per workgroup, R in registers; the same with R read from L2 every step; the automatic choice
+        from backend in new[] { "vulkan-persistent-u4", "vulkan-persistent-l2", "vulkan-steps-auto" }
         from cell in Enum.GetValues<RnnCell>()
         from size in new[] { (16, 20, 4, 192), (3, 7, 1, 130), (17, 5, 2, 67), (2, 4, 1, 800) }   // 800: the automatic backward, 3200+ inputs, runs per step
         select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };
@@ -27,6 +28,9 @@ public sealed class RnnPersistentTests
         var vulkan = (Vulkan.VulkanBackend)path.Backend;
         Assert.IsTrue(backendName != "vulkan-steps-auto" || vulkan.RnnKernelFor(cell, b, h, dh).StartsWith("persistent"),
             $"{vulkan.Capabilities.Name} lists {vulkan.Capabilities.ComputeUnits} workgroups surely resident: the automatic choice should be persistent, is {vulkan.RnnKernelFor(cell, b, h, dh)}");
+        string kernels = vulkan.RnnKernelFor(cell, b, h, dh);
+        if (backendName != "vulkan-steps-auto")
+            Assert.AreEqual(backendName == "vulkan-persistent-u4", kernels.Contains("R in registers"), $"{backendName}: {kernels}");
         var c = new RnnTests.Case(cell, b, t, h, dh, (ulong)(b * 5 + t * 3 + h * 7 + dh * 11 + (int)cell * 100)) { RScale = MathF.Min(0.6f, 2f / MathF.Sqrt(dh)) };
         float[] w = TestData.Uniform(b * t * c.Hd, 93), wh = TestData.Uniform(b * c.Hd, 94);
         float[]? wc = cell == RnnCell.Lstm ? TestData.Uniform(b * c.Hd, 95) : null;

@@ -74,7 +74,8 @@ public sealed class RnnTests
     /// "vulkan-steps-u16" (per-step kernels with 16 units per workgroup; both "vulkan-steps" paths one
     /// dispatch per step even where all workgroups would fit at once), "vulkan-steps-auto" (per-step
     /// kernels as the backend chooses them: persistent where they fit), "vulkan-persistent-u4" (forced
-    /// persistent, 4 units) or "vulkan-persistent"
+    /// persistent, 4 units; "vulkan-persistent-l2" the same with R read from L2 every step instead of
+    /// kept in registers) or "vulkan-persistent"
     /// (per-step kernels with 16 units, all steps in one dispatch; on a device that does not promise to run
     /// workgroups side by side, lavapipe, only heads of up to 16 units: one workgroup per head and tile;
     /// RnnPersistentTests covers groups of many workgroups on a GPU).
@@ -84,25 +85,27 @@ public sealed class RnnTests
         private readonly Vulkan.VulkanBackend? _vulkan;
         private readonly int _keepMax, _keepTile, _keepUnits;
         private readonly bool? _keepPersistent;
+        private readonly bool _keepRegisters;
         public BackendPath(string name)
         {
             Backend = TestBackends.Get(name.StartsWith("vulkan") ? "vulkan" : name);
             if (Backend is not Vulkan.VulkanBackend vulkan) return;
             _vulkan = vulkan;
-            (_keepMax, _keepTile, _keepUnits, _keepPersistent) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits, vulkan.RnnPersistent);
+            (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits, vulkan.RnnPersistent, vulkan.RnnWeightsInRegisters);
             if (name.StartsWith("vulkan-steps") || name.StartsWith("vulkan-persistent")) vulkan.FusedRnnMaxHeadDim = 0;
             if (name == "vulkan-steps-u16" || name == "vulkan-persistent") vulkan.RnnStepUnits = 16;
             // "vulkan-steps*": one dispatch per step also where the device would run them persistent
             if (name.StartsWith("vulkan-steps")) vulkan.RnnPersistent = name == "vulkan-steps-auto" ? null : false;
             if (name == "vulkan-persistent") vulkan.RnnPersistent = true;
             if (name == "vulkan-persistent-u4") (vulkan.RnnStepUnits, vulkan.RnnPersistent) = (4, true);
+            if (name == "vulkan-persistent-l2") (vulkan.RnnStepUnits, vulkan.RnnPersistent, vulkan.RnnWeightsInRegisters) = (4, true, false);
             if (name == "vulkan-tile8") vulkan.FusedRnnBatchTile = 8;
         }
         public IBackend Backend { get; }
         public void Dispose()
         {
             if (_vulkan is null) return;
-            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits, _vulkan.RnnPersistent) = (_keepMax, _keepTile, _keepUnits, _keepPersistent);
+            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits, _vulkan.RnnPersistent, _vulkan.RnnWeightsInRegisters) = (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters);
         }
     }
 
