@@ -138,17 +138,19 @@ public sealed partial class VulkanBackend : IRnnOps
     /// default; FASTWEIGHTS_RNN_WEIGHT_REGS=0 sets it false.</summary>
     public bool RnnWeightsInRegisters { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_WEIGHT_REGS") != "0";
 
-    /// <summary>Most weight vec4s an invocation keeps in registers: 128 floats, half of the 255
-    /// registers an NVIDIA invocation may have (one 256-invocation workgroup per SM is what the
-    /// persistent kernels run anyway), leaving the rest for the 16 sums and the staged vector.</summary>
-    private const int MaxStepWeightRegisters = 32;
+    /// <summary>Most weight vec4s an invocation keeps in registers: 64 floats. With 24-32 (one head
+    /// of 768 or 1024 units) the kernels reached 233-254 of the 255 registers an NVIDIA invocation may
+    /// have and ran 1-5% slower than reading R from L2; with 6-8 (heads of 192 and 256) 3-5% faster
+    /// (bench/results/2026-12-02-h200-run49.txt).</summary>
+    private const int MaxStepWeightRegisters = 16;
 
     /// <summary>WEIGHT_REGS for a persistent per-step kernel with <paramref name="inCount"/> inputs and
     /// <paramref name="outs"/> outputs per workgroup (256 / outs slices of the input's vec4s), or 0.</summary>
     private int StepWeightRegisters(int inCount, int outs, bool persistent)
     {
         if (!persistent || !RnnWeightsInRegisters) return 0;
-        int regs = ((inCount + 3) / 4 + 256 / outs - 1) / (256 / outs);
+        int lanes = (outs + 1) / 2, slices = 256 / outs * outs / lanes;     // LANES, SLICES2 of step_matvec.glsl
+        int regs = 2 * (((inCount + 3) / 4 + slices - 1) / slices);         // two outputs' vec4s per column
         return regs <= MaxStepWeightRegisters ? regs : 0;
     }
 

@@ -4,68 +4,118 @@
 // with W packed for the workgroup's block by pack_step_weights.comp: w[i4 * OUTS + o] holds
 // (W(o, 4 i4), .., W(o, 4 i4 + 3)), zero past IN, so one vec4 load per (o, i4) and lanes with
 // consecutive o read consecutive 16 bytes (coalesced; the packed W stays in L2 across steps).
-// Invocation id = o + OUTS * s (s < SLICES) owns output o for all TILE batch rows and the columns
-// i4 = s, s + SLICES, .. ; v is staged chunk by chunk (CHUNK4 vec4 columns of TILE rows, zero past
-// IN and past the batch) in shared memory, where every lane of a subgroup reads one of at most a
-// few addresses (broadcast). No subgroup operations: any subgroup size works.
-// Each chunk costs a round trip to L2 and two barriers, which is what a step's time is made of
-// (bench/results/2026-12-01-h200-run11.txt: about 3.5 us per extra forward chunk on the H200), so
-// the host makes CHUNK4 (a specialization constant) as large as the device's shared memory allows:
-// one chunk for IN <= 768 with 48 KiB.
-// Afterwards the SLICES partial sums of (o, b) lie in stepShared[(s * TILE/4 + b/4) * OUTS + o][b % 4];
-// stepSum(o, b) adds them. The caller defines TILE (16), the constants OUTS and SLICES, the
-// specialization constants CHUNK4 (>= 64) and PREFETCH (weight vec4s per invocation loaded ahead of
-// each chunk's staging: the host takes ceil(CHUNK4 / SLICES), at most 12, so that normally every
-// weight load of a chunk is in flight while v is staged), and vec4 loadV4(uint b, uint i4) (b < TILE, i4 < IN/4
-// rounded up: v[b][4 i4 .. 4 i4 + 3] of its tile, zero past IN and past the batch) before including
-// this file, and the constants PERSISTENT and WEIGHT_REGS; where PERSISTENT is not 0 also bool tryLoadV4(uint b, uint i4,
-// out vec4 value) (the same values, false while the writer's step has not published them:
+// v is staged chunk by chunk (CHUNK4 vec4 columns of TILE rows, zero past IN and past the batch)
+// in shared memory by all invocations. For the product, invocation id = l + LANES * s (l < LANES =
+// ceil(OUTS / 2), s < SLICES2 = invocations / LANES; any others idle) owns the two outputs l and
+// l + LANES (the second one only where < OUTS) for all TILE batch rows and the columns i4 = s,
+// s + SLICES2, .. : every vec4 of v it reads from shared memory feeds 8 multiply-adds, not 4. On
+// the H200 the product's shared-memory reads, not its arithmetic or its L2 traffic, set a step's
+// time: a 128-bit shared load takes about 4 cycles per subgroup, and with one output per
+// invocation LSTM 1024 (8 units per workgroup) made 4096 of them per SM and step, 8.3 us at
+// 1.98 GHz, where a step took 13.6 us forward and each doubling of the work per SM added 8.3 us
+// (bench/results/2026-12-02-h200-run48.txt, run 49). Lanes of a subgroup read one of a few
+// addresses (broadcast). No subgroup operations: any subgroup size works.
+// Each chunk costs a round trip to L2 and two barriers (bench/results/2026-12-01-h200-run11.txt:
+// about 3.5 us per extra forward chunk on the H200), so the host makes CHUNK4 (a specialization
+// constant) as large as the device's shared memory allows: one chunk for IN <= 768 with 48 KiB.
+// Afterwards the SLICES2 partial sums of (o, b) lie in stepShared[(s * TILE/4 + b/4) * OUTS + o][b % 4];
+// stepSum(o, b) adds them. The caller defines TILE (16), the constants OUTS and SLICES (the
+// workgroup has OUTS * SLICES <= 256 invocations), the specialization constants CHUNK4 (>= 64) and
+// PREFETCH (weight vec4s per invocation loaded ahead of each chunk's staging, over both outputs: the
+// host takes ceil(CHUNK4 / SLICES), at most 12, so that normally every weight load of a chunk is in
+// flight while v is staged), and vec4 loadV4(uint b, uint i4) (b < TILE, i4 < IN/4 rounded up:
+// v[b][4 i4 .. 4 i4 + 3] of its tile, zero past IN and past the batch) before including this file,
+// and the constants PERSISTENT and WEIGHT_REGS; where PERSISTENT is not 0 also bool tryLoadV4(uint b,
+// uint i4, out vec4 value) (the same values, false while the writer's step has not published them:
 // step_exchange.glsl) and bool stagingGivesUp(uint polls) (giveUp of step_exchange.glsl on the
-// kernel's fault word). The workgroup has OUTS * SLICES <= 256 invocations and stages at most 32
-// elements per invocation, so the SLICES * TILE/4 * OUTS <= 1024 vec4s of partial sums fit in the
-// TILE * CHUNK4 >= 1024 vec4s of the staging array.
+// kernel's fault word). Each invocation stages at most 32 elements per chunk; the shared array
+// holds the larger of the staged chunk and the SLICES2 * TILE/4 * OUTS <= 2048 vec4s of partial
+// sums (32 KiB).
 // Weights in registers (the caller's constant WEIGHT_REGS > 0, PERSISTENT kernels only, where a
 // workgroup owns the same block for all steps): loadStepWeights puts this invocation's weight vec4s
-// (columns i4 = s + q SLICES, q < WEIGHT_REGS >= ceil(IN/4 / SLICES)) into registers once, and
-// every step's product reads them there instead of from L2. On the H200 a step's time followed the
-// weight bytes each SM read per step (bench/results/2026-12-02-h200-run48.txt: LSTM 1024 forward
-// 16.2 / 17.2 / 25.5 us a step with 64 / 128 / 256 KB a step per SM), not the staged vector's.
+// (both outputs of columns s + q SLICES2: stepWeights[2q], [2q + 1]; WEIGHT_REGS >= 2
+// ceil(IN/4 / SLICES2)) into registers once, and every step's product reads them there instead of
+// from L2. That pays where they are few (heads of 192 and 256 with 8 units: 6-8 vec4s, 3-5% faster
+// forward+backward on the H200) and costs where they are many (one head of 768 or 1024: 24-32 vec4s
+// took the kernels to 233-254 registers and 1-5% slower, run 49), so the host keeps at most 16.
 #if TILE != 16
 #error "step_matvec.glsl: sized for tiles of 16 batch rows"
 #endif
 
-shared vec4 stepShared[TILE * CHUNK4];     // staged v [TILE][CHUNK4], then the partial sums
+const uint LANES = (OUTS + 1) / 2;                     // invocations per column slice, two outputs each
+const uint SLICES2 = OUTS * SLICES / LANES;             // column slices of the product
+const uint STAGED_VECS = TILE * CHUNK4;
+const uint PARTIAL_VECS = SLICES2 * (TILE / 4) * OUTS;
+shared vec4 stepShared[STAGED_VECS > PARTIAL_VECS ? STAGED_VECS : PARTIAL_VECS];   // staged v [TILE][CHUNK4], then the partial sums
 vec4 stepWeights[WEIGHT_REGS + 1];          // WEIGHT_REGS > 0: this invocation's weights (the extra one is never read)
+const uint EARLY = (PREFETCH + 1) / 2;      // columns whose weights (both outputs) are loaded ahead of a chunk's staging
+
+// This invocation's place in the product: its outputs o0 = l and o1 = l + LANES, its first column s.
+struct ProductLane
+{
+    uint o0, o1, s;
+    bool live, second;      // live: s < SLICES2; second: o1 < OUTS
+};
+
+ProductLane productLane()
+{
+    ProductLane lane;
+    uint id = gl_LocalInvocationID.x;
+    lane.o0 = id % LANES;
+    lane.s = id / LANES;
+    lane.o1 = min(lane.o0 + LANES, uint(OUTS) - 1);     // an address in range; zero weights where !second
+    lane.live = lane.s < SLICES2;
+    lane.second = lane.o0 + LANES < OUTS;
+    return lane;
+}
+
+// The weights of column c (< in4) for both outputs, zero where an output does not exist.
+void laneWeights(F32x4Buffer w, uint wBase, ProductLane lane, uint c, bool inRange, out vec4 w0, out vec4 w1)
+{
+    vec4 loaded0 = w.v[wBase + c * OUTS + lane.o0], loaded1 = w.v[wBase + c * OUTS + lane.o1];
+    w0 = inRange ? loaded0 : vec4(0.0);
+    w1 = inRange && lane.second ? loaded1 : vec4(0.0);
+}
 
 // WEIGHT_REGS > 0: this invocation's weight vec4s into stepWeights, zero past IN (call once).
 void loadStepWeights(F32x4Buffer w, uint wBase, uint inCount)
 {
-    uint id = gl_LocalInvocationID.x, o = id % OUTS, s = id / OUTS, in4 = (inCount + 3) / 4;
-    [[unroll]] for (uint q = 0; q < WEIGHT_REGS; q++)
+    ProductLane lane = productLane();
+    uint in4 = (inCount + 3) / 4;
+    [[unroll]] for (uint q = 0; 2 * q + 1 < WEIGHT_REGS; q++)
     {
-        uint c = s + q * SLICES;
-        stepWeights[q] = s < SLICES && c < in4 ? w.v[wBase + c * OUTS + o] : vec4(0.0);
+        uint c = lane.s + q * SLICES2;
+        laneWeights(w, wBase, lane, min(c, in4 - 1), lane.live && c < in4, stepWeights[2 * q], stepWeights[2 * q + 1]);
     }
 }
+
+// acc0/acc1 += the two outputs' weights of one column times v's column `at` (TILE rows).
+#define STEP_MULTIPLY(w0, w1, at) \
+    [[unroll]] for (uint b = 0; b < TILE; b++) \
+    { \
+        vec4 v = stepShared[b * CHUNK4 + (at)]; \
+        acc0[b] += dot(w0, v); \
+        acc1[b] += dot(w1, v); \
+    }
 
 // Every invocation of the workgroup calls this in uniform control flow. in4 = ceil(IN / 4).
 void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
 {
-    uint id = gl_LocalInvocationID.x, o = id % OUTS, s = id / OUTS;
+    uint id = gl_LocalInvocationID.x;
+    ProductLane lane = productLane();
     uint in4 = (inCount + 3) / 4;
-    float acc[TILE];
-    [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] = 0.0;
+    float acc0[TILE], acc1[TILE];
+    [[unroll]] for (uint b = 0; b < TILE; b++) { acc0[b] = 0.0; acc1[b] = 0.0; }
     for (uint c0 = 0; c0 < in4; c0 += CHUNK4)
     {
-        // The chunk's first PREFETCH weight vec4s of this invocation are loaded before the staging,
-        // so their latency overlaps it (all of them when PREFETCH * SLICES >= CHUNK4).
+        // The weights of the chunk's first EARLY columns of this invocation are loaded before the
+        // staging, so their latency overlaps it (all of them when EARLY * SLICES2 >= CHUNK4).
         uint end = min(in4 - c0, uint(CHUNK4));
-        vec4 early[PREFETCH];
-        if (WEIGHT_REGS == 0) [[unroll]] for (uint q = 0; q < PREFETCH; q++)
+        vec4 early0[EARLY], early1[EARLY];
+        if (WEIGHT_REGS == 0) [[unroll]] for (uint q = 0; q < EARLY; q++)
         {
-            uint c = s + q * SLICES;
-            vec4 loaded = w.v[wBase + (c0 + min(c, end - 1)) * OUTS + o];    // always in range
-            early[q] = c < end ? loaded : vec4(0.0);
+            uint c = lane.s + q * SLICES2;
+            laneWeights(w, wBase, lane, c0 + min(c, end - 1), lane.live && c < end, early0[q], early1[q]);
         }
         barrier();                                   // the previous chunk's readers are done
         if (PERSISTENT == 0)
@@ -93,37 +143,45 @@ void stepMatVec(F32x4Buffer w, uint wBase, uint inCount)
             }
         }
         barrier();
-        if (WEIGHT_REGS > 0)
+        if (lane.live && WEIGHT_REGS > 0)
         {
-            // Register q holds column s + q SLICES; the ones inside this chunk take part.
-            [[unroll]] for (uint q = 0; q < WEIGHT_REGS; q++)
+            // Registers 2q, 2q + 1 hold column s + q SLICES2; the ones inside this chunk take part.
+            [[unroll]] for (uint q = 0; 2 * q + 1 < WEIGHT_REGS; q++)
             {
-                uint c = s + q * SLICES;
-                if (c >= c0 && c < c0 + end) [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(stepWeights[q], stepShared[b * CHUNK4 + c - c0]);
+                uint c = lane.s + q * SLICES2;
+                if (c >= c0 && c < c0 + end) STEP_MULTIPLY(stepWeights[2 * q], stepWeights[2 * q + 1], c - c0)
             }
-            continue;
         }
-        [[unroll]] for (uint q = 0; q < PREFETCH; q++)
+        else if (lane.live)
         {
-            uint c = s + q * SLICES;
-            if (c < end) [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(early[q], stepShared[b * CHUNK4 + c]);
-        }
-        for (uint c = s + PREFETCH * SLICES; c < end; c += SLICES)
-        {
-            vec4 wv = w.v[wBase + (c0 + c) * OUTS + o];
-            [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] += dot(wv, stepShared[b * CHUNK4 + c]);
+            [[unroll]] for (uint q = 0; q < EARLY; q++)
+            {
+                uint c = lane.s + q * SLICES2;
+                if (c < end) STEP_MULTIPLY(early0[q], early1[q], c)
+            }
+            for (uint c = lane.s + EARLY * SLICES2; c < end; c += SLICES2)
+            {
+                vec4 w0, w1;
+                laneWeights(w, wBase, lane, c0 + c, true, w0, w1);
+                STEP_MULTIPLY(w0, w1, c)
+            }
         }
     }
     barrier();                                       // staging reads done: reuse the array
-    [[unroll]] for (uint b4 = 0; b4 < TILE / 4; b4++)
-        stepShared[(s * (TILE / 4) + b4) * OUTS + o] = vec4(acc[4 * b4], acc[4 * b4 + 1], acc[4 * b4 + 2], acc[4 * b4 + 3]);
+    if (lane.live)
+        [[unroll]] for (uint b4 = 0; b4 < TILE / 4; b4++)
+        {
+            uint row = (lane.s * (TILE / 4) + b4) * OUTS;
+            stepShared[row + lane.o0] = vec4(acc0[4 * b4], acc0[4 * b4 + 1], acc0[4 * b4 + 2], acc0[4 * b4 + 3]);
+            if (lane.second) stepShared[row + lane.o0 + LANES] = vec4(acc1[4 * b4], acc1[4 * b4 + 1], acc1[4 * b4 + 2], acc1[4 * b4 + 3]);
+        }
     barrier();
 }
 
-// out[o][b] after stepMatVec: the sum of the SLICES partial sums.
+// out[o][b] after stepMatVec: the sum of the SLICES2 partial sums.
 float stepSum(uint o, uint b)
 {
     float sum = 0.0;
-    for (uint s = 0; s < SLICES; s++) sum += stepShared[(s * (TILE / 4) + b / 4) * OUTS + o][b % 4];
+    for (uint s = 0; s < SLICES2; s++) sum += stepShared[(s * (TILE / 4) + b / 4) * OUTS + o][b % 4];
     return sum;
 }

@@ -39,7 +39,10 @@ public sealed class RnnTests
         // vec4 exchange loads run in RnnPersistentTests on the GPU.
         .Concat(from cell in Enum.GetValues<RnnCell>()
                 from size in new[] { (1, 1, 1, 5), (2, 2, 3, 13), (17, 37, 2, 15) }   // 17 rows: two batch tiles
-                select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
+                select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        // One unit per workgroup: an odd number of outputs (GRU's 3 gate rows, every cell's one
+        // column of R backward), so some invocations of the product own only one output.
+        .Concat(from cell in Enum.GetValues<RnnCell>() select new object[] { "vulkan-steps-u1", cell, 3, 4, 2, 7 });
 
     [TestMethod]
     [DynamicData(nameof(ForwardCases))]
@@ -71,7 +74,7 @@ public sealed class RnnTests
     /// <summary>A backend by test name: "cpu", "vulkan" (the fused kernels for heads of up to 128
     /// units, batch tiles picked by size: 1 row at these sizes), "vulkan-tile8" (fused, 8 batch rows
     /// per workgroup), "vulkan-steps" (every head through the per-step kernels of large heads) or
-    /// "vulkan-steps-u16" (per-step kernels with 16 units per workgroup; both "vulkan-steps" paths one
+    /// "vulkan-steps-u16" or "vulkan-steps-u1" (per-step kernels with 16 or 1 units per workgroup; the "vulkan-steps" paths one
     /// dispatch per step even where all workgroups would fit at once), "vulkan-steps-auto" (per-step
     /// kernels as the backend chooses them: persistent where they fit), "vulkan-persistent-u4" (forced
     /// persistent, 4 units; "vulkan-persistent-l2" the same with R read from L2 every step instead of
@@ -94,6 +97,7 @@ public sealed class RnnTests
             (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits, vulkan.RnnPersistent, vulkan.RnnWeightsInRegisters);
             if (name.StartsWith("vulkan-steps") || name.StartsWith("vulkan-persistent")) vulkan.FusedRnnMaxHeadDim = 0;
             if (name == "vulkan-steps-u16" || name == "vulkan-persistent") vulkan.RnnStepUnits = 16;
+            if (name == "vulkan-steps-u1") vulkan.RnnStepUnits = 1;
             // "vulkan-steps*": one dispatch per step also where the device would run them persistent
             if (name.StartsWith("vulkan-steps")) vulkan.RnnPersistent = name == "vulkan-steps-auto" ? null : false;
             if (name == "vulkan-persistent") vulkan.RnnPersistent = true;
@@ -118,7 +122,8 @@ public sealed class RnnTests
          select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 })
         .Concat(from cell in Enum.GetValues<RnnCell>()       // all steps in one dispatch: heads of <= 16 units
                 from size in new[] { (1, 1, 1, 3), (2, 4, 2, 3), (1, 6, 3, 3) }
-                select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
+                select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>() select new object[] { "vulkan-steps-u1", cell, 2, 3, 2, 7 });
 
     [TestMethod]
     [DynamicData(nameof(BackwardCases))]
