@@ -29,7 +29,9 @@ public sealed class RnnPersistentTests
         Assert.IsTrue(backendName != "vulkan-steps-auto" || vulkan.RnnKernelFor(cell, b, h, dh).StartsWith("persistent"),
             $"{vulkan.Capabilities.Name} lists {vulkan.Capabilities.ComputeUnits} workgroups surely resident: the automatic choice should be persistent, is {vulkan.RnnKernelFor(cell, b, h, dh)}");
         string kernels = vulkan.RnnKernelFor(cell, b, h, dh);
-        if (backendName != "vulkan-steps-auto")
+        // R in registers where it takes at most 16 vec4s per invocation: not for Dh 800 (8 units per
+        // workgroup there, so that 100 blocks fit on the device: 26 vec4s forward).
+        if (backendName == "vulkan-persistent-l2" || (backendName == "vulkan-persistent-u4" && dh <= 192))
             Assert.AreEqual(backendName == "vulkan-persistent-u4", kernels.Contains("R in registers"), $"{backendName}: {kernels}");
         var c = new RnnTests.Case(cell, b, t, h, dh, (ulong)(b * 5 + t * 3 + h * 7 + dh * 11 + (int)cell * 100)) { RScale = MathF.Min(0.6f, 2f / MathF.Sqrt(dh)) };
         float[] w = TestData.Uniform(b * t * c.Hd, 93), wh = TestData.Uniform(b * c.Hd, 94);
