@@ -139,7 +139,7 @@ public sealed partial class VulkanBackend : IRnnOps
     public bool RnnWeightsInRegisters { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_WEIGHT_REGS") != "0";
 
     /// <summary>Most weight vec4s an invocation keeps in registers: 64 floats. With 24-32 (one head
-    /// of 768 or 1024 units) the kernels reached 233-254 of the 255 registers an NVIDIA invocation may
+    /// of 768 or 1024 units) the kernels reached 215-254 of the 255 registers an NVIDIA invocation may
     /// have and ran 1-5% slower than reading R from L2; with 6-8 (heads of 192 and 256) 3-5% faster
     /// (bench/results/2026-12-02-h200-run49.txt).</summary>
     private const int MaxStepWeightRegisters = 16;

@@ -8,12 +8,10 @@
 // in shared memory by all invocations. For the product, invocation id = l + LANES * s (l < LANES =
 // ceil(OUTS / 2), s < SLICES2 = invocations / LANES; any others idle) owns the two outputs l and
 // l + LANES (the second one only where < OUTS) for all TILE batch rows and the columns i4 = s,
-// s + SLICES2, .. : every vec4 of v it reads from shared memory feeds 8 multiply-adds, not 4. On
-// the H200 the product's shared-memory reads, not its arithmetic or its L2 traffic, set a step's
-// time: a 128-bit shared load takes about 4 cycles per subgroup, and with one output per
-// invocation LSTM 1024 (8 units per workgroup) made 4096 of them per SM and step, 8.3 us at
-// 1.98 GHz, where a step took 13.6 us forward and each doubling of the work per SM added 8.3 us
-// (bench/results/2026-12-02-h200-run48.txt, run 49). Lanes of a subgroup read one of a few
+// s + SLICES2, .. : every vec4 of v it reads from shared memory feeds 8 multiply-adds, not 4
+// (with one output per invocation, LSTM 1024 with 8 units per workgroup made 4096 128-bit shared
+// reads per SM and step; two outputs took its forward from 13.95 to 12.95 ms on the H200,
+// bench/results/2026-12-02-h200-run49.txt and run50.txt). Lanes of a subgroup read one of a few
 // addresses (broadcast). No subgroup operations: any subgroup size works.
 // Each chunk costs a round trip to L2 and two barriers (bench/results/2026-12-01-h200-run11.txt:
 // about 3.5 us per extra forward chunk on the H200), so the host makes CHUNK4 (a specialization
@@ -37,7 +35,7 @@
 // ceil(IN/4 / SLICES2)) into registers once, and every step's product reads them there instead of
 // from L2. That pays where they are few (heads of 192 and 256 with 8 units: 6-8 vec4s, 3-5% faster
 // forward+backward on the H200) and costs where they are many (one head of 768 or 1024: 24-32 vec4s
-// took the kernels to 233-254 registers and 1-5% slower, run 49), so the host keeps at most 16.
+// took the kernels to 215-254 registers and 1-5% slower, run 49), so the host keeps at most 16.
 #if TILE != 16
 #error "step_matvec.glsl: sized for tiles of 16 batch rows"
 #endif
