@@ -172,7 +172,9 @@ public sealed partial class VulkanBackend : IRnnOps
     /// <summary>Which recurrent kernels a problem of this size runs (for benchmarks and tests):
     /// "fused DH_MAX", or the forward's and then, where it differs, the backward's per-step kernels as
     /// "per-step xUNITS" or "persistent xUNITS" (BackwardStepPlan), the latter followed by " R in
-    /// registers" where the kernel keeps its weights there (<see cref="RnnWeightsInRegisters"/>).</summary>
+    /// registers" where the kernel keeps its weights there (<see cref="RnnWeightsInRegisters"/>), the
+    /// backward by " row partials" where it splits its product over the gate rows
+    /// (<see cref="RnnBackwardRowPartials"/>).</summary>
     public string RnnKernelFor(RnnCell cell, int batch, int heads, int headDim)
     {
         int dhMax = FusedHeadDim(headDim);
@@ -183,6 +185,7 @@ public sealed partial class VulkanBackend : IRnnOps
         string Name((int Units, bool Persistent) plan, int inCount, int outs) =>
             $"{(plan.Persistent ? "persistent" : "per-step")} x{plan.Units}{(StepWeightRegisters(inCount, outs, plan.Persistent) > 0 ? " R in registers" : "")}";
         string forwardName = Name(forward, headDim, gates * forward.Units), backwardName = Name(backward, gates * headDim, backward.Units);
+        if (!backward.Persistent && BackwardRowPartials(gates, headDim)) backwardName += " row partials";
         return backwardName == forwardName ? forwardName : $"{forwardName}, backward {backwardName}";
     }
 

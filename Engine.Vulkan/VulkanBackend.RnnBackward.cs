@@ -69,20 +69,26 @@ public sealed partial class VulkanBackend
     {
         string op = p.Cell + "Backward";
         var (units, persistent) = BackwardStepPlan(p);
-        using var packed = PackStepWeights(p, backward: true, units);
+        bool rowPartials = !persistent && BackwardRowPartials(p.Gates, p.HeadDim);
+        // Row partials read R as it is ([H, G*Dh, Dh]); the staged product reads it packed per block.
+        using var packed = rowPartials ? null : PackStepWeights(p, backward: true, units);
         using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
-        var (chunk, prefetch) = StepStaging(p.Gates * p.HeadDim, units, backward: true);
+        var (chunk, prefetch) = rowPartials ? (64, 1) : StepStaging(p.Gates * p.HeadDim, units, backward: true);
         bool vec4 = p.Gates * p.HeadDim % 4 == 0 && dq.ByteOffset % 16 == 0;
+        bool vec4R = rowPartials && p.HeadDim % 4 == 0 && p.RecurrentWeights.ByteOffset % 16 == 0;
         int weightRegs = StepWeightRegisters(p.Gates * p.HeadDim, units, persistent);
-        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step", [256, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0, weightRegs]);
+        var kernel = Kernels.Get($"rnn/{CellName(p.Cell)}_bwd_step",
+            [256, units, chunk, prefetch, vec4 ? 1 : 0, persistent ? 1 : 0, weightRegs, rowPartials ? 1 : 0, vec4R ? 1 : 0]);
         uint blocks = (uint)(p.Heads * StepBlocks(p, units)), tiles = Groups(p.Batch, StepBatchTile);
-        using var ring = persistent ? ExchangeRing(2L * p.Heads * p.Batch * p.Gates * p.HeadDim) : null;   // [2][H][B, G*Dh]
+        // persistent: the exchange ring [2][H][B, G*Dh]; row partials: the partial sums [2][H][blocks][B][Dh]
+        using var ring = persistent ? ExchangeRing(2L * p.Heads * p.Batch * p.Gates * p.HeadDim)
+            : rowPartials ? Tensor.Empty(this, new Shape(checked(2 * p.Heads * (int)StepBlocks(p, units) * p.Batch * p.HeadDim))) : null;
         var fault = persistent ? FaultWord(op) : null;
         Span<byte> bytes = stackalloc byte[192];
         for (int t = persistent ? -1 : p.Steps - 1; t >= -1; t--)
         {
             var push = new PushConstants(bytes);
-            PushBackwardTensors(ref push, packed, p, outputs, saved, g, dq, hPrev);
+            PushBackwardTensors(ref push, packed ?? p.RecurrentWeights, p, outputs, saved, g, dq, hPrev);
             push.Address(state);
             push.AddressOrZero(ring);
             push.AddressOrZero(fault);
@@ -91,6 +97,26 @@ public sealed partial class VulkanBackend
             CheckPushSize(op, push);
             Dispatch(kernel, push, blocks, tiles);
         }
+    }
+
+    /// <summary>Whether the one-dispatch-per-step backward splits its product over the gate rows each
+    /// workgroup owns (ROW_PARTIALS of rnn_backward_step.comp: partial sums of R^T dq for every unit,
+    /// added by each unit's workgroup in the next step) instead of staging all G*Dh values of dq in
+    /// every workgroup. Null (the default): where dq takes more than three staging chunks; true:
+    /// wherever the backward runs one dispatch per step; false: never. FASTWEIGHTS_RNN_ROW_PARTIALS=0|1
+    /// sets it.</summary>
+    public bool? RnnBackwardRowPartials { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_ROW_PARTIALS") switch
+    {
+        "1" => true,
+        "0" => false,
+        _ => null,
+    };
+
+    private bool BackwardRowPartials(int gates, int headDim)
+    {
+        if (RnnBackwardRowPartials is { } forced) return forced;
+        int inputs = gates * headDim, in4 = (inputs + 3) / 4;
+        return (in4 + StepStaging(inputs, StepUnits, backward: true).Chunk - 1) / StepStaging(inputs, StepUnits, backward: true).Chunk > 3;
     }
 
     /// <summary>The backward's units and persistence: as the forward's (StepPlan), except that by

@@ -25,6 +25,8 @@
 #   rnn-regs           rnn-persistent's cases with R read from L2 every step (FASTWEIGHTS_RNN_WEIGHT_REGS=0), kept in
 #                      registers (the default), and persistent in both directions; then LSTM/GRU 1024 profiled with
 #                      their pipelines' registers
+#   rnn-rows           one head of LSTM/GRU 768 and 1024: the one-dispatch-per-step backward staging dq
+#                      (FASTWEIGHTS_RNN_ROW_PARTIALS=0) against row partials (=1, also with 8 units), then profiled
 #   rnn-chunk64        LSTM 768, one head, with the per-step kernels' staging capped at 64 columns
 #   delta-one, fla-one the delta rule at B8 H16 T2048 D64 only (ours bf16 and f32 chunked; FLA)
 #   delta-profile      the chunked delta rule (bf16, f32) at B8 H16 T2048 D64 with FASTWEIGHTS_PROFILE=1
@@ -99,6 +101,10 @@ for section in "$@"; do
                 echo "# $v"; env $v $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra
               done
               FASTWEIGHTS_RNN_PERSISTENT=1 FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench rnn --backend vulkan --cells lstm,gru --hidden 1024 --heads 1 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(pipeline rnn|profile [A-Z]|profile .*(_step|tiled))' ;;
+    rnn-rows) for v in "FASTWEIGHTS_RNN_ROW_PARTIALS=0" "FASTWEIGHTS_RNN_ROW_PARTIALS=1" "FASTWEIGHTS_RNN_ROW_PARTIALS=1 FASTWEIGHTS_RNN_STEP_UNITS=8"; do
+                echo "# $v"; env $v $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(Lstm|Gru)'
+              done
+              FASTWEIGHTS_RNN_ROW_PARTIALS=1 FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench rnn --backend vulkan --cells lstm --hidden 1024 --heads 1 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(pipeline rnn/lstm_bwd|profile [A-Z]|profile .*_step)' ;;
     rnn-chunk64) FASTWEIGHTS_RNN_STEP_CHUNK=64 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1 --batch 16 --steps 1024 $extra ;;
     delta-one) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64 $extra
                $fw bench delta --backend vulkan --dtype f32 --algorithm chunked --shape 8,16,2048,64 $extra ;;

@@ -16,6 +16,15 @@
 // stage it as soon as its writers have published it, with no barrier between the workgroups. The
 // host takes it only where all workgroups fit on the device at once (VulkanBackend.Rnn.cs).
 // As in the forward, WEIGHT_REGS > 0 keeps the workgroup's packed R^T in registers for all steps.
+// ROW_PARTIALS = 1 (one dispatch per step only): the product is split over gate rows instead of
+// staging all G*Dh values of dq_{t+1} in every workgroup. After its cells, the workgroup multiplies
+// the dq_t of the G*UNITS gate rows it owns (in shared memory) into partial sums for every unit k of
+// its head, P_t[block][b][k] = sum over its rows r of dq_t[b][r] R[r][k], written to a store
+// [2][H][blocks][B][Dh] (pc.ring's slot; step parity first, since step t - 1 reads P_t while
+// writing P_{t-1}); step t - 1 then adds the blocks' partials of its own units:
+// (R^T dq_t)[k][b] = sum over blocks of P_t[block][b][k]. R is read unpacked ([H, G*Dh, Dh], rows
+// of k contiguous, vec4 loads where VEC4_R). Per step that moves blocks x B x Dh floats twice
+// instead of blocks x B x G*Dh once, in two round trips instead of one per staging chunk.
 //! variant lstm_bwd_step -DCELL=0
 //! variant gru_bwd_step -DCELL=1
 //! variant slstm_bwd_step -DCELL=2
@@ -35,6 +44,8 @@ layout(constant_id = 3) const uint PREFETCH = 4;    // weight vec4s loaded ahead
 layout(constant_id = 4) const uint VEC4_DQ = 0;     // 1: G*Dh % 4 == 0, so dq rows start 16-byte aligned
 layout(constant_id = 5) const uint PERSISTENT = 0;  // 1: all steps in one dispatch (above)
 layout(constant_id = 6) const uint WEIGHT_REGS = 0; // PERSISTENT: weight vec4s each invocation keeps in registers (step_matvec.glsl), 0: none
+layout(constant_id = 7) const uint ROW_PARTIALS = 0;    // 1: the product split over the gate rows (above)
+layout(constant_id = 8) const uint VEC4_R = 0;      // ROW_PARTIALS: Dh % 4 == 0 and R, the partials 16-byte aligned
 const uint OUTS = UNITS;                        // columns of R per workgroup
 const uint SLICES = 256 / OUTS;                 // r slices (4 units: 64)
 
@@ -57,7 +68,7 @@ layout(push_constant) uniform Push
     F32Buffer dc0;
     F32Buffer dn0;
     F32Buffer state;    // [3][B, H*Dh]: dc, dn, direct term, reaching step t - 1
-    ExchangeBuffer ring;    // PERSISTENT: [2][H][B, G*Dh] (value, tag) pairs, zeroed; else 0
+    ExchangeBuffer ring;    // PERSISTENT: [2][H][B, G*Dh] (value, tag) pairs, zeroed; ROW_PARTIALS: the partials [2][H][blocks][B][Dh]; else 0
     FaultBuffer fault;      // PERSISTENT: the fault word; else 0
     uint batch;
     uint t;
@@ -141,6 +152,85 @@ CellInputs loadCell(uint head, uint block, uint u, uint i, bool product, bool fi
     return in_;
 }
 
+// ROW_PARTIALS: stepShared holds, in vec4s, the cells' R^T dq_{t+1} [UNITS][TILE] at ROW_SUM, the
+// reduction's partial sums [PARTS][UNITS * TILE] at ROW_PARTS, and this step's dq_t [OUTS][TILE]
+// at ROW_DQ (zero for cells past Dh or the batch); at most 64 + 64 + 256 of the >= 1024 vec4s.
+const uint ROW_CELLS = UNITS * TILE;
+const uint ROW_PARTS = 256 / ROW_CELLS;         // invocations per cell in the reduction (1 .. 16)
+const uint ROW_SUM = 0, ROW_PART = 64, ROW_DQ = 128;
+
+uint partialsAt(uint parity, uint head, uint block, uint row, uint k)
+{
+    uint blocks = (pc.dh + UNITS - 1) / UNITS;
+    return (((parity * pc.heads + head) * blocks + block) * pc.batch + row) * pc.dh + k;
+}
+
+// (R^T dq_{t+1})[k][b] for this workgroup's cells: the sum over the head's blocks of their partials
+// P_{t+1} (parity (t + 1) % 2), ROW_PARTS invocations per cell, then one of them adds those.
+void reduceRowPartials(uint head, uint block)
+{
+    F32Buffer partials = F32Buffer(uint64_t(pc.ring));
+    uint id = gl_LocalInvocationID.x, cell = id % ROW_CELLS, part = id / ROW_CELLS;
+    uint u = cell % UNITS, i = cell / UNITS, k = block * UNITS + u, row = gB0 + i;
+    uint blocks = (pc.dh + UNITS - 1) / UNITS, parity = uint(gStep + 1) % 2;
+    float sum = 0.0;
+    if (part < ROW_PARTS && k < pc.dh && row < pc.batch)
+        for (uint w = part; w < blocks; w += ROW_PARTS) sum += partials.v[partialsAt(parity, head, w, row, k)];
+    if (part < ROW_PARTS) stepShared[ROW_PART + (part * ROW_CELLS + cell) / 4][cell % 4] = sum;
+    barrier();
+    if (id < ROW_CELLS)
+    {
+        float total = 0.0;
+        for (uint q = 0; q < ROW_PARTS; q++) total += stepShared[ROW_PART + (q * ROW_CELLS + id) / 4][id % 4];
+        stepShared[ROW_SUM + id / 4][id % 4] = total;
+    }
+    barrier();
+}
+
+float rowSum(uint u, uint i) { uint cell = u + UNITS * i; return stepShared[ROW_SUM + cell / 4][cell % 4]; }
+
+// R[head][row r][4 c .. 4 c + 3], zero past Dh.
+vec4 loadR4(uint head, uint r, uint c)
+{
+    uint at = (head * GATES * pc.dh + r) * pc.dh + 4 * c;
+    if (VEC4_R != 0) return pc.r.v[at / 4];
+    F32Buffer raw = F32Buffer(uint64_t(pc.r));
+    vec4 value = vec4(0.0);
+    [[unroll]] for (uint q = 0; q < 4; q++) if (4 * c + q < pc.dh) value[q] = raw.v[at + q];
+    return value;
+}
+
+// P_t[block][b][k] = sum over this workgroup's rows r of dq_t[b][r] R[r][k] for every k of the
+// head (invocation c owns the columns 4c .. 4c + 3, c = id, id + 256, ..), to parity t % 2.
+void writeRowPartials(uint head, uint block)
+{
+    F32Buffer partials = F32Buffer(uint64_t(pc.ring));
+    uint in4 = (pc.dh + 3) / 4, parity = uint(gStep) % 2;
+    for (uint c = gl_LocalInvocationID.x; c < in4; c += gl_WorkGroupSize.x)
+    {
+        vec4 acc[TILE];
+        [[unroll]] for (uint b = 0; b < TILE; b++) acc[b] = vec4(0.0);
+        [[unroll]] for (uint o = 0; o < GATES * UNITS; o++)
+        {
+            uint g = o / UNITS, j = block * UNITS + o % UNITS;
+            vec4 w = j < pc.dh ? loadR4(head, g * pc.dh + j, c) : vec4(0.0);
+            [[unroll]] for (uint b4 = 0; b4 < TILE / 4; b4++)
+            {
+                vec4 d = stepShared[ROW_DQ + o * (TILE / 4) + b4];
+                [[unroll]] for (uint q = 0; q < 4; q++) acc[4 * b4 + q] += d[q] * w;
+            }
+        }
+        [[unroll]] for (uint b = 0; b < TILE; b++)
+        {
+            uint row = gB0 + b;
+            if (row >= pc.batch) continue;
+            uint at = partialsAt(parity, head, block, row, 4 * c);
+            if (VEC4_R != 0) F32x4Buffer(uint64_t(partials)).v[at / 4] = acc[b];
+            else [[unroll]] for (uint q = 0; q < 4; q++) if (4 * c + q < pc.dh) partials.v[at + q] = acc[b][q];
+        }
+    }
+}
+
 // The cell's backward after stepMatVec (if product).
 void runCell(CellInputs in_, uint head, uint block, uint u, uint i, bool product)
 {
@@ -149,7 +239,7 @@ void runCell(CellInputs in_, uint head, uint block, uint u, uint i, bool product
     uint rows = GATES * pc.dh, tokens = pc.batch * pc.t;
     uint k = block * UNITS + u, b = gl_WorkGroupID.y * TILE + i;
     uint gu = head * pc.dh + k, at = b * hidden + gu;
-    float dhRec = product ? stepSum(u, i) : in_.dhFinal;
+    float dhRec = !product ? in_.dhFinal : ROW_PARTIALS != 0 ? rowSum(u, i) : stepSum(u, i);
     float dc = in_.dc, dn = in_.dn, dhDirect = in_.dhDirect;
     if (gStep < 0)
     {
@@ -170,6 +260,7 @@ void runCell(CellInputs in_, uint head, uint block, uint u, uint i, bool product
     {
         pc.dx.v[token * width + g * hidden + gu] = dxv[g];
         pc.dq.v[store * rows + g * pc.dh + k] = dqv[g];
+        if (ROW_PARTIALS != 0) stepShared[ROW_DQ + (g * UNITS + u) * (TILE / 4) + i / 4][i % 4] = dqv[g];
     }
     if (PERSISTENT != 0)
     {
@@ -191,10 +282,23 @@ void runStep(uint head, uint block)
     // UNITS * TILE cells (at most 256, the workgroup's size): the inputs are loaded before the product.
     uint first = gl_LocalInvocationID.x;
     CellInputs early = loadCell(head, block, first % UNITS, first / UNITS, product, final);
-    if (product) stepMatVec(pc.r, gl_WorkGroupID.x * ((rows + 3) / 4) * OUTS, rows);
+    if (ROW_PARTIALS != 0)
+    {
+        // dq_t of cells past Dh or the batch stays zero in the product; the reduction's barriers
+        // order this before the cells' writes
+        for (uint e = first; e < GATES * UNITS * (TILE / 4); e += gl_WorkGroupSize.x) stepShared[ROW_DQ + e] = vec4(0.0);
+        if (product) reduceRowPartials(head, block);
+        else barrier();
+    }
+    else if (product) stepMatVec(pc.r, gl_WorkGroupID.x * ((rows + 3) / 4) * OUTS, rows);
     runCell(early, head, block, first % UNITS, first / UNITS, product);
     for (uint c = first + gl_WorkGroupSize.x; c < UNITS * TILE; c += gl_WorkGroupSize.x)
         runCell(loadCell(head, block, c % UNITS, c / UNITS, product, final), head, block, c % UNITS, c / UNITS, product);
+    if (ROW_PARTIALS != 0 && gStep >= 0)
+    {
+        barrier();
+        writeRowPartials(head, block);
+    }
 }
 
 void main()

@@ -12,8 +12,10 @@ namespace FastWeights.Engine.Tests;
 public sealed class RnnPersistentTests
 {
     public static IEnumerable<object[]> Cases() =>
-        // 4 units per workgroup, R in registers; the same with R read from L2 every step; the automatic choice
-        from backend in new[] { "vulkan-persistent-u4", "vulkan-persistent-l2", "vulkan-steps-auto" }
+        // 4 units per workgroup, R in registers; the same with R read from L2 every step; the automatic
+        // choice; and (not persistent, but at these sizes) one dispatch per step with the backward's
+        // product over gate rows
+        from backend in new[] { "vulkan-persistent-u4", "vulkan-persistent-l2", "vulkan-steps-auto", "vulkan-steps-rows" }
         from cell in Enum.GetValues<RnnCell>()
         from size in new[] { (16, 20, 4, 192), (3, 7, 1, 130), (17, 5, 2, 67), (2, 4, 1, 800) }   // 800: the automatic backward, 3200+ inputs, runs per step
         select new object[] { backend, cell, size.Item1, size.Item2, size.Item3, size.Item4 };

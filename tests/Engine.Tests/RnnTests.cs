@@ -75,7 +75,8 @@ public sealed class RnnTests
     /// <summary>A backend by test name: "cpu", "vulkan" (the fused kernels for heads of up to 128
     /// units, batch tiles picked by size: 1 row at these sizes), "vulkan-tile8" (fused, 8 batch rows
     /// per workgroup), "vulkan-steps" (every head through the per-step kernels of large heads) or
-    /// "vulkan-steps-u16" or "vulkan-steps-u1" (per-step kernels with 16 or 1 units per workgroup; the "vulkan-steps" paths one
+    /// "vulkan-steps-u16" or "vulkan-steps-u1" (per-step kernels with 16 or 1 units per workgroup),
+    /// "vulkan-steps-rows" and "-rows-u1" (the backward's product split over gate rows; the "vulkan-steps" paths one
     /// dispatch per step even where all workgroups would fit at once), "vulkan-steps-auto" (per-step
     /// kernels as the backend chooses them: persistent where they fit), "vulkan-persistent-u4" (forced
     /// persistent, 4 units; "vulkan-persistent-l2" the same with R read from L2 every step instead of
@@ -90,15 +91,19 @@ public sealed class RnnTests
         private readonly int _keepMax, _keepTile, _keepUnits;
         private readonly bool? _keepPersistent;
         private readonly bool _keepRegisters;
+        private readonly bool? _keepRowPartials;
         public BackendPath(string name)
         {
             Backend = TestBackends.Get(name.StartsWith("vulkan") ? "vulkan" : name);
             if (Backend is not Vulkan.VulkanBackend vulkan) return;
             _vulkan = vulkan;
-            (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits, vulkan.RnnPersistent, vulkan.RnnWeightsInRegisters);
+            (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters, _keepRowPartials) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits, vulkan.RnnPersistent, vulkan.RnnWeightsInRegisters, vulkan.RnnBackwardRowPartials);
             if (name.StartsWith("vulkan-steps") || name.StartsWith("vulkan-persistent")) vulkan.FusedRnnMaxHeadDim = 0;
             if (name == "vulkan-steps-u16" || name == "vulkan-persistent") vulkan.RnnStepUnits = 16;
             if (name == "vulkan-steps-u1") vulkan.RnnStepUnits = 1;
+            // the backward's product split over the gate rows (one dispatch per step)
+            if (name.StartsWith("vulkan-steps-rows")) vulkan.RnnBackwardRowPartials = true;
+            if (name == "vulkan-steps-rows-u1") vulkan.RnnStepUnits = 1;
             // "vulkan-steps*": one dispatch per step also where the device would run them persistent
             if (name.StartsWith("vulkan-steps")) vulkan.RnnPersistent = name == "vulkan-steps-auto" ? null : false;
             if (name == "vulkan-persistent") vulkan.RnnPersistent = true;
@@ -110,7 +115,7 @@ public sealed class RnnTests
         public void Dispose()
         {
             if (_vulkan is null) return;
-            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits, _vulkan.RnnPersistent, _vulkan.RnnWeightsInRegisters) = (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters);
+            (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits, _vulkan.RnnPersistent, _vulkan.RnnWeightsInRegisters, _vulkan.RnnBackwardRowPartials) = (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters, _keepRowPartials);
         }
     }
 
@@ -124,7 +129,8 @@ public sealed class RnnTests
         .Concat(from cell in Enum.GetValues<RnnCell>()       // all steps in one dispatch: heads of <= 16 units
                 from size in new[] { (1, 1, 1, 3), (2, 4, 2, 3), (1, 6, 3, 3) }
                 select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
-        .Concat(from cell in new[] { RnnCell.Lstm, RnnCell.Gru } select new object[] { "vulkan-steps-u1", cell, 2, 3, 2, 7 });
+        .Concat(from cell in new[] { RnnCell.Lstm, RnnCell.Gru } select new object[] { "vulkan-steps-u1", cell, 2, 3, 2, 7 })
+        .Concat(from cell in Enum.GetValues<RnnCell>() select new object[] { "vulkan-steps-rows", cell, 2, 4, 2, 5 });
 
     [TestMethod]
     [DynamicData(nameof(BackwardCases))]
@@ -166,6 +172,10 @@ public sealed class RnnTests
         .Concat(from cell in Enum.GetValues<RnnCell>()       // per-step kernels, inputs staged in several chunks
                 from size in new[] { (2, 3, 1, 150), (2, 2, 1, 521), (3, 2, 1, 516) }   // (odd, vec4 loads)
                 select new object[] { "vulkan-steps", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in Enum.GetValues<RnnCell>()       // the backward's product over gate rows: two batch tiles, partial
+                from size in new[] { (17, 5, 2, 13), (3, 4, 1, 516) }   // blocks, scalar loads; vec4 loads and more columns than invocations
+                select new object[] { "vulkan-steps-rows", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
+        .Concat(from cell in new[] { RnnCell.Gru, RnnCell.Elman } select new object[] { "vulkan-steps-rows-u1", cell, 3, 4, 2, 7 })
         .Concat(from cell in Enum.GetValues<RnnCell>()       // all steps in one dispatch, heads of <= 16 units (odd: above)
                 from size in new[] { (3, 4, 2, 13), (2, 600, 3, 15), (33, 9, 2, 11) }   // tiles: 1, 1, 3
                 select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
