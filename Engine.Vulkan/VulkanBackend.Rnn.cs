@@ -184,8 +184,8 @@ public sealed partial class VulkanBackend : IRnnOps
         var backward = BackwardStepPlan(batch, gates, heads, headDim);
         string Name((int Units, bool Persistent) plan, int inCount, int outs) =>
             $"{(plan.Persistent ? "persistent" : "per-step")} x{plan.Units}{(StepWeightRegisters(inCount, outs, plan.Persistent) > 0 ? " R in registers" : "")}";
-        string forwardName = Name(forward, headDim, gates * forward.Units), backwardName = Name(backward, gates * headDim, backward.Units);
-        if (!backward.Persistent && BackwardRowPartials(gates, headDim)) backwardName += " row partials";
+        string forwardName = Name(forward, headDim, gates * forward.Units);
+        string backwardName = Name((backward.Units, backward.Persistent), gates * headDim, backward.Units) + (backward.RowPartials ? " row partials" : "");
         return backwardName == forwardName ? forwardName : $"{forwardName}, backward {backwardName}";
     }
 

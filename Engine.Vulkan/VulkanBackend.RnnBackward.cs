@@ -68,8 +68,7 @@ public sealed partial class VulkanBackend
     private void RnnBackwardSteps(RnnProblem p, Tensor outputs, Tensor saved, RnnGradients g, Tensor dq, Tensor hPrev)
     {
         string op = p.Cell + "Backward";
-        var (units, persistent) = BackwardStepPlan(p);
-        bool rowPartials = !persistent && BackwardRowPartials(p.Gates, p.HeadDim);
+        var (units, persistent, rowPartials) = BackwardStepPlan(p);
         // Row partials read R as it is ([H, G*Dh, Dh]); the staged product reads it packed per block.
         using var packed = rowPartials ? null : PackStepWeights(p, backward: true, units);
         using var state = Tensor.Empty(this, new Shape(3, p.Batch, p.Hidden));
@@ -102,15 +101,27 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the one-dispatch-per-step backward splits its product over the gate rows each
     /// workgroup owns (ROW_PARTIALS of rnn_backward_step.comp: partial sums of R^T dq for every unit,
     /// added by each unit's workgroup in the next step) instead of staging all G*Dh values of dq in
-    /// every workgroup. Null (the default): where dq takes more than three staging chunks; true:
-    /// wherever the backward runs one dispatch per step; false: never. FASTWEIGHTS_RNN_ROW_PARTIALS=0|1
-    /// sets it.</summary>
+    /// every workgroup, with <see cref="RnnRowPartialUnits"/> units per workgroup. Null (the default):
+    /// where dq takes more than three staging chunks; true: wherever the backward runs one dispatch per
+    /// step; false: never. FASTWEIGHTS_RNN_ROW_PARTIALS=0|1 sets it. On the H200 (one head, fwd+bwd
+    /// +proj, bench/results/2026-12-02-h200-run51.txt) it took LSTM 1024 from 48.06 to 31.98 ms, LSTM 768
+    /// from 36.18 to 25.77 and GRU 1024 from 38.87 to 29.41 with 8 units; with 4 units LSTM 1024 and
+    /// GRU 1024 were slower than staging dq (51.57, 46.14 ms).</summary>
     public bool? RnnBackwardRowPartials { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_ROW_PARTIALS") switch
     {
         "1" => true,
         "0" => false,
         _ => null,
     };
+
+    /// <summary>Units per workgroup of the backward's row-partials kernel (<see cref="RnnBackwardRowPartials"/>):
+    /// 1, 2, 4, 8 (the default) or 16; FASTWEIGHTS_RNN_ROW_UNITS sets the default. Each step writes and
+    /// reads ceil(Dh / units) x B x Dh partial sums, so more units cut that traffic while each
+    /// workgroup multiplies G x units gate rows.</summary>
+    public int RnnRowPartialUnits { get; set; } =
+        int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_RNN_ROW_UNITS"), out int rowUnits) ? rowUnits : 8;
+
+    private int RowPartialUnits => RnnRowPartialUnits is 1 or 2 or 4 or 8 or 16 ? RnnRowPartialUnits : 8;
 
     private bool BackwardRowPartials(int gates, int headDim)
     {
@@ -125,16 +136,22 @@ public sealed partial class VulkanBackend
     /// persistent backward was faster with three chunks (GRU 768: 19.2 against 19.7 ms) and slower
     /// with four or six (LSTM 768: 25.8 against 25.0; GRU 1024: 26.0 against 25.3; LSTM 1024: 36.5
     /// against 33.3): each chunk is a round of polls and two barriers inside every step, over fewer
-    /// workgroups than the per-step kernels run.</summary>
-    private (int Units, bool Persistent) BackwardStepPlan(RnnProblem p) => BackwardStepPlan(p.Batch, p.Gates, p.Heads, p.HeadDim);
+    /// workgroups than the per-step kernels run.
+    /// A backward that runs one dispatch per step then takes the row partials where
+    /// <see cref="RnnBackwardRowPartials"/> says so (RowPartials, with their own units).</summary>
+    private (int Units, bool Persistent, bool RowPartials) BackwardStepPlan(RnnProblem p) => BackwardStepPlan(p.Batch, p.Gates, p.Heads, p.HeadDim);
 
-    private (int Units, bool Persistent) BackwardStepPlan(int batch, int gates, int heads, int headDim)
+    private (int Units, bool Persistent, bool RowPartials) BackwardStepPlan(int batch, int gates, int heads, int headDim)
     {
         var plan = StepPlan(batch, heads, headDim);
-        if (!plan.Persistent || RnnPersistent == true) return plan;
-        int inputs = gates * headDim, in4 = (inputs + 3) / 4;
-        int chunk = StepStaging(inputs, plan.Units, backward: true).Chunk;
-        return (in4 + chunk - 1) / chunk > 3 ? (StepUnits, false) : plan;
+        if (plan.Persistent && RnnPersistent != true)
+        {
+            int inputs = gates * headDim, in4 = (inputs + 3) / 4;
+            int chunk = StepStaging(inputs, plan.Units, backward: true).Chunk;
+            if ((in4 + chunk - 1) / chunk > 3) plan = (StepUnits, false);
+        }
+        if (!plan.Persistent && BackwardRowPartials(gates, headDim)) return (RowPartialUnits, false, true);
+        return (plan.Units, plan.Persistent, false);
     }
 
     // The tensors both backward kernels declare first, in their order: the weights (R, or R^T per

@@ -92,18 +92,20 @@ public sealed class RnnTests
         private readonly bool? _keepPersistent;
         private readonly bool _keepRegisters;
         private readonly bool? _keepRowPartials;
+        private readonly int _keepRowUnits;
         public BackendPath(string name)
         {
             Backend = TestBackends.Get(name.StartsWith("vulkan") ? "vulkan" : name);
             if (Backend is not Vulkan.VulkanBackend vulkan) return;
             _vulkan = vulkan;
             (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters, _keepRowPartials) = (vulkan.FusedRnnMaxHeadDim, vulkan.FusedRnnBatchTile, vulkan.RnnStepUnits, vulkan.RnnPersistent, vulkan.RnnWeightsInRegisters, vulkan.RnnBackwardRowPartials);
+            _keepRowUnits = vulkan.RnnRowPartialUnits;
             if (name.StartsWith("vulkan-steps") || name.StartsWith("vulkan-persistent")) vulkan.FusedRnnMaxHeadDim = 0;
             if (name == "vulkan-steps-u16" || name == "vulkan-persistent") vulkan.RnnStepUnits = 16;
             if (name == "vulkan-steps-u1") vulkan.RnnStepUnits = 1;
             // the backward's product split over the gate rows (one dispatch per step)
             if (name.StartsWith("vulkan-steps-rows")) vulkan.RnnBackwardRowPartials = true;
-            if (name == "vulkan-steps-rows-u1") vulkan.RnnStepUnits = 1;
+            if (name == "vulkan-steps-rows-u1") vulkan.RnnRowPartialUnits = 1;
             // "vulkan-steps*": one dispatch per step also where the device would run them persistent
             if (name.StartsWith("vulkan-steps")) vulkan.RnnPersistent = name == "vulkan-steps-auto" ? null : false;
             if (name == "vulkan-persistent") vulkan.RnnPersistent = true;
@@ -116,6 +118,7 @@ public sealed class RnnTests
         {
             if (_vulkan is null) return;
             (_vulkan.FusedRnnMaxHeadDim, _vulkan.FusedRnnBatchTile, _vulkan.RnnStepUnits, _vulkan.RnnPersistent, _vulkan.RnnWeightsInRegisters, _vulkan.RnnBackwardRowPartials) = (_keepMax, _keepTile, _keepUnits, _keepPersistent, _keepRegisters, _keepRowPartials);
+            _vulkan.RnnRowPartialUnits = _keepRowUnits;
         }
     }
 
