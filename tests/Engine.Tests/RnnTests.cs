@@ -74,11 +74,12 @@ public sealed class RnnTests
 
     /// <summary>A backend by test name: "cpu", "vulkan" (the fused kernels for heads of up to 128
     /// units, batch tiles picked by size: 1 row at these sizes), "vulkan-tile8" (fused, 8 batch rows
-    /// per workgroup), "vulkan-steps" (every head through the per-step kernels of large heads) or
-    /// "vulkan-steps-u16" or "vulkan-steps-u1" (per-step kernels with 16 or 1 units per workgroup),
-    /// "vulkan-steps-rows" and "-rows-u1" (the backward's product split over gate rows; the "vulkan-steps" paths one
-    /// dispatch per step even where all workgroups would fit at once), "vulkan-steps-auto" (per-step
-    /// kernels as the backend chooses them: persistent where they fit), "vulkan-persistent-u4" (forced
+    /// per workgroup), "vulkan-steps" (every head through the per-step kernels of large heads, the
+    /// backward staging dq), "vulkan-steps-u16" or "vulkan-steps-u1" (the same with 16 or 1 units per
+    /// workgroup), "vulkan-steps-rows" and "-rows-u1" (the backward's product split over gate rows, 8
+    /// or 1 units; the "vulkan-steps" paths one dispatch per step even where all workgroups would fit
+    /// at once), "vulkan-steps-auto" (per-step kernels as the backend chooses them: persistent where
+    /// they fit, row partials where dq takes many chunks), "vulkan-persistent-u4" (forced
     /// persistent, 4 units; "vulkan-persistent-l2" the same with R read from L2 every step instead of
     /// kept in registers) or "vulkan-persistent"
     /// (per-step kernels with 16 units, all steps in one dispatch; on a device that does not promise to run
@@ -104,7 +105,8 @@ public sealed class RnnTests
             if (name == "vulkan-steps-u16" || name == "vulkan-persistent") vulkan.RnnStepUnits = 16;
             if (name == "vulkan-steps-u1") vulkan.RnnStepUnits = 1;
             // the backward's product split over the gate rows (one dispatch per step)
-            if (name.StartsWith("vulkan-steps-rows")) vulkan.RnnBackwardRowPartials = true;
+            // "vulkan-steps", "-u1", "-u16": the staged product (the multi-chunk cases test its chunks)
+            if (name.StartsWith("vulkan-steps") && name != "vulkan-steps-auto") vulkan.RnnBackwardRowPartials = name.StartsWith("vulkan-steps-rows");
             if (name == "vulkan-steps-rows-u1") vulkan.RnnRowPartialUnits = 1;
             // "vulkan-steps*": one dispatch per step also where the device would run them persistent
             if (name.StartsWith("vulkan-steps")) vulkan.RnnPersistent = name == "vulkan-steps-auto" ? null : false;
