@@ -126,8 +126,8 @@ public sealed partial class VulkanBackend
     private bool BackwardRowPartials(int gates, int headDim)
     {
         if (RnnBackwardRowPartials is { } forced) return forced;
-        int inputs = gates * headDim, in4 = (inputs + 3) / 4;
-        return (in4 + StepStaging(inputs, StepUnits, backward: true).Chunk - 1) / StepStaging(inputs, StepUnits, backward: true).Chunk > 3;
+        int inputs = gates * headDim, in4 = (inputs + 3) / 4, chunk = StepStaging(inputs, StepUnits, backward: true).Chunk;
+        return (in4 + chunk - 1) / chunk > 3;
     }
 
     /// <summary>The backward's units and persistence: as the forward's (StepPlan), except that by
