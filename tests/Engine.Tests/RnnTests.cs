@@ -181,6 +181,7 @@ public sealed class RnnTests
                 from size in new[] { (17, 5, 2, 13), (3, 4, 1, 516) }   // blocks, scalar loads; vec4 loads and more columns than invocations
                 select new object[] { "vulkan-steps-rows", cell, size.Item1, size.Item2, size.Item3, size.Item4 })
         .Concat(from cell in new[] { RnnCell.Gru, RnnCell.Elman } select new object[] { "vulkan-steps-rows-u1", cell, 3, 4, 2, 7 })
+        .Concat([new object[] { "vulkan-steps-rows", RnnCell.Lstm, 2, 2, 1, 1030 }])    // 258 vec4 columns: some invocations own two
         .Concat(from cell in Enum.GetValues<RnnCell>()       // all steps in one dispatch, heads of <= 16 units (odd: above)
                 from size in new[] { (3, 4, 2, 13), (2, 600, 3, 15), (33, 9, 2, 11) }   // tiles: 1, 1, 3
                 select new object[] { "vulkan-persistent", cell, size.Item1, size.Item2, size.Item3, size.Item4 });
