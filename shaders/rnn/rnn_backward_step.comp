@@ -153,8 +153,9 @@ CellInputs loadCell(uint head, uint block, uint u, uint i, bool product, bool fi
 }
 
 // ROW_PARTIALS: stepShared holds, in vec4s, the cells' R^T dq_{t+1} [UNITS][TILE] at ROW_SUM, the
-// reduction's partial sums [PARTS][UNITS * TILE] at ROW_PARTS, and this step's dq_t [OUTS][TILE]
-// at ROW_DQ (zero for cells past Dh or the batch); at most 64 + 64 + 256 of the >= 1024 vec4s.
+// reduction's partial sums [ROW_PARTS][UNITS * TILE] at ROW_PART, and this step's dq_t [OUTS][TILE]
+// at ROW_DQ (zero for cells past Dh or the batch): at most 64 + 64 + 256 of the >= 1024 vec4s
+// (UNITS * TILE <= 256 and ROW_PARTS * UNITS * TILE <= 256 floats, OUTS <= 64).
 const uint ROW_CELLS = UNITS * TILE;
 const uint ROW_PARTS = 256 / ROW_CELLS;         // invocations per cell in the reduction (1 .. 16)
 const uint ROW_SUM = 0, ROW_PART = 64, ROW_DQ = 128;
