@@ -4,8 +4,8 @@ using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Tests;
 
-/// <summary>The CPU recurrences' parts: the per-step packed product against a float64 reference at
-/// awkward sizes, and the split of a head's units over threads (bitwise equal to one thread: every
+/// <summary>The CPU recurrences' parts: the per-step packed product (both register-tile layouts)
+/// against a float64 reference at awkward sizes, and the split of a head's units over threads (bitwise equal to one thread: every
 /// unit's arithmetic is the same whoever computes it).</summary>
 [TestClass]
 public sealed unsafe class CpuRnnKernelTests
@@ -24,26 +24,39 @@ public sealed unsafe class CpuRnnKernelTests
     {
         float[] x = TestData.Uniform(rows * k, (ulong)(rows + k + n)), w = TestData.Uniform(k * n, (ulong)(rows * k * n + 1));
         float[] y0 = TestData.Uniform(rows * (n + 3), 7);
-        foreach (bool accumulate in new[] { false, true })
+        bool keep = StepProduct.Wide;
+        try
         {
-            var expected = new double[rows * (n + 3)];
-            for (int r = 0; r < rows; r++)
-                for (int c = 0; c < n + 3; c++)
+            // both layouts: the Vector256 tiles, and the Vector512 ones (emulated where not accelerated)
+            foreach (bool wide in new[] { false, true })
+                foreach (bool accumulate in new[] { false, true })
                 {
-                    double sum = accumulate || c >= n ? y0[r * (n + 3) + c] : 0;
-                    if (c < n) for (int l = 0; l < k; l++) sum += (double)x[r * k + l] * w[l * n + c];
-                    expected[r * (n + 3) + c] = sum;
+                    StepProduct.Wide = wide;
+                    StepProductCase(x, w, y0, rows, k, n, accumulate, wide);
                 }
-            var y = (float[])y0.Clone();
-            var packed = new float[k * n];
-            fixed (float* pw = w, pp = packed, px = x, py = y)
-            {
-                StepProduct.Pack(k, n, new RowMajor(pw), n, pp);
-                // y has 3 extra columns per row (ldy = n + 3) that must stay untouched.
-                StepProduct.Multiply(px, k, rows, k, pp, n, py, n + 3, accumulate);
-            }
-            TestData.AssertClose(expected, y, TestData.F32Tolerance(k), TestData.F32Tolerance(k), $"StepProduct {rows}x{k}x{n} accumulate={accumulate}");
         }
+        finally { StepProduct.Wide = keep; }
+    }
+
+    private static void StepProductCase(float[] x, float[] w, float[] y0, int rows, int k, int n, bool accumulate, bool wide)
+    {
+        var expected = new double[rows * (n + 3)];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < n + 3; c++)
+            {
+                double sum = accumulate || c >= n ? y0[r * (n + 3) + c] : 0;
+                if (c < n) for (int l = 0; l < k; l++) sum += (double)x[r * k + l] * w[l * n + c];
+                expected[r * (n + 3) + c] = sum;
+            }
+        var y = (float[])y0.Clone();
+        var packed = new float[k * n];
+        fixed (float* pw = w, pp = packed, px = x, py = y)
+        {
+            StepProduct.Pack(k, n, new RowMajor(pw), n, pp);
+            // y has 3 extra columns per row (ldy = n + 3) that must stay untouched.
+            StepProduct.Multiply(px, k, rows, k, pp, n, py, n + 3, accumulate);
+        }
+        TestData.AssertClose(expected, y, TestData.F32Tolerance(k), TestData.F32Tolerance(k), $"StepProduct {rows}x{k}x{n} accumulate={accumulate} wide={wide}");
     }
 
     [TestMethod]
