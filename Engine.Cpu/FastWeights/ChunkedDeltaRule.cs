@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using FastWeights.Engine.Cpu.LinearAttention;
 using FastWeights.Engine.Ops;
@@ -145,6 +146,7 @@ internal static unsafe class ChunkedDeltaRule
 
     /// <summary>One chunk of the reverse sweep (the math is in <see cref="Backward"/>'s summary);
     /// writes the chunk's dq, dk, dv, dbeta (and dalpha) rows and turns w.DState from dS_C into dS_0.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ChunkBackward(DeltaChunk ch, in BackwardBuffers w, in HeadSequence seq, in GradientPointers io, int c0,
         float* s0, float* x, float* kk, float* up, float scale)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using FastWeights.Engine.Cpu.LinearAttention;
 using FastWeights.Engine.Ops;
@@ -84,12 +85,14 @@ internal sealed unsafe class DeltaChunk : IDisposable
     public void RewindExtra() => _extraNext = _extraStart;
 
     /// <summary>S^T from S [Dv, Dk] (zeros when null).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void LoadState(float* source)
     {
         new Span<float>(StateT, Dk * Ldv).Clear();
         if (source != null) Transpose(source, Dk, StateT, Ldv, Dv, Dk);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void StoreState(float* destination)
     {
         if (destination != null) Transpose(StateT, Ldv, destination, Dk, Dk, Dv);
@@ -97,6 +100,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
 
     /// <summary>Rows c0 .. c0 + n of one head: Q' (when asked), K, V, K^T, -diag(beta gamma) K,
     /// beta, and (gated) alpha, g, gamma, tail and Gamma.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Load(in HeadSequence seq, int c0, int n, bool queries)
     {
         N = n;
@@ -117,6 +121,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
 
     /// <summary>g_i = g_{i-1} + log alpha_i, gamma_i = exp(g_i), tail_i = exp(g_{n-1} - g_i),
     /// Gamma_ij = exp(g_i - g_j) for j &lt;= i (differences of logs: no 0/0 when gamma underflows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void LoadDecays(int n)
     {
         float g = 0f;
@@ -136,6 +141,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
 
     /// <summary>Kk = strictly_lower((K K^T) ⊙ Gamma), X = (I + diag(beta) Kk)^-1,
     /// R = diag(beta) V - diag(beta gamma) K S_0^T and U' = X R, from the state now in StateT.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Factor()
     {
         int n = N;
@@ -151,6 +157,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
     }
 
     /// <summary>P = (Q' K^T) ⊙ Gamma ⊙ M: rows i &lt; n, zero from column i + 1 to C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void CausalScores()
     {
         int n = N;
@@ -163,6 +170,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
     }
 
     /// <summary>O = diag(gamma) Q' S_0^T + P U' into Output (needs Factor first).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void ComputeOutput()
     {
         int n = N;
@@ -173,6 +181,7 @@ internal sealed unsafe class DeltaChunk : IDisposable
     }
 
     /// <summary>S^T &lt;- gamma_{n-1} S^T + (diag(tail) K)^T U' (needs Factor first).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Advance()
     {
         int n = N;

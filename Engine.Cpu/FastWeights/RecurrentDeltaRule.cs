@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using FastWeights.Engine.Ops;
 
@@ -52,6 +53,7 @@ internal static unsafe class RecurrentDeltaRule
     }
 
     // S <- alpha S + u k^T with u = beta (v - alpha S k), row by row.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Step(in Sequence seq, int t, Span<float> state)
     {
         int dk = seq.S.KeyDim, dv = seq.S.ValueDim;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace FastWeights.Engine.Cpu.FastWeights;
@@ -12,6 +13,7 @@ internal static unsafe class UnitLowerInverse
     /// 0..j of each earlier row, whole Vector256s of them (rows are cleared to C first, so the
     /// columns up to the next multiple of 8 are zeros). Cost about n^3 / 48 vector FMAs.
     /// Rows i &lt; n are written in full (C columns: zero above the diagonal); rows past n are not.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Invert(float* kk, float* beta, float* x, int n, int stride)
     {
         for (int i = 0; i < n; i++)

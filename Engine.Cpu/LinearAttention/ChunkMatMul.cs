@@ -20,6 +20,7 @@ internal static unsafe class ChunkMatMul
     /// paths run the full depth, which gives the same result.</summary>
     public enum Triangle { Full, Lower, Upper }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Multiply(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate, Triangle triangle = Triangle.Full)
     {
         if (!Vector512.IsHardwareAccelerated)
@@ -45,6 +46,7 @@ internal static unsafe class ChunkMatMul
     }
 
     /// <summary>8 rows x 32 columns: 16 accumulators, 2 B loads and 8 broadcasts per 16 FMAs.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Block8x32(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, bool accumulate)
     {
         Vector512<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
@@ -170,6 +172,7 @@ internal static unsafe class ChunkMatMul
     /// <summary>AVX2: blocks of 6 rows x 16 columns (two Vector256 per row, 12 accumulators: enough
     /// independent FMAs in flight to cover two FMA pipes' latency), then 4 x 16 and 1 x 16 edges.
     /// A row block of a triangular A runs over depths [first, first + depth) only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Multiply256(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate, Triangle triangle)
     {
         for (int j = 0; j < n; j += 16)
@@ -245,6 +248,7 @@ internal static unsafe class ChunkMatMul
         c30.Store(c + 3 * ldc); c31.Store(c + 3 * ldc + 8);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Block6x16(float* a, int lda, float* b, int ldb, float* c, int ldc, int k, bool accumulate)
     {
         Vector256<float> c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
@@ -285,6 +289,7 @@ internal static unsafe class ChunkMatMul
         c50.Store(c + 5 * ldc); c51.Store(c + 5 * ldc + 8);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Scalar(float* a, int lda, float* b, int ldb, float* c, int ldc, int m, int n, int k, bool accumulate)
     {
         for (int i = 0; i < m; i++)
@@ -301,6 +306,7 @@ internal static unsafe class ChunkMatMul
     }
 
     /// <summary>dst[j, i] = src[i, j] for i &lt; rows, j &lt; cols; nothing else of dst is written.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Transpose(float* src, int lds, float* dst, int ldd, int rows, int cols)
     {
         // 8 x 8 tiles keep both sides within a few cache lines

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
 using FastWeights.Engine.Ops;
 using static FastWeights.Engine.Cpu.LinearAttention.ChunkMatMul;
@@ -184,6 +185,7 @@ internal static unsafe class ChunkedLinearAttention
 
     /// <summary>Num = Q' S_0^T + P V with P = (Q' K^T) ⊙ M left in pm (rows i &lt; n, C columns,
     /// zero above the diagonal).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void IntraChunk(float* qc, int ldk, float* kt, float* vc, int ldv, float* stateT, float* num, float* pm, int n, int dk)
     {
         Multiply(qc, ldk, stateT, ldv, num, ldv, n, ldv, dk, accumulate: false);
@@ -192,6 +194,7 @@ internal static unsafe class ChunkedLinearAttention
     }
 
     /// <summary>P = (Q' K^T) ⊙ M from K^T (dk x C).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void CausalScores(float* qc, int ldk, float* kt, float* pm, int n, int dk)
     {
         Multiply(qc, ldk, kt, C, pm, C, n, C, dk, accumulate: false);
@@ -204,6 +207,7 @@ internal static unsafe class ChunkedLinearAttention
 
     /// <summary>Rows c0 .. c0 + n of one head into a packed n x width buffer (stride ld), times
     /// <paramref name="factor"/>; padding columns are left as they are (zero).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Pack(in HeadSequence seq, float* tensor, float* packed, int ld, int c0, int n, int width, float factor, bool keys)
     {
         for (int i = 0; i < n; i++)
@@ -216,6 +220,7 @@ internal static unsafe class ChunkedLinearAttention
     }
 
     /// <summary>S^T (dk x ld) from S [dv, dk] (zeros when null); padding columns zeroed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LoadStateTransposed(float* stateT, int ld, float* source, int dv, int dk)
     {
         new Span<float>(stateT, dk * ld).Clear();
