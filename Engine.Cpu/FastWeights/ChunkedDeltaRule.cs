@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using FastWeights.Engine.Cpu.LinearAttention;
 using FastWeights.Engine.Ops;
 using static FastWeights.Engine.Cpu.LinearAttention.ChunkMatMul;

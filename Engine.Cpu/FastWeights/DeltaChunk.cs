@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using FastWeights.Engine.Cpu.LinearAttention;
 using FastWeights.Engine.Ops;
 using static FastWeights.Engine.Cpu.LinearAttention.ChunkMatMul;
@@ -85,14 +85,12 @@ internal sealed unsafe class DeltaChunk : IDisposable
     public void RewindExtra() => _extraNext = _extraStart;
 
     /// <summary>S^T from S [Dv, Dk] (zeros when null).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void LoadState(float* source)
     {
         new Span<float>(StateT, Dk * Ldv).Clear();
         if (source != null) Transpose(source, Dk, StateT, Ldv, Dv, Dk);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void StoreState(float* destination)
     {
         if (destination != null) Transpose(StateT, Ldv, destination, Dk, Dk, Dv);

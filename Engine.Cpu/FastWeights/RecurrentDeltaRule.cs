@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Cpu.FastWeights;

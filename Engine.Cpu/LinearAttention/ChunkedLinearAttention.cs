@@ -1,5 +1,5 @@
-using System.Runtime.CompilerServices;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using FastWeights.Engine.Ops;
 using static FastWeights.Engine.Cpu.LinearAttention.ChunkMatMul;
 using static FastWeights.Engine.Cpu.LinearAttention.RecurrentLinearAttention;
@@ -220,7 +220,6 @@ internal static unsafe class ChunkedLinearAttention
     }
 
     /// <summary>S^T (dk x ld) from S [dv, dk] (zeros when null); padding columns zeroed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LoadStateTransposed(float* stateT, int ld, float* source, int dv, int dk)
     {
         new Span<float>(stateT, dk * ld).Clear();

@@ -109,7 +109,6 @@ internal static unsafe class RecurrentLinearAttention
     internal static float* Pointer(Tensor? t) => t is null ? null : CpuBackend.F32(t);
 
     /// <summary>rows x ld buffer from a rows x cols source (zeros when null); padding columns zeroed.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void LoadState(float* state, int ld, float* source, int rows, int cols)
     {
         new Span<float>(state, rows * ld).Clear();
@@ -117,14 +116,12 @@ internal static unsafe class RecurrentLinearAttention
         for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(source + (long)r * cols, cols).CopyTo(new Span<float>(state + (long)r * ld, cols));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void StoreState(float* state, int ld, float* destination, int rows, int cols)
     {
         if (destination == null) return;
         for (int r = 0; r < rows; r++) new ReadOnlySpan<float>(state + (long)r * ld, cols).CopyTo(new Span<float>(destination + (long)r * cols, cols));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void LoadVector(float* vector, int ld, float* source, int n)
     {
         new Span<float>(vector, ld).Clear();
@@ -132,7 +129,6 @@ internal static unsafe class RecurrentLinearAttention
     }
 
     /// <summary>qt = scale q, kt = k (padding columns stay zero).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void LoadToken(float* qt, float* q, float* kt, float* k, int dk, float scale)
     {
         for (int c = 0; c < dk; c++) { qt[c] = scale * q[c]; kt[c] = k[c]; }

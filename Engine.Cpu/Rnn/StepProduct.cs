@@ -10,9 +10,8 @@ namespace FastWeights.Engine.Cpu.Rnn;
 /// which depend on the register tiles in use (<see cref="Wide"/>), so a slice is multiplied with the
 /// setting it was packed with. n is a multiple of 8 (callers pad columns with zeros). rows is a
 /// multiple of <see cref="RowBlock"/> = 4 (callers pad the batch with zero rows).</para>
-/// <para>Register tiles: <see cref="StepTiles256"/> (4 rows x up to 24 columns in Vector256) and,
-/// where Vector512 is accelerated, <see cref="StepTiles512"/> (8 or 4 rows x up to 48 columns in
-/// Vector512), each walking k with the x rows broadcast one element at a time.</para></summary>
+/// <para>Register tiles (<see cref="StepTiles"/>): 4 rows x up to 24 columns in Vector256 and,
+/// where Vector512 is accelerated, 8 or 4 rows x up to 48 columns in Vector512.</para></summary>
 internal static unsafe class StepProduct
 {
     public const int RowBlock = 4;
@@ -85,8 +84,9 @@ internal static unsafe class StepProduct
                 bool add = accumulate || l0 > 0;
                 float* xb = x + l0, yb = y + start;
                 // 24 and 8 are Vector256 panels in either layout; 16 is one in the Vector256 layout only.
-                if (wide && width % 16 == 0) StepTiles512.Panel(xb, ldx, rows, kb, panel, width, yb, ldy, add);
-                else StepTiles256.Panel(xb, ldx, rows, kb, panel, width, yb, ldy, add);
+                if (wide && width % 16 == 0)
+                    StepTiles.Panel<StepTiles.Lanes512, Vector512<float>>(xb, ldx, rows, kb, panel, width, yb, ldy, add);
+                else StepTiles.Panel<StepTiles.Lanes256, Vector256<float>>(xb, ldx, rows, kb, panel, width, yb, ldy, add);
             }
         }
     }

@@ -64,19 +64,12 @@ public static class DeltaRuleBench
         return new BenchResult($"delta rule step B{b} H{h} D{d}", backend.Name, ms, 1e3 / ms, "steps/s");
     }
 
-    /// <summary>Median of <paramref name="repetitions"/> runs; <paramref name="warmUp"/> extra runs first
-    /// (on the CPU, so the timed runs meet fully optimised code rather than the first-tier JIT's), and
-    /// there for at least <see cref="CpuWarmUpSeconds"/>.</summary>
-    /// <summary>The JIT moves a method to its optimised tier only after about 30 calls and a quiet
-    /// spell of 100 ms without new first-tier compilations, so a few warm-up calls of a short op are not
-    /// enough: the chunked CPU delta rule's forward at B2 H4 T1024 D64 timed 27-46 ms after 3 warm-up
-    /// calls and 4.2 ms with DOTNET_TieredCompilation=0 (bench/results/2026-12-05-cpu-xeon-delta.txt).</summary>
-    internal const double CpuWarmUpSeconds = 1.0;
-
+    /// <summary>Median of <paramref name="repetitions"/> runs; with <paramref name="warmUp"/> &gt; 0 (the
+    /// CPU), at least that many runs and <see cref="BenchTimer.CpuWarmUpSeconds"/> first, so the timed
+    /// runs meet fully optimised code rather than the first-tier JIT's.</summary>
     internal static double Time(IBackend backend, Action run, int repetitions = 5, int warmUp = 0)
     {
-        long warmStart = System.Diagnostics.Stopwatch.GetTimestamp();
-        for (int i = 0; i < warmUp || (warmUp > 0 && System.Diagnostics.Stopwatch.GetElapsedTime(warmStart).TotalSeconds < CpuWarmUpSeconds); i++) run();
+        if (warmUp > 0) BenchTimer.SpinUp(run, BenchTimer.CpuWarmUpSeconds, warmUp);
         if (backend is VulkanBackend vulkan)
         {
             // The profile (FASTWEIGHTS_PROFILE=1) counts the timed runs only, not the spin-up's.

@@ -41,9 +41,9 @@ public static class CpuLinearAttentionBench
             void Forward() => LinearAttention.Forward(q, k, v, o, s0, sT, scale: scale, algorithm: algorithm);
             void Backward() => LinearAttention.Backward(q, k, v, dO, dq, dk, dv, s0, null, dS0, scale: scale, algorithm: algorithm);
             string name = $"linattn {algorithm.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} x{cpu.Threads}";
-            double forward = BenchTimer.MedianMs(Forward);
+            double forward = DeltaRuleBench.Time(cpu, Forward, warmUp: 3);
             results.Add(new BenchResult($"{name} fwd", cpu.Name, forward, b * (double)t / (forward * 1e-3), "tok/s"));
-            double both = BenchTimer.MedianMs(() => { Forward(); Backward(); });
+            double both = DeltaRuleBench.Time(cpu, () => { Forward(); Backward(); }, warmUp: 3);
             results.Add(new BenchResult($"{name} fwd+bwd", cpu.Name, both, b * (double)t / (both * 1e-3), "tok/s"));
         }
         return results;
