@@ -78,15 +78,19 @@ public sealed class RecurrentLayer : IDisposable
         return outputs;
     }
 
-    /// <summary>Accumulates parameter gradients from dh [B, T, hidden] and returns dx [B, T, input].</summary>
-    public Tensor Backward(Tensor dOutputs)
+    /// <summary>Accumulates parameter gradients from dh [B, T, hidden] and returns dx [B, T, input].
+    /// <paramref name="dFinalStates"/>: optional gradients reaching the final states the forward
+    /// returned, in <see cref="Rnn.StateNames"/> order, each [B, hidden] (for sLSTM h's only);
+    /// <paramref name="dInitialStates"/>: optional tensors [B, hidden] that receive (overwritten) the
+    /// gradients of the initial states the forward was given (zeros where it was given none).</summary>
+    public Tensor Backward(Tensor dOutputs, IReadOnlyList<Tensor?>? dFinalStates = null, IReadOnlyList<Tensor?>? dInitialStates = null)
     {
         var c = _context ?? throw new InvalidOperationException("RecurrentLayer: Backward without a Forward");
         int b = c.Input.Shape[0], t = c.Input.Shape[1], g = Cell.Gates(), rows = b * t;
         using var dPre = Tensor.Empty(_backend, c.Preactivations.Shape);
         using var dR = Tensor.Empty(_backend, WeightHh.Value.Shape);
         using var dBiasHh = Tensor.Empty(_backend, BiasHh.Value.Shape);
-        Rnn.Backward(c.Problem, c.Outputs, c.Saved, dOutputs, dPre, dR, dBiasHh);
+        Rnn.Backward(c.Problem, c.Outputs, c.Saved, dOutputs, dPre, dR, dBiasHh, dFinalStates, dInitialStates);
         Pointwise.Add(WeightHh.GradientOrNew(), dR, WeightHh.GradientOrNew());
         Pointwise.Add(BiasHh.GradientOrNew(), dBiasHh, BiasHh.GradientOrNew());
         var dPre2 = dPre.Reshape(new Shape(rows, g * HiddenSize));

@@ -71,7 +71,7 @@ public sealed class RecurrentLayerTests
     [DataRow("vulkan", RnnCell.Gru)]
     public void PyTorchStateDictLoadsUnchangedAndGivesTheSameOutputs(string backendName, RnnCell cell)
     {
-        IBackend backend = backendName == "cpu" ? CpuBackend.Shared : Vulkan();
+        IBackend backend = TestBackends.Get(backendName);
         const int batch = 3, steps = 6, input = 5, hidden = 7;
         var sd = StateDict(cell, input, hidden);
         float[] x = Random(batch * steps * input, 9, 1f);
@@ -142,22 +142,10 @@ public sealed class RecurrentLayerTests
             return (dx.ToArray(), layer.Parameters.Select(p => p.Gradient!.ToArray()).ToArray());
         }
         var (dxCpu, gradsCpu) = Run(CpuBackend.Shared);
-        var (dxVulkan, gradsVulkan) = Run(Vulkan());
+        var (dxVulkan, gradsVulkan) = Run(TestBackends.Vulkan());
         for (int i = 0; i < dxCpu.Length; i++) Assert.AreEqual(dxCpu[i], dxVulkan[i], 1e-5 + 1e-4 * Math.Abs(dxCpu[i]), $"{cell} dx[{i}]");
         for (int p = 0; p < gradsCpu.Length; p++)
             for (int i = 0; i < gradsCpu[p].Length; i++)
                 Assert.AreEqual(gradsCpu[p][i], gradsVulkan[p][i], 1e-5 + 1e-4 * Math.Abs(gradsCpu[p][i]), $"{cell} parameter {p} [{i}]");
-    }
-
-    private static readonly Lazy<Engine.Vulkan.VulkanBackend?> VulkanBackend = new(() => Engine.Vulkan.VulkanBackend.TryCreate(new() { AllowCpuDevices = true }, out _));
-
-    private static IBackend Vulkan()
-    {
-        var backend = VulkanBackend.Value;
-        if (backend is not null) return backend;
-        Engine.Vulkan.VulkanBackend.TryCreate(new() { AllowCpuDevices = true }, out string? why);
-        if (Environment.GetEnvironmentVariable("CI") == "true") Assert.Fail($"No Vulkan device on CI: {why}");
-        Assert.Inconclusive($"No Vulkan device: {why}");
-        return null!;
     }
 }
