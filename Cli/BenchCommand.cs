@@ -18,6 +18,7 @@ public static class BenchCommand
             case "gemm":
             {
                 int[] sizes = options.GetInts("sizes", [1024, 2048]);
+                string[] layouts = options.Get("layout", "nn").Split(',');   // Vulkan: nn, nt, tn, tt (GemmBench.Layouts)
                 string which = options.Get("backend", "all");
                 var dtypes = options.Get("dtype", "all") switch
                 {
@@ -44,7 +45,8 @@ public static class BenchCommand
                                 {
                                     vulkan.CoopMatSubgroups = warps;
                                     vulkan.CoopMat2Tile = tile;
-                                    foreach (int n in sizes) results.Add(GemmBench.Run(vulkan, n, dtype));
+                                    foreach (string layout in layouts)
+                                        foreach (int n in sizes) results.Add(GemmBench.Run(vulkan, n, dtype, layout: layout));
                                 }
                     }
                 }

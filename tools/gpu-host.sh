@@ -5,7 +5,11 @@
 # the unpacked bundle), then runs each section in turn, printing '## <section>' before each, so one
 # device call's output is one record for bench/results/. Sections:
 #   devices            fastweights devices
-#   tests              every Engine.Tests test (tensor-core ones included)
+#   tests              every Engine.Tests test (tensor-core ones included); on an H100 host this takes longer
+#                      than one 600 s device call (run 54 reached 1085 of 1097), so split it there:
+#   tests-a, tests-b   the same in two halves by class: tests-a the classes Cpu* to LinearAttention*
+#                      (CPU kernels, delta rule, feature maps, GEMM, linear attention), tests-b the rest
+#                      (pointwise, recurrent cells, scan, tensor-core GEMM, Vulkan backend)
 #   tensorcores        Engine.Tests --filter TestCategory=TensorCores|TestCategory=ConcurrentWorkgroups
 #   gemm               fastweights bench gemm 4096,8192 on Vulkan, every dtype, every cm2 tile
 #   torch-gemm         cuBLAS at 4096 and 8192 (bench/peers/torch_gemm.py)
@@ -58,6 +62,12 @@ export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/n
 export PYTHONUNBUFFERED=1
 fw=/tmp/app/pub/cli/fastweights
 tests=/tmp/app/pub/tests/Engine.Tests
+# tests-a's classes (name prefixes); tests-b takes every other class
+first_half="" other_half=""
+for c in Cpu DeltaRule FeatureMap GemmTests LinearAttention; do
+  first_half+="${first_half:+|}FullyQualifiedName~FastWeights.Engine.Tests.$c"
+  other_half+="${other_half:+&}FullyQualifiedName!~FastWeights.Engine.Tests.$c"
+done
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/# gpu: /'
 if [ -n "${FW_SMI_LOG:-}" ]; then
   nvidia-smi --query-gpu=timestamp,utilization.gpu,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_throttle_reasons.active \
@@ -72,6 +82,8 @@ for section in "$@"; do
   case "$section" in
     devices) $fw devices ;;
     tests) $tests $extra ;;
+    tests-a) $tests --filter "$first_half" $extra ;;
+    tests-b) $tests --filter "$other_half" $extra ;;
     tensorcores) $tests --filter "TestCategory=TensorCores|TestCategory=ConcurrentWorkgroups" $extra ;;
     gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles auto,128x128x32,128x256x32,128x256x16,128x128x16 $extra
           $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x128x32,128x256x32,128x256x16,128x128x16,auto $extra
@@ -79,7 +91,7 @@ for section in "$@"; do
           FASTWEIGHTS_NO_COOPMAT2=1 FASTWEIGHTS_GEMM_DIRECT=plain $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
           FASTWEIGHTS_GEMM_SPECIALISE=0 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 --cm2-tiles 128x256x32 $extra
           FASTWEIGHTS_GEMM_SPECIALISE=0 FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra ;;
-    torch-gemm) python3 bench/peers/torch_gemm.py 4096 8192 ;;
+    torch-gemm) python3 bench/peers/torch_gemm.py 4096 8192 $extra ;;
     delta) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra
            $fw bench delta --backend vulkan --dtype f32 --shape 8,16,2048,64 $extra ;;
     fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 4 8 1024 64 ;;
