@@ -85,8 +85,8 @@ internal static unsafe class StepProduct
                 float* xb = x + l0, yb = y + start;
                 // 24 and 8 are Vector256 panels in either layout; 16 is one in the Vector256 layout only.
                 if (wide && width % 16 == 0)
-                    StepTiles.Panel<StepTiles.Lanes512, Vector512<float>>(xb, ldx, rows, kb, panel, width, yb, ldy, add);
-                else StepTiles.Panel<StepTiles.Lanes256, Vector256<float>>(xb, ldx, rows, kb, panel, width, yb, ldy, add);
+                    StepTiles.Panel<RegisterTile.Lanes512, Vector512<float>>(xb, ldx, rows, kb, panel, width, yb, ldy, add);
+                else StepTiles.Panel<RegisterTile.Lanes256, Vector256<float>>(xb, ldx, rows, kb, panel, width, yb, ldy, add);
             }
         }
     }

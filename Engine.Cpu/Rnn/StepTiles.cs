@@ -4,9 +4,8 @@ using System.Runtime.Intrinsics;
 namespace FastWeights.Engine.Cpu.Rnn;
 
 /// <summary>The register tiles of <see cref="StepProduct"/>: y[R rows, V vectors] (+)= x[R, k]
-/// w_panel[k, V vectors], walking k with each x row broadcast one element at a time. One generic tile
-/// serves both vector widths (<see cref="Lanes256"/>, <see cref="Lanes512"/>): the vector type, R
-/// and V are JIT-time constants, so the unused accumulators and branches fold away.
+/// w_panel[k, V vectors], on the generic <see cref="RegisterTile"/> (both vector widths: the vector
+/// type, R and V are JIT-time constants, so the unused accumulators and branches fold away).
 /// <list type="bullet">
 /// <item>Vector256: 4 rows x 8, 16 or 24 columns; up to 12 ymm accumulators beside 3 w vectors and a
 /// broadcast (16 ymm); per l, 12 FMAs for 3 vector loads of w and 4 broadcasts of x.</item>
@@ -17,138 +16,27 @@ namespace FastWeights.Engine.Cpu.Rnn;
 /// </list></summary>
 internal static unsafe class StepTiles
 {
-    /// <summary>The vector operations a tile uses, for one vector type (a struct, so that every call
-    /// inlines into the tile).</summary>
-    public interface ILanes<TVec> where TVec : struct
-    {
-        static abstract int Count { get; }
-        /// <summary>Whether the tile may take 8 rows (enough registers for 24 accumulators).</summary>
-        static abstract bool EightRows { get; }
-        static abstract TVec Load(float* p);
-        static abstract void Store(TVec v, float* p);
-        static abstract TVec Broadcast(float x);
-        static abstract TVec MultiplyAdd(TVec a, TVec b, TVec c);
-        static abstract TVec Add(TVec a, TVec b);
-    }
-
-    public readonly struct Lanes256 : ILanes<Vector256<float>>
-    {
-        public static int Count => 8;
-        public static bool EightRows => false;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Load(float* p) => Vector256.Load(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector256<float> v, float* p) => Vector256.Store(v, p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Broadcast(float x) => Vector256.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> MultiplyAdd(Vector256<float> a, Vector256<float> b, Vector256<float> c) => Vector256.FusedMultiplyAdd(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Add(Vector256<float> a, Vector256<float> b) => a + b;
-    }
-
-    public readonly struct Lanes512 : ILanes<Vector512<float>>
-    {
-        public static int Count => 16;
-        public static bool EightRows => true;
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Load(float* p) => Vector512.Load(p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void Store(Vector512<float> v, float* p) => Vector512.Store(v, p);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Broadcast(float x) => Vector512.Create(x);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> MultiplyAdd(Vector512<float> a, Vector512<float> b, Vector512<float> c) => Vector512.FusedMultiplyAdd(a, b, c);
-        [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Add(Vector512<float> a, Vector512<float> b) => a + b;
-    }
-
     /// <summary>y[rows, width] (+)= x[rows, k] panel[k, width] for one packed panel of 1, 2 or 3
     /// vectors of columns: 8 rows at a time where the vector type allows, then blocks of 4.</summary>
     public static void Panel<TL, TVec>(float* x, int ldx, int rows, int k, float* panel, int width, float* y, int ldy, bool accumulate)
-        where TL : struct, ILanes<TVec> where TVec : struct
+        where TL : struct, RegisterTile.ILanes<TVec> where TVec : struct
     {
         int vectors = width / TL.Count, r = 0;
         if (TL.EightRows)
             for (; r + 8 <= rows; r += 8)
-                Rows<TL, TVec, Eight>(x + (long)r * ldx, ldx, k, panel, vectors, y + (long)r * ldy, ldy, accumulate);
+                Rows<TL, TVec, RegisterTile.Eight>(x + (long)r * ldx, ldx, k, panel, vectors, y + (long)r * ldy, ldy, accumulate);
         for (; r < rows; r += StepProduct.RowBlock)
-            Rows<TL, TVec, Four>(x + (long)r * ldx, ldx, k, panel, vectors, y + (long)r * ldy, ldy, accumulate);
+            Rows<TL, TVec, RegisterTile.Four>(x + (long)r * ldx, ldx, k, panel, vectors, y + (long)r * ldy, ldy, accumulate);
     }
 
+    // The panel is packed: its row l is the V vectors at panel + l V lanes.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Rows<TL, TVec, TR>(float* x, int ldx, int k, float* panel, int vectors, float* y, int ldy, bool accumulate)
-        where TL : struct, ILanes<TVec> where TVec : struct where TR : struct, ICount
+        where TL : struct, RegisterTile.ILanes<TVec> where TVec : struct where TR : struct, RegisterTile.ICount
     {
-        if (vectors == 3) Tile<TL, TVec, TR, Three>(x, ldx, k, panel, y, ldy, accumulate);
-        else if (vectors == 2) Tile<TL, TVec, TR, Two>(x, ldx, k, panel, y, ldy, accumulate);
-        else Tile<TL, TVec, TR, One>(x, ldx, k, panel, y, ldy, accumulate);
-    }
-
-    private interface ICount { static abstract int Count { get; } }
-    private struct One : ICount { public static int Count => 1; }
-    private struct Two : ICount { public static int Count => 2; }
-    private struct Three : ICount { public static int Count => 3; }
-    private struct Four : ICount { public static int Count => 4; }
-    private struct Eight : ICount { public static int Count => 8; }
-
-    // y[0..R, 0..V vectors] (+)= x[0..R, 0..k] w_panel[0..k, 0..V vectors]
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void Tile<TL, TVec, TR, TV>(float* x, int ldx, int k, float* w, float* y, int ldy, bool accumulate)
-        where TL : struct, ILanes<TVec> where TVec : struct where TR : struct, ICount where TV : struct, ICount
-    {
-        int lanes = TL.Count, width = TV.Count * lanes;
-        float* x0 = x, x1 = x + ldx, x2 = x1 + ldx, x3 = x2 + ldx;
-        float* x4 = x3 + ldx, x5 = x4 + ldx, x6 = x5 + ldx, x7 = x6 + ldx;
-        TVec a00 = default, a01 = default, a02 = default, a10 = default, a11 = default, a12 = default;
-        TVec a20 = default, a21 = default, a22 = default, a30 = default, a31 = default, a32 = default;
-        TVec a40 = default, a41 = default, a42 = default, a50 = default, a51 = default, a52 = default;
-        TVec a60 = default, a61 = default, a62 = default, a70 = default, a71 = default, a72 = default;
-        TVec w1 = default, w2 = default;
-        for (int l = 0; l < k; l++)
-        {
-            var w0 = TL.Load(w);
-            if (TV.Count >= 2) w1 = TL.Load(w + lanes);
-            if (TV.Count >= 3) w2 = TL.Load(w + 2 * lanes);
-            Row<TL, TVec, TV>(TL.Broadcast(x0[l]), w0, w1, w2, ref a00, ref a01, ref a02);
-            Row<TL, TVec, TV>(TL.Broadcast(x1[l]), w0, w1, w2, ref a10, ref a11, ref a12);
-            Row<TL, TVec, TV>(TL.Broadcast(x2[l]), w0, w1, w2, ref a20, ref a21, ref a22);
-            Row<TL, TVec, TV>(TL.Broadcast(x3[l]), w0, w1, w2, ref a30, ref a31, ref a32);
-            if (TR.Count == 8)
-            {
-                Row<TL, TVec, TV>(TL.Broadcast(x4[l]), w0, w1, w2, ref a40, ref a41, ref a42);
-                Row<TL, TVec, TV>(TL.Broadcast(x5[l]), w0, w1, w2, ref a50, ref a51, ref a52);
-                Row<TL, TVec, TV>(TL.Broadcast(x6[l]), w0, w1, w2, ref a60, ref a61, ref a62);
-                Row<TL, TVec, TV>(TL.Broadcast(x7[l]), w0, w1, w2, ref a70, ref a71, ref a72);
-            }
-            w += width;
-        }
-        Put<TL, TVec, TV>(y, a00, a01, a02, accumulate);
-        Put<TL, TVec, TV>(y + ldy, a10, a11, a12, accumulate);
-        Put<TL, TVec, TV>(y + 2 * ldy, a20, a21, a22, accumulate);
-        Put<TL, TVec, TV>(y + 3 * ldy, a30, a31, a32, accumulate);
-        if (TR.Count == 8)
-        {
-            Put<TL, TVec, TV>(y + 4 * ldy, a40, a41, a42, accumulate);
-            Put<TL, TVec, TV>(y + 5 * ldy, a50, a51, a52, accumulate);
-            Put<TL, TVec, TV>(y + 6 * ldy, a60, a61, a62, accumulate);
-            Put<TL, TVec, TV>(y + 7 * ldy, a70, a71, a72, accumulate);
-        }
-    }
-
-    // One x row's element b times the panel's l-th row of V vectors, into that row's accumulators.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Row<TL, TVec, TV>(TVec b, TVec w0, TVec w1, TVec w2, ref TVec a0, ref TVec a1, ref TVec a2)
-        where TL : struct, ILanes<TVec> where TVec : struct where TV : struct, ICount
-    {
-        a0 = TL.MultiplyAdd(b, w0, a0);
-        if (TV.Count >= 2) a1 = TL.MultiplyAdd(b, w1, a1);
-        if (TV.Count >= 3) a2 = TL.MultiplyAdd(b, w2, a2);
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Put<TL, TVec, TV>(float* y, TVec a0, TVec a1, TVec a2, bool accumulate)
-        where TL : struct, ILanes<TVec> where TVec : struct where TV : struct, ICount
-    {
-        int lanes = TL.Count;
-        if (accumulate)
-        {
-            a0 = TL.Add(a0, TL.Load(y));
-            if (TV.Count >= 2) a1 = TL.Add(a1, TL.Load(y + lanes));
-            if (TV.Count >= 3) a2 = TL.Add(a2, TL.Load(y + 2 * lanes));
-        }
-        TL.Store(a0, y);
-        if (TV.Count >= 2) TL.Store(a1, y + lanes);
-        if (TV.Count >= 3) TL.Store(a2, y + 2 * lanes);
+        long ldw = (long)vectors * TL.Count;
+        if (vectors == 3) RegisterTile.Multiply<TL, TVec, TR, RegisterTile.Three>(x, ldx, k, panel, ldw, y, ldy, accumulate);
+        else if (vectors == 2) RegisterTile.Multiply<TL, TVec, TR, RegisterTile.Two>(x, ldx, k, panel, ldw, y, ldy, accumulate);
+        else RegisterTile.Multiply<TL, TVec, TR, RegisterTile.One>(x, ldx, k, panel, ldw, y, ldy, accumulate);
     }
 }

@@ -82,7 +82,8 @@ public sealed class RecurrentLayer : IDisposable
     /// <paramref name="dFinalStates"/>: optional gradients reaching the final states the forward
     /// returned, in <see cref="Rnn.StateNames"/> order, each [B, hidden] (for sLSTM h's only);
     /// <paramref name="dInitialStates"/>: optional tensors [B, hidden] that receive (overwritten) the
-    /// gradients of the initial states the forward was given (zeros where it was given none).</summary>
+    /// gradients with respect to the initial states (at the zero state where the forward was given
+    /// none).</summary>
     public Tensor Backward(Tensor dOutputs, IReadOnlyList<Tensor?>? dFinalStates = null, IReadOnlyList<Tensor?>? dInitialStates = null)
     {
         var c = _context ?? throw new InvalidOperationException("RecurrentLayer: Backward without a Forward");
