@@ -81,4 +81,23 @@ public sealed class PyTorchGoldenTests
             foreach (var t in initial.Concat(final).Concat(dFinal).Concat(dInitial)) t.Dispose();
         }
     }
+
+    /// <summary>State gradients of the wrong shape are refused by the recurrence's backward, with the
+    /// op, the argument and both shapes in the message.</summary>
+    [TestMethod]
+    public void BackwardRejectsStateGradientsOfTheWrongShape()
+    {
+        var g = Load("lstm");
+        IBackend backend = TestBackends.Get("cpu");
+        using var layer = new RecurrentLayer(backend, g.Cell, g.Input, g.Hidden);
+        using var x = Tensor.FromArray(backend, g["x"], new Shape(g.Batch, g.Steps, g.Input));
+        using var dy = Tensor.FromArray(backend, g["wy"], new Shape(g.Batch, g.Steps, g.Hidden));
+        using var wrong = Tensor.Empty(backend, new Shape(g.Batch + 1, g.Hidden));
+        using var y = layer.Forward(x);
+        var e = Assert.ThrowsExactly<OpArgumentException>(() => layer.Backward(dy, dInitialStates: [null, wrong]));
+        StringAssert.Contains(e.Message, "LstmBackward");
+        StringAssert.Contains(e.Message, "dInitialStates[1]");
+        StringAssert.Contains(e.Message, $"[{g.Batch + 1}, {g.Hidden}]");
+        StringAssert.Contains(e.Message, $"[{g.Batch}, {g.Hidden}]");
+    }
 }
