@@ -13,6 +13,8 @@ public static class DevicesCommand
         var cpu = new Table().Title("[bold]cpu backend[/]").AddColumn("property").AddColumn("value");
         cpu.AddRow("threads", Environment.ProcessorCount.ToString());
         cpu.AddRow("simd", CpuBackend.SimdDescription);
+        cpu.AddRow("processor vendor", CpuBackend.ProcessorVendor.Length > 0 ? CpuBackend.ProcessorVendor : "unknown");
+        cpu.AddRow("gemm kernel", CpuBackend.GemmDescription);
         AnsiConsole.Write(cpu);
 
         VulkanInstance instance;

@@ -24,4 +24,16 @@ public sealed unsafe partial class CpuBackend : IGemmOps
         else if (MicroKernel256x6x16.IsSupported) BlockedGemm<MicroKernel256x6x16>.Run(p, Threads);
         else BlockedGemm<MicroKernelScalar4x4>.Run(p, Threads);
     }
+
+    /// <summary>The blocked GEMM's micro-kernel and blocking on this machine (as `fastweights devices`
+    /// prints it), e.g. "14 x 32 Vector512, KC 1024, MC 70, NC 512".</summary>
+    public static string GemmDescription =>
+        MicroKernel512x14x32.IsSupported ? Describe<MicroKernel512x14x32>("Vector512") :
+        MicroKernel256x6x16.IsSupported ? Describe<MicroKernel256x6x16>("Vector256") : Describe<MicroKernelScalar4x4>("scalar");
+
+    /// <summary>The processor vendor from CPUID ("AuthenticAMD", "GenuineIntel"; empty off x86).</summary>
+    public static string ProcessorVendor => CpuVendor.Name;
+
+    private static string Describe<TKernel>(string lanes) where TKernel : struct, IGemmMicroKernel =>
+        $"{TKernel.Mr} x {TKernel.Nr} {lanes}, KC {BlockedGemm<TKernel>.Kc}, MC {BlockedGemm<TKernel>.Mc}, NC {BlockedGemm<TKernel>.Nc}";
 }
