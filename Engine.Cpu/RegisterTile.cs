@@ -9,8 +9,9 @@ namespace FastWeights.Engine.Cpu;
 /// (<see cref="Lanes256"/>, <see cref="Lanes512"/>), R (<see cref="One"/>, <see cref="Four"/>,
 /// <see cref="Six"/>, <see cref="Eight"/>) and V (<see cref="One"/> to <see cref="Three"/>) are
 /// JIT-time constants, so the unused accumulators and branches fold away and each instantiation
-/// compiles to the loop one would write by hand (checked with DOTNET_JitDisasm: no spills up to the
-/// 8 x 3 Vector512 tile, 24 zmm accumulators beside 3 w vectors and a broadcast).
+/// compiles to the loop one would write by hand (checked with DOTNET_JitDisasm on Zen 5: no spills in
+/// the 8 x 2 and 8 x 3 Vector512 tiles, the latter 24 zmm accumulators beside 3 w vectors and a
+/// broadcast, nor in the 6 x 2 Vector256 tile, 12 ymm accumulators beside 2 w vectors and a broadcast).
 /// Used by the recurrent cells' per-step product (<see cref="Rnn.StepTiles"/>, w a packed panel) and
 /// the chunked forms' products (<see cref="LinearAttention.ChunkMatMul"/>, w rows of a matrix).</summary>
 internal static unsafe class RegisterTile

@@ -15,8 +15,9 @@ internal readonly unsafe struct MicroKernel512x14x32 : IGemmMicroKernel
     // Blocking by vendor. Intel (Sapphire and Emerald Rapids: 48 KB L1, 2 MB L2): KC 256, MC 504, so
     // that KC x NR of B (32 KB) stays in L1 and the A block (~0.5 MB) in L2; sweeps there found nothing
     // better for KC up to 512. AMD (Zen 5: 48 KB L1, 1 MB L2): KC 1024, MC 70, a deeper K that quarters
-    // the passes over C with the A block (70 x 1024, 280 KB) still in L2: 3-7% faster than 256 x 504
-    // at 1024^3 to 2048^3 over ten rounds (bench/results/2026-12-06-cpu-zen5-gemm-blocking*.txt);
+    // the passes over C with the A block (70 x 1024, 280 KB) still in L2: 3-10% faster than 256 x 504
+    // at 1024^3 to 2048^3 (ten sweep rounds, then four alternating rounds of the two defaults:
+    // bench/results/2026-12-06-cpu-zen5-gemm-blocking*.txt);
     // Zen 4 (AVX-512 on 256-bit units) not measured.
     public static int BlockDepth => CpuVendor.IsAmd ? 1024 : 256;
     public static int BlockRows => CpuVendor.IsAmd ? 70 : 504;
