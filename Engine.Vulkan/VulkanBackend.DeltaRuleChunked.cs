@@ -350,9 +350,10 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(initialState);
         push.AddressOrZero(finalState);
         AppendSizes(ref push, s);
-        var kernel = tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
-            : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim));
-        Dispatch(kernel, push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", s)
+            : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
+                : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
+        Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
     }
 
     // chunk_output.comp: O = scale Q S_0^T + P U' (chunk_output) or dU'_local = P^T dO (chunk_values_grad).
@@ -387,9 +388,10 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(dInitialState);
         AppendSizes(ref push, s);
         push.Append(scale);
-        var kernel = tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
-            : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim));
-        Dispatch(kernel, push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+        var (kernel, groups) = DeltaRuleBackwardFragments && DeltaRuleUsesStateFragments(q.DType, s) ? StateFragmentsKernel("chunk_state_backward_fragments", s)
+            : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
+                : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
+        Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
     }
 
     // chunk_grad_qk.comp: dQ = scale (dO S_0 + dP K), dK = dP^T Q' + U' dS_C, dW = -dU' S_0.

@@ -84,6 +84,44 @@ public sealed class DeltaRuleTensorCoreTests
         Assert.AreEqual(previousGroup, backend.DeltaRuleTileGroup);
     }
 
+    // The state passes on accumulator fragments (chunk_state_fragments.comp, chunk_state_backward_fragments.comp),
+    // which take T a multiple of 64, Dk 64 or 128 and Dv a multiple of their rows per workgroup (64 or
+    // 32 at Dk = 64, 32 at Dk = 128): forward, final state and every gradient with both passes on
+    // fragments, with the forward one only, and with the tile passes on the same inputs.
+    [TestMethod]
+    [DataRow(2, 128, 2, 64, 64, 64)]
+    [DataRow(1, 192, 3, 64, 96, 32)]
+    [DataRow(1, 64, 1, 64, 32, 32)]
+    [DataRow(2, 128, 2, 128, 96, 0)]
+    [DataRow(1, 256, 1, 128, 128, 0)]
+    public void StateFragmentsMatchReference(int b, int t, int h, int dk, int dv, int rows)
+    {
+        var backend = Vulkan();
+        var previousPass = backend.DeltaRuleStatePass;
+        int previousRows = backend.DeltaRuleStateFragmentRows;
+        bool previousBackward = backend.DeltaRuleBackwardFragments;
+        var shape = new FastWeightShape(b, t, h, dk, dv);
+        try
+        {
+            backend.DeltaRuleStateFragmentRows = rows;
+            // both passes on fragments, the forward only, neither (the tile passes)
+            foreach (var (pass, backwardFragments) in new[] { (DeltaRuleStatePass.Auto, true), (DeltaRuleStatePass.Fragments, false), (DeltaRuleStatePass.Tiles, true) })
+            {
+                backend.DeltaRuleStatePass = pass;
+                backend.DeltaRuleBackwardFragments = backwardFragments;
+                Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
+                Check(backend, b, t, h, dk, dv, AssertNear);
+            }
+            backend.DeltaRuleStatePass = DeltaRuleStatePass.Fragments;
+            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
+            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
+            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { ValueDim = 40 }), "Dv = 40");
+            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
+        }
+        finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward; }
+        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
+    }
+
     private static void AssertNormwise(double[] expected, float[] actual, string what)
     {
         Assert.AreEqual(expected.Length, actual.Length, $"{what}: length");

@@ -1,0 +1,50 @@
+using FastWeights.Engine.Ops;
+
+namespace FastWeights.Engine.Vulkan;
+
+// shaders/delta_rule/chunk_state_fragments.comp and chunk_state_backward_fragments.comp: the chunked
+// delta rule's two state passes with the state slice (or its gradient) held as tensor-core accumulator
+// fragments and every global read of the next chunk in flight during the current one (the tile-product
+// passes, chunk_state_tiles.comp and chunk_state_backward_tiles.comp, wait on their reads and stage
+// every product through shared memory: about sixteen barriers a chunk against four to six here).
+public sealed partial class VulkanBackend
+{
+    /// <summary>State rows per workgroup of the fragment state pass: 32 or 64 (Dk = 64 only), or 0
+    /// (the default; FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice, 64 at Dk = 64
+    /// and 32 at Dk = 128 (whose shared memory takes no more).</summary>
+    public int DeltaRuleStateFragmentRows
+    {
+        get => _fragmentRows;
+        set => _fragmentRows = value is 0 or 32 or 64 ? value
+            : throw new ArgumentOutOfRangeException(nameof(DeltaRuleStateFragmentRows), value, "the fragment state pass takes 32 or 64 state rows per workgroup (0: the backend's choice)");
+    }
+
+    private int _fragmentRows = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_ROWS"), out int rows) && rows is 32 or 64 ? rows : 0;
+
+    // The state rows per workgroup for head dims dk: what was asked where the variant exists, else the default.
+    private int FragmentRows(int keyDim) => keyDim == 128 ? 32 : _fragmentRows == 0 ? 64 : _fragmentRows;
+
+    /// <summary>Whether the forward state pass of this problem runs chunk_state_fragments.comp: the
+    /// tensor-core stages are in use (bf16 keys), <see cref="DeltaRuleStatePass"/> is Auto or
+    /// Fragments (FASTWEIGHTS_DELTA_STATE=tiles or sequential forces the others), T is a multiple of the chunk (the kernel reads and
+    /// writes whole 16 x 16 fragments straight from the tensors), Dk is 64 or 128, Dv a multiple of
+    /// the rows per workgroup, and the device runs subgroups of 32.</summary>
+    public bool DeltaRuleUsesStateFragments(DType keys, FastWeightShape s) =>
+        DeltaRuleStatePass is DeltaRuleStatePass.Auto or DeltaRuleStatePass.Fragments
+        && DeltaRuleUsesCoopMat(keys) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles")
+        && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim % FragmentRows(s.KeyDim) == 0
+        && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
+
+    /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
+    /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
+    /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
+    public bool DeltaRuleBackwardFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS") != "0";
+
+    // chunk_state_fragments / chunk_state_backward_fragments for this problem and its workgroups along Dv
+    // (same push constants as the tile passes).
+    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, FastWeightShape s)
+    {
+        int rows = FragmentRows(s.KeyDim);
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}", [], requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
+    }
+}

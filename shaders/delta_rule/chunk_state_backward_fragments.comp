@@ -1,0 +1,160 @@
+#version 460
+// Chunked delta rule, backward state pass with the state gradient held as tensor-core accumulator
+// fragments (state_fragments.glsl): the pass of chunk_state_backward_tiles.comp with a short chain
+// per chunk, as chunk_state_fragments.comp is for the forward. One workgroup per (BV rows v0 .. of
+// Dv, b H + h) walks the chunks in reverse carrying dS (BV x DK), the gradient reaching the end of
+// the current chunk, seeded by the final state's gradient. Per chunk, with dO' = scale dO:
+//   store dS_C                                 (dStates[n]: for the per-chunk gradient stage)
+//   dU' = dU'_local + K dS_C^T                 (64 x BV, stored in place)
+//   dS_0 = dS_C + dO'^T Q - dU'^T W            (BV x DK)
+// dS_0 becomes the previous chunk's dS_C; after chunk 0 it is the initial state's gradient. Every
+// global read of chunk n - 1 is issued during chunk n. K and Q are bf16 (one part); dS, dO', dU' and
+// W enter the products as hi and lo parts. Preconditions as for chunk_state_fragments.comp
+// (VulkanBackend.DeltaRuleUsesStateFragments). Same inputs, outputs and push constants as
+// chunk_state_backward_tiles.comp.
+// Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
+//! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
+//! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
+//! variant chunk_state_backward_fragments_k128_v32 -DDK=128 -DBV=32 -O0
+#extension GL_GOOGLE_include_directive : require
+#include "state_fragments.glsl"
+
+layout(push_constant) uniform Push
+{
+    uint64_t q;
+    uint64_t k;
+    uint64_t w;
+    uint64_t dOut;
+    uint64_t dUPrime;       // in: dU'_local; out: dU'
+    uint64_t dStates;       // out: dS_C per chunk
+    uint64_t dFinal;        // 0: zeros
+    uint64_t dInitial;      // 0: not written
+    uint t;
+    uint heads;
+    uint dk;
+    uint dv;
+    float scale;
+} pc;
+
+// State tile j of this subgroup: rows 16 stateTileRow(j) .., columns 16 stateTileColumn(j) ..; tile j
+// lies in the 64-column block j % KB, so every subgroup has work in each block of W.
+uint stateTileRow(uint j) { return gl_SubgroupID / 4 + 2 * (j / KB); }
+uint stateTileColumn(uint j) { return gl_SubgroupID % 4 + 4 * (j % KB); }
+
+void main()
+{
+    uint v0 = gl_WorkGroupID.x * BV, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
+    uint chunks = pc.t / CHUNK, stateSize = pc.dv * pc.dk;
+    uint keyStride = pc.heads * DK, valueStride = pc.heads * pc.dv;   // between consecutive tokens
+    F32Buffer w = F32Buffer(pc.w), dOut = F32Buffer(pc.dOut), dUPrime = F32Buffer(pc.dUPrime), dStates = F32Buffer(pc.dStates);
+    Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
+
+    ACC ds[STATE_TILES];
+    [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+    {
+        if (pc.dFinal == 0ul) ds[j] = ACC(0.0);
+        else coopMatLoad(ds[j], F32Buffer(pc.dFinal).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(j),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
+    }
+
+    // Chunk n's operands, read during chunk n + 1: W's block tiles, dU'_local and dO for the token
+    // tiles, K (every column block of the token tiles' rows) and Q (the state tiles' column blocks).
+    ACC wTiles[KB][2];
+    ACC localTiles[TOKEN_TILES], dOutTiles[TOKEN_TILES];
+    FRAG_A kFrags[TK];
+    FRAG_B qFrags[KB][4];
+#define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
+#define FETCH_W(n) \
+    [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
+        coopMatLoad(wTiles[kb][i], w.v, (b * pc.t + (n) * CHUNK + 16 * blockTileRow(i)) * keyStride + h * DK + 64 * kb + 16 * blockTileColumn(i), \
+                    keyStride, gl_CooperativeMatrixLayoutRowMajor);
+#define FETCH_TOKENS(n) \
+    [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
+    { \
+        coopMatLoad(localTiles[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
+    } \
+    [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
+        coopMatLoad(kFrags[kb16], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * keyStride + h * DK + 16 * kb16) / 8, \
+                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor); \
+    [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint tb = 0; tb < 4; tb++) \
+        coopMatLoad(qFrags[kb][tb], queries.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn(kb)) / 8, \
+                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+    FETCH_W(chunks - 1)
+    FETCH_TOKENS(chunks - 1)
+
+    [[dont_unroll]] for (int nn = int(chunks) - 1; nn >= 0; nn--)
+    {
+        uint n = uint(nn);
+        barrier();   // the previous chunk's update is done reading both regions
+        [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+        {
+            uint vb = stateTileRow(j), kb16 = stateTileColumn(j);
+            coopMatStore(ds[j], dStates.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK, gl_CooperativeMatrixLayoutRowMajor);
+            SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
+        }
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
+        {
+            ACC scaled = dOutTiles[j] * pc.scale;
+            SPLIT_STORE(scaled, region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+        }
+        barrier();
+
+        // dU' = dU'_local + K dS_C^T, stored in place
+        ACC du[TOKEN_TILES];
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
+        {
+            du[j] = localTiles[j];
+            [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++)
+            {
+                FRAG_B sHi, sLo;
+                LOAD_SPLIT(sHi, sLo, region1, REGION1_PLANE, 16 * tokenTileColumn(j) * STATE_ROW + 2 * kb16, STATE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                du[j] = coopMatMulAdd(kFrags[kb16], sLo, du[j]);
+                du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
+            }
+            coopMatStore(du[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+        }
+        // dS += dO'^T Q (dO'^T through column-major loads of dO')
+        [[unroll]] for (uint tb = 0; tb < 4; tb++)
+            [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+            {
+                FRAG_A oHi, oLo;
+                LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                ds[j] = coopMatMulAdd(oLo, qFrags[j % KB][tb], ds[j]);
+                ds[j] = coopMatMulAdd(oHi, qFrags[j % KB][tb], ds[j]);
+            }
+        if (n > 0) { FETCH_TOKENS(n - 1) }
+        if (n == 0 && pc.dInitial == 0ul) break;   // nothing reads the last update
+
+        barrier();   // both regions are read
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
+        {
+            ACC negated = du[j] * -1.0;
+            SPLIT_STORE(negated, region1, REGION1_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+        }
+        // dS -= dU'^T W, one 64-column block of W at a time
+        [[unroll]] for (uint kb = 0; kb < KB; kb++)
+        {
+            if (kb > 0) barrier();   // the previous block's products are done reading region2
+            [[unroll]] for (uint i = 0; i < 2; i++)
+                SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
+            if (kb + 1 == KB && n > 0) { FETCH_W(n - 1) }
+            barrier();
+            [[unroll]] for (uint tb = 0; tb < 4; tb++)
+                [[unroll]] for (uint j = kb; j < STATE_TILES; j += KB)
+                {
+                    FRAG_A uHi, uLo;
+                    FRAG_B wHi, wLo;
+                    LOAD_SPLIT(uHi, uLo, region1, REGION1_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                    LOAD_SPLIT(wHi, wLo, region2, REGION2_PLANE, 16 * tb * BLOCK_ROW + 2 * (stateTileColumn(j) % 4), BLOCK_ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    ds[j] = coopMatMulAdd(uHi, wLo, ds[j]);
+                    ds[j] = coopMatMulAdd(uLo, wHi, ds[j]);
+                    ds[j] = coopMatMulAdd(uHi, wHi, ds[j]);
+                }
+        }
+    }
+    if (pc.dInitial != 0ul)
+        [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+            coopMatStore(ds[j], F32Buffer(pc.dInitial).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(j),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
+}

@@ -1,0 +1,144 @@
+#version 460
+// Chunked delta rule, stage 2 (forward; rerun by the backward) with the state held as tensor-core
+// accumulator fragments (state_fragments.glsl): the state pass of chunk_state_tiles.comp with a
+// short chain per chunk. One workgroup per (BV state rows v0 .., b H + h) walks the chunks in order,
+// its slice S (BV x DK of the Dv x Dk state) in registers. Per chunk n (token rows t0 .. t0 + 63),
+// with S the chunk-start state:
+//   store S                                    (states[n]: for the output stage and the backward)
+//   U' = U - W S^T                             (64 x BV: stored, and the A operand below)
+//   S <- S + U'^T K                            (BV x DK)
+// What makes the chain short: every global read of chunk n + 1 (W, U and K, as fragments) is issued
+// during chunk n, the products read their operands straight from shared memory and registers, and
+// a chunk costs four workgroup barriers (six at DK = 128) where the tile pass takes about sixteen.
+// Preconditions the host checks (VulkanBackend.DeltaRuleUsesStateFragments): T a multiple of 64 (the
+// fragments are read and written whole, straight from the tensors), Dk = DK, Dv a multiple of BV,
+// bf16 keys, subgroups of 32. Same inputs, outputs and push constants as chunk_state_tiles.comp.
+// Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
+//! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
+//! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
+//! variant chunk_state_fragments_k128_v32 -DDK=128 -DBV=32 -O0
+#extension GL_GOOGLE_include_directive : require
+#include "state_fragments.glsl"
+
+layout(push_constant) uniform Push
+{
+    uint64_t k;
+    uint64_t w;
+    uint64_t u;
+    uint64_t uPrime;        // out
+    uint64_t states;        // out
+    uint64_t initialState;  // 0: zeros
+    uint64_t finalState;    // 0: not written
+    uint t;
+    uint heads;
+    uint dk;
+    uint dv;
+} pc;
+
+// State tile j of this subgroup: rows 16 stateTileRow(j) .. of the slice, columns 16 stateTileColumn() ..
+// (one column block per subgroup, so the subgroup needs K's fragments of that block only).
+uint stateTileRow(uint j) { return gl_SubgroupID / TK + j * (SUBGROUPS / TK); }
+uint stateTileColumn() { return gl_SubgroupID % TK; }
+
+void main()
+{
+    uint v0 = gl_WorkGroupID.x * BV, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
+    uint chunks = pc.t / CHUNK, stateSize = pc.dv * pc.dk;
+    uint keyStride = pc.heads * DK, valueStride = pc.heads * pc.dv;   // between consecutive tokens
+    F32Buffer w = F32Buffer(pc.w), u = F32Buffer(pc.u), uPrime = F32Buffer(pc.uPrime), states = F32Buffer(pc.states);
+    Words4Buffer keys = Words4Buffer(pc.k);
+
+    ACC s[STATE_TILES];
+    [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+    {
+        if (pc.initialState == 0ul) s[j] = ACC(0.0);
+        else coopMatLoad(s[j], F32Buffer(pc.initialState).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
+    }
+
+    // Chunk n's operands, read during chunk n - 1: W's block tiles (two of each 64-column block), U
+    // for the U' tiles, K for the state tiles' column block.
+    ACC wTiles[KB][2];
+    ACC uTiles[TOKEN_TILES];
+    FRAG_B kFrags[4];
+#define FETCH_W(n) \
+    [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
+        coopMatLoad(wTiles[kb][i], w.v, (b * pc.t + (n) * CHUNK + 16 * blockTileRow(i)) * keyStride + h * DK + 64 * kb + 16 * blockTileColumn(i), \
+                    keyStride, gl_CooperativeMatrixLayoutRowMajor);
+#define FETCH_U(n) \
+    [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
+        coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
+                    valueStride, gl_CooperativeMatrixLayoutRowMajor);
+#define FETCH_K(n) \
+    [[unroll]] for (uint tb = 0; tb < 4; tb++) \
+        coopMatLoad(kFrags[tb], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn()) / 8, \
+                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+    FETCH_W(0)
+    FETCH_U(0)
+    FETCH_K(0)
+
+    [[dont_unroll]] for (uint n = 0; n < chunks; n++)
+    {
+        uint t0 = n * CHUNK;
+        barrier();   // the previous chunk's update is done reading region2 (U')
+        [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+        {
+            uint vb = stateTileRow(j), kb = stateTileColumn();
+            coopMatStore(s[j], states.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK, gl_CooperativeMatrixLayoutRowMajor);
+            SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
+        }
+
+        // P = W S^T, one 64-column block of Dk at a time
+        ACC p[TOKEN_TILES];
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) p[j] = ACC(0.0);
+        [[unroll]] for (uint kb = 0; kb < KB; kb++)
+        {
+            if (kb > 0) barrier();   // the previous block's products are done reading region2
+            [[unroll]] for (uint i = 0; i < 2; i++)
+                SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
+            if (kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
+            barrier();
+            [[unroll]] for (uint kk = 0; kk < 4; kk++)
+                [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
+                {
+                    FRAG_A wHi, wLo;
+                    FRAG_B sHi, sLo;
+                    LOAD_SPLIT(wHi, wLo, region2, REGION2_PLANE, 16 * tokenTileRow() * BLOCK_ROW + 2 * kk, BLOCK_ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    // S^T block (64 kb + 16 kk .., 16 vb ..) as column-major S
+                    LOAD_SPLIT(sHi, sLo, region1, REGION1_PLANE, 16 * tokenTileColumn(j) * STATE_ROW + 8 * kb + 2 * kk, STATE_ROW,
+                               gl_CooperativeMatrixLayoutColumnMajor);
+                    p[j] = coopMatMulAdd(wHi, sLo, p[j]);
+                    p[j] = coopMatMulAdd(wLo, sHi, p[j]);
+                    p[j] = coopMatMulAdd(wHi, sHi, p[j]);
+                }
+        }
+        // U' = U - P, stored
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
+        {
+            p[j] = uTiles[j] - p[j];
+            coopMatStore(p[j], uPrime.v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
+                         valueStride, gl_CooperativeMatrixLayoutRowMajor);
+        }
+        if (n + 1 < chunks) { FETCH_U(n + 1) }
+        if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
+
+        barrier();   // every product is done reading W from region2
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
+            SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+        barrier();
+        // S += U'^T K: U'^T (BV x 64) through column-major loads of U' (64 x BV)
+        [[unroll]] for (uint tb = 0; tb < 4; tb++)
+            [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+            {
+                FRAG_A uHi, uLo;
+                LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                s[j] = coopMatMulAdd(uLo, kFrags[tb], s[j]);
+                s[j] = coopMatMulAdd(uHi, kFrags[tb], s[j]);
+            }
+        if (n + 1 < chunks) { FETCH_K(n + 1) }
+    }
+    if (pc.finalState != 0ul)
+        [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+            coopMatStore(s[j], F32Buffer(pc.finalState).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
+}

@@ -1,0 +1,68 @@
+// Shared pieces of the state passes on accumulator fragments (chunk_state_fragments.comp,
+// chunk_state_backward_fragments.comp): one workgroup of 8 subgroups of 32 per (BV state rows,
+// b H + h) holding its BV x DK slice of the state (or of its gradient) as 16 x 16 f32
+// accumulators; products on VK_KHR_cooperative_matrix bf16 16 x 16 x 16 fragments with f32
+// accumulation. Defines before the include: DK (64 or 128), BV (32 or 64).
+// f32 operands enter the products as two bf16 parts, hi = bf16(x), lo = bf16(x - hi):
+//   x y ~ x_hi y_hi + x_hi y_lo + x_lo y_hi    (f32 accumulation; exact bf16 operands have lo = 0)
+// the precision of chunk_tiles_coopmat.glsl's split products. The parts come from the
+// cooperative-matrix component-type conversion (a bf16 accumulator, stored to shared memory and
+// loaded back as an A or B fragment): one hardware conversion per element.
+// Two shared regions, each holding hi and lo planes of row-major bf16 matrices whose rows are
+// padded by 8 elements against bank conflicts (uvec4 units: 8 bf16 each):
+//   region1: BV x DK (the state slice, read as S^T through column-major loads) or 64 x BV
+//   region2: 64 x 64 (a 64-column block of a token-major f32 operand) or 64 x BV
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_bfloat16 : require
+#include "buffers.glsl"
+
+#define CHUNK 64
+#define SUBGROUPS 8
+#define TK (DK / 16)                 // 16-column blocks of Dk
+#define TV (BV / 16)                 // 16-row blocks of the slice
+#define KB (DK / 64)                 // 64-column blocks of Dk
+#define STATE_TILES (TV * TK / SUBGROUPS)    // state tiles per subgroup
+#define TOKEN_TILES (4 * TV / SUBGROUPS)     // 64 x BV token-major tiles per subgroup
+#define BLOCK_ROW 9                  // uvec4 per padded row of 64 bf16
+#define SLICE_ROW ((BV + 8) / 8)     // uvec4 per padded row of BV bf16
+#define STATE_ROW ((DK + 8) / 8)     // uvec4 per padded row of DK bf16
+#define REGION1_PLANE max(BV * STATE_ROW, CHUNK * SLICE_ROW)
+#define REGION2_PLANE (CHUNK * BLOCK_ROW)
+
+layout(local_size_x = 256) in;
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
+
+shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
+shared uvec4 region2[2 * REGION2_PLANE];
+
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define ACC_BF16 coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define FRAG_B coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+
+// Stores f32 tile m as its hi and lo parts, row-major from uvec4 `first` of REGION (region1 or
+// region2, whose lo plane starts at PLANE; row stride `row` uvec4).
+#define SPLIT_STORE(m, REGION, PLANE, first, row) \
+    { \
+        ACC_BF16 hiPart = ACC_BF16(m); \
+        ACC_BF16 loPart = ACC_BF16((m) - ACC(hiPart)); \
+        coopMatStore(hiPart, REGION, first, row, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatStore(loPart, REGION, (PLANE) + (first), row, gl_CooperativeMatrixLayoutRowMajor); \
+    }
+
+// The hi and lo fragments of a 16 x 16 block at uvec4 `offset` of REGION's planes (LAYOUT: the
+// cooperative-matrix layout constant, row- or column-major).
+#define LOAD_SPLIT(hi, lo, REGION, PLANE, offset, row, LAYOUT) \
+    coopMatLoad(hi, REGION, offset, row, LAYOUT); \
+    coopMatLoad(lo, REGION, (PLANE) + (offset), row, LAYOUT)
+
+// 64 x BV token-major tile j of this subgroup: token rows 16 tokenTileRow() .., slice columns 16 tokenTileColumn(j) ..
+uint tokenTileRow() { return gl_SubgroupID % 4; }
+uint tokenTileColumn(uint j) { return gl_SubgroupID / 4 + 2 * j; }
+// 64-column block tile i < 2 of this subgroup (16 tiles of 16 x 16 per block): tile 2 s + i.
+uint blockTileRow(uint i) { return (2 * gl_SubgroupID + i) / 4; }
+uint blockTileColumn(uint i) { return (2 * gl_SubgroupID + i) % 4; }
