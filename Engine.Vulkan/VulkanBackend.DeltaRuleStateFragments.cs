@@ -35,6 +35,13 @@ public sealed partial class VulkanBackend
         && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim % FragmentRows(s.KeyDim) == 0
         && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
 
+    /// <summary>Whether the forward fragment pass at Dk = 128 reads W's tiles right before use instead of a
+    /// chunk ahead (chunk_state_fragments_k128_v32_lean): true by default; FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0
+    /// takes the prefetching variant. The lean one holds 115 registers per invocation instead of 147, so
+    /// two of its workgroups share an SM, and took 544 us against 624 at B8 H16 T2048 D128 bf16 on the
+    /// H100 (bench/results/2026-12-06-h100-run60.txt); at Dk = 64 the prefetching variants already fit.</summary>
+    public bool DeltaRuleStateFragmentsLean { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_LEAN") != "0";
+
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
@@ -45,6 +52,7 @@ public sealed partial class VulkanBackend
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, FastWeightShape s)
     {
         int rows = FragmentRows(s.KeyDim);
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}", [], requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
+        string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}", [], requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
     }
 }

@@ -49,9 +49,10 @@
 #   delta-latency      the chunked delta rule (bf16, D64, T2048) profiled at B1 H1, B1 H2, B1 H4, B2 H8 and
 #                      B8 H16: with fewer workgroups than SMs a kernel's time is one workgroup's latency
 #   delta-fragments    the chunked delta rule (bf16) with the state passes on tile products
-#                      (FASTWEIGHTS_DELTA_STATE=tiles), the forward one on accumulator fragments, and both on
-#                      fragments with 64 and 32 state rows per workgroup: per-kernel profile and pipeline statistics
-#                      at T2048 D64 and D128, then the four bench shapes with the tile passes and the backend's choice
+#                      (FASTWEIGHTS_DELTA_STATE=tiles), on accumulator fragments (the default), and so with the
+#                      forward pass's prefetching variant at Dk = 128 instead of its _lean one: per-kernel profile
+#                      and pipeline statistics at T2048 D64 and D128, then the four bench shapes with the default
+#                      and with the prefetching variant
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
@@ -147,9 +148,9 @@ for section in "$@"; do
                    FASTWEIGHTS_DELTA_GROUP=$g FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*chunk|profile|delta)'; done
                  for g in 256 128; do echo "# FASTWEIGHTS_DELTA_GROUP=$g"
                    FASTWEIGHTS_DELTA_GROUP=$g $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra | grep -E '^delta'; done ;;
-    delta-fragments) for v in "FASTWEIGHTS_DELTA_STATE=tiles" "FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0" "FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64" "FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32"; do echo "# $v"
-                   env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*state|profile|delta)'; done
-                 for v in "FASTWEIGHTS_DELTA_STATE=tiles" "FASTWEIGHTS_DELTA_STATE=auto"; do echo "# $v"
+    delta-fragments) for v in "FASTWEIGHTS_DELTA_STATE=tiles" "FASTWEIGHTS_DELTA_STATE=auto" "FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0"; do echo "# $v"
+                   env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*(state|wy)|profile|delta)'; done
+                 for v in "FASTWEIGHTS_DELTA_STATE=auto" "FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0"; do echo "# $v"
                    env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra | grep -E '^delta'; done ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac

@@ -13,12 +13,18 @@
 // Preconditions the host checks (VulkanBackend.DeltaRuleUsesStateFragments): T a multiple of 64 (the
 // fragments are read and written whole, straight from the tensors), Dk = DK, Dv a multiple of BV,
 // bf16 keys, subgroups of 32. Same inputs, outputs and push constants as chunk_state_tiles.comp.
+// PREFETCH_W=0 (the _lean variant): W's tiles are read right before they are split, not a chunk
+// ahead, which saves 32 registers per invocation at DK = 128.
 // Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
 //! variant chunk_state_fragments_k128_v32 -DDK=128 -DBV=32 -O0
+//! variant chunk_state_fragments_k128_v32_lean -DDK=128 -DBV=32 -DPREFETCH_W=0 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
+#ifndef PREFETCH_W
+#define PREFETCH_W 1
+#endif
 
 layout(push_constant) uniform Push
 {
@@ -73,7 +79,7 @@ void main()
     [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         coopMatLoad(kFrags[tb], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn()) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
-    FETCH_W(0)
+    if (PREFETCH_W != 0) { FETCH_W(0) }
     FETCH_U(0)
     FETCH_K(0)
 
@@ -94,9 +100,13 @@ void main()
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
             if (kb > 0) barrier();   // the previous block's products are done reading region2
+            if (PREFETCH_W == 0)
+                [[unroll]] for (uint i = 0; i < 2; i++)
+                    coopMatLoad(wTiles[kb][i], w.v, (b * pc.t + t0 + 16 * blockTileRow(i)) * keyStride + h * DK + 64 * kb + 16 * blockTileColumn(i),
+                                keyStride, gl_CooperativeMatrixLayoutRowMajor);
             [[unroll]] for (uint i = 0; i < 2; i++)
                 SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
-            if (kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
+            if (PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
             barrier();
             [[unroll]] for (uint kk = 0; kk < 4; kk++)
                 [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)

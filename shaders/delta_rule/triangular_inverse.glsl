@@ -8,7 +8,8 @@
 //    reads A_ii X_ij + sum_{k=j}^{i-1} A_ik X_kj = 0 (X_kj = 0 for k < j, A_ik = 0 for k > i), so
 //        X_ij = -X_ii P_ij,   P_ij = sum_{k=j}^{i-1} L_ik X_kj,
 //    for all j < i of the row at once.
-// That is 16 + 2 * 3 barriers where a row-by-row substitution over 64 rows takes two per row.
+// That is 16 + 2 * 3 barriers where a row-by-row substitution over 64 rows takes two per row (1 + 2 * 3
+// in the tensor-core builds with subgroups of 32, whose stage 1 runs in one subgroup per block).
 // The step loops stay rolled ([[dont_unroll]]): a barrier dominates each step, and unrolled they
 // made lavapipe's first compile of the kernel about 10 s slower (a noisy measurement on 2 cores).
 // Rows and columns past the sequence end have L = 0 (beta = 0, K = 0): every step keeps X the
@@ -29,8 +30,47 @@ shared float blockProducts[BLOCKS - 1][BLOCK][BLOCK];   // P_ij[r][c] of the cur
 // (X_dd[s][c] = 0 for c > s and 1 at c = s, so y keeps the zeros above the diagonal and the 1 on it.)
 #define INVERSE_COLUMNS (4 * 256 / GROUP)
 
+#ifdef COOPMAT
+// Stage 1 in subgroups of 32 (the tensor-core builds; their subgroup size is pinned, and the host
+// runs them only where subgroups hold at least 16): subgroup d < 4 inverts block d alone, with no
+// workgroup barrier between the 16 steps. Lane l holds column c = l % 16 of rows r = l / 16 + 2 m
+// (m < 8) in registers, y[m], under the same invariant as below; step s takes row s (y[s / 2] of
+// lane 16 (s % 2) + c) through a shuffle and subtracts L_dd[r][s] X_dd[s] from every row r > s.
+// L_dd is read from square, which keeps it until the block's X_dd is written at the end.
+#extension GL_KHR_shader_subgroup_shuffle : require
+
+void invertDiagonalBlocksInSubgroups()
+{
+    uint lane = gl_SubgroupInvocationID, c = lane % 16, r0 = lane / 16;
+    for (uint d = gl_SubgroupID; d < BLOCKS; d += gl_NumSubgroups)
+    {
+        uint d0 = BLOCK * d;
+        float y[8];
+        [[unroll]] for (uint m = 0; m < 8; m++) y[m] = r0 + 2 * m == c ? 1.0 : 0.0;
+        [[unroll]] for (uint s = 0; s < BLOCK; s++)
+        {
+            float rowS = subgroupShuffle(y[s / 2], 16 * (s % 2) + c);
+            [[unroll]] for (uint m = 0; m < 8; m++)
+            {
+                uint r = r0 + 2 * m;
+                if (r > s) y[m] = fma(-square[d0 + r][d0 + s], rowS, y[m]);
+            }
+        }
+        [[unroll]] for (uint m = 0; m < 8; m++) square[d0 + r0 + 2 * m][d0 + c] = y[m];
+    }
+    barrier();
+}
+#endif
+
 void invertDiagonalBlocks()
 {
+#ifdef COOPMAT
+    if (gl_SubgroupSize == 32)
+    {
+        invertDiagonalBlocksInSubgroups();
+        return;
+    }
+#endif
     uint id = gl_LocalInvocationID.x, within = id % (GROUP / 4), groupsPerRow = BLOCK / INVERSE_COLUMNS;
     uint d0 = BLOCK * (id / (GROUP / 4)), r = within / groupsPerRow, c0 = INVERSE_COLUMNS * (within % groupsPerRow);
     float y[INVERSE_COLUMNS];

@@ -99,16 +99,20 @@ public sealed class DeltaRuleTensorCoreTests
         var backend = Vulkan();
         var previousPass = backend.DeltaRuleStatePass;
         int previousRows = backend.DeltaRuleStateFragmentRows;
-        bool previousBackward = backend.DeltaRuleBackwardFragments;
+        bool previousBackward = backend.DeltaRuleBackwardFragments, previousLean = backend.DeltaRuleStateFragmentsLean;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
             backend.DeltaRuleStateFragmentRows = rows;
-            // both passes on fragments, the forward only, neither (the tile passes)
-            foreach (var (pass, backwardFragments) in new[] { (DeltaRuleStatePass.Auto, true), (DeltaRuleStatePass.Fragments, false), (DeltaRuleStatePass.Tiles, true) })
+            // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
+            // before use), the forward only, neither (the tile passes)
+            foreach (var (pass, backwardFragments, lean) in new[] { (DeltaRuleStatePass.Auto, true, false), (DeltaRuleStatePass.Auto, true, true),
+                (DeltaRuleStatePass.Fragments, false, false), (DeltaRuleStatePass.Tiles, true, false) })
             {
+                if (lean && dk != 128) continue;
                 backend.DeltaRuleStatePass = pass;
                 backend.DeltaRuleBackwardFragments = backwardFragments;
+                backend.DeltaRuleStateFragmentsLean = lean;
                 Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
                 Check(backend, b, t, h, dk, dv, AssertNear);
             }
@@ -118,7 +122,8 @@ public sealed class DeltaRuleTensorCoreTests
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { ValueDim = 40 }), "Dv = 40");
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
         }
-        finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward; }
+        finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
+            backend.DeltaRuleStateFragmentsLean = previousLean; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
