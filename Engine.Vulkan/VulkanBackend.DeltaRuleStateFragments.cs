@@ -35,11 +35,13 @@ public sealed partial class VulkanBackend
         && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim % FragmentRows(s.KeyDim) == 0
         && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
 
-    /// <summary>Whether the forward fragment pass at Dk = 128 reads W's tiles right before use instead of a
-    /// chunk ahead (chunk_state_fragments_k128_v32_lean): true by default; FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0
-    /// takes the prefetching variant. The lean one holds 115 registers per invocation instead of 147, so
-    /// two of its workgroups share an SM, and took 544 us against 624 at B8 H16 T2048 D128 bf16 on the
-    /// H100 (bench/results/2026-12-06-h100-run60.txt); at Dk = 64 the prefetching variants already fit.</summary>
+    /// <summary>Whether the forward fragment pass at Dk = 128 takes its _lean variant, which reads W's tiles
+    /// right before use instead of a chunk ahead: true by default; FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0 takes
+    /// the prefetching one. The lean pass holds 115 registers per invocation instead of 147, so two of its
+    /// workgroups share an SM, and took 543-544 us against 624-628 at B8 H16 T2048 D128 bf16 on the H100
+    /// (bench/results/2026-12-06-h100-run60.txt, run62). At Dk = 64 the prefetching variants already
+    /// fit. A lean backward pass (K, Q and W read right before use: 185 registers instead of 243, still
+    /// one workgroup per SM) was slower, 1167 against 1081 us (run 62), and has no variant.</summary>
     public bool DeltaRuleStateFragmentsLean { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_LEAN") != "0";
 
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
