@@ -115,6 +115,7 @@ public sealed class DeltaRuleTensorCoreTests
                 backend.DeltaRuleStateFragmentsLean = lean;
                 Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
                 Check(backend, b, t, h, dk, dv, AssertNear);
+                AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, $"{pass}, backward fragments {backwardFragments}, lean {lean}");
             }
             backend.DeltaRuleStatePass = DeltaRuleStatePass.Fragments;
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
@@ -125,6 +126,23 @@ public sealed class DeltaRuleTensorCoreTests
         finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
             backend.DeltaRuleStateFragmentsLean = previousLean; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
+    }
+
+    // Without the initial state's gradient the backward state pass stops after chunk 0's dU': every
+    // other gradient must come out bit for bit as with it.
+    private static void AssertSameWithoutInitialGradient(VulkanBackend backend, int b, int t, int h, int dk, int dv, string what)
+    {
+        var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(7 * t + dk + dv), DType.BF16);
+        var full = DeltaRuleChunkedVulkanTests.RunBackward(backend, x, true, DType.BF16, DeltaRuleAlgorithm.Chunked);
+        using var inputs = new DeltaRuleChunkedVulkanTests.DeviceInputs(backend, x, DType.BF16, true);
+        using var g = new DeltaRuleChunkedVulkanTests.DeviceGradients(backend, x);
+        DeltaRule.Backward(inputs.Q, inputs.K, inputs.V, inputs.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta, inputs.S0, g.DFinal, null,
+            scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
+        var partial = g.Read();
+        CollectionAssert.AreEqual(full.DQ, partial.DQ, $"{what}: dq without the initial state's gradient");
+        CollectionAssert.AreEqual(full.DK, partial.DK, $"{what}: dk without the initial state's gradient");
+        CollectionAssert.AreEqual(full.DV, partial.DV, $"{what}: dv without the initial state's gradient");
+        CollectionAssert.AreEqual(full.DBeta, partial.DBeta, $"{what}: dbeta without the initial state's gradient");
     }
 
     private static void AssertNormwise(double[] expected, float[] actual, string what)
