@@ -26,9 +26,9 @@ public sealed partial class VulkanBackend
 
     /// <summary>Whether the forward state pass of this problem runs chunk_state_fragments.comp: the
     /// tensor-core stages are in use (bf16 keys), <see cref="DeltaRuleStatePass"/> is Auto or
-    /// Fragments (FASTWEIGHTS_DELTA_STATE=tiles or sequential forces the others), T is a multiple of the chunk (the kernel reads and
-    /// writes whole 16 x 16 fragments straight from the tensors), Dk is 64 or 128, Dv a multiple of
-    /// the rows per workgroup, and the device runs subgroups of 32.</summary>
+    /// Fragments (FASTWEIGHTS_DELTA_STATE=tiles or sequential forces the others), T is a multiple of
+    /// the chunk (the kernel reads and writes whole 16 x 16 fragments straight from the tensors), Dk is
+    /// 64 or 128, Dv a multiple of the rows per workgroup, and the device runs subgroups of 32.</summary>
     public bool DeltaRuleUsesStateFragments(DType keys, FastWeightShape s) =>
         DeltaRuleStatePass is DeltaRuleStatePass.Auto or DeltaRuleStatePass.Fragments
         && DeltaRuleUsesCoopMat(keys) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles")
@@ -39,7 +39,7 @@ public sealed partial class VulkanBackend
     /// right before use instead of a chunk ahead: true by default; FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0 takes
     /// the prefetching one. The lean pass holds 115 registers per invocation instead of 147, so two of its
     /// workgroups share an SM, and took 543-544 us against 624-628 at B8 H16 T2048 D128 bf16 on the H100
-    /// (bench/results/2026-12-06-h100-run60.txt, run62). At Dk = 64 the prefetching variants already
+    /// (bench/results/2026-12-06-h100-run60.txt and run62.txt). At Dk = 64 the prefetching variants already
     /// fit. A lean backward pass (K, Q and W read right before use: 185 registers instead of 243, still
     /// one workgroup per SM) was slower, 1167 against 1081 us (run 62), and has no variant.</summary>
     public bool DeltaRuleStateFragmentsLean { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_LEAN") != "0";
