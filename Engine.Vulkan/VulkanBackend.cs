@@ -67,6 +67,10 @@ public sealed partial class VulkanBackend : IBackend
 
     public DeviceStorage Allocate(long bytes) => Memory.Allocate(this, bytes);
 
+    /// <summary>2^32 - 1: the shaders index a tensor's elements with 32-bit unsigned integers, so a larger
+    /// tensor would wrap around instead of failing.</summary>
+    public long MaxTensorElements => uint.MaxValue;
+
     public void Upload(DeviceStorage destination, long destinationOffset, ReadOnlySpan<byte> source)
     {
         var s = Own(destination);

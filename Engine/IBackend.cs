@@ -20,6 +20,9 @@ public interface IBackend : IDisposable
 
     /// <summary>Allocates uninitialised storage of at least <paramref name="bytes"/> bytes.</summary>
     DeviceStorage Allocate(long bytes);
+    /// <summary>The most elements a tensor of this backend may hold (its kernels' index range);
+    /// <see cref="Tensor.Empty"/> refuses larger shapes.</summary>
+    long MaxTensorElements => long.MaxValue;
     /// <summary>Copies host bytes into storage; may be deferred until the next sync point, but the
     /// source span is consumed before returning.</summary>
     void Upload(DeviceStorage destination, long destinationOffset, ReadOnlySpan<byte> source);

@@ -38,6 +38,8 @@ public sealed class Tensor : IDisposable
     public static Tensor Empty(IBackend backend, Shape shape, DType dtype = DType.F32)
     {
         ArgumentNullException.ThrowIfNull(backend);
+        if (shape.ElementCount > backend.MaxTensorElements)
+            throw new ArgumentException($"Tensor.Empty: shape {shape} ({dtype.Name()}) holds {shape.ElementCount} elements; a {backend.Name} tensor holds at most {backend.MaxTensorElements}", nameof(shape));
         long bytes = Math.Max(1, shape.ElementCount) * dtype.SizeInBytes();
         return new Tensor(backend, backend.Allocate(bytes), 0, shape, dtype, ownsStorage: true);
     }

@@ -26,6 +26,23 @@ public sealed class VulkanBackendTests
         TestData.AssertClose(expected, result, 1e-4, 1e-5, "accumulated GEMMs");
     }
 
+    // The shaders index elements with 32-bit unsigned integers: a tensor of 2^32 elements or more is
+    // refused before anything is allocated, naming the shape (it would otherwise wrap around).
+    [TestMethod]
+    public void TensorsBeyondThe32BitIndexRangeAreRefused()
+    {
+        var backend = Vulkan;
+        Assert.AreEqual(uint.MaxValue, backend.MaxTensorElements);
+        foreach (var dtype in new[] { DType.F32, DType.BF16 })
+        {
+            var e = Assert.ThrowsExactly<ArgumentException>(() => Tensor.Empty(backend, new Shape(65536, 65536), dtype));
+            StringAssert.Contains(e.Message, "Tensor.Empty");
+            StringAssert.Contains(e.Message, new Shape(65536, 65536).ToString());
+            StringAssert.Contains(e.Message, "4294967295");
+        }
+        Assert.AreEqual(long.MaxValue, TestBackends.Get("cpu").MaxTensorElements);
+    }
+
     [TestMethod]
     public void UploadsAndDownloadsLargerThanTheStagingRing()
     {
