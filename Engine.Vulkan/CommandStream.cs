@@ -93,6 +93,10 @@ public sealed unsafe partial class CommandStream : IDisposable
     public void Dispatch(ComputeKernel kernel, ReadOnlySpan<byte> pushConstants, uint groupsX, uint groupsY = 1, uint groupsZ = 1)
     {
         if (groupsX == 0 || groupsY == 0 || groupsZ == 0) return;
+        var max = _device.Capabilities.MaxWorkgroupCount;
+        if (groupsX > max.X || groupsY > max.Y || groupsZ > max.Z)
+            throw new NotSupportedException($"{kernel.Key}: the problem needs {groupsX} x {groupsY} x {groupsZ} workgroups in one dispatch, "
+                + $"more than this device's {max.X} x {max.Y} x {max.Z} (maxComputeWorkGroupCount); split the batch (or batch x heads) into smaller calls");
         var cb = Current;
         BarrierBefore(cb, PipelineStageFlags.ComputeShaderBit, AccessFlags.ShaderReadBit | AccessFlags.ShaderWriteBit);
         if (_boundPipeline.Handle != kernel.Pipeline.Handle)

@@ -66,6 +66,8 @@ public sealed record DeviceCapabilities
     public required bool ComputeFullSubgroups { get; init; }
     public required long MaxSharedMemoryBytes { get; init; }
     public required int MaxWorkgroupInvocations { get; init; }
+    /// <summary>maxComputeWorkGroupCount: the most workgroups one dispatch may have along x, y and z.</summary>
+    public required (uint X, uint Y, uint Z) MaxWorkgroupCount { get; init; }
     public required int MaxPushConstantsBytes { get; init; }
     public required long MinStorageBufferOffsetAlignment { get; init; }
     public required double TimestampPeriodNs { get; init; }

@@ -173,6 +173,7 @@ public sealed unsafe class VulkanInstance : IDisposable
             ComputeFullSubgroups = f13.ComputeFullSubgroups,
             MaxSharedMemoryBytes = p0.Limits.MaxComputeSharedMemorySize,
             MaxWorkgroupInvocations = (int)p0.Limits.MaxComputeWorkGroupInvocations,
+            MaxWorkgroupCount = (p0.Limits.MaxComputeWorkGroupCount[0], p0.Limits.MaxComputeWorkGroupCount[1], p0.Limits.MaxComputeWorkGroupCount[2]),
             MaxPushConstantsBytes = (int)p0.Limits.MaxPushConstantsSize,
             MinStorageBufferOffsetAlignment = (long)p0.Limits.MinStorageBufferOffsetAlignment,
             TimestampPeriodNs = p0.Limits.TimestampPeriod,

@@ -43,6 +43,35 @@ public sealed class VulkanBackendTests
         Assert.AreEqual(long.MaxValue, TestBackends.Get("cpu").MaxTensorElements);
     }
 
+    // A dispatch with more workgroups along an axis than the device allows is refused with the kernel
+    // and the counts (recording it would be undefined behaviour): the chunked delta rule runs one
+    // workgroup per (chunk, b H + h) along y, so B H = maxComputeWorkGroupCount.y + 1 is one too many.
+    [TestMethod]
+    public void DispatchesBeyondTheDeviceWorkgroupLimitAreRefused()
+    {
+        var backend = Vulkan;
+        long limit = backend.Capabilities.MaxWorkgroupCount.Y;
+        Assert.IsTrue(limit < 1 << 22, $"maxComputeWorkGroupCount.y = {limit}: too large for this test's tensors");
+        int batch = (int)limit + 1;
+        using var q = Tensor.Uniform(backend, new Shape(batch, 1, 1, 1), 1);
+        using var k = Tensor.Uniform(backend, new Shape(batch, 1, 1, 1), 2);
+        using var v = Tensor.Uniform(backend, new Shape(batch, 1, 1, 1), 3);
+        using var beta = Tensor.Full(backend, new Shape(batch, 1, 1), 0.5f);
+        using var output = Tensor.Empty(backend, new Shape(batch, 1, 1, 1));
+        var e = Assert.ThrowsExactly<NotSupportedException>(() => DeltaRule.Forward(q, k, v, beta, output, algorithm: DeltaRuleAlgorithm.Chunked));
+        StringAssert.Contains(e.Message, "delta_rule/chunk_wy");
+        StringAssert.Contains(e.Message, $"1 x {batch} x 1 workgroups");
+        // the stream still works after the refusal
+        using var small = Tensor.Uniform(backend, new Shape(2, 1, 1, 1), 4);
+        using var smallBeta = Tensor.Full(backend, new Shape(2, 1, 1), 0.5f);
+        using var smallOut = Tensor.Full(backend, new Shape(2, 1, 1, 1), float.NaN);
+        DeltaRule.Forward(small, small, small, smallBeta, smallOut, algorithm: DeltaRuleAlgorithm.Chunked);
+        // one token from a zero state: o = beta (k . q) v with q = k = v = x
+        var x = small.ToArray();
+        var o = smallOut.ToArray();
+        for (int i = 0; i < 2; i++) Assert.AreEqual(0.5 * x[i] * x[i] * x[i], o[i], 1e-6, $"batch {i}");
+    }
+
     [TestMethod]
     public void UploadsAndDownloadsLargerThanTheStagingRing()
     {
