@@ -42,6 +42,7 @@ public static class DevicesCommand
                 t.AddRow("subgroup size", $"{d.SubgroupSize} (range {d.MinSubgroupSize}..{d.MaxSubgroupSize}, control {Yes(d.SubgroupSizeControl)}, full subgroups {Yes(d.ComputeFullSubgroups)})");
                 t.AddRow("shared memory / workgroup", $"{d.MaxSharedMemoryBytes / 1024.0:F0} KiB");
                 t.AddRow("invocations / workgroup", d.MaxWorkgroupInvocations.ToString());
+                t.AddRow("workgroups / dispatch", $"{d.MaxWorkgroupCount.X} x {d.MaxWorkgroupCount.Y} x {d.MaxWorkgroupCount.Z}");
                 t.AddRow("push constants", $"{d.MaxPushConstantsBytes} bytes");
                 t.AddRow("timestamp period", $"{d.TimestampPeriodNs} ns");
                 t.AddRow("shaderFloat16 / shaderInt64", $"{Yes(d.ShaderFloat16)} / {Yes(d.ShaderInt64)}");
