@@ -23,6 +23,10 @@ public sealed unsafe partial class CpuBackend : IBackend
 
     public DeviceStorage Allocate(long bytes) => new CpuStorage(this, bytes);
 
+    /// <summary>2^31 - 1: the kernels see a tensor through a span (<see cref="Span"/>) and index it with
+    /// 32-bit ints, so a larger tensor is refused when it is made, not halfway through an op.</summary>
+    public long MaxTensorElements => int.MaxValue;
+
     public void Upload(DeviceStorage destination, long destinationOffset, ReadOnlySpan<byte> source)
     {
         var s = Own(destination);

@@ -40,7 +40,11 @@ public sealed class VulkanBackendTests
             StringAssert.Contains(e.Message, new Shape(65536, 65536).ToString());
             StringAssert.Contains(e.Message, "4294967295");
         }
-        Assert.AreEqual(long.MaxValue, TestBackends.Get("cpu").MaxTensorElements);
+        // the CPU kernels index with 32-bit ints: 2^31 elements are refused there
+        var cpu = TestBackends.Get("cpu");
+        Assert.AreEqual(int.MaxValue, cpu.MaxTensorElements);
+        var onCpu = Assert.ThrowsExactly<ArgumentException>(() => Tensor.Empty(cpu, new Shape(32768, 65536)));
+        StringAssert.Contains(onCpu.Message, "2147483647");
     }
 
     // A dispatch with more workgroups along an axis than the device allows is refused with the kernel
