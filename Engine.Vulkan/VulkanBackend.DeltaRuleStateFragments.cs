@@ -25,13 +25,12 @@ public sealed partial class VulkanBackend
     private int FragmentRows(int keyDim) => keyDim == 128 ? 32 : _fragmentRows == 0 ? 64 : _fragmentRows;
 
     /// <summary>Whether the forward state pass of this problem runs chunk_state_fragments.comp: the
-    /// tensor-core stages are in use (bf16 keys), <see cref="DeltaRuleStatePass"/> is Auto or
-    /// Fragments (FASTWEIGHTS_DELTA_STATE=tiles or sequential forces the others), T is a multiple of
+    /// tensor-core stages are in use (bf16 keys), <see cref="DeltaRuleStatePass"/> is Auto
+    /// (FASTWEIGHTS_DELTA_STATE=tiles or sequential forces the others), T is a multiple of
     /// the chunk (the kernel reads and writes whole 16 x 16 fragments straight from the tensors), Dk is
     /// 64 or 128, Dv a multiple of the rows per workgroup, and the device runs subgroups of 32.</summary>
     public bool DeltaRuleUsesStateFragments(DType keys, FastWeightShape s) =>
-        DeltaRuleStatePass is DeltaRuleStatePass.Auto or DeltaRuleStatePass.Fragments
-        && DeltaRuleUsesCoopMat(keys) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles")
+        DeltaRuleStatePass == DeltaRuleStatePass.Auto && DeltaRuleUsesCoopMat(keys) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles")
         && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim % FragmentRows(s.KeyDim) == 0
         && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
 

@@ -66,8 +66,7 @@ void main()
 #define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        coopMatLoad(wTiles[kb][i], w.v, (b * pc.t + (n) * CHUNK + 16 * blockTileRow(i)) * keyStride + h * DK + 64 * kb + 16 * blockTileColumn(i), \
-                    keyStride, gl_CooperativeMatrixLayoutRowMajor);
+        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
 #define FETCH_TOKENS(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
     { \

@@ -69,8 +69,7 @@ void main()
     FRAG_B kFrags[4];
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        coopMatLoad(wTiles[kb][i], w.v, (b * pc.t + (n) * CHUNK + 16 * blockTileRow(i)) * keyStride + h * DK + 64 * kb + 16 * blockTileColumn(i), \
-                    keyStride, gl_CooperativeMatrixLayoutRowMajor);
+        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
 #define FETCH_U(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
         coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
@@ -102,8 +101,7 @@ void main()
             if (kb > 0) barrier();   // the previous block's products are done reading region2
             if (PREFETCH_W == 0)
                 [[unroll]] for (uint i = 0; i < 2; i++)
-                    coopMatLoad(wTiles[kb][i], w.v, (b * pc.t + t0 + 16 * blockTileRow(i)) * keyStride + h * DK + 64 * kb + 16 * blockTileColumn(i),
-                                keyStride, gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + t0, keyStride, h * DK, kb, i);
             [[unroll]] for (uint i = 0; i < 2; i++)
                 SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
             if (PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }

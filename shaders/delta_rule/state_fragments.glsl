@@ -60,6 +60,13 @@ shared uvec4 region2[2 * REGION2_PLANE];
     coopMatLoad(hi, REGION, offset, row, LAYOUT); \
     coopMatLoad(lo, REGION, (PLANE) + (offset), row, LAYOUT)
 
+// Loads into `tile` block tile i of this subgroup (blockTileRow / blockTileColumn) of the 64-column
+// block kb of a token-major f32 tensor m whose chunk starts at row firstRow (b T + t0), with `stride`
+// elements between rows and the head's columns from column0 (h Dk).
+#define LOAD_BLOCK_TILE(tile, m, firstRow, stride, column0, kb, i) \
+    coopMatLoad(tile, m.v, ((firstRow) + 16 * blockTileRow(i)) * (stride) + (column0) + 64 * (kb) + 16 * blockTileColumn(i), \
+                stride, gl_CooperativeMatrixLayoutRowMajor)
+
 // 64 x BV token-major tile j of this subgroup: token rows 16 tokenTileRow() .., slice columns 16 tokenTileColumn(j) ..
 uint tokenTileRow() { return gl_SubgroupID % 4; }
 uint tokenTileColumn(uint j) { return gl_SubgroupID / 4 + 2 * j; }

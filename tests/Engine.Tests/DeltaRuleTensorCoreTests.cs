@@ -107,7 +107,7 @@ public sealed class DeltaRuleTensorCoreTests
             // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
             // before use), the forward only, neither (the tile passes)
             foreach (var (pass, backwardFragments, lean) in new[] { (DeltaRuleStatePass.Auto, true, false), (DeltaRuleStatePass.Auto, true, true),
-                (DeltaRuleStatePass.Fragments, false, false), (DeltaRuleStatePass.Tiles, true, false) })
+                (DeltaRuleStatePass.Auto, false, false), (DeltaRuleStatePass.Tiles, true, false) })
             {
                 if (lean && dk != 128) continue;
                 backend.DeltaRuleStatePass = pass;
@@ -117,7 +117,7 @@ public sealed class DeltaRuleTensorCoreTests
                 Check(backend, b, t, h, dk, dv, AssertNear);
                 AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, $"{pass}, backward fragments {backwardFragments}, lean {lean}");
             }
-            backend.DeltaRuleStatePass = DeltaRuleStatePass.Fragments;
+            backend.DeltaRuleStatePass = DeltaRuleStatePass.Auto;
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { ValueDim = 40 }), "Dv = 40");
