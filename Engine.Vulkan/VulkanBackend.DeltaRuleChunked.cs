@@ -305,7 +305,7 @@ public sealed partial class VulkanBackend
         push.Address(g.DBeta);
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
-        Dispatch(ChunkKernel("chunk_wy_backward", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(WyBackwardKernel(p.Q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // [B H chunks, Dv, Dk]: the state at the start of every chunk (or the gradient reaching its end).
