@@ -411,7 +411,7 @@ public sealed partial class VulkanBackend
         push.Address(dW);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(ChunkKernel("chunk_grad_qk", q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+        Dispatch(GradQKKernel(q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
     /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent

@@ -56,18 +56,8 @@ float operand(uint source, MatrixView m, uint r, uint c)
 // Whether every value of the operand is a bf16 number (its lo part is zero).
 bool exactBf16(uint source, MatrixView m) { return source == SOURCE_VIEW && m.dtype == DTYPE_BF16 && m.rowScale == 0ul; }
 
-// The hi and lo bf16 parts of 8 values, packed two per uint.
-void splitBf16(float x[8], out uvec4 hi, out uvec4 lo)
-{
-    uint h[8], l[8];
-    [[unroll]] for (uint e = 0; e < 8; e++)
-    {
-        h[e] = floatToBf16(x[e]);
-        l[e] = floatToBf16(x[e] - bf16ToFloat(h[e]));
-    }
-    hi = uvec4(h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16));
-    lo = uvec4(l[0] | (l[1] << 16), l[2] | (l[3] << 16), l[4] | (l[5] << 16), l[6] | (l[7] << 16));
-}
+
+#include "split_bf16.glsl"
 
 // Stores 8 values at uvec4 `slot` of the stage at `hiBase` (hi part) and `hiBase + CM_STAGE_VECS` (lo).
 void stagePut(uint hiBase, uint slot, float x[8])

@@ -1,9 +1,7 @@
 #version 460
-// Chunked delta rule, backward through the WY form of each chunk on tensor-core fragments: the
-// gradients of chunk_wy_backward.comp with every product a chain of 16 x 16 x 16 bf16 fragment
-// multiplies (f32 accumulation) whose results stay in accumulator fragments. One workgroup of 8
-// subgroups of 32 per (chunk, b H + h); subgroup s owns result tiles (tr, tc) with tr = s / 2 and
-// tc = 2 (s % 2) + {0, 1} of every 64 x 64 result (token rows 16 tr .., columns 16 tc ..).
+// Chunked delta rule, backward through the WY form of each chunk on tensor-core fragments
+// (chunk_fragments.glsl): the gradients of chunk_wy_backward.comp with every product's result in
+// accumulator fragments. One workgroup per (chunk, b H + h).
 // With X = A^-1 (stage 1, lower triangular), B_K = diag(beta) K, B_V = diag(beta) V, W = X B_K,
 // U = X B_V and the incoming dU (= dU'), dW:
 //   dX = dW B_K^T + dU B_V^T = (dW K^T + dU V^T) diag(beta)     (no read of W or U)
@@ -13,49 +11,24 @@
 // (the same gradients as chunk_wy_backward.comp; dX X^T there is dU U^T + dW W^T, equal to the dX
 // X^T here). X^T dW's part of dK and dbeta is added right away (dK updated in place), G K's and
 // G^T diag(beta) K's at the end.
-// Operands: K and V are bf16 (exact in one part) and read as fragments straight from the tensors;
-// every f32 operand (X, dU, dW, dX, X^T dX, G) enters as two bf16 parts, hi = bf16(x), lo =
-// bf16(x - hi), x y ~ x_hi y_hi + x_hi y_lo + x_lo y_hi: the precision of the other split products.
-// Zero tiles of the triangular X and G are skipped. Results that need per-element work (the beta
-// scalings, the mask of G, the row dot products, the adds into dK) go through a per-subgroup
-// scratch tile: each lane then holds 8 consecutive values of one row (laneRow, laneColumn).
-// Preconditions the host checks (VulkanBackend.DeltaRuleUsesWyBackwardFragments): T a multiple of
+// K and V are bf16 (exact in one part) and read as fragments straight from the tensors; X, dU, dW,
+// dX, X^T dX and G enter as two bf16 parts. Zero tiles of the triangular X and G are skipped.
+// Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of
 // 64, Dk 64 or 128, Dv 64 or 128, bf16 keys and values, subgroups of 32. Same push constants as
 // chunk_wy_backward.comp (w and u are not read).
 // Shared memory (47.9 KiB): region1 holds X (hi, lo), later G; region2 one 64-column block of dU or
 // dW at a time, then dX, then Q = dX X^T, then diag(beta) G; all row-major bf16 with rows padded by 8
 // elements against bank conflicts.
+// Registers decide the speed: at 108 per invocation two workgroups share an SM. Holding X^T's
+// fragments in registers (166) or reading each block of dU or dW during the previous block's products
+// (129) leaves one, and both were slower: 620 and 631 us against 489 at B8 H16 T2048 D64 bf16 on the
+// H100, 1062 and 1069 against 884 at D128 (bench/results/2026-12-06-h100-run64.txt).
 //! variant chunk_wy_backward_fragments -O0
 #extension GL_GOOGLE_include_directive : require
-#extension GL_EXT_control_flow_attributes : require
-#extension GL_KHR_cooperative_matrix : require
-#extension GL_KHR_memory_scope_semantics : require
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_KHR_shader_subgroup_shuffle : require
-#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
-#extension GL_EXT_bfloat16 : require
-#include "buffers.glsl"
-#include "dtype.glsl"
+#include "chunk_fragments.glsl"
 
-#define CHUNK 64
-#define ROW 9                 // uvec4 per padded row of 64 bf16
-#define PLANE (CHUNK * ROW)   // the lo plane's offset in a region
-#define SCRATCH_ROW 5         // vec4 per padded row of a 16 x 16 f32 scratch tile
-#define SCRATCH_TILE (16 * SCRATCH_ROW)
-
-layout(local_size_x = 256) in;
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
-
-shared uvec4 region1[2 * PLANE];        // hi plane, then lo plane
-shared uvec4 region2[2 * PLANE];
-shared vec4 scratch[8 * SCRATCH_TILE];  // one 16 x 16 f32 tile per subgroup
 shared float betas[CHUNK];
 shared float rowSums[CHUNK][2];
-
-#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#define ACC_BF16 coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
-#define FRAG_B coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
 
 layout(push_constant) uniform Push
 {
@@ -76,72 +49,6 @@ layout(push_constant) uniform Push
     uint valueDim;
     uint betaDtype;
 } pc;
-
-// This subgroup's result tiles: row tr, columns tileColumn(0) and tileColumn(1).
-uint tileRow() { return gl_SubgroupID / 2; }
-uint tileColumn(uint i) { return 2 * (gl_SubgroupID % 2) + i; }
-// This lane's run of a tile in the scratch: row laneRow(), columns laneColumn() .. + 7.
-uint laneRow() { return gl_SubgroupInvocationID / 2; }
-uint laneColumn() { return 8 * (gl_SubgroupInvocationID % 2); }
-
-// The lane's 8 values of tile m (through this subgroup's scratch tile).
-void laneValues(ACC m, out float x[8])
-{
-    uint base = gl_SubgroupID * SCRATCH_TILE, at = base + laneRow() * SCRATCH_ROW + laneColumn() / 4;
-    coopMatStore(m, scratch, base, SCRATCH_ROW, gl_CooperativeMatrixLayoutRowMajor);
-    subgroupMemoryBarrierShared();
-    subgroupBarrier();
-    vec4 p = scratch[at], q = scratch[at + 1];
-    x = float[8](p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w);
-    subgroupBarrier();   // every lane has read before the scratch is written again
-}
-
-// hi = bf16(x), lo = bf16(x - hi) of 8 values, packed two per uint.
-void splitBf16(float x[8], out uvec4 hi, out uvec4 lo)
-{
-    uint h[8], l[8];
-    [[unroll]] for (uint e = 0; e < 8; e++)
-    {
-        h[e] = floatToBf16(x[e]);
-        l[e] = floatToBf16(x[e] - bf16ToFloat(h[e]));
-    }
-    hi = uvec4(h[0] | (h[1] << 16), h[2] | (h[3] << 16), h[4] | (h[5] << 16), h[6] | (h[7] << 16));
-    lo = uvec4(l[0] | (l[1] << 16), l[2] | (l[3] << 16), l[4] | (l[5] << 16), l[6] | (l[7] << 16));
-}
-
-// Writes the lane's 8 values of tile (tr, tc) as hi and lo parts into REGION.
-#define PUT_LANE_SPLIT(REGION, tr, tc, x) \
-    { \
-        uvec4 hiPart, loPart; \
-        splitBf16(x, hiPart, loPart); \
-        uint slot = (16 * (tr) + laneRow()) * ROW + 2 * (tc) + laneColumn() / 8; \
-        REGION[slot] = hiPart; \
-        REGION[PLANE + slot] = loPart; \
-    }
-
-// Stores f32 tile m as hi and lo parts at tile (tr, tc) of REGION (hardware conversion).
-#define SPLIT_STORE(m, REGION, tr, tc) \
-    { \
-        ACC_BF16 hiPart = ACC_BF16(m); \
-        ACC_BF16 loPart = ACC_BF16((m) - ACC(hiPart)); \
-        coopMatStore(hiPart, REGION, 16 * (tr) * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
-        coopMatStore(loPart, REGION, PLANE + 16 * (tr) * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
-    }
-
-// hi and lo fragments of tile (tr, tc) of REGION, row-major, or transposed (the tile (tc, tr) of the
-// transpose) through a column-major load.
-#define LOAD_SPLIT(hi, lo, REGION, tr, tc, LAYOUT) \
-    coopMatLoad(hi, REGION, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT); \
-    coopMatLoad(lo, REGION, PLANE + 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)
-
-// c += a b with a and b split (three multiplies), or with b exact (two).
-#define MUL_SPLIT(c, aHi, aLo, bHi, bLo) \
-    c = coopMatMulAdd(aHi, bLo, c); \
-    c = coopMatMulAdd(aLo, bHi, c); \
-    c = coopMatMulAdd(aHi, bHi, c)
-#define MUL_EXACT_B(c, aHi, aLo, b) \
-    c = coopMatMulAdd(aLo, b, c); \
-    c = coopMatMulAdd(aHi, b, c)
 
 void main()
 {
@@ -165,7 +72,6 @@ void main()
         coopMatLoad(pending[j], F32Buffer((i) < valueBlocks ? pc.dUPrime : pc.dw).v, BLOCK_ORIGIN(i, j), \
                     (i) < valueBlocks ? valueStride : keyStride, gl_CooperativeMatrixLayoutRowMajor)
     ACC pending[2];
-    FETCH_BLOCK(0);
 
     // X (hi, lo) into region1: the tiles on and below the diagonal (X is unit lower triangular).
     uint inverseOrigin = (bh * chunks + n) * CHUNK * CHUNK;
@@ -179,9 +85,7 @@ void main()
     barrier();
     float laneBeta = betas[16 * tr + laneRow()];
     // X^T's fragments of row tr: slice d is the transpose of X's tile (d, tr), zero for d < tr.
-    FRAG_A xtHi[4], xtLo[4];
-    [[unroll]] for (uint d = 0; d < 4; d++)
-        if (d >= tr) { LOAD_SPLIT(xtHi[d], xtLo[d], region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor); }
+#define X_TRANSPOSED(hi, lo, d) LOAD_SPLIT(hi, lo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor)
     float betaPartial = 0.0;   // the lane's share of dbeta for its row
 
     // Blocks of dU (with V), then of dW (with K):
@@ -196,8 +100,8 @@ void main()
         Words4Buffer inputs = valueBlock ? values : keys;
         uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
         if (i > 0) barrier();   // the previous block's products are done reading region2
+        FETCH_BLOCK(i);
         [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(pending[j], region2, tr, tileColumn(j))
-        if (i + 1 < blocks) { FETCH_BLOCK(i + 1); }
         barrier();
         // dXraw: A = the block's rows tr (split), B = (V or K)^T, a column-major load of its rows tc
         [[unroll]] for (uint j = 0; j < 2; j++)
@@ -217,9 +121,11 @@ void main()
             [[unroll]] for (uint d = 0; d < 4; d++)
                 if (d >= tr)
                 {
+                    FRAG_A xHi, xLo;
                     FRAG_B bHi, bLo;
+                    X_TRANSPOSED(xHi, xLo, d);
                     LOAD_SPLIT(bHi, bLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
-                    MUL_SPLIT(r, xtHi[d], xtLo[d], bHi, bLo);
+                    MUL_SPLIT(r, xHi, xLo, bHi, bLo);
                 }
             float x[8];
             laneValues(r, x);
@@ -271,9 +177,11 @@ void main()
             [[unroll]] for (uint d = 0; d < 4; d++)
                 if (d >= tr)
                 {
+                    FRAG_A xHi, xLo;
                     FRAG_B bHi, bLo;
+                    X_TRANSPOSED(xHi, xLo, d);
                     LOAD_SPLIT(bHi, bLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
-                    MUL_SPLIT(da[j], xtHi[d], xtLo[d], bHi, bLo);
+                    MUL_SPLIT(da[j], xHi, xLo, bHi, bLo);
                 }
     }
     barrier();   // Q is read: region2 takes diag(beta) G

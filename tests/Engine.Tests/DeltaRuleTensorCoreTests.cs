@@ -128,37 +128,45 @@ public sealed class DeltaRuleTensorCoreTests
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
-    // The WY backward on accumulator fragments (chunk_wy_backward_fragments.comp), which takes T a
-    // multiple of 64 and Dk, Dv of 64 or 128: forward, final state and every gradient with it and with
-    // chunk_wy_backward.comp on the same inputs, beside both kinds of state pass.
+    // The backward stages on accumulator fragments (chunk_wy_backward_fragments.comp,
+    // chunk_grad_qk_fragments.comp), which take T a multiple of 64 and Dk, Dv of 64 or 128: forward,
+    // final state and every gradient with both, with each alone, and with neither (chunk_wy_backward.comp,
+    // chunk_grad_qk.comp), beside both kinds of state pass.
     [TestMethod]
     [DataRow(2, 128, 3, 64, 64)]
     [DataRow(1, 192, 2, 128, 64)]
     [DataRow(1, 128, 2, 64, 128)]
     [DataRow(2, 256, 1, 128, 128)]
-    public void WyBackwardFragmentsMatchReference(int b, int t, int h, int dk, int dv)
+    public void BackwardFragmentsMatchReference(int b, int t, int h, int dk, int dv)
     {
         var backend = Vulkan();
-        bool previous = backend.DeltaRuleWyBackwardFragments;
+        bool previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
         var previousPass = backend.DeltaRuleStatePass;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
-            foreach (var (fragments, pass) in new[] { (true, DeltaRuleStatePass.Auto), (true, DeltaRuleStatePass.Tiles), (false, DeltaRuleStatePass.Auto) })
+            foreach (var (wy, grad, pass) in new[] { (true, true, DeltaRuleStatePass.Auto), (true, true, DeltaRuleStatePass.Tiles),
+                (true, false, DeltaRuleStatePass.Auto), (false, true, DeltaRuleStatePass.Auto), (false, false, DeltaRuleStatePass.Auto) })
             {
-                backend.DeltaRuleWyBackwardFragments = fragments;
+                backend.DeltaRuleWyBackwardFragments = wy;
+                backend.DeltaRuleGradQKFragments = grad;
                 backend.DeltaRuleStatePass = pass;
-                Assert.AreEqual(fragments, backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape), $"fragments {fragments}");
+                Assert.AreEqual(wy, backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape), $"WY backward on fragments {wy}");
+                Assert.AreEqual(grad, backend.DeltaRuleUsesGradQKFragments(DType.BF16, shape), $"q, k gradients on fragments {grad}");
                 Check(backend, b, t, h, dk, dv, AssertNear);
             }
-            backend.DeltaRuleWyBackwardFragments = true;
-            AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "WY backward on fragments");
-            Assert.IsFalse(backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
-            Assert.IsFalse(backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
-            Assert.IsFalse(backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape with { ValueDim = 96 }), "Dv = 96");
-            Assert.IsFalse(backend.DeltaRuleUsesWyBackwardFragments(DType.F32, shape), "f32 keys");
+            backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
+            AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "stages on fragments");
+            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
+            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
+            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { ValueDim = 96 }), "Dv = 96");
+            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.F32, shape), "f32 keys");
         }
-        finally { backend.DeltaRuleWyBackwardFragments = previous; backend.DeltaRuleStatePass = previousPass; }
+        finally
+        {
+            backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
+            backend.DeltaRuleStatePass = previousPass;
+        }
     }
 
     // Without the initial state's gradient the backward state pass stops after chunk 0's dU': every

@@ -1,0 +1,49 @@
+using FastWeights.Engine.Ops;
+
+namespace FastWeights.Engine.Vulkan;
+
+// The parallel backward stages on tensor-core fragments (shaders/delta_rule/chunk_fragments.glsl):
+// chunk_wy_backward_fragments.comp and chunk_grad_qk_fragments.comp keep every product's result in
+// accumulator fragments and stage only f32 operands through shared memory, where chunk_wy_backward.comp
+// and chunk_grad_qk.comp (chunk_tiles.glsl) stage both operands of every product and gather each result
+// through shared memory into per-invocation tiles. Those take every problem the fragment kernels do not.
+// The output stage stays on chunk_output.comp: a fragment form (its bf16 q and k read as fragments
+// straight from the tensors, P' and the f32 operands staged) took 245 us against 220 at B8 H16 T2048
+// D64 bf16 on the H100, 592 against 506 at D128, and its backward mirror 177 against 162
+// (bench/results/2026-12-06-h100-run67.txt), so it was dropped.
+public sealed partial class VulkanBackend
+{
+    /// <summary>Whether the WY backward runs chunk_wy_backward_fragments.comp where the fragment stages
+    /// apply (<see cref="DeltaRuleFragmentStagesFit"/>): true by default;
+    /// FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0, or false here, keeps chunk_wy_backward.comp.</summary>
+    public bool DeltaRuleWyBackwardFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS") != "0";
+
+    /// <summary>Whether the per-chunk gradients of q and k run chunk_grad_qk_fragments.comp where the
+    /// fragment stages apply (<see cref="DeltaRuleFragmentStagesFit"/>): true by default;
+    /// FASTWEIGHTS_DELTA_GRAD_QK_FRAGMENTS=0, or false here, keeps chunk_grad_qk.comp.</summary>
+    public bool DeltaRuleGradQKFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GRAD_QK_FRAGMENTS") != "0";
+
+    /// <summary>Whether the fragment stages take this problem: the tensor-core products in use
+    /// (<see cref="DeltaRuleUsesCoopMat"/>: bf16 keys), T a multiple of the chunk (whole 16 x 16
+    /// fragments are read and written straight from the tensors), Dk and Dv 64 or 128 (whole
+    /// 64-column blocks), and subgroups of 32.</summary>
+    public bool DeltaRuleFragmentStagesFit(DType keys, FastWeightShape s) =>
+        DeltaRuleUsesCoopMat(keys) && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim is 64 or 128
+        && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
+
+    /// <summary>Whether the WY backward of this problem runs on fragments.</summary>
+    public bool DeltaRuleUsesWyBackwardFragments(DType keys, FastWeightShape s) => DeltaRuleWyBackwardFragments && DeltaRuleFragmentStagesFit(keys, s);
+
+    /// <summary>Whether the per-chunk gradients of q and k of this problem run on fragments.</summary>
+    public bool DeltaRuleUsesGradQKFragments(DType keys, FastWeightShape s) => DeltaRuleGradQKFragments && DeltaRuleFragmentStagesFit(keys, s);
+
+    private ComputeKernel FragmentKernel(string kernel) => Kernels.Get($"delta_rule/{kernel}", [], requiredSubgroupSize: 32, fullSubgroups: true);
+
+    // The WY backward's kernel for this problem (same push constants and workgroups either way).
+    private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s) =>
+        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments") : ChunkKernel("chunk_wy_backward", q);
+
+    // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
+    private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s) =>
+        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments") : ChunkKernel("chunk_grad_qk", q);
+}

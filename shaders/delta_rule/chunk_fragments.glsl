@@ -1,0 +1,94 @@
+// Shared pieces of the parallel chunk stages on tensor-core fragments (chunk_wy_backward_fragments.comp,
+// chunk_grad_qk_fragments.comp): one workgroup of 8 subgroups of 32 per chunk of 64 tokens (and
+// whatever else the stage splits over); subgroup s owns the 16 x 16 result tiles (tr, tc) with
+// tr = s / 2 and tc = 2 (s % 2) + {0, 1} of every 64 x 64 result, held as f32 accumulator fragments.
+// Products are 16 x 16 x 16 bf16 fragment multiplies with f32 accumulation. bf16 tensors enter as
+// fragments read straight from memory; every f32 operand enters as two bf16 parts, hi = bf16(x),
+// lo = bf16(x - hi),
+//   x y ~ x_hi y_hi + x_hi y_lo + x_lo y_hi      (three multiplies; two when y is exact)
+// staged in one of two shared regions of 64 x 64 (hi plane, then lo plane; row-major, rows padded
+// by 8 bf16 against bank conflicts). Per-element work on a result (masks, row scalings, row dot
+// products) goes through a per-subgroup f32 scratch tile, after which each lane holds 8 consecutive
+// values of one row of the tile (laneRow, laneColumn).
+#extension GL_EXT_control_flow_attributes : require
+#extension GL_KHR_cooperative_matrix : require
+#extension GL_KHR_memory_scope_semantics : require
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_shuffle : require
+#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
+#extension GL_EXT_bfloat16 : require
+#include "buffers.glsl"
+#include "dtype.glsl"
+
+#define CHUNK 64
+#define ROW 9                 // uvec4 per padded row of 64 bf16
+#define PLANE (CHUNK * ROW)   // the lo plane's offset in a region
+#define SCRATCH_ROW 5         // vec4 per padded row of a 16 x 16 f32 scratch tile
+#define SCRATCH_TILE (16 * SCRATCH_ROW)
+
+layout(local_size_x = 256) in;
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
+
+shared uvec4 region1[2 * PLANE];        // hi plane, then lo plane
+shared uvec4 region2[2 * PLANE];
+shared vec4 scratch[8 * SCRATCH_TILE];  // one 16 x 16 f32 tile per subgroup
+
+#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define ACC_BF16 coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
+#define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
+#define FRAG_B coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
+
+// This subgroup's result tiles: row tr, columns tileColumn(0) and tileColumn(1).
+uint tileRow() { return gl_SubgroupID / 2; }
+uint tileColumn(uint i) { return 2 * (gl_SubgroupID % 2) + i; }
+// This lane's run of a tile in the scratch: row laneRow(), columns laneColumn() .. + 7.
+uint laneRow() { return gl_SubgroupInvocationID / 2; }
+uint laneColumn() { return 8 * (gl_SubgroupInvocationID % 2); }
+
+// The lane's 8 values of tile m (through this subgroup's scratch tile).
+void laneValues(ACC m, out float x[8])
+{
+    uint base = gl_SubgroupID * SCRATCH_TILE, at = base + laneRow() * SCRATCH_ROW + laneColumn() / 4;
+    coopMatStore(m, scratch, base, SCRATCH_ROW, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    vec4 p = scratch[at], q = scratch[at + 1];
+    x = float[8](p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w);
+    subgroupBarrier();   // every lane has read before the scratch is written again
+}
+
+#include "split_bf16.glsl"
+
+// Writes the lane's 8 values of tile (tr, tc) as hi and lo parts into REGION.
+#define PUT_LANE_SPLIT(REGION, tr, tc, x) \
+    { \
+        uvec4 hiPart, loPart; \
+        splitBf16(x, hiPart, loPart); \
+        uint slot = (16 * (tr) + laneRow()) * ROW + 2 * (tc) + laneColumn() / 8; \
+        REGION[slot] = hiPart; \
+        REGION[PLANE + slot] = loPart; \
+    }
+
+// Stores f32 tile m as hi and lo parts at tile (tr, tc) of REGION (hardware conversion).
+#define SPLIT_STORE(m, REGION, tr, tc) \
+    { \
+        ACC_BF16 hiPart = ACC_BF16(m); \
+        ACC_BF16 loPart = ACC_BF16((m) - ACC(hiPart)); \
+        coopMatStore(hiPart, REGION, 16 * (tr) * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatStore(loPart, REGION, PLANE + 16 * (tr) * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
+    }
+
+// hi and lo fragments of tile (tr, tc) of REGION, row-major, or transposed (the tile (tc, tr) of the
+// transpose) through a column-major load.
+#define LOAD_SPLIT(hi, lo, REGION, tr, tc, LAYOUT) \
+    coopMatLoad(hi, REGION, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT); \
+    coopMatLoad(lo, REGION, PLANE + 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)
+
+// c += a b with a and b split (three multiplies), or with b exact (two).
+#define MUL_SPLIT(c, aHi, aLo, bHi, bLo) \
+    c = coopMatMulAdd(aHi, bLo, c); \
+    c = coopMatMulAdd(aLo, bHi, c); \
+    c = coopMatMulAdd(aHi, bHi, c)
+#define MUL_EXACT_B(c, aHi, aLo, b) \
+    c = coopMatMulAdd(aLo, b, c); \
+    c = coopMatMulAdd(aHi, b, c)
