@@ -13,6 +13,16 @@ namespace FastWeights.Engine.Vulkan;
 // (bench/results/2026-12-06-h100-run67.txt), so it was dropped.
 public sealed partial class VulkanBackend
 {
+    /// <summary>Whether stage 1 (chunk_wy) forms W and U on fragments (its _frag variant: X diag(beta) staged
+    /// as bf16 parts, K and V read as fragments straight from the tensors, each result tile stored from its
+    /// accumulator) where the fragment stages apply and chunk_wy runs its 256-invocation tensor-core build:
+    /// true by default; FASTWEIGHTS_DELTA_WY_FRAGMENTS=0, or false here, keeps the tile products.</summary>
+    public bool DeltaRuleWyFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WY_FRAGMENTS") != "0";
+
+    /// <summary>Whether chunk_wy of this problem forms W and U on fragments (<see cref="DeltaRuleWyFragments"/>).</summary>
+    public bool DeltaRuleUsesWyFragments(DType keys, FastWeightShape s) =>
+        DeltaRuleWyFragments && DeltaRuleFragmentStagesFit(keys, s) && DeltaRuleCoopMatStages.Contains("chunk_wy") && TileGroup(0) == 256;
+
     /// <summary>Whether the WY backward runs chunk_wy_backward_fragments.comp where the fragment stages
     /// apply (<see cref="DeltaRuleFragmentStagesFit"/>): true by default;
     /// FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0, or false here, keeps chunk_wy_backward.comp.</summary>

@@ -110,7 +110,9 @@ public sealed partial class VulkanBackend
     // 16 subgroup / group result tiles per subgroup, the workgroup 256 or 128 invocations: TileGroup),
     // else the portable one (256). keyBlocks > 0: the state passes' KEY_BLOCKS (specialisation
     // constant 2; the portable kernels declare no constants 0 and 1, so theirs are ignored).
-    private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0)
+    // fragmentSuffix: the variant built with the stage's fragment epilogue (chunk_wy's "_frag"), taken by
+    // the 256-invocation tensor-core build only.
+    private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0, string fragmentSuffix = "")
     {
         bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
         // 128-invocation builds exist for the tensor-core variants but chunk_wy_backward's
@@ -120,7 +122,7 @@ public sealed partial class VulkanBackend
         Span<int> spec = [coopMat ? 16 * Capabilities.SubgroupSize / group : 0, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks,
             coopMat && PipelinesProducts(kernel, group) ? 1 : 0];
         return coopMat
-            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{(group == 128 ? "_g128" : "")}", spec, requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{(group == 128 ? "_g128" : fragmentSuffix)}", spec, requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
             : Kernels.Get(ChunkVariant(kernel, q), spec);
     }
 
@@ -332,7 +334,7 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(inverse);
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
-        Dispatch(ChunkKernel("chunk_wy", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(ChunkKernel("chunk_wy", p.Q, fragmentSuffix: DeltaRuleUsesWyFragments(p.Q.DType, s) ? "_frag" : ""), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks. Half keys are
