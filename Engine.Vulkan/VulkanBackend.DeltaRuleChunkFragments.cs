@@ -2,17 +2,23 @@ using FastWeights.Engine.Ops;
 
 namespace FastWeights.Engine.Vulkan;
 
-// The parallel backward stages on tensor-core fragments (shaders/delta_rule/chunk_fragments.glsl):
-// chunk_wy_backward_fragments.comp and chunk_grad_qk_fragments.comp keep every product's result in
-// accumulator fragments and stage only f32 operands through shared memory, where chunk_wy_backward.comp
-// and chunk_grad_qk.comp (chunk_tiles.glsl) stage both operands of every product and gather each result
-// through shared memory into per-invocation tiles. Those take every problem the fragment kernels do not.
-// The output stage stays on chunk_output.comp: a fragment form (its bf16 q and k read as fragments
-// straight from the tensors, P' and the f32 operands staged) took 245 us against 220 at B8 H16 T2048
-// D64 bf16 on the H100, 592 against 506 at D128, and its backward mirror 177 against 162
-// (bench/results/2026-12-06-h100-run67.txt), so it was dropped.
+// The parallel stages on tensor-core fragments (shaders/delta_rule/chunk_fragments.glsl):
+// chunk_output_fragments.comp (chunk_output and chunk_values_grad), chunk_wy_backward_fragments.comp and
+// chunk_grad_qk_fragments.comp keep every product's result in accumulator fragments and stage only f32
+// operands through shared memory, where chunk_output.comp, chunk_wy_backward.comp and chunk_grad_qk.comp
+// (chunk_tiles.glsl) stage both operands of every product and gather each result through shared memory
+// into per-invocation tiles; chunk_wy.comp's _frag variant does the same for W and U. The tile kernels
+// take every problem the fragment kernels do not.
 public sealed partial class VulkanBackend
 {
+    /// <summary>Whether the forward's output stage and the backward's intra-chunk dU' run
+    /// chunk_output_fragments.comp where the fragment stages apply (<see cref="DeltaRuleFragmentStagesFit"/>):
+    /// true by default; FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0, or false here, keeps chunk_output.comp.</summary>
+    public bool DeltaRuleOutputFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS") != "0";
+
+    /// <summary>Whether the output stage (and the backward's intra-chunk dU') of this problem run on fragments.</summary>
+    public bool DeltaRuleUsesOutputFragments(DType keys, FastWeightShape s) => DeltaRuleOutputFragments && DeltaRuleFragmentStagesFit(keys, s);
+
     /// <summary>Whether stage 1 (chunk_wy) forms W and U on fragments (its _frag variant: X diag(beta) staged
     /// as bf16 parts, K and V read as fragments straight from the tensors, each result tile stored from its
     /// accumulator) where the fragment stages apply and chunk_wy runs its 256-invocation tensor-core build:
@@ -48,6 +54,10 @@ public sealed partial class VulkanBackend
     public bool DeltaRuleUsesGradQKFragments(DType keys, FastWeightShape s) => DeltaRuleGradQKFragments && DeltaRuleFragmentStagesFit(keys, s);
 
     private ComputeKernel FragmentKernel(string kernel) => Kernels.Get($"delta_rule/{kernel}", [], requiredSubgroupSize: 32, fullSubgroups: true);
+
+    // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
+    private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s) =>
+        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments") : ChunkKernel(kernel, q);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s) =>

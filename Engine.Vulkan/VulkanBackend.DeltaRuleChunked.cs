@@ -369,7 +369,7 @@ public sealed partial class VulkanBackend
         push.Address(result);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(ChunkKernel(kernel, q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(OutputKernel(kernel, q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state_backward.comp: reverse over chunks, dU' += K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;

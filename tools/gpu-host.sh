@@ -152,10 +152,10 @@ for section in "$@"; do
                    env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*(state|wy)|profile|delta)'; done
                  for v in "FASTWEIGHTS_DELTA_STATE=auto" "FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0"; do echo "# $v"
                    env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra | grep -E '^delta'; done ;;
-    delta-stage-fragments) for v in "FASTWEIGHTS_DELTA_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0 FASTWEIGHTS_DELTA_GRAD_QK_FRAGMENTS=0" \
-                     "FASTWEIGHTS_DELTA_WY_FRAGMENTS=0" "FASTWEIGHTS_DELTA_WY_FRAGMENTS=1"; do echo "# $v"
+    delta-stage-fragments) for v in "FASTWEIGHTS_DELTA_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0 FASTWEIGHTS_DELTA_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0" \
+                     "FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0" "FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=1"; do echo "# $v"
                    env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
-                     | grep -E '^(pipeline.*(wy|grad_qk)|profile|delta)'; done ;;
+                     | grep -E '^(pipeline.*(wy|grad_qk|output|values)|profile|delta)'; done ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
   echo "## end $section (exit $?) $(date -u +%T.%N | cut -c1-12)"

@@ -13,7 +13,7 @@
 // Dv is walked 64 columns vb at a time; per block the two shared regions hold, in turn,
 //   (dO, U') -> dP,  (dO, S_0) -> dQ
 // (each f32 operand as hi and lo bf16 parts), then dP' goes into region1 for its two products with K
-// (dQ, then stored) and Q (dK), which are bf16 and read as fragments straight from the tensors; then
+// (dQ, then stored) and Q (dK), which are bf16 and copied into region2 for them; then
 // a second walk over Dv with (dU', S_0) -> dW and (U', dS_C) -> dK. So at most two pairs of result
 // tiles are live at once besides the staged one: with three pairs (dK in the first walk) the kernel
 // took 129 registers per invocation, one workgroup per SM, and 542 us at B8 H16 T2048 D64 bf16 on the
@@ -107,7 +107,16 @@ void main()
         [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dq[j], region1, region2, tileColumn(j));
     }
     uint keyOrigin = (firstToken + 16 * tr) * keyStride + keyColumn0;
-    barrier();   // region1 takes dP' = scale dP, masked (tiles above the diagonal are never read)
+    barrier();   // region1 takes dP' = scale dP, masked (tiles above the diagonal are never read), region2 K and Q
+    // K's block (columns 64 kb ..) into region2's first plane, Q's into its second: rows of 64 bf16 = 8 uvec4,
+    // copied with 16-byte coalesced reads: 414 -> 369 us at B8 H16 T2048 D64 bf16 and 1246 -> 1148 at D128
+    // on the H100 against fragments loaded straight from the tensors (bench/results/2026-12-06-h100-run71.txt)
+    [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++)
+    {
+        uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8, at = ((firstToken + r) * keyStride + keyColumn0) / 8 + e % 8;
+        region2[r * ROW + e % 8] = keys.v[at];
+        region2[PLANE + r * ROW + e % 8] = queries.v[at];
+    }
     [[unroll]] for (uint j = 0; j < 2; j++)
         if (tileColumn(j) <= tr)
         {
@@ -128,16 +137,16 @@ void main()
         {
             FRAG_A aHi, aLo;
             FRAG_B operand;
-            uint at = ((firstToken + 16 * d) * keyStride + keyColumn0 + 16 * tileColumn(j)) / 8;
+            uint at = 16 * d * ROW + 2 * tileColumn(j);
             if (d <= tr)
             {
-                coopMatLoad(operand, keys.v, at, keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(operand, region2, at, ROW, gl_CooperativeMatrixLayoutRowMajor);
                 LOAD_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
                 MUL_EXACT_B(dq[j], aHi, aLo, operand);
             }
             if (d >= tr)
             {
-                coopMatLoad(operand, queries.v, at, keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(operand, region2, PLANE + at, ROW, gl_CooperativeMatrixLayoutRowMajor);
                 LOAD_SPLIT(aHi, aLo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor);
                 MUL_EXACT_B(dk[j], aHi, aLo, operand);
             }

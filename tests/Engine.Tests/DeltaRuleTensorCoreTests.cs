@@ -128,11 +128,11 @@ public sealed class DeltaRuleTensorCoreTests
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
-    // The stages on accumulator fragments (chunk_wy's _frag variant for W and U,
-    // chunk_wy_backward_fragments.comp, chunk_grad_qk_fragments.comp), which take T a multiple of 64 and
-    // Dk, Dv of 64 or 128: forward, final state and every gradient with all three, with each alone, and
-    // with none (chunk_wy's tile products, chunk_wy_backward.comp, chunk_grad_qk.comp), beside both kinds
-    // of state pass and, for chunk_wy, its 128-invocation build (which has no _frag variant).
+    // The stages on accumulator fragments (chunk_wy's _frag variant for W and U, chunk_output_fragments.comp
+    // for the output and the intra-chunk dU', chunk_wy_backward_fragments.comp, chunk_grad_qk_fragments.comp),
+    // which take T a multiple of 64 and Dk, Dv of 64 or 128: forward, final state and every gradient with
+    // all four, with each alone, and with none (the tile products, chunk_wy_backward.comp), beside both
+    // kinds of state pass and, for chunk_wy, its 128-invocation build (which has no _frag variant).
     [TestMethod]
     [DataRow(2, 128, 3, 64, 64)]
     [DataRow(1, 192, 2, 128, 64)]
@@ -141,28 +141,32 @@ public sealed class DeltaRuleTensorCoreTests
     public void FragmentStagesMatchReference(int b, int t, int h, int dk, int dv)
     {
         var backend = Vulkan();
-        bool previousWyForward = backend.DeltaRuleWyFragments, previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
+        bool previousOutput = backend.DeltaRuleOutputFragments, previousWyForward = backend.DeltaRuleWyFragments, previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
         var previousPass = backend.DeltaRuleStatePass;
         int previousGroup = backend.DeltaRuleTileGroup;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
-            foreach (var (forward, wy, grad, pass, group) in new[] { (true, true, true, DeltaRuleStatePass.Auto, 256), (true, true, true, DeltaRuleStatePass.Tiles, 256),
-                (true, false, false, DeltaRuleStatePass.Auto, 256), (false, true, false, DeltaRuleStatePass.Auto, 256), (false, false, true, DeltaRuleStatePass.Auto, 256),
-                (false, false, false, DeltaRuleStatePass.Auto, 256), (true, true, true, DeltaRuleStatePass.Auto, 128) })
+            foreach (var (output, forward, wy, grad, pass, group) in new[] { (true, true, true, true, DeltaRuleStatePass.Auto, 256),
+                (true, true, true, true, DeltaRuleStatePass.Tiles, 256), (true, false, false, false, DeltaRuleStatePass.Auto, 256),
+                (false, true, false, false, DeltaRuleStatePass.Auto, 256), (false, false, true, false, DeltaRuleStatePass.Auto, 256),
+                (false, false, false, true, DeltaRuleStatePass.Auto, 256), (false, false, false, false, DeltaRuleStatePass.Auto, 256),
+                (true, true, true, true, DeltaRuleStatePass.Auto, 128) })
             {
+                backend.DeltaRuleOutputFragments = output;
                 backend.DeltaRuleWyFragments = forward;
                 backend.DeltaRuleWyBackwardFragments = wy;
                 backend.DeltaRuleGradQKFragments = grad;
                 backend.DeltaRuleStatePass = pass;
                 backend.DeltaRuleTileGroup = group;
                 Assert.AreEqual(forward && group == 256, backend.DeltaRuleUsesWyFragments(DType.BF16, shape), $"W, U on fragments {forward}, group {group}");
+                Assert.AreEqual(output, backend.DeltaRuleUsesOutputFragments(DType.BF16, shape), $"output on fragments {output}");
                 Assert.AreEqual(wy, backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape), $"WY backward on fragments {wy}");
                 Assert.AreEqual(grad, backend.DeltaRuleUsesGradQKFragments(DType.BF16, shape), $"q, k gradients on fragments {grad}");
                 Check(backend, b, t, h, dk, dv, AssertNear);
             }
             backend.DeltaRuleTileGroup = previousGroup;
-            backend.DeltaRuleWyFragments = backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
+            backend.DeltaRuleOutputFragments = backend.DeltaRuleWyFragments = backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
             AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "stages on fragments");
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
@@ -171,7 +175,7 @@ public sealed class DeltaRuleTensorCoreTests
         }
         finally
         {
-            backend.DeltaRuleWyFragments = previousWyForward; backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
+            backend.DeltaRuleOutputFragments = previousOutput; backend.DeltaRuleWyFragments = previousWyForward; backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
             backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleTileGroup = previousGroup;
         }
     }

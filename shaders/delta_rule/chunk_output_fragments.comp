@@ -1,0 +1,139 @@
+#version 460
+// Chunked delta rule, stage 3 (forward) and its mirror in the backward on tensor-core fragments
+// (chunk_fragments.glsl): the products of chunk_output.comp with every result in accumulator
+// fragments. One workgroup per (chunk, b H + h) walking Dv 64 columns vb at a time with P formed once.
+// With P' = scale (Q K^T ⊙ M), M causal with the diagonal, S_0 the chunk-start state:
+//   forward (VALUES_GRADIENT 0):   O = scale Q S_0^T + P' U'
+//   backward (VALUES_GRADIENT 1):  dU'_local = P'^T dO
+// Q K^T: per 64 columns of Dk, Q's and K's bf16 blocks are copied into region2 (one plane each, 16-byte
+// coalesced reads) and multiplied from there (K^T through column-major loads); the subgroup keeps
+// Q's fragments of its tile row for Q S_0^T. (With Q and K^T loaded as fragments straight from the
+// tensors this stage was slower than chunk_output.comp, 245 against 220 us at B8 H16 T2048 D64 bf16
+// on the H100, run 67; so copied, 172 against 220, and 408 against 509 at D128, run 70.) P' goes into region1 as hi and lo parts (only the tiles
+// on and below the diagonal, the others are never read). Per block vb region2 then holds, in turn,
+// the rows of S_0 for that block (64 x 64 per 64 columns of Dk, read as S_0^T through column-major
+// loads) and U' (or dO), each as hi and lo parts.
+// Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64, Dk
+// and Dv 64 or 128, bf16 keys, subgroups of 32. Same push constants as chunk_output.comp.
+//! variant chunk_output_fragments -DVALUES_GRADIENT=0 -O0
+//! variant chunk_values_grad_fragments -DVALUES_GRADIENT=1 -O0
+#extension GL_GOOGLE_include_directive : require
+#include "chunk_fragments.glsl"
+
+layout(push_constant) uniform Push
+{
+    uint64_t q;
+    uint64_t k;
+    uint64_t values;    // forward: U'; backward: dO
+    uint64_t states;    // forward: chunk-start states; backward: unused
+    uint64_t result;    // forward: O; backward: dU'_local
+    uint t;
+    uint heads;
+    uint dk;
+    uint dv;
+    float scale;
+} pc;
+
+void main()
+{
+    uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
+    uint chunks = pc.t / CHUNK, tr = tileRow(), id = gl_LocalInvocationID.x;
+    uint keyStride = pc.heads * pc.dk, valueStride = pc.heads * pc.dv;   // between consecutive tokens
+    uint firstToken = b * pc.t + n * CHUNK, keyBlocks = pc.dk / 64;
+    Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
+
+    // P' = scale (Q K^T ⊙ M) on and below the diagonal into region1; Q's fragments of row tr kept
+    FRAG_A queryFrags[8];   // slice 4 kb + d of Dk
+    {
+        ACC p[2];
+        [[unroll]] for (uint j = 0; j < 2; j++) p[j] = ACC(0.0);
+        [[unroll]] for (uint kb = 0; kb < 2; kb++)
+            if (kb < keyBlocks)
+            {
+                if (kb > 0) barrier();   // the previous block's fragments are read
+                // rows of 64 bf16 = 8 uvec4: Q into the hi plane, K into the lo plane
+                [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++)
+                {
+                    uint e = id + 256 * q, r = e / 8, at = ((firstToken + r) * keyStride + h * pc.dk + 64 * kb) / 8 + e % 8;
+                    region2[r * ROW + e % 8] = queries.v[at];
+                    region2[PLANE + r * ROW + e % 8] = keys.v[at];
+                }
+                barrier();
+                [[unroll]] for (uint d = 0; d < 4; d++)
+                {
+                    coopMatLoad(queryFrags[4 * kb + d], region2, 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    [[unroll]] for (uint j = 0; j < 2; j++)
+                        if (tileColumn(j) <= tr)
+                        {
+                            FRAG_B keyT;
+                            coopMatLoad(keyT, region2, PLANE + 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                            p[j] = coopMatMulAdd(queryFrags[4 * kb + d], keyT, p[j]);
+                        }
+                }
+            }
+        [[unroll]] for (uint j = 0; j < 2; j++)
+            if (tileColumn(j) <= tr)
+            {
+                float x[8];
+                laneValues(p[j], x);
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] = tileColumn(j) < tr || laneColumn() + e <= laneRow() ? pc.scale * x[e] : 0.0;
+                PUT_LANE_SPLIT(region1, tr, tileColumn(j), x)
+            }
+    }
+
+    uint stateOrigin = (bh * chunks + n) * pc.dv * pc.dk;
+    for (uint vb = 0; vb < pc.dv / 64; vb++)
+    {
+        ACC o[2];
+        [[unroll]] for (uint j = 0; j < 2; j++) o[j] = ACC(0.0);
+#if !VALUES_GRADIENT
+        // scale Q S_0^T: per 64 columns kb of Dk, region2 holds S_0's rows 64 vb .. and columns 64 kb ..;
+        // S_0^T's slice d of column tile tc is the transpose of that block's tile (tc, d)
+        [[unroll]] for (uint kb = 0; kb < 2; kb++)
+            if (kb < keyBlocks)
+            {
+                ACC fetched[2];
+                [[unroll]] for (uint j = 0; j < 2; j++)
+                    coopMatLoad(fetched[j], F32Buffer(pc.states).v, stateOrigin + (64 * vb + 16 * tr) * pc.dk + 64 * kb + 16 * tileColumn(j), pc.dk,
+                                gl_CooperativeMatrixLayoutRowMajor);
+                barrier();   // region2's previous contents are read
+                [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(fetched[j], region2, tr, tileColumn(j))
+                barrier();
+                [[unroll]] for (uint d = 0; d < 4; d++)
+                    [[unroll]] for (uint j = 0; j < 2; j++)
+                    {
+                        FRAG_B sHi, sLo;
+                        LOAD_SPLIT(sHi, sLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
+                        o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sLo, o[j]);
+                        o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
+                    }
+            }
+        [[unroll]] for (uint j = 0; j < 2; j++) o[j] = o[j] * pc.scale;
+#endif
+        // U' (or dO) block vb into region2
+        uint valueOrigin = (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb;
+        ACC fetched[2];
+        [[unroll]] for (uint j = 0; j < 2; j++)
+            coopMatLoad(fetched[j], F32Buffer(pc.values).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+        barrier();
+        [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(fetched[j], region2, tr, tileColumn(j))
+        barrier();
+        // P''s slice d of row tr is zero for d > tr; P'^T's slice d of row tr, the transpose of P''s
+        // tile (d, tr), is zero for d < tr
+        [[unroll]] for (uint d = 0; d < 4; d++)
+            if (VALUES_GRADIENT == 1 ? d >= tr : d <= tr)
+            {
+                FRAG_A pHi, pLo;
+                if (VALUES_GRADIENT == 1) { LOAD_SPLIT(pHi, pLo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor); }
+                else { LOAD_SPLIT(pHi, pLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor); }
+                [[unroll]] for (uint j = 0; j < 2; j++)
+                {
+                    FRAG_B vHi, vLo;
+                    LOAD_SPLIT(vHi, vLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
+                    MUL_SPLIT(o[j], pHi, pLo, vHi, vLo);
+                }
+            }
+        [[unroll]] for (uint j = 0; j < 2; j++)
+            coopMatStore(o[j], F32Buffer(pc.result).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+    }
+}
