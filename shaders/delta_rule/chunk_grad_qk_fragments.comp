@@ -21,7 +21,7 @@
 // reads are issued before the barrier that frees its region.
 // Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64,
 // Dk and Dv 64 or 128, bf16 keys, subgroups of 32. Same push constants as chunk_grad_qk.comp.
-// Shared memory (47.6 KiB): two regions of 64 x 64 (hi, lo), rows padded by 8 bf16, and a 16 x 16 f32
+// Shared memory (46 KiB): two regions of 64 x 64 (hi, lo), rows padded by 8 bf16, and a 16 x 16 f32
 // scratch tile per subgroup for the mask of dP.
 //! variant chunk_grad_qk_fragments -O0
 #extension GL_GOOGLE_include_directive : require

@@ -16,7 +16,7 @@
 // Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of
 // 64, Dk 64 or 128, Dv 64 or 128, bf16 keys and values, subgroups of 32. Same push constants as
 // chunk_wy_backward.comp (w and u are not read).
-// Shared memory (47.9 KiB): region1 holds X (hi, lo), later G; region2 one 64-column block of dU or
+// Shared memory (46.75 KiB): region1 holds X (hi, lo), later G; region2 one 64-column block of dU or
 // dW at a time, then dX, then Q = dX X^T, then diag(beta) G; all row-major bf16 with rows padded by 8
 // elements against bank conflicts.
 // Registers decide the speed: at 108 per invocation two workgroups share an SM. Holding X^T's
