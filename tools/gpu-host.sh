@@ -53,6 +53,9 @@
 #                      forward pass's prefetching variant at Dk = 128 instead of its _lean one: per-kernel profile
 #                      and pipeline statistics at T2048 D64 and D128, then the four bench shapes with the default
 #                      and with the prefetching variant
+#   delta-stage-fragments  the chunked delta rule (bf16) with every parallel stage on the tile products, with
+#                      all but the output stage on accumulator fragments, and with all of them (the default):
+#                      per-kernel profile and pipeline statistics at T2048 D64 and D128
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
