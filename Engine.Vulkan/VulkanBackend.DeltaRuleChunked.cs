@@ -242,15 +242,21 @@ public sealed partial class VulkanBackend
         }
     }
 
-    // keep: also write X and return every intermediate (the caller disposes it); else null.
-    private ChunkedDeltaRuleSaved? ChunkedDeltaRuleForward(DeltaRuleProblem p, Tensor output, Tensor? finalState, bool keep)
+    // keep: also write X and return every intermediate (the caller disposes it; it records the caller's
+    // problem, not the aligned copies the call may have made: AlignedDeltaRuleCall); else null.
+    private ChunkedDeltaRuleSaved? ChunkedDeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState, bool keep)
     {
-        var saved = NewChunkedIntermediates(p, keep);
+        using var aligned = new AlignedDeltaRuleCall();
+        var p = aligned.Problem(problem);
+        output = aligned.Out(output);
+        finalState = aligned.OutOrNull(finalState);
+        var saved = NewChunkedIntermediates(p, keep, recorded: problem);
         try
         {
             ChunkWy(p, saved.W, saved.U, saved.Inverse);
             ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState);
             ChunkOutput("chunk_output", p.Q, p.K, p.Shape, p.Scale, saved.UPrime, saved.States, output);
+            aligned.CopyOutputsBack();
         }
         catch
         {
@@ -263,20 +269,23 @@ public sealed partial class VulkanBackend
     }
 
     // X [B H chunks, 64, 64] is only allocated when the backward will read it.
-    private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse)
+    private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null)
     {
         var s = p.Shape;
         return new ChunkedDeltaRuleSaved
         {
             W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values),
             Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize)) : null,
-            UPrime = Tensor.Empty(this, s.Values), States = Tensor.Empty(this, ChunkStates(s)), Problem = p,
+            UPrime = Tensor.Empty(this, s.Values), States = Tensor.Empty(this, ChunkStates(s)), Problem = recorded ?? p,
         };
     }
 
     // Without `kept`, the forward's stages run again first (keeping X).
-    private void ChunkedDeltaRuleBackward(DeltaRuleProblem p, DeltaRuleGradients g, ChunkedDeltaRuleSaved? kept)
+    private void ChunkedDeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients, ChunkedDeltaRuleSaved? kept)
     {
+        using var aligned = new AlignedDeltaRuleCall();
+        var p = aligned.Problem(problem);
+        var g = aligned.Gradients(gradients);
         var s = p.Shape;
         using var recomputed = kept is null ? NewChunkedIntermediates(p, withInverse: true) : null;
         var f = kept ?? recomputed!;
@@ -308,6 +317,7 @@ public sealed partial class VulkanBackend
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
         Dispatch(WyBackwardKernel(p.Q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        aligned.CopyOutputsBack();
     }
 
     // [B H chunks, Dv, Dk]: the state at the start of every chunk (or the gradient reaching its end).
