@@ -42,12 +42,13 @@ public sealed partial class VulkanBackend
 
         public Tensor? OutOrNull(Tensor? t) => t is null ? null : Out(t);
 
+        // (The chunked form is ungated: alpha and its gradient never reach it.)
         public DeltaRuleProblem Problem(DeltaRuleProblem p) =>
-            p with { Q = In(p.Q), K = In(p.K), V = In(p.V), Beta = In(p.Beta), Alpha = InOrNull(p.Alpha), InitialState = InOrNull(p.InitialState) };
+            p with { Q = In(p.Q), K = In(p.K), V = In(p.V), Beta = In(p.Beta), InitialState = InOrNull(p.InitialState) };
 
         public DeltaRuleGradients Gradients(DeltaRuleGradients g) =>
             g with { DOutput = In(g.DOutput), DFinalState = InOrNull(g.DFinalState), DQ = Out(g.DQ), DK = Out(g.DK), DV = Out(g.DV),
-                DBeta = Out(g.DBeta), DAlpha = OutOrNull(g.DAlpha), DInitialState = OutOrNull(g.DInitialState) };
+                DBeta = Out(g.DBeta), DInitialState = OutOrNull(g.DInitialState) };
 
         /// <summary>Records the copies of the outputs back into the caller's tensors (after the last dispatch).</summary>
         public void CopyOutputsBack()

@@ -10,14 +10,8 @@
 // by 8 bf16 against bank conflicts). Per-element work on a result (masks, row scalings, row dot
 // products) goes through a per-subgroup f32 scratch tile, after which each lane holds 8 consecutive
 // values of one row of the tile (laneRow, laneColumn).
-#extension GL_EXT_control_flow_attributes : require
-#extension GL_KHR_cooperative_matrix : require
-#extension GL_KHR_memory_scope_semantics : require
-#extension GL_KHR_shader_subgroup_basic : require
+#include "fragment_types.glsl"
 #extension GL_KHR_shader_subgroup_shuffle : require
-#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
-#extension GL_EXT_bfloat16 : require
-#include "buffers.glsl"
 #include "dtype.glsl"
 
 #define CHUNK 64
@@ -32,11 +26,6 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffe
 shared uvec4 region1[2 * PLANE];        // hi plane, then lo plane
 shared uvec4 region2[2 * PLANE];
 shared vec4 scratch[8 * SCRATCH_TILE];  // one 16 x 16 f32 tile per subgroup
-
-#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#define ACC_BF16 coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
-#define FRAG_B coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
 
 // This subgroup's result tiles: row tr, columns tileColumn(0) and tileColumn(1).
 uint tileRow() { return gl_SubgroupID / 2; }
@@ -69,20 +58,24 @@ void laneValues(ACC m, out float x[8])
         REGION[PLANE + slot] = loPart; \
     }
 
-// Stores f32 tile m as hi and lo parts at tile (tr, tc) of REGION (hardware conversion).
-#define SPLIT_STORE(m, REGION, tr, tc) \
-    { \
-        ACC_BF16 hiPart = ACC_BF16(m); \
-        ACC_BF16 loPart = ACC_BF16((m) - ACC(hiPart)); \
-        coopMatStore(hiPart, REGION, 16 * (tr) * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
-        coopMatStore(loPart, REGION, PLANE + 16 * (tr) * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
-    }
+// f32 tile m as hi and lo parts at tile (tr, tc) of REGION (region1 or region2).
+#define STORE_TILE_SPLIT(m, REGION, tr, tc) SPLIT_STORE(m, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW)
 
 // hi and lo fragments of tile (tr, tc) of REGION, row-major, or transposed (the tile (tc, tr) of the
 // transpose) through a column-major load.
-#define LOAD_SPLIT(hi, lo, REGION, tr, tc, LAYOUT) \
-    coopMatLoad(hi, REGION, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT); \
-    coopMatLoad(lo, REGION, PLANE + 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)
+#define LOAD_TILE_SPLIT(hi, lo, REGION, tr, tc, LAYOUT) LOAD_SPLIT(hi, lo, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)
+
+// Copies the 64 x 64 bf16 blocks of two token-major tensors (rows firstToken .., `stride` elements
+// apart, columns column0 ..) into region2: FIRST into its hi plane, SECOND into its lo plane, each row
+// as 8 uvec4 with 16-byte coalesced reads. Fragments that many products read are faster loaded from
+// such a copy than straight from the tensors (bench/results/2026-12-06-h100-run70.txt and run71).
+#define COPY_BLOCKS_TO_REGION2(FIRST, SECOND, firstToken, stride, column0) \
+    [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++) \
+    { \
+        uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8, at = (((firstToken) + r) * (stride) + (column0)) / 8 + e % 8; \
+        region2[r * ROW + e % 8] = FIRST.v[at]; \
+        region2[PLANE + r * ROW + e % 8] = SECOND.v[at]; \
+    }
 
 // c += a b with a and b split (three multiplies), or with b exact (two).
 #define MUL_SPLIT(c, aHi, aLo, bHi, bLo) \

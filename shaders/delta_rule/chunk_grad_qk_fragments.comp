@@ -65,15 +65,15 @@ void main()
 #define FETCH_STATE(buffer, vb) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
         coopMatLoad(fetched[j], F32Buffer(buffer).v, STATE_TILE(j, vb), pc.keyDim, gl_CooperativeMatrixLayoutRowMajor)
-#define PUT_FETCHED(REGION) [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(fetched[j], REGION, tr, tileColumn(j))
+#define PUT_FETCHED(REGION) [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], REGION, tr, tileColumn(j))
     // c += A B over the 4 depth slices, A = tile row tr of REGION_A, B = tile column tc of REGION_B
 #define MULTIPLY_REGIONS(c, REGION_A, REGION_B, tc) \
     [[unroll]] for (uint d = 0; d < 4; d++) \
     { \
         FRAG_A aHi, aLo; \
         FRAG_B bHi, bLo; \
-        LOAD_SPLIT(aHi, aLo, REGION_A, tr, d, gl_CooperativeMatrixLayoutRowMajor); \
-        LOAD_SPLIT(bHi, bLo, REGION_B, d, tc, gl_CooperativeMatrixLayoutRowMajor); \
+        LOAD_TILE_SPLIT(aHi, aLo, REGION_A, tr, d, gl_CooperativeMatrixLayoutRowMajor); \
+        LOAD_TILE_SPLIT(bHi, bLo, REGION_B, d, tc, gl_CooperativeMatrixLayoutRowMajor); \
         MUL_SPLIT(c, aHi, aLo, bHi, bLo); \
     }
 
@@ -95,8 +95,8 @@ void main()
                 {
                     FRAG_A aHi, aLo;
                     FRAG_B bHi, bLo;
-                    LOAD_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
-                    LOAD_SPLIT(bHi, bLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
+                    LOAD_TILE_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_TILE_SPLIT(bHi, bLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
                     MUL_SPLIT(dp[j], aHi, aLo, bHi, bLo);
                 }
         // (dO, S_0): dQ += dO S_0
@@ -108,15 +108,10 @@ void main()
     }
     uint keyOrigin = (firstToken + 16 * tr) * keyStride + keyColumn0;
     barrier();   // region1 takes dP' = scale dP, masked (tiles above the diagonal are never read), region2 K and Q
-    // K's block (columns 64 kb ..) into region2's first plane, Q's into its second: rows of 64 bf16 = 8 uvec4,
-    // copied with 16-byte coalesced reads: 414 -> 369 us at B8 H16 T2048 D64 bf16 and 1246 -> 1148 at D128
-    // on the H100 against fragments loaded straight from the tensors (bench/results/2026-12-06-h100-run71.txt)
-    [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++)
-    {
-        uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8, at = ((firstToken + r) * keyStride + keyColumn0) / 8 + e % 8;
-        region2[r * ROW + e % 8] = keys.v[at];
-        region2[PLANE + r * ROW + e % 8] = queries.v[at];
-    }
+    // K's block (columns 64 kb ..) into region2's hi plane, Q's into its lo plane: 414 -> 369 us at B8 H16
+    // T2048 D64 bf16 and 1246 -> 1148 at D128 on the H100 against fragments loaded straight from the
+    // tensors (bench/results/2026-12-06-h100-run71.txt)
+    COPY_BLOCKS_TO_REGION2(keys, queries, firstToken, keyStride, keyColumn0)
     [[unroll]] for (uint j = 0; j < 2; j++)
         if (tileColumn(j) <= tr)
         {
@@ -141,13 +136,13 @@ void main()
             if (d <= tr)
             {
                 coopMatLoad(operand, region2, at, ROW, gl_CooperativeMatrixLayoutRowMajor);
-                LOAD_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
+                LOAD_TILE_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
                 MUL_EXACT_B(dq[j], aHi, aLo, operand);
             }
             if (d >= tr)
             {
                 coopMatLoad(operand, region2, PLANE + at, ROW, gl_CooperativeMatrixLayoutRowMajor);
-                LOAD_SPLIT(aHi, aLo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor);
+                LOAD_TILE_SPLIT(aHi, aLo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor);
                 MUL_EXACT_B(dk[j], aHi, aLo, operand);
             }
         }

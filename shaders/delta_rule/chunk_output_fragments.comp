@@ -37,7 +37,7 @@ layout(push_constant) uniform Push
 void main()
 {
     uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
-    uint chunks = pc.t / CHUNK, tr = tileRow(), id = gl_LocalInvocationID.x;
+    uint chunks = pc.t / CHUNK, tr = tileRow();
     uint keyStride = pc.heads * pc.dk, valueStride = pc.heads * pc.dv;   // between consecutive tokens
     uint firstToken = b * pc.t + n * CHUNK, keyBlocks = pc.dk / 64;
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
@@ -51,13 +51,8 @@ void main()
             if (kb < keyBlocks)
             {
                 if (kb > 0) barrier();   // the previous block's fragments are read
-                // rows of 64 bf16 = 8 uvec4: Q into the hi plane, K into the lo plane
-                [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++)
-                {
-                    uint e = id + 256 * q, r = e / 8, at = ((firstToken + r) * keyStride + h * pc.dk + 64 * kb) / 8 + e % 8;
-                    region2[r * ROW + e % 8] = queries.v[at];
-                    region2[PLANE + r * ROW + e % 8] = keys.v[at];
-                }
+                // Q into region2's hi plane, K into its lo plane
+                COPY_BLOCKS_TO_REGION2(queries, keys, firstToken, keyStride, h * pc.dk + 64 * kb)
                 barrier();
                 [[unroll]] for (uint d = 0; d < 4; d++)
                 {
@@ -97,13 +92,13 @@ void main()
                     coopMatLoad(fetched[j], F32Buffer(pc.states).v, stateOrigin + (64 * vb + 16 * tr) * pc.dk + 64 * kb + 16 * tileColumn(j), pc.dk,
                                 gl_CooperativeMatrixLayoutRowMajor);
                 barrier();   // region2's previous contents are read
-                [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(fetched[j], region2, tr, tileColumn(j))
+                [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j))
                 barrier();
                 [[unroll]] for (uint d = 0; d < 4; d++)
                     [[unroll]] for (uint j = 0; j < 2; j++)
                     {
                         FRAG_B sHi, sLo;
-                        LOAD_SPLIT(sHi, sLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
+                        LOAD_TILE_SPLIT(sHi, sLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
                         o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sLo, o[j]);
                         o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
                     }
@@ -116,7 +111,7 @@ void main()
         [[unroll]] for (uint j = 0; j < 2; j++)
             coopMatLoad(fetched[j], F32Buffer(pc.values).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
         barrier();
-        [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(fetched[j], region2, tr, tileColumn(j))
+        [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j))
         barrier();
         // P''s slice d of row tr is zero for d > tr; P'^T's slice d of row tr, the transpose of P''s
         // tile (d, tr), is zero for d < tr
@@ -124,12 +119,12 @@ void main()
             if (VALUES_GRADIENT == 1 ? d >= tr : d <= tr)
             {
                 FRAG_A pHi, pLo;
-                if (VALUES_GRADIENT == 1) { LOAD_SPLIT(pHi, pLo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor); }
-                else { LOAD_SPLIT(pHi, pLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor); }
+                if (VALUES_GRADIENT == 1) { LOAD_TILE_SPLIT(pHi, pLo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor); }
+                else { LOAD_TILE_SPLIT(pHi, pLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor); }
                 [[unroll]] for (uint j = 0; j < 2; j++)
                 {
                     FRAG_B vHi, vLo;
-                    LOAD_SPLIT(vHi, vLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_TILE_SPLIT(vHi, vLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
                     MUL_SPLIT(o[j], pHi, pLo, vHi, vLo);
                 }
             }

@@ -80,12 +80,12 @@ void main()
         {
             ACC tile;
             coopMatLoad(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * tileColumn(j), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
-            SPLIT_STORE(tile, region1, tr, tileColumn(j))
+            STORE_TILE_SPLIT(tile, region1, tr, tileColumn(j))
         }
     barrier();
     float laneBeta = betas[16 * tr + laneRow()];
     // X^T's fragments of row tr: slice d is the transpose of X's tile (d, tr), zero for d < tr.
-#define X_TRANSPOSED(hi, lo, d) LOAD_SPLIT(hi, lo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor)
+#define X_TRANSPOSED(hi, lo, d) LOAD_TILE_SPLIT(hi, lo, region1, d, tr, gl_CooperativeMatrixLayoutColumnMajor)
     float betaPartial = 0.0;   // the lane's share of dbeta for its row
 
     // Blocks of dU (with V), then of dW (with K):
@@ -101,7 +101,7 @@ void main()
         uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
         if (i > 0) barrier();   // the previous block's products are done reading region2
         FETCH_BLOCK(i);
-        [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(pending[j], region2, tr, tileColumn(j))
+        [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(pending[j], region2, tr, tileColumn(j))
         barrier();
         // dXraw: A = the block's rows tr (split), B = (V or K)^T, a column-major load of its rows tc
         [[unroll]] for (uint j = 0; j < 2; j++)
@@ -109,7 +109,7 @@ void main()
             {
                 FRAG_A aHi, aLo;
                 FRAG_B transposed;
-                LOAD_SPLIT(aHi, aLo, region2, tr, d, gl_CooperativeMatrixLayoutRowMajor);
+                LOAD_TILE_SPLIT(aHi, aLo, region2, tr, d, gl_CooperativeMatrixLayoutRowMajor);
                 coopMatLoad(transposed, inputs.v, ((firstToken + 16 * tileColumn(j)) * stride + column0 + 16 * d) / 8, stride / 8,
                             gl_CooperativeMatrixLayoutColumnMajor);
                 MUL_EXACT_B(dxRaw[j], aHi, aLo, transposed);
@@ -124,7 +124,7 @@ void main()
                     FRAG_A xHi, xLo;
                     FRAG_B bHi, bLo;
                     X_TRANSPOSED(xHi, xLo, d);
-                    LOAD_SPLIT(bHi, bLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_TILE_SPLIT(bHi, bLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
                     MUL_SPLIT(r, xHi, xLo, bHi, bLo);
                 }
             float x[8];
@@ -160,13 +160,13 @@ void main()
             {
                 FRAG_A aHi, aLo;
                 FRAG_B bHi, bLo;
-                LOAD_SPLIT(aHi, aLo, region2, tr, d, gl_CooperativeMatrixLayoutRowMajor);
-                LOAD_SPLIT(bHi, bLo, region1, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
+                LOAD_TILE_SPLIT(aHi, aLo, region2, tr, d, gl_CooperativeMatrixLayoutRowMajor);
+                LOAD_TILE_SPLIT(bHi, bLo, region1, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
                 MUL_SPLIT(q[j], aHi, aLo, bHi, bLo);
             }
     }
     barrier();   // dX and X are read: region1 is free, region2 takes Q
-    [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE(q[j], region2, tr, tileColumn(j))
+    [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(q[j], region2, tr, tileColumn(j))
     barrier();
     // dA = -X^T Q on and below the diagonal tiles (G is zero above them)
     ACC da[2];
@@ -180,7 +180,7 @@ void main()
                     FRAG_A xHi, xLo;
                     FRAG_B bHi, bLo;
                     X_TRANSPOSED(xHi, xLo, d);
-                    LOAD_SPLIT(bHi, bLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_TILE_SPLIT(bHi, bLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
                     MUL_SPLIT(da[j], xHi, xLo, bHi, bLo);
                 }
     }
@@ -216,12 +216,12 @@ void main()
                 FRAG_A aHi, aLo;
                 if (d <= tr)
                 {
-                    LOAD_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_TILE_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
                     MUL_EXACT_B(p, aHi, aLo, keyTile);
                 }
                 if (d >= tr)
                 {
-                    LOAD_SPLIT(aHi, aLo, region2, d, tr, gl_CooperativeMatrixLayoutColumnMajor);
+                    LOAD_TILE_SPLIT(aHi, aLo, region2, d, tr, gl_CooperativeMatrixLayoutColumnMajor);
                     MUL_EXACT_B(nt, aHi, aLo, keyTile);
                 }
             }

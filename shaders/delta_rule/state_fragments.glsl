@@ -12,13 +12,7 @@
 // padded by 8 elements against bank conflicts (uvec4 units: 8 bf16 each):
 //   region1: BV x DK (the state slice, read as S^T through column-major loads) or 64 x BV
 //   region2: 64 x 64 (a 64-column block of a token-major f32 operand) or 64 x BV
-#extension GL_EXT_control_flow_attributes : require
-#extension GL_KHR_cooperative_matrix : require
-#extension GL_KHR_memory_scope_semantics : require
-#extension GL_KHR_shader_subgroup_basic : require
-#extension GL_EXT_shader_explicit_arithmetic_types_float16 : require
-#extension GL_EXT_bfloat16 : require
-#include "buffers.glsl"
+#include "fragment_types.glsl"
 
 #define CHUNK 64
 #define SUBGROUPS 8
@@ -38,27 +32,6 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffe
 
 shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
 shared uvec4 region2[2 * REGION2_PLANE];
-
-#define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#define ACC_BF16 coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
-#define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
-#define FRAG_B coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
-
-// Stores f32 tile m as its hi and lo parts, row-major from uvec4 `first` of REGION (region1 or
-// region2, whose lo plane starts at PLANE; row stride `row` uvec4).
-#define SPLIT_STORE(m, REGION, PLANE, first, row) \
-    { \
-        ACC_BF16 hiPart = ACC_BF16(m); \
-        ACC_BF16 loPart = ACC_BF16((m) - ACC(hiPart)); \
-        coopMatStore(hiPart, REGION, first, row, gl_CooperativeMatrixLayoutRowMajor); \
-        coopMatStore(loPart, REGION, (PLANE) + (first), row, gl_CooperativeMatrixLayoutRowMajor); \
-    }
-
-// The hi and lo fragments of a 16 x 16 block at uvec4 `offset` of REGION's planes (LAYOUT: the
-// cooperative-matrix layout constant, row- or column-major).
-#define LOAD_SPLIT(hi, lo, REGION, PLANE, offset, row, LAYOUT) \
-    coopMatLoad(hi, REGION, offset, row, LAYOUT); \
-    coopMatLoad(lo, REGION, (PLANE) + (offset), row, LAYOUT)
 
 // Loads into `tile` block tile i of this subgroup (blockTileRow / blockTileColumn) of the 64-column
 // block kb of a token-major f32 tensor m whose chunk starts at row firstRow (b T + t0), with `stride`
