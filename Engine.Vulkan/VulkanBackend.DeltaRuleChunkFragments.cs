@@ -7,7 +7,7 @@ namespace FastWeights.Engine.Vulkan;
 // chunk_grad_qk_fragments.comp keep every product's result in accumulator fragments and stage only f32
 // operands through shared memory, where chunk_output.comp, chunk_wy_backward.comp and chunk_grad_qk.comp
 // (chunk_tiles.glsl) stage both operands of every product and gather each result through shared memory
-// into per-invocation tiles; chunk_wy.comp's _frag variant does the same for W and U. The tile kernels
+// into per-invocation tiles; chunk_wy_fragments.comp does the same for stage 1. The tile kernels
 // take every problem the fragment kernels do not.
 public sealed partial class VulkanBackend
 {
@@ -19,15 +19,14 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the output stage (and the backward's intra-chunk dU') of this problem run on fragments.</summary>
     public bool DeltaRuleUsesOutputFragments(DType keys, FastWeightShape s) => DeltaRuleOutputFragments && DeltaRuleFragmentStagesFit(keys, s);
 
-    /// <summary>Whether stage 1 (chunk_wy) forms W and U on fragments (its _frag variant: X diag(beta) staged
-    /// as bf16 parts, K and V read as fragments straight from the tensors, each result tile stored from its
-    /// accumulator) where the fragment stages apply and chunk_wy runs its 256-invocation tensor-core build:
-    /// true by default; FASTWEIGHTS_DELTA_WY_FRAGMENTS=0, or false here, keeps the tile products.</summary>
+    /// <summary>Whether stage 1 (chunk_wy) runs chunk_wy_fragments.comp (K K^T, the inverse by recursive
+    /// doubling on 16 x 16 tiles, W and U, all on fragments) where the fragment stages apply
+    /// (<see cref="DeltaRuleFragmentStagesFit"/>): true by default; FASTWEIGHTS_DELTA_WY_FRAGMENTS=0, or
+    /// false here, keeps chunk_wy.comp.</summary>
     public bool DeltaRuleWyFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WY_FRAGMENTS") != "0";
 
-    /// <summary>Whether chunk_wy of this problem forms W and U on fragments (<see cref="DeltaRuleWyFragments"/>).</summary>
-    public bool DeltaRuleUsesWyFragments(DType keys, FastWeightShape s) =>
-        DeltaRuleWyFragments && DeltaRuleFragmentStagesFit(keys, s) && DeltaRuleCoopMatStages.Contains("chunk_wy") && TileGroup(0) == 256;
+    /// <summary>Whether chunk_wy of this problem runs on fragments (<see cref="DeltaRuleWyFragments"/>).</summary>
+    public bool DeltaRuleUsesWyFragments(DType keys, FastWeightShape s) => DeltaRuleWyFragments && DeltaRuleFragmentStagesFit(keys, s);
 
     /// <summary>Whether the WY backward runs chunk_wy_backward_fragments.comp where the fragment stages
     /// apply (<see cref="DeltaRuleFragmentStagesFit"/>): true by default;

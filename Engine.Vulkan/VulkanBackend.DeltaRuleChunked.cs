@@ -110,9 +110,7 @@ public sealed partial class VulkanBackend
     // 16 subgroup / group result tiles per subgroup, the workgroup 256 or 128 invocations: TileGroup),
     // else the portable one (256). keyBlocks > 0: the state passes' KEY_BLOCKS (specialisation
     // constant 2; the portable kernels declare no constants 0 and 1, so theirs are ignored).
-    // fragmentSuffix: the variant built with the stage's fragment epilogue (chunk_wy's "_frag"), taken by
-    // the 256-invocation tensor-core build only.
-    private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0, string fragmentSuffix = "")
+    private ComputeKernel ChunkKernel(string kernel, Tensor q, int keyBlocks = 0)
     {
         bool coopMat = DeltaRuleUsesCoopMat(q.DType) && DeltaRuleCoopMatStages.Contains(kernel);
         // 128-invocation builds exist for the tensor-core variants but chunk_wy_backward's
@@ -122,7 +120,7 @@ public sealed partial class VulkanBackend
         Span<int> spec = [coopMat ? 16 * Capabilities.SubgroupSize / group : 0, DeltaRuleCoopMatSplit ? 1 : 0, keyBlocks,
             coopMat && PipelinesProducts(kernel, group) ? 1 : 0];
         return coopMat
-            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{(group == 128 ? "_g128" : fragmentSuffix)}", spec, requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+            ? Kernels.Get($"delta_rule/{kernel}_bf16_cm{(group == 128 ? "_g128" : "")}", spec, requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
             : Kernels.Get(ChunkVariant(kernel, q), spec);
     }
 
@@ -344,7 +342,8 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(inverse);
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
-        Dispatch(ChunkKernel("chunk_wy", p.Q, fragmentSuffix: DeltaRuleUsesWyFragments(p.Q.DType, s) ? "_frag" : ""), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments") : ChunkKernel("chunk_wy", p.Q);
+        Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks. Half keys are

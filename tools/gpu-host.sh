@@ -56,6 +56,8 @@
 #   delta-stage-fragments  the chunked delta rule (bf16) with every parallel stage on the tile products, with
 #                      all but the output stage on accumulator fragments, and with all of them (the default):
 #                      per-kernel profile and pipeline statistics at T2048 D64 and D128
+#   delta-wy-fragments stage 1 of the chunked delta rule (bf16) on the tile products and on fragments
+#                      (chunk_wy_fragments.comp): per-kernel profile and pipeline statistics at T2048 D64 and D128
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
@@ -159,6 +161,9 @@ for section in "$@"; do
                      "FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0" "FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=1"; do echo "# $v"
                    env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
                      | grep -E '^(pipeline.*(wy|grad_qk|output|values)|profile|delta)'; done ;;
+    delta-wy-fragments) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_WY_FRAGMENTS=$v"
+                   FASTWEIGHTS_DELTA_WY_FRAGMENTS=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
+                     | grep -E '^(pipeline.*wy|profile|delta)'; done ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
   echo "## end $section (exit $?) $(date -u +%T.%N | cut -c1-12)"

@@ -1,5 +1,5 @@
-// Shared pieces of the parallel chunk stages on tensor-core fragments (chunk_output_fragments.comp,
-// chunk_wy_backward_fragments.comp, chunk_grad_qk_fragments.comp): one workgroup of 8 subgroups of 32 per chunk of 64 tokens (and
+// Shared pieces of the parallel chunk stages on tensor-core fragments (chunk_wy_fragments.comp,
+// chunk_output_fragments.comp, chunk_wy_backward_fragments.comp, chunk_grad_qk_fragments.comp): one workgroup of 8 subgroups of 32 per chunk of 64 tokens (and
 // whatever else the stage splits over); subgroup s owns the 16 x 16 result tiles (tr, tc) with
 // tr = s / 2 and tc = 2 (s % 2) + {0, 1} of every 64 x 64 result, held as f32 accumulator fragments.
 // Products are 16 x 16 x 16 bf16 fragment multiplies with f32 accumulation. bf16 tensors enter as

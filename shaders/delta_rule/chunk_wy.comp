@@ -8,13 +8,13 @@
 //   W = X diag(beta) K   (C x Dk),   U = X diag(beta) V   (C x Dv)
 // Rows past the sequence end have beta = 0, K = V = 0: their L rows vanish and X stays the identity
 // there, so a partial last chunk needs no special case. Outputs (f32): W [B, T, H, Dk], U [B, T, H, Dv],
-// and, when the backward asks for it, X [B H, ceil(T / C), C, C].
+// and, when the backward asks for it, X [B H, ceil(T / C), C, C]. Where the fragment stages apply,
+// chunk_wy_fragments.comp runs instead (VulkanBackend.DeltaRuleUsesWyFragments).
 //! variant chunk_wy_f32 -DIN_DTYPE=0
 //! variant chunk_wy_f16 -DIN_DTYPE=1
 //! variant chunk_wy_bf16 -DIN_DTYPE=2
 //! variant chunk_wy_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1 -O0
 //! variant chunk_wy_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128 -O0
-//! variant chunk_wy_bf16_cm_frag -DIN_DTYPE=2 -DCOOPMAT=1 -DFRAGMENT_WY=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_tiles.glsl"
@@ -68,51 +68,6 @@ void main()
         for (uint e = id; e < CHUNK * CHUNK; e += GROUP) F32Buffer(pc.x).v[origin + e] = square[e / CHUNK][e % CHUNK];
     }
 
-#ifdef FRAGMENT_WY
-    // W = (X diag(beta)) K, U = (X diag(beta)) V on fragments (T a multiple of 64; Dk, Dv multiples of
-    // 64; 8 subgroups of 32): X diag(beta) goes into cmShared as hi and lo bf16 parts (64 rows of 72
-    // per plane), K and V are read as fragments straight from the tensors, and subgroup s computes
-    // result tiles (s / 2, 2 (s % 2) + j) of each 64-column block from X's tiles on and below the
-    // diagonal, storing each from its accumulator.
-    const uint xRow = 9, xPlane = CHUNK * xRow;
-    for (uint e = id; e < CHUNK * 8; e += GROUP)
-    {
-        uint r = e / 8, c0 = 8 * (e % 8);
-        float x[8];
-        [[unroll]] for (uint q = 0; q < 8; q++) x[q] = square[r][c0 + q] * loadAs(pc.beta, pc.betaDtype, betaOrigin + (c0 + q) * pc.heads);
-        uvec4 hi, lo;
-        splitBf16(x, hi, lo);
-        cmShared[r * xRow + c0 / 8] = hi;
-        cmShared[xPlane + r * xRow + c0 / 8] = lo;
-    }
-    barrier();
-    uint tr = gl_SubgroupID / 2, firstToken = b * pc.t + t0, keyBlocks = pc.dk / 64;
-    for (uint block = 0; block < keyBlocks + pc.dv / 64; block++)
-    {
-        bool key = block < keyBlocks;
-        uint stride = pc.heads * (key ? pc.dk : pc.dv);
-        uint column0 = key ? h * pc.dk + 64 * block : h * pc.dv + 64 * (block - keyBlocks);
-        U32x4Buffer operands = U32x4Buffer(key ? pc.k : pc.v);
-        F32Buffer result = F32Buffer(key ? pc.w : pc.u);
-        [[unroll]] for (uint j = 0; j < 2; j++)
-        {
-            uint tc = 2 * (gl_SubgroupID % 2) + j;
-            coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator> tile = coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>(0.0);
-            [[unroll]] for (uint d = 0; d < 4; d++)
-                if (d <= tr)
-                {
-                    coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA> xHi, xLo;
-                    coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB> operand;
-                    coopMatLoad(xHi, cmShared, 16 * tr * xRow + 2 * d, xRow, gl_CooperativeMatrixLayoutRowMajor);
-                    coopMatLoad(xLo, cmShared, xPlane + 16 * tr * xRow + 2 * d, xRow, gl_CooperativeMatrixLayoutRowMajor);
-                    coopMatLoad(operand, operands.v, ((firstToken + 16 * d) * stride + column0 + 16 * tc) / 8, stride / 8, gl_CooperativeMatrixLayoutRowMajor);
-                    tile = coopMatMulAdd(xLo, operand, tile);
-                    tile = coopMatMulAdd(xHi, operand, tile);
-                }
-            coopMatStore(tile, result.v, (firstToken + 16 * tr) * stride + column0 + 16 * tc, stride, gl_CooperativeMatrixLayoutRowMajor);
-        }
-    }
-#else
     // W = X (diag(beta) K), U = X (diag(beta) V), 64 columns at a time.
     MatrixView betaKeys = scaledRows(keys, pc.beta, pc.betaDtype, betaOrigin, pc.heads);
     MatrixView betaValues = scaledRows(values, pc.beta, pc.betaDtype, betaOrigin, pc.heads);
@@ -137,5 +92,4 @@ void main()
             if (r < rows && c < pc.dv) F32Buffer(pc.u).v[uOrigin + r * pc.heads * pc.dv + c] = acc[i][j];
         }
     }
-#endif
 }

@@ -128,11 +128,11 @@ public sealed class DeltaRuleTensorCoreTests
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
-    // The stages on accumulator fragments (chunk_wy's _frag variant for W and U, chunk_output_fragments.comp
+    // The stages on accumulator fragments (chunk_wy_fragments.comp for stage 1, chunk_output_fragments.comp
     // for the output and the intra-chunk dU', chunk_wy_backward_fragments.comp, chunk_grad_qk_fragments.comp),
     // which take T a multiple of 64 and Dk, Dv of 64 or 128: forward, final state and every gradient with
     // all four, with each alone, and with none (the tile products, chunk_wy_backward.comp), beside both
-    // kinds of state pass and, for chunk_wy, its 128-invocation build (which has no _frag variant).
+    // kinds of state pass and the tile stages' 128-invocation build.
     [TestMethod]
     [DataRow(2, 128, 3, 64, 64)]
     [DataRow(1, 192, 2, 128, 64)]
@@ -159,7 +159,7 @@ public sealed class DeltaRuleTensorCoreTests
                 backend.DeltaRuleGradQKFragments = grad;
                 backend.DeltaRuleStatePass = pass;
                 backend.DeltaRuleTileGroup = group;
-                Assert.AreEqual(forward && group == 256, backend.DeltaRuleUsesWyFragments(DType.BF16, shape), $"W, U on fragments {forward}, group {group}");
+                Assert.AreEqual(forward, backend.DeltaRuleUsesWyFragments(DType.BF16, shape), $"stage 1 on fragments {forward}");
                 Assert.AreEqual(output, backend.DeltaRuleUsesOutputFragments(DType.BF16, shape), $"output on fragments {output}");
                 Assert.AreEqual(wy, backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape), $"WY backward on fragments {wy}");
                 Assert.AreEqual(grad, backend.DeltaRuleUsesGradQKFragments(DType.BF16, shape), $"q, k gradients on fragments {grad}");
