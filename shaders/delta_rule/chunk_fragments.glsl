@@ -17,7 +17,7 @@
 #define CHUNK 64
 #define ROW 9                 // uvec4 per padded row of 64 bf16
 #define PLANE (CHUNK * ROW)   // the lo plane's offset in a region
-#define SCRATCH_ROW 5         // vec4 per padded row of a 16 x 16 f32 scratch tile
+#define SCRATCH_ROW 5         // uvec4 (4 f32) per padded row of a 16 x 16 f32 scratch tile
 #define SCRATCH_TILE (16 * SCRATCH_ROW)
 
 layout(local_size_x = 256) in;
@@ -25,7 +25,9 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffe
 
 shared uvec4 region1[2 * PLANE];        // hi plane, then lo plane
 shared uvec4 region2[2 * PLANE];
-shared vec4 scratch[8 * SCRATCH_TILE];  // one 16 x 16 f32 tile per subgroup
+// One 16 x 16 f32 tile per subgroup (f32 bits in uvec4), or, between workgroup barriers, a 64 x 64
+// bf16 block with rows of ROW uvec4 (COPY_BLOCK_TO_SCRATCH).
+shared uvec4 scratch[8 * SCRATCH_TILE];
 
 // This subgroup's result tiles: row tr, columns tileColumn(0) and tileColumn(1).
 uint tileRow() { return gl_SubgroupID / 2; }
@@ -41,7 +43,7 @@ void laneValues(ACC m, out float x[8])
     coopMatStore(m, scratch, base, SCRATCH_ROW, gl_CooperativeMatrixLayoutRowMajor);
     subgroupMemoryBarrierShared();
     subgroupBarrier();
-    vec4 p = scratch[at], q = scratch[at + 1];
+    vec4 p = uintBitsToFloat(scratch[at]), q = uintBitsToFloat(scratch[at + 1]);
     x = float[8](p.x, p.y, p.z, p.w, q.x, q.y, q.z, q.w);
     subgroupBarrier();   // every lane has read before the scratch is written again
 }
@@ -75,6 +77,16 @@ void laneValues(ACC m, out float x[8])
         uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8, at = (((firstToken) + r) * (stride) + (column0)) / 8 + e % 8; \
         region2[r * ROW + e % 8] = FIRST.v[at]; \
         region2[PLANE + r * ROW + e % 8] = SECOND.v[at]; \
+    }
+
+// Copies the 64 x 64 bf16 block of a token-major tensor (rows firstToken .., `stride` elements apart,
+// columns column0 ..) into the scratch tiles, whose 10 KiB hold it with rows of ROW uvec4; the
+// workgroup barriers around the copy's use keep it apart from laneValues.
+#define COPY_BLOCK_TO_SCRATCH(SOURCE, firstToken, stride, column0) \
+    [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++) \
+    { \
+        uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8; \
+        scratch[r * ROW + e % 8] = SOURCE.v[(((firstToken) + r) * (stride) + (column0)) / 8 + e % 8]; \
     }
 
 // c += a b with a and b split (three multiplies), or with b exact (two).

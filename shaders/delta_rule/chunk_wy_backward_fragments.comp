@@ -11,14 +11,15 @@
 // (the same gradients as chunk_wy_backward.comp; dX X^T there is dU U^T + dW W^T, equal to the dX
 // X^T here). X^T dW's part of dK and dbeta is added right away (dK updated in place), G K's and
 // G^T diag(beta) K's at the end.
-// K and V are bf16 (exact in one part) and read as fragments straight from the tensors; X, dU, dW,
-// dX, X^T dX and G enter as two bf16 parts. Zero tiles of the triangular X and G are skipped.
+// K and V are bf16 (exact in one part), each 64-column block copied with 16-byte reads into the
+// scratch tiles (between workgroup barriers) for its products; X, dU, dW, dX, X^T dX and G enter as
+// two bf16 parts. Zero tiles of the triangular X and G are skipped.
 // Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of
 // 64, Dk 64 or 128, Dv 64 or 128, bf16 keys and values, subgroups of 32. Same push constants as
 // chunk_wy_backward.comp (w and u are not read).
 // Shared memory (46.75 KiB): region1 holds X (hi, lo), later G; region2 one 64-column block of dU or
 // dW at a time, then dX, then Q = dX X^T, then diag(beta) G; all row-major bf16 with rows padded by 8
-// elements against bank conflicts.
+// elements against bank conflicts; the scratch tiles a block of V or K while its products run.
 // Registers decide the speed: at 108 per invocation two workgroups share an SM. Holding X^T's
 // fragments in registers (166) or reading each block of dU or dW during the previous block's products
 // (129) leaves one, and both were slower: 620 and 631 us against 489 at B8 H16 T2048 D64 bf16 on the
@@ -99,21 +100,23 @@ void main()
         bool valueBlock = i < valueBlocks;
         Words4Buffer inputs = valueBlock ? values : keys;
         uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
-        if (i > 0) barrier();   // the previous block's products are done reading region2
+        if (i > 0) barrier();   // the previous block's products are done reading region2 and the scratch
         FETCH_BLOCK(i);
+        COPY_BLOCK_TO_SCRATCH(inputs, firstToken, stride, column0)
         [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(pending[j], region2, tr, tileColumn(j))
         barrier();
         // dXraw: A = the block's rows tr (split), B = (V or K)^T, a column-major load of its rows tc
+        // from the copy in the scratch
         [[unroll]] for (uint j = 0; j < 2; j++)
             [[unroll]] for (uint d = 0; d < 4; d++)
             {
                 FRAG_A aHi, aLo;
                 FRAG_B transposed;
                 LOAD_TILE_SPLIT(aHi, aLo, region2, tr, d, gl_CooperativeMatrixLayoutRowMajor);
-                coopMatLoad(transposed, inputs.v, ((firstToken + 16 * tileColumn(j)) * stride + column0 + 16 * d) / 8, stride / 8,
-                            gl_CooperativeMatrixLayoutColumnMajor);
+                coopMatLoad(transposed, scratch, 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
                 MUL_EXACT_B(dxRaw[j], aHi, aLo, transposed);
             }
+        barrier();   // the copy is read: the scratch serves laneValues again
         // R = X^T block
         [[unroll]] for (uint j = 0; j < 2; j++)
         {
@@ -205,29 +208,37 @@ void main()
     for (uint kb = 0; kb < keyBlocks; kb++)
     {
         uint column0 = h * pc.keyDim + 64 * kb;
+        if (kb > 0) barrier();   // the previous block's laneValues are done with the scratch
+        COPY_BLOCK_TO_SCRATCH(keys, firstToken, keyStride, column0)
+        barrier();
+        ACC p[2], nt[2];
         [[unroll]] for (uint j = 0; j < 2; j++)
         {
-            ACC p = ACC(0.0), nt = ACC(0.0);
+            p[j] = ACC(0.0);
+            nt[j] = ACC(0.0);
             [[unroll]] for (uint d = 0; d < 4; d++)
             {
                 FRAG_B keyTile;
-                coopMatLoad(keyTile, keys.v, ((firstToken + 16 * d) * keyStride + column0 + 16 * tileColumn(j)) / 8, keyStride / 8,
-                            gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(keyTile, scratch, 16 * d * ROW + 2 * tileColumn(j), ROW, gl_CooperativeMatrixLayoutRowMajor);
                 FRAG_A aHi, aLo;
                 if (d <= tr)
                 {
                     LOAD_TILE_SPLIT(aHi, aLo, region1, tr, d, gl_CooperativeMatrixLayoutRowMajor);
-                    MUL_EXACT_B(p, aHi, aLo, keyTile);
+                    MUL_EXACT_B(p[j], aHi, aLo, keyTile);
                 }
                 if (d >= tr)
                 {
                     LOAD_TILE_SPLIT(aHi, aLo, region2, d, tr, gl_CooperativeMatrixLayoutColumnMajor);
-                    MUL_EXACT_B(nt, aHi, aLo, keyTile);
+                    MUL_EXACT_B(nt[j], aHi, aLo, keyTile);
                 }
             }
+        }
+        barrier();   // the copy is read: the scratch serves laneValues again
+        [[unroll]] for (uint j = 0; j < 2; j++)
+        {
             float x[8], y[8];
-            laneValues(p, x);
-            laneValues(nt, y);
+            laneValues(p[j], x);
+            laneValues(nt[j], y);
             uint at = laneToken * keyStride + column0 + 16 * tileColumn(j) + laneColumn();
             uvec4 packed = keys.v[at / 8];
             [[unroll]] for (uint e = 0; e < 8; e++)

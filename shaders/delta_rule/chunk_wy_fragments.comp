@@ -65,11 +65,11 @@ ACC invertDiagonalTile()
         [[unroll]] for (uint m = 0; m < 8; m++)
         {
             uint r = r0 + 2 * m;
-            if (r > s) y[m] = fma(-scratch[base + r * SCRATCH_ROW + s / 4][s % 4], rowS, y[m]);
+            if (r > s) y[m] = fma(-uintBitsToFloat(scratch[base + r * SCRATCH_ROW + s / 4][s % 4]), rowS, y[m]);
         }
     }
     subgroupBarrier();   // every lane has read L_dd
-    [[unroll]] for (uint m = 0; m < 8; m++) scratch[base + (r0 + 2 * m) * SCRATCH_ROW + c / 4][c % 4] = y[m];
+    [[unroll]] for (uint m = 0; m < 8; m++) scratch[base + (r0 + 2 * m) * SCRATCH_ROW + c / 4][c % 4] = floatBitsToUint(y[m]);
     subgroupMemoryBarrierShared();
     subgroupBarrier();
     ACC inverse;
@@ -125,8 +125,8 @@ void main()
         else
         {
             uint at = gl_SubgroupID * SCRATCH_TILE + laneRow() * SCRATCH_ROW + laneColumn() / 4;
-            scratch[at] = vec4(l[0], l[1], l[2], l[3]);
-            scratch[at + 1] = vec4(l[4], l[5], l[6], l[7]);
+            scratch[at] = floatBitsToUint(vec4(l[0], l[1], l[2], l[3]));
+            scratch[at + 1] = floatBitsToUint(vec4(l[4], l[5], l[6], l[7]));
             subgroupMemoryBarrierShared();
             subgroupBarrier();
             xTiles[j] = invertDiagonalTile();
