@@ -217,7 +217,8 @@ public sealed partial class VulkanBackend
     /// backward takes it only for those.</summary>
     internal sealed class ChunkedDeltaRuleSaved : DeltaRuleSaved
     {
-        public required Tensor W, U, UPrime, States;
+        public required Tensor W, U;
+        public required Tensor? UPrime, States;   // null only in a plain forward whose fused state pass formed the outputs
         public required Tensor? Inverse;   // X; null in a plain forward, which does not write it
         public required DeltaRuleProblem Problem;
         private bool _disposed;
@@ -248,12 +249,23 @@ public sealed partial class VulkanBackend
         var p = aligned.Problem(problem);
         output = aligned.Out(output);
         finalState = aligned.OutOrNull(finalState);
-        var saved = NewChunkedIntermediates(p, keep, recorded: problem);
+        // A plain forward's fused state pass forms the outputs itself and keeps neither U' nor the states.
+        bool fused = !keep && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
+        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused);
         try
         {
-            ChunkWy(p, saved.W, saved.U, saved.Inverse);
-            ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState);
-            ChunkOutput("chunk_output", p.Q, p.K, p.Shape, p.Scale, saved.UPrime, saved.States, output);
+            if (fused)
+            {
+                using var scores = Tensor.Empty(this, new Shape(checked((int)(p.Shape.Batch * p.Shape.Heads * ChunkCount(p.Shape))), 2, DeltaRuleChunkSize, DeltaRuleChunkSize), DType.BF16);
+                ChunkWy(p, saved.W, saved.U, saved.Inverse, scores);
+                ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState, (p.Q, scores, output, p.Scale));
+            }
+            else
+            {
+                ChunkWy(p, saved.W, saved.U, saved.Inverse);
+                ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState);
+                ChunkOutput("chunk_output", p.Q, p.K, p.Shape, p.Scale, saved.UPrime!, saved.States, output);
+            }
             aligned.CopyOutputsBack();
         }
         catch
@@ -266,15 +278,17 @@ public sealed partial class VulkanBackend
         return null;
     }
 
-    // X [B H chunks, 64, 64] is only allocated when the backward will read it.
-    private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null)
+    // X [B H chunks, 64, 64] is only allocated when the backward will read it, U' and the states
+    // unless a plain forward's fused state pass does without them.
+    private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null, bool withStates = true)
     {
         var s = p.Shape;
         return new ChunkedDeltaRuleSaved
         {
             W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values),
             Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize)) : null,
-            UPrime = Tensor.Empty(this, s.Values), States = Tensor.Empty(this, ChunkStates(s)), Problem = recorded ?? p,
+            UPrime = withStates ? Tensor.Empty(this, s.Values) : null, States = withStates ? Tensor.Empty(this, ChunkStates(s)) : null,
+            Problem = recorded ?? p,
         };
     }
 
@@ -287,7 +301,7 @@ public sealed partial class VulkanBackend
         var s = p.Shape;
         using var recomputed = kept is null ? NewChunkedIntermediates(p, withInverse: true) : null;
         var f = kept ?? recomputed!;
-        Tensor w = f.W, u = f.U, inverse = f.Inverse!, uPrime = f.UPrime, states = f.States;
+        Tensor w = f.W, u = f.U, inverse = f.Inverse!, uPrime = f.UPrime!, states = f.States!;
         using var dUPrime = Tensor.Empty(this, s.Values);
         using var dStates = Tensor.Empty(this, ChunkStates(s));
         using var dW = Tensor.Empty(this, s.Keys);
@@ -329,8 +343,9 @@ public sealed partial class VulkanBackend
         push.Append(s.ValueDim);
     }
 
-    // chunk_wy.comp: W = X diag(beta) K, U = X diag(beta) V, X = A^-1 kept when 'inverse' is given.
-    private void ChunkWy(DeltaRuleProblem p, Tensor w, Tensor u, Tensor? inverse)
+    // chunk_wy.comp: W = X diag(beta) K, U = X diag(beta) V, X = A^-1 kept when 'inverse' is given;
+    // on fragments also P' = scale (Q K^T ⊙ M) as bf16 parts when 'scores' is given (the fused state pass).
+    private void ChunkWy(DeltaRuleProblem p, Tensor w, Tensor u, Tensor? inverse, Tensor? scores = null)
     {
         var s = p.Shape;
         var push = new PushConstants(stackalloc byte[128]);
@@ -342,13 +357,19 @@ public sealed partial class VulkanBackend
         push.AddressOrZero(inverse);
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
+        push.Address(p.Q);
+        push.AddressOrZero(scores);
+        push.Append(p.Scale);
         var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments") : ChunkKernel("chunk_wy", p.Q);
         Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state.comp: chunk-start states and U' = U - W S^T, sequential over chunks. Half keys are
     // read directly: each stage's loads are in flight while the previous stage computes.
-    private void ChunkState(Tensor k, FastWeightShape s, Tensor? initialState, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
+    // fused (the fragment pass only, DeltaRuleUsesFusedOutput): it also forms the outputs
+    // O = scale Q S^T + P' U' from P' (ChunkWy's scores), and stores U' and the states only where given.
+    private void ChunkState(Tensor k, FastWeightShape s, Tensor? initialState, Tensor w, Tensor u, Tensor? uPrime, Tensor? states, Tensor? finalState,
+        (Tensor Q, Tensor Scores, Tensor Output, float Scale)? fused = null)
     {
         bool tiles = DeltaRuleUsesStateTiles(k.DType, s.KeyDim);
         int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
@@ -356,12 +377,20 @@ public sealed partial class VulkanBackend
         push.Address(k);
         push.Address(w);
         push.Address(u);
-        push.Address(uPrime);
-        push.Address(states);
+        push.AddressOrZero(uPrime);
+        push.AddressOrZero(states);
         push.AddressOrZero(initialState);
         push.AddressOrZero(finalState);
         AppendSizes(ref push, s);
-        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", s)
+        if (fused is { } f)
+        {
+            push.Address(f.Q);
+            push.Address(f.Scores);
+            push.Address(f.Output);
+            push.Append(f.Scale);
+        }
+        else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
+        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", s, fused: fused is not null)
             : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));

@@ -60,6 +60,8 @@
 #                      (chunk_wy_fragments.comp): per-kernel profile and pipeline statistics at T2048 D64 and D128
 #   delta-wy-backward  the chunked delta rule (bf16) with the WY backward on the tile products and on
 #                      fragments: per-kernel profile and pipeline statistics at T2048 D64 and D128
+#   delta-fused-output the chunked delta rule (bf16) with the outputs formed by the output stage and in the
+#                      forward state pass: per-kernel profile and pipeline statistics at T2048 D64 and D128
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
@@ -169,6 +171,9 @@ for section in "$@"; do
     delta-wy-backward) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=$v"
                    FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
                      | grep -E '^(pipeline.*(wy|grad_qk|output|values)|profile|delta)'; done ;;
+    delta-fused-output) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_OUTPUT=$v"
+                   FASTWEIGHTS_DELTA_FUSED_OUTPUT=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
+                     | grep -E '^(pipeline.*(wy|state|output)|profile|delta)'; done ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
   echo "## end $section (exit $?) $(date -u +%T.%N | cut -c1-12)"

@@ -88,12 +88,3 @@ void laneValues(ACC m, out float x[8])
         uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8; \
         scratch[r * ROW + e % 8] = SOURCE.v[(((firstToken) + r) * (stride) + (column0)) / 8 + e % 8]; \
     }
-
-// c += a b with a and b split (three multiplies), or with b exact (two).
-#define MUL_SPLIT(c, aHi, aLo, bHi, bLo) \
-    c = coopMatMulAdd(aHi, bLo, c); \
-    c = coopMatMulAdd(aLo, bHi, c); \
-    c = coopMatMulAdd(aHi, bHi, c)
-#define MUL_EXACT_B(c, aHi, aLo, b) \
-    c = coopMatMulAdd(aLo, b, c); \
-    c = coopMatMulAdd(aHi, b, c)

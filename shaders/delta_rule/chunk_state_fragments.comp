@@ -15,15 +15,26 @@
 // bf16 keys, subgroups of 32. Same inputs, outputs and push constants as chunk_state_tiles.comp.
 // PREFETCH_W=0 (the _lean variant): W's tiles are read right before they are split, not a chunk
 // ahead, which saves 32 registers per invocation at DK = 128.
+// FUSED_OUTPUT=1 (the _fused variants, DK = 64, for a plain forward: VulkanBackend.DeltaRuleFusedOutput)
+// also forms the chunk's outputs for the slice, in place of the output stage (chunk_output_fragments.comp):
+//   O = scale Q S^T + P' U'        (64 x BV; P' = scale (Q K^T ⊙ M) from chunk_wy_fragments.comp)
+// Q S^T shares S^T's fragments with W S^T (Q's fragments read straight from the tensor, a 64-column
+// block at a time), P' is read as bf16 hi and lo fragments, U' from its parts in region2. S and U'
+// are stored only where given (the backward reads them; a plain forward needs neither).
 // Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
 //! variant chunk_state_fragments_k128_v32 -DDK=128 -DBV=32 -O0
 //! variant chunk_state_fragments_k128_v32_lean -DDK=128 -DBV=32 -DPREFETCH_W=0 -O0
+//! variant chunk_state_fragments_k64_v64_fused -DDK=64 -DBV=64 -DFUSED_OUTPUT=1 -O0
+//! variant chunk_state_fragments_k64_v32_fused -DDK=64 -DBV=32 -DFUSED_OUTPUT=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
 #ifndef PREFETCH_W
 #define PREFETCH_W 1
+#endif
+#ifndef FUSED_OUTPUT
+#define FUSED_OUTPUT 0
 #endif
 
 layout(push_constant) uniform Push
@@ -31,14 +42,20 @@ layout(push_constant) uniform Push
     uint64_t k;
     uint64_t w;
     uint64_t u;
-    uint64_t uPrime;        // out
-    uint64_t states;        // out
+    uint64_t uPrime;        // out (FUSED_OUTPUT: 0, not stored)
+    uint64_t states;        // out (FUSED_OUTPUT: 0, not stored)
     uint64_t initialState;  // 0: zeros
     uint64_t finalState;    // 0: not written
     uint t;
     uint heads;
     uint dk;
     uint dv;
+#if FUSED_OUTPUT
+    uint64_t q;
+    uint64_t pPrime;        // P' of each chunk as bf16 hi and lo planes [B H chunks, 2, 64, 64]
+    uint64_t outputs;       // out: O
+    float scale;
+#endif
 } pc;
 
 // State tile j of this subgroup: rows 16 stateTileRow(j) .. of the slice, columns 16 stateTileColumn() ..
@@ -89,15 +106,26 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb = stateTileColumn();
-            coopMatStore(s[j], states.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK, gl_CooperativeMatrixLayoutRowMajor);
+            if (FUSED_OUTPUT == 0 || pc.states != 0ul)
+                coopMatStore(s[j], states.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK, gl_CooperativeMatrixLayoutRowMajor);
             SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
         }
 
         // P = W S^T, one 64-column block of Dk at a time
         ACC p[TOKEN_TILES];
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) p[j] = ACC(0.0);
+#if FUSED_OUTPUT
+        ACC o[TOKEN_TILES];   // scale Q S^T, then O
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) o[j] = ACC(0.0);
+#endif
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
+#if FUSED_OUTPUT
+            FRAG_A queryFrags[4];   // Q's tiles (tokenTileRow, 4 kb + kk)
+            [[unroll]] for (uint kk = 0; kk < 4; kk++)
+                coopMatLoad(queryFrags[kk], Words4Buffer(pc.q).v, ((b * pc.t + t0 + 16 * tokenTileRow()) * keyStride + h * DK + 64 * kb + 16 * kk) / 8,
+                            keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+#endif
             if (kb > 0) barrier();   // the previous block's products are done reading region2
             if (PREFETCH_W == 0)
                 [[unroll]] for (uint i = 0; i < 2; i++)
@@ -118,22 +146,56 @@ void main()
                     p[j] = coopMatMulAdd(wHi, sLo, p[j]);
                     p[j] = coopMatMulAdd(wLo, sHi, p[j]);
                     p[j] = coopMatMulAdd(wHi, sHi, p[j]);
+#if FUSED_OUTPUT
+                    o[j] = coopMatMulAdd(queryFrags[kk], sLo, o[j]);
+                    o[j] = coopMatMulAdd(queryFrags[kk], sHi, o[j]);
+#endif
                 }
         }
         // U' = U - P, stored
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             p[j] = uTiles[j] - p[j];
-            coopMatStore(p[j], uPrime.v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
-                         valueStride, gl_CooperativeMatrixLayoutRowMajor);
+            if (FUSED_OUTPUT == 0 || pc.uPrime != 0ul)
+                coopMatStore(p[j], uPrime.v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
+                             valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
         if (n + 1 < chunks) { FETCH_U(n + 1) }
+#if FUSED_OUTPUT
+        // P' tiles (tokenTileRow, d), d <= tokenTileRow, for O += P' U'
+        FRAG_A scoresHi[4], scoresLo[4];
+        uint scoresOrigin = (bh * chunks + n) * 2 * CHUNK * 8;   // uvec4 of 8 bf16; the lo plane CHUNK * 8 further
+        [[unroll]] for (uint d = 0; d < 4; d++)
+            if (d <= tokenTileRow())
+            {
+                coopMatLoad(scoresHi[d], Words4Buffer(pc.pPrime).v, scoresOrigin + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(scoresLo[d], Words4Buffer(pc.pPrime).v, scoresOrigin + CHUNK * 8 + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
+            }
+#else
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
+#endif
 
         barrier();   // every product is done reading W from region2
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
             SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         barrier();
+#if FUSED_OUTPUT
+        // O = scale Q S^T + P' U' (U' row-major from its parts), stored
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
+        {
+            o[j] = o[j] * pc.scale;
+            [[unroll]] for (uint d = 0; d < 4; d++)
+                if (d <= tokenTileRow())
+                {
+                    FRAG_B uHi, uLo;
+                    LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * d * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    MUL_SPLIT(o[j], scoresHi[d], scoresLo[d], uHi, uLo);
+                }
+            coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
+                         valueStride, gl_CooperativeMatrixLayoutRowMajor);
+        }
+        if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
+#endif
         // S += U'^T K: U'^T (BV x 64) through column-major loads of U' (64 x BV)
         [[unroll]] for (uint tb = 0; tb < 4; tb++)
             [[unroll]] for (uint j = 0; j < STATE_TILES; j++)

@@ -16,7 +16,8 @@
 // 16-byte reads; L, Y and X enter the products as hi and lo bf16 parts in region1 (the diagonal tiles'
 // L stays f32 in their owners' scratch tiles). Preconditions the host checks
 // (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64, Dk and Dv 64 or 128, bf16 keys and
-// values, subgroups of 32. Same push constants, outputs and workgroups as chunk_wy.comp.
+// values, subgroups of 32. Same push constants, outputs and workgroups as chunk_wy.comp, and
+// optionally P' = scale (Q K^T ⊙ M) for the state pass that forms the outputs (FUSED_OUTPUT).
 // Shared memory: region1 L, then X diag(beta) (hi, lo); region2 K's blocks (one per plane), then V's;
 // the scratch tiles; beta.
 //! variant chunk_wy_fragments -O0
@@ -38,6 +39,9 @@ layout(push_constant) uniform Push
     uint dk;
     uint dv;
     uint betaDtype;
+    uint64_t q;         // read when pPrime is given
+    uint64_t pPrime;    // out, 0: not formed; P' = scale (Q K^T ⊙ M) as bf16 hi and lo planes [B H chunks, 2, 64, 64]
+    float scale;
 } pc;
 
 // Copies `count` (1 or 2) consecutive 64-column blocks of a token-major bf16 tensor, from column
@@ -96,6 +100,48 @@ void main()
     Words4Buffer keys = Words4Buffer(pc.k), values = Words4Buffer(pc.v);
 
     if (id < CHUNK) betas[id] = loadAs(pc.beta, pc.betaDtype, (firstToken + id) * pc.heads + h);
+
+    // For the state pass that forms the outputs itself (chunk_state_fragments.comp, FUSED_OUTPUT):
+    // P' = scale (Q K^T ⊙ M), M causal with the diagonal, from Q's and K's blocks copied into region2,
+    // stored as its hi and lo parts, the A operand that pass reads (tiles above the diagonal are never
+    // read and not written).
+    if (pc.pPrime != 0ul)
+    {
+        Words4Buffer queries = Words4Buffer(pc.q), scoresOut = Words4Buffer(pc.pPrime);
+        ACC scores[2];
+        [[unroll]] for (uint j = 0; j < 2; j++) scores[j] = ACC(0.0);
+        for (uint kb = 0; kb < keyBlocks; kb++)
+        {
+            if (kb > 0) barrier();   // the previous block's fragments are read
+            COPY_BLOCKS_TO_REGION2(queries, keys, firstToken, keyStride, h * pc.dk + 64 * kb)
+            barrier();
+            [[unroll]] for (uint j = 0; j < 2; j++)
+                if (tileColumn(j) <= tr)
+                    [[unroll]] for (uint d = 0; d < 4; d++)
+                    {
+                        FRAG_A query;
+                        FRAG_B keyT;   // K^T's tile (d, tc): a column-major load of K's tile (tc, d)
+                        coopMatLoad(query, region2, 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
+                        coopMatLoad(keyT, region2, PLANE + 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                        scores[j] = coopMatMulAdd(query, keyT, scores[j]);
+                    }
+        }
+        uint scoresOrigin = (bh * chunks + n) * 2 * CHUNK * 8;   // uvec4 of 8 bf16; the lo plane CHUNK * 8 further
+        [[unroll]] for (uint j = 0; j < 2; j++)
+            if (tileColumn(j) <= tr)
+            {
+                float x[8];
+                laneValues(scores[j], x);
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] = tileColumn(j) < tr || laneColumn() + e <= laneRow() ? pc.scale * x[e] : 0.0;
+                uvec4 hiPart, loPart;
+                splitBf16(x, hiPart, loPart);
+                uint at = scoresOrigin + (16 * tr + laneRow()) * 8 + (16 * tileColumn(j) + laneColumn()) / 8;
+                scoresOut.v[at] = hiPart;
+                scoresOut.v[at + CHUNK * 8] = loPart;
+            }
+        barrier();   // region2 is read: it takes K's blocks
+    }
+
     COPY_COLUMN_BLOCKS(keys, keyBlocks, firstToken, keyStride, h * pc.dk)
     barrier();
     float laneBeta = betas[16 * tr + laneRow()];

@@ -32,3 +32,12 @@
 #define LOAD_SPLIT(hi, lo, REGION, PLANE, offset, row, LAYOUT) \
     coopMatLoad(hi, REGION, offset, row, LAYOUT); \
     coopMatLoad(lo, REGION, (PLANE) + (offset), row, LAYOUT)
+
+// c += a b with a and b split (three multiplies), or with b exact (two).
+#define MUL_SPLIT(c, aHi, aLo, bHi, bLo) \
+    c = coopMatMulAdd(aHi, bLo, c); \
+    c = coopMatMulAdd(aLo, bHi, c); \
+    c = coopMatMulAdd(aHi, bHi, c)
+#define MUL_EXACT_B(c, aHi, aLo, b) \
+    c = coopMatMulAdd(aLo, b, c); \
+    c = coopMatMulAdd(aHi, b, c)

@@ -132,7 +132,9 @@ public sealed class DeltaRuleTensorCoreTests
     // for the output and the intra-chunk dU', chunk_wy_backward_fragments.comp, chunk_grad_qk_fragments.comp),
     // which take T a multiple of 64 and Dk, Dv of 64 or 128: forward, final state and every gradient with
     // all four, with each alone, and with none (the tile products, chunk_wy_backward.comp), beside both
-    // kinds of state pass and the tile stages' 128-invocation build.
+    // kinds of state pass and the tile stages' 128-invocation build; with all of them, the plain forward's
+    // outputs both formed in the state pass (chunk_state_fragments.comp's _fused variants, Dk = 64) and in
+    // the output stage; and the saving forward with the backward that reads what it kept.
     [TestMethod]
     [DataRow(2, 128, 3, 64, 64)]
     [DataRow(1, 192, 2, 128, 64)]
@@ -142,17 +144,20 @@ public sealed class DeltaRuleTensorCoreTests
     {
         var backend = Vulkan();
         bool previousOutput = backend.DeltaRuleOutputFragments, previousWyForward = backend.DeltaRuleWyFragments, previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
+        bool previousFused = backend.DeltaRuleFusedOutput;
         var previousPass = backend.DeltaRuleStatePass;
         int previousGroup = backend.DeltaRuleTileGroup;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
-            foreach (var (output, forward, wy, grad, pass, group) in new[] { (true, true, true, true, DeltaRuleStatePass.Auto, 256),
-                (true, true, true, true, DeltaRuleStatePass.Tiles, 256), (true, false, false, false, DeltaRuleStatePass.Auto, 256),
-                (false, true, false, false, DeltaRuleStatePass.Auto, 256), (false, false, true, false, DeltaRuleStatePass.Auto, 256),
-                (false, false, false, true, DeltaRuleStatePass.Auto, 256), (false, false, false, false, DeltaRuleStatePass.Auto, 256),
-                (true, true, true, true, DeltaRuleStatePass.Auto, 128) })
+            foreach (var (output, forward, wy, grad, pass, group, fused) in new[] { (true, true, true, true, DeltaRuleStatePass.Auto, 256, true),
+                (true, true, true, true, DeltaRuleStatePass.Auto, 256, false),
+                (true, true, true, true, DeltaRuleStatePass.Tiles, 256, true), (true, false, false, false, DeltaRuleStatePass.Auto, 256, true),
+                (false, true, false, false, DeltaRuleStatePass.Auto, 256, true), (false, false, true, false, DeltaRuleStatePass.Auto, 256, true),
+                (false, false, false, true, DeltaRuleStatePass.Auto, 256, true), (false, false, false, false, DeltaRuleStatePass.Auto, 256, true),
+                (true, true, true, true, DeltaRuleStatePass.Auto, 128, true) })
             {
+                backend.DeltaRuleFusedOutput = fused;
                 backend.DeltaRuleOutputFragments = output;
                 backend.DeltaRuleWyFragments = forward;
                 backend.DeltaRuleWyBackwardFragments = wy;
@@ -163,10 +168,13 @@ public sealed class DeltaRuleTensorCoreTests
                 Assert.AreEqual(output, backend.DeltaRuleUsesOutputFragments(DType.BF16, shape), $"output on fragments {output}");
                 Assert.AreEqual(wy, backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape), $"WY backward on fragments {wy}");
                 Assert.AreEqual(grad, backend.DeltaRuleUsesGradQKFragments(DType.BF16, shape), $"q, k gradients on fragments {grad}");
+                Assert.AreEqual(fused && output && forward && pass == DeltaRuleStatePass.Auto && dk == 64, backend.DeltaRuleUsesFusedOutput(DType.BF16, shape),
+                    $"outputs in the state pass {fused}");
                 Check(backend, b, t, h, dk, dv, AssertNear);
             }
             backend.DeltaRuleTileGroup = previousGroup;
             backend.DeltaRuleOutputFragments = backend.DeltaRuleWyFragments = backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
+            backend.DeltaRuleFusedOutput = true;
             AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "stages on fragments");
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
@@ -176,6 +184,7 @@ public sealed class DeltaRuleTensorCoreTests
         finally
         {
             backend.DeltaRuleOutputFragments = previousOutput; backend.DeltaRuleWyFragments = previousWyForward; backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
+            backend.DeltaRuleFusedOutput = previousFused;
             backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleTileGroup = previousGroup;
         }
     }
@@ -227,5 +236,26 @@ public sealed class DeltaRuleTensorCoreTests
         assert(grads.DV, actual.DV, "dv");
         assert(grads.DBeta, actual.DBeta, "dbeta");
         assert(grads.DS0, actual.DS0, "dInitialState");
+
+        // The saving forward (which stores U' and the states beside what a plain forward writes) and the
+        // backward that reads what it kept.
+        using var inputs = new DeltaRuleChunkedVulkanTests.DeviceInputs(backend, x, DType.BF16, withInitial: true);
+        using var g = new DeltaRuleChunkedVulkanTests.DeviceGradients(backend, x);
+        using var savedOutput = Tensor.Full(backend, x.Values, float.NaN);
+        using var savedFinal = Tensor.Full(backend, x.State, float.NaN);
+        using (var saved = DeltaRule.ForwardSaving(inputs.Q, inputs.K, inputs.V, inputs.Beta, savedOutput, inputs.S0, savedFinal, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked))
+        {
+            Assert.IsNotNull(saved, "the chunked Vulkan forward keeps its intermediates");
+            DeltaRule.Backward(inputs.Q, inputs.K, inputs.V, inputs.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta, inputs.S0, g.DFinal, g.DS0, scale: Scale,
+                algorithm: DeltaRuleAlgorithm.Chunked, saved: saved);
+        }
+        assert(o, savedOutput.ToArray(), "o (saving forward)");
+        assert(final, savedFinal.ToArray(), "final state (saving forward)");
+        var kept = g.Read();
+        assert(grads.DQ, kept.DQ, "dq (saved)");
+        assert(grads.DK, kept.DK, "dk (saved)");
+        assert(grads.DV, kept.DV, "dv (saved)");
+        assert(grads.DBeta, kept.DBeta, "dbeta (saved)");
+        assert(grads.DS0, kept.DS0, "dInitialState (saved)");
     }
 }
