@@ -249,9 +249,9 @@ public sealed partial class VulkanBackend
         var p = aligned.Problem(problem);
         output = aligned.Out(output);
         finalState = aligned.OutOrNull(finalState);
-        // A plain forward's fused state pass forms the outputs itself and keeps neither U' nor the states.
-        bool fused = !keep && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
-        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused);
+        // The fused state pass forms the outputs itself; a plain forward then keeps neither U' nor the states.
+        bool fused = DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
+        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: keep || !fused);
         try
         {
             if (fused)
@@ -451,7 +451,9 @@ public sealed partial class VulkanBackend
         push.Address(dW);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(GradQKKernel(q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+        // The fragment kernel takes (chunk, 64-column block of Dk) along x, the tile kernel the blocks along z.
+        if (DeltaRuleUsesGradQKFragments(q.DType, s)) Dispatch(GradQKKernel(q, s), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
+        else Dispatch(GradQKKernel(q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
     /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent

@@ -48,7 +48,9 @@ layout(push_constant) uniform Push
 
 void main()
 {
-    uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads, kb = gl_WorkGroupID.z;
+    // x: chunk and 64-column block of Dk, the blocks of a chunk adjacent so that they read its dO, U' and
+    // dU' from L2 one after the other
+    uint n = gl_WorkGroupID.x / (pc.keyDim / 64), kb = gl_WorkGroupID.x % (pc.keyDim / 64), bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint chunks = pc.t / CHUNK, tr = tileRow();
     uint keyStride = pc.heads * pc.keyDim, valueStride = pc.heads * pc.valueDim;   // between consecutive tokens
     uint firstToken = b * pc.t + n * CHUNK, keyColumn0 = h * pc.keyDim + 64 * kb;

@@ -15,11 +15,11 @@
 // bf16 keys, subgroups of 32. Same inputs, outputs and push constants as chunk_state_tiles.comp.
 // PREFETCH_W=0 (the _lean variant): W's tiles are read right before they are split, not a chunk
 // ahead, which saves 32 registers per invocation at DK = 128.
-// FUSED_OUTPUT=1 (the _fused variants, DK = 64, for a plain forward: VulkanBackend.DeltaRuleFusedOutput)
+// FUSED_OUTPUT=1 (the _fused variants, DK = 64: VulkanBackend.DeltaRuleFusedOutput)
 // also forms the chunk's outputs for the slice, in place of the output stage (chunk_output_fragments.comp):
 //   O = scale Q S^T + P' U'        (64 x BV; P' = scale (Q K^T ⊙ M) from chunk_wy_fragments.comp)
-// Q S^T shares S^T's fragments with W S^T (Q's fragments read straight from the tensor, a 64-column
-// block at a time), P' is read as bf16 hi and lo fragments, U' from its parts in region2. S and U'
+// Q S^T shares S^T's fragments with W S^T (Q's fragments read straight from the tensor a chunk
+// ahead), P' is read as bf16 hi and lo fragments, U' from its parts in region2. S and U'
 // are stored only where given (the backward reads them; a plain forward needs neither).
 // Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
@@ -91,6 +91,15 @@ void main()
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
         coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
                     valueStride, gl_CooperativeMatrixLayoutRowMajor);
+#if FUSED_OUTPUT
+    FRAG_A queryFrags[KB][4];   // Q's tiles (tokenTileRow, 4 kb + kk) of chunk n, read during chunk n - 1
+#define FETCH_Q(n) \
+    [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint kk = 0; kk < 4; kk++) \
+        coopMatLoad(queryFrags[kb][kk], Words4Buffer(pc.q).v, ((b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * keyStride + h * DK + 64 * kb + 16 * kk) / 8, \
+                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+#else
+#define FETCH_Q(n)
+#endif
 #define FETCH_K(n) \
     [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         coopMatLoad(kFrags[tb], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn()) / 8, \
@@ -98,6 +107,7 @@ void main()
     if (PREFETCH_W != 0) { FETCH_W(0) }
     FETCH_U(0)
     FETCH_K(0)
+    FETCH_Q(0)
 
     [[dont_unroll]] for (uint n = 0; n < chunks; n++)
     {
@@ -120,12 +130,6 @@ void main()
 #endif
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
-#if FUSED_OUTPUT
-            FRAG_A queryFrags[4];   // Q's tiles (tokenTileRow, 4 kb + kk)
-            [[unroll]] for (uint kk = 0; kk < 4; kk++)
-                coopMatLoad(queryFrags[kk], Words4Buffer(pc.q).v, ((b * pc.t + t0 + 16 * tokenTileRow()) * keyStride + h * DK + 64 * kb + 16 * kk) / 8,
-                            keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
-#endif
             if (kb > 0) barrier();   // the previous block's products are done reading region2
             if (PREFETCH_W == 0)
                 [[unroll]] for (uint i = 0; i < 2; i++)
@@ -147,8 +151,8 @@ void main()
                     p[j] = coopMatMulAdd(wLo, sHi, p[j]);
                     p[j] = coopMatMulAdd(wHi, sHi, p[j]);
 #if FUSED_OUTPUT
-                    o[j] = coopMatMulAdd(queryFrags[kk], sLo, o[j]);
-                    o[j] = coopMatMulAdd(queryFrags[kk], sHi, o[j]);
+                    o[j] = coopMatMulAdd(queryFrags[kb][kk], sLo, o[j]);
+                    o[j] = coopMatMulAdd(queryFrags[kb][kk], sHi, o[j]);
 #endif
                 }
         }
@@ -194,6 +198,7 @@ void main()
             coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                          valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
+        if (n + 1 < chunks) { FETCH_Q(n + 1) }
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
 #endif
         // S += U'^T K: U'^T (BV x 64) through column-major loads of U' (64 x BV)

@@ -17,7 +17,8 @@
 // L stays f32 in their owners' scratch tiles). Preconditions the host checks
 // (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64, Dk and Dv 64 or 128, bf16 keys and
 // values, subgroups of 32. Same push constants, outputs and workgroups as chunk_wy.comp, and
-// optionally P' = scale (Q K^T ⊙ M) for the state pass that forms the outputs (FUSED_OUTPUT).
+// optionally, at Dk = 64, P' = scale (Q K^T ⊙ M) for the state pass that forms the outputs
+// (FUSED_OUTPUT), from a copy of Q beside K's.
 // Shared memory: region1 L, then X diag(beta) (hi, lo); region2 K's blocks (one per plane), then V's;
 // the scratch tiles; beta.
 //! variant chunk_wy_fragments -O0
@@ -40,7 +41,7 @@ layout(push_constant) uniform Push
     uint dv;
     uint betaDtype;
     uint64_t q;         // read when pPrime is given
-    uint64_t pPrime;    // out, 0: not formed; P' = scale (Q K^T ⊙ M) as bf16 hi and lo planes [B H chunks, 2, 64, 64]
+    uint64_t pPrime;    // out, 0: not formed (Dk = 64 only); P' = scale (Q K^T ⊙ M) as bf16 hi and lo planes [B H chunks, 2, 64, 64]
     float scale;
 } pc;
 
@@ -101,48 +102,10 @@ void main()
 
     if (id < CHUNK) betas[id] = loadAs(pc.beta, pc.betaDtype, (firstToken + id) * pc.heads + h);
 
-    // For the state pass that forms the outputs itself (chunk_state_fragments.comp, FUSED_OUTPUT):
-    // P' = scale (Q K^T ⊙ M), M causal with the diagonal, from Q's and K's blocks copied into region2,
-    // stored as its hi and lo parts, the A operand that pass reads (tiles above the diagonal are never
-    // read and not written).
-    if (pc.pPrime != 0ul)
-    {
-        Words4Buffer queries = Words4Buffer(pc.q), scoresOut = Words4Buffer(pc.pPrime);
-        ACC scores[2];
-        [[unroll]] for (uint j = 0; j < 2; j++) scores[j] = ACC(0.0);
-        for (uint kb = 0; kb < keyBlocks; kb++)
-        {
-            if (kb > 0) barrier();   // the previous block's fragments are read
-            COPY_BLOCKS_TO_REGION2(queries, keys, firstToken, keyStride, h * pc.dk + 64 * kb)
-            barrier();
-            [[unroll]] for (uint j = 0; j < 2; j++)
-                if (tileColumn(j) <= tr)
-                    [[unroll]] for (uint d = 0; d < 4; d++)
-                    {
-                        FRAG_A query;
-                        FRAG_B keyT;   // K^T's tile (d, tc): a column-major load of K's tile (tc, d)
-                        coopMatLoad(query, region2, 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
-                        coopMatLoad(keyT, region2, PLANE + 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                        scores[j] = coopMatMulAdd(query, keyT, scores[j]);
-                    }
-        }
-        uint scoresOrigin = (bh * chunks + n) * 2 * CHUNK * 8;   // uvec4 of 8 bf16; the lo plane CHUNK * 8 further
-        [[unroll]] for (uint j = 0; j < 2; j++)
-            if (tileColumn(j) <= tr)
-            {
-                float x[8];
-                laneValues(scores[j], x);
-                [[unroll]] for (uint e = 0; e < 8; e++) x[e] = tileColumn(j) < tr || laneColumn() + e <= laneRow() ? pc.scale * x[e] : 0.0;
-                uvec4 hiPart, loPart;
-                splitBf16(x, hiPart, loPart);
-                uint at = scoresOrigin + (16 * tr + laneRow()) * 8 + (16 * tileColumn(j) + laneColumn()) / 8;
-                scoresOut.v[at] = hiPart;
-                scoresOut.v[at + CHUNK * 8] = loPart;
-            }
-        barrier();   // region2 is read: it takes K's blocks
-    }
-
-    COPY_COLUMN_BLOCKS(keys, keyBlocks, firstToken, keyStride, h * pc.dk)
+    // K's blocks into region2's planes; with P' wanted (Dk = 64 only), K into the hi plane and Q into the lo one.
+    bool scoresWanted = pc.pPrime != 0ul;
+    if (scoresWanted) { COPY_BLOCKS_TO_REGION2(keys, Words4Buffer(pc.q), firstToken, keyStride, h * pc.dk) }
+    else { COPY_COLUMN_BLOCKS(keys, keyBlocks, firstToken, keyStride, h * pc.dk) }
     barrier();
     float laneBeta = betas[16 * tr + laneRow()];
 
@@ -154,6 +117,29 @@ void main()
         uint tc = tileColumn(j);
         xTiles[j] = ACC(0.0);
         if (tc > tr) continue;
+        if (scoresWanted)
+        {
+            // For the state pass that forms the outputs itself (chunk_state_fragments.comp, FUSED_OUTPUT):
+            // P' = scale (Q K^T ⊙ M), M causal with the diagonal, stored as its hi and lo parts, the A
+            // operand that pass reads (tiles above the diagonal are never read and not written).
+            ACC scores = ACC(0.0);
+            [[unroll]] for (uint d = 0; d < 4; d++)
+            {
+                FRAG_A query;
+                FRAG_B keyT;   // K^T's tile (d, tc): a column-major load of K's tile (tc, d)
+                coopMatLoad(query, region2, PLANE + 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
+                coopMatLoad(keyT, region2, 16 * tc * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                scores = coopMatMulAdd(query, keyT, scores);
+            }
+            float x[8];
+            laneValues(scores, x);
+            [[unroll]] for (uint e = 0; e < 8; e++) x[e] = tc < tr || laneColumn() + e <= laneRow() ? pc.scale * x[e] : 0.0;
+            uvec4 hiPart, loPart;
+            splitBf16(x, hiPart, loPart);
+            uint at = (bh * chunks + n) * 2 * CHUNK * 8 + (16 * tr + laneRow()) * 8 + (16 * tc + laneColumn()) / 8;   // uvec4 of 8 bf16
+            Words4Buffer(pc.pPrime).v[at] = hiPart;
+            Words4Buffer(pc.pPrime).v[at + CHUNK * 8] = loPart;   // the lo plane
+        }
         ACC gram = ACC(0.0);
         for (uint kb = 0; kb < keyBlocks; kb++)
             [[unroll]] for (uint d = 0; d < 4; d++)
