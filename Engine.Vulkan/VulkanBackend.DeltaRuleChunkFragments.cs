@@ -28,17 +28,19 @@ public sealed partial class VulkanBackend
     /// <summary>Whether chunk_wy of this problem runs on fragments (<see cref="DeltaRuleWyFragments"/>).</summary>
     public bool DeltaRuleUsesWyFragments(DType keys, FastWeightShape s) => DeltaRuleWyFragments && DeltaRuleFragmentStagesFit(keys, s);
 
-    /// <summary>Whether the forward at Dk = 64 forms its outputs inside the state pass on fragments
-    /// (chunk_state_fragments.comp's _fused variants: O = scale Q S^T + P' U' per chunk, with
-    /// P' = scale (Q K^T ⊙ M) from chunk_wy_fragments.comp) instead of in the output stage, where stage 1, the
-    /// state pass and the output stage all run on fragments; a plain forward then stores neither U' nor
-    /// the chunk-start states. True by default; FASTWEIGHTS_DELTA_FUSED_OUTPUT=0, or false here, keeps the
-    /// output stage. H100, B8 H16 T2048 D64 bf16: plain forward 0.548 → 0.481 ms
-    /// (bench/results/2026-12-06-h100-run75.txt); at Dk = 128 the fused pass needed 252 registers, one
-    /// workgroup per SM, and took 1187 us against 546 + 407 for the state pass and the output stage (run 74).</summary>
+    /// <summary>Whether a plain forward (not DeltaRule.ForwardSaving) at Dk = 64 forms its outputs inside
+    /// the state pass on fragments (chunk_state_fragments.comp's _fused variants: O = scale Q S^T + P' U' per
+    /// chunk, with P' = scale (Q K^T ⊙ M) from chunk_wy_fragments.comp) instead of in the output stage, where
+    /// stage 1, the state pass and the output stage all run on fragments; it then stores neither U' nor the
+    /// chunk-start states. True by default; FASTWEIGHTS_DELTA_FUSED_OUTPUT=0, or false here, keeps the output
+    /// stage. H100, B8 H16 T2048 D64 bf16: plain forward 0.548 → 0.481 ms
+    /// (bench/results/2026-12-06-h100-run75.txt). The saving forward keeps the output stage: with U' and
+    /// the states stored the fused pass took 285 us and the training step 1.661 ms against 1.627 (run 76);
+    /// at Dk = 128 the fused pass needed 252 registers, one workgroup per SM, and took 1187 us against
+    /// 546 + 407 for the state pass and the output stage (run 74).</summary>
     public bool DeltaRuleFusedOutput { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_OUTPUT") != "0";
 
-    /// <summary>Whether the forward of this problem forms its outputs in the state pass (<see cref="DeltaRuleFusedOutput"/>).</summary>
+    /// <summary>Whether a plain forward of this problem forms its outputs in the state pass (<see cref="DeltaRuleFusedOutput"/>).</summary>
     public bool DeltaRuleUsesFusedOutput(DType keys, FastWeightShape s) =>
         DeltaRuleFusedOutput && s.KeyDim == 64 && DeltaRuleUsesWyFragments(keys, s) && DeltaRuleUsesOutputFragments(keys, s) && DeltaRuleUsesStateFragments(keys, s);
 

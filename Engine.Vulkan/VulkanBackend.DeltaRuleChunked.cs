@@ -249,9 +249,10 @@ public sealed partial class VulkanBackend
         var p = aligned.Problem(problem);
         output = aligned.Out(output);
         finalState = aligned.OutOrNull(finalState);
-        // The fused state pass forms the outputs itself; a plain forward then keeps neither U' nor the states.
-        bool fused = DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
-        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: keep || !fused);
+        // A plain forward's fused state pass forms the outputs itself and keeps neither U' nor the states
+        // (with both stored for the backward it was slower than the output stage: DeltaRuleFusedOutput).
+        bool fused = !keep && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
+        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused);
         try
         {
             if (fused)

@@ -62,6 +62,8 @@
 #                      fragments: per-kernel profile and pipeline statistics at T2048 D64 and D128
 #   delta-fused-output the chunked delta rule (bf16) with the outputs formed by the output stage and in the
 #                      forward state pass: per-kernel profile and pipeline statistics at T2048 D64 and D128
+#   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
+#                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
@@ -174,6 +176,9 @@ for section in "$@"; do
     delta-fused-output) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_OUTPUT=$v"
                    FASTWEIGHTS_DELTA_FUSED_OUTPUT=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
                      | grep -E '^(pipeline.*(wy|state|output)|profile|delta)'; done ;;
+    delta-fragment-rows) for v in 64 32; do echo "# FASTWEIGHTS_DELTA_FRAGMENT_ROWS=$v"
+                   FASTWEIGHTS_DELTA_FRAGMENT_ROWS=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64 $extra \
+                     | grep -E '^(pipeline.*state|profile|delta)'; done ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
   echo "## end $section (exit $?) $(date -u +%T.%N | cut -c1-12)"

@@ -15,7 +15,7 @@
 // bf16 keys, subgroups of 32. Same inputs, outputs and push constants as chunk_state_tiles.comp.
 // PREFETCH_W=0 (the _lean variant): W's tiles are read right before they are split, not a chunk
 // ahead, which saves 32 registers per invocation at DK = 128.
-// FUSED_OUTPUT=1 (the _fused variants, DK = 64: VulkanBackend.DeltaRuleFusedOutput)
+// FUSED_OUTPUT=1 (the _fused variants, DK = 64, for a plain forward: VulkanBackend.DeltaRuleFusedOutput)
 // also forms the chunk's outputs for the slice, in place of the output stage (chunk_output_fragments.comp):
 //   O = scale Q S^T + P' U'        (64 x BV; P' = scale (Q K^T ⊙ M) from chunk_wy_fragments.comp)
 // Q S^T shares S^T's fragments with W S^T (Q's fragments read straight from the tensor a chunk

@@ -132,9 +132,9 @@ public sealed class DeltaRuleTensorCoreTests
     // for the output and the intra-chunk dU', chunk_wy_backward_fragments.comp, chunk_grad_qk_fragments.comp),
     // which take T a multiple of 64 and Dk, Dv of 64 or 128: forward, final state and every gradient with
     // all four, with each alone, and with none (the tile products, chunk_wy_backward.comp), beside both
-    // kinds of state pass and the tile stages' 128-invocation build; with all of them, the outputs both
-    // formed in the state pass (chunk_state_fragments.comp's _fused variants, Dk = 64) and in the output
-    // stage; the plain forward and the saving forward with the backward that reads what it kept.
+    // kinds of state pass and the tile stages' 128-invocation build; with all of them, the plain forward's
+    // outputs both formed in the state pass (chunk_state_fragments.comp's _fused variants, Dk = 64) and in
+    // the output stage; and the saving forward with the backward that reads what it kept.
     [TestMethod]
     [DataRow(2, 128, 3, 64, 64)]
     [DataRow(1, 192, 2, 128, 64)]
