@@ -349,6 +349,8 @@ public sealed partial class VulkanBackend
     private void ChunkWy(DeltaRuleProblem p, Tensor w, Tensor u, Tensor? inverse, Tensor? scores = null)
     {
         var s = p.Shape;
+        if (scores is not null && (s.KeyDim != 64 || !DeltaRuleUsesWyFragments(p.Q.DType, s)))
+            throw new InvalidOperationException("chunk_wy_fragments forms P' at Dk = 64 only");
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(p.K);
         push.Address(p.V);
