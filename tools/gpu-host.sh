@@ -56,6 +56,7 @@
 #   delta-stage-fragments  the chunked delta rule (bf16) with every parallel stage on the tile products, with
 #                      all but the output stage on accumulator fragments, and with all of them (the default):
 #                      per-kernel profile and pipeline statistics at T2048 D64 and D128
+#   delta-8192 fla-8192 ours and flash-linear-attention's chunked delta rule at B8 H16 T8192 D64 bf16 only
 #   delta-wy-fragments stage 1 of the chunked delta rule (bf16) on the tile products and on fragments
 #                      (chunk_wy_fragments.comp): per-kernel profile and pipeline statistics at T2048 D64 and D128
 #   delta-wy-backward  the chunked delta rule (bf16) with the WY backward on the tile products and on
@@ -137,6 +138,8 @@ for section in "$@"; do
     delta-one) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64 $extra
                $fw bench delta --backend vulkan --dtype f32 --algorithm chunked --shape 8,16,2048,64 $extra ;;
     fla-one) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 ;;
+    delta-8192) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,8192,64 $extra ;;
+    fla-8192) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 8192 64 ;;
     delta-profile) for d in bf16 f32; do FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep -E '^(delta|profile)'; done ;;
     rnn-profile) FASTWEIGHTS_PROFILE=1 $fw bench rnn --backend vulkan --cells lstm --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(Lstm|profile)' ;;
     gemm-sweep) for cfg in "128x256x32 0" "128x256x32 8" "128x256x64 0" "128x256x64 8" "128x128x64 8"; do
