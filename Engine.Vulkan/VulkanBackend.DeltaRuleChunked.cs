@@ -387,6 +387,7 @@ public sealed partial class VulkanBackend
         AppendSizes(ref push, s);
         if (fused is { } f)
         {
+            if (!DeltaRuleUsesStateFragments(k.DType, s)) throw new InvalidOperationException("only the fragment state pass forms the outputs");
             push.Address(f.Q);
             push.Address(f.Scores);
             push.Address(f.Output);
