@@ -92,6 +92,17 @@ if [ -n "${FW_SMI_LOG:-}" ]; then
   smi=$!
   trap 'kill $smi 2>/dev/null' EXIT
 fi
+# delta_profiles SHAPES PIPELINES SETTING...: the chunked delta rule (bf16) at SHAPES once per SETTING
+# (environment assignments, space-separated), each with its per-kernel profile and the pipeline
+# statistics of the kernels matching PIPELINES.
+delta_profiles() {
+  local shapes=$1 pipelines=$2 v; shift 2
+  for v in "$@"; do
+    echo "# $v"
+    env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape "$shapes" $extra \
+      | grep -E "^(pipeline.*$pipelines|profile|delta)"
+  done
+}
 for section in "$@"; do
   echo "## $section $(date -u +%T.%N | cut -c1-12)"
   var="FW_$(echo "$section" | tr 'a-z-' 'A-Z_')_ARGS"
@@ -166,22 +177,14 @@ for section in "$@"; do
                    env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline.*(state|wy)|profile|delta)'; done
                  for v in "FASTWEIGHTS_DELTA_STATE=auto" "FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0"; do echo "# $v"
                    env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra | grep -E '^delta'; done ;;
-    delta-stage-fragments) for v in "FASTWEIGHTS_DELTA_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0 FASTWEIGHTS_DELTA_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0" \
-                     "FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0" "FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=1"; do echo "# $v"
-                   env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
-                     | grep -E '^(pipeline.*(wy|grad_qk|output|values)|profile|delta)'; done ;;
-    delta-wy-fragments) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_WY_FRAGMENTS=$v"
-                   FASTWEIGHTS_DELTA_WY_FRAGMENTS=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
-                     | grep -E '^(pipeline.*wy|profile|delta)'; done ;;
-    delta-wy-backward) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=$v"
-                   FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
-                     | grep -E '^(pipeline.*(wy|grad_qk|output|values)|profile|delta)'; done ;;
-    delta-fused-output) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_OUTPUT=$v"
-                   FASTWEIGHTS_DELTA_FUSED_OUTPUT=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra \
-                     | grep -E '^(pipeline.*(wy|state|output)|profile|delta)'; done ;;
-    delta-fragment-rows) for v in 64 32; do echo "# FASTWEIGHTS_DELTA_FRAGMENT_ROWS=$v"
-                   FASTWEIGHTS_DELTA_FRAGMENT_ROWS=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64 $extra \
-                     | grep -E '^(pipeline.*state|profile|delta)'; done ;;
+    delta-stage-fragments) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|grad_qk|output|values)' \
+                     "FASTWEIGHTS_DELTA_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0 FASTWEIGHTS_DELTA_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0" \
+                     FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=0 FASTWEIGHTS_DELTA_OUTPUT_FRAGMENTS=1 ;;
+    delta-wy-fragments) delta_profiles 8,16,2048,64,8,16,2048,128 wy FASTWEIGHTS_DELTA_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_FRAGMENTS=1 ;;
+    delta-wy-backward) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|grad_qk|output|values)' \
+                     FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=1 ;;
+    delta-fused-output) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_OUTPUT=0 FASTWEIGHTS_DELTA_FUSED_OUTPUT=1 ;;
+    delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
   echo "## end $section (exit $?) $(date -u +%T.%N | cut -c1-12)"

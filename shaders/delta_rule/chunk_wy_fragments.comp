@@ -55,24 +55,14 @@ layout(push_constant) uniform Push
     }
 
 // X_dd = (I + L_dd)^-1 for the subgroup's diagonal tile, whose strictly lower L_dd (f32) is in the
-// subgroup's scratch tile; returns X_dd and leaves it in the scratch. Lane l holds column c = l % 16 of
-// rows r = l / 16 + 2 m (m < 8), y[m]; before step s, y holds row r of X_dd for r <= s and
-// e_r - sum_{s' < s} L_dd[r][s'] X_dd[s'] for r > s; step s takes row s (y[s / 2] of lane 16 (s % 2) + c)
-// through a shuffle and subtracts L_dd[r][s] X_dd[s] from every row r > s.
+// subgroup's scratch tile (subgroup_substitution.glsl); returns X_dd and leaves it in the scratch.
+#include "subgroup_substitution.glsl"
+#define SCRATCH_L(r, s) uintBitsToFloat(scratch[base + (r) * SCRATCH_ROW + (s) / 4][(s) % 4])
 ACC invertDiagonalTile()
 {
     uint base = gl_SubgroupID * SCRATCH_TILE, lane = gl_SubgroupInvocationID, c = lane % 16, r0 = lane / 16;
     float y[8];
-    [[unroll]] for (uint m = 0; m < 8; m++) y[m] = r0 + 2 * m == c ? 1.0 : 0.0;
-    [[unroll]] for (uint s = 0; s < 16; s++)
-    {
-        float rowS = subgroupShuffle(y[s / 2], 16 * (s % 2) + c);
-        [[unroll]] for (uint m = 0; m < 8; m++)
-        {
-            uint r = r0 + 2 * m;
-            if (r > s) y[m] = fma(-uintBitsToFloat(scratch[base + r * SCRATCH_ROW + s / 4][s % 4]), rowS, y[m]);
-        }
-    }
+    SUBGROUP_FORWARD_SUBSTITUTION(y, c, r0, SCRATCH_L)
     subgroupBarrier();   // every lane has read L_dd
     [[unroll]] for (uint m = 0; m < 8; m++) scratch[base + (r0 + 2 * m) * SCRATCH_ROW + c / 4][c % 4] = floatBitsToUint(y[m]);
     subgroupMemoryBarrierShared();

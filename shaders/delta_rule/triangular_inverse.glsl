@@ -33,12 +33,11 @@ shared float blockProducts[BLOCKS - 1][BLOCK][BLOCK];   // P_ij[r][c] of the cur
 #ifdef COOPMAT
 // Stage 1 in subgroups of 32 (the tensor-core builds; their subgroup size is pinned, and the host
 // runs them only where subgroups hold at least 16): subgroup d < 4 inverts block d alone, with no
-// workgroup barrier between the 16 steps. Lane l holds column c = l % 16 of rows r = l / 16 + 2 m
-// (m < 8) in registers, y[m], under the same invariant as below; step s takes row s (y[s / 2] of
-// lane 16 (s % 2) + c) through a shuffle and subtracts L_dd[r][s] X_dd[s] from every row r > s.
-// L_dd is read from square, which keeps it until the block's X_dd is written at the end.
-#extension GL_KHR_shader_subgroup_shuffle : require
+// workgroup barrier between the 16 steps (subgroup_substitution.glsl). L_dd is read from square,
+// which keeps it until the block's X_dd is written at the end.
+#include "subgroup_substitution.glsl"
 
+#define SQUARE_BLOCK_L(r, s) square[d0 + (r)][d0 + (s)]
 void invertDiagonalBlocksInSubgroups()
 {
     uint lane = gl_SubgroupInvocationID, c = lane % 16, r0 = lane / 16;
@@ -46,16 +45,7 @@ void invertDiagonalBlocksInSubgroups()
     {
         uint d0 = BLOCK * d;
         float y[8];
-        [[unroll]] for (uint m = 0; m < 8; m++) y[m] = r0 + 2 * m == c ? 1.0 : 0.0;
-        [[unroll]] for (uint s = 0; s < BLOCK; s++)
-        {
-            float rowS = subgroupShuffle(y[s / 2], 16 * (s % 2) + c);
-            [[unroll]] for (uint m = 0; m < 8; m++)
-            {
-                uint r = r0 + 2 * m;
-                if (r > s) y[m] = fma(-square[d0 + r][d0 + s], rowS, y[m]);
-            }
-        }
+        SUBGROUP_FORWARD_SUBSTITUTION(y, c, r0, SQUARE_BLOCK_L)
         [[unroll]] for (uint m = 0; m < 8; m++) square[d0 + r0 + 2 * m][d0 + c] = y[m];
     }
     barrier();
