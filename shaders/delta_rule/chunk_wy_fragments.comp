@@ -9,9 +9,9 @@
 //   X_BA = -X_BB L_BA X_AA                                 the 64 x 64 inverse from them (A: tiles 0, 1;
 //                                                          B: tiles 2, 3), through Y = L_BA X_AA
 // (for a block lower triangular [[P, 0], [Q, R]] the inverse is [[P^-1, 0], [-R^-1 Q P^-1, R^-1]]).
-// Every tile of X is computed, kept in f32 and stored by the subgroup that owns it (tiles (s / 2,
-// 2 (s % 2) + {0, 1}) of subgroup s: the diagonal tiles by subgroups 0, 2, 5, 7, the level-1 tiles by
-// 2 and 7 (each owns the diagonal tile beside its own), the level-2 ones by 4 and 6).
+// Every tile of X is computed and stored (f32, where the backward keeps X) by the subgroup that owns
+// it (tiles (s / 2, 2 (s % 2) + {0, 1}) of subgroup s: the diagonal tiles by subgroups 0, 2, 5, 7, the
+// level-1 tiles by 2 and 7 (each owns the diagonal tile beside its own), the level-2 ones by 4 and 6).
 // K and V (bf16, exact in one part) are copied into shared memory, 64-column blocks at a time, with
 // 16-byte reads; L, Y and X enter the products as hi and lo bf16 parts in region1 (the diagonal tiles'
 // L stays f32 in their owners' scratch tiles). Preconditions the host checks
@@ -99,14 +99,23 @@ void main()
     barrier();
     float laneBeta = betas[16 * tr + laneRow()];
 
+    // Each tile of X, once formed (f32), goes out to where the backward keeps X and into region1 as
+    // parts; the subgroups keep none in registers (at 85 registers per invocation two workgroups
+    // shared an SM, run 75).
+    uint inverseOrigin = (bh * chunks + n) * CHUNK * CHUNK;
+#define KEEP_X(tile, tc) \
+    if (pc.x != 0ul) coopMatStore(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * (tc), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
+
     // L's tiles on and below the diagonal: beta_i (k_i . k_j) for j < i. Off the diagonal into region1
     // as parts; on it, the owner inverts its tile right away.
-    ACC xTiles[2];   // this subgroup's tiles of X (f32), those on or below the diagonal
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
         uint tc = tileColumn(j);
-        xTiles[j] = ACC(0.0);
-        if (tc > tr) continue;
+        if (tc > tr)
+        {
+            KEEP_X(ACC(0.0), tc)   // X is lower triangular
+            continue;
+        }
         if (scoresWanted)
         {
             // For the state pass that forms the outputs itself (chunk_state_fragments.comp, FUSED_OUTPUT):
@@ -151,8 +160,9 @@ void main()
             scratch[at + 1] = floatBitsToUint(vec4(l[4], l[5], l[6], l[7]));
             subgroupMemoryBarrierShared();
             subgroupBarrier();
-            xTiles[j] = invertDiagonalTile();
-            STORE_TILE_SPLIT(xTiles[j], region1, tr, tc)
+            ACC inverse = invertDiagonalTile();
+            KEEP_X(inverse, tc)
+            STORE_TILE_SPLIT(inverse, region1, tr, tc)
         }
     }
     barrier();
@@ -170,9 +180,10 @@ void main()
             subgroupBarrier();
             ACC product = ACC(0.0);
             MUL_REGION1(product, tr, tr, tr, tr - 1)
-            xTiles[j] = product * -1.0;
+            ACC x = product * -1.0;
+            KEEP_X(x, tr - 1)
             subgroupBarrier();   // every lane has read M
-            STORE_TILE_SPLIT(xTiles[j], region1, tr, tr - 1)
+            STORE_TILE_SPLIT(x, region1, tr, tr - 1)
         }
     barrier();
 
@@ -191,26 +202,36 @@ void main()
         [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(y[j], region1, tr, j)
     }
     barrier();
+    ACC level2Tiles[2];   // X_i0, X_i1: region1's tiles hold Y until every product has read them
     if (level2)
         [[unroll]] for (uint j = 0; j < 2; j++)
         {
             ACC product = ACC(0.0);
             [[unroll]] for (uint k = 2; k < 4; k++)
                 if (k <= tr) MUL_REGION1(product, tr, k, k, j)
-            xTiles[j] = product * -1.0;
+            level2Tiles[j] = product * -1.0;
+            KEEP_X(level2Tiles[j], j)
         }
     barrier();   // region1's X and Y are read: it takes X diag(beta)
 
-    // X (f32) out where the backward keeps it, upper tiles zero; X diag(beta) into region1 as parts.
-    uint inverseOrigin = (bh * chunks + n) * CHUNK * CHUNK;
+    // X diag(beta) into region1 as parts, each lane rewriting its own run of the subgroup's tiles: from
+    // X's parts there (x ~ hi + lo to about 2^-16 relative), or from the level-2 tiles' f32 values.
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
         uint tc = tileColumn(j);
-        if (pc.x != 0ul)
-            coopMatStore(xTiles[j], F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * tc, CHUNK, gl_CooperativeMatrixLayoutRowMajor);
         if (tc > tr) continue;
         float x[8];
-        laneValues(xTiles[j], x);
+        if (level2) laneValues(level2Tiles[j], x);
+        else
+        {
+            uint slot = (16 * tr + laneRow()) * ROW + 2 * tc + laneColumn() / 8;
+            uvec4 hi = region1[slot], lo = region1[PLANE + slot];
+            [[unroll]] for (uint e = 0; e < 8; e++)
+            {
+                uint shift = 16 * (e % 2);
+                x[e] = bf16ToFloat((hi[e / 2] >> shift) & 0xFFFFu) + bf16ToFloat((lo[e / 2] >> shift) & 0xFFFFu);
+            }
+        }
         [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= betas[16 * tc + laneColumn() + e];
         PUT_LANE_SPLIT(region1, tr, tc, x)
     }
