@@ -68,7 +68,11 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the per-chunk gradients of q and k of this problem run on fragments.</summary>
     public bool DeltaRuleUsesGradQKFragments(DType keys, FastWeightShape s) => DeltaRuleGradQKFragments && DeltaRuleFragmentStagesFit(keys, s);
 
-    private ComputeKernel FragmentKernel(string kernel) => Kernels.Get($"delta_rule/{kernel}", [], requiredSubgroupSize: 32, fullSubgroups: true);
+    // Specialisation constant 0 of every kernel on fragments (fragment_types.glsl, SPLIT_OPERANDS): f32
+    // operands as hi and lo bf16 parts, or rounded to bf16 (DeltaRuleCoopMatSplit).
+    private int[] FragmentSpecialization => [DeltaRuleCoopMatSplit ? 1 : 0];
+
+    private ComputeKernel FragmentKernel(string kernel) => Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization, requiredSubgroupSize: 32, fullSubgroups: true);
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
     private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s) =>

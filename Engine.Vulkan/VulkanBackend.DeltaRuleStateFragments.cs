@@ -55,7 +55,7 @@ public sealed partial class VulkanBackend
     {
         int rows = FragmentRows(s.KeyDim);
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", [], requiredSubgroupSize: 32, fullSubgroups: true),
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", FragmentSpecialization, requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }
 }

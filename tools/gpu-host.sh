@@ -63,6 +63,10 @@
 #                      fragments: per-kernel profile and pipeline statistics at T2048 D64 and D128
 #   delta-fused-output the chunked delta rule (bf16) with the outputs formed by the output stage and in the
 #                      forward state pass: per-kernel profile and pipeline statistics at T2048 D64 and D128
+#   delta-operands     the chunked delta rule (bf16) with f32 operands split into two bf16 parts and
+#                      rounded to bf16 (FASTWEIGHTS_DELTA_COOPMAT=bf16): per-kernel profile and pipeline
+#                      statistics at T2048 D64 and D128
+#   delta-rounded      the delta section's four shapes with the operands rounded to bf16
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -184,6 +188,8 @@ for section in "$@"; do
     delta-wy-backward) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|grad_qk|output|values)' \
                      FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=1 ;;
     delta-fused-output) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_OUTPUT=0 FASTWEIGHTS_DELTA_FUSED_OUTPUT=1 ;;
+    delta-operands) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|grad|output|values)' FASTWEIGHTS_DELTA_COOPMAT=split FASTWEIGHTS_DELTA_COOPMAT=bf16 ;;
+    delta-rounded) FASTWEIGHTS_DELTA_COOPMAT=bf16 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac

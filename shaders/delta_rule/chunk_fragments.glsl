@@ -6,6 +6,7 @@
 // fragments read straight from memory; every f32 operand enters as two bf16 parts, hi = bf16(x),
 // lo = bf16(x - hi),
 //   x y ~ x_hi y_hi + x_hi y_lo + x_lo y_hi      (three multiplies; two when y is exact)
+// or, with SPLIT_OPERANDS false (fragment_types.glsl), as hi alone (one multiply),
 // staged in one of two shared regions of 64 x 64 (hi plane, then lo plane; row-major, rows padded
 // by 8 bf16 against bank conflicts). Per-element work on a result (masks, row scalings, row dot
 // products) goes through a per-subgroup f32 scratch tile, after which each lane holds 8 consecutive
@@ -50,22 +51,25 @@ void laneValues(ACC m, out float x[8])
 
 #include "split_bf16.glsl"
 
-// Writes the lane's 8 values of tile (tr, tc) as hi and lo parts into REGION.
-#define PUT_LANE_SPLIT(REGION, tr, tc, x) \
+// Writes the lane's 8 values of tile (tr, tc) as hi and (where split) lo parts into REGION.
+#define PUT_LANE_PARTS(split, REGION, tr, tc, x) \
     { \
         uvec4 hiPart, loPart; \
         splitBf16(x, hiPart, loPart); \
         uint slot = (16 * (tr) + laneRow()) * ROW + 2 * (tc) + laneColumn() / 8; \
         REGION[slot] = hiPart; \
-        REGION[PLANE + slot] = loPart; \
+        if (split) REGION[PLANE + slot] = loPart; \
     }
+#define PUT_LANE_SPLIT(REGION, tr, tc, x) PUT_LANE_PARTS(SPLIT_OPERANDS, REGION, tr, tc, x)
 
-// f32 tile m as hi and lo parts at tile (tr, tc) of REGION (region1 or region2).
-#define STORE_TILE_SPLIT(m, REGION, tr, tc) SPLIT_STORE(m, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW)
+// f32 tile m as hi and (where split) lo parts at tile (tr, tc) of REGION (region1 or region2).
+#define STORE_TILE_PARTS(split, m, REGION, tr, tc) SPLIT_STORE_PARTS(split, m, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW)
+#define STORE_TILE_SPLIT(m, REGION, tr, tc) STORE_TILE_PARTS(SPLIT_OPERANDS, m, REGION, tr, tc)
 
-// hi and lo fragments of tile (tr, tc) of REGION, row-major, or transposed (the tile (tc, tr) of the
-// transpose) through a column-major load.
-#define LOAD_TILE_SPLIT(hi, lo, REGION, tr, tc, LAYOUT) LOAD_SPLIT(hi, lo, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)
+// hi and (where split) lo fragments of tile (tr, tc) of REGION, row-major, or transposed (the tile
+// (tc, tr) of the transpose) through a column-major load.
+#define LOAD_TILE_PARTS(split, hi, lo, REGION, tr, tc, LAYOUT) LOAD_SPLIT_PARTS(split, hi, lo, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)
+#define LOAD_TILE_SPLIT(hi, lo, REGION, tr, tc, LAYOUT) LOAD_TILE_PARTS(SPLIT_OPERANDS, hi, lo, REGION, tr, tc, LAYOUT)
 
 // Copies the 64 x 64 bf16 blocks of two token-major tensors (rows firstToken .., `stride` elements
 // apart, columns column0 ..) into region2: FIRST into its hi plane, SECOND into its lo plane, each row

@@ -99,7 +99,7 @@ void main()
                     {
                         FRAG_B sHi, sLo;
                         LOAD_TILE_SPLIT(sHi, sLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
-                        o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sLo, o[j]);
+                        MUL_LO(o[j], queryFrags[4 * kb + d], sLo);
                         o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
                     }
             }

@@ -108,7 +108,7 @@ void main()
             {
                 FRAG_B sHi, sLo;
                 LOAD_SPLIT(sHi, sLo, region1, REGION1_PLANE, 16 * tokenTileColumn(j) * STATE_ROW + 2 * kb16, STATE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                du[j] = coopMatMulAdd(kFrags[kb16], sLo, du[j]);
+                MUL_LO(du[j], kFrags[kb16], sLo);
                 du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
             }
             coopMatStore(du[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
@@ -119,8 +119,7 @@ void main()
             {
                 FRAG_A oHi, oLo;
                 LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                ds[j] = coopMatMulAdd(oLo, qFrags[j % KB][tb], ds[j]);
-                ds[j] = coopMatMulAdd(oHi, qFrags[j % KB][tb], ds[j]);
+                MUL_EXACT_B(ds[j], oHi, oLo, qFrags[j % KB][tb]);
             }
         if (n > 0) { FETCH_TOKENS(n - 1) }
         if (n == 0 && pc.dInitial == 0ul) break;   // nothing reads the last update
@@ -146,9 +145,7 @@ void main()
                     FRAG_B wHi, wLo;
                     LOAD_SPLIT(uHi, uLo, region1, REGION1_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
                     LOAD_SPLIT(wHi, wLo, region2, REGION2_PLANE, 16 * tb * BLOCK_ROW + 2 * (stateTileColumn(j) % 4), BLOCK_ROW, gl_CooperativeMatrixLayoutRowMajor);
-                    ds[j] = coopMatMulAdd(uHi, wLo, ds[j]);
-                    ds[j] = coopMatMulAdd(uLo, wHi, ds[j]);
-                    ds[j] = coopMatMulAdd(uHi, wHi, ds[j]);
+                    MUL_SPLIT(ds[j], uHi, uLo, wHi, wLo);
                 }
         }
     }

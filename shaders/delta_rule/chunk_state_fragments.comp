@@ -52,7 +52,7 @@ layout(push_constant) uniform Push
     uint dv;
 #if FUSED_OUTPUT
     uint64_t q;
-    uint64_t pPrime;        // P' of each chunk as bf16 hi and lo planes [B H chunks, 2, 64, 64]
+    uint64_t pPrime;        // P' of each chunk as bf16 hi and lo planes [B H chunks, 2, 64, 64] (rounded: hi only)
     uint64_t outputs;       // out: O
     float scale;
 #endif
@@ -147,11 +147,9 @@ void main()
                     // S^T block (64 kb + 16 kk .., 16 vb ..) as column-major S
                     LOAD_SPLIT(sHi, sLo, region1, REGION1_PLANE, 16 * tokenTileColumn(j) * STATE_ROW + 8 * kb + 2 * kk, STATE_ROW,
                                gl_CooperativeMatrixLayoutColumnMajor);
-                    p[j] = coopMatMulAdd(wHi, sLo, p[j]);
-                    p[j] = coopMatMulAdd(wLo, sHi, p[j]);
-                    p[j] = coopMatMulAdd(wHi, sHi, p[j]);
+                    MUL_SPLIT(p[j], wHi, wLo, sHi, sLo);
 #if FUSED_OUTPUT
-                    o[j] = coopMatMulAdd(queryFrags[kb][kk], sLo, o[j]);
+                    MUL_LO(o[j], queryFrags[kb][kk], sLo);
                     o[j] = coopMatMulAdd(queryFrags[kb][kk], sHi, o[j]);
 #endif
                 }
@@ -173,7 +171,7 @@ void main()
             if (d <= tokenTileRow())
             {
                 coopMatLoad(scoresHi[d], Words4Buffer(pc.pPrime).v, scoresOrigin + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
-                coopMatLoad(scoresLo[d], Words4Buffer(pc.pPrime).v, scoresOrigin + CHUNK * 8 + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
+                if (SPLIT_OPERANDS) coopMatLoad(scoresLo[d], Words4Buffer(pc.pPrime).v, scoresOrigin + CHUNK * 8 + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
             }
 #else
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
@@ -207,8 +205,7 @@ void main()
             {
                 FRAG_A uHi, uLo;
                 LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                s[j] = coopMatMulAdd(uLo, kFrags[tb], s[j]);
-                s[j] = coopMatMulAdd(uHi, kFrags[tb], s[j]);
+                MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]);
             }
         if (n + 1 < chunks) { FETCH_K(n + 1) }
     }

@@ -72,14 +72,15 @@ ACC invertDiagonalTile()
     return inverse;
 }
 
-// c += A B for tiles A = (ar, ac) and B = (br, bc) of region1, both split.
+// c += A B for tiles A = (ar, ac) and B = (br, bc) of region1, both split: the inverse's products
+// keep about f32 precision whether or not the kernel rounds its other operands (SPLIT_OPERANDS).
 #define MUL_REGION1(c, ar, ac, br, bc) \
     { \
         FRAG_A aHi, aLo; \
         FRAG_B bHi, bLo; \
-        LOAD_TILE_SPLIT(aHi, aLo, region1, ar, ac, gl_CooperativeMatrixLayoutRowMajor); \
-        LOAD_TILE_SPLIT(bHi, bLo, region1, br, bc, gl_CooperativeMatrixLayoutRowMajor); \
-        MUL_SPLIT(c, aHi, aLo, bHi, bLo); \
+        LOAD_TILE_PARTS(true, aHi, aLo, region1, ar, ac, gl_CooperativeMatrixLayoutRowMajor); \
+        LOAD_TILE_PARTS(true, bHi, bLo, region1, br, bc, gl_CooperativeMatrixLayoutRowMajor); \
+        MUL_SPLIT_PARTS(true, c, aHi, aLo, bHi, bLo); \
     }
 
 void main()
@@ -137,7 +138,7 @@ void main()
             splitBf16(x, hiPart, loPart);
             uint at = (bh * chunks + n) * 2 * CHUNK * 8 + (16 * tr + laneRow()) * 8 + (16 * tc + laneColumn()) / 8;   // uvec4 of 8 bf16
             Words4Buffer(pc.pPrime).v[at] = hiPart;
-            Words4Buffer(pc.pPrime).v[at + CHUNK * 8] = loPart;   // the lo plane
+            if (SPLIT_OPERANDS) Words4Buffer(pc.pPrime).v[at + CHUNK * 8] = loPart;   // the lo plane
         }
         ACC gram = ACC(0.0);
         for (uint kb = 0; kb < keyBlocks; kb++)
@@ -152,7 +153,7 @@ void main()
         float l[8];
         laneValues(gram, l);
         [[unroll]] for (uint e = 0; e < 8; e++) l[e] = tc < tr || laneColumn() + e < laneRow() ? laneBeta * l[e] : 0.0;
-        if (tc < tr) PUT_LANE_SPLIT(region1, tr, tc, l)
+        if (tc < tr) PUT_LANE_PARTS(true, region1, tr, tc, l)
         else
         {
             uint at = gl_SubgroupID * SCRATCH_TILE + laneRow() * SCRATCH_ROW + laneColumn() / 4;
@@ -162,7 +163,7 @@ void main()
             subgroupBarrier();
             ACC inverse = invertDiagonalTile();
             KEEP_X(inverse, tc)
-            STORE_TILE_SPLIT(inverse, region1, tr, tc)
+            STORE_TILE_PARTS(true, inverse, region1, tr, tc)
         }
     }
     barrier();
@@ -175,7 +176,7 @@ void main()
             ACC m = ACC(0.0);
             MUL_REGION1(m, tr, tr - 1, tr - 1, tr - 1)
             subgroupBarrier();   // every lane has read L_i,i-1
-            STORE_TILE_SPLIT(m, region1, tr, tr - 1)
+            STORE_TILE_PARTS(true, m, region1, tr, tr - 1)
             subgroupMemoryBarrierShared();
             subgroupBarrier();
             ACC product = ACC(0.0);
@@ -183,7 +184,7 @@ void main()
             ACC x = product * -1.0;
             KEEP_X(x, tr - 1)
             subgroupBarrier();   // every lane has read M
-            STORE_TILE_SPLIT(x, region1, tr, tr - 1)
+            STORE_TILE_PARTS(true, x, region1, tr, tr - 1)
         }
     barrier();
 
@@ -199,7 +200,7 @@ void main()
             [[unroll]] for (uint k = j; k < 2; k++) MUL_REGION1(y[j], tr, k, k, j)
         }
         subgroupBarrier();   // every lane has read L_i0 and L_i1
-        [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(y[j], region1, tr, j)
+        [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_PARTS(true, y[j], region1, tr, j)
     }
     barrier();
     ACC level2Tiles[2];   // X_i0, X_i1: region1's tiles hold Y until every product has read them

@@ -17,27 +17,47 @@
 #define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
 #define FRAG_B coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
 
-// Stores f32 tile m as its hi and lo parts, row-major from uvec4 `first` of REGION (whose lo plane
-// starts at PLANE; row stride `row` uvec4).
-#define SPLIT_STORE(m, REGION, PLANE, first, row) \
+// Whether f32 operands enter the products as hi and lo parts (true, the default: x y to about f32
+// precision, three multiplies per product) or rounded to bf16, hi only (false: one multiply and half
+// the shared-memory traffic; about 1e-2 norm-wise, the precision flash-linear-attention keeps).
+// Specialisation constant 0 of every kernel on fragments (VulkanBackend.DeltaRuleCoopMatSplit). The
+// _PARTS forms take the choice as an argument, for products that always split (the 16 x 16 inverse
+// of chunk_wy_fragments.comp).
+layout(constant_id = 0) const bool SPLIT_OPERANDS = true;
+
+// Stores f32 tile m as its hi and, where split, lo parts, row-major from uvec4 `first` of REGION
+// (whose lo plane starts at PLANE; row stride `row` uvec4).
+#define SPLIT_STORE_PARTS(split, m, REGION, PLANE, first, row) \
     { \
         ACC_BF16 hiPart = ACC_BF16(m); \
-        ACC_BF16 loPart = ACC_BF16((m) - ACC(hiPart)); \
         coopMatStore(hiPart, REGION, first, row, gl_CooperativeMatrixLayoutRowMajor); \
-        coopMatStore(loPart, REGION, (PLANE) + (first), row, gl_CooperativeMatrixLayoutRowMajor); \
+        if (split) \
+        { \
+            ACC_BF16 loPart = ACC_BF16((m) - ACC(hiPart)); \
+            coopMatStore(loPart, REGION, (PLANE) + (first), row, gl_CooperativeMatrixLayoutRowMajor); \
+        } \
     }
+#define SPLIT_STORE(m, REGION, PLANE, first, row) SPLIT_STORE_PARTS(SPLIT_OPERANDS, m, REGION, PLANE, first, row)
 
-// The hi and lo fragments of a 16 x 16 block at uvec4 `offset` of REGION's planes (LAYOUT: the
-// cooperative-matrix layout constant, row- or column-major).
-#define LOAD_SPLIT(hi, lo, REGION, PLANE, offset, row, LAYOUT) \
+// The hi and (where split) lo fragments of a 16 x 16 block at uvec4 `offset` of REGION's planes
+// (LAYOUT: the cooperative-matrix layout constant, row- or column-major). Rounded, lo is left unset
+// and nothing reads it.
+#define LOAD_SPLIT_PARTS(split, hi, lo, REGION, PLANE, offset, row, LAYOUT) \
     coopMatLoad(hi, REGION, offset, row, LAYOUT); \
-    coopMatLoad(lo, REGION, (PLANE) + (offset), row, LAYOUT)
+    if (split) coopMatLoad(lo, REGION, (PLANE) + (offset), row, LAYOUT)
+#define LOAD_SPLIT(hi, lo, REGION, PLANE, offset, row, LAYOUT) LOAD_SPLIT_PARTS(SPLIT_OPERANDS, hi, lo, REGION, PLANE, offset, row, LAYOUT)
 
-// c += a b with a and b split (three multiplies), or with b exact (two).
-#define MUL_SPLIT(c, aHi, aLo, bHi, bLo) \
-    c = coopMatMulAdd(aHi, bLo, c); \
-    c = coopMatMulAdd(aLo, bHi, c); \
+// c += a b with a and b split (three multiplies; one, hi by hi, rounded), with b exact (two; one),
+// or with a exact (MUL_LO: the b_lo term, which the caller adds to its a b_hi).
+#define MUL_SPLIT_PARTS(split, c, aHi, aLo, bHi, bLo) \
+    if (split) \
+    { \
+        c = coopMatMulAdd(aHi, bLo, c); \
+        c = coopMatMulAdd(aLo, bHi, c); \
+    } \
     c = coopMatMulAdd(aHi, bHi, c)
+#define MUL_SPLIT(c, aHi, aLo, bHi, bLo) MUL_SPLIT_PARTS(SPLIT_OPERANDS, c, aHi, aLo, bHi, bLo)
 #define MUL_EXACT_B(c, aHi, aLo, b) \
-    c = coopMatMulAdd(aLo, b, c); \
+    if (SPLIT_OPERANDS) c = coopMatMulAdd(aLo, b, c); \
     c = coopMatMulAdd(aHi, b, c)
+#define MUL_LO(c, a, bLo) if (SPLIT_OPERANDS) c = coopMatMulAdd(a, bLo, c)

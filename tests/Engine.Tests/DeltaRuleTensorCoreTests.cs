@@ -87,16 +87,22 @@ public sealed class DeltaRuleTensorCoreTests
     // The state passes on accumulator fragments (chunk_state_fragments.comp, chunk_state_backward_fragments.comp),
     // which take T a multiple of 64, Dk 64 or 128 and Dv a multiple of their rows per workgroup (64 or
     // 32 at Dk = 64, 32 at Dk = 128): forward, final state and every gradient with both passes on
-    // fragments, with the forward one only, and with the tile passes on the same inputs.
+    // fragments, with the forward one only, and with the tile passes on the same inputs; split (the
+    // portable tolerance) and rounded (1e-2 norm-wise: DeltaRuleCoopMatSplit reaches the fragment
+    // passes through their specialisation constant).
     [TestMethod]
-    [DataRow(2, 128, 2, 64, 64, 64)]
-    [DataRow(1, 192, 3, 64, 96, 32)]
-    [DataRow(1, 64, 1, 64, 32, 32)]
-    [DataRow(2, 128, 2, 128, 96, 0)]
-    [DataRow(1, 256, 1, 128, 128, 0)]
-    public void StateFragmentsMatchReference(int b, int t, int h, int dk, int dv, int rows)
+    [DataRow(2, 128, 2, 64, 64, 64, true)]
+    [DataRow(1, 192, 3, 64, 96, 32, true)]
+    [DataRow(1, 64, 1, 64, 32, 32, true)]
+    [DataRow(2, 128, 2, 128, 96, 0, true)]
+    [DataRow(1, 256, 1, 128, 128, 0, true)]
+    [DataRow(1, 192, 3, 64, 96, 32, false)]
+    [DataRow(1, 256, 1, 128, 128, 0, false)]
+    public void StateFragmentsMatchReference(int b, int t, int h, int dk, int dv, int rows, bool split)
     {
         var backend = Vulkan();
+        bool previousSplit = backend.DeltaRuleCoopMatSplit;
+        backend.DeltaRuleCoopMatSplit = split;
         var previousPass = backend.DeltaRuleStatePass;
         int previousRows = backend.DeltaRuleStateFragmentRows;
         bool previousBackward = backend.DeltaRuleBackwardFragments, previousLean = backend.DeltaRuleStateFragmentsLean;
@@ -114,7 +120,7 @@ public sealed class DeltaRuleTensorCoreTests
                 backend.DeltaRuleBackwardFragments = backwardFragments;
                 backend.DeltaRuleStateFragmentsLean = lean;
                 Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
-                Check(backend, b, t, h, dk, dv, AssertNear);
+                Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
                 AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, $"{pass}, backward fragments {backwardFragments}, lean {lean}");
             }
             backend.DeltaRuleStatePass = DeltaRuleStatePass.Auto;
@@ -124,7 +130,7 @@ public sealed class DeltaRuleTensorCoreTests
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
         }
         finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
-            backend.DeltaRuleStateFragmentsLean = previousLean; }
+            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
@@ -134,15 +140,20 @@ public sealed class DeltaRuleTensorCoreTests
     // all four, with each alone, and with none (the tile products, chunk_wy_backward.comp), beside both
     // kinds of state pass and the tile stages' 128-invocation build; with all of them, the plain forward's
     // outputs both formed in the state pass (chunk_state_fragments.comp's _fused variants, Dk = 64) and in
-    // the output stage; and the saving forward with the backward that reads what it kept.
+    // the output stage; and the saving forward with the backward that reads what it kept. Split (the
+    // portable tolerance) and rounded (1e-2 norm-wise; the inverse in chunk_wy_fragments.comp splits in both).
     [TestMethod]
-    [DataRow(2, 128, 3, 64, 64)]
-    [DataRow(1, 192, 2, 128, 64)]
-    [DataRow(1, 128, 2, 64, 128)]
-    [DataRow(2, 256, 1, 128, 128)]
-    public void FragmentStagesMatchReference(int b, int t, int h, int dk, int dv)
+    [DataRow(2, 128, 3, 64, 64, true)]
+    [DataRow(1, 192, 2, 128, 64, true)]
+    [DataRow(1, 128, 2, 64, 128, true)]
+    [DataRow(2, 256, 1, 128, 128, true)]
+    [DataRow(2, 128, 3, 64, 64, false)]
+    [DataRow(2, 256, 1, 128, 128, false)]
+    public void FragmentStagesMatchReference(int b, int t, int h, int dk, int dv, bool split)
     {
         var backend = Vulkan();
+        bool previousSplit = backend.DeltaRuleCoopMatSplit;
+        backend.DeltaRuleCoopMatSplit = split;
         bool previousOutput = backend.DeltaRuleOutputFragments, previousWyForward = backend.DeltaRuleWyFragments, previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
         bool previousFused = backend.DeltaRuleFusedOutput;
         var previousPass = backend.DeltaRuleStatePass;
@@ -170,7 +181,7 @@ public sealed class DeltaRuleTensorCoreTests
                 Assert.AreEqual(grad, backend.DeltaRuleUsesGradQKFragments(DType.BF16, shape), $"q, k gradients on fragments {grad}");
                 Assert.AreEqual(fused && output && forward && pass == DeltaRuleStatePass.Auto && dk == 64, backend.DeltaRuleUsesFusedOutput(DType.BF16, shape),
                     $"outputs in the state pass {fused}");
-                Check(backend, b, t, h, dk, dv, AssertNear);
+                Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
             }
             backend.DeltaRuleTileGroup = previousGroup;
             backend.DeltaRuleOutputFragments = backend.DeltaRuleWyFragments = backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
@@ -184,7 +195,7 @@ public sealed class DeltaRuleTensorCoreTests
         finally
         {
             backend.DeltaRuleOutputFragments = previousOutput; backend.DeltaRuleWyFragments = previousWyForward; backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
-            backend.DeltaRuleFusedOutput = previousFused;
+            backend.DeltaRuleFusedOutput = previousFused; backend.DeltaRuleCoopMatSplit = previousSplit;
             backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleTileGroup = previousGroup;
         }
     }
