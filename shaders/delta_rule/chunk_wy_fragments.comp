@@ -101,8 +101,8 @@ void main()
     float laneBeta = betas[16 * tr + laneRow()];
 
     // Each tile of X, once formed (f32), goes out to where the backward keeps X and into region1 as
-    // parts; the subgroups keep none in registers (at 85 registers per invocation two workgroups
-    // shared an SM, run 75).
+    // parts; the subgroups keep none in registers: 68 registers per invocation against 85, with no
+    // measurable change in time (bench/results/2026-12-06-h100-run79.txt).
     uint inverseOrigin = (bh * chunks + n) * CHUNK * CHUNK;
 #define KEEP_X(tile, tc) \
     if (pc.x != 0ul) coopMatStore(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * (tc), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
