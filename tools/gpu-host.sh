@@ -83,6 +83,7 @@ export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/n
 export PYTHONUNBUFFERED=1
 fw=/tmp/app/pub/cli/fastweights
 tests=/tmp/app/pub/tests/Engine.Tests
+issue_shapes=8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128   # #3's B8 H16 T2048 / 8192 D64 / 128
 # tests-a's classes (name prefixes); tests-b takes every other class
 first_half="" other_half=""
 for c in Cpu DeltaRule FeatureMap GemmTests LinearAttention; do
@@ -124,7 +125,7 @@ for section in "$@"; do
           FASTWEIGHTS_GEMM_SPECIALISE=0 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 --cm2-tiles 128x256x32 $extra
           FASTWEIGHTS_GEMM_SPECIALISE=0 FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra ;;
     torch-gemm) python3 bench/peers/torch_gemm.py 4096 8192 $extra ;;
-    delta) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra
+    delta) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra
            $fw bench delta --backend vulkan --dtype f32 --shape 8,16,2048,64 $extra ;;
     fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 4 8 1024 64 ;;
     rnn) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 $extra
@@ -189,7 +190,7 @@ for section in "$@"; do
                      FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=0 FASTWEIGHTS_DELTA_WY_BACKWARD_FRAGMENTS=1 ;;
     delta-fused-output) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_OUTPUT=0 FASTWEIGHTS_DELTA_FUSED_OUTPUT=1 ;;
     delta-operands) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|grad|output|values)' FASTWEIGHTS_DELTA_COOPMAT=split FASTWEIGHTS_DELTA_COOPMAT=bf16 ;;
-    delta-rounded) FASTWEIGHTS_DELTA_COOPMAT=bf16 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128 $extra ;;
+    delta-rounded) FASTWEIGHTS_DELTA_COOPMAT=bf16 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
