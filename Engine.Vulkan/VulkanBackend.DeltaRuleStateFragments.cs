@@ -48,6 +48,11 @@ public sealed partial class VulkanBackend
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
     public bool DeltaRuleBackwardFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS") != "0";
 
+    // Specialisation constant 1 of the state passes on fragments (state_fragments.glsl, PROBE): a timing
+    // experiment that leaves out kinds of work (FASTWEIGHTS_DELTA_PROBE, a bit mask; 0, the default,
+    // leaves out nothing). Any other value gives wrong results.
+    private static readonly int StateProbe = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_PROBE"), out int probe) ? probe : 0;
+
     // chunk_state_fragments / chunk_state_backward_fragments for this problem and its workgroups along Dv
     // (same push constants as the tile passes).
     // fused: the forward pass's variant that also forms the outputs (chunk_state_fragments.comp, FUSED_OUTPUT).
@@ -55,7 +60,7 @@ public sealed partial class VulkanBackend
     {
         int rows = FragmentRows(s.KeyDim);
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", FragmentSpecialization, requiredSubgroupSize: 32, fullSubgroups: true),
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", [.. FragmentSpecialization, StateProbe], requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }
 }

@@ -85,19 +85,19 @@ void main()
     [[dont_unroll]] for (int nn = int(chunks) - 1; nn >= 0; nn--)
     {
         uint n = uint(nn);
-        barrier();   // the previous chunk's update is done reading both regions
+        CHUNK_BARRIER();   // the previous chunk's update is done reading both regions
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb16 = stateTileColumn(j);
-            coopMatStore(ds[j], dStates.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK, gl_CooperativeMatrixLayoutRowMajor);
-            SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
+            if (PROBE_STORES) coopMatStore(ds[j], dStates.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK, gl_CooperativeMatrixLayoutRowMajor);
+            if (PROBE_STAGING) SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
         }
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             ACC scaled = dOutTiles[j] * pc.scale;
-            SPLIT_STORE(scaled, region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+            if (PROBE_STAGING) SPLIT_STORE(scaled, region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         }
-        barrier();
+        CHUNK_BARRIER();
 
         // dU' = dU'_local + K dS_C^T, stored in place
         ACC du[TOKEN_TILES];
@@ -108,10 +108,13 @@ void main()
             {
                 FRAG_B sHi, sLo;
                 LOAD_SPLIT(sHi, sLo, region1, REGION1_PLANE, 16 * tokenTileColumn(j) * STATE_ROW + 2 * kb16, STATE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                MUL_LO(du[j], kFrags[kb16], sLo);
-                du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
+                if (PROBE_PRODUCTS)
+                {
+                    MUL_LO(du[j], kFrags[kb16], sLo);
+                    du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
+                }
             }
-            coopMatStore(du[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+            if (PROBE_STORES) coopMatStore(du[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
         // dS += dO'^T Q (dO'^T through column-major loads of dO')
         [[unroll]] for (uint tb = 0; tb < 4; tb++)
@@ -119,25 +122,25 @@ void main()
             {
                 FRAG_A oHi, oLo;
                 LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                MUL_EXACT_B(ds[j], oHi, oLo, qFrags[j % KB][tb]);
+                if (PROBE_PRODUCTS) { MUL_EXACT_B(ds[j], oHi, oLo, qFrags[j % KB][tb]); }
             }
-        if (n > 0) { FETCH_TOKENS(n - 1) }
+        if (PROBE_FETCHES && n > 0) { FETCH_TOKENS(n - 1) }
         if (n == 0 && pc.dInitial == 0ul) break;   // nothing reads the last update
 
-        barrier();   // both regions are read
+        CHUNK_BARRIER();   // both regions are read
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             ACC negated = du[j] * -1.0;
-            SPLIT_STORE(negated, region1, REGION1_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+            if (PROBE_STAGING) SPLIT_STORE(negated, region1, REGION1_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         }
         // dS -= dU'^T W, one 64-column block of W at a time
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
-            if (kb > 0) barrier();   // the previous block's products are done reading region2
+            if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
             [[unroll]] for (uint i = 0; i < 2; i++)
-                SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
-            if (kb + 1 == KB && n > 0) { FETCH_W(n - 1) }
-            barrier();
+                if (PROBE_STAGING) SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
+            if (PROBE_FETCHES && kb + 1 == KB && n > 0) { FETCH_W(n - 1) }
+            CHUNK_BARRIER();
             [[unroll]] for (uint tb = 0; tb < 4; tb++)
                 [[unroll]] for (uint j = kb; j < STATE_TILES; j += KB)
                 {
@@ -145,7 +148,7 @@ void main()
                     FRAG_B wHi, wLo;
                     LOAD_SPLIT(uHi, uLo, region1, REGION1_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
                     LOAD_SPLIT(wHi, wLo, region2, REGION2_PLANE, 16 * tb * BLOCK_ROW + 2 * (stateTileColumn(j) % 4), BLOCK_ROW, gl_CooperativeMatrixLayoutRowMajor);
-                    MUL_SPLIT(ds[j], uHi, uLo, wHi, wLo);
+                    if (PROBE_PRODUCTS) { MUL_SPLIT(ds[j], uHi, uLo, wHi, wLo); }
                 }
         }
     }

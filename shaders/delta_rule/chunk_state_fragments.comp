@@ -112,13 +112,13 @@ void main()
     [[dont_unroll]] for (uint n = 0; n < chunks; n++)
     {
         uint t0 = n * CHUNK;
-        barrier();   // the previous chunk's update is done reading region2 (U')
+        CHUNK_BARRIER();   // the previous chunk's update is done reading region2 (U')
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb = stateTileColumn();
-            if (FUSED_OUTPUT == 0 || pc.states != 0ul)
+            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul))
                 coopMatStore(s[j], states.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK, gl_CooperativeMatrixLayoutRowMajor);
-            SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
+            if (PROBE_STAGING) SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
         }
 
         // P = W S^T, one 64-column block of Dk at a time
@@ -130,14 +130,14 @@ void main()
 #endif
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
-            if (kb > 0) barrier();   // the previous block's products are done reading region2
-            if (PREFETCH_W == 0)
+            if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
+            if (PREFETCH_W == 0 && (PROBE_FETCHES || n == 0))
                 [[unroll]] for (uint i = 0; i < 2; i++)
                     LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + t0, keyStride, h * DK, kb, i);
             [[unroll]] for (uint i = 0; i < 2; i++)
-                SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
-            if (PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
-            barrier();
+                if (PROBE_STAGING) SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
+            if (PROBE_FETCHES && PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
+            CHUNK_BARRIER();
             [[unroll]] for (uint kk = 0; kk < 4; kk++)
                 [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
                 {
@@ -147,28 +147,31 @@ void main()
                     // S^T block (64 kb + 16 kk .., 16 vb ..) as column-major S
                     LOAD_SPLIT(sHi, sLo, region1, REGION1_PLANE, 16 * tokenTileColumn(j) * STATE_ROW + 8 * kb + 2 * kk, STATE_ROW,
                                gl_CooperativeMatrixLayoutColumnMajor);
-                    MUL_SPLIT(p[j], wHi, wLo, sHi, sLo);
+                    if (PROBE_PRODUCTS)
+                    {
+                        MUL_SPLIT(p[j], wHi, wLo, sHi, sLo);
 #if FUSED_OUTPUT
-                    MUL_LO(o[j], queryFrags[kb][kk], sLo);
-                    o[j] = coopMatMulAdd(queryFrags[kb][kk], sHi, o[j]);
+                        MUL_LO(o[j], queryFrags[kb][kk], sLo);
+                        o[j] = coopMatMulAdd(queryFrags[kb][kk], sHi, o[j]);
 #endif
+                    }
                 }
         }
         // U' = U - P, stored
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             p[j] = uTiles[j] - p[j];
-            if (FUSED_OUTPUT == 0 || pc.uPrime != 0ul)
+            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul))
                 coopMatStore(p[j], uPrime.v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                              valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
-        if (n + 1 < chunks) { FETCH_U(n + 1) }
+        if (PROBE_FETCHES && n + 1 < chunks) { FETCH_U(n + 1) }
 #if FUSED_OUTPUT
         // P' tiles (tokenTileRow, d), d <= tokenTileRow, for O += P' U'
         FRAG_A scoresHi[4], scoresLo[4];
         uint scoresOrigin = (bh * chunks + n) * 2 * CHUNK * 8;   // uvec4 of 8 bf16; the lo plane CHUNK * 8 further
         [[unroll]] for (uint d = 0; d < 4; d++)
-            if (d <= tokenTileRow())
+            if (d <= tokenTileRow() && (PROBE_FETCHES || n == 0))
             {
                 coopMatLoad(scoresHi[d], Words4Buffer(pc.pPrime).v, scoresOrigin + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
                 if (SPLIT_OPERANDS) coopMatLoad(scoresLo[d], Words4Buffer(pc.pPrime).v, scoresOrigin + CHUNK * 8 + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
@@ -177,10 +180,10 @@ void main()
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
 #endif
 
-        barrier();   // every product is done reading W from region2
+        CHUNK_BARRIER();   // every product is done reading W from region2
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
-            SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
-        barrier();
+            if (PROBE_STAGING) SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+        CHUNK_BARRIER();
 #if FUSED_OUTPUT
         // O = scale Q S^T + P' U' (U' row-major from its parts), stored
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
@@ -191,12 +194,12 @@ void main()
                 {
                     FRAG_B uHi, uLo;
                     LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * d * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
-                    MUL_SPLIT(o[j], scoresHi[d], scoresLo[d], uHi, uLo);
+                    if (PROBE_PRODUCTS) { MUL_SPLIT(o[j], scoresHi[d], scoresLo[d], uHi, uLo); }
                 }
-            coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
+            if (PROBE_STORES) coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                          valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
-        if (n + 1 < chunks) { FETCH_Q(n + 1) }
+        if (PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
 #endif
         // S += U'^T K: U'^T (BV x 64) through column-major loads of U' (64 x BV)
@@ -205,9 +208,9 @@ void main()
             {
                 FRAG_A uHi, uLo;
                 LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]);
+                if (PROBE_PRODUCTS) { MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]); }
             }
-        if (n + 1 < chunks) { FETCH_K(n + 1) }
+        if (PROBE_FETCHES && n + 1 < chunks) { FETCH_K(n + 1) }
     }
     if (pc.finalState != 0ul)
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)

@@ -30,6 +30,18 @@
 layout(local_size_x = 256) in;
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
 
+// Timing probe (specialisation constant 1, FASTWEIGHTS_DELTA_PROBE; for experiments only, the results
+// are wrong whenever it is nonzero): each bit leaves out one kind of work of the chunk loop, so the
+// time that goes with it shows: 1 the global stores, 2 the next chunk's global reads (registers keep
+// the first chunk's), 4 the barriers, 8 the products, 16 the stores into shared memory.
+layout(constant_id = 1) const uint PROBE = 0;
+#define PROBE_STORES ((PROBE & 1u) == 0u)
+#define PROBE_FETCHES ((PROBE & 2u) == 0u)
+#define PROBE_BARRIERS ((PROBE & 4u) == 0u)
+#define PROBE_PRODUCTS ((PROBE & 8u) == 0u)
+#define PROBE_STAGING ((PROBE & 16u) == 0u)
+#define CHUNK_BARRIER() if (PROBE_BARRIERS) barrier()
+
 shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
 shared uvec4 region2[2 * REGION2_PLANE];
 
