@@ -48,6 +48,12 @@ public sealed partial class VulkanBackend
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
     public bool DeltaRuleBackwardFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS") != "0";
 
+    /// <summary>Whether the state passes on fragments issue each global read of the next chunk as soon as
+    /// the registers it fills are free (true, the default; FASTWEIGHTS_DELTA_EARLY_FETCH=0 takes the order
+    /// of the run-79 kernels): loads into registers have to complete before the loop's back edge, so a
+    /// read issued late in a chunk waits out its latency there (state_fragments.glsl, EARLY_FETCH).</summary>
+    public bool DeltaRuleStateEarlyFetch { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_EARLY_FETCH") != "0";
+
     // Specialisation constant 1 of the state passes on fragments (state_fragments.glsl, PROBE): a timing
     // experiment that leaves out kinds of work (FASTWEIGHTS_DELTA_PROBE, a bit mask; 0, the default,
     // leaves out nothing). Any other value gives wrong results.
@@ -60,7 +66,7 @@ public sealed partial class VulkanBackend
     {
         int rows = FragmentRows(s.KeyDim);
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", [.. FragmentSpecialization, StateProbe], requiredSubgroupSize: 32, fullSubgroups: true),
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", [.. FragmentSpecialization, StateProbe, DeltaRuleStateEarlyFetch ? 1 : 0], requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }
 }

@@ -104,14 +104,35 @@ void main()
     [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         coopMatLoad(kFrags[tb], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn()) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+    // Lean: W's block tiles of chunk n (rows from firstRow), one 64-column block at a time.
+#define LOAD_W_BLOCK(n, kb) \
+    [[unroll]] for (uint i = 0; i < 2; i++) \
+        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+    // S += U'^T K of the chunk whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
+    // through column-major loads of U' (64 x BV).
+#define UPDATE_STATE() \
+    [[unroll]] for (uint tb = 0; tb < 4; tb++) \
+        [[unroll]] for (uint j = 0; j < STATE_TILES; j++) \
+        { \
+            FRAG_A uHi, uLo; \
+            LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor); \
+            if (PROBE_PRODUCTS) { MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]); } \
+        }
     if (PREFETCH_W != 0) { FETCH_W(0) }
     FETCH_U(0)
-    FETCH_K(0)
+    if (!EARLY_FETCH) { FETCH_K(0) }
     FETCH_Q(0)
 
     [[dont_unroll]] for (uint n = 0; n < chunks; n++)
     {
         uint t0 = n * CHUNK;
+        bool fetching = PROBE_FETCHES || n == 0;
+        if (EARLY_FETCH)
+        {
+            if (n > 0) { UPDATE_STATE() }   // chunk n - 1's
+            if (fetching) { FETCH_K(n) }
+            if (PREFETCH_W == 0 && fetching) { LOAD_W_BLOCK(n, 0) }
+        }
         CHUNK_BARRIER();   // the previous chunk's update is done reading region2 (U')
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
@@ -131,11 +152,10 @@ void main()
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
             if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
-            if (PREFETCH_W == 0 && (PROBE_FETCHES || n == 0))
-                [[unroll]] for (uint i = 0; i < 2; i++)
-                    LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + t0, keyStride, h * DK, kb, i);
+            if (PREFETCH_W == 0 && !EARLY_FETCH && fetching) { LOAD_W_BLOCK(n, kb) }
             [[unroll]] for (uint i = 0; i < 2; i++)
                 if (PROBE_STAGING) SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
+            if (PREFETCH_W == 0 && EARLY_FETCH && kb + 1 < KB && fetching) { LOAD_W_BLOCK(n, kb + 1) }
             if (PROBE_FETCHES && PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
             CHUNK_BARRIER();
             [[unroll]] for (uint kk = 0; kk < 4; kk++)
@@ -157,6 +177,7 @@ void main()
                     }
                 }
         }
+        if (EARLY_FETCH && PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
         // U' = U - P, stored
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
@@ -171,7 +192,7 @@ void main()
         FRAG_A scoresHi[4], scoresLo[4];
         uint scoresOrigin = (bh * chunks + n) * 2 * CHUNK * 8;   // uvec4 of 8 bf16; the lo plane CHUNK * 8 further
         [[unroll]] for (uint d = 0; d < 4; d++)
-            if (d <= tokenTileRow() && (PROBE_FETCHES || n == 0))
+            if (d <= tokenTileRow() && fetching)
             {
                 coopMatLoad(scoresHi[d], Words4Buffer(pc.pPrime).v, scoresOrigin + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
                 if (SPLIT_OPERANDS) coopMatLoad(scoresLo[d], Words4Buffer(pc.pPrime).v, scoresOrigin + CHUNK * 8 + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
@@ -199,19 +220,17 @@ void main()
             if (PROBE_STORES) coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                          valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
-        if (PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
+        if (!EARLY_FETCH && PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
 #endif
-        // S += U'^T K: U'^T (BV x 64) through column-major loads of U' (64 x BV)
-        [[unroll]] for (uint tb = 0; tb < 4; tb++)
-            [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
-            {
-                FRAG_A uHi, uLo;
-                LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                if (PROBE_PRODUCTS) { MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]); }
-            }
-        if (PROBE_FETCHES && n + 1 < chunks) { FETCH_K(n + 1) }
+        if (!EARLY_FETCH)
+        {
+            UPDATE_STATE()
+            if (PROBE_FETCHES && n + 1 < chunks) { FETCH_K(n + 1) }
+        }
     }
+    // Early: the last chunk's update (its U' is in region2, its K in kFrags)
+    if (EARLY_FETCH && pc.finalState != 0ul) { UPDATE_STATE() }
     if (pc.finalState != 0ul)
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
             coopMatStore(s[j], F32Buffer(pc.finalState).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(),
