@@ -7,6 +7,7 @@
 //   store dS_C                                 (dStates[n]: for the per-chunk gradient stage)
 //   dU' = dU'_local + K dS_C^T                 (64 x BV, stored in place)
 //   dS_0 = dS_C + dO'^T Q - dU'^T W            (BV x DK)
+// (Under EARLY_FETCH, state_fragments.glsl, dO'^T Q is added before dU' is formed.)
 // dS_0 becomes the previous chunk's dS_C; after chunk 0 it is the initial state's gradient. Every
 // global read of chunk n - 1 is issued during chunk n. K and Q are bf16 (one part); dS, dO', dU' and
 // W enter the products as hi and lo parts. Preconditions as for chunk_state_fragments.comp

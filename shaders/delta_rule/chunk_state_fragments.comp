@@ -7,6 +7,8 @@
 //   store S                                    (states[n]: for the output stage and the backward)
 //   U' = U - W S^T                             (64 x BV: stored, and the A operand below)
 //   S <- S + U'^T K                            (BV x DK)
+// Under EARLY_FETCH (the default; state_fragments.glsl) the update S += U'^T K of chunk n runs at the
+// start of the loop's next pass, with K's fragments of chunk n + 1 read right after it.
 // What makes the chain short: every global read of chunk n + 1 (W, U and K, as fragments) is issued
 // during chunk n, the products read their operands straight from shared memory and registers, and
 // a chunk costs four workgroup barriers (six at DK = 128) where the tile pass takes about sixteen.
@@ -151,11 +153,13 @@ void main()
 #endif
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
+            // Lean and early: block 0 was read at the top, a later block before the barrier (not during
+            // the previous block's products, which would hold both blocks' registers at once).
+            if (PREFETCH_W == 0 && EARLY_FETCH && kb > 0 && fetching) { LOAD_W_BLOCK(n, kb) }
             if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
             if (PREFETCH_W == 0 && !EARLY_FETCH && fetching) { LOAD_W_BLOCK(n, kb) }
             [[unroll]] for (uint i = 0; i < 2; i++)
                 if (PROBE_STAGING) SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
-            if (PREFETCH_W == 0 && EARLY_FETCH && kb + 1 < KB && fetching) { LOAD_W_BLOCK(n, kb + 1) }
             if (PROBE_FETCHES && PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
             CHUNK_BARRIER();
             [[unroll]] for (uint kk = 0; kk < 4; kk++)
