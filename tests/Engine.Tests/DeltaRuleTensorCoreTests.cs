@@ -107,22 +107,28 @@ public sealed class DeltaRuleTensorCoreTests
         var previousPass = backend.DeltaRuleStatePass;
         int previousRows = backend.DeltaRuleStateFragmentRows;
         bool previousBackward = backend.DeltaRuleBackwardFragments, previousLean = backend.DeltaRuleStateFragmentsLean;
+        bool previousEarly = backend.DeltaRuleStateEarlyFetch;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
             backend.DeltaRuleStateFragmentRows = rows;
             // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
-            // before use), the forward only, neither (the tile passes)
-            foreach (var (pass, backwardFragments, lean) in new[] { (DeltaRuleStatePass.Auto, true, false), (DeltaRuleStatePass.Auto, true, true),
-                (DeltaRuleStatePass.Auto, false, false), (DeltaRuleStatePass.Tiles, true, false) })
+            // before use; the next chunk's reads issued early, then late), the forward only, neither (the
+            // tile passes)
+            foreach (var (pass, backwardFragments, lean, early) in new[] { (DeltaRuleStatePass.Auto, true, false, true), (DeltaRuleStatePass.Auto, true, true, true),
+                (DeltaRuleStatePass.Auto, true, false, false), (DeltaRuleStatePass.Auto, true, true, false),
+                (DeltaRuleStatePass.Auto, false, false, true), (DeltaRuleStatePass.Tiles, true, false, true) })
             {
                 if (lean && dk != 128) continue;
                 backend.DeltaRuleStatePass = pass;
                 backend.DeltaRuleBackwardFragments = backwardFragments;
                 backend.DeltaRuleStateFragmentsLean = lean;
+                backend.DeltaRuleStateEarlyFetch = early;
                 Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
-                Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwiseFragments);
-                AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, $"{pass}, backward fragments {backwardFragments}, lean {lean}");
+                string setting = $"{pass}, backward fragments {backwardFragments}, lean {lean}, early reads {early}";
+                Action<double[], float[], string> assert = split ? AssertNear : AssertNormwiseFragments;
+                Check(backend, b, t, h, dk, dv, (expected, actual, what) => assert(expected, actual, $"{what} ({setting})"));
+                AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, setting);
             }
             backend.DeltaRuleStatePass = DeltaRuleStatePass.Auto;
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
@@ -131,7 +137,7 @@ public sealed class DeltaRuleTensorCoreTests
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
         }
         finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
-            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; }
+            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateEarlyFetch = previousEarly; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
