@@ -68,7 +68,8 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the per-chunk gradients of q and k of this problem run on fragments.</summary>
     public bool DeltaRuleUsesGradQKFragments(DType keys, FastWeightShape s) => DeltaRuleGradQKFragments && DeltaRuleFragmentStagesFit(keys, s);
 
-    /// <summary>Whether the kernels on fragments read and write their f32 tiles as 16-byte vectors (true, the default; FASTWEIGHTS_DELTA_WIDE_F32=0 takes 4-byte elements, as the
+    /// <summary>Whether the state passes and the output stage on fragments read and write their f32 tiles
+    /// as 16-byte vectors (true, the default; FASTWEIGHTS_DELTA_WIDE_F32=0 takes 4-byte elements, as the
     /// run-79 kernels did): every tensor they touch starts 16-byte aligned (AlignedDeltaRuleCall), so the
     /// driver may move two adjacent accumulator elements per access (fragment_types.glsl, WIDE_F32).</summary>
     public bool DeltaRuleWideAccess { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WIDE_F32") != "0";

@@ -63,10 +63,10 @@ void main()
 #define STATE_TILE(j, vb) (stateOrigin + (64 * (vb) + 16 * tr) * pc.keyDim + 16 * tileColumn(j))
 #define FETCH_TOKENS(buffer, vb) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
-        LOAD_F32(fetched[j], buffer, TOKEN_TILE(j, vb), valueStride)
+        coopMatLoad(fetched[j], F32Buffer(buffer).v, TOKEN_TILE(j, vb), valueStride, gl_CooperativeMatrixLayoutRowMajor)
 #define FETCH_STATE(buffer, vb) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
-        LOAD_F32(fetched[j], buffer, STATE_TILE(j, vb), pc.keyDim)
+        coopMatLoad(fetched[j], F32Buffer(buffer).v, STATE_TILE(j, vb), pc.keyDim, gl_CooperativeMatrixLayoutRowMajor)
 #define PUT_FETCHED(REGION) [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], REGION, tr, tileColumn(j))
     // c += A B over the 4 depth slices, A = tile row tr of REGION_A, B = tile column tc of REGION_B
 #define MULTIPLY_REGIONS(c, REGION_A, REGION_B, tc) \
@@ -148,7 +148,7 @@ void main()
                 MUL_EXACT_B(dk[j], aHi, aLo, operand);
             }
         }
-        STORE_F32(dq[j], pc.dq, keyOrigin + 16 * tileColumn(j), keyStride);
+        coopMatStore(dq[j], F32Buffer(pc.dq).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
     }
 
     // Second walk over Dv: (dU', S_0) -> dW = -dU' S_0, (U', dS_C) -> dK += U' dS_C
@@ -174,7 +174,7 @@ void main()
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
         ACC negated = dw[j] * -1.0;
-        STORE_F32(negated, pc.dw, keyOrigin + 16 * tileColumn(j), keyStride);
-        STORE_F32(dk[j], pc.dk, keyOrigin + 16 * tileColumn(j), keyStride);
+        coopMatStore(negated, F32Buffer(pc.dw).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
+        coopMatStore(dk[j], F32Buffer(pc.dk).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
     }
 }

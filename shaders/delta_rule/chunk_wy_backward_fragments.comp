@@ -70,7 +70,8 @@ void main()
         : (firstToken + 16 * tr) * keyStride + h * pc.keyDim + 64 * ((i) - valueBlocks) + 16 * tileColumn(j))
 #define FETCH_BLOCK(i) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
-        LOAD_F32(pending[j], (i) < valueBlocks ? pc.dUPrime : pc.dw, BLOCK_ORIGIN(i, j), (i) < valueBlocks ? valueStride : keyStride)
+        coopMatLoad(pending[j], F32Buffer((i) < valueBlocks ? pc.dUPrime : pc.dw).v, BLOCK_ORIGIN(i, j), \
+                    (i) < valueBlocks ? valueStride : keyStride, gl_CooperativeMatrixLayoutRowMajor)
     ACC pending[2];
 
     // X (hi, lo) into region1: the tiles on and below the diagonal (X is unit lower triangular).
@@ -79,7 +80,7 @@ void main()
         if (tileColumn(j) <= tr)
         {
             ACC tile;
-            LOAD_F32(tile, pc.x, inverseOrigin + 16 * tr * CHUNK + 16 * tileColumn(j), CHUNK);
+            coopMatLoad(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * tileColumn(j), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
             STORE_TILE_SPLIT(tile, region1, tr, tileColumn(j))
         }
     barrier();

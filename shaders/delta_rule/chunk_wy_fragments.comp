@@ -105,7 +105,7 @@ void main()
     // measurable change in time (bench/results/2026-12-06-h100-run79.txt).
     uint inverseOrigin = (bh * chunks + n) * CHUNK * CHUNK;
 #define KEEP_X(tile, tc) \
-    if (pc.x != 0ul) { ACC kept = tile; STORE_F32(kept, pc.x, inverseOrigin + 16 * tr * CHUNK + 16 * (tc), CHUNK); }
+    if (pc.x != 0ul) coopMatStore(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * (tc), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
 
     // L's tiles on and below the diagonal: beta_i (k_i . k_j) for j < i. Off the diagonal into region1
     // as parts; on it, the owner inverts its tile right away.
@@ -250,7 +250,7 @@ void main()
             COPY_COLUMN_BLOCKS(values, valueBlocks, firstToken, valueStride, column0)
             barrier();
         }
-        uint64_t result = key ? pc.w : pc.u;
+        F32Buffer result = F32Buffer(key ? pc.w : pc.u);
         for (uint block = 0; block < blocks; block++)
             [[unroll]] for (uint j = 0; j < 2; j++)
             {
@@ -265,7 +265,7 @@ void main()
                         coopMatLoad(operand, region2, block * PLANE + 16 * d * ROW + 2 * tc, ROW, gl_CooperativeMatrixLayoutRowMajor);
                         MUL_EXACT_B(tile, xHi, xLo, operand);
                     }
-                STORE_F32(tile, result, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride);
+                coopMatStore(tile, result.v, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride, gl_CooperativeMatrixLayoutRowMajor);
             }
     }
 }

@@ -25,8 +25,8 @@
 // of chunk_wy_fragments.comp).
 layout(constant_id = 0) const bool SPLIT_OPERANDS = true;
 
-// How the kernels on fragments read and write their f32 tiles (specialisation constant 3,
-// VulkanBackend.DeltaRuleWideAccess): as 16-byte vectors (true: every tensor they touch starts
+// How the state passes and the output stage read and write their f32 tiles (specialisation constant
+// 3, VulkanBackend.DeltaRuleWideAccess): as 16-byte vectors (true: every tensor they touch starts
 // 16-byte aligned, AlignedDeltaRuleCall, and every tile's first element and row stride are multiples
 // of 4 floats, so the driver may read and write two adjacent accumulator elements at once) or as
 // 4-byte elements (false: the run-79 kernels). `address` is the tensor's device address, `first` the tile's first
