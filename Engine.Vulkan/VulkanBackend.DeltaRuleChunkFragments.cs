@@ -68,18 +68,9 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the per-chunk gradients of q and k of this problem run on fragments.</summary>
     public bool DeltaRuleUsesGradQKFragments(DType keys, FastWeightShape s) => DeltaRuleGradQKFragments && DeltaRuleFragmentStagesFit(keys, s);
 
-    /// <summary>Whether the state passes and the output stage on fragments read and write their f32 tiles
-    /// as 16-byte vectors (true, the default; FASTWEIGHTS_DELTA_WIDE_F32=0 takes 4-byte elements, as the
-    /// run-79 kernels did): every tensor they touch starts 16-byte aligned (AlignedDeltaRuleCall), so the
-    /// driver may move two adjacent accumulator elements per access (fragment_types.glsl, WIDE_F32).</summary>
-    public bool DeltaRuleWideAccess { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WIDE_F32") != "0";
-
-    // The specialisation constants of every kernel on fragments: 0 f32 operands as hi and lo bf16 parts,
-    // or rounded to bf16 (fragment_types.glsl, SPLIT_OPERANDS; DeltaRuleCoopMatSplit); 1 the state
-    // passes' timing probe (state_fragments.glsl, PROBE); 2 where the state passes issue the next
-    // chunk's reads (EARLY_FETCH; DeltaRuleStateEarlyFetch); 3 16-byte f32 access (WIDE_F32;
-    // DeltaRuleWideAccess). A kernel ignores the constants it does not declare.
-    private int[] FragmentSpecialization => [DeltaRuleCoopMatSplit ? 1 : 0, StateProbe, DeltaRuleStateEarlyFetch ? 1 : 0, DeltaRuleWideAccess ? 1 : 0];
+    // Specialisation constant 0 of every kernel on fragments (fragment_types.glsl, SPLIT_OPERANDS): f32
+    // operands as hi and lo bf16 parts, or rounded to bf16 (DeltaRuleCoopMatSplit).
+    private int[] FragmentSpecialization => [DeltaRuleCoopMatSplit ? 1 : 0];
 
     private ComputeKernel FragmentKernel(string kernel) => Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization, requiredSubgroupSize: 32, fullSubgroups: true);
 

@@ -89,7 +89,8 @@ void main()
             {
                 ACC fetched[2];
                 [[unroll]] for (uint j = 0; j < 2; j++)
-                    LOAD_F32(fetched[j], pc.states, stateOrigin + (64 * vb + 16 * tr) * pc.dk + 64 * kb + 16 * tileColumn(j), pc.dk);
+                    coopMatLoad(fetched[j], F32Buffer(pc.states).v, stateOrigin + (64 * vb + 16 * tr) * pc.dk + 64 * kb + 16 * tileColumn(j), pc.dk,
+                                gl_CooperativeMatrixLayoutRowMajor);
                 barrier();   // region2's previous contents are read
                 [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j))
                 barrier();
@@ -108,7 +109,7 @@ void main()
         uint valueOrigin = (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb;
         ACC fetched[2];
         [[unroll]] for (uint j = 0; j < 2; j++)
-            LOAD_F32(fetched[j], pc.values, valueOrigin + 16 * tileColumn(j), valueStride);
+            coopMatLoad(fetched[j], F32Buffer(pc.values).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j))
         barrier();
@@ -128,6 +129,6 @@ void main()
                 }
             }
         [[unroll]] for (uint j = 0; j < 2; j++)
-            STORE_F32(o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride);
+            coopMatStore(o[j], F32Buffer(pc.result).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
     }
 }

@@ -25,20 +25,6 @@
 // of chunk_wy_fragments.comp).
 layout(constant_id = 0) const bool SPLIT_OPERANDS = true;
 
-// How the state passes and the output stage read and write their f32 tiles (specialisation constant
-// 3, VulkanBackend.DeltaRuleWideAccess): as 16-byte vectors (true: every tensor they touch starts
-// 16-byte aligned, AlignedDeltaRuleCall, and every tile's first element and row stride are multiples
-// of 4 floats, so the driver may read and write two adjacent accumulator elements at once) or as
-// 4-byte elements (false: the run-79 kernels). `address` is the tensor's device address, `first` the tile's first
-// element, `stride` the elements between its rows; row-major.
-layout(constant_id = 3) const bool WIDE_F32 = true;
-#define LOAD_F32(tile, address, first, stride) \
-    if (WIDE_F32) coopMatLoad(tile, F32x4Buffer(address).v, (first) / 4, (stride) / 4, gl_CooperativeMatrixLayoutRowMajor); \
-    else coopMatLoad(tile, F32Buffer(address).v, first, stride, gl_CooperativeMatrixLayoutRowMajor)
-#define STORE_F32(tile, address, first, stride) \
-    if (WIDE_F32) coopMatStore(tile, F32x4Buffer(address).v, (first) / 4, (stride) / 4, gl_CooperativeMatrixLayoutRowMajor); \
-    else coopMatStore(tile, F32Buffer(address).v, first, stride, gl_CooperativeMatrixLayoutRowMajor)
-
 // Stores f32 tile m as its hi and, where split, lo parts, row-major from uvec4 `first` of REGION
 // (whose lo plane starts at PLANE; row stride `row` uvec4).
 #define SPLIT_STORE_PARTS(split, m, REGION, PLANE, first, row) \

@@ -107,7 +107,7 @@ public sealed class DeltaRuleTensorCoreTests
         var previousPass = backend.DeltaRuleStatePass;
         int previousRows = backend.DeltaRuleStateFragmentRows;
         bool previousBackward = backend.DeltaRuleBackwardFragments, previousLean = backend.DeltaRuleStateFragmentsLean;
-        bool previousEarly = backend.DeltaRuleStateEarlyFetch, previousWide = backend.DeltaRuleWideAccess;
+        bool previousEarly = backend.DeltaRuleStateEarlyFetch, previousWide = backend.DeltaRuleStateWideAccess;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
@@ -119,7 +119,7 @@ public sealed class DeltaRuleTensorCoreTests
                 (DeltaRuleStatePass.Auto, true, true, true, true), (DeltaRuleStatePass.Auto, true, false, false, true), (DeltaRuleStatePass.Auto, true, true, false, true),
                 (DeltaRuleStatePass.Auto, true, false, true, false), (DeltaRuleStatePass.Auto, false, false, true, true), (DeltaRuleStatePass.Tiles, true, false, true, true) })
             {
-                backend.DeltaRuleWideAccess = wide;
+                backend.DeltaRuleStateWideAccess = wide;
                 if (lean && dk != 128) continue;
                 backend.DeltaRuleStatePass = pass;
                 backend.DeltaRuleBackwardFragments = backwardFragments;
@@ -139,7 +139,7 @@ public sealed class DeltaRuleTensorCoreTests
         }
         finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
             backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateEarlyFetch = previousEarly;
-            backend.DeltaRuleWideAccess = previousWide; }
+            backend.DeltaRuleStateWideAccess = previousWide; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
