@@ -54,12 +54,6 @@ public sealed partial class VulkanBackend
     /// read issued late in a chunk waits out its latency there (state_fragments.glsl, EARLY_FETCH).</summary>
     public bool DeltaRuleStateEarlyFetch { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_EARLY_FETCH") != "0";
 
-    /// <summary>Whether the state passes on fragments read and write their f32 tiles as 16-byte vectors
-    /// (true, the default; FASTWEIGHTS_DELTA_WIDE_F32=0 takes 4-byte elements, as the run-79 kernels
-    /// did): every tensor they touch starts 16-byte aligned (AlignedDeltaRuleCall), so the driver may
-    /// move two adjacent accumulator elements per access (state_fragments.glsl, WIDE_F32).</summary>
-    public bool DeltaRuleStateWideAccess { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WIDE_F32") != "0";
-
     // Specialisation constant 1 of the state passes on fragments (state_fragments.glsl, PROBE): a timing
     // experiment that leaves out kinds of work (FASTWEIGHTS_DELTA_PROBE, a bit mask; 0, the default,
     // leaves out nothing). Any other value gives wrong results.
@@ -72,7 +66,7 @@ public sealed partial class VulkanBackend
     {
         int rows = FragmentRows(s.KeyDim);
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", [.. FragmentSpecialization, StateProbe, DeltaRuleStateEarlyFetch ? 1 : 0, DeltaRuleStateWideAccess ? 1 : 0], requiredSubgroupSize: 32, fullSubgroups: true),
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", [.. FragmentSpecialization, StateProbe, DeltaRuleStateEarlyFetch ? 1 : 0], requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }
 }

@@ -71,8 +71,7 @@
 #                      setting of the state passes on fragments (work left out: 1 global stores, 2 next-chunk
 #                      reads, 4 barriers, 8 products, 16 shared-memory stores), then at B1 H1 and B1 H4
 #   delta-early        the chunked delta rule (bf16, T2048, D64 and D128) profiled with the state passes' next-chunk
-#                      reads issued late (FASTWEIGHTS_DELTA_EARLY_FETCH=0, the run-79 order) and early (the default),
-#                      each with f32 tiles moved as 4-byte elements (FASTWEIGHTS_DELTA_WIDE_F32=0) and 16-byte vectors
+#                      reads issued late (FASTWEIGHTS_DELTA_EARLY_FETCH=0, the run-79 order) and early (the default)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -201,9 +200,7 @@ for section in "$@"; do
                    FASTWEIGHTS_DELTA_PROBE=4 FASTWEIGHTS_DELTA_PROBE=8 FASTWEIGHTS_DELTA_PROBE=16 FASTWEIGHTS_DELTA_PROBE=3 \
                    FASTWEIGHTS_DELTA_PROBE=24 FASTWEIGHTS_DELTA_PROBE=7 FASTWEIGHTS_DELTA_PROBE=31
                  delta_profiles 1,1,2048,64,1,1,2048,128,1,4,2048,64 state FASTWEIGHTS_DELTA_PROBE=0 FASTWEIGHTS_DELTA_PROBE=4 ;;
-    delta-early) delta_profiles 8,16,2048,64,8,16,2048,128 state "FASTWEIGHTS_DELTA_EARLY_FETCH=0 FASTWEIGHTS_DELTA_WIDE_F32=0" \
-                   "FASTWEIGHTS_DELTA_EARLY_FETCH=1 FASTWEIGHTS_DELTA_WIDE_F32=0" "FASTWEIGHTS_DELTA_EARLY_FETCH=0 FASTWEIGHTS_DELTA_WIDE_F32=1" \
-                   "FASTWEIGHTS_DELTA_EARLY_FETCH=1 FASTWEIGHTS_DELTA_WIDE_F32=1" ;;
+    delta-early) delta_profiles 8,16,2048,64,8,16,2048,128 state FASTWEIGHTS_DELTA_EARLY_FETCH=0 FASTWEIGHTS_DELTA_EARLY_FETCH=1 ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac

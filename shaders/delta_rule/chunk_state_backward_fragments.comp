@@ -47,13 +47,15 @@ void main()
     uint v0 = gl_WorkGroupID.x * BV, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint chunks = pc.t / CHUNK, stateSize = pc.dv * pc.dk;
     uint keyStride = pc.heads * DK, valueStride = pc.heads * pc.dv;   // between consecutive tokens
+    F32Buffer w = F32Buffer(pc.w), dOut = F32Buffer(pc.dOut), dUPrime = F32Buffer(pc.dUPrime), dStates = F32Buffer(pc.dStates);
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
 
     ACC ds[STATE_TILES];
     [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
     {
         if (pc.dFinal == 0ul) ds[j] = ACC(0.0);
-        else { LOAD_F32(ds[j], pc.dFinal, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(j), DK); }
+        else coopMatLoad(ds[j], F32Buffer(pc.dFinal).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(j),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
     }
 
     // Chunk n's operands, read during chunk n + 1: W's block tiles, dU'_local and dO for the token
@@ -65,12 +67,12 @@ void main()
 #define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
 #define FETCH_LOCAL(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
     { \
-        LOAD_F32(localTiles[j], pc.dUPrime, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride); \
-        LOAD_F32(dOutTiles[j], pc.dOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride); \
+        coopMatLoad(localTiles[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
     } \
     [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
         coopMatLoad(kFrags[kb16], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * keyStride + h * DK + 16 * kb16) / 8, \
@@ -81,7 +83,7 @@ void main()
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
 #define FETCH_TOKENS(n) FETCH_LOCAL(n) FETCH_Q(n)
 #define FETCH_W_BLOCK(n, kb) \
-    [[unroll]] for (uint i = 0; i < 2; i++) LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+    [[unroll]] for (uint i = 0; i < 2; i++) LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
     // dS += dO'^T Q (dO'^T through column-major loads of dO' from region2)
 #define ADD_OUTPUT_TERM() \
     [[unroll]] for (uint tb = 0; tb < 4; tb++) \
@@ -101,7 +103,7 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb16 = stateTileColumn(j);
-            if (PROBE_STORES) { STORE_F32(ds[j], pc.dStates, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK); }
+            if (PROBE_STORES) coopMatStore(ds[j], dStates.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK, gl_CooperativeMatrixLayoutRowMajor);
             if (PROBE_STAGING) SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
         }
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
@@ -133,7 +135,7 @@ void main()
                     du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
                 }
             }
-            if (PROBE_STORES) { STORE_F32(du[j], pc.dUPrime, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride); }
+            if (PROBE_STORES) coopMatStore(du[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
         if (EARLY_FETCH)
         {
@@ -177,7 +179,6 @@ void main()
     }
     if (pc.dInitial != 0ul)
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
-        {
-            STORE_F32(ds[j], pc.dInitial, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(j), DK);
-        }
+            coopMatStore(ds[j], F32Buffer(pc.dInitial).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(j),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
 }

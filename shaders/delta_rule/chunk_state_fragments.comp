@@ -70,13 +70,15 @@ void main()
     uint v0 = gl_WorkGroupID.x * BV, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint chunks = pc.t / CHUNK, stateSize = pc.dv * pc.dk;
     uint keyStride = pc.heads * DK, valueStride = pc.heads * pc.dv;   // between consecutive tokens
+    F32Buffer w = F32Buffer(pc.w), u = F32Buffer(pc.u), uPrime = F32Buffer(pc.uPrime), states = F32Buffer(pc.states);
     Words4Buffer keys = Words4Buffer(pc.k);
 
     ACC s[STATE_TILES];
     [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
     {
         if (pc.initialState == 0ul) s[j] = ACC(0.0);
-        else { LOAD_F32(s[j], pc.initialState, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(), DK); }
+        else coopMatLoad(s[j], F32Buffer(pc.initialState).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
     }
 
     // Chunk n's operands, read during chunk n - 1: W's block tiles (two of each 64-column block), U
@@ -86,10 +88,11 @@ void main()
     FRAG_B kFrags[4];
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
 #define FETCH_U(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
-        { LOAD_F32(uTiles[j], pc.u, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), valueStride); }
+        coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
+                    valueStride, gl_CooperativeMatrixLayoutRowMajor);
 #if FUSED_OUTPUT
     FRAG_A queryFrags[KB][4];   // Q's tiles (tokenTileRow, 4 kb + kk) of chunk n, read during chunk n - 1
 #define FETCH_Q(n) \
@@ -106,7 +109,7 @@ void main()
     // Lean: W's block tiles of chunk n (rows from firstRow), one 64-column block at a time.
 #define LOAD_W_BLOCK(n, kb) \
     [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
     // S += U'^T K of the chunk whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
     // through column-major loads of U' (64 x BV).
 #define UPDATE_STATE() \
@@ -137,7 +140,7 @@ void main()
         {
             uint vb = stateTileRow(j), kb = stateTileColumn();
             if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul))
-                { STORE_F32(s[j], pc.states, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK); }
+                coopMatStore(s[j], states.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK, gl_CooperativeMatrixLayoutRowMajor);
             if (PROBE_STAGING) SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
         }
 
@@ -184,7 +187,8 @@ void main()
         {
             p[j] = uTiles[j] - p[j];
             if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul))
-                { STORE_F32(p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), valueStride); }
+                coopMatStore(p[j], uPrime.v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
+                             valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
         if (PROBE_FETCHES && n + 1 < chunks) { FETCH_U(n + 1) }
 #if FUSED_OUTPUT
@@ -217,7 +221,8 @@ void main()
                     LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * d * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
                     if (PROBE_PRODUCTS) { MUL_SPLIT(o[j], scoresHi[d], scoresLo[d], uHi, uLo); }
                 }
-            if (PROBE_STORES) { STORE_F32(o[j], pc.outputs, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), valueStride); }
+            if (PROBE_STORES) coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
+                         valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
         if (!EARLY_FETCH && PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
@@ -232,7 +237,6 @@ void main()
     if (EARLY_FETCH && pc.finalState != 0ul) { UPDATE_STATE() }
     if (pc.finalState != 0ul)
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
-        {
-            STORE_F32(s[j], pc.finalState, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(), DK);
-        }
+            coopMatStore(s[j], F32Buffer(pc.finalState).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(),
+                         DK, gl_CooperativeMatrixLayoutRowMajor);
 }

@@ -54,25 +54,12 @@ layout(constant_id = 2) const bool EARLY_FETCH = true;
 shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
 shared uvec4 region2[2 * REGION2_PLANE];
 
-// How the state passes read and write their f32 tiles (specialisation constant 3, VulkanBackend
-// DeltaRuleStateWideAccess): as 16-byte vectors (true: every tensor they touch starts 16-byte aligned,
-// AlignedDeltaRuleCall, and every tile's first element and row stride are multiples of 4 floats, so
-// the driver may read and write two adjacent accumulator elements at once) or as 4-byte elements
-// (false: the run-79 kernels). `address` is the tensor's device address, `first` the tile's first
-// element, `stride` the elements between its rows; row-major.
-layout(constant_id = 3) const bool WIDE_F32 = true;
-#define LOAD_F32(tile, address, first, stride) \
-    if (WIDE_F32) coopMatLoad(tile, F32x4Buffer(address).v, (first) / 4, (stride) / 4, gl_CooperativeMatrixLayoutRowMajor); \
-    else coopMatLoad(tile, F32Buffer(address).v, first, stride, gl_CooperativeMatrixLayoutRowMajor)
-#define STORE_F32(tile, address, first, stride) \
-    if (WIDE_F32) coopMatStore(tile, F32x4Buffer(address).v, (first) / 4, (stride) / 4, gl_CooperativeMatrixLayoutRowMajor); \
-    else coopMatStore(tile, F32Buffer(address).v, first, stride, gl_CooperativeMatrixLayoutRowMajor)
-
 // Loads into `tile` block tile i of this subgroup (blockTileRow / blockTileColumn) of the 64-column
-// block kb of a token-major f32 tensor at `address` whose chunk starts at row firstRow (b T + t0), with
-// `stride` elements between rows and the head's columns from column0 (h Dk).
-#define LOAD_BLOCK_TILE(tile, address, firstRow, stride, column0, kb, i) \
-    LOAD_F32(tile, address, ((firstRow) + 16 * blockTileRow(i)) * (stride) + (column0) + 64 * (kb) + 16 * blockTileColumn(i), stride)
+// block kb of a token-major f32 tensor m whose chunk starts at row firstRow (b T + t0), with `stride`
+// elements between rows and the head's columns from column0 (h Dk).
+#define LOAD_BLOCK_TILE(tile, m, firstRow, stride, column0, kb, i) \
+    coopMatLoad(tile, m.v, ((firstRow) + 16 * blockTileRow(i)) * (stride) + (column0) + 64 * (kb) + 16 * blockTileColumn(i), \
+                stride, gl_CooperativeMatrixLayoutRowMajor)
 
 // 64 x BV token-major tile j of this subgroup: token rows 16 tokenTileRow() .., slice columns 16 tokenTileColumn(j) ..
 uint tokenTileRow() { return gl_SubgroupID % 4; }

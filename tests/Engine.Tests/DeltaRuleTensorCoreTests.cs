@@ -107,26 +107,25 @@ public sealed class DeltaRuleTensorCoreTests
         var previousPass = backend.DeltaRuleStatePass;
         int previousRows = backend.DeltaRuleStateFragmentRows;
         bool previousBackward = backend.DeltaRuleBackwardFragments, previousLean = backend.DeltaRuleStateFragmentsLean;
-        bool previousEarly = backend.DeltaRuleStateEarlyFetch, previousWide = backend.DeltaRuleStateWideAccess;
+        bool previousEarly = backend.DeltaRuleStateEarlyFetch;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
             backend.DeltaRuleStateFragmentRows = rows;
             // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
-            // before use; the next chunk's reads issued early, then late; f32 tiles moved as 16-byte
-            // vectors, then as 4-byte elements), the forward only, neither (the tile passes)
-            foreach (var (pass, backwardFragments, lean, early, wide) in new[] { (DeltaRuleStatePass.Auto, true, false, true, true),
-                (DeltaRuleStatePass.Auto, true, true, true, true), (DeltaRuleStatePass.Auto, true, false, false, true), (DeltaRuleStatePass.Auto, true, true, false, true),
-                (DeltaRuleStatePass.Auto, true, false, true, false), (DeltaRuleStatePass.Auto, false, false, true, true), (DeltaRuleStatePass.Tiles, true, false, true, true) })
+            // before use; the next chunk's reads issued early, then late), the forward only, neither (the
+            // tile passes)
+            foreach (var (pass, backwardFragments, lean, early) in new[] { (DeltaRuleStatePass.Auto, true, false, true), (DeltaRuleStatePass.Auto, true, true, true),
+                (DeltaRuleStatePass.Auto, true, false, false), (DeltaRuleStatePass.Auto, true, true, false),
+                (DeltaRuleStatePass.Auto, false, false, true), (DeltaRuleStatePass.Tiles, true, false, true) })
             {
-                backend.DeltaRuleStateWideAccess = wide;
                 if (lean && dk != 128) continue;
                 backend.DeltaRuleStatePass = pass;
                 backend.DeltaRuleBackwardFragments = backwardFragments;
                 backend.DeltaRuleStateFragmentsLean = lean;
                 backend.DeltaRuleStateEarlyFetch = early;
                 Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
-                string setting = $"{pass}, backward fragments {backwardFragments}, lean {lean}, early reads {early}, 16-byte f32 access {wide}";
+                string setting = $"{pass}, backward fragments {backwardFragments}, lean {lean}, early reads {early}";
                 Action<double[], float[], string> assert = split ? AssertNear : AssertNormwiseFragments;
                 Check(backend, b, t, h, dk, dv, (expected, actual, what) => assert(expected, actual, $"{what} ({setting})"));
                 AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, setting);
@@ -138,8 +137,7 @@ public sealed class DeltaRuleTensorCoreTests
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
         }
         finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
-            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateEarlyFetch = previousEarly;
-            backend.DeltaRuleStateWideAccess = previousWide; }
+            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateEarlyFetch = previousEarly; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
