@@ -48,10 +48,13 @@ public sealed partial class VulkanBackend
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
     public bool DeltaRuleBackwardFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS") != "0";
 
-    /// <summary>Whether the state passes on fragments issue each global read of the next chunk as soon as
-    /// the registers it fills are free (true, the default; FASTWEIGHTS_DELTA_EARLY_FETCH=0 takes the order
-    /// of the run-79 kernels): loads into registers have to complete before the loop's back edge, so a
-    /// read issued late in a chunk waits out its latency there (state_fragments.glsl, EARLY_FETCH).</summary>
+    /// <summary>Whether the forward state pass on fragments issues each global read of the next chunk as
+    /// soon as the registers it fills are free (true, the default; FASTWEIGHTS_DELTA_EARLY_FETCH=0 takes the
+    /// order of the run-79 kernels; chunk_state_fragments.comp, EARLY_FETCH). Early took 7-9% off each
+    /// forward pass at B8 H16 T2048 bf16 on the H100: saving D64 162.3 against 179.3 us, fused D64 241.4
+    /// against 263.9, lean D128 506.8 against 544.1 (bench/results/2026-12-06-h100-run81.txt). The backward
+    /// pass keeps the late order: reordered the same way it took 239.5 against 241.8 us at D64 and 1073.4
+    /// against 1021.7 at D128 (same run).</summary>
     public bool DeltaRuleStateEarlyFetch { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_EARLY_FETCH") != "0";
 
     // Specialisation constant 1 of the state passes on fragments (state_fragments.glsl, PROBE): a timing
@@ -66,7 +69,10 @@ public sealed partial class VulkanBackend
     {
         int rows = FragmentRows(s.KeyDim);
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", [.. FragmentSpecialization, StateProbe, DeltaRuleStateEarlyFetch ? 1 : 0], requiredSubgroupSize: 32, fullSubgroups: true),
+        int[] specialization = kernel == "chunk_state_fragments"
+            ? [.. FragmentSpecialization, StateProbe, DeltaRuleStateEarlyFetch ? 1 : 0]
+            : [.. FragmentSpecialization, StateProbe];
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", specialization, requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }
 }

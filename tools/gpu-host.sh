@@ -70,7 +70,7 @@
 #   delta-probe        the chunked delta rule (bf16, T2048, D64 and D128) profiled with each FASTWEIGHTS_DELTA_PROBE
 #                      setting of the state passes on fragments (work left out: 1 global stores, 2 next-chunk
 #                      reads, 4 barriers, 8 products, 16 shared-memory stores), then at B1 H1 and B1 H4
-#   delta-early        the chunked delta rule (bf16, T2048, D64 and D128) profiled with the state passes' next-chunk
+#   delta-early        the chunked delta rule (bf16, T2048, D64 and D128) profiled with the forward state pass's next-chunk
 #                      reads issued late (FASTWEIGHTS_DELTA_EARLY_FETCH=0, the run-79 order) and early (the default)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048

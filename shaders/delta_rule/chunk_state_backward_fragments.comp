@@ -7,7 +7,6 @@
 //   store dS_C                                 (dStates[n]: for the per-chunk gradient stage)
 //   dU' = dU'_local + K dS_C^T                 (64 x BV, stored in place)
 //   dS_0 = dS_C + dO'^T Q - dU'^T W            (BV x DK)
-// (Under EARLY_FETCH, state_fragments.glsl, dO'^T Q is added before dU' is formed.)
 // dS_0 becomes the previous chunk's dS_C; after chunk 0 it is the initial state's gradient. Every
 // global read of chunk n - 1 is issued during chunk n. K and Q are bf16 (one part); dS, dO', dU' and
 // W enter the products as hi and lo parts. Preconditions as for chunk_state_fragments.comp
@@ -68,7 +67,7 @@ void main()
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
         LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
-#define FETCH_LOCAL(n) \
+#define FETCH_TOKENS(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
     { \
         coopMatLoad(localTiles[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
@@ -76,23 +75,10 @@ void main()
     } \
     [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
         coopMatLoad(kFrags[kb16], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * keyStride + h * DK + 16 * kb16) / 8, \
-                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
-#define FETCH_Q(n) \
+                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor); \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         coopMatLoad(qFrags[kb][tb], queries.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn(kb)) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
-#define FETCH_TOKENS(n) FETCH_LOCAL(n) FETCH_Q(n)
-#define FETCH_W_BLOCK(n, kb) \
-    [[unroll]] for (uint i = 0; i < 2; i++) LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
-    // dS += dO'^T Q (dO'^T through column-major loads of dO' from region2)
-#define ADD_OUTPUT_TERM() \
-    [[unroll]] for (uint tb = 0; tb < 4; tb++) \
-        [[unroll]] for (uint j = 0; j < STATE_TILES; j++) \
-        { \
-            FRAG_A oHi, oLo; \
-            LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor); \
-            if (PROBE_PRODUCTS) { MUL_EXACT_B(ds[j], oHi, oLo, qFrags[j % KB][tb]); } \
-        }
     FETCH_W(chunks - 1)
     FETCH_TOKENS(chunks - 1)
 
@@ -113,13 +99,6 @@ void main()
         }
         CHUNK_BARRIER();
 
-        // Early: dS += dO'^T Q first (dU' below reads dS_C from region1, not the registers), so Q's
-        // fragments of chunk n - 1 are read a whole dU' product and W update before the back edge.
-        if (EARLY_FETCH)
-        {
-            ADD_OUTPUT_TERM()
-            if (PROBE_FETCHES && n > 0) { FETCH_Q(n - 1) }
-        }
         // dU' = dU'_local + K dS_C^T, stored in place
         ACC du[TOKEN_TILES];
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
@@ -137,15 +116,15 @@ void main()
             }
             if (PROBE_STORES) coopMatStore(du[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
         }
-        if (EARLY_FETCH)
-        {
-            if (PROBE_FETCHES && n > 0) { FETCH_LOCAL(n - 1) }
-        }
-        else
-        {
-            ADD_OUTPUT_TERM()
-            if (PROBE_FETCHES && n > 0) { FETCH_TOKENS(n - 1) }
-        }
+        // dS += dO'^T Q (dO'^T through column-major loads of dO')
+        [[unroll]] for (uint tb = 0; tb < 4; tb++)
+            [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
+            {
+                FRAG_A oHi, oLo;
+                LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                if (PROBE_PRODUCTS) { MUL_EXACT_B(ds[j], oHi, oLo, qFrags[j % KB][tb]); }
+            }
+        if (PROBE_FETCHES && n > 0) { FETCH_TOKENS(n - 1) }
         if (n == 0 && pc.dInitial == 0ul) break;   // nothing reads the last update
 
         CHUNK_BARRIER();   // both regions are read
@@ -160,11 +139,7 @@ void main()
             if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
             [[unroll]] for (uint i = 0; i < 2; i++)
                 if (PROBE_STAGING) SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
-            if (PROBE_FETCHES && n > 0)
-            {
-                if (EARLY_FETCH) { FETCH_W_BLOCK(n - 1, kb) }
-                else if (kb + 1 == KB) { FETCH_W(n - 1) }
-            }
+            if (PROBE_FETCHES && kb + 1 == KB && n > 0) { FETCH_W(n - 1) }
             CHUNK_BARRIER();
             [[unroll]] for (uint tb = 0; tb < 4; tb++)
                 [[unroll]] for (uint j = kb; j < STATE_TILES; j += KB)

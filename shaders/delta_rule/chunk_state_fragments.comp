@@ -7,7 +7,7 @@
 //   store S                                    (states[n]: for the output stage and the backward)
 //   U' = U - W S^T                             (64 x BV: stored, and the A operand below)
 //   S <- S + U'^T K                            (BV x DK)
-// Under EARLY_FETCH (the default; state_fragments.glsl) the update S += U'^T K of chunk n runs at the
+// Under EARLY_FETCH (the default; below) the update S += U'^T K of chunk n runs at the
 // start of the loop's next pass, with K's fragments of chunk n + 1 read right after it.
 // What makes the chain short: every global read of chunk n + 1 (W, U and K, as fragments) is issued
 // during chunk n, the products read their operands straight from shared memory and registers, and
@@ -32,6 +32,14 @@
 //! variant chunk_state_fragments_k64_v32_fused -DDK=64 -DBV=32 -DFUSED_OUTPUT=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
+// Where the next chunk's global reads are issued (specialisation constant 2, VulkanBackend
+// DeltaRuleStateEarlyFetch). Early (true, the default): each read is issued as soon as the registers it
+// fills are free: the update S += U'^T K moves to the start of the next pass through the loop with K's
+// fragments read right after it, the fused pass reads Q right after its products, the lean pass W's
+// block 0 at the top. Late (false): the order of the run-79 kernels. Early took 7-9% off each forward
+// pass on the H100 (run 81); the backward pass gained nothing from the same reordering at Dk = 64 and
+// lost 6% at Dk = 128, so it keeps the late order.
+layout(constant_id = 2) const bool EARLY_FETCH = true;
 #ifndef PREFETCH_W
 #define PREFETCH_W 1
 #endif

@@ -42,15 +42,6 @@ layout(constant_id = 1) const uint PROBE = 0;
 #define PROBE_STAGING ((PROBE & 16u) == 0u)
 #define CHUNK_BARRIER() if (PROBE_BARRIERS) barrier()
 
-// Where the next chunk's global reads are issued (specialisation constant 2, VulkanBackend
-// DeltaRuleStateEarlyFetch). The loads into registers that a chunk issues for the next one must
-// complete before the loop's back edge, so a read issued late in a chunk waits out its whole latency
-// there. Early (true): every read is issued as soon as the registers it fills are free, the forward
-// pass's state update moves to the start of the next pass through the loop (K's fragments are read
-// right after it, a whole chunk before their use), and the backward pass takes dO'^T Q before
-// dU' = dU'_local + K dS^T. Late (false): the order of the run-79 kernels.
-layout(constant_id = 2) const bool EARLY_FETCH = true;
-
 shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
 shared uvec4 region2[2 * REGION2_PLANE];
 

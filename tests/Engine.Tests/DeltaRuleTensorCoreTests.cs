@@ -113,7 +113,7 @@ public sealed class DeltaRuleTensorCoreTests
         {
             backend.DeltaRuleStateFragmentRows = rows;
             // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
-            // before use; the next chunk's reads issued early, then late), the forward only, neither (the
+            // before use; the forward pass's next-chunk reads issued early, then late), the forward only, neither (the
             // tile passes)
             foreach (var (pass, backwardFragments, lean, early) in new[] { (DeltaRuleStatePass.Auto, true, false, true), (DeltaRuleStatePass.Auto, true, true, true),
                 (DeltaRuleStatePass.Auto, true, false, false), (DeltaRuleStatePass.Auto, true, true, false),
