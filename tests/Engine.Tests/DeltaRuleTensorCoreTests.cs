@@ -11,8 +11,8 @@ namespace FastWeights.Engine.Tests;
 /// fails rather than skips where they are missing.
 /// Tolerance, split products (the default): that of the portable kernels on the same rounded inputs
 /// (1e-3 relative, and 1e-3 of the tensor's RMS absolute), as f32 intermediates enter the products
-/// as two bf16 parts. Rounded products: 1e-2 norm-wise on the tile products, 2e-2 on the kernels
-/// on fragments (AssertNormwiseFragments).</summary>
+/// as two bf16 parts. Rounded products: 1e-2 norm-wise (AssertNormwise), the kernels on fragments
+/// included (AssertNormwiseFragments).</summary>
 [TestClass]
 [TestCategory("TensorCores")]
 public sealed class DeltaRuleTensorCoreTests
@@ -90,7 +90,7 @@ public sealed class DeltaRuleTensorCoreTests
     // 32 at Dk = 64, 32 at Dk = 128): forward, final state and every gradient with both passes on
     // fragments, with the forward one only, and with the tile passes on the same inputs; split (the
     // portable tolerance) and rounded (DeltaRuleCoopMatSplit reaches the fragment passes through
-    // their specialisation constant; 2e-2 norm-wise, AssertNormwiseFragments).
+    // their specialisation constant; 1e-2 norm-wise, AssertNormwiseFragments).
     [TestMethod]
     [DataRow(2, 128, 2, 64, 64, 64, true)]
     [DataRow(1, 192, 3, 64, 96, 32, true)]
@@ -148,7 +148,7 @@ public sealed class DeltaRuleTensorCoreTests
     // kinds of state pass and the tile stages' 128-invocation build; with all of them, the plain forward's
     // outputs both formed in the state pass (chunk_state_fragments.comp's _fused variants, Dk = 64) and in
     // the output stage; and the saving forward with the backward that reads what it kept. Split (the
-    // portable tolerance) and rounded (2e-2 norm-wise, AssertNormwiseFragments; the inverse in
+    // portable tolerance) and rounded (1e-2 norm-wise, AssertNormwiseFragments; the inverse in
     // chunk_wy_fragments.comp splits in both).
     [TestMethod]
     [DataRow(2, 128, 3, 64, 64, true)]
@@ -227,10 +227,12 @@ public sealed class DeltaRuleTensorCoreTests
 
     private static void AssertNormwise(double[] expected, float[] actual, string what) => AssertNormwise(expected, actual, what, 1e-2);
 
-    // The kernels on fragments with rounded operands: 2e-2 norm-wise. Against 1e-2 they measured
-    // 1.01e-2 to 1.2e-2 (the final state at T192 D64, dq at T256 D128, dk at T128 D64 on the H100,
-    // bench/results/2026-12-06-h100-run79.txt); the tile products' rounded mode keeps 1e-2.
-    private static void AssertNormwiseFragments(double[] expected, float[] actual, string what) => AssertNormwise(expected, actual, what, 2e-2);
+    // The kernels on fragments with rounded operands: 1e-2 norm-wise, as the tile products. With the
+    // hardware conversion alone (round toward zero) they measured 1.01e-2 to 1.2e-2 (the final state at
+    // T192 D64, dq at T256 D128, dk at T128 D64 on the H100, bench/results/2026-12-06-h100-run79.txt)
+    // and were held to 2e-2 for a while; rounded to nearest first (fragment_types.glsl, nearestBf16),
+    // as the tile products round, they are expected at about half that (tools/delta_bf16_storage.py).
+    private static void AssertNormwiseFragments(double[] expected, float[] actual, string what) => AssertNormwise(expected, actual, what, 1e-2);
 
     private static void AssertNormwise(double[] expected, float[] actual, string what, double bound)
     {
