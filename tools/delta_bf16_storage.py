@@ -102,6 +102,90 @@ def chunked(q, k, v, beta, s0, scale, stored, operands, rounding=bf16):
     return o, s
 
 
+def forward_saving(q, k, v, beta, s0, scale, stored, op, rounding):
+    """The chunked forward keeping what the backward reads, per chunk: X, W, S (chunk start), U', each
+    as stored (rounded where named in `stored`)."""
+    r = lambda x, name: rounding(x) if name in stored else x
+    bh, t, dk = k.shape
+    s = s0.copy()
+    saved = []
+    for t0 in range(0, t, CHUNK):
+        kc, vc, bc = k[:, t0:t0 + CHUNK], v[:, t0:t0 + CHUNK], beta[:, t0:t0 + CHUNK]
+        a = np.eye(kc.shape[1]) + np.tril(bc[:, :, None] * (kc @ kc.transpose(0, 2, 1)), -1)
+        x = inverse(a, op)
+        w = r(op(x) @ (bc[:, :, None] * kc), 'W')
+        u = r(op(x) @ (bc[:, :, None] * vc), 'U')
+        u_prime = u - op(w) @ op(s).transpose(0, 2, 1)
+        saved.append((r(x, 'X'), w, r(s, 'S'), r(u_prime, 'Up')))
+        s = s + op(u_prime).transpose(0, 2, 1) @ kc
+    return saved, s
+
+
+def backward(q, k, v, beta, s0, d_out, d_final, scale, stored=frozenset(), operands=False, rounding=bf16):
+    """The chunked backward as the Vulkan stages split it (values gradient, backward state pass, q and
+    k gradients, WY backward), with the tensors named in `stored` kept in bf16 between stages (forward:
+    X W U S Up; backward: dUp dS dW; the gradients written: grads) and every product's f32 operands
+    rounded when `operands`. Returns dq, dk, dv, dbeta, dS0."""
+    op = rounding if operands else (lambda x: x)
+    r = lambda x, name: rounding(x) if name in stored else x
+    saved, _ = forward_saving(q, k, v, beta, s0, scale, stored, op, rounding)
+    bh, t, dk = k.shape
+    mask = np.tril(np.ones((CHUNK, CHUNK)))
+    dq, dkk, dv, dbeta = np.zeros(q.shape), np.zeros(k.shape), np.zeros(v.shape), np.zeros(beta.shape)
+    ds = d_final.copy()                       # dS_C, carried in f32 by the backward state pass
+    T = lambda m: m.transpose(0, 2, 1)
+    for ci in range(len(saved) - 1, -1, -1):
+        t0 = ci * CHUNK
+        sl = slice(t0, t0 + CHUNK)
+        kc, vc, qc, bc, doc = k[:, sl], v[:, sl], q[:, sl], beta[:, sl], d_out[:, sl]
+        x, w, s_start, u_prime = saved[ci]
+        n = kc.shape[1]
+        p = scale * (qc @ T(kc)) * mask[:n, :n]
+        du_local = r(T(p) @ doc, 'dUp')                               # values gradient
+        ds_stored = r(ds, 'dS')
+        du = r(du_local + kc @ T(op(ds)), 'dUp')                      # backward state pass
+        ds = ds + scale * T(op(doc)) @ qc - T(op(du)) @ op(w)
+        dp = (op(doc) @ T(op(u_prime))) * mask[:n, :n]                # q, k gradients
+        dq[:, sl] = scale * op(doc) @ op(s_start) + scale * op(dp) @ kc
+        dk_partial = scale * T(op(dp)) @ qc + op(u_prime) @ op(ds_stored)
+        dw = r(-op(du) @ op(s_start), 'dW')
+        kb, vb = bc[:, :, None] * kc, bc[:, :, None] * vc              # WY backward
+        dx = op(dw) @ T(kb) + op(du) @ T(vb)
+        da = -T(op(x)) @ op(op(dx) @ T(op(x)))
+        g = np.tril(da, -1)
+        dkb = T(op(x)) @ op(dw) + op(g) @ kc
+        dvb = T(op(x)) @ op(du)
+        dkk[:, sl] = dk_partial + bc[:, :, None] * dkb + T(op(g)) @ kb
+        dv[:, sl] = bc[:, :, None] * dvb
+        dbeta[:, sl] = np.sum(dkb * kc, axis=2) + np.sum(dvb * vc, axis=2)
+    return [r(g, 'grads') for g in (dq, dkk, dv)] + [dbeta, ds]
+
+
+def finite_difference_check(rng):
+    """The exact backward (nothing rounded) against central differences of
+    L = sum(O dO) + sum(S_T dFinal) at a few random entries of every input; returns the largest
+    relative disagreement."""
+    bh, t, dk, dv, scale = 2, 128, 32, 48, 0.7
+    q, k, v, beta, s0 = inputs(rng, bh, t, dk, dv)
+    d_out, d_final = rng.uniform(-1, 1, (bh, t, dv)), rng.uniform(-1, 1, (bh, dv, dk))
+    grads = backward(q, k, v, beta, s0, d_out, d_final, scale)
+    loss = lambda qq, kk, vv, bb, ss: (lambda o, s: np.sum(o * d_out) + np.sum(s * d_final))(*recurrent(qq, kk, vv, bb, ss, scale))
+    worst = 0.0
+    for which, grad in enumerate(grads):
+        for _ in range(4):
+            args = [q.copy(), k.copy(), v.copy(), beta.copy(), s0.copy()]
+            target = args[[0, 1, 2, 3, 4][which]]
+            index = tuple(rng.integers(0, extent) for extent in target.shape)
+            h = 1e-6
+            target[index] += h
+            plus = loss(*args)
+            target[index] -= 2 * h
+            minus = loss(*args)
+            numeric = (plus - minus) / (2 * h)
+            worst = max(worst, abs(numeric - grad[index]) / max(abs(numeric), 1e-3))
+    return worst
+
+
 def relative(x, ref):
     return np.linalg.norm(x - ref) / np.linalg.norm(ref)
 
@@ -133,5 +217,37 @@ def main():
             print(f'  {name:48s} O {relative(o, o_ref):9.2e}   final state {relative(s, s_ref):9.2e}')
 
 
+BACKWARD_VARIANTS = [
+    ('operands rounded toward zero', set(), 'toward zero'),
+    ('gradients written in bf16 (dq, dk, dv)', {'grads'}, False),
+    ("dU' stored in bf16", {'dUp'}, False),
+    ('dS stored in bf16', {'dS'}, False),
+    ('dW stored in bf16', {'dW'}, False),
+    ("dU', dS, dW stored in bf16", {'dUp', 'dS', 'dW'}, False),
+    ("forward's X, W, U, S, U' stored in bf16", {'X', 'W', 'U', 'S', 'Up'}, False),
+    ('operands rounded to nearest', set(), True),
+    ('operands rounded, every intermediate stored in bf16', {'X', 'W', 'U', 'S', 'Up', 'dUp', 'dS', 'dW'}, True),
+    ('the same, gradients written in bf16 too', {'X', 'W', 'U', 'S', 'Up', 'dUp', 'dS', 'dW', 'grads'}, True),
+]
+
+
+def main_backward():
+    scale = 0.7
+    print(f'backward: exact chunked gradients against central differences, worst relative disagreement '
+          f'{finite_difference_check(np.random.default_rng(1)):.1e}')
+    for bh, t, dk, dv in [(3, 192, 64, 96), (2, 256, 128, 128), (4, 512, 64, 64)]:
+        rng = np.random.default_rng(7 * t + dk + dv)
+        q, k, v, beta, s0 = inputs(rng, bh, t, dk, dv)
+        d_out, d_final = rng.uniform(-1, 1, (bh, t, dv)), rng.uniform(-1, 1, (bh, dv, dk))
+        exact = backward(q, k, v, beta, s0, d_out, d_final, scale)
+        print(f'B*H {bh} T {t} Dk {dk} Dv {dv}: backward, norm-wise relative error against the exact chunked gradients')
+        for name, stored, operands in BACKWARD_VARIANTS:
+            rounding = bf16_toward_zero if operands == 'toward zero' else bf16
+            grads = backward(q, k, v, beta, s0, d_out, d_final, scale, stored, bool(operands), rounding)
+            errors = '  '.join(f'{label} {relative(g, e):8.2e}' for label, g, e in zip(('dq', 'dk', 'dv', 'dbeta', 'dS0'), grads, exact))
+            print(f'  {name:52s} {errors}')
+
+
 if __name__ == '__main__':
     main()
+    main_backward()
