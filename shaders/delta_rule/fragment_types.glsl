@@ -34,7 +34,7 @@ layout(constant_id = 0) const bool SPLIT_OPERANDS = true;
 // operands need no such step: lo = bf16(m - hi) keeps what hi drops, to 2^-16 relative either way.
 ACC nearestBf16(ACC m)
 {
-    for (int e = 0; e < m.length(); e++)
+    [[unroll]] for (int e = 0; e < m.length(); e++)
     {
         float x = m[e];
         uint bits = floatBitsToUint(x);
