@@ -62,8 +62,9 @@ public sealed partial class VulkanBackend
     /// tile products (chunk_tiles_coopmat.glsl) and the kernels on fragments (fragment_types.glsl's
     /// SPLIT_OPERANDS, whose 16 x 16 inverse in chunk_wy_fragments.comp splits either way; rounded to
     /// nearest by hand in both, docs/ops.md "Rounding"). Rounded, the kernels on fragments measured
-    /// 1.01e-2 to 1.2e-2 norm-wise in the tests that first checked them, when they still rounded toward
-    /// zero through the component-type conversion, and took H100 B8 H16 T2048 D64 bf16 from 0.487 to 0.400 ms forward and 1.633 to 1.497 ms forward+backward
+    /// 1.01e-2 to 1.2e-2 norm-wise in the tests that first checked them, when they still rounded (very
+    /// likely) toward zero through the component-type conversion, and took H100 B8 H16 T2048 D64 bf16
+    /// from 0.487 to 0.400 ms forward and 1.633 to 1.497 ms forward+backward
     /// (bench/results/2026-12-06-h100-run79.txt).</summary>
     public bool DeltaRuleCoopMatSplit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "bf16";
 

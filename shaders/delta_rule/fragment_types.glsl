@@ -19,15 +19,15 @@
 
 // Whether f32 operands enter the products as hi and lo parts (true, the default: x y to about f32
 // precision, three multiplies per product) or rounded to bf16, hi only (false: one multiply and half
-// the shared-memory traffic; a few 1e-3 norm-wise, the precision flash-linear-attention keeps).
+// the shared-memory traffic; within 1e-2 norm-wise, the precision flash-linear-attention keeps).
 // Specialisation constant 0 of every kernel on fragments (VulkanBackend.DeltaRuleCoopMatSplit). The
 // _PARTS forms take the choice as an argument, for products that always split (the 16 x 16 inverse
 // of chunk_wy_fragments.comp).
 layout(constant_id = 0) const bool SPLIT_OPERANDS = true;
 
 // m with every element rounded to the nearest bf16 value (ties to even; NaN kept), so that the
-// conversion to ACC_BF16 after it is exact. The component-type conversion alone rounds toward zero
-// on the H100 (docs/ops.md, "Rounding"): a rounded operand then carries a one-sided error of up to
+// conversion to ACC_BF16 after it is exact. The component-type conversion alone very likely rounds
+// toward zero on the H100 (docs/ops.md, "Rounding"; Vulkan leaves the direction to the driver): a rounded operand then carries a one-sided error of up to
 // 2^-8 relative instead of a two-sided one of up to 2^-9, and along the chunk recurrence the
 // one-sided errors add up (the final state at B1 H3 T192 Dk 64 Dv 96: 1.04e-2 norm-wise measured,
 // run 79; modelled in tools/delta_bf16_storage.py, 1.11e-2 toward zero, 4.8e-3 to nearest). Split
