@@ -68,21 +68,43 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the per-chunk gradients of q and k of this problem run on fragments.</summary>
     public bool DeltaRuleUsesGradQKFragments(DType keys, FastWeightShape s) => DeltaRuleGradQKFragments && DeltaRuleFragmentStagesFit(keys, s);
 
-    // Specialisation constant 0 of every kernel on fragments (fragment_types.glsl, SPLIT_OPERANDS): f32
-    // operands as hi and lo bf16 parts, or rounded to bf16 (DeltaRuleCoopMatSplit).
-    private int[] FragmentSpecialization => [DeltaRuleCoopMatSplit ? 1 : 0];
+    /// <summary>Whether, with the operands rounded to bf16 (<see cref="DeltaRuleCoopMatSplit"/> false), the
+    /// intermediates that the later stages use only as rounded product operands (W, X, U', the chunk-start
+    /// states, dU', the dS_C, dW) are stored as bf16 where every stage runs on fragments
+    /// (<see cref="DeltaRuleUsesCompactIntermediates"/>): true by default; FASTWEIGHTS_DELTA_COMPACT=0, or
+    /// false here, stores them as f32. Each is stored as the bf16 value (rounded to nearest) that every
+    /// stage reading it would round it to, so the results do not change (fragment_types.glsl, COMPACT);
+    /// those tensors move half the bytes, and a saving forward keeps about 3 x |v| + 1.5 x |k| bytes
+    /// fewer. U and dU'_local, which enter f32 sums, stay f32.</summary>
+    public bool DeltaRuleCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT") != "0";
 
-    private ComputeKernel FragmentKernel(string kernel) => Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization, requiredSubgroupSize: 32, fullSubgroups: true);
+    /// <summary>Whether this problem stores its rounded-operand intermediates as bf16
+    /// (<see cref="DeltaRuleCompactIntermediates"/>): the operands rounded, and stage 1, both state passes,
+    /// the output stage, the q, k gradients and the WY backward all on fragments (no other kernel reads
+    /// bf16 intermediates).</summary>
+    public bool DeltaRuleUsesCompactIntermediates(DType keys, FastWeightShape s) =>
+        DeltaRuleCompactIntermediates && !DeltaRuleCoopMatSplit && DeltaRuleBackwardFragments
+        && DeltaRuleUsesWyFragments(keys, s) && DeltaRuleUsesStateFragments(keys, s) && DeltaRuleUsesOutputFragments(keys, s)
+        && DeltaRuleUsesGradQKFragments(keys, s) && DeltaRuleUsesWyBackwardFragments(keys, s);
+
+    // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
+    // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state
+    // passes' PROBE and EARLY_FETCH (0 here; StateFragmentsKernel sets them), 3 COMPACT (bf16 intermediates).
+    private int[] FragmentSpecialization(DType keys, FastWeightShape s, int probe = 0, bool earlyFetch = false) =>
+        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, DeltaRuleUsesCompactIntermediates(keys, s) ? 1 : 0];
+
+    private ComputeKernel FragmentKernel(string kernel, DType keys, FastWeightShape s) =>
+        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(keys, s), requiredSubgroupSize: 32, fullSubgroups: true);
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
     private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s) =>
-        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments") : ChunkKernel(kernel, q);
+        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", q.DType, s) : ChunkKernel(kernel, q);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s) =>
-        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments") : ChunkKernel("chunk_wy_backward", q);
+        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", q.DType, s) : ChunkKernel("chunk_wy_backward", q);
 
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s) =>
-        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments") : ChunkKernel("chunk_grad_qk", q);
+        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", q.DType, s) : ChunkKernel("chunk_grad_qk", q);
 }

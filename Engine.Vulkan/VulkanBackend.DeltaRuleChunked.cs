@@ -10,7 +10,8 @@ namespace FastWeights.Engine.Vulkan;
 //             (DeltaRule.ForwardSaving), chunk_values_grad (P^T dO),
 //             chunk_state_backward (dU', dS_C; reverse over chunks), chunk_grad_qk (dQ, dK, dW),
 //             chunk_wy_backward (dK, dV, dbeta)
-// q, k, v (and beta) may be f32, f16 or bf16; everything computed and stored is f32.
+// q, k, v (and beta) may be f32, f16 or bf16; everything is computed in f32 and stored in f32, but for
+// the intermediates that compact storage keeps as bf16 (DeltaRuleUsesCompactIntermediates).
 public sealed partial class VulkanBackend
 {
     /// <summary>Tokens per chunk (CHUNK in shaders/delta_rule/*).</summary>
@@ -219,18 +220,20 @@ public sealed partial class VulkanBackend
     private static int[] SequentialSpecialization(int slice, int keyDim) => [4 * slice, slice / 4, SequentialKeyBlocks(keyDim)];
 
     /// <summary>The chunked forward's intermediates, kept for its backward (DeltaRule.ForwardSaving):
-    /// W, U, the inverted chunk matrices X, U' and the chunk-start states, all f32. It records the
-    /// tensors they were computed from (k, v, beta, alpha, the initial state) and the shape, and the
-    /// backward takes it only for those.</summary>
+    /// W, U, the inverted chunk matrices X, U' and the chunk-start states, f32, or with
+    /// <see cref="Compact"/> W, X, U' and the states bf16 (DeltaRuleUsesCompactIntermediates). It records
+    /// the tensors they were computed from (k, v, beta, alpha, the initial state) and the shape, and the
+    /// backward takes it only for those and with the same storage.</summary>
     internal sealed class ChunkedDeltaRuleSaved : DeltaRuleSaved
     {
         public required Tensor W, U;
         public required Tensor? UPrime, States;   // null only in a plain forward whose fused state pass formed the outputs
         public required Tensor? Inverse;   // X; null in a plain forward, which does not write it
         public required DeltaRuleProblem Problem;
+        public required bool Compact;
         private bool _disposed;
 
-        public void CheckFor(string op, DeltaRuleProblem p)
+        public void CheckFor(string op, DeltaRuleProblem p, bool compact)
         {
             if (_disposed) throw new ObjectDisposedException(nameof(DeltaRuleSaved), $"{op}: argument 'saved' was disposed");
             var kept = Problem;
@@ -238,6 +241,9 @@ public sealed partial class VulkanBackend
                 || !ReferenceEquals(kept.InitialState, p.InitialState) || !ReferenceEquals(kept.Alpha, p.Alpha) || kept.Shape != p.Shape)
                 throw new OpArgumentException(op, "saved", $"was kept by a forward of other tensors (k {kept.K.Shape}, v {kept.V.Shape}, initial state "
                     + $"{(kept.InitialState is null ? "none" : kept.InitialState.Shape.ToString())}); the backward needs the same k, v, beta, alpha and initial state (here k {p.K.Shape}, v {p.V.Shape})");
+            if (Compact != compact)
+                throw new OpArgumentException(op, "saved", $"holds {(Compact ? "bf16" : "f32")} intermediates (W {W.DType}, k {p.K.Shape}), but the backend's settings now store them as {(compact ? "bf16" : "f32")} "
+                    + "(DeltaRuleCoopMatSplit, DeltaRuleCompactIntermediates or a fragment stage changed between the forward and the backward)");
         }
 
         public override void Dispose()
@@ -288,15 +294,18 @@ public sealed partial class VulkanBackend
 
     // X [B H chunks, 64, 64] is only allocated when the backward will read it, U' and the states
     // unless a plain forward's fused state pass does without them.
+    // Compact (DeltaRuleUsesCompactIntermediates): W, X, U' and the states bf16; U f32 either way.
     private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null, bool withStates = true)
     {
         var s = p.Shape;
+        bool compact = DeltaRuleUsesCompactIntermediates(p.K.DType, s);
+        var stored = compact ? DType.BF16 : DType.F32;
         return new ChunkedDeltaRuleSaved
         {
-            W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values),
-            Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize)) : null,
-            UPrime = withStates ? Tensor.Empty(this, s.Values) : null, States = withStates ? Tensor.Empty(this, ChunkStates(s)) : null,
-            Problem = recorded ?? p,
+            W = Tensor.Empty(this, s.Keys, stored), U = Tensor.Empty(this, s.Values),
+            Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize), stored) : null,
+            UPrime = withStates ? Tensor.Empty(this, s.Values, stored) : null, States = withStates ? Tensor.Empty(this, ChunkStates(s), stored) : null,
+            Problem = recorded ?? p, Compact = compact,
         };
     }
 
@@ -310,16 +319,22 @@ public sealed partial class VulkanBackend
         using var recomputed = kept is null ? NewChunkedIntermediates(p, withInverse: true) : null;
         var f = kept ?? recomputed!;
         Tensor w = f.W, u = f.U, inverse = f.Inverse!, uPrime = f.UPrime!, states = f.States!;
-        using var dUPrime = Tensor.Empty(this, s.Values);
-        using var dStates = Tensor.Empty(this, ChunkStates(s));
-        using var dW = Tensor.Empty(this, s.Keys);
+        // dU'_local (f32) from the values gradient; the state pass writes dU' in place, or, compact, into
+        // a bf16 tensor of its own, as it does the dS_C and the q, k gradients dW.
+        bool compact = f.Compact;
+        var stored = compact ? DType.BF16 : DType.F32;
+        using var dUPrimeLocal = Tensor.Empty(this, s.Values);
+        using var dUPrimeCompact = compact ? Tensor.Empty(this, s.Values, stored) : null;
+        var dUPrime = dUPrimeCompact ?? dUPrimeLocal;
+        using var dStates = Tensor.Empty(this, ChunkStates(s), stored);
+        using var dW = Tensor.Empty(this, s.Keys, stored);
         if (kept is null)
         {
             ChunkWy(p, w, u, inverse);
             ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, null);
         }
-        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrime);
-        ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrime, dStates, g.DFinalState, g.DInitialState);
+        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrimeLocal);
+        ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrimeLocal, dUPrime, dStates, g.DFinalState, g.DInitialState);
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, g.DK, dW);
 
         var push = new PushConstants(stackalloc byte[128]);
@@ -370,7 +385,7 @@ public sealed partial class VulkanBackend
         push.Address(p.Q);
         push.AddressOrZero(scores);
         push.Append(p.Scale);
-        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments") : ChunkKernel("chunk_wy", p.Q);
+        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments", p.Q.DType, s) : ChunkKernel("chunk_wy", p.Q);
         Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
@@ -401,7 +416,7 @@ public sealed partial class VulkanBackend
             push.Append(f.Scale);
         }
         else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
-        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", s, fused: fused is not null)
+        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, fused: fused is not null)
             : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
@@ -421,11 +436,14 @@ public sealed partial class VulkanBackend
         Dispatch(OutputKernel(kernel, q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
-    // chunk_state_backward.comp: reverse over chunks, dU' += K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
-    // every dS_C kept; dInitial the last dS.
-    private void ChunkStateBackward(Tensor q, Tensor k, Tensor w, FastWeightShape s, float scale, Tensor dOutput, Tensor dUPrime, Tensor dStates,
-        Tensor? dFinalState, Tensor? dInitialState)
+    // chunk_state_backward.comp: reverse over chunks, dU' = dU'_local + K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
+    // every dS_C kept; dInitial the last dS. dU' goes into dUPrime: dUPrimeLocal itself, or a compact bf16
+    // tensor (the fragment pass only, which reads the address appended last).
+    private void ChunkStateBackward(Tensor q, Tensor k, Tensor w, FastWeightShape s, float scale, Tensor dOutput, Tensor dUPrimeLocal, Tensor dUPrime,
+        Tensor dStates, Tensor? dFinalState, Tensor? dInitialState)
     {
+        bool fragments = DeltaRuleBackwardFragments && DeltaRuleUsesStateFragments(q.DType, s);
+        if (!ReferenceEquals(dUPrime, dUPrimeLocal) && !fragments) throw new InvalidOperationException("only the fragment backward state pass writes dU' apart");
         bool tiles = DeltaRuleUsesStateTiles(q.DType, s.KeyDim, backward: true);
         int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
@@ -433,13 +451,14 @@ public sealed partial class VulkanBackend
         push.Address(k);
         push.Address(w);
         push.Address(dOutput);
-        push.Address(dUPrime);
+        push.Address(dUPrimeLocal);
         push.Address(dStates);
         push.AddressOrZero(dFinalState);
         push.AddressOrZero(dInitialState);
         AppendSizes(ref push, s);
         push.Append(scale);
-        var (kernel, groups) = DeltaRuleBackwardFragments && DeltaRuleUsesStateFragments(q.DType, s) ? StateFragmentsKernel("chunk_state_backward_fragments", s)
+        push.Address(dUPrime);
+        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s)
             : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));

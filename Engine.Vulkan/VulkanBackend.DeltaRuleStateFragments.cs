@@ -65,13 +65,11 @@ public sealed partial class VulkanBackend
     // chunk_state_fragments / chunk_state_backward_fragments for this problem and its workgroups along Dv
     // (same push constants as the tile passes).
     // fused: the forward pass's variant that also forms the outputs (chunk_state_fragments.comp, FUSED_OUTPUT).
-    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, FastWeightShape s, bool fused = false)
+    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool fused = false)
     {
         int rows = FragmentRows(s.KeyDim);
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        int[] specialization = kernel == "chunk_state_fragments"
-            ? [.. FragmentSpecialization, StateProbe, DeltaRuleStateEarlyFetch ? 1 : 0]
-            : [.. FragmentSpecialization, StateProbe];
+        int[] specialization = FragmentSpecialization(keys, s, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
         return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", specialization, requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }

@@ -7,7 +7,9 @@ namespace FastWeights.Engine.Vulkan;
 //   O = Q' S_0^T + (Q' K^T ⊙ M) V,   S_C = S_0 + V^T K
 // and the backward is the delta rule's without the WY step: dV = dU' = P^T dO + K dS_C^T,
 // dS_0 = dS_C + dO^T Q', dQ = scale (dO S_0 + dP K), dK = dP^T Q' + V dS_C with dP = (dO V^T) ⊙ M.
-// The normalised form runs recurrent (its denominator z_t . q'_t is not part of these kernels).
+// The normalised form runs recurrent (its denominator z_t . q'_t is not part of these kernels). Inputs
+// are f32 (LinearAttention checks), so the tensor-core stages and their compact bf16 intermediates
+// never run here and every intermediate is f32.
 public sealed partial class VulkanBackend
 {
     /// <summary>Whether linear attention runs chunked here: unnormalised, head dims within the chunk
@@ -46,7 +48,7 @@ public sealed partial class VulkanBackend
         ChunkState(p.K, s, p.InitialState, w, p.V, uPrime, states, null);
         // dU' (= dV) accumulates in g.DV: P^T dO, then + K dS_C^T in the reverse pass.
         ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, g.DV);
-        ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, g.DV, dStates, g.DFinalState, g.DInitialState);
+        ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, g.DV, g.DV, dStates, g.DFinalState, g.DInitialState);
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, p.V, g.DV, states, dStates, g.DQ, g.DK, dW);
     }
 }

@@ -67,6 +67,9 @@
 #                      rounded to bf16 (FASTWEIGHTS_DELTA_COOPMAT=bf16): per-kernel profile and pipeline
 #                      statistics at T2048 D64 and D128
 #   delta-rounded      the delta section's four shapes with the operands rounded to bf16
+#   delta-compact      the chunked delta rule (bf16, operands rounded) with its rounded-operand intermediates
+#                      stored as f32 and as bf16 (FASTWEIGHTS_DELTA_COMPACT=0, 1): per-kernel profile at T2048 D64
+#                      and D128, then the delta section's four shapes each way
 #   delta-probe        the chunked delta rule (bf16, T2048, D64 and D128) profiled with each FASTWEIGHTS_DELTA_PROBE
 #                      setting of the state passes on fragments (work left out: 1 global stores, 2 next-chunk
 #                      reads, 4 barriers, 8 products, 16 shared-memory stores), then at B1 H1 and B1 H4
@@ -196,6 +199,10 @@ for section in "$@"; do
     delta-fused-output) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_OUTPUT=0 FASTWEIGHTS_DELTA_FUSED_OUTPUT=1 ;;
     delta-operands) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|grad|output|values)' FASTWEIGHTS_DELTA_COOPMAT=split FASTWEIGHTS_DELTA_COOPMAT=bf16 ;;
     delta-rounded) FASTWEIGHTS_DELTA_COOPMAT=bf16 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra ;;
+    delta-compact) delta_profiles 8,16,2048,64,8,16,2048,128 '(wy|state|grad|output|values)' \
+        "FASTWEIGHTS_DELTA_COOPMAT=bf16 FASTWEIGHTS_DELTA_COMPACT=0" "FASTWEIGHTS_DELTA_COOPMAT=bf16 FASTWEIGHTS_DELTA_COMPACT=1"
+      for c in 0 1; do echo "# FASTWEIGHTS_DELTA_COOPMAT=bf16 FASTWEIGHTS_DELTA_COMPACT=$c"
+        FASTWEIGHTS_DELTA_COOPMAT=bf16 FASTWEIGHTS_DELTA_COMPACT=$c $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra | grep -E '^delta'; done ;;
     delta-probe) delta_profiles 8,16,2048,64,8,16,2048,128 state FASTWEIGHTS_DELTA_PROBE=0 FASTWEIGHTS_DELTA_PROBE=1 FASTWEIGHTS_DELTA_PROBE=2 \
                    FASTWEIGHTS_DELTA_PROBE=4 FASTWEIGHTS_DELTA_PROBE=8 FASTWEIGHTS_DELTA_PROBE=16 FASTWEIGHTS_DELTA_PROBE=3 \
                    FASTWEIGHTS_DELTA_PROBE=24 FASTWEIGHTS_DELTA_PROBE=7 FASTWEIGHTS_DELTA_PROBE=31

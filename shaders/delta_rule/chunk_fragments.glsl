@@ -22,7 +22,6 @@
 #define SCRATCH_TILE (16 * SCRATCH_ROW)
 
 layout(local_size_x = 256) in;
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
 
 shared uvec4 region1[2 * PLANE];        // hi plane, then lo plane
 shared uvec4 region2[2 * PLANE];

@@ -32,7 +32,7 @@ layout(push_constant) uniform Push
     uint64_t q;
     uint64_t k;
     uint64_t dOut;
-    uint64_t uPrime;
+    uint64_t uPrime;    // U', dU', S_0, dS_C, dW: bf16 where COMPACT (fragment_types.glsl), else f32
     uint64_t dUPrime;
     uint64_t states;
     uint64_t dStates;
@@ -61,12 +61,13 @@ void main()
     // 64 vb .. of the state block (Dv x 64, row stride Dk).
 #define TOKEN_TILE(j, vb) ((firstToken + 16 * tr) * valueStride + h * pc.valueDim + 64 * (vb) + 16 * tileColumn(j))
 #define STATE_TILE(j, vb) (stateOrigin + (64 * (vb) + 16 * tr) * pc.keyDim + 16 * tileColumn(j))
-#define FETCH_TOKENS(buffer, vb) \
+    // compact: an intermediate stored as bf16 (U', dU', S_0, dS_C where COMPACT); dO is f32
+#define FETCH_TOKENS(buffer, compact, vb) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
-        coopMatLoad(fetched[j], F32Buffer(buffer).v, TOKEN_TILE(j, vb), valueStride, gl_CooperativeMatrixLayoutRowMajor)
+        LOAD_INTERMEDIATE(compact, fetched[j], buffer, TOKEN_TILE(j, vb), valueStride)
 #define FETCH_STATE(buffer, vb) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
-        coopMatLoad(fetched[j], F32Buffer(buffer).v, STATE_TILE(j, vb), pc.keyDim, gl_CooperativeMatrixLayoutRowMajor)
+        LOAD_INTERMEDIATE(COMPACT, fetched[j], buffer, STATE_TILE(j, vb), pc.keyDim)
 #define PUT_FETCHED(REGION) [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], REGION, tr, tileColumn(j))
     // c += A B over the 4 depth slices, A = tile row tr of REGION_A, B = tile column tc of REGION_B
 #define MULTIPLY_REGIONS(c, REGION_A, REGION_B, tc) \
@@ -85,10 +86,10 @@ void main()
     for (uint vb = 0; vb < valueBlocks; vb++)
     {
         // (dO, U'): dP += dO U'^T on and below the diagonal; U'^T's slice d is the transpose of U''s tile (tc, d)
-        FETCH_TOKENS(pc.dOut, vb);
+        FETCH_TOKENS(pc.dOut, false, vb);
         if (vb > 0) barrier();
         PUT_FETCHED(region1);
-        FETCH_TOKENS(pc.uPrime, vb);
+        FETCH_TOKENS(pc.uPrime, COMPACT, vb);
         PUT_FETCHED(region2);
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++)
@@ -156,14 +157,14 @@ void main()
     [[unroll]] for (uint j = 0; j < 2; j++) dw[j] = ACC(0.0);
     for (uint vb = 0; vb < valueBlocks; vb++)
     {
-        FETCH_TOKENS(pc.dUPrime, vb);
+        FETCH_TOKENS(pc.dUPrime, COMPACT, vb);
         barrier();   // both regions are read
         PUT_FETCHED(region1);
         FETCH_STATE(pc.states, vb);
         PUT_FETCHED(region2);
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dw[j], region1, region2, tileColumn(j));
-        FETCH_TOKENS(pc.uPrime, vb);
+        FETCH_TOKENS(pc.uPrime, COMPACT, vb);
         barrier();
         PUT_FETCHED(region1);
         FETCH_STATE(pc.dStates, vb);
@@ -174,7 +175,7 @@ void main()
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
         ACC negated = dw[j] * -1.0;
-        coopMatStore(negated, F32Buffer(pc.dw).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
+        STORE_INTERMEDIATE(COMPACT, negated, pc.dw, keyOrigin + 16 * tileColumn(j), keyStride)
         coopMatStore(dk[j], F32Buffer(pc.dk).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
     }
 }

@@ -24,8 +24,8 @@ layout(push_constant) uniform Push
 {
     uint64_t q;
     uint64_t k;
-    uint64_t values;    // forward: U'; backward: dO
-    uint64_t states;    // forward: chunk-start states; backward: unused
+    uint64_t values;    // forward: U' (bf16 where COMPACT: fragment_types.glsl); backward: dO (f32)
+    uint64_t states;    // forward: chunk-start states (bf16 where COMPACT); backward: unused
     uint64_t result;    // forward: O; backward: dU'_local
     uint t;
     uint heads;
@@ -89,8 +89,7 @@ void main()
             {
                 ACC fetched[2];
                 [[unroll]] for (uint j = 0; j < 2; j++)
-                    coopMatLoad(fetched[j], F32Buffer(pc.states).v, stateOrigin + (64 * vb + 16 * tr) * pc.dk + 64 * kb + 16 * tileColumn(j), pc.dk,
-                                gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_INTERMEDIATE(COMPACT, fetched[j], pc.states, stateOrigin + (64 * vb + 16 * tr) * pc.dk + 64 * kb + 16 * tileColumn(j), pc.dk)
                 barrier();   // region2's previous contents are read
                 [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j))
                 barrier();
@@ -109,7 +108,7 @@ void main()
         uint valueOrigin = (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb;
         ACC fetched[2];
         [[unroll]] for (uint j = 0; j < 2; j++)
-            coopMatLoad(fetched[j], F32Buffer(pc.values).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+            LOAD_INTERMEDIATE(COMPACT && VALUES_GRADIENT == 0, fetched[j], pc.values, valueOrigin + 16 * tileColumn(j), valueStride)
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j))
         barrier();

@@ -5,13 +5,14 @@
 // Dv, b H + h) walks the chunks in reverse carrying dS (BV x DK), the gradient reaching the end of
 // the current chunk, seeded by the final state's gradient. Per chunk, with dO' = scale dO:
 //   store dS_C                                 (dStates[n]: for the per-chunk gradient stage)
-//   dU' = dU'_local + K dS_C^T                 (64 x BV, stored in place)
+//   dU' = dU'_local + K dS_C^T                 (64 x BV, stored: in place of dU'_local, or compact)
 //   dS_0 = dS_C + dO'^T Q - dU'^T W            (BV x DK)
 // dS_0 becomes the previous chunk's dS_C; after chunk 0 it is the initial state's gradient. Every
 // global read of chunk n - 1 is issued during chunk n. K and Q are bf16 (one part); dS, dO', dU' and
 // W enter the products as hi and lo parts. Preconditions as for chunk_state_fragments.comp
 // (VulkanBackend.DeltaRuleUsesStateFragments). Same inputs, outputs and push constants as
-// chunk_state_backward_tiles.comp.
+// chunk_state_backward_tiles.comp, and one more at the end: where dU' goes (dUPrime itself, or a bf16
+// tensor where COMPACT: fragment_types.glsl).
 // Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -23,10 +24,10 @@ layout(push_constant) uniform Push
 {
     uint64_t q;
     uint64_t k;
-    uint64_t w;
+    uint64_t w;             // bf16 where COMPACT
     uint64_t dOut;
-    uint64_t dUPrime;       // in: dU'_local; out: dU'
-    uint64_t dStates;       // out: dS_C per chunk
+    uint64_t dUPrime;       // in: dU'_local (f32)
+    uint64_t dStates;       // out: dS_C per chunk (bf16 where COMPACT)
     uint64_t dFinal;        // 0: zeros
     uint64_t dInitial;      // 0: not written
     uint t;
@@ -34,6 +35,7 @@ layout(push_constant) uniform Push
     uint dk;
     uint dv;
     float scale;
+    uint64_t dUPrimeOut;    // out: dU' (f32: may be dUPrime itself, each tile written after it is read; bf16 where COMPACT)
 } pc;
 
 // State tile j of this subgroup: rows 16 stateTileRow(j) .., columns 16 stateTileColumn(j) ..; tile j
@@ -46,7 +48,7 @@ void main()
     uint v0 = gl_WorkGroupID.x * BV, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint chunks = pc.t / CHUNK, stateSize = pc.dv * pc.dk;
     uint keyStride = pc.heads * DK, valueStride = pc.heads * pc.dv;   // between consecutive tokens
-    F32Buffer w = F32Buffer(pc.w), dOut = F32Buffer(pc.dOut), dUPrime = F32Buffer(pc.dUPrime), dStates = F32Buffer(pc.dStates);
+    F32Buffer dOut = F32Buffer(pc.dOut), dUPrimeLocal = F32Buffer(pc.dUPrime);
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
 
     ACC ds[STATE_TILES];
@@ -66,11 +68,11 @@ void main()
 #define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
 #define FETCH_TOKENS(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
     { \
-        coopMatLoad(localTiles[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatLoad(localTiles[j], dUPrimeLocal.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
         coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
     } \
     [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
@@ -89,7 +91,7 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb16 = stateTileColumn(j);
-            if (PROBE_STORES) coopMatStore(ds[j], dStates.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK, gl_CooperativeMatrixLayoutRowMajor);
+            if (PROBE_STORES) STORE_INTERMEDIATE(COMPACT, ds[j], pc.dStates, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK)
             if (PROBE_STAGING) SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
         }
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
@@ -99,7 +101,7 @@ void main()
         }
         CHUNK_BARRIER();
 
-        // dU' = dU'_local + K dS_C^T, stored in place
+        // dU' = dU'_local + K dS_C^T, stored
         ACC du[TOKEN_TILES];
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
@@ -114,7 +116,7 @@ void main()
                     du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
                 }
             }
-            if (PROBE_STORES) coopMatStore(du[j], dUPrime.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+            if (PROBE_STORES) STORE_INTERMEDIATE(COMPACT, du[j], pc.dUPrimeOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride)
         }
         // dS += dO'^T Q (dO'^T through column-major loads of dO')
         [[unroll]] for (uint tb = 0; tb < 4; tb++)

@@ -50,10 +50,10 @@ layout(constant_id = 2) const bool EARLY_FETCH = true;
 layout(push_constant) uniform Push
 {
     uint64_t k;
-    uint64_t w;
+    uint64_t w;             // bf16 where COMPACT
     uint64_t u;
-    uint64_t uPrime;        // out (FUSED_OUTPUT: 0, not stored)
-    uint64_t states;        // out (FUSED_OUTPUT: 0, not stored)
+    uint64_t uPrime;        // out (FUSED_OUTPUT: 0, not stored); bf16 where COMPACT
+    uint64_t states;        // out (FUSED_OUTPUT: 0, not stored); bf16 where COMPACT
     uint64_t initialState;  // 0: zeros
     uint64_t finalState;    // 0: not written
     uint t;
@@ -78,7 +78,7 @@ void main()
     uint v0 = gl_WorkGroupID.x * BV, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
     uint chunks = pc.t / CHUNK, stateSize = pc.dv * pc.dk;
     uint keyStride = pc.heads * DK, valueStride = pc.heads * pc.dv;   // between consecutive tokens
-    F32Buffer w = F32Buffer(pc.w), u = F32Buffer(pc.u), uPrime = F32Buffer(pc.uPrime), states = F32Buffer(pc.states);
+    F32Buffer u = F32Buffer(pc.u);
     Words4Buffer keys = Words4Buffer(pc.k);
 
     ACC s[STATE_TILES];
@@ -96,7 +96,7 @@ void main()
     FRAG_B kFrags[4];
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
 #define FETCH_U(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
         coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
@@ -117,7 +117,7 @@ void main()
     // Lean: W's block tiles of chunk n (rows from firstRow), one 64-column block at a time.
 #define LOAD_W_BLOCK(n, kb) \
     [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
     // S += U'^T K of the chunk whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
     // through column-major loads of U' (64 x BV).
 #define UPDATE_STATE() \
@@ -148,7 +148,7 @@ void main()
         {
             uint vb = stateTileRow(j), kb = stateTileColumn();
             if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul))
-                coopMatStore(s[j], states.v, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK, gl_CooperativeMatrixLayoutRowMajor);
+                STORE_INTERMEDIATE(COMPACT, s[j], pc.states, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK)
             if (PROBE_STAGING) SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
         }
 
@@ -195,8 +195,8 @@ void main()
         {
             p[j] = uTiles[j] - p[j];
             if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul))
-                coopMatStore(p[j], uPrime.v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
-                             valueStride, gl_CooperativeMatrixLayoutRowMajor);
+                STORE_INTERMEDIATE(COMPACT, p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
+                                   valueStride)
         }
         if (PROBE_FETCHES && n + 1 < chunks) { FETCH_U(n + 1) }
 #if FUSED_OUTPUT

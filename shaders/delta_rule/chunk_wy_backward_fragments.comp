@@ -36,7 +36,7 @@ layout(push_constant) uniform Push
     uint64_t k;
     uint64_t v;
     uint64_t beta;
-    uint64_t x;
+    uint64_t x;         // X, dU', dW: bf16 where COMPACT (fragment_types.glsl), else f32
     uint64_t w;         // not read
     uint64_t u;         // not read
     uint64_t dUPrime;
@@ -70,8 +70,7 @@ void main()
         : (firstToken + 16 * tr) * keyStride + h * pc.keyDim + 64 * ((i) - valueBlocks) + 16 * tileColumn(j))
 #define FETCH_BLOCK(i) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
-        coopMatLoad(pending[j], F32Buffer((i) < valueBlocks ? pc.dUPrime : pc.dw).v, BLOCK_ORIGIN(i, j), \
-                    (i) < valueBlocks ? valueStride : keyStride, gl_CooperativeMatrixLayoutRowMajor)
+        LOAD_INTERMEDIATE(COMPACT, pending[j], (i) < valueBlocks ? pc.dUPrime : pc.dw, BLOCK_ORIGIN(i, j), (i) < valueBlocks ? valueStride : keyStride)
     ACC pending[2];
 
     // X (hi, lo) into region1: the tiles on and below the diagonal (X is unit lower triangular).
@@ -80,7 +79,7 @@ void main()
         if (tileColumn(j) <= tr)
         {
             ACC tile;
-            coopMatLoad(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * tileColumn(j), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
+            LOAD_INTERMEDIATE(COMPACT, tile, pc.x, inverseOrigin + 16 * tr * CHUNK + 16 * tileColumn(j), CHUNK)
             STORE_TILE_SPLIT(tile, region1, tr, tileColumn(j))
         }
     barrier();

@@ -32,9 +32,9 @@ layout(push_constant) uniform Push
     uint64_t k;
     uint64_t v;
     uint64_t beta;
-    uint64_t w;         // out
+    uint64_t w;         // out (bf16 where COMPACT: fragment_types.glsl)
     uint64_t u;         // out
-    uint64_t x;         // out, 0: not kept
+    uint64_t x;         // out, 0: not kept (bf16 where COMPACT)
     uint t;
     uint heads;
     uint dk;
@@ -105,7 +105,11 @@ void main()
     // measurable change in time (bench/results/2026-12-06-h100-run79.txt).
     uint inverseOrigin = (bh * chunks + n) * CHUNK * CHUNK;
 #define KEEP_X(tile, tc) \
-    if (pc.x != 0ul) coopMatStore(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * (tc), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
+    if (pc.x != 0ul) \
+    { \
+        ACC keptTile = tile; \
+        STORE_INTERMEDIATE(COMPACT, keptTile, pc.x, inverseOrigin + 16 * tr * CHUNK + 16 * (tc), CHUNK) \
+    }
 
     // L's tiles on and below the diagonal: beta_i (k_i . k_j) for j < i. Off the diagonal into region1
     // as parts; on it, the owner inverts its tile right away.
@@ -250,7 +254,7 @@ void main()
             COPY_COLUMN_BLOCKS(values, valueBlocks, firstToken, valueStride, column0)
             barrier();
         }
-        F32Buffer result = F32Buffer(key ? pc.w : pc.u);
+        uint64_t result = key ? pc.w : pc.u;   // W bf16 where COMPACT, U always f32
         for (uint block = 0; block < blocks; block++)
             [[unroll]] for (uint j = 0; j < 2; j++)
             {
@@ -265,7 +269,7 @@ void main()
                         coopMatLoad(operand, region2, block * PLANE + 16 * d * ROW + 2 * tc, ROW, gl_CooperativeMatrixLayoutRowMajor);
                         MUL_EXACT_B(tile, xHi, xLo, operand);
                     }
-                coopMatStore(tile, result.v, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride, gl_CooperativeMatrixLayoutRowMajor);
+                STORE_INTERMEDIATE(COMPACT && key, tile, result, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride)
             }
     }
 }

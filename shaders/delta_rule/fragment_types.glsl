@@ -12,6 +12,9 @@
 #extension GL_EXT_bfloat16 : require
 #include "buffers.glsl"
 
+// Tensors read and written 16 bytes (8 bf16) at a time.
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
+
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 #define ACC_BF16 coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 #define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
@@ -24,6 +27,15 @@
 // _PARTS forms take the choice as an argument, for products that always split (the 16 x 16 inverse
 // of chunk_wy_fragments.comp).
 layout(constant_id = 0) const bool SPLIT_OPERANDS = true;
+
+// Whether the intermediates that later stages use only as rounded product operands (W, X, U', the
+// chunk-start states S_0, dU', dS_C, dW) are stored as bf16 instead of f32 (specialisation constant 3 of
+// every kernel on fragments; VulkanBackend.DeltaRuleUsesCompactIntermediates, rounded mode only). Each
+// is stored as nearestBf16 of its f32 value, which is exactly the hi part every consumer would stage
+// from the f32 tensor, so the results are bit for bit those of f32 storage while every such tensor
+// moves half the bytes. U and dU'_local, which enter f32 sums (U' = U - W S^T, dU' = dU'_local +
+// K dS_C^T), stay f32.
+layout(constant_id = 3) const bool COMPACT = false;
 
 // m with every element rounded to the nearest bf16 value (ties to even; NaN kept), so that the
 // conversion to ACC_BF16 after it is exact. The component-type conversion alone very likely rounds
@@ -82,3 +94,24 @@ ACC nearestBf16(ACC m)
     if (SPLIT_OPERANDS) c = coopMatMulAdd(aLo, b, c); \
     c = coopMatMulAdd(aHi, b, c)
 #define MUL_LO(c, a, bLo) if (SPLIT_OPERANDS) c = coopMatMulAdd(a, bLo, c)
+
+// Loads into ACC `tile` the 16 x 16 tile at element `offset` (rows `stride` elements apart, row-major)
+// of the intermediate at device address `address`: bf16 (converted exactly to f32) where `compact`,
+// else f32. Offsets and strides of bf16 tiles are multiples of 8 elements (uvec4 units).
+#define LOAD_INTERMEDIATE(compact, tile, address, offset, stride) \
+    { \
+        if (compact) \
+        { \
+            ACC_BF16 storedTile; \
+            coopMatLoad(storedTile, Words4Buffer(address).v, (offset) / 8, (stride) / 8, gl_CooperativeMatrixLayoutRowMajor); \
+            tile = ACC(storedTile); \
+        } \
+        else coopMatLoad(tile, F32Buffer(address).v, offset, stride, gl_CooperativeMatrixLayoutRowMajor); \
+    }
+// Stores ACC m as the tile at element `offset` of the intermediate at `address`: as nearestBf16(m)
+// where `compact`, else f32.
+#define STORE_INTERMEDIATE(compact, m, address, offset, stride) \
+    { \
+        if (compact) coopMatStore(ACC_BF16(nearestBf16(m)), Words4Buffer(address).v, (offset) / 8, (stride) / 8, gl_CooperativeMatrixLayoutRowMajor); \
+        else coopMatStore(m, F32Buffer(address).v, offset, stride, gl_CooperativeMatrixLayoutRowMajor); \
+    }

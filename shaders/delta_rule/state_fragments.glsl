@@ -28,7 +28,6 @@
 #define REGION2_PLANE (CHUNK * BLOCK_ROW)
 
 layout(local_size_x = 256) in;
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
 
 // Timing probe (specialisation constant 1, FASTWEIGHTS_DELTA_PROBE; for experiments only, the results
 // are wrong whenever it is nonzero): each bit leaves out one kind of work of the chunk loop, so the
@@ -46,11 +45,10 @@ shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
 shared uvec4 region2[2 * REGION2_PLANE];
 
 // Loads into `tile` block tile i of this subgroup (blockTileRow / blockTileColumn) of the 64-column
-// block kb of a token-major f32 tensor m whose chunk starts at row firstRow (b T + t0), with `stride`
-// elements between rows and the head's columns from column0 (h Dk).
-#define LOAD_BLOCK_TILE(tile, m, firstRow, stride, column0, kb, i) \
-    coopMatLoad(tile, m.v, ((firstRow) + 16 * blockTileRow(i)) * (stride) + (column0) + 64 * (kb) + 16 * blockTileColumn(i), \
-                stride, gl_CooperativeMatrixLayoutRowMajor)
+// block kb of W (the intermediate at `address`, f32 or compact bf16) whose chunk starts at row
+// firstRow (b T + t0), with `stride` elements between rows and the head's columns from column0 (h Dk).
+#define LOAD_BLOCK_TILE(tile, address, firstRow, stride, column0, kb, i) \
+    LOAD_INTERMEDIATE(COMPACT, tile, address, ((firstRow) + 16 * blockTileRow(i)) * (stride) + (column0) + 64 * (kb) + 16 * blockTileColumn(i), stride)
 
 // 64 x BV token-major tile j of this subgroup: token rows 16 tokenTileRow() .., slice columns 16 tokenTileColumn(j) ..
 uint tokenTileRow() { return gl_SubgroupID % 4; }
