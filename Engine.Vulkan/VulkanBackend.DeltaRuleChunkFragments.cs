@@ -71,12 +71,17 @@ public sealed partial class VulkanBackend
     /// <summary>Whether, with the operands rounded to bf16 (<see cref="DeltaRuleCoopMatSplit"/> false), the
     /// intermediates that the later stages use only as rounded product operands (W, X, U', the chunk-start
     /// states, dU', the dS_C, dW) are stored as bf16 where every stage runs on fragments
-    /// (<see cref="DeltaRuleUsesCompactIntermediates"/>): true by default; FASTWEIGHTS_DELTA_COMPACT=0, or
-    /// false here, stores them as f32. Each is stored as the bf16 value (rounded to nearest) that every
-    /// stage reading it would round it to, so the results do not change (fragment_types.glsl, COMPACT);
-    /// those tensors move half the bytes, and a saving forward keeps about 3 x |v| + 1.5 x |k| bytes
-    /// fewer. U and dU'_local, which enter f32 sums, stay f32.</summary>
-    public bool DeltaRuleCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT") != "0";
+    /// (<see cref="DeltaRuleUsesCompactIntermediates"/>): false by default; FASTWEIGHTS_DELTA_COMPACT=1, or
+    /// true here, turns it on. Each is stored as the bf16 value (rounded to nearest) that every stage
+    /// reading it would round it to, so the results do not change (fragment_types.glsl, COMPACT); those
+    /// tensors move half the bytes, and a saving forward keeps about 3 x |v| + 1.5 x |k| bytes fewer.
+    /// U and dU'_local, which enter f32 sums, stay f32. Off by default because it was slower on the
+    /// H100 (bench/results/2026-12-06-h100-run83.txt, B8 H16 T2048 bf16): the parallel stages gained
+    /// 4-12% (q, k gradients 345 → 330 us at D64, output 402 → 355 at D128), but the state passes, which
+    /// read W as bf16 accumulator fragments straight from memory, lost up to 60% (forward D64 158 → 203 us,
+    /// D128 459 → 732), so forward+backward took 1.540 against 1.521 ms at D64 and 4.153 against 3.879
+    /// at D128.</summary>
+    public bool DeltaRuleCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT") == "1";
 
     /// <summary>Whether this problem stores its rounded-operand intermediates as bf16
     /// (<see cref="DeltaRuleCompactIntermediates"/>): the operands rounded, and stage 1, both state passes,

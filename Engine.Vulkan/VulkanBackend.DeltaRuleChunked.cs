@@ -52,22 +52,20 @@ public sealed partial class VulkanBackend
     /// chunk_values_grad, chunk_grad_qk, chunk_wy_backward) multiply on tensor cores for bf16 inputs
     /// (chunk_tiles_coopmat.glsl): on by default where the device lists bf16 16x16x16 with f32
     /// accumulation; FASTWEIGHTS_DELTA_COOPMAT=0, or false here, keeps the portable f32 products.
-    /// f32 operands are split into two bf16 parts (three multiplies), so results stay close to the
-    /// portable ones (about 2^-16 relative per product).</summary>
+    /// How f32 operands enter the products: <see cref="DeltaRuleCoopMatSplit"/>.</summary>
     public bool DeltaRuleCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "0";
 
-    /// <summary>Whether the tensor-core products split f32 operands into two bf16 parts (true, the
-    /// default: close to the portable f32 results) or round them to bf16 (false, one multiply
-    /// instead of three; FASTWEIGHTS_DELTA_COOPMAT=bf16): then results are within about 1e-2
-    /// relative (norm-wise) of f32, the precision flash-linear-attention's kernels keep. Reaches the
-    /// tile products (chunk_tiles_coopmat.glsl) and the kernels on fragments (fragment_types.glsl's
-    /// SPLIT_OPERANDS, whose 16 x 16 inverse in chunk_wy_fragments.comp splits either way; rounded to
-    /// nearest by hand in both, docs/ops.md "Rounding"). Rounded, the kernels on fragments measured
-    /// 1.01e-2 to 1.2e-2 norm-wise in the tests that first checked them, when they still rounded (very
-    /// likely) toward zero through the component-type conversion, and took H100 B8 H16 T2048 D64 bf16
-    /// from 0.487 to 0.400 ms forward and 1.633 to 1.497 ms forward+backward
-    /// (bench/results/2026-12-06-h100-run79.txt).</summary>
-    public bool DeltaRuleCoopMatSplit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") != "bf16";
+    /// <summary>Whether the tensor-core products split f32 operands into two bf16 parts (true,
+    /// FASTWEIGHTS_DELTA_COOPMAT=split: x y ~ x_hi y_hi + x_hi y_lo + x_lo y_hi, three multiplies, results
+    /// within the portable f32 kernels' tolerance) or round them to bf16 to nearest (false, the default
+    /// since 2026-12-06; FASTWEIGHTS_DELTA_COOPMAT=bf16 also asks for it): one multiply, f32
+    /// accumulation, results within 1e-2 norm-wise of the float64 reference on the rounded inputs (the
+    /// standards' bf16 tolerance and the precision flash-linear-attention keeps; docs/ops.md
+    /// "Rounding"). Reaches the tile products (chunk_tiles_coopmat.glsl) and the kernels on fragments
+    /// (fragment_types.glsl's SPLIT_OPERANDS; the 16 x 16 inverse in chunk_wy_fragments.comp splits either
+    /// way). Rounded, H100 B8 H16 T2048 D64 bf16 took 0.393 ms forward and 1.521 ms forward+backward
+    /// (bench/results/2026-12-06-h100-run83.txt) where split took 0.461 and 1.604 (run 82).</summary>
+    public bool DeltaRuleCoopMatSplit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COOPMAT") == "split";
 
     /// <summary>Whether the tensor-core products read both 32-deep steps of a 64-deep product before
     /// multiplying the first (chunk_tiles_coopmat.glsl's PIPELINED): true or false for every tensor-core
