@@ -80,7 +80,8 @@ public sealed partial class VulkanBackend
     /// 4-12% (q, k gradients 345 → 330 us at D64, output 402 → 355 at D128), but the state passes, which
     /// read W as bf16 accumulator fragments straight from memory, lost up to 60% (forward D64 158 → 203 us,
     /// D128 459 → 732), so forward+backward took 1.540 against 1.521 ms at D64 and 4.153 against 3.879
-    /// at D128.</summary>
+    /// at D128. The kernels now read the compact tensors with 16-byte loads instead (docs/ops.md,
+    /// "Compact intermediates"), which has not run on a GPU yet.</summary>
     public bool DeltaRuleCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT") == "1";
 
     /// <summary>Whether this problem stores its rounded-operand intermediates as bf16

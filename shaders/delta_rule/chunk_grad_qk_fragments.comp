@@ -61,14 +61,17 @@ void main()
     // 64 vb .. of the state block (Dv x 64, row stride Dk).
 #define TOKEN_TILE(j, vb) ((firstToken + 16 * tr) * valueStride + h * pc.valueDim + 64 * (vb) + 16 * tileColumn(j))
 #define STATE_TILE(j, vb) (stateOrigin + (64 * (vb) + 16 * tr) * pc.keyDim + 16 * tileColumn(j))
-    // compact: an intermediate stored as bf16 (U', dU', S_0, dS_C where COMPACT); dO is f32
+    // compact: an intermediate stored as bf16 (U', dU', S_0, dS_C where COMPACT), read as the
+    // invocation's pieces of the whole block (fragment_types.glsl, LOAD_RAW_BLOCK); dO is f32
 #define FETCH_TOKENS(buffer, compact, vb) \
-    [[unroll]] for (uint j = 0; j < 2; j++) \
-        LOAD_INTERMEDIATE(compact, fetched[j], buffer, TOKEN_TILE(j, vb), valueStride)
+    if (compact) { LOAD_RAW_BLOCK(fetchedRaw, buffer, firstToken * valueStride + h * pc.valueDim + 64 * (vb), valueStride); } \
+    else { [[unroll]] for (uint j = 0; j < 2; j++) coopMatLoad(fetched[j], F32Buffer(buffer).v, TOKEN_TILE(j, vb), valueStride, gl_CooperativeMatrixLayoutRowMajor); }
 #define FETCH_STATE(buffer, vb) \
-    [[unroll]] for (uint j = 0; j < 2; j++) \
-        LOAD_INTERMEDIATE(COMPACT, fetched[j], buffer, STATE_TILE(j, vb), pc.keyDim)
-#define PUT_FETCHED(REGION) [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], REGION, tr, tileColumn(j))
+    if (COMPACT) { LOAD_RAW_BLOCK(fetchedRaw, buffer, stateOrigin + 64 * (vb) * pc.keyDim, pc.keyDim); } \
+    else { [[unroll]] for (uint j = 0; j < 2; j++) coopMatLoad(fetched[j], F32Buffer(buffer).v, STATE_TILE(j, vb), pc.keyDim, gl_CooperativeMatrixLayoutRowMajor); }
+#define PUT_FETCHED(REGION, compact) \
+    if (compact) { PUT_RAW_BLOCK(fetchedRaw, REGION, ROW); } \
+    else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], REGION, tr, tileColumn(j)) }
     // c += A B over the 4 depth slices, A = tile row tr of REGION_A, B = tile column tc of REGION_B
 #define MULTIPLY_REGIONS(c, REGION_A, REGION_B, tc) \
     [[unroll]] for (uint d = 0; d < 4; d++) \
@@ -81,6 +84,7 @@ void main()
     }
 
     ACC fetched[2], dp[2], dq[2];
+    uvec4 fetchedRaw[2];
     [[unroll]] for (uint j = 0; j < 2; j++) { dp[j] = ACC(0.0); dq[j] = ACC(0.0); }
     uint valueBlocks = pc.valueDim / 64;
     for (uint vb = 0; vb < valueBlocks; vb++)
@@ -88,9 +92,9 @@ void main()
         // (dO, U'): dP += dO U'^T on and below the diagonal; U'^T's slice d is the transpose of U''s tile (tc, d)
         FETCH_TOKENS(pc.dOut, false, vb);
         if (vb > 0) barrier();
-        PUT_FETCHED(region1);
+        PUT_FETCHED(region1, false);
         FETCH_TOKENS(pc.uPrime, COMPACT, vb);
-        PUT_FETCHED(region2);
+        PUT_FETCHED(region2, COMPACT);
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++)
             if (tileColumn(j) <= tr)
@@ -105,7 +109,7 @@ void main()
         // (dO, S_0): dQ += dO S_0
         FETCH_STATE(pc.states, vb);
         barrier();
-        PUT_FETCHED(region2);
+        PUT_FETCHED(region2, COMPACT);
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dq[j], region1, region2, tileColumn(j));
     }
@@ -159,16 +163,16 @@ void main()
     {
         FETCH_TOKENS(pc.dUPrime, COMPACT, vb);
         barrier();   // both regions are read
-        PUT_FETCHED(region1);
+        PUT_FETCHED(region1, COMPACT);
         FETCH_STATE(pc.states, vb);
-        PUT_FETCHED(region2);
+        PUT_FETCHED(region2, COMPACT);
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dw[j], region1, region2, tileColumn(j));
         FETCH_TOKENS(pc.uPrime, COMPACT, vb);
         barrier();
-        PUT_FETCHED(region1);
+        PUT_FETCHED(region1, COMPACT);
         FETCH_STATE(pc.dStates, vb);
-        PUT_FETCHED(region2);
+        PUT_FETCHED(region2, COMPACT);
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dk[j], region1, region2, tileColumn(j));
     }

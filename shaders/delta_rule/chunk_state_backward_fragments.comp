@@ -62,13 +62,13 @@ void main()
     // Chunk n's operands, read during chunk n + 1: W's block tiles, dU'_local and dO for the token
     // tiles, K (every column block of the token tiles' rows) and Q (the state tiles' column blocks).
     ACC wTiles[KB][2];
+    uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC localTiles[TOKEN_TILES], dOutTiles[TOKEN_TILES];
     FRAG_A kFrags[TK];
     FRAG_B qFrags[KB][4];
 #define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
 #define FETCH_W(n) \
-    [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+    [[unroll]] for (uint kb = 0; kb < KB; kb++) { LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb) }
 #define FETCH_TOKENS(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
     { \
@@ -139,8 +139,7 @@ void main()
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
             if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
-            [[unroll]] for (uint i = 0; i < 2; i++)
-                if (PROBE_STAGING) SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
+            if (PROBE_STAGING) { STAGE_W_BLOCK(kb) }
             if (PROBE_FETCHES && kb + 1 == KB && n > 0) { FETCH_W(n - 1) }
             CHUNK_BARRIER();
             [[unroll]] for (uint tb = 0; tb < 4; tb++)

@@ -92,11 +92,11 @@ void main()
     // Chunk n's operands, read during chunk n - 1: W's block tiles (two of each 64-column block), U
     // for the U' tiles, K for the state tiles' column block.
     ACC wTiles[KB][2];
+    uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC uTiles[TOKEN_TILES];
     FRAG_B kFrags[4];
 #define FETCH_W(n) \
-    [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+    [[unroll]] for (uint kb = 0; kb < KB; kb++) { LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb) }
 #define FETCH_U(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
         coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
@@ -115,9 +115,7 @@ void main()
         coopMatLoad(kFrags[tb], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn()) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
     // Lean: W's block tiles of chunk n (rows from firstRow), one 64-column block at a time.
-#define LOAD_W_BLOCK(n, kb) \
-    [[unroll]] for (uint i = 0; i < 2; i++) \
-        LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, b * pc.t + (n) * CHUNK, keyStride, h * DK, kb, i);
+#define LOAD_W_BLOCK(n, kb) LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb)
     // S += U'^T K of the chunk whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
     // through column-major loads of U' (64 x BV).
 #define UPDATE_STATE() \
@@ -166,8 +164,7 @@ void main()
             if (PREFETCH_W == 0 && EARLY_FETCH && kb > 0 && fetching) { LOAD_W_BLOCK(n, kb) }
             if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
             if (PREFETCH_W == 0 && !EARLY_FETCH && fetching) { LOAD_W_BLOCK(n, kb) }
-            [[unroll]] for (uint i = 0; i < 2; i++)
-                if (PROBE_STAGING) SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW)
+            if (PROBE_STAGING) { STAGE_W_BLOCK(kb) }
             if (PROBE_FETCHES && PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
             CHUNK_BARRIER();
             [[unroll]] for (uint kk = 0; kk < 4; kk++)

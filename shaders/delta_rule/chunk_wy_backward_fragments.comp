@@ -68,20 +68,45 @@ void main()
 #define BLOCK_ORIGIN(i, j) ((i) < valueBlocks \
         ? (firstToken + 16 * tr) * valueStride + h * pc.valueDim + 64 * (i) + 16 * tileColumn(j) \
         : (firstToken + 16 * tr) * keyStride + h * pc.keyDim + 64 * ((i) - valueBlocks) + 16 * tileColumn(j))
+// compact (bf16) dU' and dW: the invocation's pieces of the whole block (fragment_types.glsl, LOAD_RAW_BLOCK)
 #define FETCH_BLOCK(i) \
-    [[unroll]] for (uint j = 0; j < 2; j++) \
-        LOAD_INTERMEDIATE(COMPACT, pending[j], (i) < valueBlocks ? pc.dUPrime : pc.dw, BLOCK_ORIGIN(i, j), (i) < valueBlocks ? valueStride : keyStride)
+    if (COMPACT) \
+    { \
+        LOAD_RAW_BLOCK(pendingRaw, (i) < valueBlocks ? pc.dUPrime : pc.dw, \
+            (i) < valueBlocks ? firstToken * valueStride + h * pc.valueDim + 64 * (i) : firstToken * keyStride + h * pc.keyDim + 64 * ((i) - valueBlocks), \
+            (i) < valueBlocks ? valueStride : keyStride); \
+    } \
+    else \
+    { \
+        [[unroll]] for (uint j = 0; j < 2; j++) \
+            coopMatLoad(pending[j], F32Buffer((i) < valueBlocks ? pc.dUPrime : pc.dw).v, BLOCK_ORIGIN(i, j), \
+                        (i) < valueBlocks ? valueStride : keyStride, gl_CooperativeMatrixLayoutRowMajor); \
+    }
+#define PUT_PENDING() \
+    if (COMPACT) { PUT_RAW_BLOCK(pendingRaw, region2, ROW); } \
+    else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(pending[j], region2, tr, tileColumn(j)) }
     ACC pending[2];
+    uvec4 pendingRaw[2];
 
-    // X (hi, lo) into region1: the tiles on and below the diagonal (X is unit lower triangular).
+    // X (hi, lo) into region1: the tiles on and below the diagonal (X is unit lower triangular); compact
+    // (bf16), the whole block as it is stored, zeros above the diagonal included.
     uint inverseOrigin = (bh * chunks + n) * CHUNK * CHUNK;
-    [[unroll]] for (uint j = 0; j < 2; j++)
-        if (tileColumn(j) <= tr)
-        {
-            ACC tile;
-            LOAD_INTERMEDIATE(COMPACT, tile, pc.x, inverseOrigin + 16 * tr * CHUNK + 16 * tileColumn(j), CHUNK)
-            STORE_TILE_SPLIT(tile, region1, tr, tileColumn(j))
-        }
+    if (COMPACT)
+    {
+        uvec4 inverseRaw[2];
+        LOAD_RAW_BLOCK(inverseRaw, pc.x, inverseOrigin, CHUNK);
+        PUT_RAW_BLOCK(inverseRaw, region1, ROW);
+    }
+    else
+    {
+        [[unroll]] for (uint j = 0; j < 2; j++)
+            if (tileColumn(j) <= tr)
+            {
+                ACC tile;
+                coopMatLoad(tile, F32Buffer(pc.x).v, inverseOrigin + 16 * tr * CHUNK + 16 * tileColumn(j), CHUNK, gl_CooperativeMatrixLayoutRowMajor);
+                STORE_TILE_SPLIT(tile, region1, tr, tileColumn(j))
+            }
+    }
     barrier();
     float laneBeta = betas[16 * tr + laneRow()];
     // X^T's fragments of row tr: slice d is the transpose of X's tile (d, tr), zero for d < tr.
@@ -102,7 +127,7 @@ void main()
         if (i > 0) barrier();   // the previous block's products are done reading region2 and the scratch
         FETCH_BLOCK(i);
         COPY_BLOCK_TO_SCRATCH(inputs, firstToken, stride, column0)
-        [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(pending[j], region2, tr, tileColumn(j))
+        PUT_PENDING();
         barrier();
         // dXraw: A = the block's rows tr (split), B = (V or K)^T, a column-major load of its rows tc
         // from the copy in the scratch

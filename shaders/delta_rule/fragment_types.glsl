@@ -95,19 +95,21 @@ ACC nearestBf16(ACC m)
     c = coopMatMulAdd(aHi, b, c)
 #define MUL_LO(c, a, bLo) if (SPLIT_OPERANDS) c = coopMatMulAdd(a, bLo, c)
 
-// Loads into ACC `tile` the 16 x 16 tile at element `offset` (rows `stride` elements apart, row-major)
-// of the intermediate at device address `address`: bf16 (converted exactly to f32) where `compact`,
-// else f32. Offsets and strides of bf16 tiles are multiples of 8 elements (uvec4 units).
-#define LOAD_INTERMEDIATE(compact, tile, address, offset, stride) \
-    { \
-        if (compact) \
-        { \
-            ACC_BF16 storedTile; \
-            coopMatLoad(storedTile, Words4Buffer(address).v, (offset) / 8, (stride) / 8, gl_CooperativeMatrixLayoutRowMajor); \
-            tile = ACC(storedTile); \
-        } \
-        else coopMatLoad(tile, F32Buffer(address).v, offset, stride, gl_CooperativeMatrixLayoutRowMajor); \
-    }
+// A 64 x 64 bf16 block is 512 uvec4 (8 per row): in a workgroup of 256 invocations, piece q < 2 of
+// invocation i is row rawRow(q), uvec4 rawColumn(q). Compact intermediates are read this way, with
+// 16-byte loads, and copied into a shared region's hi plane as they are (the layout SPLIT_STORE
+// gives), not as bf16 accumulator fragments, whose loads from memory made the state passes up to 60%
+// slower (bench/results/2026-12-06-h100-run83.txt).
+uint rawRow(uint q) { return (gl_LocalInvocationID.x + 256 * q) / 8; }
+uint rawColumn(uint q) { return (gl_LocalInvocationID.x + 256 * q) % 8; }
+// This invocation's two pieces of the 64 x 64 block of a bf16 tensor at `address` whose element
+// (0, 0) is element `origin`, rows `stride` elements apart (origin and stride multiples of 8).
+#define LOAD_RAW_BLOCK(raw, address, origin, stride) \
+    [[unroll]] for (uint q = 0; q < 2; q++) raw[q] = Words4Buffer(address).v[((origin) + rawRow(q) * (stride)) / 8 + rawColumn(q)]
+// The pieces into the hi plane of REGION, whose rows are `row` uvec4 apart.
+#define PUT_RAW_BLOCK(raw, REGION, row) \
+    [[unroll]] for (uint q = 0; q < 2; q++) REGION[rawRow(q) * (row) + rawColumn(q)] = raw[q]
+
 // Stores ACC m as the tile at element `offset` of the intermediate at `address`: as nearestBf16(m)
 // where `compact`, else f32.
 #define STORE_INTERMEDIATE(compact, m, address, offset, stride) \

@@ -45,10 +45,36 @@ shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
 shared uvec4 region2[2 * REGION2_PLANE];
 
 // Loads into `tile` block tile i of this subgroup (blockTileRow / blockTileColumn) of the 64-column
-// block kb of W (the intermediate at `address`, f32 or compact bf16) whose chunk starts at row
-// firstRow (b T + t0), with `stride` elements between rows and the head's columns from column0 (h Dk).
+// block kb of a token-major f32 tensor at `address` whose chunk starts at row firstRow (b T + t0),
+// with `stride` elements between rows and the head's columns from column0 (h Dk).
 #define LOAD_BLOCK_TILE(tile, address, firstRow, stride, column0, kb, i) \
-    LOAD_INTERMEDIATE(COMPACT, tile, address, ((firstRow) + 16 * blockTileRow(i)) * (stride) + (column0) + 64 * (kb) + 16 * blockTileColumn(i), stride)
+    coopMatLoad(tile, F32Buffer(address).v, ((firstRow) + 16 * blockTileRow(i)) * (stride) + (column0) + 64 * (kb) + 16 * blockTileColumn(i), \
+                stride, gl_CooperativeMatrixLayoutRowMajor)
+
+// W's 64-column block kb of the chunk whose rows start at firstRow, read ahead of its staging into
+// region2 (both passes declare ACC wTiles[KB][2] and uvec4 wRaw[KB][2], and name pc.w, keyStride
+// and h): f32 W as this subgroup's two block tiles, staged as parts by SPLIT_STORE; compact W (bf16,
+// COMPACT) as this invocation's two 16-byte pieces of the block (LOAD_RAW_BLOCK), copied into the
+// hi plane as they are.
+#define LOAD_W_BLOCK_OF(firstRow, kb) \
+    if (COMPACT) \
+    { \
+        LOAD_RAW_BLOCK(wRaw[kb], pc.w, (firstRow) * keyStride + h * DK + 64 * (kb), keyStride); \
+    } \
+    else \
+    { \
+        [[unroll]] for (uint i = 0; i < 2; i++) LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, firstRow, keyStride, h * DK, kb, i); \
+    }
+#define STAGE_W_BLOCK(kb) \
+    if (COMPACT) \
+    { \
+        PUT_RAW_BLOCK(wRaw[kb], region2, BLOCK_ROW); \
+    } \
+    else \
+    { \
+        [[unroll]] for (uint i = 0; i < 2; i++) \
+            SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW) \
+    }
 
 // 64 x BV token-major tile j of this subgroup: token rows 16 tokenTileRow() .., slice columns 16 tokenTileColumn(j) ..
 uint tokenTileRow() { return gl_SubgroupID % 4; }
