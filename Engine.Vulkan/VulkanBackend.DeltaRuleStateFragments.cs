@@ -9,9 +9,12 @@ namespace FastWeights.Engine.Vulkan;
 // every product through shared memory: about sixteen barriers a chunk against four to six here).
 public sealed partial class VulkanBackend
 {
-    /// <summary>State rows per workgroup of the fragment state pass: 32 or 64 (Dk = 64 only), or 0
-    /// (the default; FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice, 64 at Dk = 64
-    /// and 32 at Dk = 128 (whose shared memory takes no more).</summary>
+    /// <summary>State rows per workgroup of the fragment state passes: 32 or 64, or 0 (the default;
+    /// FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice, 64 at Dk = 64 and 32 at
+    /// Dk = 128. At Dk = 128, 64 rows apply with the operands rounded only (<see cref="DeltaRuleCoopMatSplit"/>
+    /// false): their variants hold the hi planes alone (26.6 KiB of shared memory, where two planes
+    /// would take 53 KiB), and halve the workgroups (256 at B8 H16 Dv 128), each reading the chunk's
+    /// K, Q and W once for twice the rows. Not yet measured; the default stays 32 there.</summary>
     public int DeltaRuleStateFragmentRows
     {
         get => _fragmentRows;
@@ -21,8 +24,10 @@ public sealed partial class VulkanBackend
 
     private int _fragmentRows = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_ROWS"), out int rows) && rows is 32 or 64 ? rows : 0;
 
-    // The state rows per workgroup for head dims dk: what was asked where the variant exists, else the default.
-    private int FragmentRows(int keyDim) => keyDim == 128 ? 32 : _fragmentRows == 0 ? 64 : _fragmentRows;
+    // The state rows per workgroup for head dims dk: what was asked where the variant exists (64 at
+    // Dk = 128: the single-plane variants, rounded operands only), else the default.
+    private int FragmentRows(int keyDim) =>
+        keyDim == 128 ? (_fragmentRows == 64 && !DeltaRuleCoopMatSplit ? 64 : 32) : _fragmentRows == 0 ? 64 : _fragmentRows;
 
     /// <summary>Whether the forward state pass of this problem runs chunk_state_fragments.comp: the
     /// tensor-core stages are in use (bf16 keys), <see cref="DeltaRuleStatePass"/> is Auto

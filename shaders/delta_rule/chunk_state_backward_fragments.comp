@@ -17,6 +17,7 @@
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
 //! variant chunk_state_backward_fragments_k128_v32 -DDK=128 -DBV=32 -O0
+//! variant chunk_state_backward_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
 

@@ -28,6 +28,8 @@
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
 //! variant chunk_state_fragments_k128_v32 -DDK=128 -DBV=32 -O0
 //! variant chunk_state_fragments_k128_v32_lean -DDK=128 -DBV=32 -DPREFETCH_W=0 -O0
+//! variant chunk_state_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
+//! variant chunk_state_fragments_k128_v64_lean -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k64_v64_fused -DDK=64 -DBV=64 -DFUSED_OUTPUT=1 -O0
 //! variant chunk_state_fragments_k64_v32_fused -DDK=64 -DBV=32 -DFUSED_OUTPUT=1 -O0
 #extension GL_GOOGLE_include_directive : require

@@ -41,8 +41,15 @@ layout(constant_id = 1) const uint PROBE = 0;
 #define PROBE_STAGING ((PROBE & 16u) == 0u)
 #define CHUNK_BARRIER() if (PROBE_BARRIERS) barrier()
 
-shared uvec4 region1[2 * REGION1_PLANE];    // hi plane, then lo plane
-shared uvec4 region2[2 * REGION2_PLANE];
+// PLANES=1 (the _v64 variants at DK = 128): the regions hold the hi plane only, for rounded operands
+// (SPLIT_OPERANDS false; the host takes these variants only then, VulkanBackend.FragmentRows), whose
+// lo-plane accesses never run. So BV = 64 fits beside DK = 128 in 26.6 KiB where two planes would
+// take 53 KiB, over the 48 KiB a workgroup gets on the H100.
+#ifndef PLANES
+#define PLANES 2
+#endif
+shared uvec4 region1[PLANES * REGION1_PLANE];    // hi plane, then lo plane
+shared uvec4 region2[PLANES * REGION2_PLANE];
 
 // Loads into `tile` block tile i of this subgroup (blockTileRow / blockTileColumn) of the 64-column
 // block kb of a token-major f32 tensor at `address` whose chunk starts at row firstRow (b T + t0),

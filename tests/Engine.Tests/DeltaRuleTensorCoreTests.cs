@@ -98,6 +98,7 @@ public sealed class DeltaRuleTensorCoreTests
     [DataRow(1, 256, 1, 128, 128, 0, true)]
     [DataRow(1, 192, 3, 64, 96, 32, false)]
     [DataRow(1, 256, 1, 128, 128, 0, false)]
+    [DataRow(2, 128, 2, 128, 128, 64, false)]   // the single-plane 64-row variants at Dk = 128 (rounded only)
     public void StateFragmentsMatchReference(int b, int t, int h, int dk, int dv, int rows, bool split)
     {
         var backend = Vulkan();
