@@ -40,6 +40,15 @@ public sealed partial class VulkanBackend
     /// 546 + 407 for the state pass and the output stage (run 74).</summary>
     public bool DeltaRuleFusedOutput { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_OUTPUT") != "0";
 
+    /// <summary>Whether the saving forward (DeltaRule.ForwardSaving) also forms its outputs in the state pass
+    /// where a plain forward does (<see cref="DeltaRuleUsesFusedOutput"/>), the pass then also storing U' and
+    /// the chunk-start states for the backward: false by default (FASTWEIGHTS_DELTA_FUSED_SAVING=1 or true
+    /// here turns it on). With split operands it took the output stage's place at a cost: fused pass 285 us
+    /// against 179 + 174, but the training step 1.661 ms against 1.627 at B8 H16 T2048 D64 bf16 on the H100
+    /// (bench/results/2026-12-06-h100-run76.txt); with the rounded operands, the default since run 84, the
+    /// plain fused pass takes 187 us against 158 + 172 (run 83), and this has not been measured yet.</summary>
+    public bool DeltaRuleFusedSaving { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_SAVING") == "1";
+
     /// <summary>Whether a plain forward of this problem forms its outputs in the state pass (<see cref="DeltaRuleFusedOutput"/>).</summary>
     public bool DeltaRuleUsesFusedOutput(DType keys, FastWeightShape s) =>
         DeltaRuleFusedOutput && s.KeyDim == 64 && DeltaRuleUsesWyFragments(keys, s) && DeltaRuleUsesOutputFragments(keys, s) && DeltaRuleUsesStateFragments(keys, s);

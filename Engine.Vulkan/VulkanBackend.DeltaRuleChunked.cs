@@ -261,9 +261,10 @@ public sealed partial class VulkanBackend
         output = aligned.Out(output);
         finalState = aligned.OutOrNull(finalState);
         // A plain forward's fused state pass forms the outputs itself and keeps neither U' nor the states
-        // (with both stored for the backward it was slower than the output stage: DeltaRuleFusedOutput).
-        bool fused = !keep && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
-        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused);
+        // (with both stored for the backward it was slower than the output stage with split operands:
+        // DeltaRuleFusedOutput); the saving forward takes it only with DeltaRuleFusedSaving, storing both.
+        bool fused = (!keep || DeltaRuleFusedSaving) && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
+        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused || keep);
         try
         {
             if (fused)

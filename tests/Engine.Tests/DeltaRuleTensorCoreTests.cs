@@ -163,7 +163,7 @@ public sealed class DeltaRuleTensorCoreTests
         bool previousSplit = backend.DeltaRuleCoopMatSplit;
         backend.DeltaRuleCoopMatSplit = split;
         bool previousOutput = backend.DeltaRuleOutputFragments, previousWyForward = backend.DeltaRuleWyFragments, previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
-        bool previousFused = backend.DeltaRuleFusedOutput;
+        bool previousFused = backend.DeltaRuleFusedOutput, previousFusedSaving = backend.DeltaRuleFusedSaving;
         var previousPass = backend.DeltaRuleStatePass;
         int previousGroup = backend.DeltaRuleTileGroup;
         var shape = new FastWeightShape(b, t, h, dk, dv);
@@ -195,6 +195,10 @@ public sealed class DeltaRuleTensorCoreTests
             backend.DeltaRuleOutputFragments = backend.DeltaRuleWyFragments = backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
             backend.DeltaRuleFusedOutput = true;
             AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "stages on fragments");
+            // the saving forward's outputs formed in the state pass too, with U' and the states stored there
+            backend.DeltaRuleFusedSaving = true;
+            Check(backend, b, t, h, dk, dv, (expected, actual, what) => (split ? (Action<double[], float[], string>)AssertNear : AssertNormwise)(expected, actual, $"{what} (fused saving forward)"));
+            backend.DeltaRuleFusedSaving = previousFusedSaving;
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { ValueDim = 96 }), "Dv = 96");
@@ -203,7 +207,7 @@ public sealed class DeltaRuleTensorCoreTests
         finally
         {
             backend.DeltaRuleOutputFragments = previousOutput; backend.DeltaRuleWyFragments = previousWyForward; backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
-            backend.DeltaRuleFusedOutput = previousFused; backend.DeltaRuleCoopMatSplit = previousSplit;
+            backend.DeltaRuleFusedOutput = previousFused; backend.DeltaRuleFusedSaving = previousFusedSaving; backend.DeltaRuleCoopMatSplit = previousSplit;
             backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleTileGroup = previousGroup;
         }
     }
