@@ -9,9 +9,9 @@ namespace FastWeights.Engine.Tests;
 /// at sizes that are not multiples of the chunk or the 16 x 16 tiles. Needs a device listing bf16
 /// 16x16x16 cooperative matrices (a GPU host; CI's lavapipe has none and excludes the category);
 /// fails rather than skips where they are missing.
-/// Tolerance, split products (the default): that of the portable kernels on the same rounded inputs
-/// (1e-3 relative, and 1e-3 of the tensor's RMS absolute), as f32 intermediates enter the products
-/// as two bf16 parts. Rounded products: 1e-2 norm-wise.</summary>
+/// Tolerance, split products: that of the portable kernels on the same rounded inputs (1e-3
+/// relative, and 1e-3 of the tensor's RMS absolute), as f32 intermediates enter the products as two
+/// bf16 parts. Rounded products (the default since run 84): 1e-2 norm-wise.</summary>
 [TestClass]
 [TestCategory("TensorCores")]
 public sealed class DeltaRuleTensorCoreTests
@@ -32,7 +32,7 @@ public sealed class DeltaRuleTensorCoreTests
         TestData.AssertClose(expected, actual, Tolerance, Tolerance * Math.Max(1, rms), what);
     }
 
-    // Split (default): the portable tolerance. Rounded (DeltaRuleCoopMatSplit = false): every f32
+    // Split: the portable tolerance. Rounded (DeltaRuleCoopMatSplit = false, the default): every f32
     // intermediate rounded to bf16, checked norm-wise to 1e-2 (the standards' bf16 figure).
     [TestMethod]
     [DataRow(1, 7, 3, 16, 24, true)]
