@@ -83,7 +83,7 @@ public sealed partial class VulkanBackend
     /// (<see cref="DeltaRuleUsesCompactIntermediates"/>): false by default; FASTWEIGHTS_DELTA_COMPACT=1, or
     /// true here, turns it on. Each is stored as the bf16 value (rounded to nearest) that every stage
     /// reading it would round it to, so the results do not change (fragment_types.glsl, COMPACT); those
-    /// tensors move half the bytes, and a saving forward keeps about 3 x |v| + 1.5 x |k| bytes fewer.
+    /// tensors move half the bytes, and a saving forward keeps W, X, U' and the states in half the memory.
     /// U and dU'_local, which enter f32 sums, stay f32. Off by default because it was slower on the
     /// H100 (bench/results/2026-12-06-h100-run83.txt, B8 H16 T2048 bf16): the parallel stages gained
     /// 4-12% (q, k gradients 345 → 330 us at D64, output 402 → 355 at D128), but the state passes, which
