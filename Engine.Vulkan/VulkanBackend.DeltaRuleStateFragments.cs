@@ -12,8 +12,8 @@ public sealed partial class VulkanBackend
     /// <summary>State rows per workgroup of the fragment state passes: 32 or 64, or 0 (the default;
     /// FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice, 64 at Dk = 64 and 32 at
     /// Dk = 128. At Dk = 128, 64 rows apply with the operands rounded only (<see cref="DeltaRuleCoopMatSplit"/>
-    /// false): their variants hold the hi planes alone (26.6 KiB of shared memory, where two planes
-    /// would take 53 KiB), and halve the workgroups (256 at B8 H16 Dv 128), each reading the chunk's
+    /// false): their variants hold the hi planes alone (26 KiB of shared memory, where two planes
+    /// would take 52 KiB), and halve the workgroups (256 at B8 H16 Dv 128), each reading the chunk's
     /// K, Q and W once for twice the rows. Not yet measured; the default stays 32 there.</summary>
     public int DeltaRuleStateFragmentRows
     {

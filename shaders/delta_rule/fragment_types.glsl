@@ -20,9 +20,10 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffe
 #define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>
 #define FRAG_B coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseB>
 
-// Whether f32 operands enter the products as hi and lo parts (true, the default: x y to about f32
-// precision, three multiplies per product) or rounded to bf16, hi only (false: one multiply and half
-// the shared-memory traffic; within 1e-2 norm-wise, the precision flash-linear-attention keeps).
+// Whether f32 operands enter the products as hi and lo parts (true: x y to about f32 precision, three
+// multiplies per product) or rounded to bf16 to nearest, hi only (false, the host's default since run
+// 84: one multiply and half the shared-memory traffic; within 1e-2 norm-wise, the precision
+// flash-linear-attention keeps).
 // Specialisation constant 0 of every kernel on fragments (VulkanBackend.DeltaRuleCoopMatSplit). The
 // _PARTS forms take the choice as an argument, for products that always split (the 16 x 16 inverse
 // of chunk_wy_fragments.comp).

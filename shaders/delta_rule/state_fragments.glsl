@@ -43,8 +43,8 @@ layout(constant_id = 1) const uint PROBE = 0;
 
 // PLANES=1 (the _v64 variants at DK = 128): the regions hold the hi plane only, for rounded operands
 // (SPLIT_OPERANDS false; the host takes these variants only then, VulkanBackend.FragmentRows), whose
-// lo-plane accesses never run. So BV = 64 fits beside DK = 128 in 26.6 KiB where two planes would
-// take 53 KiB, over the 48 KiB a workgroup gets on the H100.
+// lo-plane accesses never run. So BV = 64 fits beside DK = 128 in 26 KiB where two planes would
+// take 52 KiB, over the 48 KiB a workgroup gets on the H100.
 #ifndef PLANES
 #define PLANES 2
 #endif
