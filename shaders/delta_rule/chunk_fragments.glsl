@@ -65,6 +65,22 @@ void laneValues(ACC m, out float x[8])
 #define STORE_TILE_PARTS(split, m, REGION, tr, tc) SPLIT_STORE_PARTS(split, m, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW)
 #define STORE_TILE_SPLIT(m, REGION, tr, tc) STORE_TILE_PARTS(SPLIT_OPERANDS, m, REGION, tr, tc)
 
+// The 64 x 64 block of an intermediate at `address` whose element (0, 0) is element `origin` (rows
+// `stride` elements apart), read ahead of its staging: compact (bf16, fragment_types.glsl's COMPACT)
+// as this invocation's two 16-byte pieces `raw` (uvec4[2]), else f32 as this subgroup's result tiles
+// (tileRow(), tileColumn(j)) into `tiles` (ACC[2]). PUT_BLOCK then stages it into REGION: the pieces
+// as they are, or the tiles as parts (STORE_TILE_SPLIT); both give the same hi plane.
+#define FETCH_BLOCK(compact, raw, tiles, address, origin, stride) \
+    if (compact) { LOAD_RAW_BLOCK(raw, address, origin, stride); } \
+    else \
+    { \
+        [[unroll]] for (uint j = 0; j < 2; j++) \
+            coopMatLoad(tiles[j], F32Buffer(address).v, (origin) + 16 * tileRow() * (stride) + 16 * tileColumn(j), stride, gl_CooperativeMatrixLayoutRowMajor); \
+    }
+#define PUT_BLOCK(compact, raw, tiles, REGION) \
+    if (compact) { PUT_RAW_BLOCK(raw, REGION, ROW); } \
+    else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(tiles[j], REGION, tileRow(), tileColumn(j)) }
+
 // hi and (where split) lo fragments of tile (tr, tc) of REGION, row-major, or transposed (the tile
 // (tc, tr) of the transpose) through a column-major load.
 #define LOAD_TILE_PARTS(split, hi, lo, REGION, tr, tc, LAYOUT) LOAD_SPLIT_PARTS(split, hi, lo, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)

@@ -57,21 +57,12 @@ void main()
     uint stateOrigin = (bh * chunks + n) * pc.valueDim * pc.keyDim + 64 * kb;
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
 
-    // The subgroup's two tiles of the 64 x 64 block vb of a token-major Dv-wide tensor, or of rows
-    // 64 vb .. of the state block (Dv x 64, row stride Dk).
-#define TOKEN_TILE(j, vb) ((firstToken + 16 * tr) * valueStride + h * pc.valueDim + 64 * (vb) + 16 * tileColumn(j))
-#define STATE_TILE(j, vb) (stateOrigin + (64 * (vb) + 16 * tr) * pc.keyDim + 16 * tileColumn(j))
-    // compact: an intermediate stored as bf16 (U', dU', S_0, dS_C where COMPACT), read as the
-    // invocation's pieces of the whole block (fragment_types.glsl, LOAD_RAW_BLOCK); dO is f32
-#define FETCH_TOKENS(buffer, compact, vb) \
-    if (compact) { LOAD_RAW_BLOCK(fetchedRaw, buffer, firstToken * valueStride + h * pc.valueDim + 64 * (vb), valueStride); } \
-    else { [[unroll]] for (uint j = 0; j < 2; j++) coopMatLoad(fetched[j], F32Buffer(buffer).v, TOKEN_TILE(j, vb), valueStride, gl_CooperativeMatrixLayoutRowMajor); }
-#define FETCH_STATE(buffer, vb) \
-    if (COMPACT) { LOAD_RAW_BLOCK(fetchedRaw, buffer, stateOrigin + 64 * (vb) * pc.keyDim, pc.keyDim); } \
-    else { [[unroll]] for (uint j = 0; j < 2; j++) coopMatLoad(fetched[j], F32Buffer(buffer).v, STATE_TILE(j, vb), pc.keyDim, gl_CooperativeMatrixLayoutRowMajor); }
-#define PUT_FETCHED(REGION, compact) \
-    if (compact) { PUT_RAW_BLOCK(fetchedRaw, REGION, ROW); } \
-    else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], REGION, tr, tileColumn(j)) }
+    // The 64 x 64 block vb of a token-major Dv-wide tensor, or rows 64 vb .. of the state block (Dv x
+    // 64, row stride Dk), into fetched / fetchedRaw (chunk_fragments.glsl, FETCH_BLOCK). compact: an
+    // intermediate stored as bf16 (U', dU', S_0, dS_C where COMPACT); dO is always f32.
+#define FETCH_TOKENS(buffer, compact, vb) FETCH_BLOCK(compact, fetchedRaw, fetched, buffer, firstToken * valueStride + h * pc.valueDim + 64 * (vb), valueStride)
+#define FETCH_STATE(buffer, vb) FETCH_BLOCK(COMPACT, fetchedRaw, fetched, buffer, stateOrigin + 64 * (vb) * pc.keyDim, pc.keyDim)
+#define PUT_FETCHED(REGION, compact) PUT_BLOCK(compact, fetchedRaw, fetched, REGION)
     // c += A B over the 4 depth slices, A = tile row tr of REGION_A, B = tile column tc of REGION_B
 #define MULTIPLY_REGIONS(c, REGION_A, REGION_B, tc) \
     [[unroll]] for (uint d = 0; d < 4; d++) \

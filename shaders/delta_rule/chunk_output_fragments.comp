@@ -88,17 +88,10 @@ void main()
             if (kb < keyBlocks)
             {
                 ACC fetched[2];
-                uvec4 fetchedRaw[2];   // compact states (fragment_types.glsl, LOAD_RAW_BLOCK)
-                if (COMPACT) { LOAD_RAW_BLOCK(fetchedRaw, pc.states, stateOrigin + 64 * vb * pc.dk + 64 * kb, pc.dk); }
-                else
-                {
-                    [[unroll]] for (uint j = 0; j < 2; j++)
-                        coopMatLoad(fetched[j], F32Buffer(pc.states).v, stateOrigin + (64 * vb + 16 * tr) * pc.dk + 64 * kb + 16 * tileColumn(j), pc.dk,
-                                    gl_CooperativeMatrixLayoutRowMajor);
-                }
+                uvec4 fetchedRaw[2];   // compact states (chunk_fragments.glsl, FETCH_BLOCK)
+                FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.states, stateOrigin + 64 * vb * pc.dk + 64 * kb, pc.dk);
                 barrier();   // region2's previous contents are read
-                if (COMPACT) { PUT_RAW_BLOCK(fetchedRaw, region2, ROW); }
-                else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j)) }
+                PUT_BLOCK(COMPACT, fetchedRaw, fetched, region2);
                 barrier();
                 [[unroll]] for (uint d = 0; d < 4; d++)
                     [[unroll]] for (uint j = 0; j < 2; j++)
@@ -114,17 +107,11 @@ void main()
         // U' (or dO) block vb into region2
         uint valueOrigin = (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb;
         ACC fetched[2];
-        uvec4 fetchedRaw[2];   // compact U' (fragment_types.glsl, LOAD_RAW_BLOCK); dO is f32
+        uvec4 fetchedRaw[2];   // compact U' (chunk_fragments.glsl, FETCH_BLOCK); dO is f32
         bool compactValues = COMPACT && VALUES_GRADIENT == 0;
-        if (compactValues) { LOAD_RAW_BLOCK(fetchedRaw, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride); }
-        else
-        {
-            [[unroll]] for (uint j = 0; j < 2; j++)
-                coopMatLoad(fetched[j], F32Buffer(pc.values).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
-        }
+        FETCH_BLOCK(compactValues, fetchedRaw, fetched, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride);
         barrier();
-        if (compactValues) { PUT_RAW_BLOCK(fetchedRaw, region2, ROW); }
-        else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(fetched[j], region2, tr, tileColumn(j)) }
+        PUT_BLOCK(compactValues, fetchedRaw, fetched, region2);
         barrier();
         // P''s slice d of row tr is zero for d > tr; P'^T's slice d of row tr, the transpose of P''s
         // tile (d, tr), is zero for d < tr

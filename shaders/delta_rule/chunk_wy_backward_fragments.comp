@@ -65,26 +65,11 @@ void main()
     if (id < CHUNK) betas[id] = loadAs(pc.beta, pc.betaDtype, (firstToken + id) * pc.heads + h);
 
     // Block i of the f32 operands staged in region2: dU's 64-column blocks, then dW's.
-#define BLOCK_ORIGIN(i, j) ((i) < valueBlocks \
-        ? (firstToken + 16 * tr) * valueStride + h * pc.valueDim + 64 * (i) + 16 * tileColumn(j) \
-        : (firstToken + 16 * tr) * keyStride + h * pc.keyDim + 64 * ((i) - valueBlocks) + 16 * tileColumn(j))
-// compact (bf16) dU' and dW: the invocation's pieces of the whole block (fragment_types.glsl, LOAD_RAW_BLOCK)
-#define FETCH_BLOCK(i) \
-    if (COMPACT) \
-    { \
-        LOAD_RAW_BLOCK(pendingRaw, (i) < valueBlocks ? pc.dUPrime : pc.dw, \
-            (i) < valueBlocks ? firstToken * valueStride + h * pc.valueDim + 64 * (i) : firstToken * keyStride + h * pc.keyDim + 64 * ((i) - valueBlocks), \
-            (i) < valueBlocks ? valueStride : keyStride); \
-    } \
-    else \
-    { \
-        [[unroll]] for (uint j = 0; j < 2; j++) \
-            coopMatLoad(pending[j], F32Buffer((i) < valueBlocks ? pc.dUPrime : pc.dw).v, BLOCK_ORIGIN(i, j), \
-                        (i) < valueBlocks ? valueStride : keyStride, gl_CooperativeMatrixLayoutRowMajor); \
-    }
-#define PUT_PENDING() \
-    if (COMPACT) { PUT_RAW_BLOCK(pendingRaw, region2, ROW); } \
-    else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(pending[j], region2, tr, tileColumn(j)) }
+#define BLOCK_ORIGIN(i) ((i) < valueBlocks ? firstToken * valueStride + h * pc.valueDim + 64 * (i) \
+                                         : firstToken * keyStride + h * pc.keyDim + 64 * ((i) - valueBlocks))
+    // pending / pendingRaw (chunk_fragments.glsl, FETCH_BLOCK; dU' and dW bf16 where COMPACT)
+#define FETCH_OPERAND_BLOCK(i) FETCH_BLOCK(COMPACT, pendingRaw, pending, (i) < valueBlocks ? pc.dUPrime : pc.dw, BLOCK_ORIGIN(i), \
+                                           (i) < valueBlocks ? valueStride : keyStride)
     ACC pending[2];
     uvec4 pendingRaw[2];
 
@@ -125,9 +110,9 @@ void main()
         Words4Buffer inputs = valueBlock ? values : keys;
         uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
         if (i > 0) barrier();   // the previous block's products are done reading region2 and the scratch
-        FETCH_BLOCK(i);
+        FETCH_OPERAND_BLOCK(i);
         COPY_BLOCK_TO_SCRATCH(inputs, firstToken, stride, column0)
-        PUT_PENDING();
+        PUT_BLOCK(COMPACT, pendingRaw, pending, region2);
         barrier();
         // dXraw: A = the block's rows tr (split), B = (V or K)^T, a column-major load of its rows tc
         // from the copy in the scratch
