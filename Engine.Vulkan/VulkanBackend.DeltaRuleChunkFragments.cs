@@ -42,12 +42,13 @@ public sealed partial class VulkanBackend
 
     /// <summary>Whether the saving forward (DeltaRule.ForwardSaving) also forms its outputs in the state pass
     /// where a plain forward does (<see cref="DeltaRuleUsesFusedOutput"/>), the pass then also storing U' and
-    /// the chunk-start states for the backward: false by default (FASTWEIGHTS_DELTA_FUSED_SAVING=1 or true
-    /// here turns it on). With split operands it took the output stage's place at a cost: fused pass 285 us
-    /// against 179 + 174, but the training step 1.661 ms against 1.627 at B8 H16 T2048 D64 bf16 on the H100
-    /// (bench/results/2026-12-06-h100-run76.txt); with the rounded operands, the default since run 84, the
-    /// plain fused pass takes 187 us against 158 + 172 (run 83), and this has not been measured yet.</summary>
-    public bool DeltaRuleFusedSaving { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_SAVING") == "1";
+    /// the chunk-start states for the backward: true by default (FASTWEIGHTS_DELTA_FUSED_SAVING=0, or false
+    /// here, keeps the output stage for it). With split operands it cost time (fused pass 285 us against
+    /// 179 + 174, training step 1.661 ms against 1.627 at B8 H16 T2048 D64 bf16 on the H100,
+    /// bench/results/2026-12-06-h100-run76.txt); with the rounded operands, the default since run 84, it
+    /// saves it: H200, same problem, forward+backward 1.393 ms against 1.467, and at T8192 5.308 against
+    /// 5.597 (bench/results/2026-12-06-h200-run85.txt).</summary>
+    public bool DeltaRuleFusedSaving { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_SAVING") != "0";
 
     /// <summary>Whether a plain forward of this problem forms its outputs in the state pass (<see cref="DeltaRuleFusedOutput"/>).</summary>
     public bool DeltaRuleUsesFusedOutput(DType keys, FastWeightShape s) =>
@@ -80,46 +81,47 @@ public sealed partial class VulkanBackend
     /// <summary>Whether, with the operands rounded to bf16 (<see cref="DeltaRuleCoopMatSplit"/> false), the
     /// intermediates that the later stages use only as rounded product operands (W, X, U', the chunk-start
     /// states, dU', the dS_C, dW) are stored as bf16 where every stage runs on fragments
-    /// (<see cref="DeltaRuleUsesCompactIntermediates"/>): false by default; FASTWEIGHTS_DELTA_COMPACT=1, or
-    /// true here, turns it on. Each is stored as the bf16 value (rounded to nearest) that every stage
-    /// reading it would round it to, so the results do not change (fragment_types.glsl, COMPACT); those
-    /// tensors move half the bytes, and a saving forward keeps W, X, U' and the states in half the memory.
-    /// U and dU'_local, which enter f32 sums, stay f32. Off by default because it was slower on the
-    /// H100 (bench/results/2026-12-06-h100-run83.txt, B8 H16 T2048 bf16): the parallel stages gained
-    /// 4-12% (q, k gradients 345 → 330 us at D64, output 402 → 355 at D128), but the state passes, which
-    /// read W as bf16 accumulator fragments straight from memory, lost up to 60% (forward D64 158 → 203 us,
-    /// D128 459 → 732), so forward+backward took 1.540 against 1.521 ms at D64 and 4.153 against 3.879
-    /// at D128. The kernels now read the compact tensors with 16-byte loads instead (docs/ops.md,
-    /// "Compact intermediates"), which has not run on a GPU yet.</summary>
-    public bool DeltaRuleCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT") == "1";
+    /// (<see cref="DeltaRuleUsesCompactIntermediates"/>): true by default; FASTWEIGHTS_DELTA_COMPACT=0, or
+    /// false here, stores them as f32. Each is stored as the bf16 value (rounded to nearest) that every
+    /// stage reading it would round it to, so the results do not change (fragment_types.glsl, COMPACT;
+    /// DeltaRuleCompactTests); those tensors move half the bytes, and a saving forward keeps W, X, U' and
+    /// the states in half the memory. U and dU'_local, which enter f32 sums, stay f32. The kernels read
+    /// the compact tensors as raw 16-byte blocks (docs/ops.md, "Compact intermediates"). H200,
+    /// B8 H16 bf16 (bench/results/2026-12-06-h200-run85.txt), f32 against compact, forward / forward+backward
+    /// in ms: T2048 D64 0.385 / 1.468 against 0.400 / 1.336; D128 1.063 / 3.837 against 0.883 / 3.158;
+    /// T8192 D64 1.433 / 5.631 against 1.481 / 5.130; D128 4.024 / 14.945 against 3.320 / 12.279. A plain
+    /// forward at Dk = 64, which stores nothing for a backward, therefore keeps f32 intermediates.</summary>
+    public bool DeltaRuleCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT") != "0";
 
     /// <summary>Whether this problem stores its rounded-operand intermediates as bf16
     /// (<see cref="DeltaRuleCompactIntermediates"/>): the operands rounded, and stage 1, both state passes,
     /// the output stage, the q, k gradients and the WY backward all on fragments (no other kernel reads
-    /// bf16 intermediates).</summary>
-    public bool DeltaRuleUsesCompactIntermediates(DType keys, FastWeightShape s) =>
-        DeltaRuleCompactIntermediates && !DeltaRuleCoopMatSplit && DeltaRuleBackwardFragments
+    /// bf16 intermediates); for a plain forward (<paramref name="forBackward"/> false), only at Dk = 128,
+    /// where it was faster (at Dk = 64 the compact stores cost the plain forward 4%).</summary>
+    public bool DeltaRuleUsesCompactIntermediates(DType keys, FastWeightShape s, bool forBackward = true) =>
+        DeltaRuleCompactIntermediates && !DeltaRuleCoopMatSplit && DeltaRuleBackwardFragments && (forBackward || s.KeyDim == 128)
         && DeltaRuleUsesWyFragments(keys, s) && DeltaRuleUsesStateFragments(keys, s) && DeltaRuleUsesOutputFragments(keys, s)
         && DeltaRuleUsesGradQKFragments(keys, s) && DeltaRuleUsesWyBackwardFragments(keys, s);
 
     // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
     // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state
-    // passes' PROBE and EARLY_FETCH (0 here; StateFragmentsKernel sets them), 3 COMPACT (bf16 intermediates).
-    private int[] FragmentSpecialization(DType keys, FastWeightShape s, int probe = 0, bool earlyFetch = false) =>
-        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, DeltaRuleUsesCompactIntermediates(keys, s) ? 1 : 0];
+    // passes' PROBE and EARLY_FETCH (0 here; StateFragmentsKernel sets them), 3 COMPACT (the intermediates
+    // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen).
+    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false) =>
+        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0];
 
-    private ComputeKernel FragmentKernel(string kernel, DType keys, FastWeightShape s) =>
-        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(keys, s), requiredSubgroupSize: 32, fullSubgroups: true);
+    private ComputeKernel FragmentKernel(string kernel, bool compact) =>
+        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact), requiredSubgroupSize: 32, fullSubgroups: true);
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
-    private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s) =>
-        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", q.DType, s) : ChunkKernel(kernel, q);
+    private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact) =>
+        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", compact) : ChunkKernel(kernel, q);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
-    private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s) =>
-        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", q.DType, s) : ChunkKernel("chunk_wy_backward", q);
+    private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact) =>
+        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", compact) : ChunkKernel("chunk_wy_backward", q);
 
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
-    private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s) =>
-        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", q.DType, s) : ChunkKernel("chunk_grad_qk", q);
+    private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact) =>
+        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact) : ChunkKernel("chunk_grad_qk", q);
 }

@@ -264,7 +264,7 @@ public sealed partial class VulkanBackend
         // (with both stored for the backward it was slower than the output stage with split operands:
         // DeltaRuleFusedOutput); the saving forward takes it only with DeltaRuleFusedSaving, storing both.
         bool fused = (!keep || DeltaRuleFusedSaving) && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
-        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused || keep);
+        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused || keep, forBackward: keep);
         try
         {
             if (fused)
@@ -277,7 +277,7 @@ public sealed partial class VulkanBackend
             {
                 ChunkWy(p, saved.W, saved.U, saved.Inverse);
                 ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState);
-                ChunkOutput("chunk_output", p.Q, p.K, p.Shape, p.Scale, saved.UPrime!, saved.States, output);
+                ChunkOutput("chunk_output", p.Q, p.K, p.Shape, p.Scale, saved.UPrime!, saved.States, output, saved.Compact);
             }
             aligned.CopyOutputsBack();
         }
@@ -293,11 +293,13 @@ public sealed partial class VulkanBackend
 
     // X [B H chunks, 64, 64] is only allocated when the backward will read it, U' and the states
     // unless a plain forward's fused state pass does without them.
-    // Compact (DeltaRuleUsesCompactIntermediates): W, X, U' and the states bf16; U f32 either way.
-    private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null, bool withStates = true)
+    // Compact (DeltaRuleUsesCompactIntermediates; forBackward false: a plain forward's): W, X, U' and the
+    // states bf16; U f32 either way. Every later stage takes its COMPACT constant from these tensors.
+    private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null, bool withStates = true,
+        bool forBackward = true)
     {
         var s = p.Shape;
-        bool compact = DeltaRuleUsesCompactIntermediates(p.K.DType, s);
+        bool compact = DeltaRuleUsesCompactIntermediates(p.K.DType, s, forBackward);
         var stored = compact ? DType.BF16 : DType.F32;
         return new ChunkedDeltaRuleSaved
         {
@@ -332,7 +334,7 @@ public sealed partial class VulkanBackend
             ChunkWy(p, w, u, inverse);
             ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, null);
         }
-        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrimeLocal);
+        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrimeLocal, compact);
         ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrimeLocal, dUPrime, dStates, g.DFinalState, g.DInitialState);
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, g.DK, dW);
 
@@ -350,7 +352,7 @@ public sealed partial class VulkanBackend
         push.Address(g.DBeta);
         AppendSizes(ref push, s);
         push.Append((int)p.Beta.DType);
-        Dispatch(WyBackwardKernel(p.Q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(WyBackwardKernel(p.Q, s, compact), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
         aligned.CopyOutputsBack();
     }
 
@@ -384,7 +386,7 @@ public sealed partial class VulkanBackend
         push.Address(p.Q);
         push.AddressOrZero(scores);
         push.Append(p.Scale);
-        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments", p.Q.DType, s) : ChunkKernel("chunk_wy", p.Q);
+        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments", compact: w.DType == DType.BF16) : ChunkKernel("chunk_wy", p.Q);
         Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
@@ -415,14 +417,15 @@ public sealed partial class VulkanBackend
             push.Append(f.Scale);
         }
         else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
-        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, fused: fused is not null)
+        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null)
             : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
     }
 
     // chunk_output.comp: O = scale Q S_0^T + P U' (chunk_output) or dU'_local = P^T dO (chunk_values_grad).
-    private void ChunkOutput(string kernel, Tensor q, Tensor k, FastWeightShape s, float scale, Tensor values, Tensor? states, Tensor result)
+    // compact: the intermediates are bf16 (U' and the states here; chunk_values_grad reads none of them).
+    private void ChunkOutput(string kernel, Tensor q, Tensor k, FastWeightShape s, float scale, Tensor values, Tensor? states, Tensor result, bool compact)
     {
         var push = new PushConstants(stackalloc byte[128]);
         push.Address(q);
@@ -432,7 +435,7 @@ public sealed partial class VulkanBackend
         push.Address(result);
         AppendSizes(ref push, s);
         push.Append(scale);
-        Dispatch(OutputKernel(kernel, q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(OutputKernel(kernel, q, s, compact), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state_backward.comp: reverse over chunks, dU' = dU'_local + K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
@@ -457,7 +460,7 @@ public sealed partial class VulkanBackend
         AppendSizes(ref push, s);
         push.Append(scale);
         push.Address(dUPrime);
-        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s)
+        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16)
             : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
@@ -481,8 +484,8 @@ public sealed partial class VulkanBackend
         AppendSizes(ref push, s);
         push.Append(scale);
         // The fragment kernel takes (chunk, 64-column block of Dk) along x, the tile kernel the blocks along z.
-        if (DeltaRuleUsesGradQKFragments(q.DType, s)) Dispatch(GradQKKernel(q, s), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
-        else Dispatch(GradQKKernel(q, s), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+        if (DeltaRuleUsesGradQKFragments(q.DType, s)) Dispatch(GradQKKernel(q, s, compact: states.DType == DType.BF16), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
+        else Dispatch(GradQKKernel(q, s, compact: states.DType == DType.BF16), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
     /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent

@@ -9,12 +9,16 @@ namespace FastWeights.Engine.Vulkan;
 // every product through shared memory: about sixteen barriers a chunk against four to six here).
 public sealed partial class VulkanBackend
 {
-    /// <summary>State rows per workgroup of the fragment state passes: 32 or 64, or 0 (the default;
-    /// FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice, 64 at Dk = 64 and 32 at
-    /// Dk = 128. At Dk = 128, 64 rows apply with the operands rounded only (<see cref="DeltaRuleCoopMatSplit"/>
-    /// false): their variants hold the hi planes alone (26 KiB of shared memory, where two planes
-    /// would take 52 KiB), and halve the workgroups (256 at B8 H16 Dv 128), each reading the chunk's
-    /// K, Q and W once for twice the rows. Not yet measured; the default stays 32 there.</summary>
+    /// <summary>State rows per workgroup of the fragment state passes: 32 or 64 for both passes, or 0 (the
+    /// default; FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice: 64 at Dk = 64; at
+    /// Dk = 128, 32 for the forward pass and 64 for the backward one where the operands are rounded
+    /// (<see cref="DeltaRuleCoopMatSplit"/> false) and Dv is a multiple of 64. The 64-row variants at
+    /// Dk = 128 hold the hi planes alone (26 KiB of shared memory, where two planes would take 52 KiB)
+    /// and halve the workgroups (256 at B8 H16 Dv 128), each reading the chunk's K, Q and W once for
+    /// twice the rows. H200, B8 H16 T2048 D128 bf16 with compact intermediates
+    /// (bench/results/2026-12-06-h200-run85.txt): backward pass 621.6 us with 64 rows against 963.2 with
+    /// 32, forward pass 372.6 against 342.9; forward+backward 2.852 ms with 64 rows for both against
+    /// 3.177 with 32.</summary>
     public int DeltaRuleStateFragmentRows
     {
         get => _fragmentRows;
@@ -24,10 +28,14 @@ public sealed partial class VulkanBackend
 
     private int _fragmentRows = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_ROWS"), out int rows) && rows is 32 or 64 ? rows : 0;
 
-    // The state rows per workgroup for head dims dk: what was asked where the variant exists (64 at
-    // Dk = 128: the single-plane variants, rounded operands only), else the default.
-    private int FragmentRows(int keyDim) =>
-        keyDim == 128 ? (_fragmentRows == 64 && !DeltaRuleCoopMatSplit ? 64 : 32) : _fragmentRows == 0 ? 64 : _fragmentRows;
+    // The state rows per workgroup of the forward (or backward) pass: what was asked where the variant
+    // exists (64 at Dk = 128: the single-plane variants, rounded operands only), else the default.
+    private int FragmentRows(FastWeightShape s, bool backward = false)
+    {
+        if (s.KeyDim != 128) return _fragmentRows == 0 ? 64 : _fragmentRows;
+        bool wide = !DeltaRuleCoopMatSplit && (_fragmentRows == 64 || (_fragmentRows == 0 && backward && s.ValueDim % 64 == 0));
+        return wide ? 64 : 32;
+    }
 
     /// <summary>Whether the forward state pass of this problem runs chunk_state_fragments.comp: the
     /// tensor-core stages are in use (bf16 keys), <see cref="DeltaRuleStatePass"/> is Auto
@@ -36,7 +44,7 @@ public sealed partial class VulkanBackend
     /// 64 or 128, Dv a multiple of the rows per workgroup, and the device runs subgroups of 32.</summary>
     public bool DeltaRuleUsesStateFragments(DType keys, FastWeightShape s) =>
         DeltaRuleStatePass == DeltaRuleStatePass.Auto && DeltaRuleUsesCoopMat(keys) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles")
-        && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim % FragmentRows(s.KeyDim) == 0
+        && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim % FragmentRows(s) == 0
         && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
 
     /// <summary>Whether the forward fragment pass at Dk = 128 takes its _lean variant, which reads W's tiles
@@ -70,11 +78,12 @@ public sealed partial class VulkanBackend
     // chunk_state_fragments / chunk_state_backward_fragments for this problem and its workgroups along Dv
     // (same push constants as the tile passes).
     // fused: the forward pass's variant that also forms the outputs (chunk_state_fragments.comp, FUSED_OUTPUT).
-    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool fused = false)
+    // compact: the intermediates are bf16 (DeltaRuleUsesCompactIntermediates).
+    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false)
     {
-        int rows = FragmentRows(s.KeyDim);
+        int rows = FragmentRows(s, backward: kernel == "chunk_state_backward_fragments");
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        int[] specialization = FragmentSpecialization(keys, s, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
+        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
         return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", specialization, requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }

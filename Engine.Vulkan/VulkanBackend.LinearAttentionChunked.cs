@@ -34,7 +34,7 @@ public sealed partial class VulkanBackend
         using var uPrime = Tensor.Empty(this, s.Values);     // = V, written by the state pass
         using var states = Tensor.Empty(this, ChunkStates(s));
         ChunkState(p.K, s, p.InitialState, w, p.V, uPrime, states, finalState);
-        ChunkOutput("chunk_output", p.Q, p.K, s, p.Scale, p.V, states, output);
+        ChunkOutput("chunk_output", p.Q, p.K, s, p.Scale, p.V, states, output, compact: false);
     }
 
     private void ChunkedLinearAttentionBackward(LinearAttentionProblem p, LinearAttentionGradients g)
@@ -47,7 +47,7 @@ public sealed partial class VulkanBackend
         using var dW = Tensor.Empty(this, s.Keys);           // -dU' S_0: unused without the WY step
         ChunkState(p.K, s, p.InitialState, w, p.V, uPrime, states, null);
         // dU' (= dV) accumulates in g.DV: P^T dO, then + K dS_C^T in the reverse pass.
-        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, g.DV);
+        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, g.DV, compact: false);
         ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, g.DV, g.DV, dStates, g.DFinalState, g.DInitialState);
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, p.V, g.DV, states, dStates, g.DQ, g.DK, dW);
     }

@@ -51,6 +51,8 @@ public sealed class DeltaRuleCompactTests
         CollectionAssert.AreEqual(expected.DS0, actual.DS0, $"{what}: dInitialState");
     }
 
+    // At Dk = 128 with the backend's rows (32 forward, 64 backward) and 64 for both; at Dk = 64 with the
+    // saving forward's outputs formed in the state pass and in the output stage.
     [TestMethod]
     [DataRow(2, 128, 3, 64, 64)]
     [DataRow(1, 192, 2, 128, 64)]
@@ -59,28 +61,40 @@ public sealed class DeltaRuleCompactTests
     public void CompactIntermediatesChangeNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates;
+        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousFusedSaving = backend.DeltaRuleFusedSaving;
+        int previousRows = backend.DeltaRuleStateFragmentRows;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(11 * t + dk + 3 * dv), DType.BF16);
         try
         {
             backend.DeltaRuleCoopMatSplit = false;
-            backend.DeltaRuleCompactIntermediates = true;
-            Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "rounded, every stage on fragments: compact");
-            var compact = RunAll(backend, x);
-            backend.DeltaRuleCompactIntermediates = false;
-            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "switched off");
-            var wide = RunAll(backend, x);
+            var settings = dk == 128 ? new[] { (0, true), (64, true) } : new[] { (0, true), (0, false) };
+            foreach (var (rows, fusedSaving) in settings)
+            {
+                string setting = $"rows {rows}, fused saving {fusedSaving}";
+                backend.DeltaRuleStateFragmentRows = rows;
+                backend.DeltaRuleFusedSaving = fusedSaving;
+                backend.DeltaRuleCompactIntermediates = true;
+                Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "rounded, every stage on fragments: compact");
+                var compact = RunAll(backend, x);
+                backend.DeltaRuleCompactIntermediates = false;
+                Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "switched off");
+                var wide = RunAll(backend, x);
 
-            Assert.IsFalse(compact.O.Any(float.IsNaN), "o has NaNs");
-            CollectionAssert.AreEqual(wide.O, compact.O, "o");
-            CollectionAssert.AreEqual(wide.Final, compact.Final, "final state");
-            CollectionAssert.AreEqual(wide.SavingO, compact.SavingO, "o (saving forward)");
-            CollectionAssert.AreEqual(wide.SavingFinal, compact.SavingFinal, "final state (saving forward)");
-            AssertSameGrads(wide.Recomputed, compact.Recomputed, "recomputing backward");
-            AssertSameGrads(wide.Saved, compact.Saved, "backward from the saving forward");
+                Assert.IsFalse(compact.O.Any(float.IsNaN), $"o has NaNs ({setting})");
+                CollectionAssert.AreEqual(wide.O, compact.O, $"o ({setting})");
+                CollectionAssert.AreEqual(wide.Final, compact.Final, $"final state ({setting})");
+                CollectionAssert.AreEqual(wide.SavingO, compact.SavingO, $"o (saving forward, {setting})");
+                CollectionAssert.AreEqual(wide.SavingFinal, compact.SavingFinal, $"final state (saving forward, {setting})");
+                AssertSameGrads(wide.Recomputed, compact.Recomputed, $"recomputing backward ({setting})");
+                AssertSameGrads(wide.Saved, compact.Saved, $"backward from the saving forward ({setting})");
+            }
         }
-        finally { backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; }
+        finally
+        {
+            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact;
+            backend.DeltaRuleFusedSaving = previousFusedSaving; backend.DeltaRuleStateFragmentRows = previousRows;
+        }
     }
 
     // Compact storage needs the rounded operands and every stage on fragments; intermediates kept by a
@@ -98,6 +112,8 @@ public sealed class DeltaRuleCompactTests
             Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "split operands need f32 intermediates");
             backend.DeltaRuleCoopMatSplit = false;
             Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "rounded");
+            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape, forBackward: false), "a plain forward at Dk = 64 keeps f32");
+            Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape with { KeyDim = 128 }, forBackward: false), "a plain forward at Dk = 128");
             Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape with { Steps = 130 }), "T not a multiple of 64: tile stages");
             Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.F32, shape), "f32 inputs: portable products");
 
