@@ -70,6 +70,9 @@
 #   delta-d128-rows    the chunked delta rule (bf16, rounded) at D128 with 32 and 64 state rows per workgroup in
 #                      the fragment state passes (FASTWEIGHTS_DELTA_FRAGMENT_ROWS), and 64 with compact intermediates:
 #                      profile at T2048, then T2048 and T8192
+#   delta-state-variants the fragment state passes with compact intermediates (the defaults since run 85): at
+#                      T2048 D128 the forward pass lean and prefetching W (FASTWEIGHTS_DELTA_FRAGMENT_LEAN=1, 0), and
+#                      prefetching with 64 rows for both passes; at T8192 D64 32 and 64 rows (profiles)
 #   delta-fused-saving the chunked delta rule (bf16, rounded) at D64 with the saving forward's outputs formed by the
 #                      output stage and in the state pass (FASTWEIGHTS_DELTA_FUSED_SAVING=0, 1): profile at T2048,
 #                      then T2048 and T8192
@@ -209,6 +212,9 @@ for section in "$@"; do
         "FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_COMPACT=1"
       for v in FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 "FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_COMPACT=1"; do echo "# $v"
         env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,128,8,16,8192,128 $extra | grep -E '^delta'; done ;;
+    delta-state-variants) delta_profiles 8,16,2048,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_LEAN=1 FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0 \
+        "FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64"
+      delta_profiles 8,16,8192,64 'state' FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     delta-fused-saving) delta_profiles 8,16,2048,64 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_SAVING=0 FASTWEIGHTS_DELTA_FUSED_SAVING=1
       for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_SAVING=$v"
         FASTWEIGHTS_DELTA_FUSED_SAVING=$v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,8192,64 $extra | grep -E '^delta'; done ;;
