@@ -103,12 +103,20 @@ public sealed partial class VulkanBackend
         && DeltaRuleUsesWyFragments(keys, s) && DeltaRuleUsesStateFragments(keys, s) && DeltaRuleUsesOutputFragments(keys, s)
         && DeltaRuleUsesGradQKFragments(keys, s) && DeltaRuleUsesWyBackwardFragments(keys, s);
 
+    /// <summary>Whether, with the operands rounded, the q, k gradients on fragments stage two blocks per
+    /// workgroup barrier pair, the second in each shared region's lo plane, which rounded operands leave
+    /// free (chunk_grad_qk_fragments.comp, MERGED_STAGING): half the barriers of its two walks over Dv.
+    /// False by default; FASTWEIGHTS_DELTA_MERGED_STAGING=1, or true here, turns it on. Not yet run on
+    /// a GPU.</summary>
+    public bool DeltaRuleMergedStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_STAGING") == "1";
+
     // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
     // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state
     // passes' PROBE and EARLY_FETCH (0 here; StateFragmentsKernel sets them), 3 COMPACT (the intermediates
-    // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen).
+    // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen), 4
+    // MERGED_STAGING (DeltaRuleMergedStaging; kernels without it ignore it).
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false) =>
-        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0];
+        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, DeltaRuleMergedStaging ? 1 : 0];
 
     private ComputeKernel FragmentKernel(string kernel, bool compact) =>
         Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact), requiredSubgroupSize: 32, fullSubgroups: true);

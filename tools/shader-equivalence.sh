@@ -23,7 +23,7 @@ histogram() {   # tree shader defines -> instruction histogram on stdout
   # shellcheck disable=SC2086
   "$glslc" --target-env=vulkan1.3 -fshader-stage=compute -I "$tree/shaders/common" -I "$tree/$family" $defines -O0 "$tree/$shader" -o "$work/k.spv"
   "$tools" spirv-opt --set-spec-const-default-value "$spec" "$work/k.spv" -o "$work/k1.spv"
-  "$tools" spirv-opt --freeze-spec-const -O "$work/k1.spv" -o "$work/k2.spv"
+  "$tools" spirv-opt --freeze-spec-const --fold-spec-const-op-composite -O "$work/k1.spv" -o "$work/k2.spv"
   "$tools" spirv-dis --no-header "$work/k2.spv" | grep -o 'Op[A-Za-z0-9]*' \
     | grep -Ev '^Op(Name|MemberName|Decorate|MemberDecorate|Variable|Type[A-Za-z]*|Constant[A-Za-z]*|Undef|String|Line|Source[A-Za-z]*)$' | sort | uniq -c
 }
@@ -39,7 +39,7 @@ for shader in "$@"; do
     histogram "$work/old" "$shader" "$defines" > "$work/old.txt" 2>/dev/null || { echo "new   $name (does not build at $rev)"; continue; }
     histogram "$here" "$shader" "$defines" > "$work/new.txt"
     if diff -q "$work/old.txt" "$work/new.txt" >/dev/null; then echo "same  $name [$spec]"
-    else echo "DIFF  $name [$spec]"; { diff "$work/old.txt" "$work/new.txt" || true; } | sed 's/^/      /' | head -12; status=1; fi
+    else echo "DIFF  $name [$spec]"; { diff "$work/old.txt" "$work/new.txt" || true; } | sed 's/^/      /' | head -${FW_DIFF_LINES:-12}; status=1; fi
   done <<< "$variants"
 done
 exit $status

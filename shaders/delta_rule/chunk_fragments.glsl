@@ -81,6 +81,24 @@ void laneValues(ACC m, out float x[8])
     if (compact) { PUT_RAW_BLOCK(raw, REGION, ROW); } \
     else { [[unroll]] for (uint j = 0; j < 2; j++) STORE_TILE_SPLIT(tiles[j], REGION, tileRow(), tileColumn(j)) }
 
+// With the operands rounded (SPLIT_OPERANDS false) a region's lo plane goes unused, so it can hold a
+// second block: PUT_BLOCK_LO stages a fetched block there (hi part alone), and MULTIPLY_PLANES
+// multiplies blocks at plane offsets A_PLANE of REGION_A and B_PLANE of REGION_B (0 or PLANE).
+#define PUT_BLOCK_LO(compact, raw, tiles, REGION) \
+    if (compact) { [[unroll]] for (uint q = 0; q < 2; q++) REGION[PLANE + rawRow(q) * ROW + rawColumn(q)] = raw[q]; } \
+    else { [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE_PARTS(false, tiles[j], REGION, 0, PLANE + 16 * tileRow() * ROW + 2 * tileColumn(j), ROW) }
+// c += A B, A = tile row tr of the block at A_PLANE of REGION_A, B = tile column tc of the block at
+// B_PLANE of REGION_B (rounded operands only: one multiply per 16-deep slice).
+#define MULTIPLY_PLANES(c, REGION_A, A_PLANE, REGION_B, B_PLANE, tr, tc) \
+    [[unroll]] for (uint d = 0; d < 4; d++) \
+    { \
+        FRAG_A a; \
+        FRAG_B b; \
+        coopMatLoad(a, REGION_A, (A_PLANE) + 16 * (tr) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor); \
+        coopMatLoad(b, REGION_B, (B_PLANE) + 16 * d * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
+        c = coopMatMulAdd(a, b, c); \
+    }
+
 // hi and (where split) lo fragments of tile (tr, tc) of REGION, row-major, or transposed (the tile
 // (tc, tr) of the transpose) through a column-major load.
 #define LOAD_TILE_PARTS(split, hi, lo, REGION, tr, tc, LAYOUT) LOAD_SPLIT_PARTS(split, hi, lo, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW, LAYOUT)

@@ -27,6 +27,13 @@
 #extension GL_GOOGLE_include_directive : require
 #include "chunk_fragments.glsl"
 
+// Specialisation constant 4: with the operands rounded, stage two blocks per barrier pair, the second
+// in each region's free lo plane (S_0 beside U' in the first walk over Dv, U' and dS_C beside dU' and
+// S_0 in the second): half the workgroup barriers of each walk (VulkanBackend.DeltaRuleMergedStaging).
+// Split operands ignore it.
+layout(constant_id = 4) const bool MERGED_STAGING = false;
+#define MERGED (MERGED_STAGING && !SPLIT_OPERANDS)
+
 layout(push_constant) uniform Push
 {
     uint64_t q;
@@ -86,6 +93,12 @@ void main()
         PUT_FETCHED(region1, false);
         FETCH_TOKENS(pc.uPrime, COMPACT, vb);
         PUT_FETCHED(region2, COMPACT);
+        // MERGED_STAGING: S_0 into region2's lo plane in the same staging (rounded operands leave it free)
+        if (MERGED)
+        {
+            FETCH_STATE(pc.states, vb);
+            PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region2);
+        }
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++)
             if (tileColumn(j) <= tr)
@@ -98,11 +111,18 @@ void main()
                     MUL_SPLIT(dp[j], aHi, aLo, bHi, bLo);
                 }
         // (dO, S_0): dQ += dO S_0
-        FETCH_STATE(pc.states, vb);
-        barrier();
-        PUT_FETCHED(region2, COMPACT);
-        barrier();
-        [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dq[j], region1, region2, tileColumn(j));
+        if (MERGED)
+        {
+            [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_PLANES(dq[j], region1, 0, region2, PLANE, tr, tileColumn(j));
+        }
+        else
+        {
+            FETCH_STATE(pc.states, vb);
+            barrier();
+            PUT_FETCHED(region2, COMPACT);
+            barrier();
+            [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dq[j], region1, region2, tileColumn(j));
+        }
     }
     uint keyOrigin = (firstToken + 16 * tr) * keyStride + keyColumn0;
     barrier();   // region1 takes dP' = scale dP, masked (tiles above the diagonal are never read), region2 K and Q
@@ -157,6 +177,21 @@ void main()
         PUT_FETCHED(region1, COMPACT);
         FETCH_STATE(pc.states, vb);
         PUT_FETCHED(region2, COMPACT);
+        if (MERGED)
+        {
+            // (U', dS_C) into the lo planes in the same staging
+            FETCH_TOKENS(pc.uPrime, COMPACT, vb);
+            PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region1);
+            FETCH_STATE(pc.dStates, vb);
+            PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region2);
+            barrier();
+            [[unroll]] for (uint j = 0; j < 2; j++)
+            {
+                MULTIPLY_PLANES(dw[j], region1, 0, region2, 0, tr, tileColumn(j));
+                MULTIPLY_PLANES(dk[j], region1, PLANE, region2, PLANE, tr, tileColumn(j));
+            }
+            continue;
+        }
         barrier();
         [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dw[j], region1, region2, tileColumn(j));
         FETCH_TOKENS(pc.uPrime, COMPACT, vb);

@@ -24,11 +24,11 @@ public sealed class DeltaRuleCompactTests
         return backend;
     }
 
-    private sealed record Everything(float[] O, float[] Final, Runners.Grads Recomputed, float[] SavingO, float[] SavingFinal, Runners.Grads Saved);
+    internal sealed record Everything(float[] O, float[] Final, Runners.Grads Recomputed, float[] SavingO, float[] SavingFinal, Runners.Grads Saved);
 
     // The plain forward (the fused state pass at Dk = 64), the recomputing backward, and the saving
     // forward with the backward from what it kept.
-    private static Everything RunAll(VulkanBackend backend, Inputs x)
+    internal static Everything RunAll(VulkanBackend backend, Inputs x)
     {
         var (o, final) = Runners.RunForward(backend, x, true, DType.BF16, DeltaRuleAlgorithm.Chunked);
         var recomputed = Runners.RunBackward(backend, x, true, DType.BF16, DeltaRuleAlgorithm.Chunked);
@@ -42,7 +42,7 @@ public sealed class DeltaRuleCompactTests
         return new Everything(o, final, recomputed, savingO.ToArray(), savingFinal.ToArray(), g.Read());
     }
 
-    private static void AssertSameGrads(Runners.Grads expected, Runners.Grads actual, string what)
+    internal static void AssertSameGrads(Runners.Grads expected, Runners.Grads actual, string what)
     {
         CollectionAssert.AreEqual(expected.DQ, actual.DQ, $"{what}: dq");
         CollectionAssert.AreEqual(expected.DK, actual.DK, $"{what}: dk");

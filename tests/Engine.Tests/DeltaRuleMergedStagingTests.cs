@@ -1,0 +1,48 @@
+using FastWeights.Engine.Vulkan;
+using Inputs = FastWeights.Engine.Tests.DeltaRuleTests.Inputs;
+
+namespace FastWeights.Engine.Tests;
+
+/// <summary>Merged staging in the q, k gradients on fragments (VulkanBackend.DeltaRuleMergedStaging,
+/// chunk_grad_qk_fragments.comp's MERGED_STAGING): with the operands rounded, two blocks share each
+/// barrier pair, the second in a region's lo plane. The products, their operands and their order are
+/// unchanged, so every output and gradient must be bit for bit what the unmerged kernel gives, with
+/// f32 and with compact intermediates (their distance from the reference is DeltaRuleTensorCoreTests').
+/// Needs bf16 cooperative matrices (the GPU machine).</summary>
+[TestClass]
+[TestCategory("TensorCores")]
+public sealed class DeltaRuleMergedStagingTests
+{
+    [TestMethod]
+    [DataRow(2, 128, 3, 64, 64)]
+    [DataRow(1, 192, 2, 128, 64)]
+    [DataRow(1, 128, 2, 64, 128)]
+    [DataRow(2, 256, 1, 128, 128)]
+    public void MergedStagingChangesNoBit(int b, int t, int h, int dk, int dv)
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        Assert.IsTrue(backend.DeltaRuleUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the chunked delta rule on tensor cores");
+        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousMerged = backend.DeltaRuleMergedStaging;
+        var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(7 * t + 5 * dk + dv), DType.BF16);
+        try
+        {
+            backend.DeltaRuleCoopMatSplit = false;
+            foreach (bool compact in new[] { true, false })
+            {
+                backend.DeltaRuleCompactIntermediates = compact;
+                backend.DeltaRuleMergedStaging = true;
+                var merged = DeltaRuleCompactTests.RunAll(backend, x);
+                backend.DeltaRuleMergedStaging = false;
+                var apart = DeltaRuleCompactTests.RunAll(backend, x);
+                string what = compact ? "compact" : "f32 intermediates";
+                Assert.IsFalse(merged.Recomputed.DQ.Any(float.IsNaN), $"dq has NaNs ({what})");
+                DeltaRuleCompactTests.AssertSameGrads(apart.Recomputed, merged.Recomputed, $"recomputing backward ({what})");
+                DeltaRuleCompactTests.AssertSameGrads(apart.Saved, merged.Saved, $"backward from the saving forward ({what})");
+            }
+        }
+        finally
+        {
+            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleMergedStaging = previousMerged;
+        }
+    }
+}
