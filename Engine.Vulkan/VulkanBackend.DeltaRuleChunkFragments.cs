@@ -105,10 +105,13 @@ public sealed partial class VulkanBackend
 
     /// <summary>Whether, with the operands rounded, the q, k gradients on fragments stage two blocks per
     /// workgroup barrier pair, the second in each shared region's lo plane, which rounded operands leave
-    /// free (chunk_grad_qk_fragments.comp, MERGED_STAGING): half the barriers of its two walks over Dv.
-    /// False by default; FASTWEIGHTS_DELTA_MERGED_STAGING=1, or true here, turns it on. Not yet run on
-    /// a GPU.</summary>
-    public bool DeltaRuleMergedStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_STAGING") == "1";
+    /// free (chunk_grad_qk_fragments.comp, MERGED_STAGING): half the barriers of its two walks over Dv,
+    /// the same products in the same order (DeltaRuleMergedStagingTests: bit for bit). True by default;
+    /// FASTWEIGHTS_DELTA_MERGED_STAGING=0, or false here, stages one block at a time. H200, B8 H16 T2048
+    /// bf16 (bench/results/2026-12-06-h200-run86.txt): the kernel 243.6 → 230.5 us at D64 and 651.9 →
+    /// 601.4 at D128; forward+backward (run 87) 2.833 → 2.777 ms at T2048 D128, 10.971 → 10.746 at
+    /// T8192 D128.</summary>
+    public bool DeltaRuleMergedStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_STAGING") != "0";
 
     // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
     // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state
