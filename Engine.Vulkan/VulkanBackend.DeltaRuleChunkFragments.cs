@@ -50,6 +50,24 @@ public sealed partial class VulkanBackend
     /// 5.597 (bench/results/2026-12-06-h200-run85.txt).</summary>
     public bool DeltaRuleFusedSaving { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_SAVING") != "0";
 
+    /// <summary>Whether the backward state pass on fragments at Dk = 64 also forms the intra-chunk values
+    /// gradient dU'_local = P'^T dO (chunk_state_backward_fragments.comp's _values variants), from the P'
+    /// that stage 1 forms for the fused forward (<see cref="DeltaRuleUsesFusedOutput"/>), in place of
+    /// chunk_values_grad and the f32 dU'_local it writes and the state pass reads. The saving forward
+    /// (with <see cref="DeltaRuleFusedSaving"/>) then keeps P' (16 KiB a chunk) for the backward, and a
+    /// recomputing backward has stage 1 form it. False by default; FASTWEIGHTS_DELTA_FUSED_VALUES=1, or
+    /// true here, turns it on. Written after the last device run of 2026-12-06 and not yet run on a GPU:
+    /// FragmentStagesMatchReference checks it, tools/gpu-host.sh delta-fused-values measures it.</summary>
+    public bool DeltaRuleFusedValuesGradient { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_VALUES") == "1";
+
+    /// <summary>Whether this problem's backward forms dU'_local in its state pass
+    /// (<see cref="DeltaRuleFusedValuesGradient"/>): stage 1 can form P' (<see cref="DeltaRuleUsesFusedOutput"/>),
+    /// the backward state pass runs on fragments, and the scale is a nonzero finite number (the pass
+    /// divides P'^T (scale dO) by it).</summary>
+    public bool DeltaRuleUsesFusedValuesGradient(DType keys, FastWeightShape s, float scale) =>
+        DeltaRuleFusedValuesGradient && DeltaRuleBackwardFragments && DeltaRuleUsesFusedOutput(keys, s)
+        && scale != 0 && float.IsFinite(scale) && float.IsFinite(1 / scale);
+
     /// <summary>Whether a plain forward of this problem forms its outputs in the state pass (<see cref="DeltaRuleFusedOutput"/>).</summary>
     public bool DeltaRuleUsesFusedOutput(DType keys, FastWeightShape s) =>
         DeltaRuleFusedOutput && s.KeyDim == 64 && DeltaRuleUsesWyFragments(keys, s) && DeltaRuleUsesOutputFragments(keys, s) && DeltaRuleUsesStateFragments(keys, s);

@@ -229,6 +229,12 @@ public sealed partial class VulkanBackend
         public required Tensor? Inverse;   // X; null in a plain forward, which does not write it
         public required DeltaRuleProblem Problem;
         public required bool Compact;
+        // P' = scale (Q K^T ⊙ M) from stage 1 (bf16 planes) where the backward forms dU'_local in its state
+        // pass (DeltaRuleUsesFusedValuesGradient); else null. It depends on q and the scale, which nothing
+        // else kept does, so the backward uses it only for the same q and scale.
+        public Tensor? Scores;
+
+        public Tensor? ScoresFor(DeltaRuleProblem p) => Scores is not null && ReferenceEquals(Problem.Q, p.Q) && Problem.Scale == p.Scale ? Scores : null;
         private bool _disposed;
 
         public void CheckFor(string op, DeltaRuleProblem p, bool compact)
@@ -248,7 +254,7 @@ public sealed partial class VulkanBackend
         {
             if (_disposed) return;
             _disposed = true;
-            foreach (var t in new[] { W, U, Inverse, UPrime, States }) t?.Dispose();
+            foreach (var t in new[] { W, U, Inverse, UPrime, States, Scores }) t?.Dispose();
         }
     }
 
@@ -269,7 +275,10 @@ public sealed partial class VulkanBackend
         {
             if (fused)
             {
-                using var scores = Tensor.Empty(this, new Shape(checked((int)(p.Shape.Batch * p.Shape.Heads * ChunkCount(p.Shape))), 2, DeltaRuleChunkSize, DeltaRuleChunkSize), DType.BF16);
+                // kept for the backward's state pass where it forms dU'_local itself
+                var scores = NewScores(p.Shape);
+                if (keep && DeltaRuleUsesFusedValuesGradient(p.Q.DType, p.Shape, p.Scale)) saved.Scores = scores;
+                using var owned = saved.Scores is null ? scores : null;
                 ChunkWy(p, saved.W, saved.U, saved.Inverse, scores);
                 ChunkState(p.K, p.Shape, p.InitialState, saved.W, saved.U, saved.UPrime, saved.States, finalState, (p.Q, scores, output, p.Scale));
             }
@@ -290,6 +299,10 @@ public sealed partial class VulkanBackend
         saved.Dispose();
         return null;
     }
+
+    // P' [B H chunks, 2, 64, 64] bf16 (hi and lo planes), stage 1's scores for the fused state passes.
+    private Tensor NewScores(FastWeightShape s) =>
+        Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), 2, DeltaRuleChunkSize, DeltaRuleChunkSize), DType.BF16);
 
     // X [B H chunks, 64, 64] is only allocated when the backward will read it, U' and the states
     // unless a plain forward's fused state pass does without them.
@@ -320,6 +333,10 @@ public sealed partial class VulkanBackend
         using var recomputed = kept is null ? NewChunkedIntermediates(p, withInverse: true) : null;
         var f = kept ?? recomputed!;
         Tensor w = f.W, u = f.U, inverse = f.Inverse!, uPrime = f.UPrime!, states = f.States!;
+        // P' for the state pass that forms dU'_local itself (DeltaRuleUsesFusedValuesGradient): kept by the
+        // saving forward, or formed by the recomputing stage 1; without it chunk_values_grad forms dU'_local.
+        using var recomputedScores = kept is null && DeltaRuleUsesFusedValuesGradient(p.Q.DType, s, p.Scale) ? NewScores(s) : null;
+        var scores = recomputedScores ?? kept?.ScoresFor(problem);
         // dU'_local (f32) from the values gradient; the state pass writes dU' in place, or, compact, into
         // a bf16 tensor of its own, as it does the dS_C and the q, k gradients dW.
         bool compact = f.Compact;
@@ -331,11 +348,11 @@ public sealed partial class VulkanBackend
         using var dW = Tensor.Empty(this, s.Keys, stored);
         if (kept is null)
         {
-            ChunkWy(p, w, u, inverse);
+            ChunkWy(p, w, u, inverse, recomputedScores);
             ChunkState(p.K, s, p.InitialState, w, u, uPrime, states, null);
         }
-        ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrimeLocal, compact);
-        ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrimeLocal, dUPrime, dStates, g.DFinalState, g.DInitialState);
+        if (scores is null) ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrimeLocal, compact);
+        ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrimeLocal, dUPrime, dStates, g.DFinalState, g.DInitialState, scores);
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, g.DK, dW);
 
         var push = new PushConstants(stackalloc byte[128]);
@@ -440,12 +457,15 @@ public sealed partial class VulkanBackend
 
     // chunk_state_backward.comp: reverse over chunks, dU' = dU'_local + K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
     // every dS_C kept; dInitial the last dS. dU' goes into dUPrime: dUPrimeLocal itself, or a compact bf16
-    // tensor (the fragment pass only, which reads the address appended last).
+    // tensor (the fragment pass only, which reads the address appended after the sizes).
+    // scores (the fragment pass at Dk = 64 only, its _values variants): stage 1's P', from which the pass
+    // forms dU'_local = P'^T dO itself; dUPrimeLocal is then written (as dU' where it is dUPrime), not read.
     private void ChunkStateBackward(Tensor q, Tensor k, Tensor w, FastWeightShape s, float scale, Tensor dOutput, Tensor dUPrimeLocal, Tensor dUPrime,
-        Tensor dStates, Tensor? dFinalState, Tensor? dInitialState)
+        Tensor dStates, Tensor? dFinalState, Tensor? dInitialState, Tensor? scores = null)
     {
         bool fragments = DeltaRuleBackwardFragments && DeltaRuleUsesStateFragments(q.DType, s);
         if (!ReferenceEquals(dUPrime, dUPrimeLocal) && !fragments) throw new InvalidOperationException("only the fragment backward state pass writes dU' apart");
+        if (scores is not null && !(fragments && s.KeyDim == 64)) throw new InvalidOperationException("only the fragment backward state pass at Dk = 64 forms dU'_local");
         bool tiles = DeltaRuleUsesStateTiles(q.DType, s.KeyDim, backward: true);
         int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
@@ -460,7 +480,8 @@ public sealed partial class VulkanBackend
         AppendSizes(ref push, s);
         push.Append(scale);
         push.Address(dUPrime);
-        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16)
+        push.AddressOrZero(scores);
+        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null)
             : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));

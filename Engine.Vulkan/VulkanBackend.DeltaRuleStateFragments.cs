@@ -78,13 +78,14 @@ public sealed partial class VulkanBackend
     // chunk_state_fragments / chunk_state_backward_fragments for this problem and its workgroups along Dv
     // (same push constants as the tile passes).
     // fused: the forward pass's variant that also forms the outputs (chunk_state_fragments.comp, FUSED_OUTPUT).
-    // compact: the intermediates are bf16 (DeltaRuleUsesCompactIntermediates).
-    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false)
+    // compact: the intermediates are bf16 (DeltaRuleUsesCompactIntermediates); values: the backward pass's
+    // variant that forms dU'_local from P' (chunk_state_backward_fragments.comp, FUSED_VALUES).
+    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false)
     {
         int rows = FragmentRows(s, backward: kernel == "chunk_state_backward_fragments");
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}", specialization, requiredSubgroupSize: 32, fullSubgroups: true),
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}{(values ? "_values" : "")}", specialization, requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, rows));
     }
 }

@@ -13,13 +13,24 @@
 // (VulkanBackend.DeltaRuleUsesStateFragments). Same inputs, outputs and push constants as
 // chunk_state_backward_tiles.comp, and one more at the end: where dU' goes (dUPrime itself, or a bf16
 // tensor where COMPACT: fragment_types.glsl).
+// FUSED_VALUES=1 (the _values variants, DK = 64; VulkanBackend.DeltaRuleFusedValuesGradient): the pass
+// also forms the intra-chunk part itself, dU'_local = P'^T dO = (P'^T dO') / scale, from the P' that
+// chunk_wy_fragments.comp stored for the forward's fused state pass (pc.scores, bf16 hi and lo planes
+// [B H chunks, 2, 64, 64]; P'^T's tiles through column-major loads, a chunk ahead like K) and the dO'
+// it stages anyway, in place of chunk_values_grad and its f32 dU'_local (pc.dUPrime is not read).
 // Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
+//! variant chunk_state_backward_fragments_k64_v64_values -DDK=64 -DBV=64 -DFUSED_VALUES=1 -O0
+//! variant chunk_state_backward_fragments_k64_v32_values -DDK=64 -DBV=32 -DFUSED_VALUES=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32 -DDK=128 -DBV=32 -O0
 //! variant chunk_state_backward_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
+
+#ifndef FUSED_VALUES
+#define FUSED_VALUES 0
+#endif
 
 layout(push_constant) uniform Push
 {
@@ -27,7 +38,7 @@ layout(push_constant) uniform Push
     uint64_t k;
     uint64_t w;             // bf16 where COMPACT
     uint64_t dOut;
-    uint64_t dUPrime;       // in: dU'_local (f32)
+    uint64_t dUPrime;       // in: dU'_local (f32; FUSED_VALUES: not read)
     uint64_t dStates;       // out: dS_C per chunk (bf16 where COMPACT)
     uint64_t dFinal;        // 0: zeros
     uint64_t dInitial;      // 0: not written
@@ -37,6 +48,7 @@ layout(push_constant) uniform Push
     uint dv;
     float scale;
     uint64_t dUPrimeOut;    // out: dU' (f32: may be dUPrime itself, each tile written after it is read; bf16 where COMPACT)
+    uint64_t scores;        // FUSED_VALUES: P' = scale (Q K^T ⊙ M) as bf16 hi and lo planes (chunk_wy_fragments.comp)
 } pc;
 
 // State tile j of this subgroup: rows 16 stateTileRow(j) .., columns 16 stateTileColumn(j) ..; tile j
@@ -64,16 +76,35 @@ void main()
     // tiles, K (every column block of the token tiles' rows) and Q (the state tiles' column blocks).
     ACC wTiles[KB][2];
     uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
-    ACC localTiles[TOKEN_TILES], dOutTiles[TOKEN_TILES];
+    ACC dOutTiles[TOKEN_TILES];
+#if FUSED_VALUES
+    // P'^T's tiles (tokenTileRow, tb), tb >= tokenTileRow: the transposes of P''s tiles (tb, tokenTileRow)
+    FRAG_A scoresHi[4], scoresLo[4];
+#define FETCH_SCORES(n) \
+    [[unroll]] for (uint tb = 0; tb < 4; tb++) \
+        if (tb >= tokenTileRow()) \
+        { \
+            uint at = (bh * chunks + (n)) * 2 * CHUNK * 8 + 16 * tb * 8 + 2 * tokenTileRow();   /* uvec4 of 8 bf16 */ \
+            coopMatLoad(scoresHi[tb], Words4Buffer(pc.scores).v, at, 8, gl_CooperativeMatrixLayoutColumnMajor); \
+            if (SPLIT_OPERANDS) coopMatLoad(scoresLo[tb], Words4Buffer(pc.scores).v, at + CHUNK * 8, 8, gl_CooperativeMatrixLayoutColumnMajor); \
+        }
+#define FETCH_LOCAL_TILE(n, j)
+#else
+    ACC localTiles[TOKEN_TILES];
+#define FETCH_SCORES(n)
+#define FETCH_LOCAL_TILE(n, j) \
+    coopMatLoad(localTiles[j], dUPrimeLocal.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+#endif
     FRAG_A kFrags[TK];
     FRAG_B qFrags[KB][4];
 #define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) { LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb) }
 #define FETCH_TOKENS(n) \
+    FETCH_SCORES(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
     { \
-        coopMatLoad(localTiles[j], dUPrimeLocal.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
+        FETCH_LOCAL_TILE(n, j) \
         coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
     } \
     [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
@@ -106,7 +137,20 @@ void main()
         ACC du[TOKEN_TILES];
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
+#if FUSED_VALUES
+            // dU'_local = (P'^T dO') / scale: P'^T is upper triangular by tiles (P' lower)
+            du[j] = ACC(0.0);
+            [[unroll]] for (uint tb = 0; tb < 4; tb++)
+                if (tb >= tokenTileRow())
+                {
+                    FRAG_B oHi, oLo;
+                    LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    if (PROBE_PRODUCTS) { MUL_SPLIT(du[j], scoresHi[tb], scoresLo[tb], oHi, oLo); }
+                }
+            du[j] = du[j] * (1.0 / pc.scale);
+#else
             du[j] = localTiles[j];
+#endif
             [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++)
             {
                 FRAG_B sHi, sLo;

@@ -147,7 +147,8 @@ public sealed class DeltaRuleTensorCoreTests
     // all four, with each alone, and with none (the tile products, chunk_wy_backward.comp), beside both
     // kinds of state pass and the tile stages' 128-invocation build; with all of them, the plain forward's
     // outputs both formed in the state pass (chunk_state_fragments.comp's _fused variants, Dk = 64) and in
-    // the output stage; and the saving forward with the backward that reads what it kept. Split (the
+    // the output stage; the saving forward with the backward that reads what it kept; and the backward
+    // state pass forming dU'_local from stage 1's P' (Dk = 64, DeltaRuleFusedValuesGradient). Split (the
     // portable tolerance) and rounded (1e-2 norm-wise, AssertNormwise; the inverse in
     // chunk_wy_fragments.comp splits in both).
     [TestMethod]
@@ -163,7 +164,7 @@ public sealed class DeltaRuleTensorCoreTests
         bool previousSplit = backend.DeltaRuleCoopMatSplit;
         backend.DeltaRuleCoopMatSplit = split;
         bool previousOutput = backend.DeltaRuleOutputFragments, previousWyForward = backend.DeltaRuleWyFragments, previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
-        bool previousFused = backend.DeltaRuleFusedOutput, previousFusedSaving = backend.DeltaRuleFusedSaving;
+        bool previousFused = backend.DeltaRuleFusedOutput, previousFusedSaving = backend.DeltaRuleFusedSaving, previousFusedValues = backend.DeltaRuleFusedValuesGradient;
         var previousPass = backend.DeltaRuleStatePass;
         int previousGroup = backend.DeltaRuleTileGroup;
         var shape = new FastWeightShape(b, t, h, dk, dv);
@@ -198,6 +199,14 @@ public sealed class DeltaRuleTensorCoreTests
             // the saving forward's outputs formed in the state pass too, with U' and the states stored there
             backend.DeltaRuleFusedSaving = true;
             Check(backend, b, t, h, dk, dv, (expected, actual, what) => (split ? (Action<double[], float[], string>)AssertNear : AssertNormwise)(expected, actual, $"{what} (fused saving forward)"));
+            // and the backward state pass forming dU'_local from stage 1's P' (Dk = 64): kept by the saving
+            // forward, or formed again by the recomputing backward
+            backend.DeltaRuleFusedValuesGradient = true;
+            Assert.AreEqual(dk == 64, backend.DeltaRuleUsesFusedValuesGradient(DType.BF16, shape, Scale), "dU'_local in the state pass at Dk = 64");
+            Assert.IsFalse(backend.DeltaRuleUsesFusedValuesGradient(DType.BF16, shape, 0f), "a zero scale");
+            Check(backend, b, t, h, dk, dv, (expected, actual, what) => (split ? (Action<double[], float[], string>)AssertNear : AssertNormwise)(expected, actual, $"{what} (dU'_local in the state pass)"));
+            AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "dU'_local in the state pass");
+            backend.DeltaRuleFusedValuesGradient = previousFusedValues;
             backend.DeltaRuleFusedSaving = previousFusedSaving;
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
             Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
@@ -208,7 +217,7 @@ public sealed class DeltaRuleTensorCoreTests
         {
             backend.DeltaRuleOutputFragments = previousOutput; backend.DeltaRuleWyFragments = previousWyForward; backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
             backend.DeltaRuleFusedOutput = previousFused; backend.DeltaRuleFusedSaving = previousFusedSaving; backend.DeltaRuleCoopMatSplit = previousSplit;
-            backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleTileGroup = previousGroup;
+            backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleTileGroup = previousGroup; backend.DeltaRuleFusedValuesGradient = previousFusedValues;
         }
     }
 
