@@ -131,20 +131,30 @@ public sealed partial class VulkanBackend
     /// T8192 D128.</summary>
     public bool DeltaRuleMergedStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_STAGING") != "0";
 
+    /// <summary>Whether, with the operands rounded, the forward output stage on fragments stages S_0's blocks
+    /// and U''s block of each 64 columns of Dv together, in the free lo planes (chunk_output_fragments.comp,
+    /// its MERGED_STAGING): one barrier pair per 64 columns of Dv instead of one per block (2 against 6
+    /// at Dk = 128). False by default; FASTWEIGHTS_DELTA_MERGED_OUTPUT=1, or true here, turns it on.
+    /// Written after the last device run of 2026-12-06 and not yet run on a GPU
+    /// (DeltaRuleMergedStagingTests checks it bit for bit; tools/gpu-host.sh delta-merged-output measures it).</summary>
+    public bool DeltaRuleMergedOutputStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_OUTPUT") == "1";
+
     // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
     // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state
     // passes' PROBE and EARLY_FETCH (0 here; StateFragmentsKernel sets them), 3 COMPACT (the intermediates
     // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen), 4
-    // MERGED_STAGING (DeltaRuleMergedStaging; kernels without it ignore it).
-    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false) =>
-        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, DeltaRuleMergedStaging ? 1 : 0];
+    // MERGED_STAGING (the q, k gradients: DeltaRuleMergedStaging; the output stage:
+    // DeltaRuleMergedOutputStaging; 0 for the kernels without it).
+    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false) =>
+        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0];
 
-    private ComputeKernel FragmentKernel(string kernel, bool compact) =>
-        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact), requiredSubgroupSize: 32, fullSubgroups: true);
+    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false) =>
+        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged), requiredSubgroupSize: 32, fullSubgroups: true);
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
     private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact) =>
-        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", compact) : ChunkKernel(kernel, q);
+        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging)
+            : ChunkKernel(kernel, q);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact) =>
@@ -152,5 +162,5 @@ public sealed partial class VulkanBackend
 
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact) =>
-        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact) : ChunkKernel("chunk_grad_qk", q);
+        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging) : ChunkKernel("chunk_grad_qk", q);
 }

@@ -77,6 +77,8 @@
 #                      profiles at T2048 D64 and D128
 #   delta-fused-values the chunked delta rule (bf16, defaults) at D64 with dU'_local from chunk_values_grad and
 #                      from the backward state pass (FASTWEIGHTS_DELTA_FUSED_VALUES=0, 1): profiles at T2048 and T8192
+#   delta-merged-output the forward output stage with S_0's and U''s blocks staged together
+#                      (FASTWEIGHTS_DELTA_MERGED_OUTPUT=0, 1): profiles at T2048 and T8192 D128
 #   delta-fused-saving the chunked delta rule (bf16, rounded) at D64 with the saving forward's outputs formed by the
 #                      output stage and in the state pass (FASTWEIGHTS_DELTA_FUSED_SAVING=0, 1): profile at T2048,
 #                      then T2048 and T8192
@@ -221,6 +223,7 @@ for section in "$@"; do
       delta_profiles 8,16,8192,64 'state' FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     delta-merged) delta_profiles 8,16,2048,64,8,16,2048,128 'grad' FASTWEIGHTS_DELTA_MERGED_STAGING=0 FASTWEIGHTS_DELTA_MERGED_STAGING=1 ;;
     delta-fused-values) delta_profiles 8,16,2048,64,8,16,8192,64 '(state|values)' FASTWEIGHTS_DELTA_FUSED_VALUES=0 FASTWEIGHTS_DELTA_FUSED_VALUES=1 ;;
+    delta-merged-output) delta_profiles 8,16,2048,128,8,16,8192,128 'output' FASTWEIGHTS_DELTA_MERGED_OUTPUT=0 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 ;;
     delta-fused-saving) delta_profiles 8,16,2048,64 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_SAVING=0 FASTWEIGHTS_DELTA_FUSED_SAVING=1
       for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_SAVING=$v"
         FASTWEIGHTS_DELTA_FUSED_SAVING=$v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,8192,64 $extra | grep -E '^delta'; done ;;

@@ -20,6 +20,14 @@
 #extension GL_GOOGLE_include_directive : require
 #include "chunk_fragments.glsl"
 
+// Specialisation constant 4 (the forward only): with the operands rounded, stage S_0's blocks of the
+// current 64 columns of Dv in region2's two planes and U''s block in region1's lo plane (P' holds its
+// hi plane alone), so one barrier pair per block vb instead of one per staged block: 2 against 6 at
+// Dk = 128, 2 against 4 at Dk = 64 (VulkanBackend.DeltaRuleMergedOutputStaging). The products, their
+// operands and their order are those of the separate stagings.
+layout(constant_id = 4) const bool MERGED_STAGING = false;
+#define MERGED (MERGED_STAGING && !SPLIT_OPERANDS && VALUES_GRADIENT == 0)
+
 layout(push_constant) uniform Push
 {
     uint64_t q;
@@ -82,6 +90,52 @@ void main()
         ACC o[2];
         [[unroll]] for (uint j = 0; j < 2; j++) o[j] = ACC(0.0);
 #if !VALUES_GRADIENT
+        if (MERGED)
+        {
+            // S_0's block kb (rows 64 vb .., columns 64 kb ..) into region2's plane kb, U''s block vb into
+            // region1's lo plane
+            ACC fetched[2];
+            uvec4 fetchedRaw[2];
+            barrier();   // region2 (Q K^T's copies, or the previous block's S_0) and region1's lo plane are read
+            [[unroll]] for (uint kb = 0; kb < 2; kb++)
+                if (kb < keyBlocks)
+                {
+                    FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.states, stateOrigin + 64 * vb * pc.dk + 64 * kb, pc.dk);
+                    if (kb == 0) { PUT_BLOCK(COMPACT, fetchedRaw, fetched, region2); }
+                    else { PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region2); }
+                }
+            FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride);
+            PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region1);
+            barrier();
+            // scale Q S_0^T (S_0^T's slice d of column tile tc: the transpose of the block's tile (tc, d))
+            [[unroll]] for (uint kb = 0; kb < 2; kb++)
+                if (kb < keyBlocks)
+                    [[unroll]] for (uint d = 0; d < 4; d++)
+                        [[unroll]] for (uint j = 0; j < 2; j++)
+                        {
+                            FRAG_B s;
+                            coopMatLoad(s, region2, kb * PLANE + 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                            o[j] = coopMatMulAdd(queryFrags[4 * kb + d], s, o[j]);
+                        }
+            [[unroll]] for (uint j = 0; j < 2; j++) o[j] = o[j] * pc.scale;
+            // + P' U' (P''s slice d of row tr is zero for d > tr)
+            [[unroll]] for (uint d = 0; d < 4; d++)
+                if (d <= tr)
+                {
+                    FRAG_A pHi;
+                    coopMatLoad(pHi, region1, 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    [[unroll]] for (uint j = 0; j < 2; j++)
+                    {
+                        FRAG_B v;
+                        coopMatLoad(v, region1, PLANE + 16 * d * ROW + 2 * tileColumn(j), ROW, gl_CooperativeMatrixLayoutRowMajor);
+                        o[j] = coopMatMulAdd(pHi, v, o[j]);
+                    }
+                }
+            [[unroll]] for (uint j = 0; j < 2; j++)
+                coopMatStore(o[j], F32Buffer(pc.result).v, (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb + 16 * tileColumn(j), valueStride,
+                             gl_CooperativeMatrixLayoutRowMajor);
+            continue;
+        }
         // scale Q S_0^T: per 64 columns kb of Dk, region2 holds S_0's rows 64 vb .. and columns 64 kb ..;
         // S_0^T's slice d of column tile tc is the transpose of that block's tile (tc, d)
         [[unroll]] for (uint kb = 0; kb < 2; kb++)

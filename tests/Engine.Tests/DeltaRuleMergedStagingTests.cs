@@ -3,10 +3,11 @@ using Inputs = FastWeights.Engine.Tests.DeltaRuleTests.Inputs;
 
 namespace FastWeights.Engine.Tests;
 
-/// <summary>Merged staging in the q, k gradients on fragments (VulkanBackend.DeltaRuleMergedStaging,
-/// chunk_grad_qk_fragments.comp's MERGED_STAGING): with the operands rounded, two blocks share each
-/// barrier pair, the second in a region's lo plane. The products, their operands and their order are
-/// unchanged, so every output and gradient must be bit for bit what the unmerged kernel gives, with
+/// <summary>Merged staging on fragments (chunk_grad_qk_fragments.comp's and chunk_output_fragments.comp's
+/// MERGED_STAGING: VulkanBackend.DeltaRuleMergedStaging for the q, k gradients,
+/// DeltaRuleMergedOutputStaging for the forward output stage): with the operands rounded, blocks share
+/// barrier pairs, the later ones in the regions' lo planes. The products, their operands and their order
+/// are unchanged, so every output and gradient must be bit for bit what the unmerged kernels give, with
 /// f32 and with compact intermediates (their distance from the reference is DeltaRuleTensorCoreTests').
 /// Needs bf16 cooperative matrices (the GPU machine).</summary>
 [TestClass]
@@ -23,6 +24,7 @@ public sealed class DeltaRuleMergedStagingTests
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
         Assert.IsTrue(backend.DeltaRuleUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the chunked delta rule on tensor cores");
         bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousMerged = backend.DeltaRuleMergedStaging;
+        bool previousMergedOutput = backend.DeltaRuleMergedOutputStaging;
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(7 * t + 5 * dk + dv), DType.BF16);
         try
         {
@@ -30,12 +32,16 @@ public sealed class DeltaRuleMergedStagingTests
             foreach (bool compact in new[] { true, false })
             {
                 backend.DeltaRuleCompactIntermediates = compact;
-                backend.DeltaRuleMergedStaging = true;
+                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = true;
                 var merged = DeltaRuleCompactTests.RunAll(backend, x);
-                backend.DeltaRuleMergedStaging = false;
+                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = false;
                 var apart = DeltaRuleCompactTests.RunAll(backend, x);
                 string what = compact ? "compact" : "f32 intermediates";
                 Assert.IsFalse(merged.Recomputed.DQ.Any(float.IsNaN), $"dq has NaNs ({what})");
+                Assert.IsFalse(merged.SavingO.Any(float.IsNaN), $"o has NaNs ({what})");
+                CollectionAssert.AreEqual(apart.O, merged.O, $"o ({what})");
+                CollectionAssert.AreEqual(apart.SavingO, merged.SavingO, $"o (saving forward, {what})");
+                CollectionAssert.AreEqual(apart.SavingFinal, merged.SavingFinal, $"final state (saving forward, {what})");
                 DeltaRuleCompactTests.AssertSameGrads(apart.Recomputed, merged.Recomputed, $"recomputing backward ({what})");
                 DeltaRuleCompactTests.AssertSameGrads(apart.Saved, merged.Saved, $"backward from the saving forward ({what})");
             }
@@ -43,6 +49,7 @@ public sealed class DeltaRuleMergedStagingTests
         finally
         {
             backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleMergedStaging = previousMerged;
+            backend.DeltaRuleMergedOutputStaging = previousMergedOutput;
         }
     }
 }
