@@ -139,12 +139,20 @@ public sealed partial class VulkanBackend
     /// (DeltaRuleMergedStagingTests checks it bit for bit; tools/gpu-host.sh delta-merged-output measures it).</summary>
     public bool DeltaRuleMergedOutputStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_OUTPUT") == "1";
 
+    /// <summary>Whether, with the operands rounded, the WY backward on fragments walks dU's and dW's 64-column
+    /// blocks in pairs, the second block and its V or K copy in the free lo planes
+    /// (chunk_wy_backward_fragments.comp, its MERGED_STAGING): three workgroup barriers per pair instead of
+    /// per block. False by default; FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1, or true here, turns it on.
+    /// Written after the last device run of 2026-12-06 and not yet run on a GPU
+    /// (DeltaRuleMergedStagingTests checks it bit for bit; tools/gpu-host.sh delta-merged-wy measures it).</summary>
+    public bool DeltaRuleMergedWyBackwardStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD") == "1";
+
     // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
     // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state
     // passes' PROBE and EARLY_FETCH (0 here; StateFragmentsKernel sets them), 3 COMPACT (the intermediates
     // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen), 4
     // MERGED_STAGING (the q, k gradients: DeltaRuleMergedStaging; the output stage:
-    // DeltaRuleMergedOutputStaging; 0 for the kernels without it).
+    // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; 0 for the others).
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false) =>
         [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0];
 
@@ -158,7 +166,8 @@ public sealed partial class VulkanBackend
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact) =>
-        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", compact) : ChunkKernel("chunk_wy_backward", q);
+        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", compact, merged: DeltaRuleMergedWyBackwardStaging)
+            : ChunkKernel("chunk_wy_backward", q);
 
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact) =>

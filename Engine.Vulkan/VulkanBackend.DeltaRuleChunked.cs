@@ -335,8 +335,9 @@ public sealed partial class VulkanBackend
         Tensor w = f.W, u = f.U, inverse = f.Inverse!, uPrime = f.UPrime!, states = f.States!;
         // P' for the state pass that forms dU'_local itself (DeltaRuleUsesFusedValuesGradient): kept by the
         // saving forward, or formed by the recomputing stage 1; without it chunk_values_grad forms dU'_local.
-        using var recomputedScores = kept is null && DeltaRuleUsesFusedValuesGradient(p.Q.DType, s, p.Scale) ? NewScores(s) : null;
-        var scores = recomputedScores ?? kept?.ScoresFor(problem);
+        bool fusedValues = DeltaRuleUsesFusedValuesGradient(p.Q.DType, s, p.Scale);
+        using var recomputedScores = kept is null && fusedValues ? NewScores(s) : null;
+        var scores = recomputedScores ?? (fusedValues ? kept?.ScoresFor(problem) : null);
         // dU'_local (f32) from the values gradient; the state pass writes dU' in place, or, compact, into
         // a bf16 tensor of its own, as it does the dS_C and the q, k gradients dW.
         bool compact = f.Compact;

@@ -79,6 +79,8 @@
 #                      from the backward state pass (FASTWEIGHTS_DELTA_FUSED_VALUES=0, 1): profiles at T2048 and T8192
 #   delta-merged-output the forward output stage with S_0's and U''s blocks staged together
 #                      (FASTWEIGHTS_DELTA_MERGED_OUTPUT=0, 1): profiles at T2048 and T8192 D128
+#   delta-merged-wy    the WY backward with dU's and dW's blocks staged in pairs (FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0, 1):
+#                      profiles at T2048 D64 and D128, T8192 D64
 #   delta-fused-saving the chunked delta rule (bf16, rounded) at D64 with the saving forward's outputs formed by the
 #                      output stage and in the state pass (FASTWEIGHTS_DELTA_FUSED_SAVING=0, 1): profile at T2048,
 #                      then T2048 and T8192
@@ -224,6 +226,7 @@ for section in "$@"; do
     delta-merged) delta_profiles 8,16,2048,64,8,16,2048,128 'grad' FASTWEIGHTS_DELTA_MERGED_STAGING=0 FASTWEIGHTS_DELTA_MERGED_STAGING=1 ;;
     delta-fused-values) delta_profiles 8,16,2048,64,8,16,8192,64 '(state|values)' FASTWEIGHTS_DELTA_FUSED_VALUES=0 FASTWEIGHTS_DELTA_FUSED_VALUES=1 ;;
     delta-merged-output) delta_profiles 8,16,2048,128,8,16,8192,128 'output' FASTWEIGHTS_DELTA_MERGED_OUTPUT=0 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 ;;
+    delta-merged-wy) delta_profiles 8,16,2048,64,8,16,2048,128,8,16,8192,64 'wy_backward' FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1 ;;
     delta-fused-saving) delta_profiles 8,16,2048,64 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_SAVING=0 FASTWEIGHTS_DELTA_FUSED_SAVING=1
       for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_SAVING=$v"
         FASTWEIGHTS_DELTA_FUSED_SAVING=$v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,8192,64 $extra | grep -E '^delta'; done ;;

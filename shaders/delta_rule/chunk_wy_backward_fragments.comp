@@ -28,6 +28,13 @@
 #extension GL_GOOGLE_include_directive : require
 #include "chunk_fragments.glsl"
 
+// Specialisation constant 4: with the operands rounded, the walk over dU's and dW's blocks takes them
+// in pairs, the second block in region2's lo plane and its V or K copy in region1's lo plane (X holds
+// the hi plane alone): three workgroup barriers per pair instead of per block
+// (VulkanBackend.DeltaRuleMergedWyBackwardStaging). Same products in the same order.
+layout(constant_id = 4) const bool MERGED_STAGING = false;
+#define MERGED (MERGED_STAGING && !SPLIT_OPERANDS)
+
 shared float betas[CHUNK];
 shared float rowSums[CHUNK][2];
 
@@ -104,6 +111,101 @@ void main()
     //                   dW: dK += diag(beta) R,  dbeta += rows(R . K)
     ACC dxRaw[2];
     [[unroll]] for (uint j = 0; j < 2; j++) dxRaw[j] = ACC(0.0);
+    // R = X^T (the block at B_PLANE of region2), then its row scalings and dot products: block i's
+    // (valueBlock, inputs, stride, column0) name its tensors
+#define R_OF_BLOCK(B_PLANE) \
+    [[unroll]] for (uint j = 0; j < 2; j++) \
+    { \
+        ACC r = ACC(0.0); \
+        [[unroll]] for (uint d = 0; d < 4; d++) \
+            if (d >= tr) \
+            { \
+                FRAG_A xHi, xLo; \
+                FRAG_B bHi, bLo; \
+                X_TRANSPOSED(xHi, xLo, d); \
+                LOAD_SPLIT(bHi, bLo, region2, PLANE, (B_PLANE) + 16 * d * ROW + 2 * tileColumn(j), ROW, gl_CooperativeMatrixLayoutRowMajor); \
+                MUL_SPLIT(r, xHi, xLo, bHi, bLo); \
+            } \
+        float x[8]; \
+        laneValues(r, x); \
+        uint at = laneToken * stride + column0 + 16 * tileColumn(j) + laneColumn(); \
+        uvec4 packed = inputs.v[at / 8]; \
+        [[unroll]] for (uint e = 0; e < 8; e++) \
+            betaPartial = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), betaPartial); \
+        F32x4Buffer target = F32x4Buffer(valueBlock ? pc.dv : pc.dk); \
+        vec4 low = vec4(x[0], x[1], x[2], x[3]) * laneBeta, high = vec4(x[4], x[5], x[6], x[7]) * laneBeta; \
+        if (valueBlock) { target.v[at / 4] = low; target.v[at / 4 + 1] = high; } \
+        else { target.v[at / 4] += low; target.v[at / 4 + 1] += high; } \
+    }
+    if (MERGED)
+    {
+        // Blocks in pairs: block i in region2's hi plane with its V or K copy in the scratch, block i + 1
+        // in region2's lo plane with its copy in region1's lo plane (X holds the hi plane alone)
+        for (uint i = 0; i < blocks; i += 2)
+        {
+            bool second = i + 1 < blocks;
+            if (i > 0) barrier();   // the previous pair's products are done reading region2, region1's lo plane and the scratch
+            {
+                bool valueBlock = i < valueBlocks;
+                Words4Buffer inputs = valueBlock ? values : keys;
+                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
+                FETCH_OPERAND_BLOCK(i);
+                COPY_BLOCK_TO_SCRATCH(inputs, firstToken, stride, column0)
+                PUT_BLOCK(COMPACT, pendingRaw, pending, region2);
+            }
+            if (second)
+            {
+                uint i1 = i + 1;
+                bool valueBlock = i1 < valueBlocks;
+                Words4Buffer inputs = valueBlock ? values : keys;
+                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i1 : h * pc.keyDim + 64 * (i1 - valueBlocks);
+                FETCH_OPERAND_BLOCK(i1);
+                [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++)
+                {
+                    uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8;
+                    region1[PLANE + r * ROW + e % 8] = inputs.v[((firstToken + r) * stride + column0) / 8 + e % 8];
+                }
+                PUT_BLOCK_LO(COMPACT, pendingRaw, pending, region2);
+            }
+            barrier();
+            // dXraw += block . (V or K block)^T for both blocks, in block order
+            [[unroll]] for (uint j = 0; j < 2; j++)
+                [[unroll]] for (uint d = 0; d < 4; d++)
+                {
+                    FRAG_A a;
+                    FRAG_B transposed;
+                    coopMatLoad(a, region2, 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    coopMatLoad(transposed, scratch, 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                    dxRaw[j] = coopMatMulAdd(a, transposed, dxRaw[j]);
+                }
+            if (second)
+                [[unroll]] for (uint j = 0; j < 2; j++)
+                    [[unroll]] for (uint d = 0; d < 4; d++)
+                    {
+                        FRAG_A a;
+                        FRAG_B transposed;
+                        coopMatLoad(a, region2, PLANE + 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
+                        coopMatLoad(transposed, region1, PLANE + 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
+                        dxRaw[j] = coopMatMulAdd(a, transposed, dxRaw[j]);
+                    }
+            barrier();   // the copy in the scratch is read: it serves laneValues again
+            {
+                bool valueBlock = i < valueBlocks;
+                Words4Buffer inputs = valueBlock ? values : keys;
+                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
+                R_OF_BLOCK(0)
+            }
+            if (second)
+            {
+                uint i1 = i + 1;
+                bool valueBlock = i1 < valueBlocks;
+                Words4Buffer inputs = valueBlock ? values : keys;
+                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i1 : h * pc.keyDim + 64 * (i1 - valueBlocks);
+                R_OF_BLOCK(PLANE)
+            }
+        }
+    }
+    else
     for (uint i = 0; i < blocks; i++)
     {
         bool valueBlock = i < valueBlocks;
@@ -126,30 +228,7 @@ void main()
                 MUL_EXACT_B(dxRaw[j], aHi, aLo, transposed);
             }
         barrier();   // the copy is read: the scratch serves laneValues again
-        // R = X^T block
-        [[unroll]] for (uint j = 0; j < 2; j++)
-        {
-            ACC r = ACC(0.0);
-            [[unroll]] for (uint d = 0; d < 4; d++)
-                if (d >= tr)
-                {
-                    FRAG_A xHi, xLo;
-                    FRAG_B bHi, bLo;
-                    X_TRANSPOSED(xHi, xLo, d);
-                    LOAD_TILE_SPLIT(bHi, bLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
-                    MUL_SPLIT(r, xHi, xLo, bHi, bLo);
-                }
-            float x[8];
-            laneValues(r, x);
-            uint at = laneToken * stride + column0 + 16 * tileColumn(j) + laneColumn();
-            uvec4 packed = inputs.v[at / 8];
-            [[unroll]] for (uint e = 0; e < 8; e++)
-                betaPartial = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), betaPartial);
-            F32x4Buffer target = F32x4Buffer(valueBlock ? pc.dv : pc.dk);
-            vec4 low = vec4(x[0], x[1], x[2], x[3]) * laneBeta, high = vec4(x[4], x[5], x[6], x[7]) * laneBeta;
-            if (valueBlock) { target.v[at / 4] = low; target.v[at / 4 + 1] = high; }
-            else { target.v[at / 4] += low; target.v[at / 4 + 1] += high; }
-        }
+        R_OF_BLOCK(0)
     }
     barrier();   // the last block's products are done reading region2
 

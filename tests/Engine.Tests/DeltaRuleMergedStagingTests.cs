@@ -5,7 +5,8 @@ namespace FastWeights.Engine.Tests;
 
 /// <summary>Merged staging on fragments (chunk_grad_qk_fragments.comp's and chunk_output_fragments.comp's
 /// MERGED_STAGING: VulkanBackend.DeltaRuleMergedStaging for the q, k gradients,
-/// DeltaRuleMergedOutputStaging for the forward output stage): with the operands rounded, blocks share
+/// DeltaRuleMergedOutputStaging for the forward output stage, DeltaRuleMergedWyBackwardStaging for the
+/// WY backward): with the operands rounded, blocks share
 /// barrier pairs, the later ones in the regions' lo planes. The products, their operands and their order
 /// are unchanged, so every output and gradient must be bit for bit what the unmerged kernels give, with
 /// f32 and with compact intermediates (their distance from the reference is DeltaRuleTensorCoreTests').
@@ -24,7 +25,7 @@ public sealed class DeltaRuleMergedStagingTests
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
         Assert.IsTrue(backend.DeltaRuleUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the chunked delta rule on tensor cores");
         bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousMerged = backend.DeltaRuleMergedStaging;
-        bool previousMergedOutput = backend.DeltaRuleMergedOutputStaging;
+        bool previousMergedOutput = backend.DeltaRuleMergedOutputStaging, previousMergedWy = backend.DeltaRuleMergedWyBackwardStaging;
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(7 * t + 5 * dk + dv), DType.BF16);
         try
         {
@@ -32,9 +33,9 @@ public sealed class DeltaRuleMergedStagingTests
             foreach (bool compact in new[] { true, false })
             {
                 backend.DeltaRuleCompactIntermediates = compact;
-                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = true;
+                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = backend.DeltaRuleMergedWyBackwardStaging = true;
                 var merged = DeltaRuleCompactTests.RunAll(backend, x);
-                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = false;
+                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = backend.DeltaRuleMergedWyBackwardStaging = false;
                 var apart = DeltaRuleCompactTests.RunAll(backend, x);
                 string what = compact ? "compact" : "f32 intermediates";
                 Assert.IsFalse(merged.Recomputed.DQ.Any(float.IsNaN), $"dq has NaNs ({what})");
@@ -49,7 +50,7 @@ public sealed class DeltaRuleMergedStagingTests
         finally
         {
             backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleMergedStaging = previousMerged;
-            backend.DeltaRuleMergedOutputStaging = previousMergedOutput;
+            backend.DeltaRuleMergedOutputStaging = previousMergedOutput; backend.DeltaRuleMergedWyBackwardStaging = previousMergedWy;
         }
     }
 }
