@@ -81,6 +81,9 @@
 #                      (FASTWEIGHTS_DELTA_MERGED_OUTPUT=0, 1): profiles at T2048 and T8192 D128
 #   delta-merged-wy    the WY backward with dU's and dW's blocks staged in pairs (FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0, 1):
 #                      profiles at T2048 D64 and D128, T8192 D64
+#   delta-new          the chunked delta rule (bf16) at the issue's four shapes with the settings written after the
+#                      last device run of 2026-12-06 off and all on (FASTWEIGHTS_DELTA_FUSED_VALUES,
+#                      FASTWEIGHTS_DELTA_MERGED_OUTPUT, FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD)
 #   delta-fused-saving the chunked delta rule (bf16, rounded) at D64 with the saving forward's outputs formed by the
 #                      output stage and in the state pass (FASTWEIGHTS_DELTA_FUSED_SAVING=0, 1): profile at T2048,
 #                      then T2048 and T8192
@@ -227,6 +230,8 @@ for section in "$@"; do
     delta-fused-values) delta_profiles 8,16,2048,64,8,16,8192,64 '(state|values)' FASTWEIGHTS_DELTA_FUSED_VALUES=0 FASTWEIGHTS_DELTA_FUSED_VALUES=1 ;;
     delta-merged-output) delta_profiles 8,16,2048,128,8,16,8192,128 'output' FASTWEIGHTS_DELTA_MERGED_OUTPUT=0 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 ;;
     delta-merged-wy) delta_profiles 8,16,2048,64,8,16,2048,128,8,16,8192,64 'wy_backward' FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1 ;;
+    delta-new) for v in "FASTWEIGHTS_DELTA_FUSED_VALUES=0" "FASTWEIGHTS_DELTA_FUSED_VALUES=1 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1"; do
+        echo "# $v"; env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra | grep -E '^delta'; done ;;
     delta-fused-saving) delta_profiles 8,16,2048,64 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_SAVING=0 FASTWEIGHTS_DELTA_FUSED_SAVING=1
       for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_SAVING=$v"
         FASTWEIGHTS_DELTA_FUSED_SAVING=$v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,8192,64 $extra | grep -E '^delta'; done ;;
