@@ -111,8 +111,14 @@ void main()
     //                   dW: dK += diag(beta) R,  dbeta += rows(R . K)
     ACC dxRaw[2];
     [[unroll]] for (uint j = 0; j < 2; j++) dxRaw[j] = ACC(0.0);
-    // R = X^T (the block at B_PLANE of region2), then its row scalings and dot products: block i's
-    // (valueBlock, inputs, stride, column0) name its tensors
+    // Block i's names: whether it is a block of dU (else of dW), its V or K tensor, that tensor's row
+    // stride and first column.
+#define BLOCK_NAMES(i) \
+    bool valueBlock = (i) < valueBlocks; \
+    Words4Buffer inputs = valueBlock ? values : keys; \
+    uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * (i) : h * pc.keyDim + 64 * ((i) - valueBlocks);
+    // R = X^T (the block at B_PLANE of region2), then its row scalings and dot products (BLOCK_NAMES
+    // name the block's tensors)
 #define R_OF_BLOCK(B_PLANE) \
     [[unroll]] for (uint j = 0; j < 2; j++) \
     { \
@@ -146,20 +152,15 @@ void main()
             bool second = i + 1 < blocks;
             if (i > 0) barrier();   // the previous pair's products are done reading region2, region1's lo plane and the scratch
             {
-                bool valueBlock = i < valueBlocks;
-                Words4Buffer inputs = valueBlock ? values : keys;
-                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
+                BLOCK_NAMES(i)
                 FETCH_OPERAND_BLOCK(i);
                 COPY_BLOCK_TO_SCRATCH(inputs, firstToken, stride, column0)
                 PUT_BLOCK(COMPACT, pendingRaw, pending, region2);
             }
             if (second)
             {
-                uint i1 = i + 1;
-                bool valueBlock = i1 < valueBlocks;
-                Words4Buffer inputs = valueBlock ? values : keys;
-                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i1 : h * pc.keyDim + 64 * (i1 - valueBlocks);
-                FETCH_OPERAND_BLOCK(i1);
+                BLOCK_NAMES(i + 1)
+                FETCH_OPERAND_BLOCK(i + 1);
                 [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++)
                 {
                     uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8;
@@ -190,17 +191,12 @@ void main()
                     }
             barrier();   // the copy in the scratch is read: it serves laneValues again
             {
-                bool valueBlock = i < valueBlocks;
-                Words4Buffer inputs = valueBlock ? values : keys;
-                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
+                BLOCK_NAMES(i)
                 R_OF_BLOCK(0)
             }
             if (second)
             {
-                uint i1 = i + 1;
-                bool valueBlock = i1 < valueBlocks;
-                Words4Buffer inputs = valueBlock ? values : keys;
-                uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i1 : h * pc.keyDim + 64 * (i1 - valueBlocks);
+                BLOCK_NAMES(i + 1)
                 R_OF_BLOCK(PLANE)
             }
         }
@@ -208,9 +204,7 @@ void main()
     else
     for (uint i = 0; i < blocks; i++)
     {
-        bool valueBlock = i < valueBlocks;
-        Words4Buffer inputs = valueBlock ? values : keys;
-        uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * i : h * pc.keyDim + 64 * (i - valueBlocks);
+        BLOCK_NAMES(i)
         if (i > 0) barrier();   // the previous block's products are done reading region2 and the scratch
         FETCH_OPERAND_BLOCK(i);
         COPY_BLOCK_TO_SCRATCH(inputs, firstToken, stride, column0)
