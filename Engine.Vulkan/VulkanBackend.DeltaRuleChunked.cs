@@ -339,12 +339,14 @@ public sealed partial class VulkanBackend
         using var recomputedScores = kept is null && fusedValues ? NewScores(s) : null;
         var scores = recomputedScores ?? (fusedValues ? kept?.ScoresFor(problem) : null);
         // dU'_local (f32) from the values gradient; the state pass writes dU' in place, or, compact, into
-        // a bf16 tensor of its own, as it does the dS_C and the q, k gradients dW.
+        // a bf16 tensor of its own, as it does the dS_C and the q, k gradients dW. Compact with P', nothing
+        // holds dU'_local (the pass forms it in registers), so no f32 tensor is made for it.
         bool compact = f.Compact;
         var stored = compact ? DType.BF16 : DType.F32;
-        using var dUPrimeLocal = Tensor.Empty(this, s.Values);
         using var dUPrimeCompact = compact ? Tensor.Empty(this, s.Values, stored) : null;
-        var dUPrime = dUPrimeCompact ?? dUPrimeLocal;
+        using var dUPrimeWide = compact && scores is not null ? null : Tensor.Empty(this, s.Values);
+        var dUPrime = dUPrimeCompact ?? dUPrimeWide!;
+        var dUPrimeLocal = dUPrimeWide ?? dUPrime;   // not read where P' is given
         using var dStates = Tensor.Empty(this, ChunkStates(s), stored);
         using var dW = Tensor.Empty(this, s.Keys, stored);
         if (kept is null)
