@@ -85,7 +85,7 @@ void laneValues(ACC m, out float x[8])
 // second block: PUT_BLOCK_LO stages a fetched block there (hi part alone), and MULTIPLY_PLANES
 // multiplies blocks at plane offsets A_PLANE of REGION_A and B_PLANE of REGION_B (0 or PLANE).
 #define PUT_BLOCK_LO(compact, raw, tiles, REGION) \
-    if (compact) { [[unroll]] for (uint q = 0; q < 2; q++) REGION[PLANE + rawRow(q) * ROW + rawColumn(q)] = raw[q]; } \
+    if (compact) { PUT_RAW_BLOCK_AT(raw, REGION, PLANE, ROW); } \
     else { [[unroll]] for (uint j = 0; j < 2; j++) SPLIT_STORE_PARTS(false, tiles[j], REGION, 0, PLANE + 16 * tileRow() * ROW + 2 * tileColumn(j), ROW) }
 // c += A B, A = tile row tr of the block at A_PLANE of REGION_A, B = tile column tc of the block at
 // B_PLANE of REGION_B (rounded operands only: one multiply per 16-deep slice).
@@ -117,11 +117,13 @@ void laneValues(ACC m, out float x[8])
     }
 
 // Copies the 64 x 64 bf16 block of a token-major tensor (rows firstToken .., `stride` elements apart,
-// columns column0 ..) into the scratch tiles, whose 10 KiB hold it with rows of ROW uvec4; the
-// workgroup barriers around the copy's use keep it apart from laneValues.
-#define COPY_BLOCK_TO_SCRATCH(SOURCE, firstToken, stride, column0) \
+// columns column0 ..) into DEST from uvec4 `base` on, rows of ROW uvec4: into the scratch tiles, whose
+// 10 KiB hold it (the workgroup barriers around the copy's use keep it apart from laneValues), or into
+// a region's free lo plane.
+#define COPY_BLOCK_INTO(DEST, base, SOURCE, firstToken, stride, column0) \
     [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++) \
     { \
         uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8; \
-        scratch[r * ROW + e % 8] = SOURCE.v[(((firstToken) + r) * (stride) + (column0)) / 8 + e % 8]; \
+        DEST[(base) + r * ROW + e % 8] = SOURCE.v[(((firstToken) + r) * (stride) + (column0)) / 8 + e % 8]; \
     }
+#define COPY_BLOCK_TO_SCRATCH(SOURCE, firstToken, stride, column0) COPY_BLOCK_INTO(scratch, 0, SOURCE, firstToken, stride, column0)

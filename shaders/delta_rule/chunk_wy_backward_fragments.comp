@@ -161,11 +161,7 @@ void main()
             {
                 BLOCK_NAMES(i + 1)
                 FETCH_OPERAND_BLOCK(i + 1);
-                [[unroll]] for (uint q = 0; q < CHUNK * 8 / 256; q++)
-                {
-                    uint e = gl_LocalInvocationID.x + 256 * q, r = e / 8;
-                    region1[PLANE + r * ROW + e % 8] = inputs.v[((firstToken + r) * stride + column0) / 8 + e % 8];
-                }
+                COPY_BLOCK_INTO(region1, PLANE, inputs, firstToken, stride, column0)
                 PUT_BLOCK_LO(COMPACT, pendingRaw, pending, region2);
             }
             barrier();

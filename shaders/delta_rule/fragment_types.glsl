@@ -107,9 +107,10 @@ uint rawColumn(uint q) { return (gl_LocalInvocationID.x + 256 * q) % 8; }
 // (0, 0) is element `origin`, rows `stride` elements apart (origin and stride multiples of 8).
 #define LOAD_RAW_BLOCK(raw, address, origin, stride) \
     [[unroll]] for (uint q = 0; q < 2; q++) raw[q] = Words4Buffer(address).v[((origin) + rawRow(q) * (stride)) / 8 + rawColumn(q)]
-// The pieces into the hi plane of REGION, whose rows are `row` uvec4 apart.
-#define PUT_RAW_BLOCK(raw, REGION, row) \
-    [[unroll]] for (uint q = 0; q < 2; q++) REGION[rawRow(q) * (row) + rawColumn(q)] = raw[q]
+// The pieces into REGION from uvec4 `base` on (0: its hi plane), rows `row` uvec4 apart.
+#define PUT_RAW_BLOCK_AT(raw, REGION, base, row) \
+    [[unroll]] for (uint q = 0; q < 2; q++) REGION[(base) + rawRow(q) * (row) + rawColumn(q)] = raw[q]
+#define PUT_RAW_BLOCK(raw, REGION, row) PUT_RAW_BLOCK_AT(raw, REGION, 0, row)
 
 // Stores ACC m as the tile at element `offset` of the intermediate at `address`: as nearestBf16(m)
 // where `compact`, else f32.
