@@ -85,7 +85,7 @@
 #                      last device run of 2026-12-06 off and all on (FASTWEIGHTS_DELTA_FUSED_VALUES,
 #                      FASTWEIGHTS_DELTA_MERGED_OUTPUT, FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD)
 #   fla-profile        flash-linear-attention's chunk_delta_rule per CUDA kernel (torch.profiler) at the issue's four
-#                      shapes, forward and forward+backward (bench/peers/fla_profile.py)
+#                      shapes (FW_FLA_PROFILE_ARGS="B H T D ..." instead), forward and forward+backward (bench/peers/fla_profile.py)
 #   delta-issue-profile ours per kernel (FASTWEIGHTS_PROFILE=1) at the issue's four shapes, to set beside fla-profile
 #   delta-fused-saving the chunked delta rule (bf16, rounded) at D64 with the saving forward's outputs formed by the
 #                      output stage and in the state pass (FASTWEIGHTS_DELTA_FUSED_SAVING=0, 1): profile at T2048,
@@ -235,7 +235,7 @@ for section in "$@"; do
     delta-merged-wy) delta_profiles 8,16,2048,64,8,16,2048,128,8,16,8192,64 'wy_backward' FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1 ;;
     delta-new) for v in "FASTWEIGHTS_DELTA_FUSED_VALUES=0" "FASTWEIGHTS_DELTA_FUSED_VALUES=1 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1"; do
         echo "# $v"; env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra | grep -E '^delta'; done ;;
-    fla-profile) PYTHONPATH=.peers python3 bench/peers/fla_profile.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 $extra ;;
+    fla-profile) PYTHONPATH=.peers python3 bench/peers/fla_profile.py ${extra:-8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128} ;;
     delta-issue-profile) delta_profiles $issue_shapes '^$' "${FW_DELTA_SETTING:-FASTWEIGHTS_PROFILE=1}" ;;
     delta-fused-saving) delta_profiles 8,16,2048,64 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_SAVING=0 FASTWEIGHTS_DELTA_FUSED_SAVING=1
       for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_SAVING=$v"
