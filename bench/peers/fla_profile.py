@@ -37,11 +37,15 @@ def report(label, fn):
         for _ in range(CALLS):
             fn()
         torch.cuda.synchronize()
-    rows = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
-    total = sum(e.device_time_total for e in rows) / CALLS
+    def gpu_time(e):  # torch >= 2.4 names it device_time_total, older ones cuda_time_total
+        return getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)
+    rows = [e for e in prof.key_averages() if gpu_time(e) > 0 and e.device_type == torch.autograd.DeviceType.CUDA]
+    if not rows:  # some versions file kernels under CPU-typed rows with only a GPU time
+        rows = [e for e in prof.key_averages() if gpu_time(e) > 0 and getattr(e, "self_cpu_time_total", 0) == 0]
+    total = sum(gpu_time(e) for e in rows) / CALLS
     print(f"fla-profile {label}: {total:9.1f} us of GPU time per call", flush=True)
-    for e in sorted(rows, key=lambda e: -e.device_time_total):
-        per_call = e.device_time_total / CALLS
+    for e in sorted(rows, key=lambda e: -gpu_time(e)):
+        per_call = gpu_time(e) / CALLS
         print(f"fla-profile   {per_call:9.1f} us {100 * per_call / total:5.1f} % {e.count / CALLS:5.1f} x  {e.key[:110]}", flush=True)
 
 
