@@ -132,17 +132,7 @@ public sealed class DeltaRuleTests
             var (o, final) = r.Forward(out _);
             return o.Select((val, i) => val * dO[i]).Sum() + final.Select((val, i) => val * dFinal[i]).Sum();
         }
-        void Check(double[] values, double[] grad, string name)
-        {
-            for (int i = 0; i < values.Length; i++)
-            {
-                double keep = values[i];
-                values[i] = keep + 1e-6; double up = Loss();
-                values[i] = keep - 1e-6; double down = Loss();
-                values[i] = keep;
-                Assert.AreEqual((up - down) / 2e-6, grad[i], 1e-6 * Math.Max(1, Math.Abs(grad[i])), $"{name}[{i}]");
-            }
-        }
+        void Check(double[] values, double[] grad, string name) => FiniteDifferences.AssertGradient(values, grad, Loss, name);
         Check(r.Q, analytic.DQ, "dq");
         Check(r.K, analytic.DK, "dk");
         Check(r.V, analytic.DV, "dv");

@@ -68,14 +68,7 @@ public sealed class FeatureMapTests
         double[] dy = TestData.ToDouble(TestData.Uniform(3 * map.OutputDim(d), 77));
         var analytic = FeatureMapReference.Backward(map, x, dy, d);
         double Loss() => FeatureMapReference.Forward(map, x, d).Select((v, i) => v * dy[i]).Sum();
-        for (int i = 0; i < x.Length; i++)
-        {
-            double keep = x[i];
-            x[i] = keep + 1e-6; double up = Loss();
-            x[i] = keep - 1e-6; double down = Loss();
-            x[i] = keep;
-            Assert.AreEqual((up - down) / 2e-6, analytic[i], 1e-6 * Math.Max(1, Math.Abs(analytic[i])), $"{map} dx[{i}]");
-        }
+        FiniteDifferences.AssertGradient(x, analytic, Loss, $"{map} dx");
     }
 
     /// <summary>Pins the DPFP output order: block j (1..nu) of 2d, element i = r_i r_{(i + j) mod 2d}.</summary>
@@ -128,14 +121,7 @@ public sealed class FeatureMapTests
         double[] dy = TestData.ToDouble(TestData.Uniform(2 * d, 10));
         var analytic = FeatureMapReference.L2NormalizeBackward(x, dy, d, eps);
         double Loss() => FeatureMapReference.L2Normalize(x, d, eps).Select((v, i) => v * dy[i]).Sum();
-        for (int i = 0; i < x.Length; i++)
-        {
-            double keep = x[i];
-            x[i] = keep + 1e-6; double up = Loss();
-            x[i] = keep - 1e-6; double down = Loss();
-            x[i] = keep;
-            Assert.AreEqual((up - down) / 2e-6, analytic[i], 1e-6 * Math.Max(1, Math.Abs(analytic[i])), $"dx[{i}]");
-        }
+        FiniteDifferences.AssertGradient(x, analytic, Loss, "dx");
     }
 
     [TestMethod]

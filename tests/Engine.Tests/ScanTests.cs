@@ -47,18 +47,11 @@ public sealed class ScanTests
         const int batches = 2, steps = 6, channels = 3, n = batches * steps * channels;
         double[] a = TestData.ToDouble(TestData.Uniform(n, 1, 0.3f, 1.2f)), x = TestData.ToDouble(TestData.Uniform(n, 2));
         double[] h0 = TestData.ToDouble(TestData.Uniform(batches * channels, 3)), w = TestData.ToDouble(TestData.Uniform(n, 4));
-        double Loss(double[] av, double[] xv, double[] h0v) => ScanReference.Forward(av, xv, h0v, batches, steps, channels).Select((v, i) => v * w[i]).Sum();
+        double Loss() => ScanReference.Forward(a, x, h0, batches, steps, channels).Select((v, i) => v * w[i]).Sum();
         var h = ScanReference.Forward(a, x, h0, batches, steps, channels);
         var (da, dx, dh0) = ScanReference.Backward(a, h, h0, w, batches, steps, channels);
         foreach (var (values, grad, name) in new[] { (a, da, "da"), (x, dx, "dx"), (h0, dh0, "dh0") })
-            for (int i = 0; i < values.Length; i++)
-            {
-                double keep = values[i];
-                values[i] = keep + 1e-6; double up = Loss(a, x, h0);
-                values[i] = keep - 1e-6; double down = Loss(a, x, h0);
-                values[i] = keep;
-                Assert.AreEqual((up - down) / 2e-6, grad[i], 1e-6, $"{name}[{i}]");
-            }
+            FiniteDifferences.AssertGradient(values, grad, Loss, name, relative: false);
     }
 
     [TestMethod]
