@@ -9,9 +9,8 @@ import torch
 SPIN_UP_SECONDS = 0.5
 
 
-def timed(fn, reps=10, warmup=3):
-    """Milliseconds, median of reps timed calls after warmup untimed ones (synchronised each) and
-    after SPIN_UP_SECONDS of untimed calls."""
+def spin_up(fn, warmup=3):
+    """warmup untimed calls, then untimed calls (synchronised each) for SPIN_UP_SECONDS."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -19,6 +18,11 @@ def timed(fn, reps=10, warmup=3):
     while time.perf_counter() - start_time < SPIN_UP_SECONDS:
         fn()
         torch.cuda.synchronize()
+
+
+def timed(fn, reps=10, warmup=3):
+    """Milliseconds, median of reps timed calls after spin_up(fn, warmup)."""
+    spin_up(fn, warmup)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     times = []
     for _ in range(reps):

@@ -1,17 +1,16 @@
 """flash-linear-attention's chunk_delta_rule, per GPU kernel, to set beside FASTWEIGHTS_PROFILE=1.
 Usage: PYTHONPATH=<folder holding fla> python3 fla_profile.py B H T D [B H T D ...]
 For each shape (bf16, k L2-normalised, scale 1), warms up (Triton autotuning included) and keeps the
-GPU busy for cuda_timing.SPIN_UP_SECONDS, then records `calls` forward calls and `calls`
+GPU busy for cuda_timing.SPIN_UP_SECONDS (cuda_timing.spin_up), then records `calls` forward calls and `calls`
 forward+backward calls under torch.profiler and prints each CUDA kernel's total time per call
 (microseconds), the number of launches per call and its share of the GPU time."""
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from cuda_timing import SPIN_UP_SECONDS
+from cuda_timing import spin_up
 from fla.ops.delta_rule import chunk_delta_rule
 
 CALLS = 5
@@ -26,13 +25,7 @@ def inputs(b, h, t, d, grad):
 
 
 def report(label, fn):
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    while time.perf_counter() - start < SPIN_UP_SECONDS:
-        fn()
-        torch.cuda.synchronize()
+    spin_up(fn)
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(CALLS):
             fn()
