@@ -17,7 +17,8 @@ public sealed class DeltaRuleCompactTests
 {
     private const float Scale = Runners.Scale;
 
-    private static VulkanBackend Vulkan()
+    /// <summary>The Vulkan backend, asserted to run the chunked delta rule on tensor cores.</summary>
+    internal static VulkanBackend Vulkan()
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
         Assert.IsTrue(backend.DeltaRuleUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the chunked delta rule on tensor cores");
@@ -53,11 +54,17 @@ public sealed class DeltaRuleCompactTests
 
     // At Dk = 128 with the backend's rows (32 forward, 64 backward) and 64 for both; at Dk = 64 with the
     // saving forward's outputs formed in the state pass and in the output stage.
+    /// <summary>(b, t, h, dk, dv) of the bit-for-bit comparisons: both head dims each way, T not a power of two.</summary>
+    internal static IEnumerable<object[]> BitShapes() =>
+    [
+        [2, 128, 3, 64, 64],
+        [1, 192, 2, 128, 64],
+        [1, 128, 2, 64, 128],
+        [2, 256, 1, 128, 128],
+    ];
+
     [TestMethod]
-    [DataRow(2, 128, 3, 64, 64)]
-    [DataRow(1, 192, 2, 128, 64)]
-    [DataRow(1, 128, 2, 64, 128)]
-    [DataRow(2, 256, 1, 128, 128)]
+    [DynamicData(nameof(BitShapes))]
     public void CompactIntermediatesChangeNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = Vulkan();

@@ -16,14 +16,10 @@ namespace FastWeights.Engine.Tests;
 public sealed class DeltaRuleMergedStagingTests
 {
     [TestMethod]
-    [DataRow(2, 128, 3, 64, 64)]
-    [DataRow(1, 192, 2, 128, 64)]
-    [DataRow(1, 128, 2, 64, 128)]
-    [DataRow(2, 256, 1, 128, 128)]
+    [DynamicData(nameof(DeltaRuleCompactTests.BitShapes), typeof(DeltaRuleCompactTests))]
     public void MergedStagingChangesNoBit(int b, int t, int h, int dk, int dv)
     {
-        var backend = (VulkanBackend)TestBackends.Get("vulkan");
-        Assert.IsTrue(backend.DeltaRuleUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the chunked delta rule on tensor cores");
+        var backend = DeltaRuleCompactTests.Vulkan();
         bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousMerged = backend.DeltaRuleMergedStaging;
         bool previousMergedOutput = backend.DeltaRuleMergedOutputStaging, previousMergedWy = backend.DeltaRuleMergedWyBackwardStaging;
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(7 * t + 5 * dk + dv), DType.BF16);
