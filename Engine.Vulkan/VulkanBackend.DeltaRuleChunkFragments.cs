@@ -55,10 +55,12 @@ public sealed partial class VulkanBackend
     /// that stage 1 forms for the fused forward (<see cref="DeltaRuleUsesFusedOutput"/>), in place of
     /// chunk_values_grad and the f32 dU'_local it writes and the state pass reads. The saving forward
     /// (with <see cref="DeltaRuleFusedSaving"/>) then keeps P' (16 KiB a chunk) for the backward, and a
-    /// recomputing backward has stage 1 form it. False by default; FASTWEIGHTS_DELTA_FUSED_VALUES=1, or
-    /// true here, turns it on. Written after the last device run of 2026-12-06 and not yet run on a GPU:
-    /// FragmentStagesMatchReference checks it, tools/gpu-host.sh delta-fused-values measures it.</summary>
-    public bool DeltaRuleFusedValuesGradient { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_VALUES") == "1";
+    /// recomputing backward has stage 1 form it. True by default; FASTWEIGHTS_DELTA_FUSED_VALUES=0, or
+    /// false here, keeps chunk_values_grad. H100, B8 H16 bf16 D64 (bench/results/2026-12-07-h100-run90.txt,
+    /// tools/gpu-host.sh delta-fused-values), forward+backward: T2048 1.342 → 1.205 ms, T8192 4.937 →
+    /// 4.471 ms (the 495 us values gradient gone, the state pass 843 → 870 us). FragmentStagesMatchReference
+    /// checks it.</summary>
+    public bool DeltaRuleFusedValuesGradient { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FUSED_VALUES") != "0";
 
     /// <summary>Whether this problem's backward forms dU'_local in its state pass
     /// (<see cref="DeltaRuleFusedValuesGradient"/>): stage 1 can form P' (<see cref="DeltaRuleUsesFusedOutput"/>),
@@ -134,18 +136,20 @@ public sealed partial class VulkanBackend
     /// <summary>Whether, with the operands rounded, the forward output stage on fragments stages S_0's blocks
     /// and U''s block of each 64 columns of Dv together, in the free lo planes (chunk_output_fragments.comp,
     /// its MERGED_STAGING): one barrier pair per 64 columns of Dv instead of one per block (2 against 6
-    /// at Dk = 128). False by default; FASTWEIGHTS_DELTA_MERGED_OUTPUT=1, or true here, turns it on.
-    /// Written after the last device run of 2026-12-06 and not yet run on a GPU
-    /// (DeltaRuleMergedStagingTests checks it bit for bit; tools/gpu-host.sh delta-merged-output measures it).</summary>
-    public bool DeltaRuleMergedOutputStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_OUTPUT") == "1";
+    /// at Dk = 128). True by default; FASTWEIGHTS_DELTA_MERGED_OUTPUT=0, or false here, stages block by
+    /// block. H100, B8 H16 bf16 D128 (bench/results/2026-12-07-h100-run90.txt, tools/gpu-host.sh
+    /// delta-merged-output): the stage 1201.8 → 1159.5 us at T8192 (312.6 → 306.1 at T2048), the forward
+    /// 3.459 → 3.415 ms at T8192. DeltaRuleMergedStagingTests checks it bit for bit.</summary>
+    public bool DeltaRuleMergedOutputStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_OUTPUT") != "0";
 
     /// <summary>Whether, with the operands rounded, the WY backward on fragments walks dU's and dW's 64-column
     /// blocks in pairs, the second block and its V or K copy in the free lo planes
     /// (chunk_wy_backward_fragments.comp, its MERGED_STAGING): three workgroup barriers per pair instead of
-    /// per block. False by default; FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1, or true here, turns it on.
-    /// Written after the last device run of 2026-12-06 and not yet run on a GPU
-    /// (DeltaRuleMergedStagingTests checks it bit for bit; tools/gpu-host.sh delta-merged-wy measures it).</summary>
-    public bool DeltaRuleMergedWyBackwardStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD") == "1";
+    /// per block. True by default; FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0, or false here, walks block by
+    /// block. H100, B8 H16 bf16 D64 (bench/results/2026-12-07-h100-run90.txt, tools/gpu-host.sh
+    /// delta-merged-wy): the stage 991.5 → 959.3 us at T8192 (264.9 → 258.4 at T2048).
+    /// DeltaRuleMergedStagingTests checks it bit for bit.</summary>
+    public bool DeltaRuleMergedWyBackwardStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD") != "0";
 
     // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
     // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state

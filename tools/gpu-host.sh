@@ -81,9 +81,9 @@
 #                      (FASTWEIGHTS_DELTA_MERGED_OUTPUT=0, 1): profiles at T2048 and T8192 D128
 #   delta-merged-wy    the WY backward with dU's and dW's blocks staged in pairs (FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0, 1):
 #                      profiles at T2048 D64 and D128, T8192 D64
-#   delta-new          the chunked delta rule (bf16) at the issue's four shapes with the settings written after the
-#                      last device run of 2026-12-06 off and all on (FASTWEIGHTS_DELTA_FUSED_VALUES,
-#                      FASTWEIGHTS_DELTA_MERGED_OUTPUT, FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD)
+#   delta-new          the chunked delta rule (bf16) at the issue's four shapes with the three settings first
+#                      measured in run 90 (FASTWEIGHTS_DELTA_FUSED_VALUES, FASTWEIGHTS_DELTA_MERGED_OUTPUT,
+#                      FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD; on by default since) all off and all on
 #   fla-profile        flash-linear-attention's chunk_delta_rule per CUDA kernel (torch.profiler) at the issue's four
 #                      shapes (FW_FLA_PROFILE_ARGS="B H T D ..." instead), forward and forward+backward (bench/peers/fla_profile.py)
 #   delta-issue-profile ours per kernel (FASTWEIGHTS_PROFILE=1) at the issue's four shapes, to set beside fla-profile
@@ -233,7 +233,7 @@ for section in "$@"; do
     delta-fused-values) delta_profiles 8,16,2048,64,8,16,8192,64 '(state|values)' FASTWEIGHTS_DELTA_FUSED_VALUES=0 FASTWEIGHTS_DELTA_FUSED_VALUES=1 ;;
     delta-merged-output) delta_profiles 8,16,2048,128,8,16,8192,128 'output' FASTWEIGHTS_DELTA_MERGED_OUTPUT=0 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 ;;
     delta-merged-wy) delta_profiles 8,16,2048,64,8,16,2048,128,8,16,8192,64 'wy_backward' FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1 ;;
-    delta-new) for v in "FASTWEIGHTS_DELTA_FUSED_VALUES=0" "FASTWEIGHTS_DELTA_FUSED_VALUES=1 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1"; do
+    delta-new) for v in "FASTWEIGHTS_DELTA_FUSED_VALUES=0 FASTWEIGHTS_DELTA_MERGED_OUTPUT=0 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=0" "FASTWEIGHTS_DELTA_FUSED_VALUES=1 FASTWEIGHTS_DELTA_MERGED_OUTPUT=1 FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD=1"; do
         echo "# $v"; env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra | grep -E '^delta'; done ;;
     fla-profile) PYTHONPATH=.peers python3 bench/peers/fla_profile.py ${extra:-8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128} ;;
     delta-issue-profile) delta_profiles $issue_shapes '^$' "${FW_DELTA_SETTING:-FASTWEIGHTS_PROFILE=1}" ;;
