@@ -55,7 +55,7 @@ public static class BenchCommand
             }
             case "delta":
             {
-                // --shape B,H,T,D[,B,H,T,D...] --dtype f32|f16|bf16 (q, k, v) --algorithm auto|recurrent|chunked
+                // --shape B,H,T,D[,B,H,T,D...] --dtype f32|f16|bf16 (q, k, v) --algorithm auto|recurrent|chunked --gated false|true
                 int[] shape = options.GetInts("shape", [8, 16, 2048, 64]);
                 string dtypeName = options.Get("dtype", "f32");
                 var dtype = dtypeName switch
@@ -68,11 +68,18 @@ public static class BenchCommand
                 string algorithmName = options.Get("algorithm", "auto");
                 if (!Enum.TryParse<DeltaRuleAlgorithm>(algorithmName, ignoreCase: true, out var algorithm) || !Enum.IsDefined(algorithm))
                     throw new ArgumentException($"bench delta: --algorithm {algorithmName}: expected auto, recurrent or chunked");
+                string gatedName = options.Get("gated", "false");
+                bool gated = gatedName switch
+                {
+                    "false" => false,
+                    "true" => true,
+                    _ => throw new ArgumentException($"bench delta: --gated {gatedName}: expected false or true"),
+                };
                 var results = new List<BenchResult>();
                 foreach (var backend in Backends(options))
                     for (int i = 0; i + 3 < shape.Length; i += 4)
                     {
-                        results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3], dtype, algorithm));
+                        results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3], dtype, algorithm, gated));
                         PrintProfile(backend, $"delta B{shape[i]} H{shape[i + 1]} T{shape[i + 2]} D{shape[i + 3]}");
                     }
                 Print(results);

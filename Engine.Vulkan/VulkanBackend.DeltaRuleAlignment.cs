@@ -42,7 +42,7 @@ public sealed partial class VulkanBackend
 
         public Tensor? OutOrNull(Tensor? t) => t is null ? null : Out(t);
 
-        // (The chunked form is ungated: alpha and its gradient never reach it.)
+        // (alpha and dalpha, f32, are read and written 4 bytes at a time, which any view allows.)
         public DeltaRuleProblem Problem(DeltaRuleProblem p) =>
             p with { Q = In(p.Q), K = In(p.K), V = In(p.V), Beta = In(p.Beta), InitialState = InOrNull(p.InitialState) };
 

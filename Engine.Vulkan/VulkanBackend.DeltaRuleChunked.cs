@@ -20,7 +20,7 @@ public sealed partial class VulkanBackend
     /// <summary>Largest Dk and Dv of the chunked kernels (DKMAX in chunk_sequential.glsl).</summary>
     public const int DeltaRuleChunkedMaxHeadDim = 128;
 
-    /// <summary>Auto picks the chunked form from this many tokens on (ungated, head dims in range).</summary>
+    /// <summary>Auto picks the chunked form from this many tokens on (gated or not, head dims in range).</summary>
     public const int DeltaRuleChunkedFromSteps = 128;
 
     /// <summary>q, k, v and beta may be f16 or bf16: the chunked kernels read them directly, the
@@ -28,16 +28,16 @@ public sealed partial class VulkanBackend
     public bool DeltaRuleTakesHalfInputs => true;
 
     /// <summary>Whether this backend runs <paramref name="p"/> in the chunked form. An explicit
-    /// Chunked request for head dims the kernels do not take is an argument error; the gated rule
-    /// runs recurrent (the chunked kernels are ungated).</summary>
-    internal bool UsesChunkedDeltaRule(string op, DeltaRuleProblem p)
+    /// Chunked request for head dims the kernels do not take is an argument error. The gated rule
+    /// takes the same rule on the portable stages' gated builds (VulkanBackend.DeltaRuleGated.cs).</summary>
+    public bool UsesChunkedDeltaRule(string op, DeltaRuleProblem p)
     {
         var s = p.Shape;
         bool dimsFit = s.KeyDim <= DeltaRuleChunkedMaxHeadDim && s.ValueDim <= DeltaRuleChunkedMaxHeadDim;
         if (p.Algorithm == DeltaRuleAlgorithm.Chunked && !dimsFit)
             throw new OpArgumentException(op, s.KeyDim > DeltaRuleChunkedMaxHeadDim ? "k" : "v",
                 $"has head dimensions Dk = {s.KeyDim}, Dv = {s.ValueDim} (q, k {s.Keys}, v {s.Values}): the Vulkan chunked delta rule takes head dimensions up to {DeltaRuleChunkedMaxHeadDim}; use DeltaRuleAlgorithm.Recurrent or Auto");
-        if (p.Alpha is not null || !dimsFit || s.Steps == 0 || s.Batch == 0 || s.Heads == 0) return false;
+        if (!dimsFit || s.Steps == 0 || s.Batch == 0 || s.Heads == 0) return false;
         return p.Algorithm switch
         {
             DeltaRuleAlgorithm.Chunked => true,
@@ -196,11 +196,13 @@ public sealed partial class VulkanBackend
     // 128 workgroups to spread over the GPU (the pass over chunks is the critical path), else 16.
     // At B8 H16 T2048 D64 on the H200 the forward pass took 335, 409 and 824 us at slices 64, 32
     // and 16 (128, 256 and 512 workgroups; bench/results/2026-12-01-h200-run17.txt).
-    private int StateSlice(FastWeightShape s)
+    // extraBytes: shared memory a build adds (the gated builds' decays).
+    private int StateSlice(FastWeightShape s, int extraBytes = 0)
     {
-        if (DeltaRuleStateSliceFits(DeltaRuleStateSlice, s.KeyDim)) return DeltaRuleStateSlice;
+        bool Fits(int slice) => DeltaRuleStateSlices.Contains(slice) && SequentialSharedBytes(slice, s.KeyDim) + extraBytes <= Capabilities.MaxSharedMemoryBytes;
+        if (Fits(DeltaRuleStateSlice)) return DeltaRuleStateSlice;
         foreach (int slice in DeltaRuleStateSlices)
-            if (DeltaRuleStateSliceFits(slice, s.KeyDim) && (long)s.Batch * s.Heads * Groups(s.ValueDim, slice) >= 128) return slice;
+            if (Fits(slice) && (long)s.Batch * s.Heads * Groups(s.ValueDim, slice) >= 128) return slice;
         return 16;
     }
 
@@ -266,14 +268,17 @@ public sealed partial class VulkanBackend
         var p = aligned.Problem(problem);
         output = aligned.Out(output);
         finalState = aligned.OutOrNull(finalState);
+        bool gated = p.Alpha is not null;
         // A plain forward's fused state pass forms the outputs itself and keeps neither U' nor the states
         // (with both stored for the backward it was slower than the output stage with split operands:
         // DeltaRuleFusedOutput); the saving forward takes it only with DeltaRuleFusedSaving, storing both.
-        bool fused = (!keep || DeltaRuleFusedSaving) && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
-        var saved = NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused || keep, forBackward: keep);
+        bool fused = !gated && (!keep || DeltaRuleFusedSaving) && DeltaRuleUsesFusedOutput(p.Q.DType, p.Shape);
+        var saved = gated ? NewGatedIntermediates(p, keep, recorded: problem)
+            : NewChunkedIntermediates(p, keep, recorded: problem, withStates: !fused || keep, forBackward: keep);
         try
         {
-            if (fused)
+            if (gated) GatedChunkedForward(p, saved, output, finalState);
+            else if (fused)
             {
                 // kept for the backward's state pass where it forms dU'_local itself
                 var scores = NewScores(p.Shape);
@@ -330,6 +335,12 @@ public sealed partial class VulkanBackend
         var p = aligned.Problem(problem);
         var g = aligned.Gradients(gradients);
         var s = p.Shape;
+        if (p.Alpha is not null)
+        {
+            GatedChunkedBackward(p, g, kept);
+            aligned.CopyOutputsBack();
+            return;
+        }
         using var recomputed = kept is null ? NewChunkedIntermediates(p, withInverse: true) : null;
         var f = kept ?? recomputed!;
         Tensor w = f.W, u = f.U, inverse = f.Inverse!, uPrime = f.UPrime!, states = f.States!;
@@ -359,19 +370,7 @@ public sealed partial class VulkanBackend
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, g.DK, dW);
 
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(p.K);
-        push.Address(p.V);
-        push.Address(p.Beta);
-        push.Address(inverse);
-        push.Address(w);
-        push.Address(u);
-        push.Address(dUPrime);
-        push.Address(dW);
-        push.Address(g.DK);
-        push.Address(g.DV);
-        push.Address(g.DBeta);
-        AppendSizes(ref push, s);
-        push.Append((int)p.Beta.DType);
+        WyBackwardOperands(ref push, p, inverse, w, u, dUPrime, dW, g);
         Dispatch(WyBackwardKernel(p.Q, s, compact), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
         aligned.CopyOutputsBack();
     }
@@ -387,6 +386,93 @@ public sealed partial class VulkanBackend
         push.Append(s.ValueDim);
     }
 
+    // The head of each stage's push-constant block, which every variant of the stage (tile products,
+    // fragments, gated) declares first; variants append their own fields after it.
+    private static void WyOperands(ref PushConstants push, DeltaRuleProblem p, Tensor w, Tensor u, Tensor? inverse)
+    {
+        push.Address(p.K);
+        push.Address(p.V);
+        push.Address(p.Beta);
+        push.Address(w);
+        push.Address(u);
+        push.AddressOrZero(inverse);
+        AppendSizes(ref push, p.Shape);
+        push.Append((int)p.Beta.DType);
+    }
+
+    private static void StateOperands(ref PushConstants push, Tensor k, FastWeightShape s, Tensor? initialState, Tensor w, Tensor u, Tensor? uPrime, Tensor? states,
+        Tensor? finalState)
+    {
+        push.Address(k);
+        push.Address(w);
+        push.Address(u);
+        push.AddressOrZero(uPrime);
+        push.AddressOrZero(states);
+        push.AddressOrZero(initialState);
+        push.AddressOrZero(finalState);
+        AppendSizes(ref push, s);
+    }
+
+    private static void OutputOperands(ref PushConstants push, Tensor q, Tensor k, FastWeightShape s, float scale, Tensor values, Tensor? states, Tensor result)
+    {
+        push.Address(q);
+        push.Address(k);
+        push.Address(values);
+        push.AddressOrZero(states);
+        push.Address(result);
+        AppendSizes(ref push, s);
+        push.Append(scale);
+    }
+
+    private static void StateBackwardOperands(ref PushConstants push, Tensor q, Tensor k, Tensor w, FastWeightShape s, float scale, Tensor dOutput, Tensor dUPrimeLocal,
+        Tensor dStates, Tensor? dFinalState, Tensor? dInitialState)
+    {
+        push.Address(q);
+        push.Address(k);
+        push.Address(w);
+        push.Address(dOutput);
+        push.Address(dUPrimeLocal);
+        push.Address(dStates);
+        push.AddressOrZero(dFinalState);
+        push.AddressOrZero(dInitialState);
+        AppendSizes(ref push, s);
+        push.Append(scale);
+    }
+
+    private static void GradQKOperands(ref PushConstants push, Tensor q, Tensor k, FastWeightShape s, float scale, Tensor dOutput, Tensor uPrime, Tensor dUPrime,
+        Tensor states, Tensor dStates, Tensor dq, Tensor dk, Tensor dW)
+    {
+        push.Address(q);
+        push.Address(k);
+        push.Address(dOutput);
+        push.Address(uPrime);
+        push.Address(dUPrime);
+        push.Address(states);
+        push.Address(dStates);
+        push.Address(dq);
+        push.Address(dk);
+        push.Address(dW);
+        AppendSizes(ref push, s);
+        push.Append(scale);
+    }
+
+    private static void WyBackwardOperands(ref PushConstants push, DeltaRuleProblem p, Tensor inverse, Tensor w, Tensor u, Tensor dUPrime, Tensor dW, DeltaRuleGradients g)
+    {
+        push.Address(p.K);
+        push.Address(p.V);
+        push.Address(p.Beta);
+        push.Address(inverse);
+        push.Address(w);
+        push.Address(u);
+        push.Address(dUPrime);
+        push.Address(dW);
+        push.Address(g.DK);
+        push.Address(g.DV);
+        push.Address(g.DBeta);
+        AppendSizes(ref push, p.Shape);
+        push.Append((int)p.Beta.DType);
+    }
+
     // chunk_wy.comp: W = X diag(beta) K, U = X diag(beta) V, X = A^-1 kept when 'inverse' is given;
     // on fragments also P' = scale (Q K^T ⊙ M) as bf16 parts when 'scores' is given (the fused state pass).
     private void ChunkWy(DeltaRuleProblem p, Tensor w, Tensor u, Tensor? inverse, Tensor? scores = null)
@@ -395,14 +481,7 @@ public sealed partial class VulkanBackend
         if (scores is not null && (s.KeyDim != 64 || !DeltaRuleUsesWyFragments(p.Q.DType, s)))
             throw new InvalidOperationException("chunk_wy_fragments forms P' at Dk = 64 only");
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(p.K);
-        push.Address(p.V);
-        push.Address(p.Beta);
-        push.Address(w);
-        push.Address(u);
-        push.AddressOrZero(inverse);
-        AppendSizes(ref push, s);
-        push.Append((int)p.Beta.DType);
+        WyOperands(ref push, p, w, u, inverse);
         push.Address(p.Q);
         push.AddressOrZero(scores);
         push.Append(p.Scale);
@@ -420,14 +499,7 @@ public sealed partial class VulkanBackend
         bool tiles = DeltaRuleUsesStateTiles(k.DType, s.KeyDim);
         int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(k);
-        push.Address(w);
-        push.Address(u);
-        push.AddressOrZero(uPrime);
-        push.AddressOrZero(states);
-        push.AddressOrZero(initialState);
-        push.AddressOrZero(finalState);
-        AppendSizes(ref push, s);
+        StateOperands(ref push, k, s, initialState, w, u, uPrime, states, finalState);
         if (fused is { } f)
         {
             if (!DeltaRuleUsesStateFragments(k.DType, s)) throw new InvalidOperationException("only the fragment state pass forms the outputs");
@@ -448,13 +520,7 @@ public sealed partial class VulkanBackend
     private void ChunkOutput(string kernel, Tensor q, Tensor k, FastWeightShape s, float scale, Tensor values, Tensor? states, Tensor result, bool compact)
     {
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(q);
-        push.Address(k);
-        push.Address(values);
-        push.AddressOrZero(states);
-        push.Address(result);
-        AppendSizes(ref push, s);
-        push.Append(scale);
+        OutputOperands(ref push, q, k, s, scale, values, states, result);
         Dispatch(OutputKernel(kernel, q, s, compact), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
@@ -472,16 +538,7 @@ public sealed partial class VulkanBackend
         bool tiles = DeltaRuleUsesStateTiles(q.DType, s.KeyDim, backward: true);
         int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(q);
-        push.Address(k);
-        push.Address(w);
-        push.Address(dOutput);
-        push.Address(dUPrimeLocal);
-        push.Address(dStates);
-        push.AddressOrZero(dFinalState);
-        push.AddressOrZero(dInitialState);
-        AppendSizes(ref push, s);
-        push.Append(scale);
+        StateBackwardOperands(ref push, q, k, w, s, scale, dOutput, dUPrimeLocal, dStates, dFinalState, dInitialState);
         push.Address(dUPrime);
         push.AddressOrZero(scores);
         var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null)
@@ -495,18 +552,7 @@ public sealed partial class VulkanBackend
         Tensor dq, Tensor dk, Tensor dW)
     {
         var push = new PushConstants(stackalloc byte[128]);
-        push.Address(q);
-        push.Address(k);
-        push.Address(dOutput);
-        push.Address(uPrime);
-        push.Address(dUPrime);
-        push.Address(states);
-        push.Address(dStates);
-        push.Address(dq);
-        push.Address(dk);
-        push.Address(dW);
-        AppendSizes(ref push, s);
-        push.Append(scale);
+        GradQKOperands(ref push, q, k, s, scale, dOutput, uPrime, dUPrime, states, dStates, dq, dk, dW);
         // The fragment kernel takes (chunk, 64-column block of Dk) along x, the tile kernel the blocks along z.
         if (DeltaRuleUsesGradQKFragments(q.DType, s)) Dispatch(GradQKKernel(q, s, compact: states.DType == DType.BF16), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
         else Dispatch(GradQKKernel(q, s, compact: states.DType == DType.BF16), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));

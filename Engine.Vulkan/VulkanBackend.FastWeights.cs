@@ -36,7 +36,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         if (saved is null) { DeltaRuleBackward(problem, g); return; }
         if (saved is not ChunkedDeltaRuleSaved chunked)
             throw new OpArgumentException(op, "saved", $"is a {saved.GetType().Name}, not what this Vulkan backend's forward kept");
-        chunked.CheckFor(op, problem, DeltaRuleUsesCompactIntermediates(problem.K.DType, problem.Shape));   // only chunked runs keep anything, and never empty ones
+        chunked.CheckFor(op, problem, problem.Alpha is null && DeltaRuleUsesCompactIntermediates(problem.K.DType, problem.Shape));   // only chunked runs keep anything, and never empty ones
         ChunkedDeltaRuleBackward(problem, g, chunked);
     }
 

@@ -87,6 +87,9 @@
 #   fla-profile        flash-linear-attention's chunk_delta_rule per CUDA kernel (torch.profiler) at the issue's four
 #                      shapes (FW_FLA_PROFILE_ARGS="B H T D ..." instead), forward and forward+backward (bench/peers/fla_profile.py)
 #   delta-issue-profile ours per kernel (FASTWEIGHTS_PROFILE=1) at the issue's four shapes, to set beside fla-profile
+#   delta-gated        the gated delta rule (bf16, alpha in (0.9, 1)) at B8 H16 T2048 D64 and D128, recurrent and
+#                      chunked, then chunked at T8192 D64 and D128 (the portable gated stages)
+#   fla-gated          flash-linear-attention's chunk_gated_delta_rule at the same four shapes (bench/peers/fla_gated.py)
 #   delta-fused-saving the chunked delta rule (bf16, rounded) at D64 with the saving forward's outputs formed by the
 #                      output stage and in the state pass (FASTWEIGHTS_DELTA_FUSED_SAVING=0, 1): profile at T2048,
 #                      then T2048 and T8192
@@ -237,6 +240,9 @@ for section in "$@"; do
         echo "# $v"; env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra | grep -E '^delta'; done ;;
     fla-profile) PYTHONPATH=.peers python3 bench/peers/fla_profile.py ${extra:-8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128} ;;
     delta-issue-profile) delta_profiles $issue_shapes '^$' "${FW_DELTA_SETTING:-FASTWEIGHTS_PROFILE=1}" ;;
+    delta-gated) $fw bench delta --backend vulkan --dtype bf16 --gated true --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^gated'
+        FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --gated true --algorithm chunked --shape 8,16,8192,64,8,16,8192,128 $extra | grep -E '^(gated|profile)' ;;
+    fla-gated) PYTHONPATH=.peers python3 bench/peers/fla_gated.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 ;;
     delta-fused-saving) delta_profiles 8,16,2048,64 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_SAVING=0 FASTWEIGHTS_DELTA_FUSED_SAVING=1
       for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_SAVING=$v"
         FASTWEIGHTS_DELTA_FUSED_SAVING=$v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,8192,64 $extra | grep -E '^delta'; done ;;

@@ -9,23 +9,26 @@ namespace FastWeights.Bench;
 /// with the backward recomputing them), and the
 /// single-token decoding step. Vulkan figures are GPU time from timestamps; CPU figures are median
 /// wall time. q, k, v in <c>dtype</c> (beta f32), o and gradients f32; the algorithm as asked, or
-/// with Auto both (recurrent and chunked, each asked for explicitly).</summary>
+/// with Auto both (recurrent and chunked, each asked for explicitly). Gated: alpha (f32) uniform in
+/// (0.9, 1), and its gradient.</summary>
 public static class DeltaRuleBench
 {
     public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32,
-        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
+        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto, bool gated = false)
     {
         using var q = Tensor.Uniform(backend, new Shape(b, t, h, d), 1, dtype: dtype);
         using var k = Tensor.Uniform(backend, new Shape(b, t, h, d), 2, -0.125f, 0.125f, dtype);
         using var v = Tensor.Uniform(backend, new Shape(b, t, h, d), 3, dtype: dtype);
         using var beta = Tensor.Uniform(backend, new Shape(b, t, h), 4, 0.1f, 0.9f);
+        using var alpha = gated ? Tensor.Uniform(backend, new Shape(b, t, h), 5, 0.9f, 1f) : null;
+        using var dalpha = gated ? Tensor.Empty(backend, new Shape(b, t, h)) : null;
         using var o = Tensor.Empty(backend, new Shape(b, t, h, d));
         bool vulkan = backend is VulkanBackend;
         var algorithms = algorithm == DeltaRuleAlgorithm.Auto ? [DeltaRuleAlgorithm.Recurrent, DeltaRuleAlgorithm.Chunked] : new[] { algorithm };
         foreach (var run in algorithms)
         {
-            string label = $"delta rule {run.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}";
-            double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o, algorithm: run), warmUp: vulkan ? 0 : 3);
+            string label = $"{(gated ? "gated " : "")}delta rule {run.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}";
+            double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o, alpha: alpha, algorithm: run), warmUp: vulkan ? 0 : 3);
             yield return new BenchResult(label + " fwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
             using var dq = Tensor.Empty(backend, q.Shape);
             using var dk = Tensor.Empty(backend, k.Shape);
@@ -36,16 +39,16 @@ public static class DeltaRuleBench
             bool kept = false;
             ms = Time(backend, () =>
             {
-                using var saved = DeltaRule.ForwardSaving(q, k, v, beta, o, algorithm: run);
+                using var saved = DeltaRule.ForwardSaving(q, k, v, beta, o, alpha: alpha, algorithm: run);
                 kept = saved is not null;
-                DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, algorithm: run, saved: saved);
+                DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, alpha: alpha, dalpha: dalpha, algorithm: run, saved: saved);
             }, warmUp: vulkan ? 0 : 3);
             yield return new BenchResult(label + " fwd+bwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
             if (!kept) continue;
             ms = Time(backend, () =>
             {
-                DeltaRule.Forward(q, k, v, beta, o, algorithm: run);
-                DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, algorithm: run);
+                DeltaRule.Forward(q, k, v, beta, o, alpha: alpha, algorithm: run);
+                DeltaRule.Backward(q, k, v, beta, o, dq, dk, dv, db, alpha: alpha, dalpha: dalpha, algorithm: run);
             }, warmUp: vulkan ? 0 : 3);
             yield return new BenchResult(label + " fwd+bwd recomputing", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
         }

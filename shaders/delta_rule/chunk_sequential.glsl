@@ -18,6 +18,9 @@
 
 #define CHUNK 64
 #define KSTEP 16
+#ifndef GATED
+#define GATED 0             // 1: the gated rule's builds (chunk_decay.glsl)
+#endif
 
 layout(local_size_x_id = 0) in;                     // 16 SLICE4
 layout(constant_id = 1) const uint SLICE4 = 8;      // state rows per workgroup / 4: 4, 8 or 16
@@ -209,3 +212,7 @@ void storeTokenTile(uint64_t base, uint origin, uint rowStride, uint count, uint
             if (r < count && v < dv) F32Buffer(base).v[origin + r * rowStride + v] = regs[i][j];
         }
 }
+
+#if GATED
+#include "chunk_decay.glsl"
+#endif

@@ -9,9 +9,15 @@
 // Inputs k [B, T, H, Dk] (IN_DTYPE), W [B, T, H, Dk] and U [B, T, H, Dv] (f32, stage 1); outputs
 // U' [B, T, H, Dv], chunk-start states [B H, ceil(T / C), Dv, Dk], optional final state (which may
 // be the initial state: each workgroup reads and writes only its own rows, all reads first).
+// GATED (chunk_decay.glsl; W from the gated stage 1 carries diag(gamma)):
+//   U' = U - W S^T,   S <- gamma_C S + (diag(tail) U')^T K
+// (U' is stored undecayed; the decays scale the state product's A operand and the carried state).
 //! variant chunk_state_f32 -DIN_DTYPE=0
 //! variant chunk_state_f16 -DIN_DTYPE=1
 //! variant chunk_state_bf16 -DIN_DTYPE=2
+//! variant chunk_state_gated_f32 -DIN_DTYPE=0 -DGATED=1
+//! variant chunk_state_gated_f16 -DIN_DTYPE=1 -DGATED=1
+//! variant chunk_state_gated_bf16 -DIN_DTYPE=2 -DGATED=1
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_sequential.glsl"
@@ -29,6 +35,9 @@ layout(push_constant) uniform Push
     uint heads;
     uint dk;
     uint dv;
+#if GATED
+    uint64_t alpha;         // f32 [B, T, H]
+#endif
 } pc;
 
 uint b, h, keyStages;
@@ -64,6 +73,9 @@ void main()
         storeState(pc.states, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
         float u[4][4];
         loadTokenTile(pc.u, valueOrigin, valueStride, count, v0, pc.dv, u);
+#if GATED
+        loadLogDecays(pc.alpha, (b * pc.t + t0) * pc.heads + h, pc.heads, count);
+#endif
         clearTokenAcc();
         for (uint s = 0; s < stages; s++)
         {
@@ -79,6 +91,11 @@ void main()
                 // U' = U - W S^T, stored and kept as the A operand of the state product
                 [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] = u[i][j] - tokenAcc[i][j];
                 storeTokenTile(pc.uPrime, valueOrigin, valueStride, count, v0, pc.dv, tokenAcc);
+#if GATED
+                // S <- gamma_C S + (diag(tail) U')^T K: nothing reads stateAcc before the state product
+                [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] *= decayToEnd(tokenRow(i));
+                [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4 * KBLOCKS; j++) stateAcc[i][j] *= chunkDecay();
+#endif
                 tokenAccToTile(count);
             }
         }

@@ -10,9 +10,14 @@
 // Stages of a chunk: ceil(Dk / 16) of K^T, then 4 of (Q', dO) and 4 of W (16 tokens each).
 // q, k [B, T, H, Dk] (IN_DTYPE); W [B, T, H, Dk], dO and dU' [B, T, H, Dv] f32;
 // dS_C [B H, chunks, Dv, Dk]; dFinal, dInitial [B, H, Dv, Dk] (0 address: none).
+// GATED (chunk_decay.glsl; W from the gated stage 1 carries diag(gamma)):
+//   dU' = dU'_local + diag(tail) K dS_C^T,   dS_0 = gamma_C dS_C + dO^T diag(gamma) Q' - dU'^T W
 //! variant chunk_state_backward_f32 -DIN_DTYPE=0
 //! variant chunk_state_backward_f16 -DIN_DTYPE=1
 //! variant chunk_state_backward_bf16 -DIN_DTYPE=2
+//! variant chunk_state_backward_gated_f32 -DIN_DTYPE=0 -DGATED=1
+//! variant chunk_state_backward_gated_f16 -DIN_DTYPE=1 -DGATED=1
+//! variant chunk_state_backward_gated_bf16 -DIN_DTYPE=2 -DGATED=1
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "chunk_sequential.glsl"
@@ -32,6 +37,9 @@ layout(push_constant) uniform Push
     uint dk;
     uint dv;
     float scale;
+#if GATED
+    uint64_t alpha;         // f32 [B, T, H]
+#endif
 } pc;
 
 uint b, h, v0, keyStages;
@@ -53,6 +61,10 @@ void fetchStage(uint n, uint s)
     {
         fetchRows(pc.q, IN_DTYPE, origin + i0 * rowStride, rowStride, rows, pc.dk, pc.scale);
         fetchStreamA(pc.dOut, ((b * pc.t + t0 + i0) * pc.heads + h) * pc.dv, valueStride, rows, v0, pc.dv);
+#if GATED
+        // diag(gamma) dO: row i0 + k of the chunk (this chunk's logDecay is loaded by now)
+        [[unroll]] for (uint r = 0; r < 4; r++) stagedA[r] *= decayTo(i0 + (gl_LocalInvocationID.x + r * GROUP) / (4 * SLICE4));
+#endif
     }
     else
         fetchRows(pc.w, DTYPE_F32, origin + i0 * rowStride, rowStride, rows, pc.dk, 1.0);
@@ -76,6 +88,9 @@ void main()
         storeState(pc.dStates, (bh * chunks + n) * stateSize, v0, pc.dv, pc.dk);
         float local[4][4];
         loadTokenTile(pc.dUPrime, valueOrigin, valueStride, count, v0, pc.dv, local);
+#if GATED
+        loadLogDecays(pc.alpha, (b * pc.t + t0) * pc.heads + h, pc.heads, count);
+#endif
         clearTokenAcc();
         for (uint s = 0; s < stages; s++)
         {
@@ -93,6 +108,11 @@ void main()
             if (s + 1 == keyStages)
             {
                 // dU' = dU'_local + K dS_C^T, stored and kept as the A operand of - dU'^T W
+#if GATED
+                // gated: diag(tail) K dS_C^T, and dS_C decays over the chunk before the state product
+                [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] *= decayToEnd(tokenRow(i));
+                [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4 * KBLOCKS; j++) stateAcc[i][j] *= chunkDecay();
+#endif
                 [[unroll]] for (uint i = 0; i < 4; i++) [[unroll]] for (uint j = 0; j < 4; j++) tokenAcc[i][j] += local[i][j];
                 storeTokenTile(pc.dUPrime, valueOrigin, valueStride, count, v0, pc.dv, tokenAcc);
                 tokenAccToTile(count);

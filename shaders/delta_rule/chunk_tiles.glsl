@@ -27,6 +27,9 @@
 
 #define CHUNK 64
 #define KSTEP 16
+#ifndef GATED
+#define GATED 0             // 1: the gated rule's builds of the portable stages (chunk_decay.glsl)
+#endif
 #ifndef GROUP
 #define GROUP 256
 #endif
@@ -245,3 +248,7 @@ MatrixView tokenRows(uint64_t base, uint dtype, uint b, uint t0, uint h, uint he
 {
     return view(base, dtype, tokenOrigin(b, t0, h, heads, steps, width), heads * width, 1u, min(uint(CHUNK), steps - t0), width);
 }
+
+#if GATED
+#include "chunk_decay.glsl"
+#endif

@@ -10,9 +10,15 @@
 // there, so a partial last chunk needs no special case. Outputs (f32): W [B, T, H, Dk], U [B, T, H, Dv],
 // and, when the backward asks for it, X [B H, ceil(T / C), C, C]. Where the fragment stages apply,
 // chunk_wy_fragments.comp runs instead (VulkanBackend.DeltaRuleUsesWyFragments).
+// GATED (chunk_decay.glsl): the key Gram matrix decays and W carries the decay since the chunk start,
+//   L = strictly_lower(diag(beta) (K K^T ⊙ Gamma)),   W = X diag(beta gamma) K,   U = X diag(beta) V,
+// so that U' = U - W S_0^T = X (diag(beta) V - diag(beta gamma) K S_0^T) as the gated state pass needs.
 //! variant chunk_wy_f32 -DIN_DTYPE=0
 //! variant chunk_wy_f16 -DIN_DTYPE=1
 //! variant chunk_wy_bf16 -DIN_DTYPE=2
+//! variant chunk_wy_gated_f32 -DIN_DTYPE=0 -DGATED=1
+//! variant chunk_wy_gated_f16 -DIN_DTYPE=1 -DGATED=1
+//! variant chunk_wy_gated_bf16 -DIN_DTYPE=2 -DGATED=1
 //! variant chunk_wy_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1 -O0
 //! variant chunk_wy_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128 -O0
 #extension GL_GOOGLE_include_directive : require
@@ -33,7 +39,22 @@ layout(push_constant) uniform Push
     uint dk;
     uint dv;
     uint betaDtype;
+#if GATED
+    uint64_t alpha;     // f32 [B, T, H]
+#endif
 } pc;
+
+#if GATED
+// acc (rows < `rows`, 64 columns from c0) into the token-major [B, T, H, width] target.
+void storeTokenTile(uint64_t target, uint origin, uint rows, uint c0, uint width)
+{
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+    {
+        uint r = accRow(i), c = c0 + accColumn(j);
+        if (r < rows && c < width) F32Buffer(target).v[origin + r * pc.heads * width + c] = acc[i][j];
+    }
+}
+#endif
 
 void main()
 {
@@ -43,7 +64,10 @@ void main()
     MatrixView values = tokenRows(pc.v, IN_DTYPE, b, t0, h, pc.heads, pc.t, pc.dv);
     uint betaOrigin = (b * pc.t + t0) * pc.heads + h;
 
-    // L = strictly_lower(diag(beta) K K^T) into square.
+#if GATED
+    loadLogDecays(pc.alpha, betaOrigin, pc.heads, rows);
+#endif
+    // L = strictly_lower(diag(beta) K K^T) into square (gated: K K^T ⊙ Gamma).
     clearAcc();
     multiply(keys, transposed(keys), 0, 0, pc.dk);
     barrier();
@@ -54,7 +78,11 @@ void main()
         [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint c = accColumn(j);
+#if GATED
+            square[r][c] = c < r ? betaRow * acc[i][j] * decayBetween(r, c) : 0.0;
+#else
             square[r][c] = c < r ? betaRow * acc[i][j] : 0.0;
+#endif
         }
     }
     barrier();
@@ -72,6 +100,24 @@ void main()
     MatrixView betaKeys = scaledRows(keys, pc.beta, pc.betaDtype, betaOrigin, pc.heads);
     MatrixView betaValues = scaledRows(values, pc.beta, pc.betaDtype, betaOrigin, pc.heads);
     uint wOrigin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dk), uOrigin = tokenOrigin(b, t0, h, pc.heads, pc.t, pc.dv);
+#if GATED
+    // U = X diag(beta) V first; then X diag(gamma) in place (columns), and W = (X diag(gamma)) diag(beta) K.
+    for (uint c0 = 0; c0 < pc.dv; c0 += CHUNK)
+    {
+        clearAcc();
+        multiplySquareLeft(false, betaValues, c0);
+        storeTokenTile(pc.u, uOrigin, rows, c0, pc.dv);
+    }
+    barrier();
+    for (uint e = id; e < CHUNK * CHUNK; e += GROUP) square[e / CHUNK][e % CHUNK] *= decayTo(e % CHUNK);
+    barrier();
+    for (uint c0 = 0; c0 < pc.dk; c0 += CHUNK)
+    {
+        clearAcc();
+        multiplySquareLeft(false, betaKeys, c0);
+        storeTokenTile(pc.w, wOrigin, rows, c0, pc.dk);
+    }
+#else
     for (uint c0 = 0; c0 < pc.dk; c0 += CHUNK)
     {
         clearAcc();
@@ -92,4 +138,5 @@ void main()
             if (r < rows && c < pc.dv) F32Buffer(pc.u).v[uOrigin + r * pc.heads * pc.dv + c] = acc[i][j];
         }
     }
+#endif
 }

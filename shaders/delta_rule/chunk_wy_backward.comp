@@ -9,9 +9,18 @@
 //   dbeta_i = dB_V[i] . V[i] + (dB_K + G K)[i] . K[i]      (k_i . (G K)_i = sum_j G[i][j] k_i . k_j)
 // k [B, T, H, Dk], v [B, T, H, Dv] (IN_DTYPE); beta [B, T, H] (betaDtype); X [B H, chunks, C, C];
 // W, dW, dK [B, T, H, Dk], U, dU', dV [B, T, H, Dv] f32; dbeta [B, T, H] f32.
+// GATED (chunk_decay.glsl): B_K = diag(beta gamma) K and L carries Gamma, so with G' = G ⊙ Gamma
+//   dK += diag(beta) (diag(gamma) dB_K + G' K) + G'^T diag(beta) K
+//   dbeta_i = dB_V[i] . V[i] + (diag(gamma) dB_K + G' K)[i] . K[i]
+//   dg_i = beta_i (diag(gamma) dB_K + G' K)[i] . K[i] - (G'^T diag(beta) K)[i] . K[i]
+// (the decays in B_K and, as +dg_i and -dg_j of beta_i G'_ij k_i . k_j, in L), written to the last
+// part of decayParts for chunk_decay_grad.comp.
 //! variant chunk_wy_backward_f32 -DIN_DTYPE=0
 //! variant chunk_wy_backward_f16 -DIN_DTYPE=1
 //! variant chunk_wy_backward_bf16 -DIN_DTYPE=2
+//! variant chunk_wy_backward_gated_f32 -DIN_DTYPE=0 -DGATED=1
+//! variant chunk_wy_backward_gated_f16 -DIN_DTYPE=1 -DGATED=1
+//! variant chunk_wy_backward_gated_bf16 -DIN_DTYPE=2 -DGATED=1
 //! variant chunk_wy_backward_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
@@ -37,6 +46,10 @@ layout(push_constant) uniform Push
     uint keyDim;
     uint valueDim;
     uint betaDtype;
+#if GATED
+    uint64_t alpha;         // f32 [B, T, H]
+    uint64_t decayParts;    // out: part ceil(Dk / 64) of f32 [blocks of Dk + 1, B, T, H]
+#endif
 } pc;
 
 void main()
@@ -59,6 +72,11 @@ void main()
         uint r = accRow(i);
         betaRow[i] = r < rows ? loadAs(pc.beta, pc.betaDtype, betaOrigin + r * pc.heads) : 0.0;
     }
+#if GATED
+    loadLogDecays(pc.alpha, betaOrigin, pc.heads, rows);
+    float keyPartial[ACC_ROWS], transposedPartial[ACC_ROWS];   // (.. + G' K)[i] . K[i], (G'^T diag(beta) K)[i] . K[i]
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) keyPartial[i] = transposedPartial[i] = 0.0;
+#endif
 
     // square = dX X^T = dU U^T + dW W^T, then G = strictly_lower(-X^T square)
     clearAcc();
@@ -67,7 +85,18 @@ void main()
     accToSquare(0, 1.0);
     clearAcc();
     multiplySquareRight(inverseT, 0);
+#if GATED
+    // G' = strictly_lower(-X^T square) ⊙ Gamma
+    barrier();
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
+    {
+        uint r = accRow(i), c = accColumn(j);
+        square[r][c] = c < r ? -acc[i][j] * decayBetween(r, c) : 0.0;
+    }
+    barrier();
+#else
     accToSquare(2, -1.0);
+#endif
 
     float partial[ACC_ROWS];
     [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) partial[i] = 0.0;
@@ -95,13 +124,25 @@ void main()
     {
         clearAcc();
         multiply(inverseT, dW, 0, c0, CHUNK);
+#if GATED
+        [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++) acc[i][j] *= decayTo(accRow(i));
+#endif
         multiplySquareLeft(false, keys, c0);
         float first[ACC_ROWS][4];
         [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
         {
             uint r = accRow(i), c = c0 + accColumn(j);
             first[i][j] = acc[i][j];
+#if GATED
+            if (r < rows && c < pc.keyDim)
+            {
+                float kc = loadAs(pc.k, IN_DTYPE, keyOrigin + r * pc.heads * pc.keyDim + c);
+                partial[i] = fma(acc[i][j], kc, partial[i]);
+                keyPartial[i] = fma(acc[i][j], kc, keyPartial[i]);
+            }
+#else
             if (r < rows && c < pc.keyDim) partial[i] = fma(acc[i][j], loadAs(pc.k, IN_DTYPE, keyOrigin + r * pc.heads * pc.keyDim + c), partial[i]);
+#endif
         }
         clearAcc();
         multiplySquareLeft(true, betaKeys, c0);
@@ -112,6 +153,9 @@ void main()
             {
                 uint at = keyOrigin + r * pc.heads * pc.keyDim + c;
                 F32Buffer(pc.dk).v[at] += betaRow[i] * first[i][j] + acc[i][j];
+#if GATED
+                transposedPartial[i] = fma(acc[i][j], loadAs(pc.k, IN_DTYPE, at), transposedPartial[i]);
+#endif
             }
         }
     }
@@ -123,4 +167,16 @@ void main()
         for (uint j = 0; j < 16; j++) sum += rowSums[id][j];
         F32Buffer(pc.dbeta).v[betaOrigin + id * pc.heads] = sum;
     }
+#if GATED
+    barrier();   // rowSums read
+    [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) rowSums[accRow(i)][id % 16] = betaRow[i] * keyPartial[i] - transposedPartial[i];
+    barrier();
+    if (id < rows)
+    {
+        float sum = 0.0;
+        for (uint j = 0; j < 16; j++) sum += rowSums[id][j];
+        uint part = (pc.keyDim + CHUNK - 1) / CHUNK, tokens = pc.t * (gl_NumWorkGroups.y / pc.heads) * pc.heads;
+        F32Buffer(pc.decayParts).v[part * tokens + betaOrigin + id * pc.heads] = sum;
+    }
+#endif
 }

@@ -270,26 +270,6 @@ public sealed class DeltaRuleChunkedVulkanTests
     }
 
     [TestMethod]
-    public void GatedChunkedRunsRecurrent()
-    {
-        // The chunked kernels are ungated: Chunked with alpha runs the recurrent kernels (docs/ops.md).
-        var backend = Vulkan();
-        var x = NewInputs(1, 80, 2, 16, 16, 31);
-        var alphaValues = TestData.Uniform(x.B * x.T * x.H, 32, 0.5f, 1f);
-        var r = x.Reference(Scale, false);
-        r.Alpha = TestData.ToDouble(alphaValues);
-        var (o, _) = r.Forward(out _);
-        using var q = Tensor.FromArray(backend, x.Q, x.Keys);
-        using var k = Tensor.FromArray(backend, x.K, x.Keys);
-        using var v = Tensor.FromArray(backend, x.V, x.Values);
-        using var beta = Tensor.FromArray(backend, x.Beta, x.PerToken);
-        using var alpha = Tensor.FromArray(backend, alphaValues, x.PerToken);
-        using var output = Tensor.Full(backend, x.Values, float.NaN);
-        DeltaRule.Forward(q, k, v, beta, output, alpha: alpha, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
-        TestData.AssertClose(o, output.ToArray(), Tolerance(x.T, 2e-5), Tolerance(x.T, 2e-5), "gated o");
-    }
-
-    [TestMethod]
     public void RejectsBadInputs()
     {
         var backend = Vulkan();

@@ -1,0 +1,145 @@
+using FastWeights.Engine.Ops;
+
+namespace FastWeights.Engine.Vulkan;
+
+// The gated chunked delta rule (alpha given): the portable stages of VulkanBackend.DeltaRuleChunked.cs
+// in their GATED builds (shaders/delta_rule/chunk_decay.glsl; docs/ops.md, "Vulkan gated chunked").
+//   forward:  chunk_wy_gated (X, W = X diag(beta gamma) K, U) -> chunk_state_gated (U', chunk-start
+//             states; S <- gamma_C S + (diag(tail) U')^T K) -> chunk_output_gated (O)
+//   backward: the forward's first two stages again unless it kept them, chunk_values_grad_gated,
+//             chunk_state_backward_gated, chunk_grad_qk_gated and chunk_wy_backward_gated (each also
+//             writing its share of the log-decay gradient dg), chunk_decay_grad (dalpha from dg)
+// Every intermediate is f32 and every product runs on the portable f32 tile products, whatever the
+// device offers: the tensor-core and fragment kernels are ungated.
+public sealed partial class VulkanBackend
+{
+    private ComputeKernel GatedKernel(string kernel, Tensor q) => Kernels.Get($"delta_rule/{kernel}_gated_{q.DType.Name()}");
+
+    // Shared memory the GATED builds add to the sequential stages: logAlpha and logDecay (chunk_decay.glsl).
+    private const int GatedDecayBytes = 2 * DeltaRuleChunkSize * 4;
+
+    private ComputeKernel GatedSequentialKernel(string kernel, Tensor k, FastWeightShape s, int slice) =>
+        Kernels.Get($"delta_rule/{kernel}_gated_{k.DType.Name()}", SequentialSpecialization(slice, s.KeyDim));
+
+    // The gated intermediates: W, U, U', the chunk-start states and (for a backward) X, all f32.
+    private ChunkedDeltaRuleSaved NewGatedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem recorded)
+    {
+        var s = p.Shape;
+        return new ChunkedDeltaRuleSaved
+        {
+            W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values),
+            Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize)) : null,
+            UPrime = Tensor.Empty(this, s.Values), States = Tensor.Empty(this, ChunkStates(s)),
+            Problem = recorded, Compact = false,
+        };
+    }
+
+    // The forward's stages into the intermediates (ChunkedDeltaRuleForward keeps or disposes them); p: the
+    // aligned problem (AlignedDeltaRuleCall).
+    private void GatedChunkedForward(DeltaRuleProblem p, ChunkedDeltaRuleSaved saved, Tensor output, Tensor? finalState)
+    {
+        GatedWy(p, saved.W, saved.U, saved.Inverse);
+        GatedState(p, saved.W, saved.U, saved.UPrime!, saved.States!, finalState);
+        GatedOutput("chunk_output", p, p.Shape, saved.UPrime!, saved.States, output);
+    }
+
+    private void GatedChunkedBackward(DeltaRuleProblem p, DeltaRuleGradients g, ChunkedDeltaRuleSaved? kept)
+    {
+        var s = p.Shape;
+        var alpha = p.Alpha!;
+        var dAlpha = g.DAlpha ?? throw new InvalidOperationException("the gated backward needs dalpha (checked by DeltaRule.Backward)");
+        using var recomputed = kept is null ? NewGatedIntermediates(p, withInverse: true, recorded: p) : null;
+        var f = kept ?? recomputed!;
+        if (kept is null)
+        {
+            GatedWy(p, f.W, f.U, f.Inverse);
+            GatedState(p, f.W, f.U, f.UPrime!, f.States!, null);
+        }
+        // dU' (first dU'_local = P^T dO, then completed in place by the state pass), the dS_C, dW, and
+        // the log-decay gradient's parts: one per 64 columns of Dk (chunk_grad_qk) and one for chunk_wy_backward.
+        using var dUPrime = Tensor.Empty(this, s.Values);
+        using var dStates = Tensor.Empty(this, ChunkStates(s));
+        using var dW = Tensor.Empty(this, s.Keys);
+        int keyBlocks = (int)Groups(s.KeyDim, DeltaRuleChunkSize);
+        using var decayParts = Tensor.Empty(this, new Shape(keyBlocks + 1, s.Batch, s.Steps, s.Heads));
+        GatedOutput("chunk_values_grad", p, s, g.DOutput, null, dUPrime);
+        GatedStateBackward(p, f.W, g.DOutput, dUPrime, dStates, g.DFinalState, g.DInitialState);
+        GatedGradQK(p, g.DOutput, f.UPrime!, dUPrime, f.States!, dStates, g.DQ, g.DK, dW, decayParts);
+        GatedWyBackward(p, f, dUPrime, dW, g, decayParts);
+
+        var push = new PushConstants(stackalloc byte[64]);
+        push.Address(alpha);
+        push.Address(decayParts);
+        push.Address(dAlpha);
+        push.Append(s.Steps);
+        push.Append(s.Heads);
+        push.Append(keyBlocks + 1);
+        Dispatch(Kernels.Get("delta_rule/chunk_decay_grad"), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_wy_gated: X = (I + strictly_lower(diag(beta) (K K^T ⊙ Gamma)))^-1, W = X diag(beta gamma) K, U = X diag(beta) V.
+    private void GatedWy(DeltaRuleProblem p, Tensor w, Tensor u, Tensor? inverse)
+    {
+        var s = p.Shape;
+        var push = new PushConstants(stackalloc byte[128]);
+        WyOperands(ref push, p, w, u, inverse);
+        push.Address(p.Alpha!);
+        Dispatch(GatedKernel("chunk_wy", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_state_gated: U' = U - W S^T, S <- gamma_C S + (diag(tail) U')^T K, sequential over chunks.
+    private void GatedState(DeltaRuleProblem p, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
+    {
+        var s = p.Shape;
+        int slice = StateSlice(s, GatedDecayBytes);
+        var push = new PushConstants(stackalloc byte[128]);
+        StateOperands(ref push, p.K, s, p.InitialState, w, u, uPrime, states, finalState);
+        push.Address(p.Alpha!);
+        Dispatch(GatedSequentialKernel("chunk_state", p.K, s, slice), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_output_gated: O = diag(gamma) scale Q S_0^T + P U'; chunk_values_grad_gated: dU'_local = P^T dO
+    // (P = scale (Q K^T ⊙ Gamma ⊙ M)).
+    private void GatedOutput(string kernel, DeltaRuleProblem p, FastWeightShape s, Tensor values, Tensor? states, Tensor result)
+    {
+        var push = new PushConstants(stackalloc byte[128]);
+        OutputOperands(ref push, p.Q, p.K, s, p.Scale, values, states, result);
+        push.Address(p.Alpha!);
+        Dispatch(GatedKernel(kernel, p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_state_backward_gated: reverse over chunks, dU' = dU'_local + diag(tail) K dS_C^T (in place),
+    // dS_0 = gamma_C dS_C + dO^T diag(gamma) Q' - dU'^T W.
+    private void GatedStateBackward(DeltaRuleProblem p, Tensor w, Tensor dOutput, Tensor dUPrime, Tensor dStates, Tensor? dFinalState, Tensor? dInitialState)
+    {
+        var s = p.Shape;
+        int slice = StateSlice(s, GatedDecayBytes);
+        var push = new PushConstants(stackalloc byte[128]);
+        StateBackwardOperands(ref push, p.Q, p.K, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
+        push.Address(p.Alpha!);
+        Dispatch(GatedSequentialKernel("chunk_state_backward", p.Q, s, slice), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
+    }
+
+    // chunk_grad_qk_gated: dQ, dK (partial), dW and the log-decay gradient's part of each 64 columns of Dk.
+    private void GatedGradQK(DeltaRuleProblem p, Tensor dOutput, Tensor uPrime, Tensor dUPrime, Tensor states, Tensor dStates,
+        Tensor dq, Tensor dk, Tensor dW, Tensor decayParts)
+    {
+        var s = p.Shape;
+        var push = new PushConstants(stackalloc byte[128]);
+        GradQKOperands(ref push, p.Q, p.K, s, p.Scale, dOutput, uPrime, dUPrime, states, dStates, dq, dk, dW);
+        push.Address(p.Alpha!);
+        push.Address(decayParts);
+        Dispatch(GatedKernel("chunk_grad_qk", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+    }
+
+    // chunk_wy_backward_gated: dK (completed), dV, dbeta and the log-decay gradient's last part.
+    private void GatedWyBackward(DeltaRuleProblem p, ChunkedDeltaRuleSaved f, Tensor dUPrime, Tensor dW, DeltaRuleGradients g, Tensor decayParts)
+    {
+        var s = p.Shape;
+        var push = new PushConstants(stackalloc byte[128]);
+        WyBackwardOperands(ref push, p, f.Inverse!, f.W, f.U, dUPrime, dW, g);
+        push.Address(p.Alpha!);
+        push.Address(decayParts);
+        Dispatch(GatedKernel("chunk_wy_backward", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+    }
+}
