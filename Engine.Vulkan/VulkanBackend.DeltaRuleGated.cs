@@ -9,11 +9,34 @@ namespace FastWeights.Engine.Vulkan;
 //   backward: the forward's first two stages again unless it kept them, chunk_values_grad_gated,
 //             chunk_state_backward_gated, chunk_grad_qk_gated and chunk_wy_backward_gated (each also
 //             writing its share of the log-decay gradient dg), chunk_decay_grad (dalpha from dg)
-// Every intermediate is f32 and every product runs on the portable f32 tile products, whatever the
-// device offers: the tensor-core and fragment kernels are ungated.
+// Every intermediate is f32; the products are the portable f32 tile products, or with
+// DeltaRuleGatedCoopMat the tensor-core ones of chunk_tiles_coopmat.glsl for the parallel stages (the
+// fragment kernels are ungated).
 public sealed partial class VulkanBackend
 {
-    private ComputeKernel GatedKernel(string kernel, Tensor q) => Kernels.Get($"delta_rule/{kernel}_gated_{q.DType.Name()}");
+    /// <summary>Whether the gated rule's parallel stages (stage 1, the output stage, the values gradient,
+    /// the q, k gradients, the WY backward) run their tile products on tensor cores for bf16 inputs where
+    /// the ungated ones do (<see cref="DeltaRuleUsesCoopMat"/>; the `_gated_bf16_cm` builds, rounded or
+    /// split operands as <see cref="DeltaRuleCoopMatSplit"/> says). False by default;
+    /// FASTWEIGHTS_DELTA_GATED_COOPMAT=1, or true here, turns it on. Written on 2026-12-07 and not yet
+    /// run on a GPU: DeltaRuleGatedTensorCoreTests checks it, tools/gpu-host.sh delta-gated-coopmat
+    /// measures it. The state passes stay on the f32 FMA kernels either way.</summary>
+    public bool DeltaRuleGatedCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_COOPMAT") == "1";
+
+    // The gated q, k gradients' shared memory beyond the ungated tensor-core stages': totals (GROUP
+    // floats) and the decays (rowParts is the size of chunk_wy_backward's rowSums, already counted).
+    private const int GatedCoopMatExtraBytes = 256 * 4 + GatedDecayBytes;
+
+    /// <summary>Whether the gated rule on inputs of <paramref name="inputs"/> runs its parallel stages on
+    /// tensor cores on this device (<see cref="DeltaRuleGatedCoopMat"/>).</summary>
+    public bool DeltaRuleGatedUsesCoopMat(DType inputs) =>
+        DeltaRuleGatedCoopMat && DeltaRuleUsesCoopMat(inputs) && Capabilities.MaxSharedMemoryBytes >= ChunkCoopMatSharedBytes + GatedCoopMatExtraBytes;
+
+    // A parallel stage's gated build: tensor cores (256 invocations, the subgroup size pinned) or portable.
+    private ComputeKernel GatedKernel(string kernel, Tensor q) => DeltaRuleGatedUsesCoopMat(q.DType)
+        ? Kernels.Get($"delta_rule/{kernel}_gated_bf16_cm", [16 * Capabilities.SubgroupSize / 256, DeltaRuleCoopMatSplit ? 1 : 0, 0, 0],
+            requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
+        : Kernels.Get($"delta_rule/{kernel}_gated_{q.DType.Name()}");
 
     // Shared memory the GATED builds add to the sequential stages: logAlpha and logDecay (chunk_decay.glsl).
     private const int GatedDecayBytes = 2 * DeltaRuleChunkSize * 4;

@@ -18,9 +18,11 @@
 //! variant chunk_output_gated_f32 -DIN_DTYPE=0 -DVALUES_GRADIENT=0 -DGATED=1
 //! variant chunk_output_gated_f16 -DIN_DTYPE=1 -DVALUES_GRADIENT=0 -DGATED=1
 //! variant chunk_output_gated_bf16 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DGATED=1
+//! variant chunk_output_gated_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DGATED=1 -DCOOPMAT=1 -O0
 //! variant chunk_values_grad_gated_f32 -DIN_DTYPE=0 -DVALUES_GRADIENT=1 -DGATED=1
 //! variant chunk_values_grad_gated_f16 -DIN_DTYPE=1 -DVALUES_GRADIENT=1 -DGATED=1
 //! variant chunk_values_grad_gated_bf16 -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DGATED=1
+//! variant chunk_values_grad_gated_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DGATED=1 -DCOOPMAT=1 -O0
 //! variant chunk_output_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1 -O0
 //! variant chunk_values_grad_bf16_cm -DIN_DTYPE=2 -DVALUES_GRADIENT=1 -DCOOPMAT=1 -O0
 //! variant chunk_output_bf16_cm_g128 -DIN_DTYPE=2 -DVALUES_GRADIENT=0 -DCOOPMAT=1 -DGROUP=128 -O0

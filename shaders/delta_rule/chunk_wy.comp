@@ -19,6 +19,7 @@
 //! variant chunk_wy_gated_f32 -DIN_DTYPE=0 -DGATED=1
 //! variant chunk_wy_gated_f16 -DIN_DTYPE=1 -DGATED=1
 //! variant chunk_wy_gated_bf16 -DIN_DTYPE=2 -DGATED=1
+//! variant chunk_wy_gated_bf16_cm -DIN_DTYPE=2 -DGATED=1 -DCOOPMAT=1 -O0
 //! variant chunk_wy_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1 -O0
 //! variant chunk_wy_bf16_cm_g128 -DIN_DTYPE=2 -DCOOPMAT=1 -DGROUP=128 -O0
 #extension GL_GOOGLE_include_directive : require

@@ -21,6 +21,7 @@
 //! variant chunk_wy_backward_gated_f32 -DIN_DTYPE=0 -DGATED=1
 //! variant chunk_wy_backward_gated_f16 -DIN_DTYPE=1 -DGATED=1
 //! variant chunk_wy_backward_gated_bf16 -DIN_DTYPE=2 -DGATED=1
+//! variant chunk_wy_backward_gated_bf16_cm -DIN_DTYPE=2 -DGATED=1 -DCOOPMAT=1 -O0
 //! variant chunk_wy_backward_bf16_cm -DIN_DTYPE=2 -DCOOPMAT=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require

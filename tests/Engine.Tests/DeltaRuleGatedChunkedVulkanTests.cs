@@ -12,7 +12,7 @@ namespace FastWeights.Engine.Tests;
 [TestClass]
 public sealed class DeltaRuleGatedChunkedVulkanTests
 {
-    private const float Scale = DeltaRuleChunkedVulkanTests.Scale;
+    internal const float Scale = DeltaRuleChunkedVulkanTests.Scale;
 
     private static VulkanBackend Vulkan() => (VulkanBackend)TestBackends.Get("vulkan");
 
@@ -27,7 +27,7 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         from withInitial in new[] { true, false }
         select new object[] { size.Item1, size.Item2, size.Item3, size.Item4, size.Item5, withInitial };
 
-    private sealed class Device(IBackend backend, Inputs x, DType dtype, bool withInitial) : IDisposable
+    internal sealed class Device(IBackend backend, Inputs x, DType dtype, bool withInitial) : IDisposable
     {
         public readonly Tensor Q = Tensor.FromArray(backend, x.Q, x.Keys, dtype), K = Tensor.FromArray(backend, x.K, x.Keys, dtype),
             V = Tensor.FromArray(backend, x.V, x.Values, dtype), Beta = Tensor.FromArray(backend, x.Beta, x.PerToken, dtype),
@@ -164,5 +164,44 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         tol = Tolerance(140, 5e-5);
         TestData.AssertClose(TestData.ToDouble(recurrent.DAlpha.ToArray()), chunked.DAlpha.ToArray(), tol, tol, "dalpha");
         TestData.AssertClose(TestData.ToDouble(recurrent.DK.ToArray()), chunked.DK.ToArray(), tol, tol, "dk");
+    }
+}
+
+/// <summary>The gated rule's parallel stages on tensor cores (VulkanBackend.DeltaRuleGatedCoopMat, the
+/// `_gated_bf16_cm` builds; operands rounded to bf16 as the ungated default): o, the final state and
+/// every gradient (dalpha included) within 1e-2 norm-wise of the float64 reference on the bf16 inputs,
+/// as DeltaRuleTensorCoreTests holds the ungated stages. Needs bf16 cooperative matrices (the GPU machine).</summary>
+[TestClass]
+[TestCategory("TensorCores")]
+public sealed class DeltaRuleGatedTensorCoreTests
+{
+    [TestMethod]
+    [DataRow(2, 128, 3, 64, 64)]
+    [DataRow(1, 192, 2, 128, 64)]
+    [DataRow(1, 130, 2, 48, 100)]
+    public void GatedStagesOnTensorCoresMatchReference(int b, int t, int h, int dk, int dv)
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        bool previous = backend.DeltaRuleGatedCoopMat;
+        backend.DeltaRuleGatedCoopMat = true;
+        try
+        {
+            Assert.IsTrue(backend.DeltaRuleGatedUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the gated stages on tensor cores");
+            var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(3 * t + dk + dv), DType.BF16);
+            using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
+            d.Forward(DeltaRuleAlgorithm.Chunked);
+            var (o, final) = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Forward(out _);
+            DeltaRuleTensorCoreTests.AssertNormwise(o, d.O.ToArray(), "o");
+            DeltaRuleTensorCoreTests.AssertNormwise(final, d.Final.ToArray(), "final state");
+            d.Backward(DeltaRuleAlgorithm.Chunked);
+            var expected = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Backward(TestData.ToDouble(x.DO), TestData.ToDouble(x.DFinal));
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DQ, d.DQ.ToArray(), "dq");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DK, d.DK.ToArray(), "dk");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DV, d.DV.ToArray(), "dv");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DBeta, d.DBeta.ToArray(), "dbeta");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DAlpha, d.DAlpha.ToArray(), "dalpha");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DS0, d.DS0.ToArray(), "dInitialState");
+        }
+        finally { backend.DeltaRuleGatedCoopMat = previous; }
     }
 }

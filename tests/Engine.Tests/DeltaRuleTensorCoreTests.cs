@@ -243,7 +243,7 @@ public sealed class DeltaRuleTensorCoreTests
     // on the H100, bench/results/2026-12-06-h100-run79.txt) and were held to 2e-2 for a while; rounded to
     // nearest first (fragment_types.glsl, nearestBf16), as the tile products round, they are modelled at
     // 3.6e-3 to 7.3e-3 (tools/delta_bf16_storage.py).
-    private static void AssertNormwise(double[] expected, float[] actual, string what)
+    internal static void AssertNormwise(double[] expected, float[] actual, string what)
     {
         Assert.AreEqual(expected.Length, actual.Length, $"{what}: length");
         double diff = 0, norm = 0;
