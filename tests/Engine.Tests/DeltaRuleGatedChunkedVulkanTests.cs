@@ -41,10 +41,9 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         public void Forward(DeltaRuleAlgorithm algorithm) =>
             DeltaRule.Forward(Q, K, V, Beta, O, S0, Final, Alpha, Scale, algorithm);
 
+        // The initial state's gradient is asked for only where there is an initial state.
         public void Backward(DeltaRuleAlgorithm algorithm, DeltaRuleSaved? saved = null) =>
-            DeltaRule.Backward(Q, K, V, Beta, DO, DQ, DK, DV, DBeta, S0, DFinal, withInitialGradient ? DS0 : null, Alpha, DAlpha, Scale, algorithm, saved);
-
-        private readonly bool withInitialGradient = withInitial;
+            DeltaRule.Backward(Q, K, V, Beta, DO, DQ, DK, DV, DBeta, S0, DFinal, S0 is null ? null : DS0, Alpha, DAlpha, Scale, algorithm, saved);
 
         public void Dispose()
         {
