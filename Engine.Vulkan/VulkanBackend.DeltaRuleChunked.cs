@@ -188,21 +188,22 @@ public sealed partial class VulkanBackend
 
     /// <summary>Whether the sequential stages with <paramref name="slice"/> state rows per workgroup
     /// fit this device's shared memory for head dimension <paramref name="keyDim"/>.</summary>
-    public bool DeltaRuleStateSliceFits(int slice, int keyDim) =>
-        DeltaRuleStateSlices.Contains(slice) && SequentialSharedBytes(slice, keyDim) <= Capabilities.MaxSharedMemoryBytes;
+    public bool DeltaRuleStateSliceFits(int slice, int keyDim) => StateSliceFits(slice, keyDim, 0);
+
+    // extraBytes: shared memory a build adds (the gated builds' decays).
+    private bool StateSliceFits(int slice, int keyDim, int extraBytes) =>
+        DeltaRuleStateSlices.Contains(slice) && SequentialSharedBytes(slice, keyDim) + extraBytes <= Capabilities.MaxSharedMemoryBytes;
 
     // State rows per workgroup of the sequential stages (chunk_sequential.glsl; the workgroup has 4
     // invocations per row): the largest whose shared memory fits the device and that still leaves
     // 128 workgroups to spread over the GPU (the pass over chunks is the critical path), else 16.
     // At B8 H16 T2048 D64 on the H200 the forward pass took 335, 409 and 824 us at slices 64, 32
     // and 16 (128, 256 and 512 workgroups; bench/results/2026-12-01-h200-run17.txt).
-    // extraBytes: shared memory a build adds (the gated builds' decays).
     private int StateSlice(FastWeightShape s, int extraBytes = 0)
     {
-        bool Fits(int slice) => DeltaRuleStateSlices.Contains(slice) && SequentialSharedBytes(slice, s.KeyDim) + extraBytes <= Capabilities.MaxSharedMemoryBytes;
-        if (Fits(DeltaRuleStateSlice)) return DeltaRuleStateSlice;
+        if (StateSliceFits(DeltaRuleStateSlice, s.KeyDim, extraBytes)) return DeltaRuleStateSlice;
         foreach (int slice in DeltaRuleStateSlices)
-            if (Fits(slice) && (long)s.Batch * s.Heads * Groups(s.ValueDim, slice) >= 128) return slice;
+            if (StateSliceFits(slice, s.KeyDim, extraBytes) && (long)s.Batch * s.Heads * Groups(s.ValueDim, slice) >= 128) return slice;
         return 16;
     }
 

@@ -148,12 +148,13 @@ void main()
     storeKeyTile(pc.dw, origin, rows, c0, -1.0);
 
     // D = H ⊙ (Q' K^T) over this block's columns of Dk, into square (each invocation its own elements)
+    uint width = min(uint(CHUNK), pc.keyDim - c0);
     MatrixView queryBlock = queries, keyBlock = keys;
     queryBlock.origin += c0;
     keyBlock.origin += c0;
-    queryBlock.columns = keyBlock.columns = min(uint(CHUNK), pc.keyDim - c0);
+    queryBlock.columns = keyBlock.columns = width;
     clearAcc();
-    multiply(queryBlock, transposed(keyBlock), 0, 0, queryBlock.columns);
+    multiply(queryBlock, transposed(keyBlock), 0, 0, width);
     barrier();
     [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)
     {
@@ -162,7 +163,6 @@ void main()
     }
     // gamma_C <dS_C, S_0> over this block's columns
     float overlap = 0.0;
-    uint width = min(uint(CHUNK), pc.keyDim - c0);
     for (uint e = id; e < pc.valueDim * width; e += GROUP)
     {
         uint at = stateOrigin + (e / width) * pc.keyDim + c0 + e % width;
@@ -177,7 +177,7 @@ void main()
         for (uint j = 0; j < 16; j++) sum += rowParts[id][j];
         for (uint c = 0; c < CHUNK; c++) sum += square[id][c] - square[c][id];
         if (id == rows - 1) for (uint j = 0; j < GROUP; j++) sum += totals[j];
-        F32Buffer(pc.decayParts).v[gl_WorkGroupID.z * pc.t * (gl_NumWorkGroups.y / pc.heads) * pc.heads + decayOrigin + id * pc.heads] = sum;
+        F32Buffer(pc.decayParts).v[gl_WorkGroupID.z * pc.t * gl_NumWorkGroups.y + decayOrigin + id * pc.heads] = sum;   // part z of [parts, B, T, H]
     }
 #else
     clearAcc();

@@ -46,7 +46,8 @@ layout(push_constant) uniform Push
 } pc;
 
 #if GATED
-// acc (rows < `rows`, 64 columns from c0) into the token-major [B, T, H, width] target.
+// acc (rows < `rows`, 64 columns from c0) into the token-major [B, T, H, width] target. (The ungated
+// builds keep their loops inline, so their SPIR-V stays what the GPU runs measured.)
 void storeTokenTile(uint64_t target, uint origin, uint rows, uint c0, uint width)
 {
     [[unroll]] for (uint i = 0; i < ACC_ROWS; i++) [[unroll]] for (uint j = 0; j < 4; j++)

@@ -176,7 +176,7 @@ void main()
     {
         float sum = 0.0;
         for (uint j = 0; j < 16; j++) sum += rowSums[id][j];
-        uint part = (pc.keyDim + CHUNK - 1) / CHUNK, tokens = pc.t * (gl_NumWorkGroups.y / pc.heads) * pc.heads;
+        uint part = (pc.keyDim + CHUNK - 1) / CHUNK, tokens = pc.t * gl_NumWorkGroups.y;   // y: B H
         F32Buffer(pc.decayParts).v[part * tokens + betaOrigin + id * pc.heads] = sum;
     }
 #endif
