@@ -511,7 +511,7 @@ public sealed partial class VulkanBackend
         }
         else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
         bool rows = fused is null && w.DType == DType.BF16 && uPrime?.DType == DType.BF16 && states?.DType == DType.BF16 && DeltaRuleUsesStateRows(k.DType, s);
-        var (kernel, groups) = rows ? StateRowsKernel("chunk_state_rows", s)
+        var (kernel, groups) = rows ? StateRowsKernel(s)
             : DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null)
             : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
@@ -544,9 +544,7 @@ public sealed partial class VulkanBackend
         StateBackwardOperands(ref push, q, k, w, s, scale, dOutput, dUPrimeLocal, dStates, dFinalState, dInitialState);
         push.Address(dUPrime);
         push.AddressOrZero(scores);
-        bool rows = fragments && scores is null && w.DType == DType.BF16 && dUPrime.DType == DType.BF16 && dStates.DType == DType.BF16 && DeltaRuleUsesStateRows(q.DType, s);
-        var (kernel, groups) = rows ? StateRowsKernel("chunk_state_backward_rows", s)
-            : fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null)
+        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null)
             : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));

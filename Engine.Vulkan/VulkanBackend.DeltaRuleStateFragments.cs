@@ -70,9 +70,8 @@ public sealed partial class VulkanBackend
     /// against 1021.7 at D128 (same run).</summary>
     public bool DeltaRuleStateEarlyFetch { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_EARLY_FETCH") != "0";
 
-    /// <summary>Whether the state passes run chunk_state_rows.comp (the forward pass without outputs) and
-    /// chunk_state_backward_rows.comp (the backward pass without the values gradient), whose subgroups
-    /// each own 16 state rows outright and walk the chunks without a workgroup barrier, where they apply
+    /// <summary>Whether the forward state pass (without outputs) runs chunk_state_rows.comp, whose subgroups
+    /// each own 16 state rows outright and walk the chunks without a workgroup barrier, where it applies
     /// (<see cref="DeltaRuleUsesStateRows"/>): false by default; FASTWEIGHTS_DELTA_STATE_ROWS=1 turns it on.
     /// An experiment until measured against chunk_state_fragments.comp on a GPU.</summary>
     public bool DeltaRuleStateRows { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_STATE_ROWS") == "1";
@@ -84,10 +83,9 @@ public sealed partial class VulkanBackend
     public bool DeltaRuleUsesStateRows(DType keys, FastWeightShape s) =>
         DeltaRuleStateRows && DeltaRuleUsesStateFragments(keys, s) && DeltaRuleUsesCompactIntermediates(keys, s);
 
-    // chunk_state_rows or chunk_state_backward_rows for this problem: 64 state rows (four subgroups) per
-    // workgroup along Dv.
-    private (ComputeKernel Kernel, uint Groups) StateRowsKernel(string kernel, FastWeightShape s) =>
-        (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}", FragmentSpecialization(compact: true), requiredSubgroupSize: 32, fullSubgroups: true),
+    // chunk_state_rows for this problem: 64 state rows (four subgroups) per workgroup along Dv.
+    private (ComputeKernel Kernel, uint Groups) StateRowsKernel(FastWeightShape s) =>
+        (Kernels.Get($"delta_rule/chunk_state_rows_k{s.KeyDim}", FragmentSpecialization(compact: true), requiredSubgroupSize: 32, fullSubgroups: true),
             Groups(s.ValueDim, 64));
 
     // Specialisation constant 1 of the state passes on fragments (state_fragments.glsl, PROBE): a timing

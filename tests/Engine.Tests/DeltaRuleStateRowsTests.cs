@@ -4,12 +4,10 @@ using Inputs = FastWeights.Engine.Tests.DeltaRuleTests.Inputs;
 
 namespace FastWeights.Engine.Tests;
 
-/// <summary>The state passes with 16 state rows per subgroup (chunk_state_rows.comp and
-/// chunk_state_backward_rows.comp, VulkanBackend.DeltaRuleStateRows): the same products in the same
-/// order as chunk_state_fragments.comp and chunk_state_backward_fragments.comp with rounded operands and
-/// compact intermediates, so outputs, final state and every gradient must be bit for bit what the
-/// fragment passes give, and within the rounded tolerance of the float64 reference. At Dk = 64 with and
-/// without the values gradient formed in the backward pass (which keeps the fragment pass). Needs bf16
+/// <summary>The forward state pass with 16 state rows per subgroup (chunk_state_rows.comp,
+/// VulkanBackend.DeltaRuleStateRows): the same products in the same order as chunk_state_fragments.comp
+/// with rounded operands and compact intermediates, so everything downstream must be bit for bit what
+/// the fragment pass gives, and within the rounded tolerance of the float64 reference. Needs bf16
 /// cooperative matrices (the GPU machine).</summary>
 [TestClass]
 [TestCategory("TensorCores")]
@@ -17,21 +15,19 @@ public sealed class DeltaRuleStateRowsTests
 {
     // Both head dims; Dv = 96 leaves two of the second workgroup's four subgroups without rows.
     [TestMethod]
-    [DataRow(2, 128, 3, 64, 64, true)]
-    [DataRow(2, 128, 3, 64, 64, false)]
-    [DataRow(1, 192, 2, 128, 64, true)]
-    [DataRow(2, 256, 1, 128, 128, true)]
-    [DataRow(1, 128, 3, 128, 96, true)]
-    public void StateRowsMatchFragmentPasses(int b, int t, int h, int dk, int dv, bool fusedValues)
+    [DataRow(2, 128, 3, 64, 64)]
+    [DataRow(1, 192, 2, 128, 64)]
+    [DataRow(2, 256, 1, 128, 128)]
+    [DataRow(1, 128, 3, 128, 96)]
+    public void StateRowsMatchFragmentPass(int b, int t, int h, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousRows = backend.DeltaRuleStateRows, previousValues = backend.DeltaRuleFusedValuesGradient;
+        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousRows = backend.DeltaRuleStateRows;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(13 * t + dk + 5 * dv), DType.BF16);
         try
         {
             backend.DeltaRuleCoopMatSplit = false;
-            backend.DeltaRuleFusedValuesGradient = fusedValues;
             backend.DeltaRuleStateRows = false;
             Assert.IsFalse(backend.DeltaRuleUsesStateRows(DType.BF16, shape), "off");
             var fragments = DeltaRuleCompactTests.RunAll(backend, x);
@@ -51,6 +47,6 @@ public sealed class DeltaRuleStateRowsTests
             backend.DeltaRuleCoopMatSplit = true;
             Assert.IsFalse(backend.DeltaRuleUsesStateRows(DType.BF16, shape), "split operands keep the fragment pass");
         }
-        finally { backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateRows = previousRows; backend.DeltaRuleFusedValuesGradient = previousValues; }
+        finally { backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateRows = previousRows; }
     }
 }
