@@ -510,9 +510,7 @@ public sealed partial class VulkanBackend
             push.Append(f.Scale);
         }
         else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
-        bool rows = fused is null && w.DType == DType.BF16 && uPrime?.DType == DType.BF16 && states?.DType == DType.BF16 && DeltaRuleUsesStateRows(k.DType, s);
-        var (kernel, groups) = rows ? StateRowsKernel(s)
-            : DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null)
+        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null)
             : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));

@@ -70,24 +70,6 @@ public sealed partial class VulkanBackend
     /// against 1021.7 at D128 (same run).</summary>
     public bool DeltaRuleStateEarlyFetch { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_EARLY_FETCH") != "0";
 
-    /// <summary>Whether the forward state pass (without outputs) runs chunk_state_rows.comp, whose subgroups
-    /// each own 16 state rows outright and walk the chunks without a workgroup barrier, where it applies
-    /// (<see cref="DeltaRuleUsesStateRows"/>): false by default; FASTWEIGHTS_DELTA_STATE_ROWS=1 turns it on.
-    /// An experiment until measured against chunk_state_fragments.comp on a GPU.</summary>
-    public bool DeltaRuleStateRows { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_STATE_ROWS") == "1";
-
-    /// <summary>Whether the forward state pass of this problem runs chunk_state_rows.comp: <see cref="DeltaRuleStateRows"/>,
-    /// the fragment state pass applies (<see cref="DeltaRuleUsesStateFragments"/>), and its intermediates are
-    /// compact bf16 with rounded operands (the kernel reads W and writes U' and the states as bf16 only).
-    /// Dv needs to be a multiple of 16 only (each subgroup's rows).</summary>
-    public bool DeltaRuleUsesStateRows(DType keys, FastWeightShape s) =>
-        DeltaRuleStateRows && DeltaRuleUsesStateFragments(keys, s) && DeltaRuleUsesCompactIntermediates(keys, s);
-
-    // chunk_state_rows for this problem: 64 state rows (four subgroups) per workgroup along Dv.
-    private (ComputeKernel Kernel, uint Groups) StateRowsKernel(FastWeightShape s) =>
-        (Kernels.Get($"delta_rule/chunk_state_rows_k{s.KeyDim}", FragmentSpecialization(compact: true), requiredSubgroupSize: 32, fullSubgroups: true),
-            Groups(s.ValueDim, 64));
-
     // Specialisation constant 1 of the state passes on fragments (state_fragments.glsl, PROBE): a timing
     // experiment that leaves out kinds of work (FASTWEIGHTS_DELTA_PROBE, a bit mask; 0, the default,
     // leaves out nothing). Any other value gives wrong results.

@@ -98,10 +98,6 @@
 #   delta-compact      the chunked delta rule (bf16, operands rounded) with its rounded-operand intermediates
 #                      stored as f32 and as bf16 (FASTWEIGHTS_DELTA_COMPACT=0, 1): per-kernel profile at T2048 D64
 #                      and D128, then the delta section's four shapes each way
-#   delta-barriers     the state passes (bf16, T2048, D64 and D128) profiled with their workgroup barriers as they are
-#                      and without memory semantics (FASTWEIGHTS_DELTA_PROBE=32, a timing probe: results not trusted)
-#   delta-state-rows   the chunked delta rule (bf16) profiled with the forward state pass on fragments and with
-#                      16 rows per subgroup (FASTWEIGHTS_DELTA_STATE_ROWS=1) at T2048 and T8192 D128, T2048 D64
 #   delta-probe        the chunked delta rule (bf16, T2048, D64 and D128) profiled with each FASTWEIGHTS_DELTA_PROBE
 #                      setting of the state passes on fragments (work left out: 1 global stores, 2 next-chunk
 #                      reads, 4 barriers, 8 products, 16 shared-memory stores), then at B1 H1 and B1 H4
@@ -261,8 +257,6 @@ for section in "$@"; do
                    FASTWEIGHTS_DELTA_PROBE=4 FASTWEIGHTS_DELTA_PROBE=8 FASTWEIGHTS_DELTA_PROBE=16 FASTWEIGHTS_DELTA_PROBE=3 \
                    FASTWEIGHTS_DELTA_PROBE=24 FASTWEIGHTS_DELTA_PROBE=7 FASTWEIGHTS_DELTA_PROBE=31
                  delta_profiles 1,1,2048,64,1,1,2048,128,1,4,2048,64 state FASTWEIGHTS_DELTA_PROBE=0 FASTWEIGHTS_DELTA_PROBE=4 ;;
-    delta-barriers) delta_profiles 8,16,2048,64,8,16,2048,128 state FASTWEIGHTS_DELTA_PROBE=0 FASTWEIGHTS_DELTA_PROBE=32 ;;
-    delta-state-rows) delta_profiles 8,16,2048,128,8,16,8192,128,8,16,2048,64 state FASTWEIGHTS_DELTA_STATE_ROWS=0 FASTWEIGHTS_DELTA_STATE_ROWS=1 ;;
     delta-early) delta_profiles 8,16,2048,64,8,16,2048,128 state FASTWEIGHTS_DELTA_EARLY_FETCH=0 FASTWEIGHTS_DELTA_EARLY_FETCH=1 ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;

@@ -32,22 +32,14 @@ layout(local_size_x = 256) in;
 // Timing probe (specialisation constant 1, FASTWEIGHTS_DELTA_PROBE; for experiments only, the results
 // are wrong whenever it is nonzero): each bit leaves out one kind of work of the chunk loop, so the
 // time that goes with it shows: 1 the global stores, 2 the next chunk's global reads (registers keep
-// the first chunk's), 4 the barriers, 8 the products, 16 the stores into shared memory; 32 keeps the
-// barriers but without memory semantics (execution only: shows whether the shared-memory semantics of
-// barrier() make the driver wait for the loads still in flight, the next chunk's global reads).
+// the first chunk's), 4 the barriers, 8 the products, 16 the stores into shared memory.
 layout(constant_id = 1) const uint PROBE = 0;
 #define PROBE_STORES ((PROBE & 1u) == 0u)
 #define PROBE_FETCHES ((PROBE & 2u) == 0u)
 #define PROBE_BARRIERS ((PROBE & 4u) == 0u)
 #define PROBE_PRODUCTS ((PROBE & 8u) == 0u)
 #define PROBE_STAGING ((PROBE & 16u) == 0u)
-#define PROBE_EXECUTION_BARRIERS ((PROBE & 32u) != 0u)
-#define CHUNK_BARRIER() \
-    if (PROBE_BARRIERS) \
-    { \
-        if (PROBE_EXECUTION_BARRIERS) controlBarrier(gl_ScopeWorkgroup, gl_ScopeWorkgroup, gl_StorageSemanticsNone, gl_SemanticsRelaxed); \
-        else barrier(); \
-    }
+#define CHUNK_BARRIER() if (PROBE_BARRIERS) barrier()
 
 // PLANES=1 (the _v64 variants at DK = 128): the regions hold the hi plane only, for rounded operands
 // (SPLIT_OPERANDS false; the host takes these variants only then, VulkanBackend.FragmentRows), whose

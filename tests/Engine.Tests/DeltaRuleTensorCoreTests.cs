@@ -257,7 +257,7 @@ public sealed class DeltaRuleTensorCoreTests
         Assert.IsTrue(relative <= 1e-2, $"{what}: relative error {relative:g3} (norm-wise) over 1e-2");
     }
 
-    internal static void Check(VulkanBackend backend, int b, int t, int h, int dk, int dv, Action<double[], float[], string> assert)
+    private static void Check(VulkanBackend backend, int b, int t, int h, int dk, int dv, Action<double[], float[], string> assert)
     {
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(7 * t + dk + dv), DType.BF16);
         var (o, final) = x.Reference(Scale, true).Forward(out _);
