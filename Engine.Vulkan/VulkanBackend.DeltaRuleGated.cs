@@ -9,19 +9,23 @@ namespace FastWeights.Engine.Vulkan;
 //   backward: the forward's first two stages again unless it kept them, chunk_values_grad_gated,
 //             chunk_state_backward_gated, chunk_grad_qk_gated and chunk_wy_backward_gated (each also
 //             writing its share of the log-decay gradient dg), chunk_decay_grad (dalpha from dg)
-// Every intermediate is f32; the products are the portable f32 tile products, or with
-// DeltaRuleGatedCoopMat the tensor-core ones of chunk_tiles_coopmat.glsl for the parallel stages (the
+// Every intermediate is f32; the parallel stages' products are the tensor-core ones of
+// chunk_tiles_coopmat.glsl for bf16 inputs on a device that has them (DeltaRuleGatedCoopMat, the
+// default), else the portable f32 tile products; the state passes are the f32 FMA kernels (the
 // fragment kernels are ungated).
 public sealed partial class VulkanBackend
 {
     /// <summary>Whether the gated rule's parallel stages (stage 1, the output stage, the values gradient,
     /// the q, k gradients, the WY backward) run their tile products on tensor cores for bf16 inputs where
     /// the ungated ones do (<see cref="DeltaRuleUsesCoopMat"/>; the `_gated_bf16_cm` builds, rounded or
-    /// split operands as <see cref="DeltaRuleCoopMatSplit"/> says). False by default;
-    /// FASTWEIGHTS_DELTA_GATED_COOPMAT=1, or true here, turns it on. Written on 2026-12-07 and not yet
-    /// run on a GPU: DeltaRuleGatedTensorCoreTests checks it, tools/gpu-host.sh delta-gated-coopmat
-    /// measures it. The state passes stay on the f32 FMA kernels either way.</summary>
-    public bool DeltaRuleGatedCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_COOPMAT") == "1";
+    /// split operands as <see cref="DeltaRuleCoopMatSplit"/> says). True by default;
+    /// FASTWEIGHTS_DELTA_GATED_COOPMAT=0, or false here, keeps the portable f32 products. On the H100
+    /// (bench/results/2026-12-07-h100-run92.txt, B8 H16 bf16, forward / forward+backward ms, portable
+    /// against tensor cores): T2048 D64 1.207 / 4.173 against 0.963 / 3.425, D128 3.785 / 11.970 against
+    /// 3.124 / 10.751; T8192 D64 4.642 / 16.122 against 3.654 / 12.897, D128 14.866 / 47.134 against
+    /// 12.222 / 42.497. DeltaRuleGatedTensorCoreTests holds it to 1e-2 norm-wise (passed there). The
+    /// state passes stay on the f32 FMA kernels either way.</summary>
+    public bool DeltaRuleGatedCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_COOPMAT") != "0";
 
     // The gated q, k gradients' shared memory beyond the ungated tensor-core stages': totals (GROUP
     // floats) and the decays (rowParts is the size of chunk_wy_backward's rowSums, already counted).
@@ -37,6 +41,42 @@ public sealed partial class VulkanBackend
         ? Kernels.Get($"delta_rule/{kernel}_gated_bf16_cm", [16 * Capabilities.SubgroupSize / 256, DeltaRuleCoopMatSplit ? 1 : 0, 0, 0],
             requiredSubgroupSize: Capabilities.SubgroupSize, fullSubgroups: true)
         : Kernels.Get($"delta_rule/{kernel}_gated_{q.DType.Name()}");
+
+    /// <summary>Whether the gated rule's state passes on inputs of <paramref name="keys"/> run on accumulator
+    /// fragments (the GATED builds of chunk_state_fragments.comp and, with <see cref="DeltaRuleBackwardFragments"/>,
+    /// chunk_state_backward_fragments.comp): its parallel stages on tensor cores (<see cref="DeltaRuleGatedUsesCoopMat"/>)
+    /// and the ungated fragment passes' conditions (<see cref="DeltaRuleUsesStateFragments"/>: T a multiple
+    /// of 64, Dk 64 or 128, ...). They read the keys and queries decayed by chunk_decay_scale.comp (bf16,
+    /// rounded to nearest) and f32 W, U', dU'_local; elsewhere the f32 register-tiled passes run.</summary>
+    public bool DeltaRuleGatedUsesStateFragments(DType keys, FastWeightShape s) => DeltaRuleGatedUsesCoopMat(keys) && DeltaRuleUsesStateFragments(keys, s);
+
+    // What the gated fragment state passes read beside the stages' tensors: keysToEnd = diag(tail) K,
+    // queriesFrom = diag(gamma) Q (bf16) and gamma_C per (b H + h, chunk) (chunk_decay_scale.comp).
+    private sealed class DecayedOperands(VulkanBackend backend, FastWeightShape s) : IDisposable
+    {
+        public Tensor KeysToEnd { get; } = Tensor.Empty(backend, s.Keys, DType.BF16);
+        public Tensor QueriesFrom { get; } = Tensor.Empty(backend, s.Keys, DType.BF16);
+        public Tensor ChunkDecays { get; } = Tensor.Empty(backend, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s)))));
+        public void Dispose() { KeysToEnd.Dispose(); QueriesFrom.Dispose(); ChunkDecays.Dispose(); }
+    }
+
+    private DecayedOperands DecayOperands(DeltaRuleProblem p)
+    {
+        var s = p.Shape;
+        var d = new DecayedOperands(this, s);
+        var push = new PushConstants(stackalloc byte[64]);
+        push.Address(p.Q);
+        push.Address(p.K);
+        push.Address(p.Alpha!);
+        push.Address(d.KeysToEnd);
+        push.Address(d.QueriesFrom);
+        push.Address(d.ChunkDecays);
+        push.Append(s.Steps);
+        push.Append(s.Heads);
+        push.Append(s.KeyDim);
+        Dispatch(Kernels.Get("delta_rule/chunk_decay_scale"), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        return d;
+    }
 
     // Shared memory the GATED builds add to the sequential stages: logAlpha and logDecay (chunk_decay.glsl).
     private const int GatedDecayBytes = 2 * DeltaRuleChunkSize * 4;
@@ -110,12 +150,22 @@ public sealed partial class VulkanBackend
         Dispatch(GatedKernel("chunk_wy", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
-    // chunk_state_gated: U' = U - W S^T, S <- gamma_C S + (diag(tail) U')^T K, sequential over chunks.
+    // chunk_state_gated: U' = U - W S^T, S <- gamma_C S + (diag(tail) U')^T K, sequential over chunks;
+    // on fragments (DeltaRuleGatedUsesStateFragments) from the decayed keys.
     private void GatedState(DeltaRuleProblem p, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
     {
         var s = p.Shape;
-        int slice = StateSlice(s, GatedDecayBytes);
         var push = new PushConstants(stackalloc byte[128]);
+        if (DeltaRuleGatedUsesStateFragments(p.K.DType, s))
+        {
+            using var d = DecayOperands(p);
+            StateOperands(ref push, d.KeysToEnd, s, p.InitialState, w, u, uPrime, states, finalState);
+            push.Address(d.ChunkDecays);
+            var (kernel, groups) = StateFragmentsKernel("chunk_state_fragments", p.K.DType, s, compact: false, gated: true);
+            Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
+            return;
+        }
+        int slice = StateSlice(s, GatedDecayBytes);
         StateOperands(ref push, p.K, s, p.InitialState, w, u, uPrime, states, finalState);
         push.Address(p.Alpha!);
         Dispatch(GatedSequentialKernel("chunk_state", p.K, s, slice), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
@@ -133,11 +183,23 @@ public sealed partial class VulkanBackend
 
     // chunk_state_backward_gated: reverse over chunks, dU' = dU'_local + diag(tail) K dS_C^T (in place),
     // dS_0 = gamma_C dS_C + dO^T diag(gamma) Q' - dU'^T W.
+    // On fragments (DeltaRuleGatedUsesStateFragments and DeltaRuleBackwardFragments) from the decayed keys and queries.
     private void GatedStateBackward(DeltaRuleProblem p, Tensor w, Tensor dOutput, Tensor dUPrime, Tensor dStates, Tensor? dFinalState, Tensor? dInitialState)
     {
         var s = p.Shape;
-        int slice = StateSlice(s, GatedDecayBytes);
         var push = new PushConstants(stackalloc byte[128]);
+        if (DeltaRuleBackwardFragments && DeltaRuleGatedUsesStateFragments(p.Q.DType, s))
+        {
+            using var d = DecayOperands(p);
+            StateBackwardOperands(ref push, d.QueriesFrom, d.KeysToEnd, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
+            push.Address(dUPrime);   // completed in place
+            push.AddressOrZero(null);
+            push.Address(d.ChunkDecays);
+            var (kernel, groups) = StateFragmentsKernel("chunk_state_backward_fragments", p.Q.DType, s, compact: false, gated: true);
+            Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
+            return;
+        }
+        int slice = StateSlice(s, GatedDecayBytes);
         StateBackwardOperands(ref push, p.Q, p.K, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
         push.Address(p.Alpha!);
         Dispatch(GatedSequentialKernel("chunk_state_backward", p.Q, s, slice), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));

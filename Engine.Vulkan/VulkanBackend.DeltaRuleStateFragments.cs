@@ -80,12 +80,14 @@ public sealed partial class VulkanBackend
     // fused: the forward pass's variant that also forms the outputs (chunk_state_fragments.comp, FUSED_OUTPUT).
     // compact: the intermediates are bf16 (DeltaRuleUsesCompactIntermediates); values: the backward pass's
     // variant that forms dU'_local from P' (chunk_state_backward_fragments.comp, FUSED_VALUES).
-    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false)
+    // gated: the GATED build (the gated rule's recurrence from decayed keys and queries, DeltaRuleGated.cs).
+    private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
+        bool gated = false)
     {
         int rows = FragmentRows(s, backward: kernel == "chunk_state_backward_fragments");
         string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}{(values ? "_values" : "")}", specialization, requiredSubgroupSize: 32, fullSubgroups: true),
-            Groups(s.ValueDim, rows));
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", specialization,
+            requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
     }
 }

@@ -88,10 +88,12 @@
 #                      shapes (FW_FLA_PROFILE_ARGS="B H T D ..." instead), forward and forward+backward (bench/peers/fla_profile.py)
 #   delta-issue-profile ours per kernel (FASTWEIGHTS_PROFILE=1) at the issue's four shapes, to set beside fla-profile
 #   delta-gated        the gated delta rule (bf16, alpha in (0.9, 1)) at B8 H16 T2048 D64 and D128, recurrent and
-#                      chunked, then chunked at T8192 D64 and D128 (the portable gated stages)
+#                      chunked, then chunked at T8192 D64 and D128, profiled (the default: parallel stages on tensor cores)
 #   fla-gated          flash-linear-attention's chunk_gated_delta_rule at the same four shapes (bench/peers/fla_gated.py)
-#   delta-gated-coopmat the gated rule chunked (bf16) at the four shapes with its parallel stages on tensor cores
-#                      (FASTWEIGHTS_DELTA_GATED_COOPMAT=1), profiled; delta-gated has them on the portable products
+#   delta-gated-sequential the gated rule chunked (bf16) at the four shapes with its state passes on the f32
+#                      register-tiled kernels (FASTWEIGHTS_DELTA_STATE=tiles; by default they run on fragments), profiled
+#   delta-gated-portable the gated rule chunked (bf16) at the four shapes with its parallel stages on the portable
+#                      f32 products (FASTWEIGHTS_DELTA_GATED_COOPMAT=0), profiled
 #   delta-fused-saving the chunked delta rule (bf16, rounded) at D64 with the saving forward's outputs formed by the
 #                      output stage and in the state pass (FASTWEIGHTS_DELTA_FUSED_SAVING=0, 1): profile at T2048,
 #                      then T2048 and T8192
@@ -244,7 +246,8 @@ for section in "$@"; do
     delta-issue-profile) delta_profiles $issue_shapes '^$' "${FW_DELTA_SETTING:-FASTWEIGHTS_PROFILE=1}" ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --gated true --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^gated'
         FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --gated true --algorithm chunked --shape 8,16,8192,64,8,16,8192,128 $extra | grep -E '^(gated|profile)' ;;
-    delta-gated-coopmat) FASTWEIGHTS_DELTA_GATED_COOPMAT=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --gated true --algorithm chunked --shape $issue_shapes $extra | grep -E '^(gated|profile)' ;;
+    delta-gated-sequential) FASTWEIGHTS_DELTA_STATE=tiles FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --gated true --algorithm chunked --shape $issue_shapes $extra | grep -E '^(gated|profile)' ;;
+    delta-gated-portable) FASTWEIGHTS_DELTA_GATED_COOPMAT=0 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --gated true --algorithm chunked --shape $issue_shapes $extra | grep -E '^(gated|profile)' ;;
     fla-gated) PYTHONPATH=.peers python3 bench/peers/fla_gated.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 ;;
     delta-fused-saving) delta_profiles 8,16,2048,64 '(wy|state|output)' FASTWEIGHTS_DELTA_FUSED_SAVING=0 FASTWEIGHTS_DELTA_FUSED_SAVING=1
       for v in 0 1; do echo "# FASTWEIGHTS_DELTA_FUSED_SAVING=$v"

@@ -18,6 +18,11 @@
 // chunk_wy_fragments.comp stored for the forward's fused state pass (pc.scores, bf16 hi and lo planes
 // [B H chunks, 2, 64, 64]; P'^T's tiles through column-major loads, a chunk ahead like K) and the dO'
 // it stages anyway, in place of chunk_values_grad and its f32 dU'_local (pc.dUPrime is not read).
+// GATED=1 (the _gated variants; VulkanBackend.DeltaRuleGatedUsesStateFragments): the gated rule's
+//   dU' = dU'_local + diag(tail) K dS_C^T,   dS_0 = gamma_C dS_C + dO'^T diag(gamma) Q - dU'^T W
+// with f32 W and dU'_local from its parallel stages: the host passes keysToEnd = diag(tail) K and
+// queriesFrom = diag(gamma) Q (chunk_decay_scale.comp) as the keys and queries, and dS_C is scaled by
+// chunkDecays[bh, n] = gamma_C once it is stored and staged.
 // Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -25,11 +30,18 @@
 //! variant chunk_state_backward_fragments_k64_v32_values -DDK=64 -DBV=32 -DFUSED_VALUES=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32 -DDK=128 -DBV=32 -O0
 //! variant chunk_state_backward_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
+//! variant chunk_state_backward_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
+//! variant chunk_state_backward_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
+//! variant chunk_state_backward_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
+//! variant chunk_state_backward_fragments_k128_v64_gated -DDK=128 -DBV=64 -DPLANES=1 -DGATED=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
 
 #ifndef FUSED_VALUES
 #define FUSED_VALUES 0
+#endif
+#ifndef GATED
+#define GATED 0
 #endif
 
 layout(push_constant) uniform Push
@@ -49,6 +61,9 @@ layout(push_constant) uniform Push
     float scale;
     uint64_t dUPrimeOut;    // out: dU' (f32: may be dUPrime itself, each tile written after it is read; bf16 where COMPACT)
     uint64_t scores;        // FUSED_VALUES: P' = scale (Q K^T ⊙ M) as bf16 hi and lo planes (chunk_wy_fragments.comp)
+#if GATED
+    uint64_t chunkDecays;   // gamma_C of each chunk, f32 [B H, chunks] (chunk_decay_scale.comp)
+#endif
 } pc;
 
 // State tile j of this subgroup: rows 16 stateTileRow(j) .., columns 16 stateTileColumn(j) ..; tile j
@@ -163,6 +178,12 @@ void main()
             }
             if (PROBE_STORES) STORE_INTERMEDIATE(COMPACT, du[j], pc.dUPrimeOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride)
         }
+#if GATED
+        {
+            float chunkDecay = F32Buffer(pc.chunkDecays).v[bh * chunks + n];
+            [[unroll]] for (uint j = 0; j < STATE_TILES; j++) ds[j] = ds[j] * chunkDecay;   // dS_C is stored and staged
+        }
+#endif
         // dS += dO'^T Q (dO'^T through column-major loads of dO')
         [[unroll]] for (uint tb = 0; tb < 4; tb++)
             [[unroll]] for (uint j = 0; j < STATE_TILES; j++)

@@ -23,6 +23,10 @@
 // Q S^T shares S^T's fragments with W S^T (Q's fragments read straight from the tensor a chunk
 // ahead), P' is read as bf16 hi and lo fragments, U' from its parts in region2. S and U'
 // are stored only where given (the backward reads them; a plain forward needs neither).
+// GATED=1 (the _gated variants; VulkanBackend.DeltaRuleGatedUsesStateFragments) runs the gated rule's
+// chunk recurrence S <- gamma_C S + (diag(tail) U')^T K with f32 W, U and U' from its parallel stages:
+// the host passes keysToEnd = diag(tail) K (chunk_decay_scale.comp) as the keys, and each update first
+// scales S by chunkDecays[bh, n] = gamma_C.
 // Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -30,6 +34,12 @@
 //! variant chunk_state_fragments_k128_v32_lean -DDK=128 -DBV=32 -DPREFETCH_W=0 -O0
 //! variant chunk_state_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_lean -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -O0
+//! variant chunk_state_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
+//! variant chunk_state_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
+//! variant chunk_state_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
+//! variant chunk_state_fragments_k128_v32_lean_gated -DDK=128 -DBV=32 -DPREFETCH_W=0 -DGATED=1 -O0
+//! variant chunk_state_fragments_k128_v64_gated -DDK=128 -DBV=64 -DPLANES=1 -DGATED=1 -O0
+//! variant chunk_state_fragments_k128_v64_lean_gated -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v64_fused -DDK=64 -DBV=64 -DFUSED_OUTPUT=1 -O0
 //! variant chunk_state_fragments_k64_v32_fused -DDK=64 -DBV=32 -DFUSED_OUTPUT=1 -O0
 #extension GL_GOOGLE_include_directive : require
@@ -47,6 +57,9 @@ layout(constant_id = 2) const bool EARLY_FETCH = true;
 #endif
 #ifndef FUSED_OUTPUT
 #define FUSED_OUTPUT 0
+#endif
+#ifndef GATED
+#define GATED 0
 #endif
 
 layout(push_constant) uniform Push
@@ -67,6 +80,9 @@ layout(push_constant) uniform Push
     uint64_t pPrime;        // P' of each chunk as bf16 hi and lo planes [B H chunks, 2, 64, 64] (rounded: hi only)
     uint64_t outputs;       // out: O
     float scale;
+#endif
+#if GATED
+    uint64_t chunkDecays;   // gamma_C of each chunk, f32 [B H, chunks] (chunk_decay_scale.comp)
 #endif
 } pc;
 
@@ -118,9 +134,19 @@ void main()
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
     // Lean: W's block tiles of chunk n (rows from firstRow), one 64-column block at a time.
 #define LOAD_W_BLOCK(n, kb) LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb)
-    // S += U'^T K of the chunk whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
-    // through column-major loads of U' (64 x BV).
-#define UPDATE_STATE() \
+    // S += U'^T K of chunk m, whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
+    // through column-major loads of U' (64 x BV). Gated, S is first scaled by gamma_C of chunk m.
+#if GATED
+#define DECAY_STATE(m) \
+    { \
+        float chunkDecay = F32Buffer(pc.chunkDecays).v[bh * chunks + (m)]; \
+        [[unroll]] for (uint j = 0; j < STATE_TILES; j++) s[j] = s[j] * chunkDecay; \
+    }
+#else
+#define DECAY_STATE(m)
+#endif
+#define UPDATE_STATE(m) \
+    DECAY_STATE(m) \
     [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++) \
         { \
@@ -139,7 +165,7 @@ void main()
         bool fetching = PROBE_FETCHES || n == 0;
         if (EARLY_FETCH)
         {
-            if (n > 0) { UPDATE_STATE() }   // chunk n - 1's
+            if (n > 0) { UPDATE_STATE(n - 1) }   // chunk n - 1's
             if (fetching) { FETCH_K(n) }
             if (PREFETCH_W == 0 && fetching) { LOAD_W_BLOCK(n, 0) }
         }
@@ -236,12 +262,12 @@ void main()
 #endif
         if (!EARLY_FETCH)
         {
-            UPDATE_STATE()
+            UPDATE_STATE(n)
             if (PROBE_FETCHES && n + 1 < chunks) { FETCH_K(n + 1) }
         }
     }
     // Early: the last chunk's update (its U' is in region2, its K in kFrags)
-    if (EARLY_FETCH && pc.finalState != 0ul) { UPDATE_STATE() }
+    if (EARLY_FETCH && pc.finalState != 0ul) { UPDATE_STATE(chunks - 1) }
     if (pc.finalState != 0ul)
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
             coopMatStore(s[j], F32Buffer(pc.finalState).v, bh * stateSize + (v0 + 16 * stateTileRow(j)) * DK + 16 * stateTileColumn(),

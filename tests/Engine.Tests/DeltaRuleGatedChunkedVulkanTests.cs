@@ -105,8 +105,9 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         AssertBackward(x, true, d, Tolerance(t, 5e-5), "small decays");
     }
 
-    // bf16 q, k, v, beta (alpha f32): the reference sees the rounded inputs, so the f32 bound holds.
-    // (f16 reads through the same loadAs as bf16 and as the ungated kernels' f16 variants, which
+    // bf16 q, k, v, beta (alpha f32): the reference sees the rounded inputs, so the f32 bound holds
+    // for the portable products, pinned here (DeltaRuleGatedTensorCoreTests checks the tensor-core ones,
+    // the default for bf16 on a device that has them). (f16 reads through the same loadAs as bf16 and as the ungated kernels' f16 variants, which
     // DeltaRuleChunkedVulkanTests checks; one half type keeps lavapipe's first compile of the gated
     // kernels to one set: with a cold shader cache this class took 3 min 36 s on the 2-core machine.)
     [TestMethod]
@@ -115,11 +116,18 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         var dtype = DType.BF16;
         var backend = Vulkan();
         var x = new Inputs(2, 100, 2, 64, 48, gated: true, 91, dtype);
-        using var d = new Device(backend, x, dtype, withInitial: true);
-        d.Forward(DeltaRuleAlgorithm.Chunked);
-        AssertForward(x, true, d, Tolerance(100, 2e-5), dtype.Name());
-        d.Backward(DeltaRuleAlgorithm.Chunked);
-        AssertBackward(x, true, d, Tolerance(100, 5e-5), dtype.Name());
+        bool coopMat = backend.DeltaRuleGatedCoopMat;
+        backend.DeltaRuleGatedCoopMat = false;
+        try
+        {
+            Assert.IsFalse(backend.DeltaRuleGatedUsesCoopMat(dtype), "the portable products");
+            using var d = new Device(backend, x, dtype, withInitial: true);
+            d.Forward(DeltaRuleAlgorithm.Chunked);
+            AssertForward(x, true, d, Tolerance(100, 2e-5), dtype.Name());
+            d.Backward(DeltaRuleAlgorithm.Chunked);
+            AssertBackward(x, true, d, Tolerance(100, 5e-5), dtype.Name());
+        }
+        finally { backend.DeltaRuleGatedCoopMat = coopMat; }
     }
 
     // The saving forward keeps W, U, U', X and the states; the backward from them equals the recomputing one.
@@ -166,41 +174,51 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
     }
 }
 
-/// <summary>The gated rule's parallel stages on tensor cores (VulkanBackend.DeltaRuleGatedCoopMat, the
-/// `_gated_bf16_cm` builds; operands rounded to bf16 as the ungated default): o, the final state and
+/// <summary>The gated rule's parallel stages on tensor cores (VulkanBackend.DeltaRuleGatedCoopMat, on by
+/// default, the `_gated_bf16_cm` builds) and, where T is a multiple of 64 and Dk is 64 or 128, its state
+/// passes on accumulator fragments (DeltaRuleGatedUsesStateFragments: the GATED builds of the ungated
+/// fragment passes, from the keys and queries chunk_decay_scale.comp decays): o, the final state and
 /// every gradient (dalpha included) within 1e-2 norm-wise of the float64 reference on the bf16 inputs,
-/// as DeltaRuleTensorCoreTests holds the ungated stages. Needs bf16 cooperative matrices (the GPU machine).</summary>
+/// as DeltaRuleTensorCoreTests holds the ungated stages, with operands rounded to bf16 (the default) and
+/// split. Needs bf16 cooperative matrices (the GPU machine).</summary>
 [TestClass]
 [TestCategory("TensorCores")]
 public sealed class DeltaRuleGatedTensorCoreTests
 {
     [TestMethod]
-    [DataRow(2, 128, 3, 64, 64)]
-    [DataRow(1, 192, 2, 128, 64)]
-    [DataRow(1, 130, 2, 48, 100)]
-    public void GatedStagesOnTensorCoresMatchReference(int b, int t, int h, int dk, int dv)
+    [DataRow(2, 128, 3, 64, 64, true)]
+    [DataRow(1, 192, 2, 128, 64, true)]
+    [DataRow(1, 256, 2, 128, 128, true)]
+    [DataRow(1, 130, 2, 48, 100, false)]
+    public void GatedStagesOnTensorCoresMatchReference(int b, int t, int h, int dk, int dv, bool stateFragments)
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
-        bool previous = backend.DeltaRuleGatedCoopMat;
+        bool previous = backend.DeltaRuleGatedCoopMat, previousSplit = backend.DeltaRuleCoopMatSplit;
         backend.DeltaRuleGatedCoopMat = true;
         try
         {
             Assert.IsTrue(backend.DeltaRuleGatedUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the gated stages on tensor cores");
             var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(3 * t + dk + dv), DType.BF16);
-            using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
-            d.Forward(DeltaRuleAlgorithm.Chunked);
             var (o, final) = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Forward(out _);
-            DeltaRuleTensorCoreTests.AssertNormwise(o, d.O.ToArray(), "o");
-            DeltaRuleTensorCoreTests.AssertNormwise(final, d.Final.ToArray(), "final state");
-            d.Backward(DeltaRuleAlgorithm.Chunked);
             var expected = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Backward(TestData.ToDouble(x.DO), TestData.ToDouble(x.DFinal));
-            DeltaRuleTensorCoreTests.AssertNormwise(expected.DQ, d.DQ.ToArray(), "dq");
-            DeltaRuleTensorCoreTests.AssertNormwise(expected.DK, d.DK.ToArray(), "dk");
-            DeltaRuleTensorCoreTests.AssertNormwise(expected.DV, d.DV.ToArray(), "dv");
-            DeltaRuleTensorCoreTests.AssertNormwise(expected.DBeta, d.DBeta.ToArray(), "dbeta");
-            DeltaRuleTensorCoreTests.AssertNormwise(expected.DAlpha, d.DAlpha.ToArray(), "dalpha");
-            DeltaRuleTensorCoreTests.AssertNormwise(expected.DS0, d.DS0.ToArray(), "dInitialState");
+            foreach (bool split in new[] { false, true })
+            {
+                backend.DeltaRuleCoopMatSplit = split;
+                string setting = split ? "split" : "rounded";
+                Assert.AreEqual(stateFragments, backend.DeltaRuleGatedUsesStateFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)), $"state passes on fragments ({setting})");
+                using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
+                d.Forward(DeltaRuleAlgorithm.Chunked);
+                DeltaRuleTensorCoreTests.AssertNormwise(o, d.O.ToArray(), $"o ({setting})");
+                DeltaRuleTensorCoreTests.AssertNormwise(final, d.Final.ToArray(), $"final state ({setting})");
+                d.Backward(DeltaRuleAlgorithm.Chunked);
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DQ, d.DQ.ToArray(), $"dq ({setting})");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DK, d.DK.ToArray(), $"dk ({setting})");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DV, d.DV.ToArray(), $"dv ({setting})");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DBeta, d.DBeta.ToArray(), $"dbeta ({setting})");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DAlpha, d.DAlpha.ToArray(), $"dalpha ({setting})");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DS0, d.DS0.ToArray(), $"dInitialState ({setting})");
+            }
         }
-        finally { backend.DeltaRuleGatedCoopMat = previous; }
+        finally { backend.DeltaRuleGatedCoopMat = previous; backend.DeltaRuleCoopMatSplit = previousSplit; }
     }
 }
