@@ -52,7 +52,7 @@ public sealed partial class VulkanBackend
 
     // What the gated fragment state passes read beside the stages' tensors: keysToEnd = diag(tail) K,
     // queriesFrom = diag(gamma) Q (bf16) and gamma_C per (b H + h, chunk) (chunk_decay_scale.comp).
-    private sealed class DecayedOperands(VulkanBackend backend, FastWeightShape s) : IDisposable
+    internal sealed class DecayedOperands(VulkanBackend backend, FastWeightShape s) : IDisposable
     {
         public Tensor KeysToEnd { get; } = Tensor.Empty(backend, s.Keys, DType.BF16);
         public Tensor QueriesFrom { get; } = Tensor.Empty(backend, s.Keys, DType.BF16);
@@ -60,7 +60,7 @@ public sealed partial class VulkanBackend
         public void Dispose() { KeysToEnd.Dispose(); QueriesFrom.Dispose(); ChunkDecays.Dispose(); }
     }
 
-    private DecayedOperands DecayOperands(DeltaRuleProblem p)
+    internal DecayedOperands DecayOperands(DeltaRuleProblem p)
     {
         var s = p.Shape;
         var d = new DecayedOperands(this, s);

@@ -130,6 +130,44 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         finally { backend.DeltaRuleGatedCoopMat = coopMat; }
     }
 
+    // chunk_decay_scale.comp (the operands of the gated state passes on fragments, which run only where
+    // there are tensor cores): per chunk, with g_i the cumulative log alpha of its rows,
+    // keysToEnd_i = exp(g_last - g_i) k_i and queriesFrom_i = exp(g_i) q_i rounded to bf16 (within one
+    // rounding, 2^-8 relative), gamma_C = exp(g_last) within 2e-5; T = 130 ends in a partial chunk.
+    [TestMethod]
+    public void DecayedKeysAndQueriesMatchTheirDefinition()
+    {
+        var backend = Vulkan();
+        int b = 2, t = 130, h = 3, dk = 40, chunk = VulkanBackend.DeltaRuleChunkSize;
+        var x = new Inputs(b, t, h, dk, 8, gated: true, 17, DType.BF16);
+        using var d = new Device(backend, x, DType.BF16, withInitial: false);
+        var shape = new FastWeightShape(b, t, h, dk, 8);
+        using var decayed = backend.DecayOperands(new DeltaRuleProblem(d.Q, d.K, d.V, d.Beta, d.Alpha, Scale, null, shape));
+        float[] q = d.Q.ToArray(), k = d.K.ToArray(), alpha = d.Alpha.ToArray();
+        float[] keysToEnd = decayed.KeysToEnd.ToArray(), queriesFrom = decayed.QueriesFrom.ToArray(), chunkDecays = decayed.ChunkDecays.ToArray();
+        int chunks = (t + chunk - 1) / chunk;
+        Assert.AreEqual(b * h * chunks, chunkDecays.Length, "gamma_C per (b H + h, chunk)");
+        for (int bi = 0; bi < b; bi++)
+            for (int hi = 0; hi < h; hi++)
+                for (int n = 0; n < chunks; n++)
+                {
+                    int rows = Math.Min(chunk, t - n * chunk);
+                    var g = new double[rows];
+                    for (int i = 0; i < rows; i++) g[i] = (i > 0 ? g[i - 1] : 0) + Math.Log(alpha[(bi * t + n * chunk + i) * h + hi]);
+                    double last = g[rows - 1];
+                    double gammaC = Math.Exp(last), actualGammaC = chunkDecays[(bi * h + hi) * chunks + n];
+                    Assert.IsTrue(Math.Abs(actualGammaC - gammaC) <= 2e-5 * gammaC, $"gamma_C of b {bi} h {hi} chunk {n}: {actualGammaC} against {gammaC}");
+                    for (int i = 0; i < rows; i++)
+                        for (int c = 0; c < dk; c++)
+                        {
+                            int at = ((bi * t + n * chunk + i) * h + hi) * dk + c;
+                            double key = Math.Exp(last - g[i]) * k[at], query = Math.Exp(g[i]) * q[at];
+                            Assert.IsTrue(Math.Abs(keysToEnd[at] - key) <= Math.Pow(2, -8) * Math.Abs(key), $"keysToEnd at row {n * chunk + i} b {bi} h {hi} column {c}: {keysToEnd[at]} against {key}");
+                            Assert.IsTrue(Math.Abs(queriesFrom[at] - query) <= Math.Pow(2, -8) * Math.Abs(query), $"queriesFrom at row {n * chunk + i} b {bi} h {hi} column {c}: {queriesFrom[at]} against {query}");
+                        }
+                }
+    }
+
     // The saving forward keeps W, U, U', X and the states; the backward from them equals the recomputing one.
     [TestMethod]
     public void BackwardFromSavedEqualsRecomputing()
