@@ -51,25 +51,26 @@ public sealed partial class VulkanBackend
     public bool DeltaRuleGatedUsesStateFragments(DType keys, FastWeightShape s) => DeltaRuleGatedUsesCoopMat(keys) && DeltaRuleUsesStateFragments(keys, s);
 
     // What the gated fragment state passes read beside the stages' tensors: keysToEnd = diag(tail) K,
-    // queriesFrom = diag(gamma) Q (bf16) and gamma_C per (b H + h, chunk) (chunk_decay_scale.comp).
-    internal sealed class DecayedOperands(VulkanBackend backend, FastWeightShape s) : IDisposable
+    // queriesFrom = diag(gamma) Q (bf16; the backward pass only) and gamma_C per (b H + h, chunk)
+    // (chunk_decay_scale.comp).
+    internal sealed class DecayedOperands(VulkanBackend backend, FastWeightShape s, bool queries) : IDisposable
     {
         public Tensor KeysToEnd { get; } = Tensor.Empty(backend, s.Keys, DType.BF16);
-        public Tensor QueriesFrom { get; } = Tensor.Empty(backend, s.Keys, DType.BF16);
+        public Tensor? QueriesFrom { get; } = queries ? Tensor.Empty(backend, s.Keys, DType.BF16) : null;
         public Tensor ChunkDecays { get; } = Tensor.Empty(backend, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s)))));
-        public void Dispose() { KeysToEnd.Dispose(); QueriesFrom.Dispose(); ChunkDecays.Dispose(); }
+        public void Dispose() { KeysToEnd.Dispose(); QueriesFrom?.Dispose(); ChunkDecays.Dispose(); }
     }
 
-    internal DecayedOperands DecayOperands(DeltaRuleProblem p)
+    internal DecayedOperands DecayOperands(DeltaRuleProblem p, bool queries)
     {
         var s = p.Shape;
-        var d = new DecayedOperands(this, s);
+        var d = new DecayedOperands(this, s, queries);
         var push = new PushConstants(stackalloc byte[64]);
         push.Address(p.Q);
         push.Address(p.K);
         push.Address(p.Alpha!);
         push.Address(d.KeysToEnd);
-        push.Address(d.QueriesFrom);
+        push.AddressOrZero(d.QueriesFrom);
         push.Address(d.ChunkDecays);
         push.Append(s.Steps);
         push.Append(s.Heads);
@@ -158,7 +159,7 @@ public sealed partial class VulkanBackend
         var push = new PushConstants(stackalloc byte[128]);
         if (DeltaRuleGatedUsesStateFragments(p.K.DType, s))
         {
-            using var d = DecayOperands(p);
+            using var d = DecayOperands(p, queries: false);
             StateOperands(ref push, d.KeysToEnd, s, p.InitialState, w, u, uPrime, states, finalState);
             push.Address(d.ChunkDecays);
             var (kernel, groups) = StateFragmentsKernel("chunk_state_fragments", p.K.DType, s, compact: false, gated: true);
@@ -190,8 +191,8 @@ public sealed partial class VulkanBackend
         var push = new PushConstants(stackalloc byte[128]);
         if (DeltaRuleBackwardFragments && DeltaRuleGatedUsesStateFragments(p.Q.DType, s))
         {
-            using var d = DecayOperands(p);
-            StateBackwardOperands(ref push, d.QueriesFrom, d.KeysToEnd, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
+            using var d = DecayOperands(p, queries: true);
+            StateBackwardOperands(ref push, d.QueriesFrom!, d.KeysToEnd, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
             push.Address(dUPrime);   // completed in place
             push.AddressOrZero(null);
             push.Address(d.ChunkDecays);

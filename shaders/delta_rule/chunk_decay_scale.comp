@@ -5,7 +5,8 @@
 //   keysToEnd_i    = tail_i k_i       (so (diag(tail) U')^T K = U'^T keysToEnd, and diag(tail) K dS^T = keysToEnd dS^T)
 //   queriesFrom_i  = gamma_i q_i      (so dO^T diag(gamma) Q' = scale dO^T queriesFrom)
 //   chunkDecays[bh, n] = gamma_C      (the state's decay over chunk n)
-// q, k bf16 [B, T, H, Dk] in; keysToEnd, queriesFrom bf16 [B, T, H, Dk] out (rounded to nearest);
+// q, k bf16 [B, T, H, Dk] in; keysToEnd, queriesFrom bf16 [B, T, H, Dk] out (rounded to nearest;
+// queriesFrom only where its address is not 0: the forward state pass reads no queries);
 // chunkDecays f32 [B H, chunks]. One workgroup of 64 per (chunk, b H + h).
 #extension GL_GOOGLE_include_directive : require
 #include "buffers.glsl"
@@ -20,7 +21,7 @@ layout(push_constant) uniform Push
     uint64_t k;
     uint64_t alpha;
     uint64_t keysToEnd;     // out
-    uint64_t queriesFrom;   // out
+    uint64_t queriesFrom;   // out; 0: not written
     uint64_t chunkDecays;   // out
     uint t;
     uint heads;
@@ -40,6 +41,7 @@ void main()
     {
         uint i = e / pc.dk, at = ((b * pc.t + t0 + i) * pc.heads + h) * pc.dk + e % pc.dk;
         U16Buffer(pc.keysToEnd).v[at] = uint16_t(floatToBf16(decayToEnd(i) * bf16ToFloat(uint(U16Buffer(pc.k).v[at]))));
-        U16Buffer(pc.queriesFrom).v[at] = uint16_t(floatToBf16(decayTo(i) * bf16ToFloat(uint(U16Buffer(pc.q).v[at]))));
+        if (pc.queriesFrom != 0ul)
+            U16Buffer(pc.queriesFrom).v[at] = uint16_t(floatToBf16(decayTo(i) * bf16ToFloat(uint(U16Buffer(pc.q).v[at]))));
     }
 }

@@ -142,9 +142,17 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         var x = new Inputs(b, t, h, dk, 8, gated: true, 17, DType.BF16);
         using var d = new Device(backend, x, DType.BF16, withInitial: false);
         var shape = new FastWeightShape(b, t, h, dk, 8);
-        using var decayed = backend.DecayOperands(new DeltaRuleProblem(d.Q, d.K, d.V, d.Beta, d.Alpha, Scale, null, shape));
+        var problem = new DeltaRuleProblem(d.Q, d.K, d.V, d.Beta, d.Alpha, Scale, null, shape);
+        using var decayed = backend.DecayOperands(problem, queries: true);
         float[] q = d.Q.ToArray(), k = d.K.ToArray(), alpha = d.Alpha.ToArray();
-        float[] keysToEnd = decayed.KeysToEnd.ToArray(), queriesFrom = decayed.QueriesFrom.ToArray(), chunkDecays = decayed.ChunkDecays.ToArray();
+        float[] keysToEnd = decayed.KeysToEnd.ToArray(), queriesFrom = decayed.QueriesFrom!.ToArray(), chunkDecays = decayed.ChunkDecays.ToArray();
+        // the forward's call, without queries, writes the same keys and decays
+        using (var keysOnly = backend.DecayOperands(problem, queries: false))
+        {
+            Assert.IsNull(keysOnly.QueriesFrom, "no queries asked for");
+            CollectionAssert.AreEqual(keysToEnd, keysOnly.KeysToEnd.ToArray(), "keysToEnd without queries");
+            CollectionAssert.AreEqual(chunkDecays, keysOnly.ChunkDecays.ToArray(), "gamma_C without queries");
+        }
         int chunks = (t + chunk - 1) / chunk;
         Assert.AreEqual(b * h * chunks, chunkDecays.Length, "gamma_C per (b H + h, chunk)");
         for (int bi = 0; bi < b; bi++)
