@@ -11,8 +11,9 @@ namespace FastWeights.Engine.Vulkan;
 //             writing its share of the log-decay gradient dg), chunk_decay_grad (dalpha from dg)
 // Every intermediate is f32; the parallel stages' products are the tensor-core ones of
 // chunk_tiles_coopmat.glsl for bf16 inputs on a device that has them (DeltaRuleGatedCoopMat, the
-// default), else the portable f32 tile products; the state passes are the f32 FMA kernels (the
-// fragment kernels are ungated).
+// default), else the portable f32 tile products; the state passes run on accumulator fragments where
+// DeltaRuleGatedUsesStateFragments says (GATED builds of the ungated fragment passes, from the keys and
+// queries chunk_decay_scale decays), else on the f32 register-tiled kernels (chunk_sequential.glsl).
 public sealed partial class VulkanBackend
 {
     /// <summary>Whether the gated rule's parallel stages (stage 1, the output stage, the values gradient,
@@ -23,8 +24,9 @@ public sealed partial class VulkanBackend
     /// (bench/results/2026-12-07-h100-run92.txt, B8 H16 bf16, forward / forward+backward ms, portable
     /// against tensor cores): T2048 D64 1.207 / 4.173 against 0.963 / 3.425, D128 3.785 / 11.970 against
     /// 3.124 / 10.751; T8192 D64 4.642 / 16.122 against 3.654 / 12.897, D128 14.866 / 47.134 against
-    /// 12.222 / 42.497. DeltaRuleGatedTensorCoreTests holds it to 1e-2 norm-wise (passed there). The
-    /// state passes stay on the f32 FMA kernels either way.</summary>
+    /// 12.222 / 42.497 (the state passes on the f32 kernels in both). DeltaRuleGatedTensorCoreTests holds
+    /// it to 1e-2 norm-wise (passed there). It is also the condition for the state passes on fragments
+    /// (<see cref="DeltaRuleGatedUsesStateFragments"/>).</summary>
     public bool DeltaRuleGatedCoopMat { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_COOPMAT") != "0";
 
     // The gated q, k gradients' shared memory beyond the ungated tensor-core stages': totals (GROUP
