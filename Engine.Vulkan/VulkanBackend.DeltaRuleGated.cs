@@ -116,10 +116,13 @@ public sealed partial class VulkanBackend
         var dAlpha = g.DAlpha ?? throw new InvalidOperationException("the gated backward needs dalpha (checked by DeltaRule.Backward)");
         using var recomputed = kept is null ? NewGatedIntermediates(p, withInverse: true, recorded: p) : null;
         var f = kept ?? recomputed!;
+        // The decayed keys and queries of the state passes on fragments, formed once for the recomputed
+        // forward pass and the backward one.
+        using var decayed = DeltaRuleBackwardFragments && DeltaRuleGatedUsesStateFragments(p.Q.DType, s) ? DecayOperands(p, queries: true) : null;
         if (kept is null)
         {
             GatedWy(p, f.W, f.U, f.Inverse);
-            GatedState(p, f.W, f.U, f.UPrime!, f.States!, null);
+            GatedState(p, f.W, f.U, f.UPrime!, f.States!, null, decayed);
         }
         // dU' (first dU'_local = P^T dO, then completed in place by the state pass), the dS_C, dW, and
         // the log-decay gradient's parts: one per 64 columns of Dk (chunk_grad_qk) and one for chunk_wy_backward.
@@ -129,7 +132,7 @@ public sealed partial class VulkanBackend
         int keyBlocks = (int)Groups(s.KeyDim, DeltaRuleChunkSize);
         using var decayParts = Tensor.Empty(this, new Shape(keyBlocks + 1, s.Batch, s.Steps, s.Heads));
         GatedOutput("chunk_values_grad", p, s, g.DOutput, null, dUPrime);
-        GatedStateBackward(p, f.W, g.DOutput, dUPrime, dStates, g.DFinalState, g.DInitialState);
+        GatedStateBackward(p, f.W, g.DOutput, dUPrime, dStates, g.DFinalState, g.DInitialState, decayed);
         GatedGradQK(p, g.DOutput, f.UPrime!, dUPrime, f.States!, dStates, g.DQ, g.DK, dW, decayParts);
         GatedWyBackward(p, f, dUPrime, dW, g, decayParts);
 
@@ -154,14 +157,16 @@ public sealed partial class VulkanBackend
     }
 
     // chunk_state_gated: U' = U - W S^T, S <- gamma_C S + (diag(tail) U')^T K, sequential over chunks;
-    // on fragments (DeltaRuleGatedUsesStateFragments) from the decayed keys.
-    private void GatedState(DeltaRuleProblem p, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState)
+    // on fragments (DeltaRuleGatedUsesStateFragments) from the decayed keys: 'decayed' where the caller
+    // formed them already (the backward), else formed here (keys only).
+    private void GatedState(DeltaRuleProblem p, Tensor w, Tensor u, Tensor uPrime, Tensor states, Tensor? finalState, DecayedOperands? decayed = null)
     {
         var s = p.Shape;
         var push = new PushConstants(stackalloc byte[128]);
         if (DeltaRuleGatedUsesStateFragments(p.K.DType, s))
         {
-            using var d = DecayOperands(p, queries: false);
+            using var formed = decayed is null ? DecayOperands(p, queries: false) : null;
+            var d = decayed ?? formed!;
             StateOperands(ref push, d.KeysToEnd, s, p.InitialState, w, u, uPrime, states, finalState);
             push.Address(d.ChunkDecays);
             var (kernel, groups) = StateFragmentsKernel("chunk_state_fragments", p.K.DType, s, compact: false, gated: true);
@@ -186,14 +191,15 @@ public sealed partial class VulkanBackend
 
     // chunk_state_backward_gated: reverse over chunks, dU' = dU'_local + diag(tail) K dS_C^T (in place),
     // dS_0 = gamma_C dS_C + dO^T diag(gamma) Q' - dU'^T W.
-    // On fragments (DeltaRuleGatedUsesStateFragments and DeltaRuleBackwardFragments) from the decayed keys and queries.
-    private void GatedStateBackward(DeltaRuleProblem p, Tensor w, Tensor dOutput, Tensor dUPrime, Tensor dStates, Tensor? dFinalState, Tensor? dInitialState)
+    // On fragments (DeltaRuleGatedUsesStateFragments and DeltaRuleBackwardFragments: exactly where the
+    // caller passes 'decayed', the keys and queries decayed by chunk_decay_scale).
+    private void GatedStateBackward(DeltaRuleProblem p, Tensor w, Tensor dOutput, Tensor dUPrime, Tensor dStates, Tensor? dFinalState, Tensor? dInitialState,
+        DecayedOperands? decayed)
     {
         var s = p.Shape;
         var push = new PushConstants(stackalloc byte[128]);
-        if (DeltaRuleBackwardFragments && DeltaRuleGatedUsesStateFragments(p.Q.DType, s))
+        if (decayed is { } d)
         {
-            using var d = DecayOperands(p, queries: true);
             StateBackwardOperands(ref push, d.QueriesFrom!, d.KeysToEnd, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
             push.Address(dUPrime);   // completed in place
             push.AddressOrZero(null);
