@@ -56,6 +56,24 @@ public sealed partial class VulkanBackend
     /// one workgroup per SM) was slower, 1167 against 1081 us (run 62), and has no variant.</summary>
     public bool DeltaRuleStateFragmentsLean { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_LEAN") != "0";
 
+    /// <summary>Whether the forward fragment pass at Dk = 128 (ungated, rounded operands, Dv a multiple
+    /// of 64) takes its _jit variant: 64 state rows per workgroup and no read issued a chunk ahead
+    /// (chunk_state_fragments.comp, JIT_FETCH), so that it can hold few enough registers for two
+    /// workgroups per SM, and the 256 workgroups of B8 H16 Dv 128 one wave on an H100. Its results are
+    /// those of the 64-row lean pass with late reads, bit for bit. False by default
+    /// (FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 turns it on) until it is measured faster.</summary>
+    public bool DeltaRuleStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_JIT") == "1";
+
+    /// <summary>The same for the backward fragment pass at Dk = 128 (chunk_state_backward_fragments.comp,
+    /// JIT_FETCH; the prefetching 64-row pass holds 254 registers): false by default
+    /// (FASTWEIGHTS_DELTA_BACKWARD_JIT=1 turns it on) until it is measured faster.</summary>
+    public bool DeltaRuleBackwardFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_BACKWARD_JIT") == "1";
+
+    // Whether this problem's state pass (ungated, forward not fused, backward not forming dU'_local)
+    // takes the _jit variant: 64 rows at Dk = 128 with rounded operands.
+    private bool UsesJit(FastWeightShape s, bool backward) =>
+        (backward ? DeltaRuleBackwardFragmentsJit : DeltaRuleStateFragmentsJit) && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
+
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
@@ -84,8 +102,10 @@ public sealed partial class VulkanBackend
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
         bool gated = false)
     {
-        int rows = FragmentRows(s, backward: kernel == "chunk_state_backward_fragments");
-        string lean = DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
+        bool backward = kernel == "chunk_state_backward_fragments";
+        bool jit = !fused && !values && !gated && UsesJit(s, backward);
+        int rows = jit ? 64 : FragmentRows(s, backward);
+        string lean = jit ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
         return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", specialization,
             requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));

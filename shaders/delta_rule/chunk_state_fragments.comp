@@ -17,6 +17,13 @@
 // bf16 keys, subgroups of 32. Same inputs, outputs and push constants as chunk_state_tiles.comp.
 // PREFETCH_W=0 (the _lean variant): W's tiles are read right before they are split, not a chunk
 // ahead, which saves 32 registers per invocation at DK = 128.
+// JIT_FETCH=1 (the _jit variant, DK = 128, BV = 64, lean, one plane; VulkanBackend.DeltaRuleStateFragmentsJit):
+// nothing is read a chunk ahead: U's tiles are read right after the W S^T products that precede their
+// use, K's fragments right after U' is formed, and the order is the late one whatever EARLY_FETCH says.
+// The aim is at most 128 registers per invocation, so that two workgroups share an SM and the 256
+// workgroups of B8 H16 Dv 128 run in one wave (the prefetching 64-row pass holds 154-176, one per SM,
+// two waves); each workgroup then waits out its reads, and the other workgroup on the SM runs meanwhile.
+// Same products in the same order as the _lean variant with late reads, so the same bits.
 // FUSED_OUTPUT=1 (the _fused variants, DK = 64, for a plain forward: VulkanBackend.DeltaRuleFusedOutput)
 // also forms the chunk's outputs for the slice, in place of the output stage (chunk_output_fragments.comp):
 //   O = scale Q S^T + P' U'        (64 x BV; P' = scale (Q K^T ⊙ M) from chunk_wy_fragments.comp)
@@ -34,6 +41,7 @@
 //! variant chunk_state_fragments_k128_v32_lean -DDK=128 -DBV=32 -DPREFETCH_W=0 -O0
 //! variant chunk_state_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_lean -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -O0
+//! variant chunk_state_fragments_k128_v64_jit -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
@@ -51,7 +59,15 @@
 // block 0 at the top. Late (false): the order of the run-79 kernels. Early took 7-9% off each forward
 // pass on the H100 (run 81); the backward pass gained nothing from the same reordering at Dk = 64 and
 // lost 6% at Dk = 128, so it keeps the late order.
+#ifndef JIT_FETCH
+#define JIT_FETCH 0
+#endif
+#if JIT_FETCH
+layout(constant_id = 2) const bool EARLY_FETCH_ASKED = true;   // not followed: the late order
+#define EARLY_FETCH false
+#else
 layout(constant_id = 2) const bool EARLY_FETCH = true;
+#endif
 #ifndef PREFETCH_W
 #define PREFETCH_W 1
 #endif
@@ -155,8 +171,10 @@ void main()
             if (PROBE_PRODUCTS) { MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]); } \
         }
     if (PREFETCH_W != 0) { FETCH_W(0) }
+#if !JIT_FETCH
     FETCH_U(0)
     if (!EARLY_FETCH) { FETCH_K(0) }
+#endif
     FETCH_Q(0)
 
     [[dont_unroll]] for (uint n = 0; n < chunks; n++)
@@ -216,6 +234,9 @@ void main()
         }
         if (EARLY_FETCH && PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
         // U' = U - P, stored
+#if JIT_FETCH
+        if (fetching) { FETCH_U(n) }
+#endif
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             p[j] = uTiles[j] - p[j];
@@ -223,7 +244,11 @@ void main()
                 STORE_INTERMEDIATE(COMPACT, p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                                    valueStride)
         }
+#if JIT_FETCH
+        if (fetching && (n + 1 < chunks || pc.finalState != 0ul)) { FETCH_K(n) }
+#else
         if (PROBE_FETCHES && n + 1 < chunks) { FETCH_U(n + 1) }
+#endif
 #if FUSED_OUTPUT
         // P' tiles (tokenTileRow, d), d <= tokenTileRow, for O += P' U'
         FRAG_A scoresHi[4], scoresLo[4];
@@ -263,7 +288,9 @@ void main()
         if (!EARLY_FETCH)
         {
             UPDATE_STATE(n)
+#if !JIT_FETCH
             if (PROBE_FETCHES && n + 1 < chunks) { FETCH_K(n + 1) }
+#endif
         }
     }
     // Early: the last chunk's update (its U' is in region2, its K in kFrags)
