@@ -12,7 +12,8 @@ public sealed partial class VulkanBackend
     /// <summary>State rows per workgroup of the fragment state passes: 32 or 64 for both passes, or 0 (the
     /// default; FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice: 64 at Dk = 64; at
     /// Dk = 128, 32 for the forward pass and 64 for the backward one where the operands are rounded
-    /// (<see cref="DeltaRuleCoopMatSplit"/> false) and Dv is a multiple of 64. The 64-row variants at
+    /// (<see cref="DeltaRuleCoopMatSplit"/> false) and Dv is a multiple of 64 (where the forward pass's _jit
+    /// variant applies, <see cref="DeltaRuleStateFragmentsJit"/>, it takes 64 whatever this says). The 64-row variants at
     /// Dk = 128 hold the hi planes alone (26 KiB of shared memory, where two planes would take 52 KiB)
     /// and halve the workgroups (256 at B8 H16 Dv 128), each reading the chunk's K, Q and W once for
     /// twice the rows. H200, B8 H16 T2048 D128 bf16 with compact intermediates
@@ -58,21 +59,18 @@ public sealed partial class VulkanBackend
 
     /// <summary>Whether the forward fragment pass at Dk = 128 (ungated, rounded operands, Dv a multiple
     /// of 64) takes its _jit variant: 64 state rows per workgroup and no read issued a chunk ahead
-    /// (chunk_state_fragments.comp, JIT_FETCH), so that it can hold few enough registers for two
-    /// workgroups per SM, and the 256 workgroups of B8 H16 Dv 128 one wave on an H100. Its results are
-    /// those of the 64-row lean pass with late reads, bit for bit. False by default
-    /// (FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 turns it on) until it is measured faster.</summary>
-    public bool DeltaRuleStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_JIT") == "1";
+    /// (chunk_state_fragments.comp, JIT_FETCH), at 126 registers per invocation, so two workgroups share
+    /// an SM and the 256 workgroups of B8 H16 Dv 128 run in one wave on an H100. Its results are those of
+    /// the 64-row lean pass with late reads, bit for bit. True by default (FASTWEIGHTS_DELTA_FRAGMENT_JIT=0
+    /// takes the 32-row lean pass): B8 H16 D128 bf16 on the H100, 327.0 against 343.8 us at T2048 and
+    /// 1273.1 against 1339.2 at T8192 (bench/results/2026-12-07-h100-run94.txt). The backward pass built
+    /// the same way (every read right before its use) held 162 registers, still one workgroup per SM,
+    /// and was slower, 678.9 against 613.3 us and 2689.9 against 2424.9 (same run); it has no variant.</summary>
+    public bool DeltaRuleStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_JIT") != "0";
 
-    /// <summary>The same for the backward fragment pass at Dk = 128 (chunk_state_backward_fragments.comp,
-    /// JIT_FETCH; the prefetching 64-row pass holds 254 registers): false by default
-    /// (FASTWEIGHTS_DELTA_BACKWARD_JIT=1 turns it on) until it is measured faster.</summary>
-    public bool DeltaRuleBackwardFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_BACKWARD_JIT") == "1";
-
-    // Whether this problem's state pass (ungated, forward not fused, backward not forming dU'_local)
-    // takes the _jit variant: 64 rows at Dk = 128 with rounded operands.
-    private bool UsesJit(FastWeightShape s, bool backward) =>
-        (backward ? DeltaRuleBackwardFragmentsJit : DeltaRuleStateFragmentsJit) && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
+    // Whether this problem's forward state pass (ungated, not fused) takes the _jit variant.
+    private bool UsesJitForward(FastWeightShape s) =>
+        DeltaRuleStateFragmentsJit && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
 
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
@@ -103,7 +101,7 @@ public sealed partial class VulkanBackend
         bool gated = false)
     {
         bool backward = kernel == "chunk_state_backward_fragments";
-        bool jit = !fused && !values && !gated && UsesJit(s, backward);
+        bool jit = !backward && !fused && !gated && UsesJitForward(s);
         int rows = jit ? 64 : FragmentRows(s, backward);
         string lean = jit ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);

@@ -105,8 +105,9 @@
 #                      reads, 4 barriers, 8 products, 16 shared-memory stores), then at B1 H1 and B1 H4
 #   delta-early        the chunked delta rule (bf16, T2048, D64 and D128) profiled with the forward state pass's next-chunk
 #                      reads issued late (FASTWEIGHTS_DELTA_EARLY_FETCH=0, the run-79 order) and early (the default)
-#   delta-jit          the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the state passes as by
-#                      default, then as the 64-row _jit passes (FASTWEIGHTS_DELTA_FRAGMENT_JIT=1, _BACKWARD_JIT=1)
+#   delta-jit          the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the state passes without
+#                      and with the 64-row _jit passes (run 94; the backward one was dropped after it, so
+#                      FASTWEIGHTS_DELTA_BACKWARD_JIT no longer does anything)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the

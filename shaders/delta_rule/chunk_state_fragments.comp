@@ -20,9 +20,11 @@
 // JIT_FETCH=1 (the _jit variant, DK = 128, BV = 64, lean, one plane; VulkanBackend.DeltaRuleStateFragmentsJit):
 // nothing is read a chunk ahead: U's tiles are read right after the W S^T products that precede their
 // use, K's fragments right after U' is formed, and the order is the late one whatever EARLY_FETCH says.
-// The aim is at most 128 registers per invocation, so that two workgroups share an SM and the 256
-// workgroups of B8 H16 Dv 128 run in one wave (the prefetching 64-row pass holds 154-176, one per SM,
-// two waves); each workgroup then waits out its reads, and the other workgroup on the SM runs meanwhile.
+// It holds 126 registers per invocation on the H100, so two workgroups share an SM and the 256
+// workgroups of B8 H16 Dv 128 run in one wave (the prefetching 64-row passes hold 154-176, one per SM,
+// two waves; the 32-row lean pass 125, two per SM, but 512 workgroups); each workgroup waits out its
+// reads. 5% faster than the 32-row lean pass there (bench/results/2026-12-07-h100-run94.txt): the
+// waves were not the whole cost, the reads each chain waits on are most of the rest.
 // Same products in the same order as the _lean variant with late reads, so the same bits.
 // FUSED_OUTPUT=1 (the _fused variants, DK = 64, for a plain forward: VulkanBackend.DeltaRuleFusedOutput)
 // also forms the chunk's outputs for the slice, in place of the output stage (chunk_output_fragments.comp):

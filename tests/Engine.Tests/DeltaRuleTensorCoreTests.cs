@@ -86,7 +86,7 @@ public sealed class DeltaRuleTensorCoreTests
 
     // The state passes on accumulator fragments (chunk_state_fragments.comp, chunk_state_backward_fragments.comp),
     // which take T a multiple of 64, Dk 64 or 128 and Dv a multiple of their rows per workgroup (64 or
-    // 32 at Dk = 64, 32 at Dk = 128): forward, final state and every gradient with both passes on
+    // 32 at Dk = 64, 32 or 64 at Dk = 128; the forward pass's _jit variant, where it applies, last): forward, final state and every gradient with both passes on
     // fragments, with the forward one only, and with the tile passes on the same inputs; split (the
     // portable tolerance) and rounded (DeltaRuleCoopMatSplit reaches the fragment passes through
     // their specialisation constant; 1e-2 norm-wise, AssertNormwise).
@@ -107,11 +107,12 @@ public sealed class DeltaRuleTensorCoreTests
         var previousPass = backend.DeltaRuleStatePass;
         int previousRows = backend.DeltaRuleStateFragmentRows;
         bool previousBackward = backend.DeltaRuleBackwardFragments, previousLean = backend.DeltaRuleStateFragmentsLean;
-        bool previousEarly = backend.DeltaRuleStateEarlyFetch;
+        bool previousEarly = backend.DeltaRuleStateEarlyFetch, previousJit = backend.DeltaRuleStateFragmentsJit;
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
         {
             backend.DeltaRuleStateFragmentRows = rows;
+            backend.DeltaRuleStateFragmentsJit = false;   // the rows, lean and early settings below reach the forward pass (the _jit pass: after the loop)
             // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
             // before use; the forward pass's next-chunk reads issued early, then late), the forward only, neither (the
             // tile passes)
@@ -131,13 +132,24 @@ public sealed class DeltaRuleTensorCoreTests
                 AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, setting);
             }
             backend.DeltaRuleStatePass = DeltaRuleStatePass.Auto;
+            backend.DeltaRuleBackwardFragments = true;
+            backend.DeltaRuleStateFragmentsLean = previousLean;
+            backend.DeltaRuleStateEarlyFetch = previousEarly;
+            if (dk == 128 && !split && dv % 64 == 0)
+            {
+                // the forward pass's _jit variant (64 rows, every read right before its use; the default where it applies)
+                backend.DeltaRuleStateFragmentsJit = true;
+                Check(backend, b, t, h, dk, dv, (expected, actual, what) => AssertNormwise(expected, actual, $"{what} (_jit forward pass)"));
+                AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "_jit forward pass");
+            }
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { ValueDim = 40 }), "Dv = 40");
             Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
         }
         finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
-            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateEarlyFetch = previousEarly; }
+            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateEarlyFetch = previousEarly;
+            backend.DeltaRuleStateFragmentsJit = previousJit; }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
