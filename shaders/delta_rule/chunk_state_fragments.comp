@@ -44,6 +44,7 @@
 //! variant chunk_state_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_lean -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_jit -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
+//! variant chunk_state_fragments_k128_v32_jit -DDK=128 -DBV=32 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
