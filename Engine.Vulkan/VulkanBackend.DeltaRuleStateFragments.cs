@@ -65,32 +65,15 @@ public sealed partial class VulkanBackend
     /// takes the 32-row lean pass): B8 H16 D128 bf16 on the H100, 327.0 against 343.8 us at T2048 and
     /// 1273.1 against 1339.2 at T8192 (bench/results/2026-12-07-h100-run94.txt). The backward pass built
     /// the same way (every read right before its use) held 162 registers, still one workgroup per SM,
-    /// and was slower, 678.9 against 613.3 us and 2689.9 against 2424.9 (same run); it has no variant.</summary>
+    /// and was slower, 678.9 against 613.3 us and 2689.9 against 2424.9 (same run). Built with 32 rows
+    /// the two passes held 96 and 128 registers (three and two workgroups per SM, 512 workgroups) and
+    /// were slower still: 392.5 / 1544.8 us forward, 782.8 / 3099.5 backward at T2048 / T8192
+    /// (run 95). Neither backward variant was kept.</summary>
     public bool DeltaRuleStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_JIT") != "0";
 
-    /// <summary>Experiment: the state rows per workgroup of the forward _jit pass, 64 (the default) or 32
-    /// (FASTWEIGHTS_DELTA_JIT_ROWS=32), and whether the backward pass at Dk = 128 takes the 32-row _jit
-    /// variant (FASTWEIGHTS_DELTA_BACKWARD_JIT=1; chunk_state_backward_fragments.comp, JIT_FETCH). Both
-    /// give the bits of the 32-row passes with late reads.</summary>
-    public int DeltaRuleStateFragmentsJitRows
-    {
-        get => _jitRows;
-        set => _jitRows = value is 32 or 64 ? value
-            : throw new ArgumentOutOfRangeException(nameof(DeltaRuleStateFragmentsJitRows), value, "the _jit forward pass takes 32 or 64 state rows per workgroup");
-    }
-
-    private int _jitRows = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_JIT_ROWS") == "32" ? 32 : 64;
-
-    /// <summary><see cref="DeltaRuleStateFragmentsJitRows"/>' backward counterpart (false by default).</summary>
-    public bool DeltaRuleBackwardFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_BACKWARD_JIT") == "1";
-
-    // Whether this problem's forward state pass (ungated, not fused) or backward one (ungated, not
-    // forming dU'_local) takes a _jit variant, and its rows.
-    private bool UsesJit(FastWeightShape s, bool backward, out int rows)
-    {
-        rows = backward ? 32 : _jitRows;
-        return (backward ? DeltaRuleBackwardFragmentsJit : DeltaRuleStateFragmentsJit) && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % rows == 0;
-    }
+    // Whether this problem's forward state pass (ungated, not fused) takes the _jit variant.
+    private bool UsesJitForward(FastWeightShape s) =>
+        DeltaRuleStateFragmentsJit && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
 
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
@@ -121,8 +104,8 @@ public sealed partial class VulkanBackend
         bool gated = false)
     {
         bool backward = kernel == "chunk_state_backward_fragments";
-        bool jit = UsesJit(s, backward, out int jitRows) && !fused && !values && !gated;
-        int rows = jit ? jitRows : FragmentRows(s, backward);
+        bool jit = !backward && !fused && !gated && UsesJitForward(s);
+        int rows = jit ? 64 : FragmentRows(s, backward);
         string lean = jit ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
         return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", specialization,

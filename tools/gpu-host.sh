@@ -106,10 +106,10 @@
 #   delta-early        the chunked delta rule (bf16, T2048, D64 and D128) profiled with the forward state pass's next-chunk
 #                      reads issued late (FASTWEIGHTS_DELTA_EARLY_FETCH=0, the run-79 order) and early (the default)
 #   delta-jit          the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the state passes without
-#                      and with the 64-row _jit passes (run 94; the 64-row backward one was dropped after it, and
-#                      FASTWEIGHTS_DELTA_BACKWARD_JIT now selects a 32-row one)
+#                      and with the 64-row _jit passes (run 94; the backward _jit variants were dropped after runs
+#                      94-95, so FASTWEIGHTS_DELTA_BACKWARD_JIT no longer does anything)
 #   delta-jit-rows     the same with the forward pass as the 32-row lean pass (FASTWEIGHTS_DELTA_FRAGMENT_JIT=0), the
-#                      64-row _jit pass (the default), and both passes as 32-row _jit passes
+#                      64-row _jit pass (the default), and (run 95, dropped after it) both passes as 32-row _jit passes
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the

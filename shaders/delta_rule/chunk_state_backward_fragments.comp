@@ -23,12 +23,6 @@
 // with f32 W and dU'_local from its parallel stages: the host passes keysToEnd = diag(tail) K and
 // queriesFrom = diag(gamma) Q (chunk_decay_scale.comp) as the keys and queries, and dS_C is scaled by
 // chunkDecays[bh, n] = gamma_C once it is stored and staged.
-// JIT_FETCH=1 (the _jit variant, DK = 128, BV = 32, one plane; an experiment,
-// VulkanBackend.DeltaRuleBackwardFragmentsJit): nothing is read a chunk ahead: dO's tiles at the top of
-// the chunk, dU'_local's and K's fragments right before dU' is formed, Q's before dS += dO'^T Q, each
-// block of W before its staging, so that few registers are held and several workgroups share an SM
-// (the prefetching 64-row pass holds 254, one per SM; built as a 64-row pass, this one held 162 and was
-// slower, bench/results/2026-12-07-h100-run94.txt). Same products in the same order as the 32-row pass.
 // Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -36,7 +30,6 @@
 //! variant chunk_state_backward_fragments_k64_v32_values -DDK=64 -DBV=32 -DFUSED_VALUES=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32 -DDK=128 -DBV=32 -O0
 //! variant chunk_state_backward_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
-//! variant chunk_state_backward_fragments_k128_v32_jit -DDK=128 -DBV=32 -DPLANES=1 -DJIT_FETCH=1 -O0
 //! variant chunk_state_backward_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
@@ -49,9 +42,6 @@
 #endif
 #ifndef GATED
 #define GATED 0
-#endif
-#ifndef JIT_FETCH
-#define JIT_FETCH 0
 #endif
 
 layout(push_constant) uniform Push
@@ -138,31 +128,12 @@ void main()
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         coopMatLoad(qFrags[kb][tb], queries.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn(kb)) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
-#if JIT_FETCH
-    // The parts of FETCH_TOKENS, each issued right before its use
-#define FETCH_DOUT(n) \
-    [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
-        coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
-#define FETCH_LOCAL_AND_KEYS(n) \
-    [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) { FETCH_LOCAL_TILE(n, j) } \
-    [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
-        coopMatLoad(kFrags[kb16], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * keyStride + h * DK + 16 * kb16) / 8, \
-                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
-#define FETCH_QUERIES(n) \
-    [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint tb = 0; tb < 4; tb++) \
-        coopMatLoad(qFrags[kb][tb], queries.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn(kb)) / 8, \
-                    keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
-#else
     FETCH_W(chunks - 1)
     FETCH_TOKENS(chunks - 1)
-#endif
 
     [[dont_unroll]] for (int nn = int(chunks) - 1; nn >= 0; nn--)
     {
         uint n = uint(nn);
-#if JIT_FETCH
-        if (PROBE_FETCHES || n + 1 == chunks) { FETCH_DOUT(n) }
-#endif
         CHUNK_BARRIER();   // the previous chunk's update is done reading both regions
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
@@ -178,9 +149,6 @@ void main()
         CHUNK_BARRIER();
 
         // dU' = dU'_local + K dS_C^T, stored
-#if JIT_FETCH
-        if (PROBE_FETCHES || n + 1 == chunks) { FETCH_LOCAL_AND_KEYS(n) }
-#endif
         ACC du[TOKEN_TILES];
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
@@ -217,9 +185,6 @@ void main()
         }
 #endif
         // dS += dO'^T Q (dO'^T through column-major loads of dO')
-#if JIT_FETCH
-        if (PROBE_FETCHES || n + 1 == chunks) { FETCH_QUERIES(n) }
-#endif
         [[unroll]] for (uint tb = 0; tb < 4; tb++)
             [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
             {
@@ -227,9 +192,7 @@ void main()
                 LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
                 if (PROBE_PRODUCTS) { MUL_EXACT_B(ds[j], oHi, oLo, qFrags[j % KB][tb]); }
             }
-#if !JIT_FETCH
         if (PROBE_FETCHES && n > 0) { FETCH_TOKENS(n - 1) }
-#endif
         if (n == 0 && pc.dInitial == 0ul) break;   // nothing reads the last update
 
         CHUNK_BARRIER();   // both regions are read
@@ -241,14 +204,9 @@ void main()
         // dS -= dU'^T W, one 64-column block of W at a time
         [[unroll]] for (uint kb = 0; kb < KB; kb++)
         {
-#if JIT_FETCH
-            if (PROBE_FETCHES || n + 1 == chunks) { LOAD_W_BLOCK_OF(b * pc.t + n * CHUNK, kb) }
-#endif
             if (kb > 0) CHUNK_BARRIER();   // the previous block's products are done reading region2
             if (PROBE_STAGING) { STAGE_W_BLOCK(kb) }
-#if !JIT_FETCH
             if (PROBE_FETCHES && kb + 1 == KB && n > 0) { FETCH_W(n - 1) }
-#endif
             CHUNK_BARRIER();
             [[unroll]] for (uint tb = 0; tb < 4; tb++)
                 [[unroll]] for (uint j = kb; j < STATE_TILES; j += KB)

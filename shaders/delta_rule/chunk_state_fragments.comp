@@ -24,7 +24,9 @@
 // workgroups of B8 H16 Dv 128 run in one wave (the prefetching 64-row passes hold 154-176, one per SM,
 // two waves; the 32-row lean pass 125, two per SM, but 512 workgroups); each workgroup waits out its
 // reads. 5% faster than the 32-row lean pass there (bench/results/2026-12-07-h100-run94.txt): the
-// waves were not the whole cost, the reads each chain waits on are most of the rest.
+// waves were not the whole cost, the reads each chain waits on are most of the rest. Built with 32
+// rows it held 96 registers (three workgroups per SM, 512 workgroups) and was slower than both
+// (392.5 us at B8 H16 T2048 D128, run 95).
 // Same products in the same order as the _lean variant with late reads, so the same bits.
 // FUSED_OUTPUT=1 (the _fused variants, DK = 64, for a plain forward: VulkanBackend.DeltaRuleFusedOutput)
 // also forms the chunk's outputs for the slice, in place of the output stage (chunk_output_fragments.comp):
@@ -44,7 +46,6 @@
 //! variant chunk_state_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_lean -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_jit -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
-//! variant chunk_state_fragments_k128_v32_jit -DDK=128 -DBV=32 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0

@@ -16,21 +16,15 @@ namespace FastWeights.Engine.Tests;
 public sealed class DeltaRuleJitStatePassTests
 {
     [TestMethod]
-    // rows 64: the forward _jit pass (the default) against the 64-row lean pass with late reads (and the
-    // default 64-row backward pass on both sides); rows 32: the 32-row experiments, forward and backward
-    // (DeltaRuleStateFragmentsJitRows, DeltaRuleBackwardFragmentsJit), against the 32-row passes.
-    [DataRow(1, 192, 2, 128, 64, 64)]
-    [DataRow(2, 256, 1, 128, 128, 64)]
-    [DataRow(1, 128, 3, 128, 64, 64)]
-    [DataRow(1, 192, 2, 128, 96, 32)]
-    [DataRow(2, 256, 1, 128, 128, 32)]
-    public void JitPassChangesNoBit(int b, int t, int h, int dk, int dv, int rows)
+    [DataRow(1, 192, 2, 128, 64)]
+    [DataRow(2, 256, 1, 128, 128)]
+    [DataRow(1, 128, 3, 128, 64)]
+    public void JitPassChangesNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
         bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousJit = backend.DeltaRuleStateFragmentsJit;
         bool previousLean = backend.DeltaRuleStateFragmentsLean, previousEarly = backend.DeltaRuleStateEarlyFetch;
-        int previousRows = backend.DeltaRuleStateFragmentRows, previousJitRows = backend.DeltaRuleStateFragmentsJitRows;
-        bool previousBackwardJit = backend.DeltaRuleBackwardFragmentsJit;
+        int previousRows = backend.DeltaRuleStateFragmentRows;
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(13 * t + dk + 5 * dv), DType.BF16);
         var shape = new FastWeightShape(b, t, h, dk, dv);
         try
@@ -38,16 +32,14 @@ public sealed class DeltaRuleJitStatePassTests
             backend.DeltaRuleCoopMatSplit = false;
             foreach (bool compact in new[] { true, false })
             {
-                string what = $"{rows} rows, " + (compact ? "compact" : "f32 intermediates");
+                string what = compact ? "compact" : "f32 intermediates";
                 backend.DeltaRuleCompactIntermediates = compact;
-                backend.DeltaRuleStateFragmentRows = rows == 32 ? 32 : 0;
+                backend.DeltaRuleStateFragmentRows = 0;
                 backend.DeltaRuleStateFragmentsJit = true;
-                backend.DeltaRuleStateFragmentsJitRows = rows;
-                backend.DeltaRuleBackwardFragmentsJit = rows == 32;
                 Assert.IsTrue(backend.DeltaRuleUsesStateFragments(DType.BF16, shape), what);
                 var jit = DeltaRuleCompactTests.RunAll(backend, x);
-                backend.DeltaRuleStateFragmentsJit = backend.DeltaRuleBackwardFragmentsJit = false;
-                backend.DeltaRuleStateFragmentRows = rows;
+                backend.DeltaRuleStateFragmentsJit = false;
+                backend.DeltaRuleStateFragmentRows = 64;
                 backend.DeltaRuleStateFragmentsLean = true;
                 backend.DeltaRuleStateEarlyFetch = false;
                 var lean = DeltaRuleCompactTests.RunAll(backend, x);
@@ -67,14 +59,6 @@ public sealed class DeltaRuleJitStatePassTests
         {
             backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleStateFragmentsJit = previousJit;
             backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleStateEarlyFetch = previousEarly; backend.DeltaRuleStateFragmentRows = previousRows;
-            backend.DeltaRuleStateFragmentsJitRows = previousJitRows; backend.DeltaRuleBackwardFragmentsJit = previousBackwardJit;
         }
-    }
-
-    [TestMethod]
-    public void JitRowsRefuseOtherCounts()
-    {
-        var backend = DeltaRuleCompactTests.Vulkan();
-        Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentsJitRows = 16);
     }
 }
