@@ -68,7 +68,7 @@ public sealed partial class VulkanBackend
     /// and was slower, 678.9 against 613.3 us and 2689.9 against 2424.9 (same run). Built with 32 rows
     /// the two passes held 96 and 128 registers (three and two workgroups per SM, 512 workgroups) and
     /// were slower still: 392.5 / 1544.8 us forward, 782.8 / 3099.5 backward at T2048 / T8192
-    /// (run 95). Neither backward variant was kept.</summary>
+    /// (run 95). Only the 64-row forward variant was kept.</summary>
     public bool DeltaRuleStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_JIT") != "0";
 
     // Whether this problem's forward state pass (ungated, not fused) takes the _jit variant.
