@@ -105,11 +105,10 @@
 #                      reads, 4 barriers, 8 products, 16 shared-memory stores), then at B1 H1 and B1 H4
 #   delta-early        the chunked delta rule (bf16, T2048, D64 and D128) profiled with the forward state pass's next-chunk
 #                      reads issued late (FASTWEIGHTS_DELTA_EARLY_FETCH=0, the run-79 order) and early (the default)
-#   delta-jit          the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the state passes without
-#                      and with the 64-row _jit passes (run 94; the backward _jit variants were dropped after runs
-#                      94-95, so FASTWEIGHTS_DELTA_BACKWARD_JIT no longer does anything)
-#   delta-jit-rows     the same with the forward pass as the 32-row lean pass (FASTWEIGHTS_DELTA_FRAGMENT_JIT=0), the
-#                      64-row _jit pass (the default), and (run 95, dropped after it) both passes as 32-row _jit passes
+#   delta-jit          the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the forward state pass as the
+#                      32-row lean pass (FASTWEIGHTS_DELTA_FRAGMENT_JIT=0) and the 64-row _jit pass (the default). Runs 94
+#                      and 95 ran it (and delta-jit-rows) with settings for backward and 32-row _jit variants that were
+#                      dropped after them; their result files name the commits
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -266,10 +265,7 @@ for section in "$@"; do
                    FASTWEIGHTS_DELTA_PROBE=24 FASTWEIGHTS_DELTA_PROBE=7 FASTWEIGHTS_DELTA_PROBE=31
                  delta_profiles 1,1,2048,64,1,1,2048,128,1,4,2048,64 state FASTWEIGHTS_DELTA_PROBE=0 FASTWEIGHTS_DELTA_PROBE=4 ;;
     delta-early) delta_profiles 8,16,2048,64,8,16,2048,128 state FASTWEIGHTS_DELTA_EARLY_FETCH=0 FASTWEIGHTS_DELTA_EARLY_FETCH=1 ;;
-    delta-jit) delta_profiles 8,16,2048,128,8,16,8192,128 'state' "FASTWEIGHTS_DELTA_FRAGMENT_JIT=0 FASTWEIGHTS_DELTA_BACKWARD_JIT=0" \
-      "FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 FASTWEIGHTS_DELTA_BACKWARD_JIT=1" ;;
-    delta-jit-rows) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_JIT=0 FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 \
-      "FASTWEIGHTS_DELTA_JIT_ROWS=32 FASTWEIGHTS_DELTA_BACKWARD_JIT=1" ;;
+    delta-jit) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_JIT=0 FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
