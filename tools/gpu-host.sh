@@ -110,6 +110,8 @@
 #                      94-95, so FASTWEIGHTS_DELTA_BACKWARD_JIT no longer does anything)
 #   delta-jit-rows     the same with the forward pass as the 32-row lean pass (FASTWEIGHTS_DELTA_FRAGMENT_JIT=0), the
 #                      64-row _jit pass (the default), and (run 95, dropped after it) both passes as 32-row _jit passes
+#   delta-values-prefetch the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the values gradient's dO
+#                      blocks read right before their staging and read ahead (FASTWEIGHTS_DELTA_VALUES_PREFETCH=0, =1)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -270,6 +272,7 @@ for section in "$@"; do
       "FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 FASTWEIGHTS_DELTA_BACKWARD_JIT=1" ;;
     delta-jit-rows) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_JIT=0 FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 \
       "FASTWEIGHTS_DELTA_JIT_ROWS=32 FASTWEIGHTS_DELTA_BACKWARD_JIT=1" ;;
+    delta-values-prefetch) delta_profiles 8,16,2048,128,8,16,8192,128 'values' FASTWEIGHTS_DELTA_VALUES_PREFETCH=0 FASTWEIGHTS_DELTA_VALUES_PREFETCH=1 ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac
