@@ -84,6 +84,10 @@ public sealed partial class VulkanBackend
     /// FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 sets it.</summary>
     public bool DeltaRuleStateFragmentsWide { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_WIDE") == "1";
 
+    // An experiment beside the _wide variants (FASTWEIGHTS_DELTA_WIDE_JIT=1): _wide_jit, which reads nothing
+    // a chunk ahead (JIT_FETCH, as the 64-row _jit pass).
+    internal bool DeltaRuleWideJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WIDE_JIT") == "1";
+
     // Whether this problem's forward state pass (ungated, not fused) takes a _wide variant.
     private bool UsesWideForward(FastWeightShape s) =>
         DeltaRuleStateFragmentsWide && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 128 == 0;
@@ -129,7 +133,7 @@ public sealed partial class VulkanBackend
         bool wide = !backward && !fused && !gated && UsesWideForward(s);
         bool jit = !wide && !backward && !fused && !gated && UsesJitForward(s);
         int rows = wide ? 128 : jit ? 64 : FragmentRows(s, backward);
-        string form = (wide ? "_wide" : "") + (jit ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{(wide ? "_wide" : "")}_lean") ? "_lean" : "");
+        string form = (wide ? "_wide" : "") + (jit || (wide && DeltaRuleWideJit) ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{(wide ? "_wide" : "")}_lean") ? "_lean" : "");
         return ($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{form}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", rows);
     }
 }

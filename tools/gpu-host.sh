@@ -113,7 +113,8 @@
 #                      blocks read right before their staging and read ahead (FASTWEIGHTS_DELTA_VALUES_PREFETCH=0, =1)
 #   delta-wide         the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the forward state pass as the
 #                      64-row _jit pass (the default) and the _wide passes, one 512-invocation workgroup per 128 rows,
-#                      W read a chunk ahead and right before use (FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1, LEAN=0 and =1)
+#                      W read a chunk ahead and right before use (FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1, LEAN=0 and =1),
+#                      and every read just in time (FASTWEIGHTS_DELTA_WIDE_JIT=1)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -273,7 +274,8 @@ for section in "$@"; do
     delta-jit) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_JIT=0 FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 ;;
     delta-values-prefetch) delta_profiles 8,16,2048,128,8,16,8192,128 'values' FASTWEIGHTS_DELTA_VALUES_PREFETCH=0 FASTWEIGHTS_DELTA_VALUES_PREFETCH=1 ;;
     delta-wide) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_WIDE=0 \
-      "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0" "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_FRAGMENT_LEAN=1" ;;
+      "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0" "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_FRAGMENT_LEAN=1" \
+      "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_WIDE_JIT=1" ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac

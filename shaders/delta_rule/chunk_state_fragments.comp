@@ -55,6 +55,7 @@
 //! variant chunk_state_fragments_k128_v64_jit -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v128_wide -DDK=128 -DBV=128 -DSUBGROUPS=16 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v128_wide_lean -DDK=128 -DBV=128 -DSUBGROUPS=16 -DPREFETCH_W=0 -DPLANES=1 -O0
+//! variant chunk_state_fragments_k128_v128_wide_jit -DDK=128 -DBV=128 -DSUBGROUPS=16 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0

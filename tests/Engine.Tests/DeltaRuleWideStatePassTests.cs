@@ -40,17 +40,17 @@ public sealed class DeltaRuleWideStatePassTests
                 backend.DeltaRuleStateEarlyFetch = false;
                 Assert.AreEqual("delta_rule/chunk_state_fragments_k128_v64_lean", backend.StateFragmentsVariant("chunk_state_fragments", shape).Variant);
                 var lean = DeltaRuleCompactTests.RunAll(backend, x);
-                foreach (bool wideLean in new[] { false, true })
-                foreach (bool early in new[] { true, false })
+                foreach (var (wideLean, early, wideJit) in new[] { (false, true, false), (false, false, false), (true, true, false), (true, false, false), (true, true, true) })
                 {
-                    string what = $"{(compact ? "compact" : "f32 intermediates")}, W read {(wideLean ? "right before use" : "a chunk ahead")}, {(early ? "early" : "late")} order";
+                    string what = $"{(compact ? "compact" : "f32 intermediates")}, {(wideJit ? "every read just in time" : wideLean ? "W read right before use" : "W read a chunk ahead")}, {(early ? "early" : "late")} order";
+                    backend.DeltaRuleWideJit = wideJit;
                     backend.DeltaRuleStateFragmentRows = 0;
                     backend.DeltaRuleStateFragmentsWide = true;
                     backend.DeltaRuleStateFragmentsJit = true;   // the wide pass goes first
                     backend.DeltaRuleStateFragmentsLean = wideLean;
                     backend.DeltaRuleStateEarlyFetch = early;
                     Assert.IsTrue(backend.DeltaRuleUsesStateFragments(DType.BF16, shape), what);
-                    Assert.AreEqual($"delta_rule/chunk_state_fragments_k128_v128_wide{(wideLean ? "_lean" : "")}", backend.StateFragmentsVariant("chunk_state_fragments", shape).Variant, what);
+                    Assert.AreEqual($"delta_rule/chunk_state_fragments_k128_v128_wide{(wideJit ? "_jit" : wideLean ? "_lean" : "")}", backend.StateFragmentsVariant("chunk_state_fragments", shape).Variant, what);
                     var wide = DeltaRuleCompactTests.RunAll(backend, x);
                     Assert.IsFalse(wide.O.Any(float.IsNaN), $"o has NaNs ({what})");
                     Assert.IsTrue(wide.O.Any(o => o != 0f), $"o is all zeros ({what})");
@@ -67,7 +67,7 @@ public sealed class DeltaRuleWideStatePassTests
         {
             backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleStateFragmentsJit = previousJit;
             backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleStateEarlyFetch = previousEarly; backend.DeltaRuleStateFragmentRows = previousRows;
-            backend.DeltaRuleStateFragmentsWide = previousWide;
+            backend.DeltaRuleStateFragmentsWide = previousWide; backend.DeltaRuleWideJit = false;
         }
     }
 }
