@@ -151,20 +151,12 @@ public sealed partial class VulkanBackend
     /// DeltaRuleMergedStagingTests checks it bit for bit.</summary>
     public bool DeltaRuleMergedWyBackwardStaging { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_MERGED_WY_BACKWARD") != "0";
 
-    /// <summary>Experiment: whether the values gradient on fragments (chunk_values_grad_fragments, the
-    /// backward's dU'_local = P'^T dO) reads dO's first 64-column block before forming P' and each later
-    /// block during the previous block's products (chunk_output_fragments.comp, PREFETCH_DOUT, through its
-    /// specialisation constant 4). False by default; FASTWEIGHTS_DELTA_VALUES_PREFETCH=1 turns it on.
-    /// Same bits either way (DeltaRuleValuesPrefetchTests).</summary>
-    public bool DeltaRuleValuesGradPrefetch { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_VALUES_PREFETCH") == "1";
-
     // The specialisation constants of a kernel on fragments: 0 SPLIT_OPERANDS (fragment_types.glsl: f32
     // operands as hi and lo bf16 parts, or rounded to bf16; DeltaRuleCoopMatSplit), 1 and 2 the state
     // passes' PROBE and EARLY_FETCH (0 here; StateFragmentsKernel sets them), 3 COMPACT (the intermediates
     // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen), 4
     // MERGED_STAGING (the q, k gradients: DeltaRuleMergedStaging; the output stage:
-    // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; the values
-    // gradient: DeltaRuleValuesGradPrefetch, its PREFETCH_DOUT; 0 for the others).
+    // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; 0 for the others).
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false) =>
         [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0];
 
@@ -173,8 +165,7 @@ public sealed partial class VulkanBackend
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
     private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact) =>
-        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", compact,
-            merged: kernel == "chunk_output" ? DeltaRuleMergedOutputStaging : DeltaRuleValuesGradPrefetch)
+        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging)
             : ChunkKernel(kernel, q);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).

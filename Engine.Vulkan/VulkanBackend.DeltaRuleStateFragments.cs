@@ -75,23 +75,6 @@ public sealed partial class VulkanBackend
     private bool UsesJitForward(FastWeightShape s) =>
         DeltaRuleStateFragmentsJit && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
 
-    /// <summary>Whether the forward fragment pass at Dk = 128 (ungated, rounded operands, Dv a multiple
-    /// of 128) takes its _wide variant, ahead of the _jit one: one workgroup of 16 subgroups per 128
-    /// state rows (chunk_state_fragments.comp, SUBGROUPS=16), so that the chunk's W and K are read
-    /// once for all of Dv and the next chunk's reads fit in registers a chunk ahead;
-    /// <see cref="DeltaRuleStateFragmentsLean"/> picks whether W is among them (false) or read right
-    /// before use (true: _wide_lean). Same bits as the 64-row passes. False by default;
-    /// FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 sets it.</summary>
-    public bool DeltaRuleStateFragmentsWide { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_WIDE") == "1";
-
-    // An experiment beside the _wide variants (FASTWEIGHTS_DELTA_WIDE_JIT=1): _wide_jit, which reads nothing
-    // a chunk ahead (JIT_FETCH, as the 64-row _jit pass).
-    internal bool DeltaRuleWideJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_WIDE_JIT") == "1";
-
-    // Whether this problem's forward state pass (ungated, not fused) takes a _wide variant.
-    private bool UsesWideForward(FastWeightShape s) =>
-        DeltaRuleStateFragmentsWide && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 128 == 0;
-
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
@@ -120,20 +103,12 @@ public sealed partial class VulkanBackend
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
         bool gated = false)
     {
-        var (variant, rows) = StateFragmentsVariant(kernel, s, fused, values, gated);
-        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
-        return (Kernels.Get(variant, specialization, requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
-    }
-
-    // The variant of chunk_state_fragments / chunk_state_backward_fragments this problem runs, and its
-    // state rows per workgroup.
-    internal (string Variant, int Rows) StateFragmentsVariant(string kernel, FastWeightShape s, bool fused = false, bool values = false, bool gated = false)
-    {
         bool backward = kernel == "chunk_state_backward_fragments";
-        bool wide = !backward && !fused && !gated && UsesWideForward(s);
-        bool jit = !wide && !backward && !fused && !gated && UsesJitForward(s);
-        int rows = wide ? 128 : jit ? 64 : FragmentRows(s, backward);
-        string form = (wide ? "_wide" : "") + (jit || (wide && DeltaRuleWideJit) ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{(wide ? "_wide" : "")}_lean") ? "_lean" : "");
-        return ($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{form}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", rows);
+        bool jit = !backward && !fused && !gated && UsesJitForward(s);
+        int rows = jit ? 64 : FragmentRows(s, backward);
+        string lean = jit ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
+        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
+        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", specialization,
+            requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
     }
 }

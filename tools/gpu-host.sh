@@ -109,12 +109,6 @@
 #                      32-row lean pass (FASTWEIGHTS_DELTA_FRAGMENT_JIT=0) and the 64-row _jit pass (the default). Runs 94
 #                      and 95 ran it (and delta-jit-rows) with settings for backward and 32-row _jit variants that were
 #                      dropped after them; their result files name the commits
-#   delta-values-prefetch the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the values gradient's dO
-#                      blocks read right before their staging and read ahead (FASTWEIGHTS_DELTA_VALUES_PREFETCH=0, =1)
-#   delta-wide         the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the forward state pass as the
-#                      64-row _jit pass (the default) and the _wide passes, one 512-invocation workgroup per 128 rows,
-#                      W read a chunk ahead and right before use (FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1, LEAN=0 and =1),
-#                      and every read just in time (FASTWEIGHTS_DELTA_WIDE_JIT=1)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -272,10 +266,6 @@ for section in "$@"; do
                  delta_profiles 1,1,2048,64,1,1,2048,128,1,4,2048,64 state FASTWEIGHTS_DELTA_PROBE=0 FASTWEIGHTS_DELTA_PROBE=4 ;;
     delta-early) delta_profiles 8,16,2048,64,8,16,2048,128 state FASTWEIGHTS_DELTA_EARLY_FETCH=0 FASTWEIGHTS_DELTA_EARLY_FETCH=1 ;;
     delta-jit) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_JIT=0 FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 ;;
-    delta-values-prefetch) delta_profiles 8,16,2048,128,8,16,8192,128 'values' FASTWEIGHTS_DELTA_VALUES_PREFETCH=0 FASTWEIGHTS_DELTA_VALUES_PREFETCH=1 ;;
-    delta-wide) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_WIDE=0 \
-      "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0" "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_FRAGMENT_LEAN=1" \
-      "FASTWEIGHTS_DELTA_FRAGMENT_WIDE=1 FASTWEIGHTS_DELTA_WIDE_JIT=1" ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac

@@ -27,10 +27,6 @@
 // operands and their order are those of the separate stagings.
 layout(constant_id = 4) const bool MERGED_STAGING = false;
 #define MERGED (MERGED_STAGING && !SPLIT_OPERANDS && VALUES_GRADIENT == 0)
-// The same constant in the backward (an experiment, VulkanBackend.DeltaRuleValuesGradPrefetch): dO's
-// first 64-column block is read before P' is formed and each later one during the previous block's
-// products, instead of each right before its staging. Same products, same bits.
-#define PREFETCH_DOUT (MERGED_STAGING && VALUES_GRADIENT == 1)
 
 layout(push_constant) uniform Push
 {
@@ -54,11 +50,6 @@ void main()
     uint firstToken = b * pc.t + n * CHUNK, keyBlocks = pc.dk / 64;
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
 
-#if VALUES_GRADIENT
-    ACC nextValues[2];   // PREFETCH_DOUT: dO's next block, read ahead of its staging
-    uvec4 nextRaw[2];    // (unused: dO is f32)
-    if (PREFETCH_DOUT) { FETCH_BLOCK(false, nextRaw, nextValues, pc.values, firstToken * valueStride + h * pc.dv, valueStride); }
-#endif
     // P' = scale (Q K^T ⊙ M) on and below the diagonal into region1; Q's fragments of row tr kept
     FRAG_A queryFrags[8];   // slice 4 kb + d of Dk
     {
@@ -172,19 +163,10 @@ void main()
         ACC fetched[2];
         uvec4 fetchedRaw[2];   // compact U' (chunk_fragments.glsl, FETCH_BLOCK); dO is f32
         bool compactValues = COMPACT && VALUES_GRADIENT == 0;
-#if VALUES_GRADIENT
-        if (PREFETCH_DOUT) { [[unroll]] for (uint j = 0; j < 2; j++) fetched[j] = nextValues[j]; }
-        else { FETCH_BLOCK(compactValues, fetchedRaw, fetched, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride); }
-        barrier();
-        PUT_BLOCK(compactValues, fetchedRaw, fetched, region2);
-        if (PREFETCH_DOUT && vb + 1 < pc.dv / 64) { FETCH_BLOCK(false, nextRaw, nextValues, pc.values, firstToken * valueStride + h * pc.dv + 64 * (vb + 1), valueStride); }
-        barrier();
-#else
         FETCH_BLOCK(compactValues, fetchedRaw, fetched, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride);
         barrier();
         PUT_BLOCK(compactValues, fetchedRaw, fetched, region2);
         barrier();
-#endif
         // P''s slice d of row tr is zero for d > tr; P'^T's slice d of row tr, the transpose of P''s
         // tile (d, tr), is zero for d < tr
         [[unroll]] for (uint d = 0; d < 4; d++)

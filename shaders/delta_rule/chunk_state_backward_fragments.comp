@@ -89,8 +89,8 @@ void main()
 
     // Chunk n's operands, read during chunk n + 1: W's block tiles, dU'_local and dO for the token
     // tiles, K (every column block of the token tiles' rows) and Q (the state tiles' column blocks).
-    ACC wTiles[KB][BLOCK_TILES];
-    uvec4 wRaw[KB][RAW_PIECES];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
+    ACC wTiles[KB][2];
+    uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC dOutTiles[TOKEN_TILES];
 #if FUSED_VALUES
     // P'^T's tiles (tokenTileRow, tb), tb >= tokenTileRow: the transposes of P''s tiles (tb, tokenTileRow)

@@ -38,14 +38,7 @@
 // chunk recurrence S <- gamma_C S + (diag(tail) U')^T K with f32 W, U and U' from its parallel stages:
 // the host passes keysToEnd = diag(tail) K (chunk_decay_scale.comp) as the keys, and each update first
 // scales S by chunkDecays[bh, n] = gamma_C.
-// SUBGROUPS=16 (the _wide variants, DK = BV = 128, one plane; VulkanBackend.DeltaRuleStateFragmentsWide):
-// one workgroup of 512 invocations per head holds the whole 128 x 128 state, 4 tiles a subgroup as at
-// 64 rows, so W's and K's reads of a chunk serve all of Dv at once and, with 16 warps sharing them,
-// cost 8 and 16 registers an invocation instead of 16 and 16: the next chunk's reads can be issued a
-// chunk ahead (as at Dk = 64) within the 128 registers that 512 invocations may hold on an SM. B8 H16
-// is then 128 workgroups, one wave of one per SM. U' is staged in region1 (region2 holds 64 x 64).
-// Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo; region1
-// in the _wide variants).
+// Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
 //! variant chunk_state_fragments_k128_v32 -DDK=128 -DBV=32 -O0
@@ -53,9 +46,6 @@
 //! variant chunk_state_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_lean -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k128_v64_jit -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
-//! variant chunk_state_fragments_k128_v128_wide -DDK=128 -DBV=128 -DSUBGROUPS=16 -DPLANES=1 -O0
-//! variant chunk_state_fragments_k128_v128_wide_lean -DDK=128 -DBV=128 -DSUBGROUPS=16 -DPREFETCH_W=0 -DPLANES=1 -O0
-//! variant chunk_state_fragments_k128_v128_wide_jit -DDK=128 -DBV=128 -DSUBGROUPS=16 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -O0
 //! variant chunk_state_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
@@ -139,8 +129,8 @@ void main()
 
     // Chunk n's operands, read during chunk n - 1: W's block tiles (two of each 64-column block), U
     // for the U' tiles, K for the state tiles' column block.
-    ACC wTiles[KB][BLOCK_TILES];
-    uvec4 wRaw[KB][RAW_PIECES];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
+    ACC wTiles[KB][2];
+    uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC uTiles[TOKEN_TILES];
     FRAG_B kFrags[4];
 #define FETCH_W(n) \
@@ -164,7 +154,7 @@ void main()
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
     // Lean: W's block tiles of chunk n (rows from firstRow), one 64-column block at a time.
 #define LOAD_W_BLOCK(n, kb) LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb)
-    // S += U'^T K of chunk m, whose U' is in UPRIME_REGION and whose K is in kFrags: U'^T (BV x 64)
+    // S += U'^T K of chunk m, whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
     // through column-major loads of U' (64 x BV). Gated, S is first scaled by gamma_C of chunk m.
 #if GATED
 #define DECAY_STATE(m) \
@@ -181,7 +171,7 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++) \
         { \
             FRAG_A uHi, uLo; \
-            LOAD_SPLIT(uHi, uLo, UPRIME_REGION, UPRIME_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor); \
+            LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor); \
             if (PROBE_PRODUCTS) { MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]); } \
         }
     if (PREFETCH_W != 0) { FETCH_W(0) }
@@ -201,7 +191,7 @@ void main()
             if (fetching) { FETCH_K(n) }
             if (PREFETCH_W == 0 && fetching) { LOAD_W_BLOCK(n, 0) }
         }
-        CHUNK_BARRIER();   // the previous chunk's update is done reading U'
+        CHUNK_BARRIER();   // the previous chunk's update is done reading region2 (U')
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb = stateTileColumn();
@@ -279,7 +269,7 @@ void main()
 
         CHUNK_BARRIER();   // every product is done reading W from region2
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
-            if (PROBE_STAGING) SPLIT_STORE(p[j], UPRIME_REGION, UPRIME_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+            if (PROBE_STAGING) SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         CHUNK_BARRIER();
 #if FUSED_OUTPUT
         // O = scale Q S^T + P' U' (U' row-major from its parts), stored
@@ -290,7 +280,7 @@ void main()
                 if (d <= tokenTileRow())
                 {
                     FRAG_B uHi, uLo;
-                    LOAD_SPLIT(uHi, uLo, UPRIME_REGION, UPRIME_PLANE, 16 * d * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
+                    LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * d * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
                     if (PROBE_PRODUCTS) { MUL_SPLIT(o[j], scoresHi[d], scoresLo[d], uHi, uLo); }
                 }
             if (PROBE_STORES) coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
@@ -307,7 +297,7 @@ void main()
 #endif
         }
     }
-    // Early: the last chunk's update (its U' is in UPRIME_REGION, its K in kFrags)
+    // Early: the last chunk's update (its U' is in region2, its K in kFrags)
     if (EARLY_FETCH && pc.finalState != 0ul) { UPDATE_STATE(chunks - 1) }
     if (pc.finalState != 0ul)
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
