@@ -75,6 +75,11 @@ public sealed partial class VulkanBackend
     private bool UsesJitForward(FastWeightShape s) =>
         DeltaRuleStateFragmentsJit && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
 
+    // An experiment (FASTWEIGHTS_DELTA_NARROW_BACKWARD=1): the backward state pass at Dk = 128 (ungated) as
+    // workgroups of 4 subgroups for 32 rows (chunk_state_backward_fragments.comp, SUBGROUPS=4, _narrow), so
+    // that two independent workgroups share an SM. Same bits as the 8-subgroup passes.
+    internal bool DeltaRuleNarrowBackward { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_NARROW_BACKWARD") == "1";
+
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
@@ -103,12 +108,20 @@ public sealed partial class VulkanBackend
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
         bool gated = false)
     {
+        var (variant, rows) = StateFragmentsVariant(kernel, s, fused, values, gated);
+        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
+        return (Kernels.Get(variant, specialization, requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
+    }
+
+    // The variant of chunk_state_fragments / chunk_state_backward_fragments this problem runs, and its
+    // state rows per workgroup.
+    internal (string Variant, int Rows) StateFragmentsVariant(string kernel, FastWeightShape s, bool fused = false, bool values = false, bool gated = false)
+    {
         bool backward = kernel == "chunk_state_backward_fragments";
         bool jit = !backward && !fused && !gated && UsesJitForward(s);
-        int rows = jit ? 64 : FragmentRows(s, backward);
-        string lean = jit ? "_jit" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
-        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
-        return (Kernels.Get($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{lean}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", specialization,
-            requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
+        bool narrow = backward && !values && !gated && DeltaRuleNarrowBackward && s.KeyDim == 128 && s.ValueDim % 32 == 0;
+        int rows = jit ? 64 : narrow ? 32 : FragmentRows(s, backward);
+        string form = jit ? "_jit" : narrow ? "_narrow" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
+        return ($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{form}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", rows);
     }
 }

@@ -109,6 +109,8 @@
 #                      32-row lean pass (FASTWEIGHTS_DELTA_FRAGMENT_JIT=0) and the 64-row _jit pass (the default). Runs 94
 #                      and 95 ran it (and delta-jit-rows) with settings for backward and 32-row _jit variants that were
 #                      dropped after them; their result files name the commits
+#   delta-narrow       the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the backward state pass as
+#                      the 64-row pass (the default) and as 4-subgroup workgroups of 32 rows (FASTWEIGHTS_DELTA_NARROW_BACKWARD=1)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -266,6 +268,7 @@ for section in "$@"; do
                  delta_profiles 1,1,2048,64,1,1,2048,128,1,4,2048,64 state FASTWEIGHTS_DELTA_PROBE=0 FASTWEIGHTS_DELTA_PROBE=4 ;;
     delta-early) delta_profiles 8,16,2048,64,8,16,2048,128 state FASTWEIGHTS_DELTA_EARLY_FETCH=0 FASTWEIGHTS_DELTA_EARLY_FETCH=1 ;;
     delta-jit) delta_profiles 8,16,2048,128,8,16,8192,128 'state' FASTWEIGHTS_DELTA_FRAGMENT_JIT=0 FASTWEIGHTS_DELTA_FRAGMENT_JIT=1 ;;
+    delta-narrow) delta_profiles 8,16,2048,128,8,16,8192,128 'state_backward' FASTWEIGHTS_DELTA_NARROW_BACKWARD=0 FASTWEIGHTS_DELTA_NARROW_BACKWARD=1 ;;
     delta-fragment-rows) delta_profiles 8,16,2048,64 state FASTWEIGHTS_DELTA_FRAGMENT_ROWS=64 FASTWEIGHTS_DELTA_FRAGMENT_ROWS=32 ;;
     *) echo "gpu-host: unknown section $section" ;;
   esac

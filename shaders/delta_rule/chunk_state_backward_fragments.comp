@@ -23,6 +23,12 @@
 // with f32 W and dU'_local from its parallel stages: the host passes keysToEnd = diag(tail) K and
 // queriesFrom = diag(gamma) Q (chunk_decay_scale.comp) as the keys and queries, and dS_C is scaled by
 // chunkDecays[bh, n] = gamma_C once it is stored and staged.
+// SUBGROUPS=4 (the _narrow variant, DK = 128, BV = 32; an experiment, VulkanBackend.DeltaRuleNarrowBackward):
+// workgroups of 4 subgroups (128 invocations) for 32 rows, each subgroup holding the four dS tiles and
+// the reads a subgroup holds at 64 rows, so about as many registers an invocation (254 on the H100 at
+// 64 rows) but half as many a workgroup: two workgroups, each its own chain of chunks, share an SM
+// where a 64-row workgroup holds it alone (H100 run 97: two independent workgroups per SM beat one
+// twice as wide by 25% in the forward pass). Twice the workgroups read each chunk's K, Q and W.
 // Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -30,6 +36,7 @@
 //! variant chunk_state_backward_fragments_k64_v32_values -DDK=64 -DBV=32 -DFUSED_VALUES=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32 -DDK=128 -DBV=32 -O0
 //! variant chunk_state_backward_fragments_k128_v64 -DDK=128 -DBV=64 -DPLANES=1 -O0
+//! variant chunk_state_backward_fragments_k128_v32_narrow -DDK=128 -DBV=32 -DSUBGROUPS=4 -O0
 //! variant chunk_state_backward_fragments_k64_v64_gated -DDK=64 -DBV=64 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
@@ -68,8 +75,14 @@ layout(push_constant) uniform Push
 
 // State tile j of this subgroup: rows 16 stateTileRow(j) .., columns 16 stateTileColumn(j) ..; tile j
 // lies in the 64-column block j % KB, so every subgroup has work in each block of W.
+#if SUBGROUPS == 4
+// (_narrow, BV = 32, DK = 128: tiles (j / 2, s + 4 (j % 2)), four per subgroup)
+uint stateTileRow(uint j) { return j / KB; }
+uint stateTileColumn(uint j) { return gl_SubgroupID + 4 * (j % KB); }
+#else
 uint stateTileRow(uint j) { return gl_SubgroupID / 4 + 2 * (j / KB); }
 uint stateTileColumn(uint j) { return gl_SubgroupID % 4 + 4 * (j % KB); }
+#endif
 
 void main()
 {
@@ -89,8 +102,8 @@ void main()
 
     // Chunk n's operands, read during chunk n + 1: W's block tiles, dU'_local and dO for the token
     // tiles, K (every column block of the token tiles' rows) and Q (the state tiles' column blocks).
-    ACC wTiles[KB][2];
-    uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
+    ACC wTiles[KB][BLOCK_TILES];
+    uvec4 wRaw[KB][RAW_PIECES];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC dOutTiles[TOKEN_TILES];
 #if FUSED_VALUES
     // P'^T's tiles (tokenTileRow, tb), tb >= tokenTileRow: the transposes of P''s tiles (tb, tokenTileRow)

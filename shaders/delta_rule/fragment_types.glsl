@@ -101,15 +101,24 @@ ACC nearestBf16(ACC m)
 // 16-byte loads, and copied into a shared region's hi plane as they are (the layout SPLIT_STORE
 // gives), not as bf16 accumulator fragments, whose loads from memory made the state passes up to 60%
 // slower (bench/results/2026-12-06-h100-run83.txt).
+// A workgroup of 128 invocations (RAW_PIECES 4, defined before the include) takes four pieces each.
+#ifndef RAW_PIECES
+#define RAW_PIECES 2
+#endif
+#if RAW_PIECES == 2
 uint rawRow(uint q) { return (gl_LocalInvocationID.x + 256 * q) / 8; }
 uint rawColumn(uint q) { return (gl_LocalInvocationID.x + 256 * q) % 8; }
+#else
+uint rawRow(uint q) { return (gl_LocalInvocationID.x + (512 / RAW_PIECES) * q) / 8; }
+uint rawColumn(uint q) { return (gl_LocalInvocationID.x + (512 / RAW_PIECES) * q) % 8; }
+#endif
 // This invocation's two pieces of the 64 x 64 block of a bf16 tensor at `address` whose element
 // (0, 0) is element `origin`, rows `stride` elements apart (origin and stride multiples of 8).
 #define LOAD_RAW_BLOCK(raw, address, origin, stride) \
-    [[unroll]] for (uint q = 0; q < 2; q++) raw[q] = Words4Buffer(address).v[((origin) + rawRow(q) * (stride)) / 8 + rawColumn(q)]
+    [[unroll]] for (uint q = 0; q < RAW_PIECES; q++) raw[q] = Words4Buffer(address).v[((origin) + rawRow(q) * (stride)) / 8 + rawColumn(q)]
 // The pieces into REGION from uvec4 `base` on (0: its hi plane), rows `row` uvec4 apart.
 #define PUT_RAW_BLOCK_AT(raw, REGION, base, row) \
-    [[unroll]] for (uint q = 0; q < 2; q++) REGION[(base) + rawRow(q) * (row) + rawColumn(q)] = raw[q]
+    [[unroll]] for (uint q = 0; q < RAW_PIECES; q++) REGION[(base) + rawRow(q) * (row) + rawColumn(q)] = raw[q]
 #define PUT_RAW_BLOCK(raw, REGION, row) PUT_RAW_BLOCK_AT(raw, REGION, 0, row)
 
 // Stores ACC m as the tile at element `offset` of the intermediate at `address`: as nearestBf16(m)

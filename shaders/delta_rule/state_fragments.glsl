@@ -3,6 +3,9 @@
 // b H + h) holding its BV x DK slice of the state (or of its gradient) as 16 x 16 f32
 // accumulators; products on VK_KHR_cooperative_matrix bf16 16 x 16 x 16 fragments with f32
 // accumulation. Defines before the include: DK (64 or 128), BV (32 or 64).
+// SUBGROUPS=4 (the backward pass's _narrow variant, DK = 128, BV = 32): workgroups of 4 subgroups,
+// 128 invocations, each holding as many tiles as a subgroup of the 8-subgroup passes at 64 rows, so
+// that two independent workgroups share an SM where one 64-row workgroup holds it alone.
 // f32 operands enter the products as two bf16 parts, hi = bf16(x), lo = bf16(x - hi):
 //   x y ~ x_hi y_hi + x_hi y_lo + x_lo y_hi    (f32 accumulation; exact bf16 operands have lo = 0)
 // the precision of chunk_tiles_coopmat.glsl's split products. The parts come from the
@@ -12,10 +15,15 @@
 // padded by 8 elements against bank conflicts (uvec4 units: 8 bf16 each):
 //   region1: BV x DK (the state slice, read as S^T through column-major loads) or 64 x BV
 //   region2: 64 x 64 (a 64-column block of a token-major f32 operand) or 64 x BV
+#ifndef SUBGROUPS
+#define SUBGROUPS 8
+#endif
+#if SUBGROUPS == 4
+#define RAW_PIECES 4
+#endif
 #include "fragment_types.glsl"
 
 #define CHUNK 64
-#define SUBGROUPS 8
 #define TK (DK / 16)                 // 16-column blocks of Dk
 #define TV (BV / 16)                 // 16-row blocks of the slice
 #define KB (DK / 64)                 // 64-column blocks of Dk
@@ -27,7 +35,13 @@
 #define REGION1_PLANE max(BV * STATE_ROW, CHUNK * SLICE_ROW)
 #define REGION2_PLANE (CHUNK * BLOCK_ROW)
 
+#if SUBGROUPS == 4
+layout(local_size_x = 128) in;
+#define BLOCK_TILES 4                // tiles of a 64 x 64 block per subgroup
+#else
 layout(local_size_x = 256) in;
+#define BLOCK_TILES 2
+#endif
 
 // Timing probe (specialisation constant 1, FASTWEIGHTS_DELTA_PROBE; for experiments only, the results
 // are wrong whenever it is nonzero): each bit leaves out one kind of work of the chunk loop, so the
@@ -59,7 +73,7 @@ shared uvec4 region2[PLANES * REGION2_PLANE];
                 stride, gl_CooperativeMatrixLayoutRowMajor)
 
 // W's 64-column block kb of the chunk whose rows start at firstRow, read ahead of its staging into
-// region2 (both passes declare ACC wTiles[KB][2] and uvec4 wRaw[KB][2], and name pc.w, keyStride
+// region2 (both passes declare ACC wTiles[KB][BLOCK_TILES] and uvec4 wRaw[KB][RAW_PIECES], and name pc.w, keyStride
 // and h): f32 W as this subgroup's two block tiles, staged as parts by SPLIT_STORE; compact W (bf16,
 // COMPACT) as this invocation's two 16-byte pieces of the block (LOAD_RAW_BLOCK), copied into the
 // hi plane as they are.
@@ -70,7 +84,7 @@ shared uvec4 region2[PLANES * REGION2_PLANE];
     } \
     else \
     { \
-        [[unroll]] for (uint i = 0; i < 2; i++) LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, firstRow, keyStride, h * DK, kb, i); \
+        [[unroll]] for (uint i = 0; i < BLOCK_TILES; i++) LOAD_BLOCK_TILE(wTiles[kb][i], pc.w, firstRow, keyStride, h * DK, kb, i); \
     }
 #define STAGE_W_BLOCK(kb) \
     if (COMPACT) \
@@ -79,13 +93,18 @@ shared uvec4 region2[PLANES * REGION2_PLANE];
     } \
     else \
     { \
-        [[unroll]] for (uint i = 0; i < 2; i++) \
+        [[unroll]] for (uint i = 0; i < BLOCK_TILES; i++) \
             SPLIT_STORE(wTiles[kb][i], region2, REGION2_PLANE, 16 * blockTileRow(i) * BLOCK_ROW + 2 * blockTileColumn(i), BLOCK_ROW) \
     }
 
 // 64 x BV token-major tile j of this subgroup: token rows 16 tokenTileRow() .., slice columns 16 tokenTileColumn(j) ..
 uint tokenTileRow() { return gl_SubgroupID % 4; }
+#if SUBGROUPS == 4
+uint tokenTileColumn(uint j) { return j; }
+#else
 uint tokenTileColumn(uint j) { return gl_SubgroupID / 4 + 2 * j; }
-// 64-column block tile i < 2 of this subgroup (16 tiles of 16 x 16 per block): tile 2 s + i.
-uint blockTileRow(uint i) { return (2 * gl_SubgroupID + i) / 4; }
-uint blockTileColumn(uint i) { return (2 * gl_SubgroupID + i) % 4; }
+#endif
+// 64-column block tile i < BLOCK_TILES of this subgroup (16 tiles of 16 x 16 per block): tile BLOCK_TILES s + i.
+uint blockTileRow(uint i) { return (BLOCK_TILES * gl_SubgroupID + i) / 4; }
+uint blockTileColumn(uint i) { return (BLOCK_TILES * gl_SubgroupID + i) % 4; }
+
