@@ -13,7 +13,9 @@ public sealed partial class VulkanBackend
     /// default; FASTWEIGHTS_DELTA_FRAGMENT_ROWS sets it) for the backend's choice: 64 at Dk = 64; at
     /// Dk = 128, 32 for the forward pass and 64 for the backward one where the operands are rounded
     /// (<see cref="DeltaRuleCoopMatSplit"/> false) and Dv is a multiple of 64 (where the forward pass's _jit
-    /// variant applies, <see cref="DeltaRuleStateFragmentsJit"/>, it takes 64 whatever this says). The 64-row variants at
+    /// variant applies, <see cref="DeltaRuleStateFragmentsJit"/>, it takes 64 whatever this says; where the
+    /// backward pass's _narrow variant applies, <see cref="DeltaRuleNarrowBackward"/>, it takes 32 rows in
+    /// workgroups half as wide, at 0 only). The 64-row variants at
     /// Dk = 128 hold the hi planes alone (26 KiB of shared memory, where two planes would take 52 KiB)
     /// and halve the workgroups (256 at B8 H16 Dv 128), each reading the chunk's K, Q and W once for
     /// twice the rows. H200, B8 H16 T2048 D128 bf16 with compact intermediates
@@ -75,10 +77,18 @@ public sealed partial class VulkanBackend
     private bool UsesJitForward(FastWeightShape s) =>
         DeltaRuleStateFragmentsJit && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
 
-    // An experiment (FASTWEIGHTS_DELTA_NARROW_BACKWARD=1): the backward state pass at Dk = 128 (ungated) as
-    // workgroups of 4 subgroups for 32 rows (chunk_state_backward_fragments.comp, SUBGROUPS=4, _narrow), so
-    // that two independent workgroups share an SM. Same bits as the 8-subgroup passes.
-    internal bool DeltaRuleNarrowBackward { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_NARROW_BACKWARD") == "1";
+    /// <summary>Whether the backward state pass at Dk = 128 (ungated and gated, rounded operands, Dv a multiple of 64,
+    /// rows left to the backend: <see cref="DeltaRuleStateFragmentRows"/> 0) runs as workgroups of 4
+    /// subgroups for 32 state rows (chunk_state_backward_fragments.comp's _narrow variant, SUBGROUPS=4)
+    /// instead of 8 subgroups for 64 rows. Each subgroup holds the same tiles and reads as at 64 rows
+    /// (about 250 registers an invocation), so a workgroup takes half the registers and two independent
+    /// workgroups, each its own chain of chunks, share an SM where a 64-row one holds it alone; twice the
+    /// workgroups read each chunk's K, Q and W. Every dS tile is formed by the same products in the same
+    /// order, so the gradients are bit for bit those of the 64-row pass. True by default
+    /// (FASTWEIGHTS_DELTA_NARROW_BACKWARD=0 takes the 64-row pass): B8 H16 D128 bf16 on the H100, the
+    /// backward part of forward+backward (forward+backward less forward) 1.84-1.85 against 1.93 ms at
+    /// T2048 and 7.26 against 7.57 at T8192 (bench/results/2026-12-07-h100-run98.txt).</summary>
+    public bool DeltaRuleNarrowBackward { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_NARROW_BACKWARD") != "0";
 
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
@@ -119,7 +129,8 @@ public sealed partial class VulkanBackend
     {
         bool backward = kernel == "chunk_state_backward_fragments";
         bool jit = !backward && !fused && !gated && UsesJitForward(s);
-        bool narrow = backward && !values && !gated && DeltaRuleNarrowBackward && s.KeyDim == 128 && s.ValueDim % 32 == 0;
+        bool narrow = backward && !values && DeltaRuleNarrowBackward && _fragmentRows == 0 && s.KeyDim == 128 && !DeltaRuleCoopMatSplit
+            && s.ValueDim % 64 == 0;
         int rows = jit ? 64 : narrow ? 32 : FragmentRows(s, backward);
         string form = jit ? "_jit" : narrow ? "_narrow" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         return ($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{form}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", rows);

@@ -15,6 +15,8 @@
 #   torch-gemm         cuBLAS at 4096 and 8192 (bench/peers/torch_gemm.py)
 #   delta              fastweights bench delta on Vulkan at the issue's shapes (recurrent and chunked)
 #   fla                flash-linear-attention chunk/fused delta rule at the same shapes
+#   fla-chunk          flash-linear-attention chunk_delta_rule alone at #3's four shapes (no fused recurrent kernel)
+#   delta-gated        fastweights bench delta, gated rule, bf16 chunked, B8 H16 D128 at T2048 and T8192
 #   rnn                fastweights bench rnn on Vulkan (hidden 768/1024, 1 and 4+ heads)
 #   cudnn              cuDNN nn.LSTM/nn.GRU at hidden 768 and 1024 (bench/peers/torch_rnn.py)
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
@@ -110,7 +112,7 @@
 #                      and 95 ran it (and delta-jit-rows) with settings for backward and 32-row _jit variants that were
 #                      dropped after them; their result files name the commits
 #   delta-narrow       the chunked delta rule (bf16, D128, T2048 and T8192) profiled with the backward state pass as
-#                      the 64-row pass (the default) and as 4-subgroup workgroups of 32 rows (FASTWEIGHTS_DELTA_NARROW_BACKWARD=1)
+#                      the 64-row pass (FASTWEIGHTS_DELTA_NARROW_BACKWARD=0) and as 4-subgroup workgroups of 32 rows (the default)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
@@ -172,6 +174,8 @@ for section in "$@"; do
     delta) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes $extra
            $fw bench delta --backend vulkan --dtype f32 --shape 8,16,2048,64 $extra ;;
     fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 4 8 1024 64 ;;
+    fla-chunk) FLA_CHUNK_ONLY=1 PYTHONPATH=.peers python3 bench/peers/fla_delta.py ${issue_shapes//,/ } ;;
+    delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     rnn) $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4,8 --batch 16 --steps 1024 $extra
          FASTWEIGHTS_RNN_STEP_UNITS=8 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1 --batch 16 --steps 1024 $extra ;;
     cudnn) python3 bench/peers/torch_rnn.py 768 1024 ;;

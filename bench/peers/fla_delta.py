@@ -1,7 +1,9 @@
 """flash-linear-attention's delta rule on the GPU host, beside FastWeights in one run.
 Usage: PYTHONPATH=<folder holding fla> python3 fla_delta.py B H T D [B H T D ...]
 Prints tokens/s (B*T per second) of chunk_delta_rule and fused_recurrent_delta_rule, bf16, forward
-and forward+backward, k L2-normalised, and of a naive PyTorch loop (f32, small shapes only)."""
+and forward+backward, k L2-normalised, and of a naive PyTorch loop (f32, small shapes only).
+With FLA_CHUNK_ONLY=1, chunk_delta_rule alone (no fused recurrent kernel, no naive loop)."""
+import os
 import sys
 import torch
 
@@ -32,10 +34,12 @@ def naive(q, k, v, beta):
 
 
 args = [int(a) for a in sys.argv[1:]] or [8, 16, 2048, 64]
+chunk_only = os.environ.get("FLA_CHUNK_ONLY") == "1"
+kernels = (("chunk_delta_rule", chunk_delta_rule),) if chunk_only else (("chunk_delta_rule", chunk_delta_rule), ("fused_recurrent_delta_rule", fused_recurrent_delta_rule))
 for i in range(0, len(args), 4):
     b, h, t, d = args[i:i + 4]
     tokens = b * t
-    for name, fn in (("chunk_delta_rule", chunk_delta_rule), ("fused_recurrent_delta_rule", fused_recurrent_delta_rule)):
+    for name, fn in kernels:
         q, k, v, beta = inputs(b, h, t, d, torch.bfloat16, False)
         with torch.no_grad():
             ms = timed(lambda: fn(q, k, v, beta, scale=1.0))
@@ -48,7 +52,7 @@ for i in range(0, len(args), 4):
             o.backward(do)
         ms = timed(step)
         print(f"fla {name} B{b} H{h} T{t} D{d} bf16 fwd+bwd  {ms:8.3f} ms {tokens / ms * 1e3 / 1e6:8.3f} M tok/s", flush=True)
-    if b * h * t * d <= 4 * 8 * 1024 * 64:
+    if not chunk_only and b * h * t * d <= 4 * 8 * 1024 * 64:
         q, k, v, beta = inputs(b, h, t, d, torch.float32, True)
         do = torch.randn_like(v)
 

@@ -23,12 +23,13 @@
 // with f32 W and dU'_local from its parallel stages: the host passes keysToEnd = diag(tail) K and
 // queriesFrom = diag(gamma) Q (chunk_decay_scale.comp) as the keys and queries, and dS_C is scaled by
 // chunkDecays[bh, n] = gamma_C once it is stored and staged.
-// SUBGROUPS=4 (the _narrow variant, DK = 128, BV = 32; an experiment, VulkanBackend.DeltaRuleNarrowBackward):
-// workgroups of 4 subgroups (128 invocations) for 32 rows, each subgroup holding the four dS tiles and
-// the reads a subgroup holds at 64 rows, so about as many registers an invocation (254 on the H100 at
-// 64 rows) but half as many a workgroup: two workgroups, each its own chain of chunks, share an SM
-// where a 64-row workgroup holds it alone (H100 run 97: two independent workgroups per SM beat one
-// twice as wide by 25% in the forward pass). Twice the workgroups read each chunk's K, Q and W.
+// SUBGROUPS=4 (the _narrow variants, DK = 128, BV = 32, ungated and GATED; the default for rounded
+// operands and Dv a multiple of 64, VulkanBackend.DeltaRuleNarrowBackward): workgroups of 4 subgroups (128 invocations)
+// for 32 rows, each subgroup holding the four dS tiles and the reads a subgroup holds at 64 rows, so
+// about as many registers an invocation but half as many a workgroup: two workgroups, each its own
+// chain of chunks, share an SM where a 64-row workgroup holds it alone. Twice the workgroups read each
+// chunk's K, Q and W. The same products in the same order as at 64 rows: the same bits. H100 run 98,
+// B8 H16 D128: the backward part of forward+backward 4% shorter than with the 64-row pass.
 // Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -41,6 +42,7 @@
 //! variant chunk_state_backward_fragments_k64_v32_gated -DDK=64 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k128_v64_gated -DDK=128 -DBV=64 -DPLANES=1 -DGATED=1 -O0
+//! variant chunk_state_backward_fragments_k128_v32_narrow_gated -DDK=128 -DBV=32 -DSUBGROUPS=4 -DGATED=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
 
