@@ -179,14 +179,34 @@ public sealed partial class VulkanBackend
         Dispatch(GatedSequentialKernel("chunk_state", p.K, s, slice), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
+    /// <summary>Whether the gated rule's output stage and intra-chunk values gradient run on accumulator
+    /// fragments (chunk_output_fragments.comp's GATED builds, `chunk_output_fragments_gated` and
+    /// `chunk_values_grad_fragments_gated`) where the ungated ones do (<see cref="DeltaRuleUsesOutputFragments"/>)
+    /// and the gated stages run on tensor cores (<see cref="DeltaRuleGatedUsesCoopMat"/>), instead of the
+    /// `_gated_bf16_cm` tile kernels. True by default; FASTWEIGHTS_DELTA_GATED_OUTPUT_FRAGMENTS=0, or false
+    /// here, keeps the tile kernels.</summary>
+    public bool DeltaRuleGatedOutputFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_OUTPUT_FRAGMENTS") != "0";
+
+    // chunk_output_fragments.comp's shared memory (two regions of 2 x 64 x 72 bf16 and eight 16 x 20 f32
+    // scratch tiles) and, gated, the chunk's log alphas and log decays.
+    private const int OutputFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + GatedDecayBytes;
+
+    /// <summary>Whether the gated rule's output stage and values gradient of this problem run on fragments
+    /// (<see cref="DeltaRuleGatedOutputFragments"/>).</summary>
+    public bool DeltaRuleGatedUsesOutputFragments(DType keys, FastWeightShape s) =>
+        DeltaRuleGatedOutputFragments && DeltaRuleGatedUsesCoopMat(keys) && DeltaRuleUsesOutputFragments(keys, s)
+        && Capabilities.MaxSharedMemoryBytes >= OutputFragmentsGatedSharedBytes;
+
     // chunk_output_gated: O = diag(gamma) scale Q S_0^T + P U'; chunk_values_grad_gated: dU'_local = P^T dO
-    // (P = scale (Q K^T ⊙ Gamma ⊙ M)).
+    // (P = scale (Q K^T ⊙ Gamma ⊙ M)). On fragments where DeltaRuleGatedUsesOutputFragments says (f32
+    // intermediates: compact off; same push constants and workgroups).
     private void GatedOutput(string kernel, DeltaRuleProblem p, FastWeightShape s, Tensor values, Tensor? states, Tensor result)
     {
         var push = new PushConstants(stackalloc byte[128]);
         OutputOperands(ref push, p.Q, p.K, s, p.Scale, values, states, result);
         push.Address(p.Alpha!);
-        Dispatch(GatedKernel(kernel, p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        var compute = DeltaRuleGatedUsesOutputFragments(p.K.DType, s) ? FragmentKernel($"{kernel}_fragments_gated", compact: false) : GatedKernel(kernel, p.Q);
+        Dispatch(compute, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state_backward_gated: reverse over chunks, dU' = dU'_local + diag(tail) K dS_C^T (in place),

@@ -48,6 +48,20 @@ void laneValues(ACC m, out float x[8])
     subgroupBarrier();   // every lane has read before the scratch is written again
 }
 
+// The tile whose lane values (laneValues' layout) are x, through this subgroup's scratch tile.
+ACC fromLaneValues(float x[8])
+{
+    uint base = gl_SubgroupID * SCRATCH_TILE, at = base + laneRow() * SCRATCH_ROW + laneColumn() / 4;
+    scratch[at] = floatBitsToUint(vec4(x[0], x[1], x[2], x[3]));
+    scratch[at + 1] = floatBitsToUint(vec4(x[4], x[5], x[6], x[7]));
+    subgroupMemoryBarrierShared();
+    subgroupBarrier();
+    ACC m;
+    coopMatLoad(m, scratch, base, SCRATCH_ROW, gl_CooperativeMatrixLayoutRowMajor);
+    subgroupBarrier();   // every lane has loaded before the scratch is written again
+    return m;
+}
+
 #include "split_bf16.glsl"
 
 // Writes the lane's 8 values of tile (tr, tc) as hi and (where split) lo parts into REGION.

@@ -13,12 +13,26 @@
 // on and below the diagonal, the others are never read). Per block vb region2 then holds, in turn,
 // the rows of S_0 for that block (64 x 64 per 64 columns of Dk, read as S_0^T through column-major
 // loads) and U' (or dO), each as hi and lo parts.
+// GATED=1 (the _gated variants; VulkanBackend.DeltaRuleGatedUsesOutputFragments): the gated rule's
+// stage (chunk_decay.glsl, as chunk_output.comp's GATED build), with every intermediate f32:
+//   P' = scale (Q K^T ⊙ Gamma ⊙ M),  forward O = diag(gamma) scale Q S_0^T + P' U',  backward dU'_local = P'^T dO
+// Gamma_ij = exp(g_i - g_j) multiplies P''s elements where the causal mask keeps them (never formed
+// above the diagonal, where it could overflow); diag(gamma) scales the rows of Q S_0^T through the
+// lane values before P' U' is added. The forward takes the separate stagings (no MERGED_STAGING).
 // Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64, Dk
-// and Dv 64 or 128, bf16 keys, subgroups of 32. Same push constants as chunk_output.comp.
+// and Dv 64 or 128, bf16 keys, subgroups of 32. Same push constants as chunk_output.comp (GATED: and alpha).
 //! variant chunk_output_fragments -DVALUES_GRADIENT=0 -O0
 //! variant chunk_values_grad_fragments -DVALUES_GRADIENT=1 -O0
+//! variant chunk_output_fragments_gated -DVALUES_GRADIENT=0 -DGATED=1 -O0
+//! variant chunk_values_grad_fragments_gated -DVALUES_GRADIENT=1 -DGATED=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "chunk_fragments.glsl"
+#ifndef GATED
+#define GATED 0
+#endif
+#if GATED
+#include "chunk_decay.glsl"
+#endif
 
 // Specialisation constant 4 (the forward only): with the operands rounded, stage S_0's blocks of the
 // current 64 columns of Dv in region2's two planes and U''s block in region1's lo plane (P' holds its
@@ -26,7 +40,11 @@
 // Dk = 128, 2 against 4 at Dk = 64 (VulkanBackend.DeltaRuleMergedOutputStaging). The products, their
 // operands and their order are those of the separate stagings.
 layout(constant_id = 4) const bool MERGED_STAGING = false;
+#if GATED
+#define MERGED false
+#else
 #define MERGED (MERGED_STAGING && !SPLIT_OPERANDS && VALUES_GRADIENT == 0)
+#endif
 
 layout(push_constant) uniform Push
 {
@@ -40,6 +58,9 @@ layout(push_constant) uniform Push
     uint dk;
     uint dv;
     float scale;
+#if GATED
+    uint64_t alpha;     // f32 [B, T, H]
+#endif
 } pc;
 
 void main()
@@ -49,6 +70,9 @@ void main()
     uint keyStride = pc.heads * pc.dk, valueStride = pc.heads * pc.dv;   // between consecutive tokens
     uint firstToken = b * pc.t + n * CHUNK, keyBlocks = pc.dk / 64;
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
+#if GATED
+    loadLogDecays(pc.alpha, firstToken * pc.heads + h, pc.heads, CHUNK);   // T is a multiple of the chunk
+#endif
 
     // P' = scale (Q K^T ⊙ M) on and below the diagonal into region1; Q's fragments of row tr kept
     FRAG_A queryFrags[8];   // slice 4 kb + d of Dk
@@ -79,7 +103,12 @@ void main()
             {
                 float x[8];
                 laneValues(p[j], x);
+#if GATED
+                uint row = 16 * tr + laneRow(), column0 = 16 * tileColumn(j) + laneColumn();
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] = column0 + e <= row ? pc.scale * x[e] * decayBetween(row, column0 + e) : 0.0;
+#else
                 [[unroll]] for (uint e = 0; e < 8; e++) x[e] = tileColumn(j) < tr || laneColumn() + e <= laneRow() ? pc.scale * x[e] : 0.0;
+#endif
                 PUT_LANE_SPLIT(region1, tr, tileColumn(j), x)
             }
     }
@@ -156,7 +185,19 @@ void main()
                         o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
                     }
             }
+#if GATED
+        // diag(gamma) scale Q S_0^T: row 16 tr + laneRow() of each tile scaled through the lane values
+        [[unroll]] for (uint j = 0; j < 2; j++)
+        {
+            float x[8];
+            laneValues(o[j], x);
+            float rowScale = pc.scale * decayTo(16 * tr + laneRow());
+            [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= rowScale;
+            o[j] = fromLaneValues(x);
+        }
+#else
         [[unroll]] for (uint j = 0; j < 2; j++) o[j] = o[j] * pc.scale;
+#endif
 #endif
         // U' (or dO) block vb into region2
         uint valueOrigin = (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb;
