@@ -191,9 +191,12 @@ public sealed partial class VulkanBackend
     /// DeltaRuleGatedTensorCoreTests holds it to 1e-2 norm-wise of the float64 reference.</summary>
     public bool DeltaRuleGatedOutputFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_OUTPUT_FRAGMENTS") != "0";
 
-    // chunk_output_fragments.comp's shared memory (two regions of 2 x 64 x 72 bf16 and eight 16 x 20 f32
-    // scratch tiles) and, gated, the chunk's log alphas and log decays.
-    private const int OutputFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + GatedDecayBytes;
+    // The shared memory every kernel on chunk_fragments.glsl declares: two regions of 2 x 64 x 72 bf16
+    // (hi and lo planes, rows padded by 8) and eight 16 x 20 f32 scratch tiles.
+    private const int FragmentRegionsAndScratchBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4;
+
+    // chunk_output_fragments.comp's shared memory and, gated, the chunk's log alphas and log decays.
+    private const int OutputFragmentsGatedSharedBytes = FragmentRegionsAndScratchBytes + GatedDecayBytes;
 
     /// <summary>Whether the gated rule's output stage and values gradient of this problem run on fragments
     /// (<see cref="DeltaRuleGatedOutputFragments"/>).</summary>

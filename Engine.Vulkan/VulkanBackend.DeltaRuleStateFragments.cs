@@ -86,8 +86,8 @@ public sealed partial class VulkanBackend
     /// workgroups read each chunk's K, Q and W. Every dS tile is formed by the same products in the same
     /// order, so the gradients are bit for bit those of the 64-row pass. True by default
     /// (FASTWEIGHTS_DELTA_NARROW_BACKWARD=0 takes the 64-row pass): B8 H16 D128 bf16 on the H100, the
-    /// backward part of forward+backward (forward+backward less forward) 1.84-1.85 against 1.93 ms at
-    /// T2048 and 7.26 against 7.57 at T8192 (bench/results/2026-12-07-h100-run98.txt).</summary>
+    /// backward pass 532.2 against 613.8 us at T2048 and 2096.2 against 2424.7 at T8192, forward+backward
+    /// 2.748 against 2.833 ms and 10.583 against 10.918 (bench/results/2026-12-07-h100-run99.txt).</summary>
     public bool DeltaRuleNarrowBackward { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_NARROW_BACKWARD") != "0";
 
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
