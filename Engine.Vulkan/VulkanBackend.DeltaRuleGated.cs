@@ -241,7 +241,27 @@ public sealed partial class VulkanBackend
         Dispatch(GatedSequentialKernel("chunk_state_backward", p.Q, s, slice), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
 
+    /// <summary>Whether the gated rule's q, k gradients run on accumulator fragments
+    /// (chunk_grad_qk_fragments.comp's GATED build, `chunk_grad_qk_fragments_gated`) where the ungated ones
+    /// do (<see cref="DeltaRuleUsesGradQKFragments"/>) and the gated stages run on tensor cores
+    /// (<see cref="DeltaRuleGatedUsesCoopMat"/>), instead of the `_gated_bf16_cm` tile kernel. An experiment,
+    /// true on this branch; FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0, or false here, keeps the tile
+    /// kernel. Not yet run on a GPU.</summary>
+    public bool DeltaRuleGatedGradQKFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS") != "0";
+
+    // chunk_grad_qk_fragments.comp's shared memory (as the output stage's) and, gated, the decays, the
+    // per-row sums of the two subgroups of a tile row and the eight subgroups' last-row terms.
+    private const int GradQKFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + GatedDecayBytes + 64 * 2 * 4 + 8 * 4;
+
+    /// <summary>Whether the gated rule's q, k gradients of this problem run on fragments
+    /// (<see cref="DeltaRuleGatedGradQKFragments"/>).</summary>
+    public bool DeltaRuleGatedUsesGradQKFragments(DType keys, FastWeightShape s) =>
+        DeltaRuleGatedGradQKFragments && DeltaRuleGatedUsesCoopMat(keys) && DeltaRuleUsesGradQKFragments(keys, s)
+        && Capabilities.MaxSharedMemoryBytes >= GradQKFragmentsGatedSharedBytes;
+
     // chunk_grad_qk_gated: dQ, dK (partial), dW and the log-decay gradient's part of each 64 columns of Dk.
+    // On fragments where DeltaRuleGatedUsesGradQKFragments says: one workgroup per (chunk, 64 columns of
+    // Dk) along x, as the ungated kernel on fragments; f32 intermediates (compact off).
     private void GatedGradQK(DeltaRuleProblem p, Tensor dOutput, Tensor uPrime, Tensor dUPrime, Tensor states, Tensor dStates,
         Tensor dq, Tensor dk, Tensor dW, Tensor decayParts)
     {
@@ -250,7 +270,9 @@ public sealed partial class VulkanBackend
         GradQKOperands(ref push, p.Q, p.K, s, p.Scale, dOutput, uPrime, dUPrime, states, dStates, dq, dk, dW);
         push.Address(p.Alpha!);
         push.Address(decayParts);
-        Dispatch(GatedKernel("chunk_grad_qk", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+        if (DeltaRuleGatedUsesGradQKFragments(p.K.DType, s))
+            Dispatch(FragmentKernel("chunk_grad_qk_fragments_gated", compact: false), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
+        else Dispatch(GatedKernel("chunk_grad_qk", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
     // chunk_wy_backward_gated: dK (completed), dV, dbeta and the log-decay gradient's last part.

@@ -19,20 +19,60 @@
 // took 129 registers per invocation, one workgroup per SM, and 542 us at B8 H16 T2048 D64 bf16 on the
 // H100 (bench/results/2026-12-06-h100-run65.txt). Zero tiles of dP are skipped. Each staging's global
 // reads are issued before the barrier that frees its region.
+// GATED=1 (chunk_grad_qk_fragments_gated; VulkanBackend.DeltaRuleGatedUsesGradQKFragments): the gated
+// rule's q, k gradients (chunk_grad_qk.comp's GATED build, chunk_decay.glsl), f32 intermediates:
+//   H' = scale (dO U'^T) ⊙ Gamma ⊙ M                  (Gamma on dP's elements where the mask keeps them)
+//   dQ = diag(scale gamma) dO S_0 + H' K               (the rows of dO S_0 scaled through the lane values)
+//   dK = H'^T Q + diag(tail) U' dS_C                   (U' dS_C in its own tiles in the second walk)
+//   dW = -dU' S_0
+// and this block of Dk's part of the log decays' gradient (decayParts[kb], [blocks of Dk + 1, B, T, H]).
+// chunk_grad_qk.comp forms it as
+//   dg_i += scale gamma_i (dO S_0)_i . q_i + sum_j D_ij,  dg_j -= sum_i D_ij + e_j,  D = H ⊙ (Q' K^T),
+//   e_j = tail_j (U' dS_C)_j . k_j,  dg_{63} += sum_j e_j + gamma_C <dS_C, S_0>
+// and since sum_j D_ij = q_i . (H' K)_i and sum_i D_ij = k_j . (H'^T Q)_j, the row terms are dot
+// products with this block's dQ and dK rows:  dg_i += q_i . dQ_i - k_i . dK_i,  with no Q' K^T formed.
+// Each lane dots its 8 values of a row with q's and k's bf16 (Q from region2's lo plane, K from the
+// tensor); two lanes hold a row's 16 columns of a tile pair and two subgroups a tile row (rowParts).
 // Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64,
 // Dk and Dv 64 or 128, bf16 keys, subgroups of 32. Same push constants as chunk_grad_qk.comp.
 // Shared memory (46 KiB): two regions of 64 x 64 (hi, lo), rows padded by 8 bf16, and a 16 x 16 f32
-// scratch tile per subgroup for the mask of dP.
+// scratch tile per subgroup for the mask of dP (GATED: and 1,056 bytes of decays and partial sums).
 //! variant chunk_grad_qk_fragments -O0
+//! variant chunk_grad_qk_fragments_gated -DGATED=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "chunk_fragments.glsl"
+#ifndef GATED
+#define GATED 0
+#endif
+#if GATED
+#include "chunk_decay.glsl"
+shared float rowParts[CHUNK][2];   // per row, the sums of the two subgroups of its tile row
+shared float totals[8];            // per subgroup, its share of the last row's term
+
+// x . (the 8 bf16 packed in w, in order)
+float dotBf16(float x[8], uvec4 w)
+{
+    float sum = 0.0;
+    uint words[4] = uint[4](w.x, w.y, w.z, w.w);
+    [[unroll]] for (uint i = 0; i < 4; i++)
+    {
+        sum = fma(x[2 * i], bf16ToFloat(words[i]), sum);
+        sum = fma(x[2 * i + 1], uintBitsToFloat(words[i] & 0xFFFF0000u), sum);
+    }
+    return sum;
+}
+#endif
 
 // Specialisation constant 4: with the operands rounded, stage two blocks per barrier pair, the second
 // in each region's free lo plane (S_0 beside U' in the first walk over Dv, U' and dS_C beside dU' and
 // S_0 in the second): half the workgroup barriers of each walk (VulkanBackend.DeltaRuleMergedStaging).
 // Split operands ignore it.
 layout(constant_id = 4) const bool MERGED_STAGING = false;
+#if GATED
+#define MERGED false
+#else
 #define MERGED (MERGED_STAGING && !SPLIT_OPERANDS)
+#endif
 
 layout(push_constant) uniform Push
 {
@@ -51,6 +91,10 @@ layout(push_constant) uniform Push
     uint keyDim;
     uint valueDim;
     float scale;
+#if GATED
+    uint64_t alpha;         // f32 [B, T, H]
+    uint64_t decayParts;    // out: f32 [blocks of Dk + 1, B, T, H]; this workgroup writes part kb
+#endif
 } pc;
 
 void main()
@@ -63,6 +107,10 @@ void main()
     uint firstToken = b * pc.t + n * CHUNK, keyColumn0 = h * pc.keyDim + 64 * kb;
     uint stateOrigin = (bh * chunks + n) * pc.valueDim * pc.keyDim + 64 * kb;
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
+#if GATED
+    loadLogDecays(pc.alpha, firstToken * pc.heads + h, pc.heads, CHUNK);   // T is a multiple of the chunk
+    float dgLane = 0.0, totalLane = 0.0;   // this lane's share of dg of its row; of the last row's term
+#endif
 
     // The 64 x 64 block vb of a token-major Dv-wide tensor, or rows 64 vb .. of the state block (Dv x
     // 64, row stride Dk), into fetched / fetchedRaw (chunk_fragments.glsl, FETCH_BLOCK). compact: an
@@ -135,7 +183,12 @@ void main()
         {
             float x[8];
             laneValues(dp[j], x);
+#if GATED
+            uint row = 16 * tr + laneRow(), column0 = 16 * tileColumn(j) + laneColumn();
+            [[unroll]] for (uint e = 0; e < 8; e++) x[e] = column0 + e <= row ? pc.scale * x[e] * decayBetween(row, column0 + e) : 0.0;
+#else
             [[unroll]] for (uint e = 0; e < 8; e++) x[e] = tileColumn(j) < tr || laneColumn() + e <= laneRow() ? pc.scale * x[e] : 0.0;
+#endif
             PUT_LANE_SPLIT(region1, tr, tileColumn(j), x)
         }
     barrier();
@@ -144,7 +197,17 @@ void main()
     ACC dk[2];
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
+#if GATED
+        {
+            float x[8];
+            laneValues(dq[j], x);
+            float rowScale = pc.scale * decayTo(16 * tr + laneRow());
+            [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= rowScale;
+            dq[j] = fromLaneValues(x);
+        }
+#else
         dq[j] = dq[j] * pc.scale;
+#endif
         dk[j] = ACC(0.0);
         [[unroll]] for (uint d = 0; d < 4; d++)
         {
@@ -164,12 +227,27 @@ void main()
                 MUL_EXACT_B(dk[j], aHi, aLo, operand);
             }
         }
+#if GATED
+        {
+            // dg_i += q_i . dQ_i (q's bf16 run of this lane from Q's copy in region2's lo plane)
+            float x[8];
+            laneValues(dq[j], x);
+            dgLane += dotBf16(x, region2[PLANE + (16 * tr + laneRow()) * ROW + 2 * tileColumn(j) + laneColumn() / 8]);
+        }
+#endif
         coopMatStore(dq[j], F32Buffer(pc.dq).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
     }
 
     // Second walk over Dv: (dU', S_0) -> dW = -dU' S_0, (U', dS_C) -> dK += U' dS_C
     ACC dw[2];
     [[unroll]] for (uint j = 0; j < 2; j++) dw[j] = ACC(0.0);
+#if GATED
+    ACC ud[2];   // U' dS_C, row-scaled by tail at the end
+    [[unroll]] for (uint j = 0; j < 2; j++) ud[j] = ACC(0.0);
+#define U_DS ud
+#else
+#define U_DS dk
+#endif
     for (uint vb = 0; vb < valueBlocks; vb++)
     {
         FETCH_TOKENS(pc.dUPrime, COMPACT, vb);
@@ -200,12 +278,49 @@ void main()
         FETCH_STATE(pc.dStates, vb);
         PUT_FETCHED(region2, COMPACT);
         barrier();
-        [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(dk[j], region1, region2, tileColumn(j));
+        [[unroll]] for (uint j = 0; j < 2; j++) MULTIPLY_REGIONS(U_DS[j], region1, region2, tileColumn(j));
     }
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
         ACC negated = dw[j] * -1.0;
         STORE_INTERMEDIATE(COMPACT, negated, pc.dw, keyOrigin + 16 * tileColumn(j), keyStride)
+#if GATED
+        {
+            // dK = H'^T Q + diag(tail) U' dS_C; e_i = tail_i (U' dS_C)_i . k_i into the last row's term;
+            // dg_i -= k_i . dK_i (the column sums of D and e_i)
+            float x[8], y[8];
+            laneValues(ud[j], x);
+            laneValues(dk[j], y);
+            float tail = decayToEnd(16 * tr + laneRow());
+            uvec4 kRun = keys.v[(keyOrigin + laneRow() * keyStride + 16 * tileColumn(j) + laneColumn()) / 8];
+            [[unroll]] for (uint e = 0; e < 8; e++) { x[e] *= tail; y[e] += x[e]; }
+            totalLane += dotBf16(x, kRun);
+            dgLane -= dotBf16(y, kRun);
+            dk[j] = fromLaneValues(y);
+        }
+#endif
         coopMatStore(dk[j], F32Buffer(pc.dk).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
     }
+#if GATED
+    // gamma_C <dS_C, S_0> over this block's 64 columns (f32 states: the gated intermediates are never compact)
+    float overlap = 0.0;
+    for (uint e = gl_LocalInvocationID.x; e < pc.valueDim * 64; e += 256)
+    {
+        uint at = stateOrigin + (e / 64) * pc.keyDim + e % 64;
+        overlap = fma(F32Buffer(pc.dStates).v[at], F32Buffer(pc.states).v[at], overlap);
+    }
+    totalLane += chunkDecay() * overlap;
+    dgLane += subgroupShuffleXor(dgLane, 1);   // the row's other 8 columns of each tile
+    [[unroll]] for (uint m = 1; m < 32; m *= 2) totalLane += subgroupShuffleXor(totalLane, m);
+    if (laneColumn() == 0) rowParts[16 * tr + laneRow()][gl_SubgroupID % 2] = dgLane;
+    if (gl_SubgroupInvocationID == 0) totals[gl_SubgroupID] = totalLane;
+    barrier();
+    uint id = gl_LocalInvocationID.x;
+    if (id < CHUNK)
+    {
+        float sum = rowParts[id][0] + rowParts[id][1];
+        if (id == CHUNK - 1) [[unroll]] for (uint sg = 0; sg < 8; sg++) sum += totals[sg];
+        F32Buffer(pc.decayParts).v[kb * pc.t * gl_NumWorkGroups.y + (firstToken + id) * pc.heads + h] = sum;   // part kb of [parts, B, T, H]
+    }
+#endif
 }

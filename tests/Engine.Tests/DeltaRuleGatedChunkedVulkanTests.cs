@@ -254,6 +254,8 @@ public sealed class DeltaRuleGatedTensorCoreTests
                 Assert.AreEqual(stateFragments, backend.DeltaRuleGatedUsesStateFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)), $"state passes on fragments ({setting})");
                 Assert.AreEqual(stateFragments && backend.DeltaRuleGatedOutputFragments, backend.DeltaRuleGatedUsesOutputFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
                     $"output stage and values gradient on fragments ({setting})");
+                Assert.AreEqual(stateFragments && backend.DeltaRuleGatedGradQKFragments, backend.DeltaRuleGatedUsesGradQKFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
+                    $"q, k gradients on fragments ({setting})");
                 using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
                 d.Forward(DeltaRuleAlgorithm.Chunked);
                 DeltaRuleTensorCoreTests.AssertNormwise(o, d.O.ToArray(), $"o ({setting})");
