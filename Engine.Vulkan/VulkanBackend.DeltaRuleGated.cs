@@ -153,9 +153,34 @@ public sealed partial class VulkanBackend
         var s = p.Shape;
         var push = new PushConstants(stackalloc byte[128]);
         WyOperands(ref push, p, w, u, inverse);
+        if (DeltaRuleGatedUsesWyFragments(p.K.DType, s))
+        {
+            // chunk_wy_fragments.comp's push constants (no P' asked for), then alpha
+            push.Address(p.Q);
+            push.AddressOrZero(null);
+            push.Append(p.Scale);
+            push.Address(p.Alpha!);
+            Dispatch(FragmentKernel("chunk_wy_fragments_gated", compact: false), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+            return;
+        }
         push.Address(p.Alpha!);
         Dispatch(GatedKernel("chunk_wy", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
+
+    /// <summary>Whether the gated rule's stage 1 runs on accumulator fragments (chunk_wy_fragments.comp's
+    /// GATED build, `chunk_wy_fragments_gated`) where the ungated one does (<see cref="DeltaRuleUsesWyFragments"/>)
+    /// and the gated stages run on tensor cores (<see cref="DeltaRuleGatedUsesCoopMat"/>), instead of the
+    /// `_gated_bf16_cm` tile kernel. An experiment, true on this branch; FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0,
+    /// or false here, keeps the tile kernel. Not yet run on a GPU.</summary>
+    public bool DeltaRuleGatedWyFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS") != "0";
+
+    // chunk_wy_fragments.comp's shared memory (regions, scratch tiles, betas) and, gated, the decays.
+    private const int WyFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + 64 * 4 + GatedDecayBytes;
+
+    /// <summary>Whether the gated rule's stage 1 of this problem runs on fragments (<see cref="DeltaRuleGatedWyFragments"/>).</summary>
+    public bool DeltaRuleGatedUsesWyFragments(DType keys, FastWeightShape s) =>
+        DeltaRuleGatedWyFragments && DeltaRuleGatedUsesCoopMat(keys) && DeltaRuleUsesWyFragments(keys, s)
+        && Capabilities.MaxSharedMemoryBytes >= WyFragmentsGatedSharedBytes;
 
     // chunk_state_gated: U' = U - W S^T, S <- gamma_C S + (diag(tail) U')^T K, sequential over chunks;
     // on fragments (DeltaRuleGatedUsesStateFragments) from the decayed keys: 'decayed' where the caller

@@ -19,11 +19,23 @@
 // values, subgroups of 32. Same push constants, outputs and workgroups as chunk_wy.comp, and
 // optionally, at Dk = 64, P' = scale (Q K^T ⊙ M) for the state pass that forms the outputs
 // (FUSED_OUTPUT), from a copy of Q beside K's.
+// GATED=1 (chunk_wy_fragments_gated; VulkanBackend.DeltaRuleGatedUsesWyFragments): the gated rule's
+// stage 1 (chunk_wy.comp's GATED build, chunk_decay.glsl), f32 intermediates, no P':
+//   L = strictly_lower(diag(beta) (K K^T ⊙ Gamma)),  W = X diag(beta gamma) K,  U = X diag(beta) V
+// Gamma multiplies L's elements where the mask keeps them; each lane keeps its f32 runs of X diag(beta)
+// so that region1 holds X diag(beta gamma) for W and then X diag(beta) for U, never a quotient.
 // Shared memory: region1 L, then X diag(beta) (hi, lo); region2 K's blocks (one per plane), then V's;
-// the scratch tiles; beta.
+// the scratch tiles; beta (GATED: and the decays, 512 bytes).
 //! variant chunk_wy_fragments -O0
+//! variant chunk_wy_fragments_gated -DGATED=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "chunk_fragments.glsl"
+#ifndef GATED
+#define GATED 0
+#endif
+#if GATED
+#include "chunk_decay.glsl"
+#endif
 
 shared float betas[CHUNK];
 
@@ -43,6 +55,9 @@ layout(push_constant) uniform Push
     uint64_t q;         // read when pPrime is given
     uint64_t pPrime;    // out, 0: not formed (Dk = 64 only); P' = scale (Q K^T ⊙ M) as bf16 hi and lo planes [B H chunks, 2, 64, 64]
     float scale;
+#if GATED
+    uint64_t alpha;     // f32 [B, T, H]
+#endif
 } pc;
 
 // Copies `count` (1 or 2) consecutive 64-column blocks of a token-major bf16 tensor, from column
@@ -92,6 +107,9 @@ void main()
     Words4Buffer keys = Words4Buffer(pc.k), values = Words4Buffer(pc.v);
 
     if (id < CHUNK) betas[id] = loadAs(pc.beta, pc.betaDtype, (firstToken + id) * pc.heads + h);
+#if GATED
+    loadLogDecays(pc.alpha, firstToken * pc.heads + h, pc.heads, CHUNK);   // T is a multiple of the chunk
+#endif
 
     // K's blocks into region2's planes; with P' wanted (Dk = 64 only), K into the hi plane and Q into the lo one.
     bool scoresWanted = pc.pPrime != 0ul;
@@ -156,7 +174,12 @@ void main()
             }
         float l[8];
         laneValues(gram, l);
+#if GATED
+        uint row = 16 * tr + laneRow(), column0 = 16 * tc + laneColumn();
+        [[unroll]] for (uint e = 0; e < 8; e++) l[e] = column0 + e < row ? laneBeta * l[e] * decayBetween(row, column0 + e) : 0.0;
+#else
         [[unroll]] for (uint e = 0; e < 8; e++) l[e] = tc < tr || laneColumn() + e < laneRow() ? laneBeta * l[e] : 0.0;
+#endif
         if (tc < tr) PUT_LANE_PARTS(true, region1, tr, tc, l)
         else
         {
@@ -221,6 +244,10 @@ void main()
 
     // X diag(beta) into region1 as parts, each lane rewriting its own run of the subgroup's tiles: from
     // X's parts there (x ~ hi + lo to about 2^-16 relative), or from the level-2 tiles' f32 values.
+    // GATED: X diag(beta gamma) for W, the runs of X diag(beta) kept for U.
+#if GATED
+    float betaRuns[2][8];
+#endif
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
         uint tc = tileColumn(j);
@@ -238,6 +265,10 @@ void main()
             }
         }
         [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= betas[16 * tc + laneColumn() + e];
+#if GATED
+        betaRuns[j] = x;
+        [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= decayTo(16 * tc + laneColumn() + e);
+#endif
         PUT_LANE_SPLIT(region1, tr, tc, x)
     }
     barrier();
@@ -251,6 +282,11 @@ void main()
         if (!key)
         {
             barrier();   // W's products are done reading K
+#if GATED
+            // region1 takes X diag(beta) back for U
+            [[unroll]] for (uint j = 0; j < 2; j++)
+                if (tileColumn(j) <= tr) PUT_LANE_SPLIT(region1, tr, tileColumn(j), betaRuns[j])
+#endif
             COPY_COLUMN_BLOCKS(values, valueBlocks, firstToken, valueStride, column0)
             barrier();
         }
