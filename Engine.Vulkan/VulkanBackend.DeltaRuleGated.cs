@@ -308,6 +308,26 @@ public sealed partial class VulkanBackend
         WyBackwardOperands(ref push, p, f.Inverse!, f.W, f.U, dUPrime, dW, g);
         push.Address(p.Alpha!);
         push.Address(decayParts);
-        Dispatch(GatedKernel("chunk_wy_backward", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        var kernel = DeltaRuleGatedUsesWyBackwardFragments(p.K.DType, s) ? FragmentKernel("chunk_wy_backward_fragments_gated", compact: false)
+            : GatedKernel("chunk_wy_backward", p.Q);
+        Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
+
+    /// <summary>Whether the gated rule's WY backward runs on accumulator fragments
+    /// (chunk_wy_backward_fragments.comp's GATED build, `chunk_wy_backward_fragments_gated`) where the
+    /// ungated one does (<see cref="DeltaRuleUsesWyBackwardFragments"/>) and the gated stages run on tensor
+    /// cores (<see cref="DeltaRuleGatedUsesCoopMat"/>), instead of the `_gated_bf16_cm` tile kernel. An
+    /// experiment, true on this branch; FASTWEIGHTS_DELTA_GATED_WY_BACKWARD_FRAGMENTS=0, or false here,
+    /// keeps the tile kernel. Not yet run on a GPU.</summary>
+    public bool DeltaRuleGatedWyBackwardFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_WY_BACKWARD_FRAGMENTS") != "0";
+
+    // chunk_wy_backward_fragments.comp's shared memory (regions, scratch tiles, betas, the row sums of
+    // dbeta) and, gated, the decays.
+    private const int WyBackwardFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + 64 * 4 + 64 * 2 * 4 + GatedDecayBytes;
+
+    /// <summary>Whether the gated rule's WY backward of this problem runs on fragments
+    /// (<see cref="DeltaRuleGatedWyBackwardFragments"/>).</summary>
+    public bool DeltaRuleGatedUsesWyBackwardFragments(DType keys, FastWeightShape s) =>
+        DeltaRuleGatedWyBackwardFragments && DeltaRuleGatedUsesCoopMat(keys) && DeltaRuleUsesWyBackwardFragments(keys, s)
+        && Capabilities.MaxSharedMemoryBytes >= WyBackwardFragmentsGatedSharedBytes;
 }

@@ -17,8 +17,9 @@
 #   fla                flash-linear-attention chunk/fused delta rule at the same shapes
 #   fla-chunk          flash-linear-attention chunk_delta_rule alone at #3's four shapes (no fused recurrent kernel)
 #   delta-gated        fastweights bench delta, gated rule, bf16 chunked, B8 H16 D128 at T2048 and T8192
-#   delta-gated-fragments the gated rule (bf16, B8 H16 D128, T2048 and T8192) profiled with its stage 1 and q, k
-#                      gradients on the tile kernels, each on fragments alone, and both on fragments (the default)
+#   delta-gated-fragments the gated rule (bf16, B8 H16 D128, T2048 and T8192) profiled with its stage 1, q, k
+#                      gradients and WY backward on the tile kernels, each of the three back on the tile kernel
+#                      alone, and all three on fragments (the default on the experiment branch)
 #   rnn                fastweights bench rnn on Vulkan (hidden 768/1024, 1 and 4+ heads)
 #   cudnn              cuDNN nn.LSTM/nn.GRU at hidden 768 and 1024 (bench/peers/torch_rnn.py)
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
@@ -179,8 +180,9 @@ for section in "$@"; do
     fla-chunk) FLA_CHUNK_ONLY=1 PYTHONPATH=.peers python3 bench/peers/fla_delta.py ${issue_shapes//,/ } ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     delta-gated-fragments)
-      for v in "FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0" FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0 \
-               FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=1; do
+      for v in "FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_WY_BACKWARD_FRAGMENTS=0" \
+               FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_WY_BACKWARD_FRAGMENTS=0 \
+               FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=1; do
         echo "# $v"
         env $v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra \
           | grep -E "^(profile|gated)"

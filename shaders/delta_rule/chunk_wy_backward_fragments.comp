@@ -24,16 +24,35 @@
 // fragments in registers (166) or reading each block of dU or dW during the previous block's products
 // (129) leaves one, and both were slower: 620 and 631 us against 489 at B8 H16 T2048 D64 bf16 on the
 // H100, 1062 and 1069 against 884 at D128 (bench/results/2026-12-06-h100-run64.txt).
+// GATED=1 (chunk_wy_backward_fragments_gated; VulkanBackend.DeltaRuleGatedUsesWyBackwardFragments): the
+// gated rule's WY backward (chunk_wy_backward.comp's GATED build, chunk_decay.glsl), f32 intermediates.
+// Stage 1 formed B_K = diag(beta gamma) K and L with Gamma, so with G' = G ⊙ Gamma
+//   dX = (dW K^T diag(gamma) + dU V^T) diag(beta)       (dW's blocks first, then dXraw's columns
+//                                                        scaled by gamma, then dU's)
+//   R = diag(gamma) X^T dW per block of dW:  dK += diag(beta) R,  dbeta += rows(R . K)
+//   dK += diag(beta) G' K + G'^T diag(beta) K,          dbeta += rows(G' K . K)
+//   dg_i = beta_i (R + G' K)_i . k_i - (G'^T diag(beta) K)_i . k_i   (into the last part of decayParts)
 //! variant chunk_wy_backward_fragments -O0
+//! variant chunk_wy_backward_fragments_gated -DGATED=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "chunk_fragments.glsl"
+#ifndef GATED
+#define GATED 0
+#endif
+#if GATED
+#include "chunk_decay.glsl"
+#endif
 
 // Specialisation constant 4: with the operands rounded, the walk over dU's and dW's blocks takes them
 // in pairs, the second block in region2's lo plane and its V or K copy in region1's lo plane (X holds
 // the hi plane alone): three workgroup barriers per pair instead of per block
 // (VulkanBackend.DeltaRuleMergedWyBackwardStaging). Same products in the same order.
 layout(constant_id = 4) const bool MERGED_STAGING = false;
+#if GATED
+#define MERGED false
+#else
 #define MERGED (MERGED_STAGING && !SPLIT_OPERANDS)
+#endif
 
 shared float betas[CHUNK];
 shared float rowSums[CHUNK][2];
@@ -56,6 +75,10 @@ layout(push_constant) uniform Push
     uint keyDim;
     uint valueDim;
     uint betaDtype;
+#if GATED
+    uint64_t alpha;         // f32 [B, T, H]
+    uint64_t decayParts;    // out: part Dk / 64 of f32 [blocks of Dk + 1, B, T, H]
+#endif
 } pc;
 
 void main()
@@ -70,6 +93,10 @@ void main()
     Words4Buffer keys = Words4Buffer(pc.k), values = Words4Buffer(pc.v);
 
     if (id < CHUNK) betas[id] = loadAs(pc.beta, pc.betaDtype, (firstToken + id) * pc.heads + h);
+#if GATED
+    loadLogDecays(pc.alpha, firstToken * pc.heads + h, pc.heads, CHUNK);   // T is a multiple of the chunk
+    float decayPartial = 0.0;   // the lane's share of dg for its row
+#endif
 
     // Block i of the f32 operands staged in region2: dU's 64-column blocks, then dW's.
 #define BLOCK_ORIGIN(i) ((i) < valueBlocks ? firstToken * valueStride + h * pc.valueDim + 64 * (i) \
@@ -117,6 +144,23 @@ void main()
     bool valueBlock = (i) < valueBlocks; \
     Words4Buffer inputs = valueBlock ? values : keys; \
     uint stride = valueBlock ? valueStride : keyStride, column0 = valueBlock ? h * pc.valueDim + 64 * (i) : h * pc.keyDim + 64 * ((i) - valueBlocks);
+    // GATED: a block of dW's R is diag(gamma) X^T dW, and beta_i R_i . k_i goes into dg_i.
+#if GATED
+#define GATED_R_SCALE(x) if (!valueBlock) { float rowDecay = decayTo(16 * tr + laneRow()); [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= rowDecay; }
+#define R_DOTS(x, packed) \
+        { \
+            float rowDot = 0.0; \
+            [[unroll]] for (uint e = 0; e < 8; e++) \
+                rowDot = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), rowDot); \
+            betaPartial += rowDot; \
+            if (!valueBlock) decayPartial = fma(laneBeta, rowDot, decayPartial); \
+        }
+#else
+#define GATED_R_SCALE(x)
+#define R_DOTS(x, packed) \
+        [[unroll]] for (uint e = 0; e < 8; e++) \
+            betaPartial = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), betaPartial);
+#endif
     // R = X^T (the block at B_PLANE of region2), then its row scalings and dot products (BLOCK_NAMES
     // name the block's tensors)
 #define R_OF_BLOCK(B_PLANE) \
@@ -134,10 +178,10 @@ void main()
             } \
         float x[8]; \
         laneValues(r, x); \
+        GATED_R_SCALE(x) \
         uint at = laneToken * stride + column0 + 16 * tileColumn(j) + laneColumn(); \
         uvec4 packed = inputs.v[at / 8]; \
-        [[unroll]] for (uint e = 0; e < 8; e++) \
-            betaPartial = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), betaPartial); \
+        R_DOTS(x, packed) \
         F32x4Buffer target = F32x4Buffer(valueBlock ? pc.dv : pc.dk); \
         vec4 low = vec4(x[0], x[1], x[2], x[3]) * laneBeta, high = vec4(x[4], x[5], x[6], x[7]) * laneBeta; \
         if (valueBlock) { target.v[at / 4] = low; target.v[at / 4 + 1] = high; } \
@@ -198,10 +242,18 @@ void main()
         }
     }
     else
+#if GATED
+    for (uint step = 0; step < blocks; step++)
+    {
+        uint i = step < keyBlocks ? valueBlocks + step : step - keyBlocks;   // dW's blocks first
+        BLOCK_NAMES(i)
+        if (step > 0) barrier();   // the previous block's products are done reading region2 and the scratch
+#else
     for (uint i = 0; i < blocks; i++)
     {
         BLOCK_NAMES(i)
         if (i > 0) barrier();   // the previous block's products are done reading region2 and the scratch
+#endif
         FETCH_OPERAND_BLOCK(i);
         COPY_BLOCK_TO_SCRATCH(inputs, firstToken, stride, column0)
         PUT_BLOCK(COMPACT, pendingRaw, pending, region2);
@@ -219,6 +271,17 @@ void main()
             }
         barrier();   // the copy is read: the scratch serves laneValues again
         R_OF_BLOCK(0)
+#if GATED
+        if (step == keyBlocks - 1)
+            // dXraw = dW K^T so far: its columns (tokens j) times gamma_j before dU V^T is added
+            [[unroll]] for (uint j = 0; j < 2; j++)
+            {
+                float x[8];
+                laneValues(dxRaw[j], x);
+                [[unroll]] for (uint e = 0; e < 8; e++) x[e] *= decayTo(16 * tileColumn(j) + laneColumn() + e);
+                dxRaw[j] = fromLaneValues(x);
+            }
+#endif
     }
     barrier();   // the last block's products are done reading region2
 
@@ -273,8 +336,13 @@ void main()
         {
             float g[8];
             laneValues(da[j], g);
+#if GATED
+            uint row = 16 * tr + laneRow(), column0 = 16 * tileColumn(j) + laneColumn();
+            [[unroll]] for (uint e = 0; e < 8; e++) g[e] = column0 + e < row ? -g[e] * decayBetween(row, column0 + e) : 0.0;   // G'
+#else
             [[unroll]] for (uint e = 0; e < 8; e++)
                 g[e] = tileColumn(j) < tr || laneColumn() + e < laneRow() ? -g[e] : 0.0;
+#endif
             PUT_LANE_SPLIT(region1, tr, tileColumn(j), g)
             [[unroll]] for (uint e = 0; e < 8; e++) g[e] *= laneBeta;
             PUT_LANE_SPLIT(region2, tr, tileColumn(j), g)
@@ -319,8 +387,20 @@ void main()
             laneValues(nt[j], y);
             uint at = laneToken * keyStride + column0 + 16 * tileColumn(j) + laneColumn();
             uvec4 packed = keys.v[at / 8];
+#if GATED
+            float keyDot = 0.0, transposedDot = 0.0;
+            [[unroll]] for (uint e = 0; e < 8; e++)
+            {
+                float kValue = bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16);
+                keyDot = fma(x[e], kValue, keyDot);
+                transposedDot = fma(y[e], kValue, transposedDot);
+            }
+            betaPartial += keyDot;
+            decayPartial += laneBeta * keyDot - transposedDot;
+#else
             [[unroll]] for (uint e = 0; e < 8; e++)
                 betaPartial = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), betaPartial);
+#endif
             F32x4Buffer target = F32x4Buffer(pc.dk);
             target.v[at / 4] += vec4(x[0], x[1], x[2], x[3]) * laneBeta + vec4(y[0], y[1], y[2], y[3]);
             target.v[at / 4 + 1] += vec4(x[4], x[5], x[6], x[7]) * laneBeta + vec4(y[4], y[5], y[6], y[7]);
@@ -332,4 +412,12 @@ void main()
     if (gl_SubgroupInvocationID % 2 == 0) rowSums[16 * tr + laneRow()][gl_SubgroupID % 2] = betaPartial;
     barrier();
     if (id < CHUNK) F32Buffer(pc.dbeta).v[(firstToken + id) * pc.heads + h] = rowSums[id][0] + rowSums[id][1];
+#if GATED
+    // dg likewise, into part Dk / 64 of decayParts
+    decayPartial += subgroupShuffleXor(decayPartial, 1);
+    barrier();   // rowSums is read
+    if (gl_SubgroupInvocationID % 2 == 0) rowSums[16 * tr + laneRow()][gl_SubgroupID % 2] = decayPartial;
+    barrier();
+    if (id < CHUNK) F32Buffer(pc.decayParts).v[keyBlocks * pc.t * gl_NumWorkGroups.y + (firstToken + id) * pc.heads + h] = rowSums[id][0] + rowSums[id][1];
+#endif
 }

@@ -258,6 +258,8 @@ public sealed class DeltaRuleGatedTensorCoreTests
                     $"q, k gradients on fragments ({setting})");
                 Assert.AreEqual(stateFragments && backend.DeltaRuleGatedWyFragments, backend.DeltaRuleGatedUsesWyFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
                     $"stage 1 on fragments ({setting})");
+                Assert.AreEqual(stateFragments && backend.DeltaRuleGatedWyBackwardFragments, backend.DeltaRuleGatedUsesWyBackwardFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
+                    $"WY backward on fragments ({setting})");
                 using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
                 d.Forward(DeltaRuleAlgorithm.Chunked);
                 DeltaRuleTensorCoreTests.AssertNormwise(o, d.O.ToArray(), $"o ({setting})");
