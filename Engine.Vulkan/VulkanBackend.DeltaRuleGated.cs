@@ -175,7 +175,7 @@ public sealed partial class VulkanBackend
     public bool DeltaRuleGatedWyFragments { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS") != "0";
 
     // chunk_wy_fragments.comp's shared memory (regions, scratch tiles, betas) and, gated, the decays.
-    private const int WyFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + 64 * 4 + GatedDecayBytes;
+    private const int WyFragmentsGatedSharedBytes = FragmentRegionsAndScratchBytes + 64 * 4 + GatedDecayBytes;
 
     /// <summary>Whether the gated rule's stage 1 of this problem runs on fragments (<see cref="DeltaRuleGatedWyFragments"/>).</summary>
     public bool DeltaRuleGatedUsesWyFragments(DType keys, FastWeightShape s) =>
@@ -276,7 +276,7 @@ public sealed partial class VulkanBackend
 
     // chunk_grad_qk_fragments.comp's shared memory (as the output stage's) and, gated, the decays, the
     // per-row sums of the two subgroups of a tile row and the eight subgroups' last-row terms.
-    private const int GradQKFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + GatedDecayBytes + 64 * 2 * 4 + 8 * 4;
+    private const int GradQKFragmentsGatedSharedBytes = FragmentRegionsAndScratchBytes + GatedDecayBytes + 64 * 2 * 4 + 8 * 4;
 
     /// <summary>Whether the gated rule's q, k gradients of this problem run on fragments
     /// (<see cref="DeltaRuleGatedGradQKFragments"/>).</summary>
@@ -323,7 +323,7 @@ public sealed partial class VulkanBackend
 
     // chunk_wy_backward_fragments.comp's shared memory (regions, scratch tiles, betas, the row sums of
     // dbeta) and, gated, the decays.
-    private const int WyBackwardFragmentsGatedSharedBytes = 2 * 2 * 64 * 72 * 2 + 8 * 16 * 20 * 4 + 64 * 4 + 64 * 2 * 4 + GatedDecayBytes;
+    private const int WyBackwardFragmentsGatedSharedBytes = FragmentRegionsAndScratchBytes + 64 * 4 + 64 * 2 * 4 + GatedDecayBytes;
 
     /// <summary>Whether the gated rule's WY backward of this problem runs on fragments
     /// (<see cref="DeltaRuleGatedWyBackwardFragments"/>).</summary>
