@@ -19,7 +19,7 @@
 #   delta-gated        fastweights bench delta, gated rule, bf16 chunked, B8 H16 D128 at T2048 and T8192
 #   delta-gated-fragments the gated rule (bf16, B8 H16 D128, T2048 and T8192) profiled with its stage 1, q, k
 #                      gradients and WY backward on the tile kernels, each of the three back on the tile kernel
-#                      alone, and all three on fragments (the default on the experiment branch)
+#                      alone, and all three on fragments (the default)
 #   rnn                fastweights bench rnn on Vulkan (hidden 768/1024, 1 and 4+ heads)
 #   cudnn              cuDNN nn.LSTM/nn.GRU at hidden 768 and 1024 (bench/peers/torch_rnn.py)
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
