@@ -55,16 +55,18 @@ public static class BenchCommand
             }
             case "delta":
             {
-                // --shape B,H,T,D[,B,H,T,D...] --dtype f32|f16|bf16 (q, k, v) --algorithm auto|recurrent|chunked --gated false|true
+                // --shape B,H,T,D[,B,H,T,D...] --dtype f32|f16|bf16 (q, k, v) --outputs f32|f16|bf16 (o, dO, dq, dk, dv)
+                // --algorithm auto|recurrent|chunked --gated false|true
                 int[] shape = options.GetInts("shape", [8, 16, 2048, 64]);
-                string dtypeName = options.Get("dtype", "f32");
-                var dtype = dtypeName switch
+                static DType Parse(string option, string name) => name switch
                 {
                     "f32" => DType.F32,
                     "f16" => DType.F16,
                     "bf16" => DType.BF16,
-                    _ => throw new ArgumentException($"bench delta: --dtype {dtypeName}: expected f32, f16 or bf16"),
+                    _ => throw new ArgumentException($"bench delta: --{option} {name}: expected f32, f16 or bf16"),
                 };
+                var dtype = Parse("dtype", options.Get("dtype", "f32"));
+                var outputs = Parse("outputs", options.Get("outputs", "f32"));
                 string algorithmName = options.Get("algorithm", "auto");
                 if (!Enum.TryParse<DeltaRuleAlgorithm>(algorithmName, ignoreCase: true, out var algorithm) || !Enum.IsDefined(algorithm))
                     throw new ArgumentException($"bench delta: --algorithm {algorithmName}: expected auto, recurrent or chunked");
@@ -79,7 +81,7 @@ public static class BenchCommand
                 foreach (var backend in Backends(options))
                     for (int i = 0; i + 3 < shape.Length; i += 4)
                     {
-                        results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3], dtype, algorithm, gated));
+                        results.AddRange(DeltaRuleBench.Run(backend, shape[i], shape[i + 1], shape[i + 2], shape[i + 3], dtype, algorithm, gated, outputs));
                         PrintProfile(backend, $"delta B{shape[i]} H{shape[i + 1]} T{shape[i + 2]} D{shape[i + 3]}");
                     }
                 Print(results);

@@ -157,23 +157,38 @@ public sealed partial class VulkanBackend
     // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen), 4
     // MERGED_STAGING (the q, k gradients: DeltaRuleMergedStaging; the output stage:
     // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; 0 for the others).
-    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false) =>
-        [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0];
+    // halfIo (constant 5, HALF_IO): the rule's outputs and gradients bf16 (DeltaRuleStoresHalf); appended
+    // only when set, so every other pipeline keeps its five constants.
+    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false)
+    {
+        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0];
+        if (!halfIo) return constants;
+        if (DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
+        return [.. constants, 1];
+    }
 
-    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false) =>
-        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged), requiredSubgroupSize: 32, fullSubgroups: true);
+    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false) =>
+        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo), requiredSubgroupSize: 32, fullSubgroups: true);
+
+    // Only the kernels on fragments read and write the rule's bf16 outputs and gradients; DeltaRuleStoresHalf
+    // says yes only where every stage runs on them, so a bf16 tensor reaching another kernel is a bug.
+    private static ComputeKernel HalfOnFragments(bool fragments, bool halfIo, string stage, Func<ComputeKernel> kernel) =>
+        !fragments && halfIo ? throw new InvalidOperationException($"{stage}: bf16 outputs or gradients reached a kernel that is not on fragments (DeltaRuleStoresHalf said yes)")
+            : kernel();
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
-    private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact) =>
-        DeltaRuleUsesOutputFragments(q.DType, s) ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging)
-            : ChunkKernel(kernel, q);
+    private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
+        DeltaRuleUsesOutputFragments(q.DType, s)
+            ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo)
+            : HalfOnFragments(false, halfIo, kernel, () => ChunkKernel(kernel, q));
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
-    private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact) =>
-        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", compact, merged: DeltaRuleMergedWyBackwardStaging)
-            : ChunkKernel("chunk_wy_backward", q);
+    private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
+        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", compact, merged: DeltaRuleMergedWyBackwardStaging, halfIo: halfIo)
+            : HalfOnFragments(false, halfIo, "chunk_wy_backward", () => ChunkKernel("chunk_wy_backward", q));
 
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
-    private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact) =>
-        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging) : ChunkKernel("chunk_grad_qk", q);
+    private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
+        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging, halfIo: halfIo)
+            : HalfOnFragments(false, halfIo, "chunk_grad_qk", () => ChunkKernel("chunk_grad_qk", q));
 }

@@ -338,6 +338,7 @@ public sealed partial class VulkanBackend
         var s = p.Shape;
         if (p.Alpha is not null)
         {
+            RequireF32("the gated backward", g.DOutput, g.DQ, g.DK, g.DV);
             GatedChunkedBackward(p, g, kept);
             aligned.CopyOutputsBack();
             return;
@@ -368,11 +369,15 @@ public sealed partial class VulkanBackend
         }
         if (scores is null) ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrimeLocal, compact);
         ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrimeLocal, dUPrime, dStates, g.DFinalState, g.DInitialState, scores);
-        ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, g.DK, dW);
+        // bf16 gradients (DeltaRuleStoresHalf): the q, k gradients' partial dk goes into an f32 tensor of
+        // its own, which the WY backward completes into the caller's bf16 dk.
+        bool halfIo = g.DV.DType == DType.BF16;
+        using var dkPartial = halfIo ? Tensor.Empty(this, s.Keys) : null;
+        ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, dkPartial ?? g.DK, dW);
 
         var push = new PushConstants(stackalloc byte[128]);
-        WyBackwardOperands(ref push, p, inverse, w, u, dUPrime, dW, g);
-        Dispatch(WyBackwardKernel(p.Q, s, compact), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        WyBackwardOperands(ref push, p, inverse, halfIo ? g.DK : w, u, dUPrime, dW, halfIo ? g with { DK = dkPartial! } : g);
+        Dispatch(WyBackwardKernel(p.Q, s, compact, halfIo), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
         aligned.CopyOutputsBack();
     }
 
@@ -510,7 +515,8 @@ public sealed partial class VulkanBackend
             push.Append(f.Scale);
         }
         else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
-        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s) ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null)
+        var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s)
+            ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null, halfIo: fused?.Output.DType == DType.BF16)
             : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
@@ -522,7 +528,8 @@ public sealed partial class VulkanBackend
     {
         var push = new PushConstants(stackalloc byte[128]);
         OutputOperands(ref push, q, k, s, scale, values, states, result);
-        Dispatch(OutputKernel(kernel, q, s, compact), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        bool halfIo = (kernel == "chunk_output" ? result : values).DType == DType.BF16;   // O, or dO, bf16 (DeltaRuleStoresHalf)
+        Dispatch(OutputKernel(kernel, q, s, compact, halfIo), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state_backward.comp: reverse over chunks, dU' = dU'_local + K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
@@ -536,13 +543,15 @@ public sealed partial class VulkanBackend
         bool fragments = DeltaRuleBackwardFragments && DeltaRuleUsesStateFragments(q.DType, s);
         if (!ReferenceEquals(dUPrime, dUPrimeLocal) && !fragments) throw new InvalidOperationException("only the fragment backward state pass writes dU' apart");
         if (scores is not null && !(fragments && s.KeyDim == 64)) throw new InvalidOperationException("only the fragment backward state pass at Dk = 64 forms dU'_local");
+        if (dOutput.DType == DType.BF16 && !fragments) throw new InvalidOperationException("only the fragment backward state pass reads a bf16 dO (DeltaRuleStoresHalf)");
         bool tiles = DeltaRuleUsesStateTiles(q.DType, s.KeyDim, backward: true);
         int slice = tiles ? DeltaRuleChunkSize : StateSlice(s);
         var push = new PushConstants(stackalloc byte[128]);
         StateBackwardOperands(ref push, q, k, w, s, scale, dOutput, dUPrimeLocal, dStates, dFinalState, dInitialState);
         push.Address(dUPrime);
         push.AddressOrZero(scores);
-        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null)
+        bool halfIo = dOutput.DType == DType.BF16;   // DeltaRuleStoresHalf
+        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null, halfIo: halfIo)
             : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
@@ -554,9 +563,13 @@ public sealed partial class VulkanBackend
     {
         var push = new PushConstants(stackalloc byte[128]);
         GradQKOperands(ref push, q, k, s, scale, dOutput, uPrime, dUPrime, states, dStates, dq, dk, dW);
+        // dO and dq bf16 (DeltaRuleStoresHalf; dk here is the f32 partial either way)
+        bool halfIo = dOutput.DType == DType.BF16;
+        if (dq.DType != dOutput.DType || dk.DType != DType.F32) throw new InvalidOperationException("chunk_grad_qk takes dO and dq of one dtype and an f32 partial dk");
+        var kernel = GradQKKernel(q, s, compact: states.DType == DType.BF16, halfIo);
         // The fragment kernel takes (chunk, 64-column block of Dk) along x, the tile kernel the blocks along z.
-        if (DeltaRuleUsesGradQKFragments(q.DType, s)) Dispatch(GradQKKernel(q, s, compact: states.DType == DType.BF16), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
-        else Dispatch(GradQKKernel(q, s, compact: states.DType == DType.BF16), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
+        if (DeltaRuleUsesGradQKFragments(q.DType, s)) Dispatch(kernel, push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
+        else Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
     /// <summary>The problem with f32 copies of half-precision q, k, v and beta, for the recurrent

@@ -234,6 +234,7 @@ public sealed partial class VulkanBackend
     // intermediates: compact off; same push constants and workgroups).
     private void GatedOutput(string kernel, DeltaRuleProblem p, FastWeightShape s, Tensor values, Tensor? states, Tensor result)
     {
+        RequireF32(kernel + "_gated", result, kernel == "chunk_values_grad" ? values : null);
         var push = new PushConstants(stackalloc byte[128]);
         OutputOperands(ref push, p.Q, p.K, s, p.Scale, values, states, result);
         push.Address(p.Alpha!);

@@ -116,10 +116,10 @@ public sealed partial class VulkanBackend
     // variant that forms dU'_local from P' (chunk_state_backward_fragments.comp, FUSED_VALUES).
     // gated: the GATED build (the gated rule's recurrence from decayed keys and queries, DeltaRuleGated.cs).
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
-        bool gated = false)
+        bool gated = false, bool halfIo = false)
     {
         var (variant, rows) = StateFragmentsVariant(kernel, s, fused, values, gated);
-        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch);
+        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch, halfIo: halfIo);
         return (Kernels.Get(variant, specialization, requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
     }
 

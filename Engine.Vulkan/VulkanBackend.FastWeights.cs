@@ -17,6 +17,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
     public void DeltaRuleForward(DeltaRuleProblem problem, Tensor output, Tensor? finalState)
     {
         if (UsesChunkedDeltaRule("DeltaRuleForward", problem)) { ChunkedDeltaRuleForward(problem, output, finalState, keep: false); return; }
+        RequireF32("the recurrent forward", output);
         using var widened = WidenedDeltaRule.Needed(problem) ? new WidenedDeltaRule(problem) : null;
         var p = widened?.Problem ?? problem;
         RecurrentForward("delta", p.Q, p.K, p.V, p.Beta, p.Alpha, p.InitialState, finalState, output, null, null, p.Shape, p.Scale, 0f, false);
@@ -48,6 +49,7 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         var s = problem.Shape;
         if (s.Batch == 0 || s.Heads == 0 || s.Steps == 0) { ZeroGradients(g); return; }
         if (UsesChunkedDeltaRule(op, problem)) { ChunkedDeltaRuleBackward(problem, g, null); return; }
+        RequireF32("the recurrent backward", g.DOutput, g.DQ, g.DK, g.DV);
         using var widened = WidenedDeltaRule.Needed(problem) ? new WidenedDeltaRule(problem) : null;
         var p = widened?.Problem ?? problem;
         int lanes = RecurrentLanes(op, s.KeyDim, s.ValueDim);

@@ -17,6 +17,8 @@
 #   fla                flash-linear-attention chunk/fused delta rule at the same shapes
 #   fla-chunk          flash-linear-attention chunk_delta_rule alone at #3's four shapes (no fused recurrent kernel)
 #   delta-gated        fastweights bench delta, gated rule, bf16 chunked, B8 H16 D128 at T2048 and T8192
+#   delta-half         the delta rule at #3's shapes with o, dO, dq, dk, dv bf16 (--outputs bf16), as FLA keeps them
+#   delta-half-profile the same with FASTWEIGHTS_PROFILE=1
 #   delta-gated-fragments the gated rule (bf16, B8 H16 D128, T2048 and T8192) profiled with its stage 1, q, k
 #                      gradients and WY backward on the tile kernels, each of the three back on the tile kernel
 #                      alone, and all three on fragments (the default)
@@ -178,6 +180,8 @@ for section in "$@"; do
            $fw bench delta --backend vulkan --dtype f32 --shape 8,16,2048,64 $extra ;;
     fla) PYTHONPATH=.peers python3 bench/peers/fla_delta.py 8 16 2048 64 8 16 2048 128 8 16 8192 64 8 16 8192 128 4 8 1024 64 ;;
     fla-chunk) FLA_CHUNK_ONLY=1 PYTHONPATH=.peers python3 bench/peers/fla_delta.py ${issue_shapes//,/ } ;;
+    delta-half) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes --outputs bf16 $extra ;;
+    delta-half-profile) FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes --outputs bf16 $extra | grep -E '^(profile|delta)' ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     delta-gated-fragments)
       for v in "FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_WY_BACKWARD_FRAGMENTS=0" \

@@ -60,9 +60,15 @@ public interface IDeltaRuleOps
     /// plain backward).</summary>
     void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients, DeltaRuleSaved? saved) => DeltaRuleBackward(problem, gradients);
 
-    /// <summary>Whether q, k, v and beta may be f16 or bf16 (computed in f32; outputs, states and
-    /// gradients stay f32). Backends that say no get f32 only.</summary>
+    /// <summary>Whether q, k, v and beta may be f16 or bf16 (computed in f32; states, dbeta, dalpha and
+    /// the initial state's gradient stay f32). Backends that say no get f32 only.</summary>
     bool DeltaRuleTakesHalfInputs => false;
+
+    /// <summary>Whether the backend itself stores this problem's outputs o (forward) and its gradients
+    /// dq, dk, dv, and reads its dO (backward), as <paramref name="dtype"/> (f16 or bf16; the same dtype
+    /// for all four in a backward), rounded to nearest from f32. Where it says no, DeltaRule computes
+    /// them in f32 tensors of its own and converts (Pointwise.Convert): same values, more traffic.</summary>
+    bool DeltaRuleStoresHalf(DeltaRuleProblem problem, DType dtype) => false;
 }
 
 public static class DeltaRule
@@ -74,7 +80,10 @@ public static class DeltaRule
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         var (ops, problem) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
-        ops.DeltaRuleForward(problem, output, finalState);
+        if (output.DType == DType.F32 || ops.DeltaRuleStoresHalf(problem, output.DType)) { ops.DeltaRuleForward(problem, output, finalState); return; }
+        using var wide = Tensor.Empty(output.Backend, output.Shape);
+        ops.DeltaRuleForward(problem, wide, finalState);
+        Pointwise.Convert(wide, output);
     }
 
     private static (IDeltaRuleOps Ops, DeltaRuleProblem Problem) CheckForward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,
@@ -97,7 +106,12 @@ public static class DeltaRule
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         var (ops, problem) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
-        return ops.DeltaRuleForwardSaving(problem, output, finalState);
+        if (output.DType == DType.F32 || ops.DeltaRuleStoresHalf(problem, output.DType)) return ops.DeltaRuleForwardSaving(problem, output, finalState);
+        using var wide = Tensor.Empty(output.Backend, output.Shape);
+        var saved = ops.DeltaRuleForwardSaving(problem, wide, finalState);
+        try { Pointwise.Convert(wide, output); }
+        catch { saved?.Dispose(); throw; }
+        return saved;
     }
 
     /// <summary>One token for generation, O(1) in the sequence length: q, k [B, H, Dk], v and the
@@ -133,14 +147,67 @@ public static class DeltaRule
         Op.ShapeIs(op, "dk", dk, s.Keys);
         Op.ShapeIs(op, "dv", dv, s.Values);
         s.CheckPerToken(op, "dbeta", dbeta);
-        foreach (var (name, t) in new[] { ("dq", dq), ("dk", dk), ("dv", dv) }) Op.DTypeIs(op, name, t, DType.F32);
+        foreach (var (name, t) in new[] { ("dq", dq), ("dk", dk), ("dv", dv) }) Op.DTypeIs(op, name, t, DType.F32, DType.F16, DType.BF16);
         if (dInitialState is not null) { Op.ShapeIs(op, "dInitialState", dInitialState, s.State); Op.DTypeIs(op, "dInitialState", dInitialState, DType.F32); }
         if ((alpha is null) != (dalpha is null))
             throw new OpArgumentException(op, "dalpha", alpha is null ? "was given but the rule is ungated (alpha is null)" : $"is missing: the gated rule needs a [B, T, H] gradient for alpha {alpha.Shape}");
         if (dalpha is not null) s.CheckPerToken(op, "dalpha", dalpha);
         var gradients = new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState);
-        if (saved is null) ops.DeltaRuleBackward(problem, gradients);
-        else ops.DeltaRuleBackward(problem, gradients, saved);
+        using var widened = HalfGradients.Widen(ops, problem, gradients);
+        var run = widened?.Gradients ?? gradients;
+        if (saved is null) ops.DeltaRuleBackward(problem, run);
+        else ops.DeltaRuleBackward(problem, run, saved);
+        widened?.ConvertBack();
+    }
+
+    // dO, dq, dk and dv where one of them is f16 or bf16 and the backend does not take them so
+    // (IDeltaRuleOps.DeltaRuleStoresHalf): f32 tensors in their place, dO converted in and the three
+    // gradients converted back (rounded to nearest) after the backward.
+    private sealed class HalfGradients : IDisposable
+    {
+        private readonly List<Tensor> _owned = [];
+        private readonly List<(Tensor Wide, Tensor Given)> _back = [];
+        public required DeltaRuleGradients Gradients { get; init; }
+
+        public static HalfGradients? Widen(IDeltaRuleOps ops, DeltaRuleProblem problem, DeltaRuleGradients g)
+        {
+            Tensor[] given = [g.DOutput, g.DQ, g.DK, g.DV];
+            if (given.All(t => t.DType == DType.F32)) return null;
+            if (given.All(t => t.DType == g.DOutput.DType) && ops.DeltaRuleStoresHalf(problem, g.DOutput.DType)) return null;
+            var owned = new List<Tensor>();
+            var back = new List<(Tensor, Tensor)>();
+            try
+            {
+                Tensor Wide(Tensor t, bool input)
+                {
+                    if (t.DType == DType.F32) return t;
+                    var wide = input ? Pointwise.Convert(t, DType.F32) : Tensor.Empty(t.Backend, t.Shape);
+                    owned.Add(wide);
+                    if (!input) back.Add((wide, t));
+                    return wide;
+                }
+                var widened = g with { DOutput = Wide(g.DOutput, true), DQ = Wide(g.DQ, false), DK = Wide(g.DK, false), DV = Wide(g.DV, false) };
+                var result = new HalfGradients { Gradients = widened };
+                result._owned.AddRange(owned);
+                result._back.AddRange(back);
+                return result;
+            }
+            catch
+            {
+                foreach (var t in owned) t.Dispose();
+                throw;
+            }
+        }
+
+        public void ConvertBack()
+        {
+            foreach (var (wide, given) in _back) Pointwise.Convert(wide, given);
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in _owned) t.Dispose();
+        }
     }
 
     private static DeltaRuleProblem Check(string op, IDeltaRuleOps ops, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,
@@ -148,7 +215,7 @@ public static class DeltaRule
     {
         if (!Enum.IsDefined(algorithm)) throw new OpArgumentException(op, "algorithm", $"is {(int)algorithm}, not a DeltaRuleAlgorithm");
         bool half = ops.DeltaRuleTakesHalfInputs;
-        var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState, half);
+        var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState, half, halfOutput: true);
         s.CheckPerToken(op, "beta", beta, half);
         Op.InRange(op, "beta", beta, 0f, 2f, highInclusive: false);
         if (alpha is not null)

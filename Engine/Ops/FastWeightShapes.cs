@@ -12,7 +12,8 @@ public readonly record struct FastWeightShape(int Batch, int Steps, int Heads, i
     /// <summary>Checks q, k, v (and, when given, the output and the states) and returns the sizes.
     /// q, k, v are f32, or with <paramref name="halfInputs"/> one dtype of f32, f16, bf16 for all three;
     /// outputs and states are f32.</summary>
-    public static FastWeightShape Check(string op, Tensor q, Tensor k, Tensor v, Tensor? output, Tensor? initialState, Tensor? finalState, bool halfInputs = false)
+    public static FastWeightShape Check(string op, Tensor q, Tensor k, Tensor v, Tensor? output, Tensor? initialState, Tensor? finalState, bool halfInputs = false,
+        bool halfOutput = false)
     {
         Op.Rank(op, "q", q, 4, 4);
         Op.Rank(op, "k", k, 4, 4);
@@ -32,7 +33,12 @@ public readonly record struct FastWeightShape(int Batch, int Steps, int Heads, i
             foreach (var (name, t) in new[] { ("k", k), ("v", v) })
                 if (t.DType != q.DType) throw new OpArgumentException(op, name, $"{t.Shape} is {t.DType.Name()} but q {q.Shape} is {q.DType.Name()}: q, k and v must share one dtype");
         }
-        if (output is not null) { Op.ShapeIs(op, "output", output, s.Values, "([B, T, H, Dv])"); Op.DTypeIs(op, "output", output, DType.F32); }
+        if (output is not null)
+        {
+            Op.ShapeIs(op, "output", output, s.Values, "([B, T, H, Dv])");
+            if (halfOutput) Op.DTypeIs(op, "output", output, DType.F32, DType.F16, DType.BF16);
+            else Op.DTypeIs(op, "output", output, DType.F32);
+        }
         if (initialState is not null) { Op.ShapeIs(op, "initialState", initialState, s.State, "([B, H, Dv, Dk])"); Op.DTypeIs(op, "initialState", initialState, DType.F32); }
         if (finalState is not null) { Op.ShapeIs(op, "finalState", finalState, s.State, "([B, H, Dv, Dk])"); Op.DTypeIs(op, "finalState", finalState, DType.F32); }
         return s;

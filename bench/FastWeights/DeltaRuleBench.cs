@@ -8,13 +8,14 @@ namespace FastWeights.Bench;
 /// keeping its intermediates for the backward; where the backend keeps some, also forward+backward
 /// with the backward recomputing them), and the
 /// single-token decoding step. Vulkan figures are GPU time from timestamps; CPU figures are median
-/// wall time. q, k, v in <c>dtype</c> (beta f32), o and gradients f32; the algorithm as asked, or
+/// wall time. q, k, v in <c>dtype</c> (beta f32), o, dO, dq, dk, dv in <c>outputs</c> (f32 unless
+/// asked; bf16 as flash-linear-attention keeps them for bf16 inputs), dbeta f32; the algorithm as asked, or
 /// with Auto both (recurrent and chunked, each asked for explicitly). Gated: alpha (f32) uniform in
 /// (0.9, 1), and its gradient.</summary>
 public static class DeltaRuleBench
 {
     public static IEnumerable<BenchResult> Run(IBackend backend, int b, int h, int t, int d, DType dtype = DType.F32,
-        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto, bool gated = false)
+        DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto, bool gated = false, DType outputs = DType.F32)
     {
         using var q = Tensor.Uniform(backend, new Shape(b, t, h, d), 1, dtype: dtype);
         using var k = Tensor.Uniform(backend, new Shape(b, t, h, d), 2, -0.125f, 0.125f, dtype);
@@ -22,17 +23,18 @@ public static class DeltaRuleBench
         using var beta = Tensor.Uniform(backend, new Shape(b, t, h), 4, 0.1f, 0.9f);
         using var alpha = gated ? Tensor.Uniform(backend, new Shape(b, t, h), 5, 0.9f, 1f) : null;
         using var dalpha = gated ? Tensor.Empty(backend, new Shape(b, t, h)) : null;
-        using var o = Tensor.Empty(backend, new Shape(b, t, h, d));
+        using var o = Tensor.Empty(backend, new Shape(b, t, h, d), outputs);
         bool vulkan = backend is VulkanBackend;
         var algorithms = algorithm == DeltaRuleAlgorithm.Auto ? [DeltaRuleAlgorithm.Recurrent, DeltaRuleAlgorithm.Chunked] : new[] { algorithm };
         foreach (var run in algorithms)
         {
-            string label = $"{(gated ? "gated " : "")}delta rule {run.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}";
+            string label = $"{(gated ? "gated " : "")}delta rule {run.ToString().ToLowerInvariant()} B{b} H{h} T{t} D{d} {dtype.Name()}"
+                + (outputs == DType.F32 ? "" : $" out {outputs.Name()}");
             double ms = Time(backend, () => DeltaRule.Forward(q, k, v, beta, o, alpha: alpha, algorithm: run), warmUp: vulkan ? 0 : 3);
             yield return new BenchResult(label + " fwd", backend.Name, ms, b * (double)t / (ms * 1e-3), "tok/s");
-            using var dq = Tensor.Empty(backend, q.Shape);
-            using var dk = Tensor.Empty(backend, k.Shape);
-            using var dv = Tensor.Empty(backend, v.Shape);
+            using var dq = Tensor.Empty(backend, q.Shape, outputs);
+            using var dk = Tensor.Empty(backend, k.Shape, outputs);
+            using var dv = Tensor.Empty(backend, v.Shape, outputs);
             using var db = Tensor.Empty(backend, beta.Shape);
             // A training step: the forward keeps what its backward reuses (null where the backend
             // keeps nothing, then the backward recomputes).

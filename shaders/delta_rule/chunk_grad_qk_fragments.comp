@@ -78,13 +78,13 @@ layout(push_constant) uniform Push
 {
     uint64_t q;
     uint64_t k;
-    uint64_t dOut;
+    uint64_t dOut;      // f32, or bf16 where HALF_IO
     uint64_t uPrime;    // U', dU', S_0, dS_C, dW: bf16 where COMPACT (fragment_types.glsl), else f32
     uint64_t dUPrime;
     uint64_t states;
     uint64_t dStates;
-    uint64_t dq;        // out
-    uint64_t dk;        // out (partial)
+    uint64_t dq;        // out (bf16 where HALF_IO)
+    uint64_t dk;        // out (partial, f32)
     uint64_t dw;        // out
     uint t;
     uint heads;
@@ -114,7 +114,7 @@ void main()
 
     // The 64 x 64 block vb of a token-major Dv-wide tensor, or rows 64 vb .. of the state block (Dv x
     // 64, row stride Dk), into fetched / fetchedRaw (chunk_fragments.glsl, FETCH_BLOCK). compact: an
-    // intermediate stored as bf16 (U', dU', S_0, dS_C where COMPACT); dO is always f32.
+    // intermediate stored as bf16 (U', dU', S_0, dS_C where COMPACT); dO bf16 where HALF_IO, else f32.
 #define FETCH_TOKENS(buffer, compact, vb) FETCH_BLOCK(compact, fetchedRaw, fetched, buffer, firstToken * valueStride + h * pc.valueDim + 64 * (vb), valueStride)
 #define FETCH_STATE(buffer, vb) FETCH_BLOCK(COMPACT, fetchedRaw, fetched, buffer, stateOrigin + 64 * (vb) * pc.keyDim, pc.keyDim)
 #define PUT_FETCHED(REGION, compact) PUT_BLOCK(compact, fetchedRaw, fetched, REGION)
@@ -136,9 +136,9 @@ void main()
     for (uint vb = 0; vb < valueBlocks; vb++)
     {
         // (dO, U'): dP += dO U'^T on and below the diagonal; U'^T's slice d is the transpose of U''s tile (tc, d)
-        FETCH_TOKENS(pc.dOut, false, vb);
+        FETCH_TOKENS(pc.dOut, HALF_IO, vb);
         if (vb > 0) barrier();
-        PUT_FETCHED(region1, false);
+        PUT_FETCHED(region1, HALF_IO);
         FETCH_TOKENS(pc.uPrime, COMPACT, vb);
         PUT_FETCHED(region2, COMPACT);
         // MERGED_STAGING: S_0 into region2's lo plane in the same staging (rounded operands leave it free)
@@ -235,7 +235,7 @@ void main()
             dgLane += dotBf16(x, region2[PLANE + (16 * tr + laneRow()) * ROW + 2 * tileColumn(j) + laneColumn() / 8]);
         }
 #endif
-        coopMatStore(dq[j], F32Buffer(pc.dq).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
+        STORE_INTERMEDIATE(HALF_IO, dq[j], pc.dq, keyOrigin + 16 * tileColumn(j), keyStride)   // bf16 where HALF_IO
     }
 
     // Second walk over Dv: (dU', S_0) -> dW = -dU' S_0, (U', dS_C) -> dK += U' dS_C

@@ -50,9 +50,9 @@ layout(push_constant) uniform Push
 {
     uint64_t q;
     uint64_t k;
-    uint64_t values;    // forward: U' (bf16 where COMPACT: fragment_types.glsl); backward: dO (f32)
+    uint64_t values;    // forward: U' (bf16 where COMPACT: fragment_types.glsl); backward: dO (bf16 where HALF_IO, else f32)
     uint64_t states;    // forward: chunk-start states (bf16 where COMPACT); backward: unused
-    uint64_t result;    // forward: O; backward: dU'_local
+    uint64_t result;    // forward: O (bf16 where HALF_IO, else f32); backward: dU'_local (f32)
     uint t;
     uint heads;
     uint dk;
@@ -161,8 +161,7 @@ void main()
                     }
                 }
             [[unroll]] for (uint j = 0; j < 2; j++)
-                coopMatStore(o[j], F32Buffer(pc.result).v, (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb + 16 * tileColumn(j), valueStride,
-                             gl_CooperativeMatrixLayoutRowMajor);
+                STORE_INTERMEDIATE(HALF_IO, o[j], pc.result, (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb + 16 * tileColumn(j), valueStride)
             continue;
         }
         // scale Q S_0^T: per 64 columns kb of Dk, region2 holds S_0's rows 64 vb .. and columns 64 kb ..;
@@ -202,8 +201,8 @@ void main()
         // U' (or dO) block vb into region2
         uint valueOrigin = (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb;
         ACC fetched[2];
-        uvec4 fetchedRaw[2];   // compact U' (chunk_fragments.glsl, FETCH_BLOCK); dO is f32
-        bool compactValues = COMPACT && VALUES_GRADIENT == 0;
+        uvec4 fetchedRaw[2];   // compact U' (chunk_fragments.glsl, FETCH_BLOCK); dO bf16 where HALF_IO
+        bool compactValues = VALUES_GRADIENT == 0 ? COMPACT : HALF_IO;
         FETCH_BLOCK(compactValues, fetchedRaw, fetched, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride);
         barrier();
         PUT_BLOCK(compactValues, fetchedRaw, fetched, region2);
@@ -223,7 +222,7 @@ void main()
                     MUL_SPLIT(o[j], pHi, pLo, vHi, vLo);
                 }
             }
-        [[unroll]] for (uint j = 0; j < 2; j++)
-            coopMatStore(o[j], F32Buffer(pc.result).v, valueOrigin + 16 * tileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+        [[unroll]] for (uint j = 0; j < 2; j++)   // O bf16 where HALF_IO; dU'_local always f32
+            STORE_INTERMEDIATE(HALF_IO && VALUES_GRADIENT == 0, o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride)
     }
 }

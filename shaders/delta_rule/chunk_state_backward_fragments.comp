@@ -58,7 +58,7 @@ layout(push_constant) uniform Push
     uint64_t q;
     uint64_t k;
     uint64_t w;             // bf16 where COMPACT
-    uint64_t dOut;
+    uint64_t dOut;          // f32, or bf16 where HALF_IO
     uint64_t dUPrime;       // in: dU'_local (f32; FUSED_VALUES: not read)
     uint64_t dStates;       // out: dS_C per chunk (bf16 where COMPACT)
     uint64_t dFinal;        // 0: zeros
@@ -107,6 +107,7 @@ void main()
     ACC wTiles[KB][BLOCK_TILES];
     uvec4 wRaw[KB][RAW_PIECES];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC dOutTiles[TOKEN_TILES];
+    ACC_BF16 dOutHalf[TOKEN_TILES];   // HALF_IO: dO's tiles as read (bf16), widened where they are staged
 #if FUSED_VALUES
     // P'^T's tiles (tokenTileRow, tb), tb >= tokenTileRow: the transposes of P''s tiles (tb, tokenTileRow)
     FRAG_A scoresHi[4], scoresLo[4];
@@ -135,7 +136,9 @@ void main()
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
     { \
         FETCH_LOCAL_TILE(n, j) \
-        coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
+        if (HALF_IO) coopMatLoad(dOutHalf[j], Words4Buffer(pc.dOut).v, (TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j)) / 8, valueStride / 8, \
+                                 gl_CooperativeMatrixLayoutRowMajor); \
+        else coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
     } \
     [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
         coopMatLoad(kFrags[kb16], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * keyStride + h * DK + 16 * kb16) / 8, \
@@ -158,7 +161,10 @@ void main()
         }
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
-            ACC scaled = dOutTiles[j] * pc.scale;
+            ACC scaled;
+            if (HALF_IO) scaled = ACC(dOutHalf[j]);   // exact: bf16 widens to f32
+            else scaled = dOutTiles[j];
+            scaled = scaled * pc.scale;
             if (PROBE_STAGING) SPLIT_STORE(scaled, region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         }
         CHUNK_BARRIER();

@@ -98,7 +98,7 @@ layout(push_constant) uniform Push
 #if FUSED_OUTPUT
     uint64_t q;
     uint64_t pPrime;        // P' of each chunk as bf16 hi and lo planes [B H chunks, 2, 64, 64] (rounded: hi only)
-    uint64_t outputs;       // out: O
+    uint64_t outputs;       // out: O (bf16 where HALF_IO, else f32)
     float scale;
 #endif
 #if GATED
@@ -283,8 +283,8 @@ void main()
                     LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * d * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
                     if (PROBE_PRODUCTS) { MUL_SPLIT(o[j], scoresHi[d], scoresLo[d], uHi, uLo); }
                 }
-            if (PROBE_STORES) coopMatStore(o[j], F32Buffer(pc.outputs).v, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
-                         valueStride, gl_CooperativeMatrixLayoutRowMajor);
+            if (PROBE_STORES)
+                STORE_INTERMEDIATE(HALF_IO, o[j], pc.outputs, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), valueStride)
         }
         if (!EARLY_FETCH && PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
         if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update

@@ -63,12 +63,12 @@ layout(push_constant) uniform Push
     uint64_t v;
     uint64_t beta;
     uint64_t x;         // X, dU', dW: bf16 where COMPACT (fragment_types.glsl), else f32
-    uint64_t w;         // not read
+    uint64_t w;         // not read; where HALF_IO: out, dK (bf16)
     uint64_t u;         // not read
     uint64_t dUPrime;
     uint64_t dw;
-    uint64_t dk;        // in: partial dK; out: dK
-    uint64_t dv;        // out
+    uint64_t dk;        // in: partial dK (f32); out: dK, unless HALF_IO
+    uint64_t dv;        // out (bf16 where HALF_IO, else f32)
     uint64_t dbeta;     // out
     uint t;
     uint heads;
@@ -80,6 +80,17 @@ layout(push_constant) uniform Push
     uint64_t decayParts;    // out: part Dk / 64 of f32 [blocks of Dk + 1, B, T, H]
 #endif
 } pc;
+
+// A lane's run of 8 gradient values (low, high) at element `at` (a multiple of 8) of its row: into the
+// f32 tensor `target` (F32x4Buffer), or, where HALF_IO, as bf16 rounded to nearest into the tensor at
+// `halfAddress` (dv, or dK's final address in the `w` slot; the f32 partial dK stays where it was).
+#define STORE_GRADIENT_RUN(halfAddress, target, at, low, high) \
+    if (HALF_IO) \
+    { \
+        float run[8] = float[8](low.x, low.y, low.z, low.w, high.x, high.y, high.z, high.w); \
+        Words4Buffer(halfAddress).v[(at) / 8] = packNearestBf16(run); \
+    } \
+    else { target.v[(at) / 4] = low; target.v[(at) / 4 + 1] = high; }
 
 void main()
 {
@@ -184,8 +195,8 @@ void main()
         R_DOTS(x, packed) \
         F32x4Buffer target = F32x4Buffer(valueBlock ? pc.dv : pc.dk); \
         vec4 low = vec4(x[0], x[1], x[2], x[3]) * laneBeta, high = vec4(x[4], x[5], x[6], x[7]) * laneBeta; \
-        if (valueBlock) { target.v[at / 4] = low; target.v[at / 4 + 1] = high; } \
-        else { target.v[at / 4] += low; target.v[at / 4 + 1] += high; } \
+        if (!valueBlock) { low += target.v[at / 4]; high += target.v[at / 4 + 1]; } \
+        STORE_GRADIENT_RUN(valueBlock ? pc.dv : pc.w, target, at, low, high) \
     }
     if (MERGED)
     {
@@ -402,8 +413,9 @@ void main()
                 betaPartial = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), betaPartial);
 #endif
             F32x4Buffer target = F32x4Buffer(pc.dk);
-            target.v[at / 4] += vec4(x[0], x[1], x[2], x[3]) * laneBeta + vec4(y[0], y[1], y[2], y[3]);
-            target.v[at / 4 + 1] += vec4(x[4], x[5], x[6], x[7]) * laneBeta + vec4(y[4], y[5], y[6], y[7]);
+            vec4 low = target.v[at / 4] + (vec4(x[0], x[1], x[2], x[3]) * laneBeta + vec4(y[0], y[1], y[2], y[3]));
+            vec4 high = target.v[at / 4 + 1] + (vec4(x[4], x[5], x[6], x[7]) * laneBeta + vec4(y[4], y[5], y[6], y[7]));
+            STORE_GRADIENT_RUN(pc.w, target, at, low, high)
         }
     }
 

@@ -38,6 +38,13 @@ layout(constant_id = 0) const bool SPLIT_OPERANDS = true;
 // K dS_C^T), stay f32.
 layout(constant_id = 3) const bool COMPACT = false;
 
+// Whether the rule's own outputs and gradients are bf16 (specialisation constant 5 of every kernel on
+// fragments; VulkanBackend.DeltaRuleStoresHalf, rounded mode only): o is stored, dO read, and dq, dk,
+// dv stored as bf16 rounded to nearest, where the caller's tensors are bf16 (as flash-linear-attention
+// keeps them for bf16 inputs). Rounded, an f32 dO enters every product as bf16(dO) anyway, so a bf16
+// dO staged as it is gives the same operands.
+layout(constant_id = 5) const bool HALF_IO = false;
+
 // m with every element rounded to the nearest bf16 value (ties to even; NaN kept), so that the
 // conversion to ACC_BF16 after it is exact. The component-type conversion alone very likely rounds
 // toward zero on the H100 (docs/ops.md, "Rounding"; Vulkan leaves the direction to the driver): a rounded operand then carries a one-sided error of up to
@@ -54,6 +61,21 @@ ACC nearestBf16(ACC m)
         m[e] = isnan(x) ? x : uintBitsToFloat((bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u);
     }
     return m;
+}
+
+// x rounded to the nearest bf16 (ties to even; NaN kept quiet), as its 16 bits.
+uint nearestBf16Bits(float x)
+{
+    uint bits = floatBitsToUint(x);
+    return isnan(x) ? (bits >> 16) | 0x40u : (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+}
+
+// Eight consecutive values as bf16 rounded to nearest, packed in order (value 2i in word i's low half).
+uvec4 packNearestBf16(float x[8])
+{
+    uvec4 packed;
+    [[unroll]] for (uint i = 0; i < 4; i++) packed[i] = nearestBf16Bits(x[2 * i]) | (nearestBf16Bits(x[2 * i + 1]) << 16);
+    return packed;
 }
 
 // Stores f32 tile m as its hi and, where split, lo parts, row-major from uvec4 `first` of REGION
