@@ -195,8 +195,8 @@ void main()
         R_DOTS(x, packed) \
         F32x4Buffer target = F32x4Buffer(valueBlock ? pc.dv : pc.dk); \
         vec4 low = vec4(x[0], x[1], x[2], x[3]) * laneBeta, high = vec4(x[4], x[5], x[6], x[7]) * laneBeta; \
-        if (!valueBlock) { low += target.v[at / 4]; high += target.v[at / 4 + 1]; } \
-        STORE_GRADIENT_RUN(valueBlock ? pc.dv : pc.w, target, at, low, high) \
+        if (valueBlock) { STORE_GRADIENT_RUN(pc.dv, target, at, low, high) } \
+        else { target.v[at / 4] += low; target.v[at / 4 + 1] += high; }   /* dK's f32 partial, completed below */ \
     }
     if (MERGED)
     {
