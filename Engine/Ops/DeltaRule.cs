@@ -74,7 +74,9 @@ public interface IDeltaRuleOps
 public static class DeltaRule
 {
     /// <summary>Runs the delta rule over T steps. <paramref name="initialState"/> null means zeros;
-    /// <paramref name="finalState"/> may be the initial state itself (updated in place).</summary>
+    /// <paramref name="finalState"/> may be the initial state itself (updated in place).
+    /// <paramref name="output"/> may be f32, f16 or bf16 (computed in f32, rounded to nearest; see
+    /// <see cref="IDeltaRuleOps.DeltaRuleStoresHalf"/>).</summary>
     public static void Forward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,
         Tensor? initialState = null, Tensor? finalState = null, Tensor? alpha = null, float scale = 1f,
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
@@ -131,7 +133,9 @@ public static class DeltaRule
     }
 
     /// <summary>Gradients of <see cref="Forward"/> for q, k, v, beta, alpha (when gated) and the
-    /// initial state, given dO [B, T, H, Dv] and optionally the final state's gradient.</summary>
+    /// initial state, given dO [B, T, H, Dv] and optionally the final state's gradient. dO, dq, dk and
+    /// dv may each be f32, f16 or bf16 (computed in f32, rounded to nearest); dbeta, dalpha and the
+    /// states' gradients are f32.</summary>
     public static void Backward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor dOutput,
         Tensor dq, Tensor dk, Tensor dv, Tensor dbeta,
         Tensor? initialState = null, Tensor? dFinalState = null, Tensor? dInitialState = null,
