@@ -278,18 +278,19 @@ public sealed class DeltaRuleChunkedVulkanTests
         using var v = Tensor.Zeros(backend, new Shape(1, 70, 2, 8), DType.BF16);
         using var beta = Tensor.Full(backend, new Shape(1, 70, 2), 0.5f);
         using var o = Tensor.Zeros(backend, new Shape(1, 70, 2, 8));
-        using var oHalf = Tensor.Zeros(backend, new Shape(1, 70, 2, 8), DType.BF16);
+        using var stateHalf = Tensor.Zeros(backend, new Shape(1, 2, 8, 16), DType.BF16);
         var e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Forward(q, k32, v, beta, o, algorithm: DeltaRuleAlgorithm.Chunked));
         StringAssert.Contains(e.Message, "DeltaRuleForward: argument 'k' [1, 70, 2, 16] is f32 but q [1, 70, 2, 16] is bf16: q, k and v must share one dtype");
-        e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Forward(q, q, v, beta, oHalf, algorithm: DeltaRuleAlgorithm.Chunked));
-        StringAssert.Contains(e.Message, "DeltaRuleForward: argument 'output' [1, 70, 2, 8] has dtype bf16 but must be f32");
+        // o, dO, dq, dk, dv may be half (DeltaRuleHalfOutputsTests); the states and dbeta may not
+        e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Forward(q, q, v, beta, o, finalState: stateHalf, algorithm: DeltaRuleAlgorithm.Chunked));
+        StringAssert.Contains(e.Message, "DeltaRuleForward: argument 'finalState' [1, 2, 8, 16] has dtype bf16 but must be f32");
 
         using var dq = Tensor.Zeros(backend, new Shape(1, 70, 2, 16), DType.BF16);
         using var dk = Tensor.Zeros(backend, new Shape(1, 70, 2, 16));
         using var dv = Tensor.Zeros(backend, new Shape(1, 70, 2, 8));
-        using var dbeta = Tensor.Zeros(backend, new Shape(1, 70, 2));
+        using var dbeta = Tensor.Zeros(backend, new Shape(1, 70, 2), DType.BF16);
         e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Backward(q, q, v, beta, o, dq, dk, dv, dbeta, algorithm: DeltaRuleAlgorithm.Chunked));
-        StringAssert.Contains(e.Message, "DeltaRuleBackward: argument 'dq' [1, 70, 2, 16] has dtype bf16 but must be f32");
+        StringAssert.Contains(e.Message, "DeltaRuleBackward: argument 'dbeta' [1, 70, 2] has dtype bf16 but must be f32");
 
         using var qWide = Tensor.Zeros(backend, new Shape(1, 70, 1, 256));
         using var vWide = Tensor.Zeros(backend, new Shape(1, 70, 1, 8));
