@@ -117,23 +117,19 @@ public sealed class DeltaRuleChunkedVulkanTests
         var backend = Vulkan();
         var x = NewInputs(b, t, h, dk, dv, (ulong)(t + dk + dv));
         var (o, final) = x.Reference(Scale, true).Forward(out _);
-        int previous = backend.DeltaRuleStateSlice, ran = 0;
-        var previousPass = backend.DeltaRuleStatePass;
+        int ran = 0;
+        using var settings = BackendSettings.Keep(backend);
         backend.DeltaRuleStatePass = DeltaRuleStatePass.Sequential;   // the slices are the register-tiled passes'
-        try
+        foreach (int slice in VulkanBackend.DeltaRuleStateSlices.Where(s => backend.DeltaRuleStateSliceFits(s, dk)))
         {
-            foreach (int slice in VulkanBackend.DeltaRuleStateSlices.Where(s => backend.DeltaRuleStateSliceFits(s, dk)))
-            {
-                backend.DeltaRuleStateSlice = slice;
-                var (actualO, actualFinal) = RunForward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked);
-                double tol = Tolerance(t, 2e-5);
-                TestData.AssertClose(o, actualO, tol, tol, $"slice {slice} o");
-                TestData.AssertClose(final, actualFinal, tol, tol, $"slice {slice} final state");
-                AssertGradients(x, true, RunBackward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked), Tolerance(t, 5e-5), $"slice {slice}");
-                ran++;
-            }
+            backend.DeltaRuleStateSlice = slice;
+            var (actualO, actualFinal) = RunForward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked);
+            double tol = Tolerance(t, 2e-5);
+            TestData.AssertClose(o, actualO, tol, tol, $"slice {slice} o");
+            TestData.AssertClose(final, actualFinal, tol, tol, $"slice {slice} final state");
+            AssertGradients(x, true, RunBackward(backend, x, true, DType.F32, DeltaRuleAlgorithm.Chunked), Tolerance(t, 5e-5), $"slice {slice}");
+            ran++;
         }
-        finally { backend.DeltaRuleStateSlice = previous; backend.DeltaRuleStatePass = previousPass; }
         Assert.IsTrue(ran >= (dk <= 64 ? 2 : 1), $"only {ran} state slices fit {backend.Capabilities.MaxSharedMemoryBytes} bytes of shared memory");
     }
 
@@ -153,30 +149,26 @@ public sealed class DeltaRuleChunkedVulkanTests
         var backend = Vulkan();
         var x = NewInputs(b, t, h, dk, dv, (ulong)(3 * t + dk + 7 * dv));
         var (o, final) = x.Reference(Scale, withInitial).Forward(out _);
-        var previous = backend.DeltaRuleStatePass;
-        try
+        using var settings = BackendSettings.Keep(backend);
+        foreach (var pass in new[] { DeltaRuleStatePass.Sequential, DeltaRuleStatePass.Tiles })
         {
-            foreach (var pass in new[] { DeltaRuleStatePass.Sequential, DeltaRuleStatePass.Tiles })
-            {
-                backend.DeltaRuleStatePass = pass;
-                Assert.AreEqual(pass == DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateTiles(DType.F32, dk));
-                Assert.AreEqual(pass == DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateTiles(DType.F32, dk, backward: true));
-                var (actualO, actualFinal) = RunForward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
-                double tol = Tolerance(t, 2e-5);
-                TestData.AssertClose(o, actualO, tol, tol, $"{pass} o");
-                TestData.AssertClose(final, actualFinal, tol, tol, $"{pass} final state");
-                var grads = RunBackward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
-                AssertGradients(x, withInitial, grads, Tolerance(t, 5e-5), $"{pass}");
-                // without the initial state's gradient the pass stops after chunk 0's dU'
-                using var inputs = new DeviceInputs(backend, x, DType.F32, withInitial);
-                using var g = new DeviceGradients(backend, x);
-                DeltaRule.Backward(inputs.Q, inputs.K, inputs.V, inputs.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta, inputs.S0, g.DFinal, null, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
-                var partial = g.Read();
-                CollectionAssert.AreEqual(grads.DK, partial.DK, $"{pass}: dk without the initial state's gradient");
-                CollectionAssert.AreEqual(grads.DBeta, partial.DBeta, $"{pass}: dbeta without the initial state's gradient");
-            }
+            backend.DeltaRuleStatePass = pass;
+            Assert.AreEqual(pass == DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateTiles(DType.F32, dk));
+            Assert.AreEqual(pass == DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateTiles(DType.F32, dk, backward: true));
+            var (actualO, actualFinal) = RunForward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
+            double tol = Tolerance(t, 2e-5);
+            TestData.AssertClose(o, actualO, tol, tol, $"{pass} o");
+            TestData.AssertClose(final, actualFinal, tol, tol, $"{pass} final state");
+            var grads = RunBackward(backend, x, withInitial, DType.F32, DeltaRuleAlgorithm.Chunked);
+            AssertGradients(x, withInitial, grads, Tolerance(t, 5e-5), $"{pass}");
+            // without the initial state's gradient the pass stops after chunk 0's dU'
+            using var inputs = new DeviceInputs(backend, x, DType.F32, withInitial);
+            using var g = new DeviceGradients(backend, x);
+            DeltaRule.Backward(inputs.Q, inputs.K, inputs.V, inputs.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta, inputs.S0, g.DFinal, null, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
+            var partial = g.Read();
+            CollectionAssert.AreEqual(grads.DK, partial.DK, $"{pass}: dk without the initial state's gradient");
+            CollectionAssert.AreEqual(grads.DBeta, partial.DBeta, $"{pass}: dbeta without the initial state's gradient");
         }
-        finally { backend.DeltaRuleStatePass = previous; }
     }
 
     [TestMethod]
@@ -202,17 +194,12 @@ public sealed class DeltaRuleChunkedVulkanTests
         // This pins the portable products; DeltaRuleTensorCoreTests checks the tensor-core ones.
         var x = NewInputs(2, 100, 2, 32, 24, 5, dtype);
         var (o, final) = x.Reference(Scale, true).Forward(out _);
-        bool coopMat = backend.DeltaRuleCoopMat;
+        using var settings = BackendSettings.Keep(backend);
         backend.DeltaRuleCoopMat = false;
-        float[] actualO, actualFinal;
-        try
-        {
-            (actualO, actualFinal) = RunForward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked);
-            TestData.AssertClose(o, actualO, 1e-3, 1e-3, $"{dtype.Name()} o");
-            TestData.AssertClose(final, actualFinal, 1e-3, 1e-3, $"{dtype.Name()} final state");
-            AssertGradients(x, true, RunBackward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked), 1e-3, dtype.Name());
-        }
-        finally { backend.DeltaRuleCoopMat = coopMat; }
+        var (actualO, actualFinal) = RunForward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked);
+        TestData.AssertClose(o, actualO, 1e-3, 1e-3, $"{dtype.Name()} o");
+        TestData.AssertClose(final, actualFinal, 1e-3, 1e-3, $"{dtype.Name()} final state");
+        AssertGradients(x, true, RunBackward(backend, x, true, dtype, DeltaRuleAlgorithm.Chunked), 1e-3, dtype.Name());
         // Against the unrounded f32 inputs the difference is the inputs' rounding: about 1e-2.
         var exact = NewInputs(2, 100, 2, 32, 24, 5);
         var (o32, _) = exact.Reference(Scale, true).Forward(out _);

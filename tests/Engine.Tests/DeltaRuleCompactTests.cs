@@ -68,39 +68,30 @@ public sealed class DeltaRuleCompactTests
     public void CompactIntermediatesChangeNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousFusedSaving = backend.DeltaRuleFusedSaving;
-        int previousRows = backend.DeltaRuleStateFragmentRows;
+        using var kept = BackendSettings.Keep(backend);
         var shape = new FastWeightShape(b, t, h, dk, dv);
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(11 * t + dk + 3 * dv), DType.BF16);
-        try
+        backend.DeltaRuleCoopMatSplit = false;
+        var settings = dk == 128 ? new[] { (0, true), (64, true) } : new[] { (0, true), (0, false) };
+        foreach (var (rows, fusedSaving) in settings)
         {
-            backend.DeltaRuleCoopMatSplit = false;
-            var settings = dk == 128 ? new[] { (0, true), (64, true) } : new[] { (0, true), (0, false) };
-            foreach (var (rows, fusedSaving) in settings)
-            {
-                string setting = $"rows {rows}, fused saving {fusedSaving}";
-                backend.DeltaRuleStateFragmentRows = rows;
-                backend.DeltaRuleFusedSaving = fusedSaving;
-                backend.DeltaRuleCompactIntermediates = true;
-                Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "rounded, every stage on fragments: compact");
-                var compact = RunAll(backend, x);
-                backend.DeltaRuleCompactIntermediates = false;
-                Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "switched off");
-                var wide = RunAll(backend, x);
+            string setting = $"rows {rows}, fused saving {fusedSaving}";
+            backend.DeltaRuleStateFragmentRows = rows;
+            backend.DeltaRuleFusedSaving = fusedSaving;
+            backend.DeltaRuleCompactIntermediates = true;
+            Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "rounded, every stage on fragments: compact");
+            var compact = RunAll(backend, x);
+            backend.DeltaRuleCompactIntermediates = false;
+            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "switched off");
+            var wide = RunAll(backend, x);
 
-                Assert.IsFalse(compact.O.Any(float.IsNaN), $"o has NaNs ({setting})");
-                CollectionAssert.AreEqual(wide.O, compact.O, $"o ({setting})");
-                CollectionAssert.AreEqual(wide.Final, compact.Final, $"final state ({setting})");
-                CollectionAssert.AreEqual(wide.SavingO, compact.SavingO, $"o (saving forward, {setting})");
-                CollectionAssert.AreEqual(wide.SavingFinal, compact.SavingFinal, $"final state (saving forward, {setting})");
-                AssertSameGrads(wide.Recomputed, compact.Recomputed, $"recomputing backward ({setting})");
-                AssertSameGrads(wide.Saved, compact.Saved, $"backward from the saving forward ({setting})");
-            }
-        }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact;
-            backend.DeltaRuleFusedSaving = previousFusedSaving; backend.DeltaRuleStateFragmentRows = previousRows;
+            Assert.IsFalse(compact.O.Any(float.IsNaN), $"o has NaNs ({setting})");
+            CollectionAssert.AreEqual(wide.O, compact.O, $"o ({setting})");
+            CollectionAssert.AreEqual(wide.Final, compact.Final, $"final state ({setting})");
+            CollectionAssert.AreEqual(wide.SavingO, compact.SavingO, $"o (saving forward, {setting})");
+            CollectionAssert.AreEqual(wide.SavingFinal, compact.SavingFinal, $"final state (saving forward, {setting})");
+            AssertSameGrads(wide.Recomputed, compact.Recomputed, $"recomputing backward ({setting})");
+            AssertSameGrads(wide.Saved, compact.Saved, $"backward from the saving forward ({setting})");
         }
     }
 
@@ -110,35 +101,28 @@ public sealed class DeltaRuleCompactTests
     public void CompactOnlyWhereEveryReaderTakesIt()
     {
         var backend = Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousGrad = backend.DeltaRuleGradQKFragments;
+        using var settings = BackendSettings.Keep(backend);
         var shape = new FastWeightShape(1, 128, 2, 64, 64);
-        try
-        {
-            backend.DeltaRuleCompactIntermediates = true;
-            backend.DeltaRuleCoopMatSplit = true;
-            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "split operands need f32 intermediates");
-            backend.DeltaRuleCoopMatSplit = false;
-            Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "rounded");
-            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape, forBackward: false), "a plain forward at Dk = 64 keeps f32");
-            Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape with { KeyDim = 128 }, forBackward: false), "a plain forward at Dk = 128");
-            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape with { Steps = 130 }), "T not a multiple of 64: tile stages");
-            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.F32, shape), "f32 inputs: portable products");
+        backend.DeltaRuleCompactIntermediates = true;
+        backend.DeltaRuleCoopMatSplit = true;
+        Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "split operands need f32 intermediates");
+        backend.DeltaRuleCoopMatSplit = false;
+        Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "rounded");
+        Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape, forBackward: false), "a plain forward at Dk = 64 keeps f32");
+        Assert.IsTrue(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape with { KeyDim = 128 }, forBackward: false), "a plain forward at Dk = 128");
+        Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape with { Steps = 130 }), "T not a multiple of 64: tile stages");
+        Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.F32, shape), "f32 inputs: portable products");
 
-            var x = new Inputs(1, 128, 2, 64, 64, gated: false, 5, DType.BF16);
-            using var inputs = new Runners.DeviceInputs(backend, x, DType.BF16, withInitial: true);
-            using var g = new Runners.DeviceGradients(backend, x);
-            using var output = Tensor.Empty(backend, x.Values);
-            using var saved = DeltaRule.ForwardSaving(inputs.Q, inputs.K, inputs.V, inputs.Beta, output, inputs.S0, null, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
-            backend.DeltaRuleGradQKFragments = false;   // the tile kernel reads f32 only
-            Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "a stage off fragments");
-            var e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Backward(inputs.Q, inputs.K, inputs.V, inputs.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta,
-                inputs.S0, g.DFinal, g.DS0, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked, saved: saved));
-            StringAssert.Contains(e.Message, "saved");
-            StringAssert.Contains(e.Message, "bf16");
-        }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleGradQKFragments = previousGrad;
-        }
+        var x = new Inputs(1, 128, 2, 64, 64, gated: false, 5, DType.BF16);
+        using var inputs = new Runners.DeviceInputs(backend, x, DType.BF16, withInitial: true);
+        using var g = new Runners.DeviceGradients(backend, x);
+        using var output = Tensor.Empty(backend, x.Values);
+        using var saved = DeltaRule.ForwardSaving(inputs.Q, inputs.K, inputs.V, inputs.Beta, output, inputs.S0, null, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked);
+        backend.DeltaRuleGradQKFragments = false;   // the tile kernel reads f32 only
+        Assert.IsFalse(backend.DeltaRuleUsesCompactIntermediates(DType.BF16, shape), "a stage off fragments");
+        var e = Assert.ThrowsExactly<OpArgumentException>(() => DeltaRule.Backward(inputs.Q, inputs.K, inputs.V, inputs.Beta, g.DO, g.DQ, g.DK, g.DV, g.DBeta,
+            inputs.S0, g.DFinal, g.DS0, scale: Scale, algorithm: DeltaRuleAlgorithm.Chunked, saved: saved));
+        StringAssert.Contains(e.Message, "saved");
+        StringAssert.Contains(e.Message, "bf16");
     }
 }

@@ -116,18 +116,14 @@ public sealed class DeltaRuleGatedChunkedVulkanTests
         var dtype = DType.BF16;
         var backend = Vulkan();
         var x = new Inputs(2, 100, 2, 64, 48, gated: true, 91, dtype);
-        bool coopMat = backend.DeltaRuleGatedCoopMat;
+        using var settings = BackendSettings.Keep(backend);
         backend.DeltaRuleGatedCoopMat = false;
-        try
-        {
-            Assert.IsFalse(backend.DeltaRuleGatedUsesCoopMat(dtype), "the portable products");
-            using var d = new Device(backend, x, dtype, withInitial: true);
-            d.Forward(DeltaRuleAlgorithm.Chunked);
-            AssertForward(x, true, d, Tolerance(100, 2e-5), dtype.Name());
-            d.Backward(DeltaRuleAlgorithm.Chunked);
-            AssertBackward(x, true, d, Tolerance(100, 5e-5), dtype.Name());
-        }
-        finally { backend.DeltaRuleGatedCoopMat = coopMat; }
+        Assert.IsFalse(backend.DeltaRuleGatedUsesCoopMat(dtype), "the portable products");
+        using var d = new Device(backend, x, dtype, withInitial: true);
+        d.Forward(DeltaRuleAlgorithm.Chunked);
+        AssertForward(x, true, d, Tolerance(100, 2e-5), dtype.Name());
+        d.Backward(DeltaRuleAlgorithm.Chunked);
+        AssertBackward(x, true, d, Tolerance(100, 5e-5), dtype.Name());
     }
 
     // chunk_decay_scale.comp (the operands of the gated state passes on fragments, which run only where
@@ -239,40 +235,36 @@ public sealed class DeltaRuleGatedTensorCoreTests
     public void GatedStagesOnTensorCoresMatchReference(int b, int t, int h, int dk, int dv, bool stateFragments)
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
-        bool previous = backend.DeltaRuleGatedCoopMat, previousSplit = backend.DeltaRuleCoopMatSplit;
+        using var settings = BackendSettings.Keep(backend);
         backend.DeltaRuleGatedCoopMat = true;
-        try
+        Assert.IsTrue(backend.DeltaRuleGatedUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the gated stages on tensor cores");
+        var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(3 * t + dk + dv), DType.BF16);
+        var (o, final) = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Forward(out _);
+        var expected = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Backward(TestData.ToDouble(x.DO), TestData.ToDouble(x.DFinal));
+        foreach (bool split in new[] { false, true })
         {
-            Assert.IsTrue(backend.DeltaRuleGatedUsesCoopMat(DType.BF16), $"{backend.Capabilities.Name} does not run the gated stages on tensor cores");
-            var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(3 * t + dk + dv), DType.BF16);
-            var (o, final) = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Forward(out _);
-            var expected = x.Reference(DeltaRuleGatedChunkedVulkanTests.Scale, true).Backward(TestData.ToDouble(x.DO), TestData.ToDouble(x.DFinal));
-            foreach (bool split in new[] { false, true })
-            {
-                backend.DeltaRuleCoopMatSplit = split;
-                string setting = split ? "split" : "rounded";
-                Assert.AreEqual(stateFragments, backend.DeltaRuleGatedUsesStateFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)), $"state passes on fragments ({setting})");
-                Assert.AreEqual(stateFragments && backend.DeltaRuleGatedOutputFragments, backend.DeltaRuleGatedUsesOutputFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
-                    $"output stage and values gradient on fragments ({setting})");
-                Assert.AreEqual(stateFragments && backend.DeltaRuleGatedGradQKFragments, backend.DeltaRuleGatedUsesGradQKFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
-                    $"q, k gradients on fragments ({setting})");
-                Assert.AreEqual(stateFragments && backend.DeltaRuleGatedWyFragments, backend.DeltaRuleGatedUsesWyFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
-                    $"stage 1 on fragments ({setting})");
-                Assert.AreEqual(stateFragments && backend.DeltaRuleGatedWyBackwardFragments, backend.DeltaRuleGatedUsesWyBackwardFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
-                    $"WY backward on fragments ({setting})");
-                using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
-                d.Forward(DeltaRuleAlgorithm.Chunked);
-                DeltaRuleTensorCoreTests.AssertNormwise(o, d.O.ToArray(), $"o ({setting})");
-                DeltaRuleTensorCoreTests.AssertNormwise(final, d.Final.ToArray(), $"final state ({setting})");
-                d.Backward(DeltaRuleAlgorithm.Chunked);
-                DeltaRuleTensorCoreTests.AssertNormwise(expected.DQ, d.DQ.ToArray(), $"dq ({setting})");
-                DeltaRuleTensorCoreTests.AssertNormwise(expected.DK, d.DK.ToArray(), $"dk ({setting})");
-                DeltaRuleTensorCoreTests.AssertNormwise(expected.DV, d.DV.ToArray(), $"dv ({setting})");
-                DeltaRuleTensorCoreTests.AssertNormwise(expected.DBeta, d.DBeta.ToArray(), $"dbeta ({setting})");
-                DeltaRuleTensorCoreTests.AssertNormwise(expected.DAlpha, d.DAlpha.ToArray(), $"dalpha ({setting})");
-                DeltaRuleTensorCoreTests.AssertNormwise(expected.DS0, d.DS0.ToArray(), $"dInitialState ({setting})");
-            }
+            backend.DeltaRuleCoopMatSplit = split;
+            string setting = split ? "split" : "rounded";
+            Assert.AreEqual(stateFragments, backend.DeltaRuleGatedUsesStateFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)), $"state passes on fragments ({setting})");
+            Assert.AreEqual(stateFragments && backend.DeltaRuleGatedOutputFragments, backend.DeltaRuleGatedUsesOutputFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
+                $"output stage and values gradient on fragments ({setting})");
+            Assert.AreEqual(stateFragments && backend.DeltaRuleGatedGradQKFragments, backend.DeltaRuleGatedUsesGradQKFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
+                $"q, k gradients on fragments ({setting})");
+            Assert.AreEqual(stateFragments && backend.DeltaRuleGatedWyFragments, backend.DeltaRuleGatedUsesWyFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
+                $"stage 1 on fragments ({setting})");
+            Assert.AreEqual(stateFragments && backend.DeltaRuleGatedWyBackwardFragments, backend.DeltaRuleGatedUsesWyBackwardFragments(DType.BF16, new FastWeightShape(b, t, h, dk, dv)),
+                $"WY backward on fragments ({setting})");
+            using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
+            d.Forward(DeltaRuleAlgorithm.Chunked);
+            DeltaRuleTensorCoreTests.AssertNormwise(o, d.O.ToArray(), $"o ({setting})");
+            DeltaRuleTensorCoreTests.AssertNormwise(final, d.Final.ToArray(), $"final state ({setting})");
+            d.Backward(DeltaRuleAlgorithm.Chunked);
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DQ, d.DQ.ToArray(), $"dq ({setting})");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DK, d.DK.ToArray(), $"dk ({setting})");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DV, d.DV.ToArray(), $"dv ({setting})");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DBeta, d.DBeta.ToArray(), $"dbeta ({setting})");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DAlpha, d.DAlpha.ToArray(), $"dalpha ({setting})");
+            DeltaRuleTensorCoreTests.AssertNormwise(expected.DS0, d.DS0.ToArray(), $"dInitialState ({setting})");
         }
-        finally { backend.DeltaRuleGatedCoopMat = previous; backend.DeltaRuleCoopMatSplit = previousSplit; }
     }
 }

@@ -176,33 +176,26 @@ public sealed class DeltaRuleHalfOutputsTensorCoreTests
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
         var x = new Inputs(2, t, 3, dk, dv, gated: false, (ulong)(3 * t + dk + dv), DType.BF16);
-        bool previous = backend.DeltaRuleHalfOutputs;
-        try
+        using var settings = BackendSettings.Keep(backend);
+        using (var q = Tensor.FromArray(backend, x.Q, x.Keys, DType.BF16))
         {
-            using (var q = Tensor.FromArray(backend, x.Q, x.Keys, DType.BF16))
-            {
-                var problem = new DeltaRuleProblem(q, q, q, q, null, DeltaRuleHalfOutputsTests.Scale, null, new FastWeightShape(2, t, 3, dk, dv), DeltaRuleAlgorithm.Chunked);
-                Assert.IsTrue(backend.DeltaRuleStoresHalf(problem, DType.BF16), $"{backend.Capabilities.Name} does not store bf16 outputs itself at T{t} Dk{dk} Dv{dv}");
-            }
-            foreach (bool saving in new[] { true, false })
-            {
-                backend.DeltaRuleHalfOutputs = false;
-                var converted = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.BF16, DeltaRuleAlgorithm.Chunked, saving);
-                backend.DeltaRuleHalfOutputs = true;
-                var stored = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.BF16, DeltaRuleAlgorithm.Chunked, saving);
-                string what = $"T{t} Dk{dk} Dv{dv} {(saving ? "saving forward" : "recomputing backward")}";
-                CollectionAssert.AreEqual(converted.O, stored.O, $"{what}: o");
-                CollectionAssert.AreEqual(converted.DQ, stored.DQ, $"{what}: dq");
-                CollectionAssert.AreEqual(converted.DK, stored.DK, $"{what}: dk");
-                CollectionAssert.AreEqual(converted.DV, stored.DV, $"{what}: dv");
-                CollectionAssert.AreEqual(converted.DBeta, stored.DBeta, $"{what}: dbeta");
-                CollectionAssert.AreEqual(converted.DS0, stored.DS0, $"{what}: dInitialState");
-                CollectionAssert.AreEqual(converted.Final, stored.Final, $"{what}: final state");
-            }
+            var problem = new DeltaRuleProblem(q, q, q, q, null, DeltaRuleHalfOutputsTests.Scale, null, new FastWeightShape(2, t, 3, dk, dv), DeltaRuleAlgorithm.Chunked);
+            Assert.IsTrue(backend.DeltaRuleStoresHalf(problem, DType.BF16), $"{backend.Capabilities.Name} does not store bf16 outputs itself at T{t} Dk{dk} Dv{dv}");
         }
-        finally
+        foreach (bool saving in new[] { true, false })
         {
-            backend.DeltaRuleHalfOutputs = previous;
+            backend.DeltaRuleHalfOutputs = false;
+            var converted = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.BF16, DeltaRuleAlgorithm.Chunked, saving);
+            backend.DeltaRuleHalfOutputs = true;
+            var stored = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.BF16, DeltaRuleAlgorithm.Chunked, saving);
+            string what = $"T{t} Dk{dk} Dv{dv} {(saving ? "saving forward" : "recomputing backward")}";
+            CollectionAssert.AreEqual(converted.O, stored.O, $"{what}: o");
+            CollectionAssert.AreEqual(converted.DQ, stored.DQ, $"{what}: dq");
+            CollectionAssert.AreEqual(converted.DK, stored.DK, $"{what}: dk");
+            CollectionAssert.AreEqual(converted.DV, stored.DV, $"{what}: dv");
+            CollectionAssert.AreEqual(converted.DBeta, stored.DBeta, $"{what}: dbeta");
+            CollectionAssert.AreEqual(converted.DS0, stored.DS0, $"{what}: dInitialState");
+            CollectionAssert.AreEqual(converted.Final, stored.Final, $"{what}: final state");
         }
     }
 }

@@ -22,43 +22,34 @@ public sealed class DeltaRuleJitStatePassTests
     public void JitPassChangesNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousJit = backend.DeltaRuleStateFragmentsJit;
-        bool previousLean = backend.DeltaRuleStateFragmentsLean, previousEarly = backend.DeltaRuleStateEarlyFetch;
-        int previousRows = backend.DeltaRuleStateFragmentRows;
+        using var settings = BackendSettings.Keep(backend);
+        bool defaultLean = backend.DeltaRuleStateFragmentsLean, defaultEarly = backend.DeltaRuleStateEarlyFetch;
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(13 * t + dk + 5 * dv), DType.BF16);
         var shape = new FastWeightShape(b, t, h, dk, dv);
-        try
+        backend.DeltaRuleCoopMatSplit = false;
+        foreach (bool compact in new[] { true, false })
         {
-            backend.DeltaRuleCoopMatSplit = false;
-            foreach (bool compact in new[] { true, false })
-            {
-                string what = compact ? "compact" : "f32 intermediates";
-                backend.DeltaRuleCompactIntermediates = compact;
-                backend.DeltaRuleStateFragmentRows = 0;
-                backend.DeltaRuleStateFragmentsJit = true;
-                Assert.IsTrue(backend.DeltaRuleUsesStateFragments(DType.BF16, shape), what);
-                var jit = DeltaRuleCompactTests.RunAll(backend, x);
-                backend.DeltaRuleStateFragmentsJit = false;
-                backend.DeltaRuleStateFragmentRows = 64;
-                backend.DeltaRuleStateFragmentsLean = true;
-                backend.DeltaRuleStateEarlyFetch = false;
-                var lean = DeltaRuleCompactTests.RunAll(backend, x);
-                Assert.IsFalse(jit.O.Any(float.IsNaN), $"o has NaNs ({what})");
-                Assert.IsTrue(jit.O.Any(o => o != 0f), $"o is all zeros ({what})");
-                CollectionAssert.AreEqual(lean.O, jit.O, $"o ({what})");
-                CollectionAssert.AreEqual(lean.Final, jit.Final, $"final state ({what})");
-                CollectionAssert.AreEqual(lean.SavingO, jit.SavingO, $"o (saving forward, {what})");
-                CollectionAssert.AreEqual(lean.SavingFinal, jit.SavingFinal, $"final state (saving forward, {what})");
-                DeltaRuleCompactTests.AssertSameGrads(lean.Recomputed, jit.Recomputed, $"recomputing backward ({what})");
-                DeltaRuleCompactTests.AssertSameGrads(lean.Saved, jit.Saved, $"backward from the saving forward ({what})");
-                backend.DeltaRuleStateFragmentsLean = previousLean;
-                backend.DeltaRuleStateEarlyFetch = previousEarly;
-            }
-        }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleStateFragmentsJit = previousJit;
-            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleStateEarlyFetch = previousEarly; backend.DeltaRuleStateFragmentRows = previousRows;
+            string what = compact ? "compact" : "f32 intermediates";
+            backend.DeltaRuleCompactIntermediates = compact;
+            backend.DeltaRuleStateFragmentRows = 0;
+            backend.DeltaRuleStateFragmentsJit = true;
+            Assert.IsTrue(backend.DeltaRuleUsesStateFragments(DType.BF16, shape), what);
+            var jit = DeltaRuleCompactTests.RunAll(backend, x);
+            backend.DeltaRuleStateFragmentsJit = false;
+            backend.DeltaRuleStateFragmentRows = 64;
+            backend.DeltaRuleStateFragmentsLean = true;
+            backend.DeltaRuleStateEarlyFetch = false;
+            var lean = DeltaRuleCompactTests.RunAll(backend, x);
+            Assert.IsFalse(jit.O.Any(float.IsNaN), $"o has NaNs ({what})");
+            Assert.IsTrue(jit.O.Any(o => o != 0f), $"o is all zeros ({what})");
+            CollectionAssert.AreEqual(lean.O, jit.O, $"o ({what})");
+            CollectionAssert.AreEqual(lean.Final, jit.Final, $"final state ({what})");
+            CollectionAssert.AreEqual(lean.SavingO, jit.SavingO, $"o (saving forward, {what})");
+            CollectionAssert.AreEqual(lean.SavingFinal, jit.SavingFinal, $"final state (saving forward, {what})");
+            DeltaRuleCompactTests.AssertSameGrads(lean.Recomputed, jit.Recomputed, $"recomputing backward ({what})");
+            DeltaRuleCompactTests.AssertSameGrads(lean.Saved, jit.Saved, $"backward from the saving forward ({what})");
+            backend.DeltaRuleStateFragmentsLean = defaultLean;
+            backend.DeltaRuleStateEarlyFetch = defaultEarly;
         }
     }
 }

@@ -20,33 +20,24 @@ public sealed class DeltaRuleMergedStagingTests
     public void MergedStagingChangesNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousMerged = backend.DeltaRuleMergedStaging;
-        bool previousMergedOutput = backend.DeltaRuleMergedOutputStaging, previousMergedWy = backend.DeltaRuleMergedWyBackwardStaging;
+        using var settings = BackendSettings.Keep(backend);
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(7 * t + 5 * dk + dv), DType.BF16);
-        try
+        backend.DeltaRuleCoopMatSplit = false;
+        foreach (bool compact in new[] { true, false })
         {
-            backend.DeltaRuleCoopMatSplit = false;
-            foreach (bool compact in new[] { true, false })
-            {
-                backend.DeltaRuleCompactIntermediates = compact;
-                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = backend.DeltaRuleMergedWyBackwardStaging = true;
-                var merged = DeltaRuleCompactTests.RunAll(backend, x);
-                backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = backend.DeltaRuleMergedWyBackwardStaging = false;
-                var apart = DeltaRuleCompactTests.RunAll(backend, x);
-                string what = compact ? "compact" : "f32 intermediates";
-                Assert.IsFalse(merged.Recomputed.DQ.Any(float.IsNaN), $"dq has NaNs ({what})");
-                Assert.IsFalse(merged.SavingO.Any(float.IsNaN), $"o has NaNs ({what})");
-                CollectionAssert.AreEqual(apart.O, merged.O, $"o ({what})");
-                CollectionAssert.AreEqual(apart.SavingO, merged.SavingO, $"o (saving forward, {what})");
-                CollectionAssert.AreEqual(apart.SavingFinal, merged.SavingFinal, $"final state (saving forward, {what})");
-                DeltaRuleCompactTests.AssertSameGrads(apart.Recomputed, merged.Recomputed, $"recomputing backward ({what})");
-                DeltaRuleCompactTests.AssertSameGrads(apart.Saved, merged.Saved, $"backward from the saving forward ({what})");
-            }
-        }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleMergedStaging = previousMerged;
-            backend.DeltaRuleMergedOutputStaging = previousMergedOutput; backend.DeltaRuleMergedWyBackwardStaging = previousMergedWy;
+            backend.DeltaRuleCompactIntermediates = compact;
+            backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = backend.DeltaRuleMergedWyBackwardStaging = true;
+            var merged = DeltaRuleCompactTests.RunAll(backend, x);
+            backend.DeltaRuleMergedStaging = backend.DeltaRuleMergedOutputStaging = backend.DeltaRuleMergedWyBackwardStaging = false;
+            var apart = DeltaRuleCompactTests.RunAll(backend, x);
+            string what = compact ? "compact" : "f32 intermediates";
+            Assert.IsFalse(merged.Recomputed.DQ.Any(float.IsNaN), $"dq has NaNs ({what})");
+            Assert.IsFalse(merged.SavingO.Any(float.IsNaN), $"o has NaNs ({what})");
+            CollectionAssert.AreEqual(apart.O, merged.O, $"o ({what})");
+            CollectionAssert.AreEqual(apart.SavingO, merged.SavingO, $"o (saving forward, {what})");
+            CollectionAssert.AreEqual(apart.SavingFinal, merged.SavingFinal, $"final state (saving forward, {what})");
+            DeltaRuleCompactTests.AssertSameGrads(apart.Recomputed, merged.Recomputed, $"recomputing backward ({what})");
+            DeltaRuleCompactTests.AssertSameGrads(apart.Saved, merged.Saved, $"backward from the saving forward ({what})");
         }
     }
 }

@@ -21,34 +21,25 @@ public sealed class DeltaRuleNarrowBackwardTests
     public void NarrowBackwardChangesNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousCompact = backend.DeltaRuleCompactIntermediates, previousNarrow = backend.DeltaRuleNarrowBackward;
-        int previousRows = backend.DeltaRuleStateFragmentRows;
+        using var settings = BackendSettings.Keep(backend);
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(19 * t + dk + 7 * dv), DType.BF16);
         var shape = new FastWeightShape(b, t, h, dk, dv);
-        try
+        backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleStateFragmentRows = 0;
+        foreach (bool compact in new[] { true, false })
         {
-            backend.DeltaRuleCoopMatSplit = false;
-            backend.DeltaRuleStateFragmentRows = 0;
-            foreach (bool compact in new[] { true, false })
-            {
-                string what = $"rounded operands, {(compact ? "compact" : "f32")} intermediates";
-                backend.DeltaRuleCompactIntermediates = compact;
-                backend.DeltaRuleNarrowBackward = false;
-                Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64", backend.StateFragmentsVariant("chunk_state_backward_fragments", shape).Variant, what);
-                var wide = DeltaRuleCompactTests.RunAll(backend, x);
-                backend.DeltaRuleNarrowBackward = true;
-                Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32_narrow", backend.StateFragmentsVariant("chunk_state_backward_fragments", shape).Variant, what);
-                var narrow = DeltaRuleCompactTests.RunAll(backend, x);
-                Assert.IsTrue(narrow.Saved.DQ.Any(g => g != 0f), $"dq is all zeros ({what})");
-                CollectionAssert.AreEqual(wide.O, narrow.O, $"o ({what})");
-                DeltaRuleCompactTests.AssertSameGrads(wide.Recomputed, narrow.Recomputed, $"recomputing backward ({what})");
-                DeltaRuleCompactTests.AssertSameGrads(wide.Saved, narrow.Saved, $"backward from the saving forward ({what})");
-            }
-        }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleCompactIntermediates = previousCompact; backend.DeltaRuleNarrowBackward = previousNarrow;
-            backend.DeltaRuleStateFragmentRows = previousRows;
+            string what = $"rounded operands, {(compact ? "compact" : "f32")} intermediates";
+            backend.DeltaRuleCompactIntermediates = compact;
+            backend.DeltaRuleNarrowBackward = false;
+            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64", backend.StateFragmentsVariant("chunk_state_backward_fragments", shape).Variant, what);
+            var wide = DeltaRuleCompactTests.RunAll(backend, x);
+            backend.DeltaRuleNarrowBackward = true;
+            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32_narrow", backend.StateFragmentsVariant("chunk_state_backward_fragments", shape).Variant, what);
+            var narrow = DeltaRuleCompactTests.RunAll(backend, x);
+            Assert.IsTrue(narrow.Saved.DQ.Any(g => g != 0f), $"dq is all zeros ({what})");
+            CollectionAssert.AreEqual(wide.O, narrow.O, $"o ({what})");
+            DeltaRuleCompactTests.AssertSameGrads(wide.Recomputed, narrow.Recomputed, $"recomputing backward ({what})");
+            DeltaRuleCompactTests.AssertSameGrads(wide.Saved, narrow.Saved, $"backward from the saving forward ({what})");
         }
     }
 
@@ -61,37 +52,28 @@ public sealed class DeltaRuleNarrowBackwardTests
     public void GatedNarrowBackwardChangesNoBit(int b, int t, int h, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousNarrow = backend.DeltaRuleNarrowBackward, previousGated = backend.DeltaRuleGatedCoopMat;
-        int previousRows = backend.DeltaRuleStateFragmentRows;
+        using var settings = BackendSettings.Keep(backend);
         var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(23 * t + dk + 5 * dv), DType.BF16);
         var shape = new FastWeightShape(b, t, h, dk, dv);
-        try
+        backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleGatedCoopMat = true;
+        backend.DeltaRuleStateFragmentRows = 0;
+        Assert.IsTrue(backend.DeltaRuleGatedUsesStateFragments(DType.BF16, shape), "the gated state passes run on fragments");
+        float[][] Gradients(bool narrow)
         {
-            backend.DeltaRuleCoopMatSplit = false;
-            backend.DeltaRuleGatedCoopMat = true;
-            backend.DeltaRuleStateFragmentRows = 0;
-            Assert.IsTrue(backend.DeltaRuleGatedUsesStateFragments(DType.BF16, shape), "the gated state passes run on fragments");
-            float[][] Gradients(bool narrow)
-            {
-                backend.DeltaRuleNarrowBackward = narrow;
-                Assert.AreEqual($"delta_rule/chunk_state_backward_fragments_k128_{(narrow ? "v32_narrow" : "v64")}_gated",
-                    backend.StateFragmentsVariant("chunk_state_backward_fragments", shape, gated: true).Variant);
-                using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
-                d.Forward(DeltaRuleAlgorithm.Chunked);
-                d.Backward(DeltaRuleAlgorithm.Chunked);
-                return [d.O.ToArray(), d.DQ.ToArray(), d.DK.ToArray(), d.DV.ToArray(), d.DBeta.ToArray(), d.DAlpha.ToArray(), d.DS0.ToArray()];
-            }
-            var wide = Gradients(false);
-            var narrow = Gradients(true);
-            string[] names = ["o", "dq", "dk", "dv", "dbeta", "dalpha", "dInitialState"];
-            Assert.IsTrue(narrow[1].Any(g => g != 0f), "dq is all zeros");
-            for (int i = 0; i < names.Length; i++) CollectionAssert.AreEqual(wide[i], narrow[i], names[i]);
+            backend.DeltaRuleNarrowBackward = narrow;
+            Assert.AreEqual($"delta_rule/chunk_state_backward_fragments_k128_{(narrow ? "v32_narrow" : "v64")}_gated",
+                backend.StateFragmentsVariant("chunk_state_backward_fragments", shape, gated: true).Variant);
+            using var d = new DeltaRuleGatedChunkedVulkanTests.Device(backend, x, DType.BF16, withInitial: true);
+            d.Forward(DeltaRuleAlgorithm.Chunked);
+            d.Backward(DeltaRuleAlgorithm.Chunked);
+            return [d.O.ToArray(), d.DQ.ToArray(), d.DK.ToArray(), d.DV.ToArray(), d.DBeta.ToArray(), d.DAlpha.ToArray(), d.DS0.ToArray()];
         }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleNarrowBackward = previousNarrow; backend.DeltaRuleGatedCoopMat = previousGated;
-            backend.DeltaRuleStateFragmentRows = previousRows;
-        }
+        var wide = Gradients(false);
+        var narrow = Gradients(true);
+        string[] names = ["o", "dq", "dk", "dv", "dbeta", "dalpha", "dInitialState"];
+        Assert.IsTrue(narrow[1].Any(g => g != 0f), "dq is all zeros");
+        for (int i = 0; i < names.Length; i++) CollectionAssert.AreEqual(wide[i], narrow[i], names[i]);
     }
 }
 
@@ -107,37 +89,28 @@ public sealed class DeltaRuleNarrowBackwardChoiceTests
     public void NarrowOnlyWhereMeasured()
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
-        bool previousSplit = backend.DeltaRuleCoopMatSplit, previousNarrow = backend.DeltaRuleNarrowBackward, previousJit = backend.DeltaRuleStateFragmentsJit;
-        int previousRows = backend.DeltaRuleStateFragmentRows;
+        using var settings = BackendSettings.Keep(backend);
         var d128 = new FastWeightShape(2, 128, 3, 128, 128);
-        try
-        {
-            backend.DeltaRuleNarrowBackward = true;
-            backend.DeltaRuleStateFragmentsJit = true;
-            backend.DeltaRuleCoopMatSplit = false;
-            backend.DeltaRuleStateFragmentRows = 0;
-            Assert.AreEqual(("delta_rule/chunk_state_backward_fragments_k128_v32_narrow", 32), backend.StateFragmentsVariant(Backward, d128));
-            Assert.AreEqual(("delta_rule/chunk_state_backward_fragments_k128_v32_narrow", 32), backend.StateFragmentsVariant(Backward, new FastWeightShape(1, 64, 1, 128, 64)));
-            // Dv 96: not a multiple of 64, the 32-row pass of 8 subgroups as before.
-            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32", backend.StateFragmentsVariant(Backward, new FastWeightShape(1, 64, 1, 128, 96)).Variant);
-            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32_narrow_gated", backend.StateFragmentsVariant(Backward, d128, gated: true).Variant);
-            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k64_v64", backend.StateFragmentsVariant(Backward, new FastWeightShape(2, 128, 3, 64, 128)).Variant);
-            // The forward pass keeps its own choice.
-            Assert.AreEqual("delta_rule/chunk_state_fragments_k128_v64_jit", backend.StateFragmentsVariant("chunk_state_fragments", d128).Variant);
-            backend.DeltaRuleStateFragmentRows = 64;
-            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64", backend.StateFragmentsVariant(Backward, d128).Variant, "rows asked for: 64");
-            backend.DeltaRuleStateFragmentRows = 0;
-            backend.DeltaRuleCoopMatSplit = true;
-            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32", backend.StateFragmentsVariant(Backward, d128).Variant, "split operands");
-            backend.DeltaRuleCoopMatSplit = false;
-            backend.DeltaRuleNarrowBackward = false;
-            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64", backend.StateFragmentsVariant(Backward, d128).Variant, "narrow pass turned off");
-            Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64_gated", backend.StateFragmentsVariant(Backward, d128, gated: true).Variant, "narrow pass turned off, gated");
-        }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleNarrowBackward = previousNarrow; backend.DeltaRuleStateFragmentsJit = previousJit;
-            backend.DeltaRuleStateFragmentRows = previousRows;
-        }
+        backend.DeltaRuleNarrowBackward = true;
+        backend.DeltaRuleStateFragmentsJit = true;
+        backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleStateFragmentRows = 0;
+        Assert.AreEqual(("delta_rule/chunk_state_backward_fragments_k128_v32_narrow", 32), backend.StateFragmentsVariant(Backward, d128));
+        Assert.AreEqual(("delta_rule/chunk_state_backward_fragments_k128_v32_narrow", 32), backend.StateFragmentsVariant(Backward, new FastWeightShape(1, 64, 1, 128, 64)));
+        // Dv 96: not a multiple of 64, the 32-row pass of 8 subgroups as before.
+        Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32", backend.StateFragmentsVariant(Backward, new FastWeightShape(1, 64, 1, 128, 96)).Variant);
+        Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32_narrow_gated", backend.StateFragmentsVariant(Backward, d128, gated: true).Variant);
+        Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k64_v64", backend.StateFragmentsVariant(Backward, new FastWeightShape(2, 128, 3, 64, 128)).Variant);
+        // The forward pass keeps its own choice.
+        Assert.AreEqual("delta_rule/chunk_state_fragments_k128_v64_jit", backend.StateFragmentsVariant("chunk_state_fragments", d128).Variant);
+        backend.DeltaRuleStateFragmentRows = 64;
+        Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64", backend.StateFragmentsVariant(Backward, d128).Variant, "rows asked for: 64");
+        backend.DeltaRuleStateFragmentRows = 0;
+        backend.DeltaRuleCoopMatSplit = true;
+        Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v32", backend.StateFragmentsVariant(Backward, d128).Variant, "split operands");
+        backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleNarrowBackward = false;
+        Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64", backend.StateFragmentsVariant(Backward, d128).Variant, "narrow pass turned off");
+        Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64_gated", backend.StateFragmentsVariant(Backward, d128, gated: true).Variant, "narrow pass turned off, gated");
     }
 }

@@ -49,10 +49,9 @@ public sealed class DeltaRuleSavedTests
 
         // bf16: on tensor cores the split products keep about 1e-3 (DeltaRuleTensorCoreTests), so this
         // pins them; the default rounded products (1e-2 norm-wise) are DeltaRuleTensorCoreTests' to check.
-        bool previousSplit = backend.DeltaRuleCoopMatSplit;
+        using var settings = BackendSettings.Keep(backend);
         backend.DeltaRuleCoopMatSplit = true;
-        try { CheckSaved(backend, x, t, dtype, inPlace, o, final, expected); }
-        finally { backend.DeltaRuleCoopMatSplit = previousSplit; }
+        CheckSaved(backend, x, t, dtype, inPlace, o, final, expected);
     }
 
     private static void CheckSaved(VulkanBackend backend, Inputs x, int t, DType dtype, bool inPlace, double[] o, double[] final,

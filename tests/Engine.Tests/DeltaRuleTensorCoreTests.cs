@@ -46,14 +46,11 @@ public sealed class DeltaRuleTensorCoreTests
     public void Bf16MatchesReference(int b, int t, int h, int dk, int dv, bool split)
     {
         var backend = Vulkan();
-        bool previous = backend.DeltaRuleCoopMatSplit;
-        var previousStages = backend.DeltaRuleCoopMatStages;
-        var previousPass = backend.DeltaRuleStatePass;
-        int previousGroup = backend.DeltaRuleTileGroup;
-        bool? previousPipelined = backend.DeltaRulePipelined;
-        backend.DeltaRuleCoopMatSplit = split;
-        try
+        var defaultStages = backend.DeltaRuleCoopMatStages;
+        int defaultGroup = backend.DeltaRuleTileGroup;
+        using (BackendSettings.Keep(backend))
         {
+            backend.DeltaRuleCoopMatSplit = split;
             // the default mix of tensor-core and portable stages, then every stage on tensor cores
             // (the state passes on tensor-core tile products in both), then the default mix with
             // the register-tiled FMA state passes
@@ -63,9 +60,9 @@ public sealed class DeltaRuleTensorCoreTests
             // Pipelined products (DeltaRulePipelined): the backend's choice (null: the state passes
             // but the 128-invocation backward), everywhere (true) or nowhere (false), so that every
             // tensor-core stage runs both ways at both workgroup sizes.
-            foreach (var (stages, pass, group, pipelined) in new[] { (previousStages, DeltaRuleStatePass.Tiles, 0, (bool?)null),
-                (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256, true), (previousStages, DeltaRuleStatePass.Sequential, 256, null),
-                (previousStages, DeltaRuleStatePass.Tiles, 128, null), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128, false),
+            foreach (var (stages, pass, group, pipelined) in new[] { (defaultStages, DeltaRuleStatePass.Tiles, 0, (bool?)null),
+                (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 256, true), (defaultStages, DeltaRuleStatePass.Sequential, 256, null),
+                (defaultStages, DeltaRuleStatePass.Tiles, 128, null), (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128, false),
                 (VulkanBackend.DeltaRuleCoopMatStagesAll, DeltaRuleStatePass.Tiles, 128, true) })
             {
                 backend.DeltaRuleCoopMatStages = stages;
@@ -75,13 +72,8 @@ public sealed class DeltaRuleTensorCoreTests
                 Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
             }
         }
-        finally
-        {
-            backend.DeltaRuleCoopMatSplit = previous; backend.DeltaRuleCoopMatStages = previousStages; backend.DeltaRuleStatePass = previousPass;
-            backend.DeltaRuleTileGroup = previousGroup; backend.DeltaRulePipelined = previousPipelined;
-        }
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleTileGroup = 64);
-        Assert.AreEqual(previousGroup, backend.DeltaRuleTileGroup);
+        Assert.AreEqual(defaultGroup, backend.DeltaRuleTileGroup);
     }
 
     // The state passes on accumulator fragments (chunk_state_fragments.comp, chunk_state_backward_fragments.comp),
@@ -102,54 +94,45 @@ public sealed class DeltaRuleTensorCoreTests
     public void StateFragmentsMatchReference(int b, int t, int h, int dk, int dv, int rows, bool split)
     {
         var backend = Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit;
+        using var settings = BackendSettings.Keep(backend);
         backend.DeltaRuleCoopMatSplit = split;
-        var previousPass = backend.DeltaRuleStatePass;
-        int previousRows = backend.DeltaRuleStateFragmentRows;
-        bool previousBackward = backend.DeltaRuleBackwardFragments, previousLean = backend.DeltaRuleStateFragmentsLean;
-        bool previousEarly = backend.DeltaRuleStateEarlyFetch, previousJit = backend.DeltaRuleStateFragmentsJit;
+        bool defaultLean = backend.DeltaRuleStateFragmentsLean, defaultEarly = backend.DeltaRuleStateEarlyFetch;
         var shape = new FastWeightShape(b, t, h, dk, dv);
-        try
+        backend.DeltaRuleStateFragmentRows = rows;
+        backend.DeltaRuleStateFragmentsJit = false;   // the rows, lean and early settings below reach the forward pass (the _jit pass: after the loop)
+        // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
+        // before use; the forward pass's next-chunk reads issued early, then late), the forward only, neither (the
+        // tile passes)
+        foreach (var (pass, backwardFragments, lean, early) in new[] { (DeltaRuleStatePass.Auto, true, false, true), (DeltaRuleStatePass.Auto, true, true, true),
+            (DeltaRuleStatePass.Auto, true, false, false), (DeltaRuleStatePass.Auto, true, true, false),
+            (DeltaRuleStatePass.Auto, false, false, true), (DeltaRuleStatePass.Tiles, true, false, true) })
         {
-            backend.DeltaRuleStateFragmentRows = rows;
-            backend.DeltaRuleStateFragmentsJit = false;   // the rows, lean and early settings below reach the forward pass (the _jit pass: after the loop)
-            // both passes on fragments (W read a chunk ahead, then, where a _lean variant exists, right
-            // before use; the forward pass's next-chunk reads issued early, then late), the forward only, neither (the
-            // tile passes)
-            foreach (var (pass, backwardFragments, lean, early) in new[] { (DeltaRuleStatePass.Auto, true, false, true), (DeltaRuleStatePass.Auto, true, true, true),
-                (DeltaRuleStatePass.Auto, true, false, false), (DeltaRuleStatePass.Auto, true, true, false),
-                (DeltaRuleStatePass.Auto, false, false, true), (DeltaRuleStatePass.Tiles, true, false, true) })
-            {
-                if (lean && dk != 128) continue;
-                backend.DeltaRuleStatePass = pass;
-                backend.DeltaRuleBackwardFragments = backwardFragments;
-                backend.DeltaRuleStateFragmentsLean = lean;
-                backend.DeltaRuleStateEarlyFetch = early;
-                Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
-                string setting = $"{pass}, backward fragments {backwardFragments}, lean {lean}, early reads {early}";
-                Action<double[], float[], string> assert = split ? AssertNear : AssertNormwise;
-                Check(backend, b, t, h, dk, dv, (expected, actual, what) => assert(expected, actual, $"{what} ({setting})"));
-                AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, setting);
-            }
-            backend.DeltaRuleStatePass = DeltaRuleStatePass.Auto;
-            backend.DeltaRuleBackwardFragments = true;
-            backend.DeltaRuleStateFragmentsLean = previousLean;
-            backend.DeltaRuleStateEarlyFetch = previousEarly;
-            if (dk == 128 && !split && dv % 64 == 0)
-            {
-                // the forward pass's _jit variant (64 rows, every read right before its use; the default where it applies)
-                backend.DeltaRuleStateFragmentsJit = true;
-                Check(backend, b, t, h, dk, dv, (expected, actual, what) => AssertNormwise(expected, actual, $"{what} (_jit forward pass)"));
-                AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "_jit forward pass");
-            }
-            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
-            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
-            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { ValueDim = 40 }), "Dv = 40");
-            Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
+            if (lean && dk != 128) continue;
+            backend.DeltaRuleStatePass = pass;
+            backend.DeltaRuleBackwardFragments = backwardFragments;
+            backend.DeltaRuleStateFragmentsLean = lean;
+            backend.DeltaRuleStateEarlyFetch = early;
+            Assert.AreEqual(pass != DeltaRuleStatePass.Tiles, backend.DeltaRuleUsesStateFragments(DType.BF16, shape), $"{pass}");
+            string setting = $"{pass}, backward fragments {backwardFragments}, lean {lean}, early reads {early}";
+            Action<double[], float[], string> assert = split ? AssertNear : AssertNormwise;
+            Check(backend, b, t, h, dk, dv, (expected, actual, what) => assert(expected, actual, $"{what} ({setting})"));
+            AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, setting);
         }
-        finally { backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleStateFragmentRows = previousRows; backend.DeltaRuleBackwardFragments = previousBackward;
-            backend.DeltaRuleStateFragmentsLean = previousLean; backend.DeltaRuleCoopMatSplit = previousSplit; backend.DeltaRuleStateEarlyFetch = previousEarly;
-            backend.DeltaRuleStateFragmentsJit = previousJit; }
+        backend.DeltaRuleStatePass = DeltaRuleStatePass.Auto;
+        backend.DeltaRuleBackwardFragments = true;
+        backend.DeltaRuleStateFragmentsLean = defaultLean;
+        backend.DeltaRuleStateEarlyFetch = defaultEarly;
+        if (dk == 128 && !split && dv % 64 == 0)
+        {
+            // the forward pass's _jit variant (64 rows, every read right before its use; the default where it applies)
+            backend.DeltaRuleStateFragmentsJit = true;
+            Check(backend, b, t, h, dk, dv, (expected, actual, what) => AssertNormwise(expected, actual, $"{what} (_jit forward pass)"));
+            AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "_jit forward pass");
+        }
+        Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
+        Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
+        Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.BF16, shape with { ValueDim = 40 }), "Dv = 40");
+        Assert.IsFalse(backend.DeltaRuleUsesStateFragments(DType.F32, shape), "f32 keys");
         Assert.ThrowsExactly<ArgumentOutOfRangeException>(() => backend.DeltaRuleStateFragmentRows = 16);
     }
 
@@ -173,64 +156,53 @@ public sealed class DeltaRuleTensorCoreTests
     public void FragmentStagesMatchReference(int b, int t, int h, int dk, int dv, bool split)
     {
         var backend = Vulkan();
-        bool previousSplit = backend.DeltaRuleCoopMatSplit;
+        using var settings = BackendSettings.Keep(backend);
         backend.DeltaRuleCoopMatSplit = split;
-        bool previousOutput = backend.DeltaRuleOutputFragments, previousWyForward = backend.DeltaRuleWyFragments, previousWy = backend.DeltaRuleWyBackwardFragments, previousGrad = backend.DeltaRuleGradQKFragments;
-        bool previousFused = backend.DeltaRuleFusedOutput, previousFusedSaving = backend.DeltaRuleFusedSaving, previousFusedValues = backend.DeltaRuleFusedValuesGradient;
-        var previousPass = backend.DeltaRuleStatePass;
-        int previousGroup = backend.DeltaRuleTileGroup;
+        bool defaultFusedSaving = backend.DeltaRuleFusedSaving, defaultFusedValues = backend.DeltaRuleFusedValuesGradient;
+        int defaultGroup = backend.DeltaRuleTileGroup;
         var shape = new FastWeightShape(b, t, h, dk, dv);
-        try
+        foreach (var (output, forward, wy, grad, pass, group, fused) in new[] { (true, true, true, true, DeltaRuleStatePass.Auto, 256, true),
+            (true, true, true, true, DeltaRuleStatePass.Auto, 256, false),
+            (true, true, true, true, DeltaRuleStatePass.Tiles, 256, true), (true, false, false, false, DeltaRuleStatePass.Auto, 256, true),
+            (false, true, false, false, DeltaRuleStatePass.Auto, 256, true), (false, false, true, false, DeltaRuleStatePass.Auto, 256, true),
+            (false, false, false, true, DeltaRuleStatePass.Auto, 256, true), (false, false, false, false, DeltaRuleStatePass.Auto, 256, true),
+            (true, true, true, true, DeltaRuleStatePass.Auto, 128, true) })
         {
-            foreach (var (output, forward, wy, grad, pass, group, fused) in new[] { (true, true, true, true, DeltaRuleStatePass.Auto, 256, true),
-                (true, true, true, true, DeltaRuleStatePass.Auto, 256, false),
-                (true, true, true, true, DeltaRuleStatePass.Tiles, 256, true), (true, false, false, false, DeltaRuleStatePass.Auto, 256, true),
-                (false, true, false, false, DeltaRuleStatePass.Auto, 256, true), (false, false, true, false, DeltaRuleStatePass.Auto, 256, true),
-                (false, false, false, true, DeltaRuleStatePass.Auto, 256, true), (false, false, false, false, DeltaRuleStatePass.Auto, 256, true),
-                (true, true, true, true, DeltaRuleStatePass.Auto, 128, true) })
-            {
-                backend.DeltaRuleFusedOutput = fused;
-                backend.DeltaRuleOutputFragments = output;
-                backend.DeltaRuleWyFragments = forward;
-                backend.DeltaRuleWyBackwardFragments = wy;
-                backend.DeltaRuleGradQKFragments = grad;
-                backend.DeltaRuleStatePass = pass;
-                backend.DeltaRuleTileGroup = group;
-                Assert.AreEqual(forward, backend.DeltaRuleUsesWyFragments(DType.BF16, shape), $"stage 1 on fragments {forward}");
-                Assert.AreEqual(output, backend.DeltaRuleUsesOutputFragments(DType.BF16, shape), $"output on fragments {output}");
-                Assert.AreEqual(wy, backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape), $"WY backward on fragments {wy}");
-                Assert.AreEqual(grad, backend.DeltaRuleUsesGradQKFragments(DType.BF16, shape), $"q, k gradients on fragments {grad}");
-                Assert.AreEqual(fused && output && forward && pass == DeltaRuleStatePass.Auto && dk == 64, backend.DeltaRuleUsesFusedOutput(DType.BF16, shape),
-                    $"outputs in the state pass {fused}");
-                Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
-            }
-            backend.DeltaRuleTileGroup = previousGroup;
-            backend.DeltaRuleOutputFragments = backend.DeltaRuleWyFragments = backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
-            backend.DeltaRuleFusedOutput = true;
-            AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "stages on fragments");
-            // the saving forward's outputs formed in the state pass too, with U' and the states stored there
-            backend.DeltaRuleFusedSaving = true;
-            Check(backend, b, t, h, dk, dv, (expected, actual, what) => (split ? (Action<double[], float[], string>)AssertNear : AssertNormwise)(expected, actual, $"{what} (fused saving forward)"));
-            // and the backward state pass forming dU'_local from stage 1's P' (Dk = 64): kept by the saving
-            // forward, or formed again by the recomputing backward
-            backend.DeltaRuleFusedValuesGradient = true;
-            Assert.AreEqual(dk == 64, backend.DeltaRuleUsesFusedValuesGradient(DType.BF16, shape, Scale), "dU'_local in the state pass at Dk = 64");
-            Assert.IsFalse(backend.DeltaRuleUsesFusedValuesGradient(DType.BF16, shape, 0f), "a zero scale");
-            Check(backend, b, t, h, dk, dv, (expected, actual, what) => (split ? (Action<double[], float[], string>)AssertNear : AssertNormwise)(expected, actual, $"{what} (dU'_local in the state pass)"));
-            AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "dU'_local in the state pass");
-            backend.DeltaRuleFusedValuesGradient = previousFusedValues;
-            backend.DeltaRuleFusedSaving = previousFusedSaving;
-            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
-            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
-            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { ValueDim = 96 }), "Dv = 96");
-            Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.F32, shape), "f32 keys");
+            backend.DeltaRuleFusedOutput = fused;
+            backend.DeltaRuleOutputFragments = output;
+            backend.DeltaRuleWyFragments = forward;
+            backend.DeltaRuleWyBackwardFragments = wy;
+            backend.DeltaRuleGradQKFragments = grad;
+            backend.DeltaRuleStatePass = pass;
+            backend.DeltaRuleTileGroup = group;
+            Assert.AreEqual(forward, backend.DeltaRuleUsesWyFragments(DType.BF16, shape), $"stage 1 on fragments {forward}");
+            Assert.AreEqual(output, backend.DeltaRuleUsesOutputFragments(DType.BF16, shape), $"output on fragments {output}");
+            Assert.AreEqual(wy, backend.DeltaRuleUsesWyBackwardFragments(DType.BF16, shape), $"WY backward on fragments {wy}");
+            Assert.AreEqual(grad, backend.DeltaRuleUsesGradQKFragments(DType.BF16, shape), $"q, k gradients on fragments {grad}");
+            Assert.AreEqual(fused && output && forward && pass == DeltaRuleStatePass.Auto && dk == 64, backend.DeltaRuleUsesFusedOutput(DType.BF16, shape),
+                $"outputs in the state pass {fused}");
+            Check(backend, b, t, h, dk, dv, split ? AssertNear : AssertNormwise);
         }
-        finally
-        {
-            backend.DeltaRuleOutputFragments = previousOutput; backend.DeltaRuleWyFragments = previousWyForward; backend.DeltaRuleWyBackwardFragments = previousWy; backend.DeltaRuleGradQKFragments = previousGrad;
-            backend.DeltaRuleFusedOutput = previousFused; backend.DeltaRuleFusedSaving = previousFusedSaving; backend.DeltaRuleCoopMatSplit = previousSplit;
-            backend.DeltaRuleStatePass = previousPass; backend.DeltaRuleTileGroup = previousGroup; backend.DeltaRuleFusedValuesGradient = previousFusedValues;
-        }
+        backend.DeltaRuleTileGroup = defaultGroup;
+        backend.DeltaRuleOutputFragments = backend.DeltaRuleWyFragments = backend.DeltaRuleWyBackwardFragments = backend.DeltaRuleGradQKFragments = true;
+        backend.DeltaRuleFusedOutput = true;
+        AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "stages on fragments");
+        // the saving forward's outputs formed in the state pass too, with U' and the states stored there
+        backend.DeltaRuleFusedSaving = true;
+        Check(backend, b, t, h, dk, dv, (expected, actual, what) => (split ? (Action<double[], float[], string>)AssertNear : AssertNormwise)(expected, actual, $"{what} (fused saving forward)"));
+        // and the backward state pass forming dU'_local from stage 1's P' (Dk = 64): kept by the saving
+        // forward, or formed again by the recomputing backward
+        backend.DeltaRuleFusedValuesGradient = true;
+        Assert.AreEqual(dk == 64, backend.DeltaRuleUsesFusedValuesGradient(DType.BF16, shape, Scale), "dU'_local in the state pass at Dk = 64");
+        Assert.IsFalse(backend.DeltaRuleUsesFusedValuesGradient(DType.BF16, shape, 0f), "a zero scale");
+        Check(backend, b, t, h, dk, dv, (expected, actual, what) => (split ? (Action<double[], float[], string>)AssertNear : AssertNormwise)(expected, actual, $"{what} (dU'_local in the state pass)"));
+        AssertSameWithoutInitialGradient(backend, b, t, h, dk, dv, "dU'_local in the state pass");
+        backend.DeltaRuleFusedValuesGradient = defaultFusedValues;
+        backend.DeltaRuleFusedSaving = defaultFusedSaving;
+        Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { Steps = t + 1 }), "T not a multiple of 64");
+        Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { KeyDim = 96 }), "Dk = 96");
+        Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.BF16, shape with { ValueDim = 96 }), "Dv = 96");
+        Assert.IsFalse(backend.DeltaRuleFragmentStagesFit(DType.F32, shape), "f32 keys");
     }
 
     // Without the initial state's gradient the backward state pass stops after chunk 0's dU': every
