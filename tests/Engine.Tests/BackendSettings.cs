@@ -19,11 +19,14 @@ internal sealed class BackendSettings : IDisposable
     }
 
     // The type argument, not backend.GetType(): the trimmer keeps the properties of what the annotation names.
+    // An interface or base type would name only its own properties and leave the backend's switches unkept.
     public static BackendSettings Keep<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicProperties)] T>(T backend) where T : class =>
-        new(backend, typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance)
-            .Where(p => p.GetGetMethod() is not null && p.GetSetMethod() is not null && p.GetIndexParameters().Length == 0)
-            .Select(p => (p, p.GetValue(backend)))
-            .ToArray());
+        typeof(T) != backend.GetType()
+            ? throw new ArgumentException($"BackendSettings.Keep: pass the backend as its own type ({backend.GetType().Name}), not as {typeof(T).Name}", nameof(backend))
+            : new(backend, typeof(T).GetProperties(BindingFlags.Public | BindingFlags.Instance)
+                .Where(p => p.GetGetMethod() is not null && p.GetSetMethod() is not null && p.GetIndexParameters().Length == 0)
+                .Select(p => (p, p.GetValue(backend)))
+                .ToArray());
 
     public void Dispose()
     {
