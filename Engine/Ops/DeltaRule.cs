@@ -171,36 +171,34 @@ public static class DeltaRule
     {
         private readonly List<Tensor> _owned = [];
         private readonly List<(Tensor Wide, Tensor Given)> _back = [];
-        public required DeltaRuleGradients Gradients { get; init; }
+        public DeltaRuleGradients Gradients { get; private set; } = null!;
 
         public static HalfGradients? Widen(IDeltaRuleOps ops, DeltaRuleProblem problem, DeltaRuleGradients g)
         {
             Tensor[] given = [g.DOutput, g.DQ, g.DK, g.DV];
             if (given.All(t => t.DType == DType.F32)) return null;
             if (given.All(t => t.DType == g.DOutput.DType) && ops.DeltaRuleStoresHalf(problem, g.DOutput.DType)) return null;
-            var owned = new List<Tensor>();
-            var back = new List<(Tensor, Tensor)>();
+            var result = new HalfGradients();
             try
             {
-                Tensor Wide(Tensor t, bool input)
-                {
-                    if (t.DType == DType.F32) return t;
-                    var wide = input ? Pointwise.Convert(t, DType.F32) : Tensor.Empty(t.Backend, t.Shape);
-                    owned.Add(wide);
-                    if (!input) back.Add((wide, t));
-                    return wide;
-                }
-                var widened = g with { DOutput = Wide(g.DOutput, true), DQ = Wide(g.DQ, false), DK = Wide(g.DK, false), DV = Wide(g.DV, false) };
-                var result = new HalfGradients { Gradients = widened };
-                result._owned.AddRange(owned);
-                result._back.AddRange(back);
+                result.Gradients = g with { DOutput = result.Wide(g.DOutput, input: true), DQ = result.Wide(g.DQ), DK = result.Wide(g.DK), DV = result.Wide(g.DV) };
                 return result;
             }
             catch
             {
-                foreach (var t in owned) t.Dispose();
+                result.Dispose();
                 throw;
             }
+        }
+
+        // t itself where f32; else an f32 tensor holding its values (an input) or to be converted back into it.
+        private Tensor Wide(Tensor t, bool input = false)
+        {
+            if (t.DType == DType.F32) return t;
+            var wide = input ? Pointwise.Convert(t, DType.F32) : Tensor.Empty(t.Backend, t.Shape);
+            _owned.Add(wide);
+            if (!input) _back.Add((wide, t));
+            return wide;
         }
 
         public void ConvertBack()
