@@ -66,6 +66,19 @@ public sealed class DeltaRuleHalfOutputsTests
         Assert.IsFalse(half.O.Any(float.IsNaN) || half.DQ.Any(float.IsNaN) || half.DK.Any(float.IsNaN) || half.DV.Any(float.IsNaN), $"{what}: an element was not written");
     }
 
+    /// <summary>Asserts that two runs wrote the same results, bit for bit.</summary>
+    internal static void AssertSame(Results expected, Results actual, string what)
+    {
+        CollectionAssert.AreEqual(expected.O, actual.O, $"{what}: o");
+        CollectionAssert.AreEqual(expected.Final, actual.Final, $"{what}: final state");
+        CollectionAssert.AreEqual(expected.DQ, actual.DQ, $"{what}: dq");
+        CollectionAssert.AreEqual(expected.DK, actual.DK, $"{what}: dk");
+        CollectionAssert.AreEqual(expected.DV, actual.DV, $"{what}: dv");
+        CollectionAssert.AreEqual(expected.DBeta, actual.DBeta, $"{what}: dbeta");
+        CollectionAssert.AreEqual(expected.DS0, actual.DS0, $"{what}: dInitialState");
+        if (expected.DAlpha is not null) CollectionAssert.AreEqual(expected.DAlpha, actual.DAlpha, $"{what}: dalpha");
+    }
+
     /// <summary>(backend, t, dk, dv, gated, algorithm): odd and whole-chunk lengths, Dk != Dv.</summary>
     public static IEnumerable<object[]> Cases() =>
     [
@@ -189,13 +202,7 @@ public sealed class DeltaRuleHalfOutputsTensorCoreTests
             backend.DeltaRuleHalfOutputs = true;
             var stored = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.BF16, DeltaRuleAlgorithm.Chunked, saving);
             string what = $"T{t} Dk{dk} Dv{dv} {(saving ? "saving forward" : "recomputing backward")}";
-            CollectionAssert.AreEqual(converted.O, stored.O, $"{what}: o");
-            CollectionAssert.AreEqual(converted.DQ, stored.DQ, $"{what}: dq");
-            CollectionAssert.AreEqual(converted.DK, stored.DK, $"{what}: dk");
-            CollectionAssert.AreEqual(converted.DV, stored.DV, $"{what}: dv");
-            CollectionAssert.AreEqual(converted.DBeta, stored.DBeta, $"{what}: dbeta");
-            CollectionAssert.AreEqual(converted.DS0, stored.DS0, $"{what}: dInitialState");
-            CollectionAssert.AreEqual(converted.Final, stored.Final, $"{what}: final state");
+            DeltaRuleHalfOutputsTests.AssertSame(converted, stored, what);
         }
     }
 }
