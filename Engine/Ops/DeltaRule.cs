@@ -60,8 +60,9 @@ public interface IDeltaRuleOps
     /// plain backward).</summary>
     void DeltaRuleBackward(DeltaRuleProblem problem, DeltaRuleGradients gradients, DeltaRuleSaved? saved) => DeltaRuleBackward(problem, gradients);
 
-    /// <summary>Whether q, k, v and beta may be f16 or bf16 (computed in f32; states, dbeta, dalpha and
-    /// the initial state's gradient stay f32). Backends that say no get f32 only.</summary>
+    /// <summary>Whether the backend reads f16 or bf16 q, k, v and beta itself (computed in f32; states,
+    /// dbeta, dalpha and the initial state's gradient stay f32). Where it says no, DeltaRule hands it f32
+    /// copies of half inputs (exact), and its saving forward keeps nothing for such a call.</summary>
     bool DeltaRuleTakesHalfInputs => false;
 
     /// <summary>Whether the backend itself stores this problem's outputs o (forward) and its gradients
@@ -81,7 +82,9 @@ public static class DeltaRule
         Tensor? initialState = null, Tensor? finalState = null, Tensor? alpha = null, float scale = 1f,
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
-        var (ops, problem) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
+        var (ops, given) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
+        using var inputs = WideInputs.For(ops, given);
+        var problem = inputs?.Problem ?? given;
         if (output.DType == DType.F32 || ops.DeltaRuleStoresHalf(problem, output.DType)) { ops.DeltaRuleForward(problem, output, finalState); return; }
         using var wide = Tensor.Empty(output.Backend, output.Shape);
         ops.DeltaRuleForward(problem, wide, finalState);
@@ -93,7 +96,7 @@ public static class DeltaRule
     {
         const string op = "DeltaRuleForward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("output", output), ("initialState", initialState), ("finalState", finalState), ("alpha", alpha));
-        var problem = Check(op, ops, q, k, v, beta, alpha, scale, output, initialState, finalState, algorithm);
+        var problem = Check(op, q, k, v, beta, alpha, scale, output, initialState, finalState, algorithm);
         foreach (var (name, t) in new[] { ("q", q), ("k", k), ("v", v), ("beta", beta) }) Op.DistinctOutput(op, "output", output, name, t);
         return (ops, problem);
     }
@@ -108,6 +111,12 @@ public static class DeltaRule
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         var (ops, problem) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
+        if (WideInputs.Needed(ops, problem))
+        {
+            // what a backend would keep of f32 copies made for this call could not serve the backward
+            Forward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
+            return null;
+        }
         if (output.DType == DType.F32 || ops.DeltaRuleStoresHalf(problem, output.DType)) return ops.DeltaRuleForwardSaving(problem, output, finalState);
         using var wide = Tensor.Empty(output.Backend, output.Shape);
         var saved = ops.DeltaRuleForwardSaving(problem, wide, finalState);
@@ -145,8 +154,8 @@ public static class DeltaRule
         const string op = "DeltaRuleBackward";
         var ops = Op.Family<IDeltaRuleOps>(op, ("q", q), ("k", k), ("v", v), ("beta", beta), ("dOutput", dOutput), ("dq", dq), ("dk", dk), ("dv", dv), ("dbeta", dbeta),
             ("initialState", initialState), ("dFinalState", dFinalState), ("dInitialState", dInitialState), ("alpha", alpha), ("dalpha", dalpha));
-        var problem = Check(op, ops, q, k, v, beta, alpha, scale, dOutput, initialState, dFinalState, algorithm);
-        var s = problem.Shape;
+        var given = Check(op, q, k, v, beta, alpha, scale, dOutput, initialState, dFinalState, algorithm);
+        var s = given.Shape;
         Op.ShapeIs(op, "dq", dq, s.Keys);
         Op.ShapeIs(op, "dk", dk, s.Keys);
         Op.ShapeIs(op, "dv", dv, s.Values);
@@ -157,11 +166,54 @@ public static class DeltaRule
             throw new OpArgumentException(op, "dalpha", alpha is null ? "was given but the rule is ungated (alpha is null)" : $"is missing: the gated rule needs a [B, T, H] gradient for alpha {alpha.Shape}");
         if (dalpha is not null) s.CheckPerToken(op, "dalpha", dalpha);
         var gradients = new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState);
+        using var inputs = WideInputs.For(ops, given);
+        var problem = inputs?.Problem ?? given;
         using var widened = HalfGradients.Widen(ops, problem, gradients);
         var run = widened?.Gradients ?? gradients;
         if (saved is null) ops.DeltaRuleBackward(problem, run);
         else ops.DeltaRuleBackward(problem, run, saved);
         widened?.ConvertBack();
+    }
+
+    // q, k, v and beta as f32 copies where one of them is f16 or bf16 and the backend does not read them
+    // so (IDeltaRuleOps.DeltaRuleTakesHalfInputs): the conversion is exact, so the results are those of
+    // f32 tensors holding the same values.
+    private sealed class WideInputs : IDisposable
+    {
+        private readonly List<Tensor> _owned = [];
+        public DeltaRuleProblem Problem { get; private set; } = null!;
+
+        public static bool Needed(IDeltaRuleOps ops, DeltaRuleProblem p) =>
+            !ops.DeltaRuleTakesHalfInputs && (p.Q.DType != DType.F32 || p.Beta.DType != DType.F32);
+
+        public static WideInputs? For(IDeltaRuleOps ops, DeltaRuleProblem p)
+        {
+            if (!Needed(ops, p)) return null;
+            var result = new WideInputs();
+            try
+            {
+                result.Problem = p with { Q = result.Wide(p.Q), K = result.Wide(p.K), V = result.Wide(p.V), Beta = result.Wide(p.Beta) };
+                return result;
+            }
+            catch
+            {
+                result.Dispose();
+                throw;
+            }
+        }
+
+        private Tensor Wide(Tensor t)
+        {
+            if (t.DType == DType.F32) return t;
+            var wide = Pointwise.Convert(t, DType.F32);
+            _owned.Add(wide);
+            return wide;
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in _owned) t.Dispose();
+        }
     }
 
     // dO, dq, dk and dv where one of them is f16 or bf16 and the backend does not take them so
@@ -212,13 +264,12 @@ public static class DeltaRule
         }
     }
 
-    private static DeltaRuleProblem Check(string op, IDeltaRuleOps ops, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,
+    private static DeltaRuleProblem Check(string op, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,
         DeltaRuleAlgorithm algorithm)
     {
         if (!Enum.IsDefined(algorithm)) throw new OpArgumentException(op, "algorithm", $"is {(int)algorithm}, not a DeltaRuleAlgorithm");
-        bool half = ops.DeltaRuleTakesHalfInputs;
-        var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState, half, halfOutput: true);
-        s.CheckPerToken(op, "beta", beta, half);
+        var s = FastWeightShape.Check(op, q, k, v, output, initialState, finalState, halfInputs: true, halfOutput: true);
+        s.CheckPerToken(op, "beta", beta, halfInputs: true);
         Op.InRange(op, "beta", beta, 0f, 2f, highInclusive: false);
         if (alpha is not null)
         {

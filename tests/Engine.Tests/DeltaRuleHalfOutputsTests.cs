@@ -96,13 +96,29 @@ public sealed class DeltaRuleHalfOutputsTests
     public void HalfOutputsAreTheF32ResultsRounded(string backendName, int t, int dk, int dv, bool gated, DeltaRuleAlgorithm algorithm)
     {
         var backend = TestBackends.Get(backendName);
-        var inputs = backend is IDeltaRuleOps { DeltaRuleTakesHalfInputs: true } ? DType.BF16 : DType.F32;
+        var inputs = DType.BF16;   // the CPU reads f32 copies of them (DeltaRule's WideInputs)
         var x = new Inputs(2, t, 3, dk, dv, gated, (ulong)(7 * t + dk + dv), inputs);
         foreach (var dtype in new[] { DType.BF16, DType.F16 })
         {
             var wide = Run(backend, x, inputs, DType.F32, algorithm, rounding: dtype);
             AssertRounded(wide, Run(backend, x, inputs, dtype, algorithm, rounding: dtype), dtype, $"{backendName} {dtype.Name()} T{t} Dk{dk} Dv{dv}{(gated ? " gated" : "")} {algorithm}");
         }
+    }
+
+    /// <summary>Half q, k, v and beta where the backend reads f32 only (the CPU): DeltaRule hands it exact
+    /// f32 copies, so the results equal those of f32 tensors holding the same values, bit for bit,
+    /// through the saving forward (which then keeps nothing) and the plain one.</summary>
+    [TestMethod]
+    [DataRow(DType.BF16, false)]
+    [DataRow(DType.F16, true)]
+    public void HalfInputsOnTheCpuAreTheirF32Values(DType dtype, bool gated)
+    {
+        var backend = TestBackends.Get("cpu");
+        Assert.IsFalse(((IDeltaRuleOps)backend).DeltaRuleTakesHalfInputs, "the CPU backend now reads half inputs itself; this test no longer reaches the copies");
+        var x = new Inputs(2, 70, 3, 16, 24, gated, 41, dtype);   // values rounded to dtype
+        foreach (bool saving in new[] { true, false })
+            AssertSame(Run(backend, x, DType.F32, DType.F32, DeltaRuleAlgorithm.Chunked, saving),
+                Run(backend, x, dtype, DType.F32, DeltaRuleAlgorithm.Chunked, saving), $"{dtype.Name()} inputs, {(saving ? "saving" : "plain")} forward");
     }
 
     /// <summary>dO, dq, dk and dv of different dtypes in one backward: each converted on its own.</summary>
