@@ -83,13 +83,19 @@ public static class DeltaRule
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         var (ops, given) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
-        using var inputs = WideInputs.For(ops, given);
-        var problem = inputs?.Problem ?? given;
-        if (output.DType == DType.F32 || ops.DeltaRuleStoresHalf(problem, output.DType)) { ops.DeltaRuleForward(problem, output, finalState); return; }
-        using var wide = Tensor.Empty(output.Backend, output.Shape);
-        ops.DeltaRuleForward(problem, wide, finalState);
-        Pointwise.Convert(wide, output);
+        using var wide = new WideCopies();
+        var problem = WidenInputs(ops, given, wide);
+        ops.DeltaRuleForward(problem, ops.DeltaRuleStoresHalf(problem, output.DType) ? output : wide.Out(output), finalState);
+        wide.ConvertBack();
     }
+
+    // The problem with f32 copies of half q, k, v and beta where the backend reads f32 only
+    // (IDeltaRuleOps.DeltaRuleTakesHalfInputs); the copies are exact.
+    private static DeltaRuleProblem WidenInputs(IDeltaRuleOps ops, DeltaRuleProblem p, WideCopies wide) =>
+        ops.DeltaRuleTakesHalfInputs ? p : p with { Q = wide.In(p.Q), K = wide.In(p.K), V = wide.In(p.V), Beta = wide.In(p.Beta) };
+
+    private static bool NeedsWideInputs(IDeltaRuleOps ops, DeltaRuleProblem p) =>
+        !ops.DeltaRuleTakesHalfInputs && (p.Q.DType != DType.F32 || p.Beta.DType != DType.F32);
 
     private static (IDeltaRuleOps Ops, DeltaRuleProblem Problem) CheckForward(Tensor q, Tensor k, Tensor v, Tensor beta, Tensor output,
         Tensor? initialState, Tensor? finalState, Tensor? alpha, float scale, DeltaRuleAlgorithm algorithm)
@@ -111,16 +117,15 @@ public static class DeltaRule
         DeltaRuleAlgorithm algorithm = DeltaRuleAlgorithm.Auto)
     {
         var (ops, problem) = CheckForward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
-        if (WideInputs.Needed(ops, problem))
+        if (NeedsWideInputs(ops, problem))
         {
             // what a backend would keep of f32 copies made for this call could not serve the backward
             Forward(q, k, v, beta, output, initialState, finalState, alpha, scale, algorithm);
             return null;
         }
-        if (output.DType == DType.F32 || ops.DeltaRuleStoresHalf(problem, output.DType)) return ops.DeltaRuleForwardSaving(problem, output, finalState);
-        using var wide = Tensor.Empty(output.Backend, output.Shape);
-        var saved = ops.DeltaRuleForwardSaving(problem, wide, finalState);
-        try { Pointwise.Convert(wide, output); }
+        using var wide = new WideCopies();
+        var saved = ops.DeltaRuleForwardSaving(problem, ops.DeltaRuleStoresHalf(problem, output.DType) ? output : wide.Out(output), finalState);
+        try { wide.ConvertBack(); }
         catch { saved?.Dispose(); throw; }
         return saved;
     }
@@ -165,103 +170,17 @@ public static class DeltaRule
         if ((alpha is null) != (dalpha is null))
             throw new OpArgumentException(op, "dalpha", alpha is null ? "was given but the rule is ungated (alpha is null)" : $"is missing: the gated rule needs a [B, T, H] gradient for alpha {alpha.Shape}");
         if (dalpha is not null) s.CheckPerToken(op, "dalpha", dalpha);
-        var gradients = new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState);
-        using var inputs = WideInputs.For(ops, given);
-        var problem = inputs?.Problem ?? given;
-        using var widened = HalfGradients.Widen(ops, problem, gradients);
-        var run = widened?.Gradients ?? gradients;
-        if (saved is null) ops.DeltaRuleBackward(problem, run);
-        else ops.DeltaRuleBackward(problem, run, saved);
-        widened?.ConvertBack();
-    }
-
-    // q, k, v and beta as f32 copies where one of them is f16 or bf16 and the backend does not read them
-    // so (IDeltaRuleOps.DeltaRuleTakesHalfInputs): the conversion is exact, so the results are those of
-    // f32 tensors holding the same values.
-    private sealed class WideInputs : IDisposable
-    {
-        private readonly List<Tensor> _owned = [];
-        public DeltaRuleProblem Problem { get; private set; } = null!;
-
-        public static bool Needed(IDeltaRuleOps ops, DeltaRuleProblem p) =>
-            !ops.DeltaRuleTakesHalfInputs && (p.Q.DType != DType.F32 || p.Beta.DType != DType.F32);
-
-        public static WideInputs? For(IDeltaRuleOps ops, DeltaRuleProblem p)
-        {
-            if (!Needed(ops, p)) return null;
-            var result = new WideInputs();
-            try
-            {
-                result.Problem = p with { Q = result.Wide(p.Q), K = result.Wide(p.K), V = result.Wide(p.V), Beta = result.Wide(p.Beta) };
-                return result;
-            }
-            catch
-            {
-                result.Dispose();
-                throw;
-            }
-        }
-
-        private Tensor Wide(Tensor t)
-        {
-            if (t.DType == DType.F32) return t;
-            var wide = Pointwise.Convert(t, DType.F32);
-            _owned.Add(wide);
-            return wide;
-        }
-
-        public void Dispose()
-        {
-            foreach (var t in _owned) t.Dispose();
-        }
-    }
-
-    // dO, dq, dk and dv where one of them is f16 or bf16 and the backend does not take them so
-    // (IDeltaRuleOps.DeltaRuleStoresHalf): f32 tensors in their place, dO converted in and the three
-    // gradients converted back (rounded to nearest) after the backward.
-    private sealed class HalfGradients : IDisposable
-    {
-        private readonly List<Tensor> _owned = [];
-        private readonly List<(Tensor Wide, Tensor Given)> _back = [];
-        public DeltaRuleGradients Gradients { get; private set; } = null!;
-
-        public static HalfGradients? Widen(IDeltaRuleOps ops, DeltaRuleProblem problem, DeltaRuleGradients g)
-        {
-            Tensor[] given = [g.DOutput, g.DQ, g.DK, g.DV];
-            if (given.All(t => t.DType == DType.F32)) return null;
-            if (given.All(t => t.DType == g.DOutput.DType) && ops.DeltaRuleStoresHalf(problem, g.DOutput.DType)) return null;
-            var result = new HalfGradients();
-            try
-            {
-                result.Gradients = g with { DOutput = result.Wide(g.DOutput, input: true), DQ = result.Wide(g.DQ), DK = result.Wide(g.DK), DV = result.Wide(g.DV) };
-                return result;
-            }
-            catch
-            {
-                result.Dispose();
-                throw;
-            }
-        }
-
-        // t itself where f32; else an f32 tensor holding its values (an input) or to be converted back into it.
-        private Tensor Wide(Tensor t, bool input = false)
-        {
-            if (t.DType == DType.F32) return t;
-            var wide = input ? Pointwise.Convert(t, DType.F32) : Tensor.Empty(t.Backend, t.Shape);
-            _owned.Add(wide);
-            if (!input) _back.Add((wide, t));
-            return wide;
-        }
-
-        public void ConvertBack()
-        {
-            foreach (var (wide, given) in _back) Pointwise.Convert(wide, given);
-        }
-
-        public void Dispose()
-        {
-            foreach (var t in _owned) t.Dispose();
-        }
+        using var wide = new WideCopies();
+        var problem = WidenInputs(ops, given, wide);
+        // dO, dq, dk, dv as they are where the backend takes them so (all f32, or all of one half dtype it
+        // stores itself); else f32 stand-ins
+        Tensor[] perToken = [dOutput, dq, dk, dv];
+        bool asGiven = perToken.All(t => t.DType == dOutput.DType) && (dOutput.DType == DType.F32 || ops.DeltaRuleStoresHalf(problem, dOutput.DType));
+        var gradients = asGiven ? new DeltaRuleGradients(dOutput, dFinalState, dq, dk, dv, dbeta, dalpha, dInitialState)
+            : new DeltaRuleGradients(wide.In(dOutput), dFinalState, wide.Out(dq), wide.Out(dk), wide.Out(dv), dbeta, dalpha, dInitialState);
+        if (saved is null) ops.DeltaRuleBackward(problem, gradients);
+        else ops.DeltaRuleBackward(problem, gradients, saved);
+        wide.ConvertBack();
     }
 
     private static DeltaRuleProblem Check(string op, Tensor q, Tensor k, Tensor v, Tensor beta, Tensor? alpha, float scale, Tensor output, Tensor? initialState, Tensor? finalState,

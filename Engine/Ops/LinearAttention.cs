@@ -17,7 +17,9 @@ public enum LinearAttentionAlgorithm
 ///   o_t = y_t                                               (unnormalised)
 ///   o_t = y_t / (z_t . (scale q_t) + eps),  z_t = z_{t-1} + k_t   (normalised)
 /// The scale multiplies q everywhere, so with the normaliser it cancels except against eps.
-/// Layouts: q, k [B, T, H, Dk]; v, o [B, T, H, Dv]; S [B, H, Dv, Dk]; z [B, H, Dk]. f32 only.</summary>
+/// Layouts: q, k [B, T, H, Dk]; v, o [B, T, H, Dv]; S [B, H, Dv, Dk]; z [B, H, Dk]. Backends compute
+/// from and into f32; q, k, v (one dtype), o, dO, dq, dk and dv may also be f16 or bf16, which
+/// LinearAttention converts (exact f32 copies in, rounded to nearest out). States and normalisers are f32.</summary>
 public sealed record LinearAttentionProblem(
     Tensor Q, Tensor K, Tensor V, float Scale, bool Normalise, float Epsilon,
     Tensor? InitialState, Tensor? InitialNormaliser, FastWeightShape Shape, LinearAttentionAlgorithm Algorithm);
@@ -89,9 +91,9 @@ public static class LinearAttention
         var problem = Check(op, q, k, v, dOutput, "dOutput", initialState, dFinalState, "dFinalState", normalise,
             initialNormaliser, dFinalNormaliser, "dFinalNormaliser", scale, epsilon, algorithm);
         var s = problem.Shape;
-        Gradient(op, "dq", dq, s.Keys, "([B, T, H, Dk], as q)");
-        Gradient(op, "dk", dk, s.Keys, "([B, T, H, Dk], as k)");
-        Gradient(op, "dv", dv, s.Values, "([B, T, H, Dv], as v)");
+        Gradient(op, "dq", dq, s.Keys, "([B, T, H, Dk], as q)", half: true);
+        Gradient(op, "dk", dk, s.Keys, "([B, T, H, Dk], as k)", half: true);
+        Gradient(op, "dv", dv, s.Values, "([B, T, H, Dv], as v)", half: true);
         if (dInitialState is not null) Gradient(op, "dInitialState", dInitialState, s.State, "([B, H, Dv, Dk])");
         if (dInitialNormaliser is not null)
         {
@@ -107,7 +109,10 @@ public static class LinearAttention
             for (int j = 0; j < i; j++) if (outputs[j].Item2 is { } other) Op.DistinctOutput(op, outputs[i].Item1, output, outputs[j].Item1, other);
         }
         Op.Finite(op, "dOutput", dOutput);
-        ops.LinearAttentionBackward(problem, new LinearAttentionGradients(dOutput, dFinalState, dFinalNormaliser, dq, dk, dv, dInitialState, dInitialNormaliser));
+        using var wide = new WideCopies();
+        ops.LinearAttentionBackward(Widen(problem, wide),
+            new LinearAttentionGradients(wide.In(dOutput), dFinalState, dFinalNormaliser, wide.Out(dq), wide.Out(dk), wide.Out(dv), dInitialState, dInitialNormaliser));
+        wide.ConvertBack();
     }
 
     private static void Run(string op, Tensor q, Tensor k, Tensor v, Tensor output, Tensor? initialState, Tensor? finalState,
@@ -127,8 +132,14 @@ public static class LinearAttention
         if (finalNormaliser is not null)
             foreach (var (name, input) in others.Append(("initialState", initialState)))
                 if (input is not null) Op.DistinctOutput(op, "finalNormaliser", finalNormaliser, name, input);
-        ops.LinearAttentionForward(problem, output, finalState, finalNormaliser);
+        using var wide = new WideCopies();
+        ops.LinearAttentionForward(Widen(problem, wide), wide.Out(output), finalState, finalNormaliser);
+        wide.ConvertBack();
     }
+
+    // The problem with exact f32 copies of half q, k, v (the backends read f32).
+    private static LinearAttentionProblem Widen(LinearAttentionProblem p, WideCopies wide) =>
+        p.Q.DType == DType.F32 ? p : p with { Q = wide.In(p.Q), K = wide.In(p.K), V = wide.In(p.V) };
 
     /// <summary>Shapes and dtypes shared by forward and backward; <paramref name="perToken"/> is the
     /// output (forward) or dOutput (backward), <paramref name="stateOut"/> the final state or its
@@ -137,9 +148,9 @@ public static class LinearAttention
         Tensor? initialState, Tensor? stateOut, string stateOutName, bool normalise,
         Tensor? initialNormaliser, Tensor? normaliserOut, string normaliserOutName, float scale, float epsilon, LinearAttentionAlgorithm algorithm)
     {
-        var s = FastWeightShape.Check(op, q, k, v, null, initialState, null);
+        var s = FastWeightShape.Check(op, q, k, v, null, initialState, null, halfInputs: true);
         Op.ShapeIs(op, perTokenName, perToken, s.Values, "([B, T, H, Dv])");
-        Op.DTypeIs(op, perTokenName, perToken, DType.F32);
+        Op.DTypeIs(op, perTokenName, perToken, DType.F32, DType.F16, DType.BF16);
         if (stateOut is not null)
         {
             Op.ShapeIs(op, stateOutName, stateOut, s.State, "([B, H, Dv, Dk])");
@@ -161,9 +172,10 @@ public static class LinearAttention
         return new LinearAttentionProblem(q, k, v, scale, normalise, epsilon, initialState, initialNormaliser, s, algorithm);
     }
 
-    private static void Gradient(string op, string name, Tensor t, Shape expected, string why)
+    private static void Gradient(string op, string name, Tensor t, Shape expected, string why, bool half = false)
     {
         Op.ShapeIs(op, name, t, expected, why);
-        Op.DTypeIs(op, name, t, DType.F32);
+        if (half) Op.DTypeIs(op, name, t, DType.F32, DType.F16, DType.BF16);
+        else Op.DTypeIs(op, name, t, DType.F32);
     }
 }

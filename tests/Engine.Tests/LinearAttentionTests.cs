@@ -318,8 +318,8 @@ public sealed class LinearAttentionTests
             Message(() => LinearAttention.Forward(q, q, v, o, normalise: true, initialNormaliser: wrongZ)));
         Assert.AreEqual("LinearAttentionForward: argument 'initialNormaliser' [2, 3, 8] was given but normalise is false",
             Message(() => LinearAttention.Forward(q, q, v, o, initialNormaliser: z)));
-        Assert.AreEqual("LinearAttentionForward: argument 'q' [2, 5, 3, 8] has dtype f16 but must be f32",
-            Message(() => LinearAttention.Forward(qHalf, qHalf, v, o)));
+        Assert.AreEqual("LinearAttentionForward: argument 'k' [2, 5, 3, 8] is f32 but q [2, 5, 3, 8] is f16: q, k and v must share one dtype",
+            Message(() => LinearAttention.Forward(qHalf, q, v, o)));
         Assert.AreEqual("LinearAttentionForward: argument 'output' [2, 5, 3, 6] overlaps input 'v' [2, 5, 3, 6]; this op cannot run in place",
             Message(() => LinearAttention.Forward(q, q, v, v)));
         Assert.AreEqual("LinearAttentionForward: argument 'scale' is NaN; it must be finite",
