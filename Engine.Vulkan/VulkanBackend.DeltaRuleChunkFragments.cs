@@ -170,25 +170,25 @@ public sealed partial class VulkanBackend
     private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false) =>
         Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo), requiredSubgroupSize: 32, fullSubgroups: true);
 
-    // Only the kernels on fragments read and write the rule's bf16 outputs and gradients; DeltaRuleStoresHalf
-    // says yes only where every stage runs on them, so a bf16 tensor reaching another kernel is a bug.
-    private static ComputeKernel HalfOnFragments(bool fragments, bool halfIo, string stage, Func<ComputeKernel> kernel) =>
-        !fragments && halfIo ? throw new InvalidOperationException($"{stage}: bf16 outputs or gradients reached a kernel that is not on fragments (DeltaRuleStoresHalf said yes)")
-            : kernel();
+    // A tile kernel of the chunked rule, which reads and writes f32 only: DeltaRuleStoresHalf says yes only
+    // where every stage runs on fragments, so bf16 outputs or gradients reaching one is a bug.
+    private ComputeKernel TileKernelF32Only(string kernel, Tensor q, bool halfIo) =>
+        halfIo ? throw new InvalidOperationException($"{kernel}: bf16 outputs or gradients reached a kernel that is not on fragments (DeltaRuleStoresHalf said yes)")
+            : ChunkKernel(kernel, q);
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
     private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
         DeltaRuleUsesOutputFragments(q.DType, s)
             ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo)
-            : HalfOnFragments(false, halfIo, kernel, () => ChunkKernel(kernel, q));
+            : TileKernelF32Only(kernel, q, halfIo);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
         DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", compact, merged: DeltaRuleMergedWyBackwardStaging, halfIo: halfIo)
-            : HalfOnFragments(false, halfIo, "chunk_wy_backward", () => ChunkKernel("chunk_wy_backward", q));
+            : TileKernelF32Only("chunk_wy_backward", q, halfIo);
 
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
     private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
         DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging, halfIo: halfIo)
-            : HalfOnFragments(false, halfIo, "chunk_grad_qk", () => ChunkKernel("chunk_grad_qk", q));
+            : TileKernelF32Only("chunk_grad_qk", q, halfIo);
 }
