@@ -88,16 +88,34 @@ public sealed partial class VulkanBackend
     private ComputeKernel GatedSequentialKernel(string kernel, Tensor k, FastWeightShape s, int slice) =>
         Kernels.Get($"delta_rule/{kernel}_gated_{k.DType.Name()}", SequentialSpecialization(slice, s.KeyDim));
 
-    // The gated intermediates: W, U, U', the chunk-start states and (for a backward) X, all f32.
+    /// <summary>Whether the gated rule stores its rounded-operand intermediates (W, X, U', the chunk-start
+    /// states, dU', the dS_C, dW) as bf16 where every gated stage runs on fragments, as the ungated rule
+    /// does (<see cref="DeltaRuleCompactIntermediates"/>). An experiment, true on this branch;
+    /// FASTWEIGHTS_DELTA_GATED_COMPACT=0, or false here, keeps them f32. Every product reads them rounded to
+    /// bf16 either way, so only the decays' gradient moves (its last-row term reads the states in f32
+    /// sums: chunk_grad_qk_fragments.comp). Not yet run on a GPU.</summary>
+    public bool DeltaRuleGatedCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_COMPACT") != "0";
+
+    /// <summary>Whether this gated problem stores its intermediates as bf16 (<see cref="DeltaRuleGatedCompactIntermediates"/>):
+    /// the ungated rule's conditions (<see cref="DeltaRuleUsesCompactIntermediates"/>) and every gated stage on fragments.</summary>
+    public bool DeltaRuleGatedUsesCompactIntermediates(DType keys, FastWeightShape s) =>
+        DeltaRuleGatedCompactIntermediates && DeltaRuleUsesCompactIntermediates(keys, s)
+        && DeltaRuleGatedUsesWyFragments(keys, s) && DeltaRuleGatedUsesStateFragments(keys, s) && DeltaRuleGatedUsesOutputFragments(keys, s)
+        && DeltaRuleGatedUsesGradQKFragments(keys, s) && DeltaRuleGatedUsesWyBackwardFragments(keys, s);
+
+    // The gated intermediates: W, U, U', the chunk-start states and (for a backward) X; f32, or W, X, U' and
+    // the states bf16 where DeltaRuleGatedUsesCompactIntermediates says (U f32 either way).
     private ChunkedDeltaRuleSaved NewGatedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem recorded)
     {
         var s = p.Shape;
+        bool compact = DeltaRuleGatedUsesCompactIntermediates(p.K.DType, s);
+        var stored = compact ? DType.BF16 : DType.F32;
         return new ChunkedDeltaRuleSaved
         {
-            W = Tensor.Empty(this, s.Keys), U = Tensor.Empty(this, s.Values),
-            Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize)) : null,
-            UPrime = Tensor.Empty(this, s.Values), States = Tensor.Empty(this, ChunkStates(s)),
-            Problem = recorded, Compact = false,
+            W = Tensor.Empty(this, s.Keys, stored), U = Tensor.Empty(this, s.Values),
+            Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize), stored) : null,
+            UPrime = Tensor.Empty(this, s.Values, stored), States = Tensor.Empty(this, ChunkStates(s), stored),
+            Problem = recorded, Compact = compact,
         };
     }
 
@@ -125,15 +143,19 @@ public sealed partial class VulkanBackend
             GatedWy(p, f.W, f.U, f.Inverse);
             GatedState(p, f.W, f.U, f.UPrime!, f.States!, null, decayed);
         }
-        // dU' (first dU'_local = P^T dO, then completed in place by the state pass), the dS_C, dW, and
-        // the log-decay gradient's parts: one per 64 columns of Dk (chunk_grad_qk) and one for chunk_wy_backward.
-        using var dUPrime = Tensor.Empty(this, s.Values);
-        using var dStates = Tensor.Empty(this, ChunkStates(s));
-        using var dW = Tensor.Empty(this, s.Keys);
+        // dU' (first dU'_local = P^T dO, then completed in place by the state pass, or, compact, into a
+        // bf16 tensor of its own), the dS_C, dW, and the log-decay gradient's parts: one per 64 columns of
+        // Dk (chunk_grad_qk) and one for chunk_wy_backward.
+        var stored = f.Compact ? DType.BF16 : DType.F32;
+        using var dUPrimeLocal = Tensor.Empty(this, s.Values);
+        using var dUPrimeCompact = f.Compact ? Tensor.Empty(this, s.Values, DType.BF16) : null;
+        var dUPrime = dUPrimeCompact ?? dUPrimeLocal;
+        using var dStates = Tensor.Empty(this, ChunkStates(s), stored);
+        using var dW = Tensor.Empty(this, s.Keys, stored);
         int keyBlocks = (int)Groups(s.KeyDim, DeltaRuleChunkSize);
         using var decayParts = Tensor.Empty(this, new Shape(keyBlocks + 1, s.Batch, s.Steps, s.Heads));
-        GatedOutput("chunk_values_grad", p, s, g.DOutput, null, dUPrime);
-        GatedStateBackward(p, f.W, g.DOutput, dUPrime, dStates, g.DFinalState, g.DInitialState, decayed);
+        GatedOutput("chunk_values_grad", p, s, g.DOutput, null, dUPrimeLocal);
+        GatedStateBackward(p, f.W, g.DOutput, dUPrimeLocal, dUPrime, dStates, g.DFinalState, g.DInitialState, decayed);
         GatedGradQK(p, g.DOutput, f.UPrime!, dUPrime, f.States!, dStates, g.DQ, g.DK, dW, decayParts);
         GatedWyBackward(p, f, dUPrime, dW, g, decayParts);
 
@@ -160,7 +182,7 @@ public sealed partial class VulkanBackend
             push.AddressOrZero(null);
             push.Append(p.Scale);
             push.Address(p.Alpha!);
-            Dispatch(FragmentKernel("chunk_wy_fragments_gated", compact: false), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+            Dispatch(FragmentKernel("chunk_wy_fragments_gated", compact: w.DType == DType.BF16), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
             return;
         }
         push.Address(p.Alpha!);
@@ -195,7 +217,7 @@ public sealed partial class VulkanBackend
             var d = decayed ?? formed!;
             StateOperands(ref push, d.KeysToEnd, s, p.InitialState, w, u, uPrime, states, finalState);
             push.Address(d.ChunkDecays);
-            var (kernel, groups) = StateFragmentsKernel("chunk_state_fragments", p.K.DType, s, compact: false, gated: true);
+            var (kernel, groups) = StateFragmentsKernel("chunk_state_fragments", p.K.DType, s, compact: w.DType == DType.BF16, gated: true);
             Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
             return;
         }
@@ -238,7 +260,9 @@ public sealed partial class VulkanBackend
         var push = new PushConstants(stackalloc byte[128]);
         OutputOperands(ref push, p.Q, p.K, s, p.Scale, values, states, result);
         push.Address(p.Alpha!);
-        var compute = DeltaRuleGatedUsesOutputFragments(p.K.DType, s) ? FragmentKernel($"{kernel}_fragments_gated", compact: false) : GatedKernel(kernel, p.Q);
+        // compact: U' and the states bf16 (the forward; the values gradient reads neither)
+        var compute = DeltaRuleGatedUsesOutputFragments(p.K.DType, s) ? FragmentKernel($"{kernel}_fragments_gated", compact: states?.DType == DType.BF16)
+            : GatedKernel(kernel, p.Q);
         Dispatch(compute, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
@@ -246,23 +270,24 @@ public sealed partial class VulkanBackend
     // dS_0 = gamma_C dS_C + dO^T diag(gamma) Q' - dU'^T W.
     // On fragments (DeltaRuleGatedUsesStateFragments and DeltaRuleBackwardFragments: exactly where the
     // caller passes 'decayed', the keys and queries decayed by chunk_decay_scale).
-    private void GatedStateBackward(DeltaRuleProblem p, Tensor w, Tensor dOutput, Tensor dUPrime, Tensor dStates, Tensor? dFinalState, Tensor? dInitialState,
-        DecayedOperands? decayed)
+    private void GatedStateBackward(DeltaRuleProblem p, Tensor w, Tensor dOutput, Tensor dUPrimeLocal, Tensor dUPrime, Tensor dStates, Tensor? dFinalState,
+        Tensor? dInitialState, DecayedOperands? decayed)
     {
         var s = p.Shape;
         var push = new PushConstants(stackalloc byte[128]);
         if (decayed is { } d)
         {
-            StateBackwardOperands(ref push, d.QueriesFrom!, d.KeysToEnd, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
-            push.Address(dUPrime);   // completed in place
+            StateBackwardOperands(ref push, d.QueriesFrom!, d.KeysToEnd, w, s, p.Scale, dOutput, dUPrimeLocal, dStates, dFinalState, dInitialState);
+            push.Address(dUPrime);   // dUPrimeLocal completed in place, or (compact) into a bf16 tensor
             push.AddressOrZero(null);
             push.Address(d.ChunkDecays);
-            var (kernel, groups) = StateFragmentsKernel("chunk_state_backward_fragments", p.Q.DType, s, compact: false, gated: true);
+            var (kernel, groups) = StateFragmentsKernel("chunk_state_backward_fragments", p.Q.DType, s, compact: w.DType == DType.BF16, gated: true);
             Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
             return;
         }
+        if (!ReferenceEquals(dUPrime, dUPrimeLocal)) throw new InvalidOperationException("only the fragment backward state pass writes dU' apart");
         int slice = StateSlice(s, GatedDecayBytes);
-        StateBackwardOperands(ref push, p.Q, p.K, w, s, p.Scale, dOutput, dUPrime, dStates, dFinalState, dInitialState);
+        StateBackwardOperands(ref push, p.Q, p.K, w, s, p.Scale, dOutput, dUPrimeLocal, dStates, dFinalState, dInitialState);
         push.Address(p.Alpha!);
         Dispatch(GatedSequentialKernel("chunk_state_backward", p.Q, s, slice), push, Groups(s.ValueDim, slice), (uint)(s.Batch * s.Heads));
     }
@@ -297,7 +322,8 @@ public sealed partial class VulkanBackend
         push.Address(p.Alpha!);
         push.Address(decayParts);
         if (DeltaRuleGatedUsesGradQKFragments(p.K.DType, s))
-            Dispatch(FragmentKernel("chunk_grad_qk_fragments_gated", compact: false), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
+            Dispatch(FragmentKernel("chunk_grad_qk_fragments_gated", compact: states.DType == DType.BF16), push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize),
+                (uint)(s.Batch * s.Heads));
         else Dispatch(GatedKernel("chunk_grad_qk", p.Q), push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));
     }
 
@@ -309,7 +335,7 @@ public sealed partial class VulkanBackend
         WyBackwardOperands(ref push, p, f.Inverse!, f.W, f.U, dUPrime, dW, g);
         push.Address(p.Alpha!);
         push.Address(decayParts);
-        var kernel = DeltaRuleGatedUsesWyBackwardFragments(p.K.DType, s) ? FragmentKernel("chunk_wy_backward_fragments_gated", compact: false)
+        var kernel = DeltaRuleGatedUsesWyBackwardFragments(p.K.DType, s) ? FragmentKernel("chunk_wy_backward_fragments_gated", compact: f.Compact)
             : GatedKernel("chunk_wy_backward", p.Q);
         Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }

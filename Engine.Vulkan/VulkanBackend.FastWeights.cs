@@ -37,7 +37,9 @@ public sealed partial class VulkanBackend : IDeltaRuleOps, ILinearAttentionOps
         if (saved is null) { DeltaRuleBackward(problem, g); return; }
         if (saved is not ChunkedDeltaRuleSaved chunked)
             throw new OpArgumentException(op, "saved", $"is a {saved.GetType().Name}, not what this Vulkan backend's forward kept");
-        chunked.CheckFor(op, problem, problem.Alpha is null && DeltaRuleUsesCompactIntermediates(problem.K.DType, problem.Shape));   // only chunked runs keep anything, and never empty ones
+        bool compact = problem.Alpha is null ? DeltaRuleUsesCompactIntermediates(problem.K.DType, problem.Shape)
+            : DeltaRuleGatedUsesCompactIntermediates(problem.K.DType, problem.Shape);
+        chunked.CheckFor(op, problem, compact);   // only chunked runs keep anything, and never empty ones
         ChunkedDeltaRuleBackward(problem, g, chunked);
     }
 

@@ -19,6 +19,7 @@
 #   delta-gated        fastweights bench delta, gated rule, bf16 chunked, B8 H16 D128 at T2048 and T8192
 #   delta-half         the delta rule at #3's shapes with o, dO, dq, dk, dv bf16 (--outputs bf16), as FLA keeps them
 #   delta-half-profile the same with FASTWEIGHTS_PROFILE=1
+#   delta-gated-compact the gated rule (bf16, B8 H16 D128) profiled with f32 intermediates, then bf16 (the experiment's default)
 #   delta-gated-fragments the gated rule (bf16, B8 H16 D128, T2048 and T8192) profiled with its stage 1, q, k
 #                      gradients and WY backward on the tile kernels, each of the three back on the tile kernel
 #                      alone, and all three on fragments (the default)
@@ -182,6 +183,8 @@ for section in "$@"; do
     fla-chunk) FLA_CHUNK_ONLY=1 PYTHONPATH=.peers python3 bench/peers/fla_delta.py ${issue_shapes//,/ } ;;
     delta-half) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes --outputs bf16 $extra ;;
     delta-half-profile) FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes --outputs bf16 $extra | grep -E '^(profile|delta)' ;;
+    delta-gated-compact) for v in 0 1; do echo "# FASTWEIGHTS_DELTA_GATED_COMPACT=$v"
+        FASTWEIGHTS_DELTA_GATED_COMPACT=$v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra | grep -E '^(profile|gated)'; done ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     delta-gated-fragments)
       for v in "FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_WY_BACKWARD_FRAGMENTS=0" \

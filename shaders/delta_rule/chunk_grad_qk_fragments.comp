@@ -302,13 +302,27 @@ void main()
         coopMatStore(dk[j], F32Buffer(pc.dk).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
     }
 #if GATED
-    // gamma_C <dS_C, S_0> over this block's 64 columns (f32 states: the gated intermediates are never compact)
+    // gamma_C <dS_C, S_0> over this block's 64 columns: f32 states, or bf16 (COMPACT) read 8 at a time
     float overlap = 0.0;
-    for (uint e = gl_LocalInvocationID.x; e < pc.valueDim * 64; e += 256)
+    if (COMPACT)
     {
-        uint at = stateOrigin + (e / 64) * pc.keyDim + e % 64;
-        overlap = fma(F32Buffer(pc.dStates).v[at], F32Buffer(pc.states).v[at], overlap);
+        for (uint e = gl_LocalInvocationID.x; e < pc.valueDim * 8; e += 256)   // e: a run of 8 columns
+        {
+            uint at = stateOrigin + (e / 8) * pc.keyDim + 8 * (e % 8);
+            uvec4 gradient = Words4Buffer(pc.dStates).v[at / 8], state = Words4Buffer(pc.states).v[at / 8];
+            [[unroll]] for (uint i = 0; i < 4; i++)
+            {
+                overlap = fma(bf16ToFloat(gradient[i] & 0xFFFFu), bf16ToFloat(state[i] & 0xFFFFu), overlap);
+                overlap = fma(uintBitsToFloat(gradient[i] & 0xFFFF0000u), uintBitsToFloat(state[i] & 0xFFFF0000u), overlap);
+            }
+        }
     }
+    else
+        for (uint e = gl_LocalInvocationID.x; e < pc.valueDim * 64; e += 256)
+        {
+            uint at = stateOrigin + (e / 64) * pc.keyDim + e % 64;
+            overlap = fma(F32Buffer(pc.dStates).v[at], F32Buffer(pc.states).v[at], overlap);
+        }
     totalLane += chunkDecay() * overlap;
     dgLane += subgroupShuffleXor(dgLane, 1);   // the row's other 8 columns of each tile
     [[unroll]] for (uint m = 1; m < 32; m *= 2) totalLane += subgroupShuffleXor(totalLane, m);
