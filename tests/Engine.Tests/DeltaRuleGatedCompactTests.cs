@@ -21,35 +21,27 @@ public sealed class DeltaRuleGatedCompactTests
     public void CompactChangesNothingButTheDecaysLastTerm(int b, int t, int h, int dk, int dv)
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
-        bool previous = backend.DeltaRuleGatedCompactIntermediates, previousSplit = backend.DeltaRuleCoopMatSplit;
+        using var settings = BackendSettings.Keep(backend);
         var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(5 * t + dk + dv), DType.BF16);
         var shape = new FastWeightShape(b, t, h, dk, dv);
-        try
+        backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleGatedCompactIntermediates = true;
+        Assert.IsTrue(backend.DeltaRuleGatedUsesCompactIntermediates(DType.BF16, shape), $"{backend.Capabilities.Name} does not store the gated intermediates as bf16 at {shape}");
+        foreach (bool saving in new[] { true, false })
         {
-            backend.DeltaRuleCoopMatSplit = false;
+            backend.DeltaRuleGatedCompactIntermediates = false;
+            var wide = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.F32, DeltaRuleAlgorithm.Chunked, saving);
             backend.DeltaRuleGatedCompactIntermediates = true;
-            Assert.IsTrue(backend.DeltaRuleGatedUsesCompactIntermediates(DType.BF16, shape), $"{backend.Capabilities.Name} does not store the gated intermediates as bf16 at {shape}");
-            foreach (bool saving in new[] { true, false })
-            {
-                backend.DeltaRuleGatedCompactIntermediates = false;
-                var wide = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.F32, DeltaRuleAlgorithm.Chunked, saving);
-                backend.DeltaRuleGatedCompactIntermediates = true;
-                var compact = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.F32, DeltaRuleAlgorithm.Chunked, saving);
-                string what = $"{shape} {(saving ? "saving forward" : "recomputing backward")}";
-                CollectionAssert.AreEqual(wide.O, compact.O, $"{what}: o");
-                CollectionAssert.AreEqual(wide.Final, compact.Final, $"{what}: final state");
-                CollectionAssert.AreEqual(wide.DQ, compact.DQ, $"{what}: dq");
-                CollectionAssert.AreEqual(wide.DK, compact.DK, $"{what}: dk");
-                CollectionAssert.AreEqual(wide.DV, compact.DV, $"{what}: dv");
-                CollectionAssert.AreEqual(wide.DBeta, compact.DBeta, $"{what}: dbeta");
-                CollectionAssert.AreEqual(wide.DS0, compact.DS0, $"{what}: dInitialState");
-                DeltaRuleTensorCoreTests.AssertNormwise(TestData.ToDouble(wide.DAlpha!), compact.DAlpha!, $"{what}: dalpha");
-            }
-        }
-        finally
-        {
-            backend.DeltaRuleGatedCompactIntermediates = previous;
-            backend.DeltaRuleCoopMatSplit = previousSplit;
+            var compact = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.F32, DeltaRuleAlgorithm.Chunked, saving);
+            string what = $"{shape} {(saving ? "saving forward" : "recomputing backward")}";
+            CollectionAssert.AreEqual(wide.O, compact.O, $"{what}: o");
+            CollectionAssert.AreEqual(wide.Final, compact.Final, $"{what}: final state");
+            CollectionAssert.AreEqual(wide.DQ, compact.DQ, $"{what}: dq");
+            CollectionAssert.AreEqual(wide.DK, compact.DK, $"{what}: dk");
+            CollectionAssert.AreEqual(wide.DV, compact.DV, $"{what}: dv");
+            CollectionAssert.AreEqual(wide.DBeta, compact.DBeta, $"{what}: dbeta");
+            CollectionAssert.AreEqual(wide.DS0, compact.DS0, $"{what}: dInitialState");
+            DeltaRuleTensorCoreTests.AssertNormwise(TestData.ToDouble(wide.DAlpha!), compact.DAlpha!, $"{what}: dalpha");
         }
     }
 }
