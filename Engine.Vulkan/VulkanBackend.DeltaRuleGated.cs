@@ -90,10 +90,11 @@ public sealed partial class VulkanBackend
 
     /// <summary>Whether the gated rule stores its rounded-operand intermediates (W, X, U', the chunk-start
     /// states, dU', the dS_C, dW) as bf16 where every gated stage runs on fragments, as the ungated rule
-    /// does (<see cref="DeltaRuleCompactIntermediates"/>). An experiment, true on this branch;
-    /// FASTWEIGHTS_DELTA_GATED_COMPACT=0, or false here, keeps them f32. Every product reads them rounded to
-    /// bf16 either way, so only the decays' gradient moves (its last-row term reads the states in f32
-    /// sums: chunk_grad_qk_fragments.comp). Not yet run on a GPU.</summary>
+    /// does (<see cref="DeltaRuleCompactIntermediates"/>). On by default; FASTWEIGHTS_DELTA_GATED_COMPACT=0,
+    /// or false here, keeps them f32. Every product reads them rounded to bf16 either way, so only the
+    /// decays' gradient moves (its last-row term gamma_C &lt;dS_C, S_0&gt; sums the stored states:
+    /// chunk_grad_qk_fragments.comp). H100 run 108, B8 H16 D128 bf16: forward+backward 17.41 → 12.47 ms
+    /// at T8192, 4.44 → 3.20 at T2048 (the q, k gradients 6187 → 2922 us).</summary>
     public bool DeltaRuleGatedCompactIntermediates { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_COMPACT") != "0";
 
     /// <summary>Whether this gated problem stores its intermediates as bf16 (<see cref="DeltaRuleGatedCompactIntermediates"/>):
