@@ -105,6 +105,17 @@ public static class BenchCommand
                 Print(results);
                 return 0;
             }
+            case "probe":
+            {
+                // --items N --blocks n: VulkanBackend.BlockStreamProbe against a copy (docs/benchmarks.md, "Block streaming probe")
+                using var vulkan = VulkanBackend.TryCreate(new VulkanOptions { AllowCpuDevices = true }, out string? why);
+                if (vulkan is null) { AnsiConsole.MarkupLine($"[yellow]vulkan skipped:[/] {Markup.Escape(why ?? "")}"); return 0; }
+                AnsiConsole.MarkupLine($"vulkan device: {Markup.Escape(vulkan.DeviceName)}");
+                if (!vulkan.BlockStreamProbeRuns) { AnsiConsole.MarkupLine("[yellow]probe skipped:[/] no bf16 cooperative matrices with subgroups of 32 here"); return 0; }
+                Opened.Add(vulkan);   // for FASTWEIGHTS_PIPELINE_STATS=1
+                Print(BlockStreamBench.Run(vulkan, options.GetInt("items", 16384), options.GetInt("blocks", 8)).ToList());
+                return 0;
+            }
             case "linattn":
             {
                 int[] shape = options.GetInts("shape", [2, 4, 1024, 64]);
