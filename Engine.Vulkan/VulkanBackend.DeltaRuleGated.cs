@@ -67,6 +67,10 @@ public sealed partial class VulkanBackend
     internal DecayedOperands DecayOperands(DeltaRuleProblem p, bool queries)
     {
         var s = p.Shape;
+        // chunk_decay_scale.comp moves 8 bf16 at a time: the fragment passes' Dk (64, 128) and tensors
+        // at multiples of 16 bytes (AlignedDeltaRuleCall) give it that
+        if (s.KeyDim % 8 != 0 || p.Q.DType != DType.BF16 || p.K.DType != DType.BF16 || p.Q.ByteOffset % 16 != 0 || p.K.ByteOffset % 16 != 0)
+            throw new InvalidOperationException($"chunk_decay_scale: needs bf16 q, k at multiples of 16 bytes and Dk a multiple of 8, got {p.Q.DType.Name()} q at byte {p.Q.ByteOffset}, {p.K.DType.Name()} k at byte {p.K.ByteOffset}, Dk {s.KeyDim}");
         var d = new DecayedOperands(this, s, queries);
         var push = new PushConstants(stackalloc byte[64]);
         push.Address(p.Q);
