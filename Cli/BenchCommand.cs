@@ -113,7 +113,7 @@ public static class BenchCommand
                 AnsiConsole.MarkupLine($"vulkan device: {Markup.Escape(vulkan.DeviceName)}");
                 if (!vulkan.BlockStreamProbeRuns) { AnsiConsole.MarkupLine("[yellow]probe skipped:[/] no bf16 cooperative matrices with subgroups of 32 here"); return 0; }
                 Opened.Add(vulkan);   // for FASTWEIGHTS_PIPELINE_STATS=1
-                Print(BlockStreamBench.Run(vulkan, options.GetInt("items", 16384), options.GetInt("blocks", 8)).ToList());
+                Print(BlockStreamBench.Run(vulkan, options.GetInt("items", 8192), options.GetInt("blocks", 8)).ToList());
                 return 0;
             }
             case "linattn":

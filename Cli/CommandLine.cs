@@ -16,7 +16,7 @@ public static class CommandLine
           fastweights bench step [--shape B,H,D] [--backend ...]     one decoding step of the delta rule
           fastweights bench scan [--shape B,T,C] [--backend ...]     scan vs its memory floor
           fastweights bench linattn [--shape B,H,T,D]               CPU linear attention, recurrent and chunked
-          fastweights bench probe [--items 16384] [--blocks 8]       Vulkan: how fast the delta rule's block staging reads memory
+          fastweights bench probe [--items 8192] [--blocks 8]       Vulkan: how fast the delta rule's block staging reads memory
           fastweights bench rnn [--cells lstm,gru,slstm,elman] [--hidden 256] [--heads 1] [--batch 16] [--steps 128] [--backend ...]
 
         environment:
