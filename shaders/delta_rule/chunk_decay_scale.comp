@@ -10,7 +10,8 @@
 // chunkDecays f32 [B H, chunks]. One workgroup of 256 per (chunk, b H + h); Dk a multiple of 8 (the
 // host checks): each invocation reads and writes 8 bf16 of a row at a time (16 bytes), consecutive
 // invocations along the row, then on to the next rows. (The first version, 64 invocations each moving
-// one bf16 at a time, took 462 us a call at B8 H16 T8192 D128 on the H100, 1.2 TB/s: run 108.)
+// one bf16 at a time, took 462 us a call on average at B8 H16 T8192 D128 on the H100, forward calls
+// with keys and backward calls with keys and queries together: run 108.)
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : require
 #include "buffers.glsl"
