@@ -8,9 +8,7 @@ public sealed partial class VulkanBackend
 {
     /// <summary>Whether <see cref="BlockStreamProbe"/> runs on this device: bf16 16 x 16 x 16 cooperative
     /// matrices with f32 accumulation and subgroups of 32, as the delta rule's kernels on fragments need.</summary>
-    public bool BlockStreamProbeRuns =>
-        Device.UseCooperativeMatrix && Capabilities.BFloat16CooperativeMatrix && Capabilities.HasCooperativeMatrix(16, 16, 16, ComponentType.BFloat16)
-        && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
+    public bool BlockStreamProbeRuns => HasBf16Fragments && RunsSubgroupsOf32;
 
     /// <summary>result[i] = sum_p blocks[i, p] blocks[i, p] (64 x 64 products, f32 accumulation), one
     /// workgroup per item i, staging <paramref name="blocksPerPhase"/> blocks (1, 2 or 4) per workgroup

@@ -90,7 +90,7 @@ public sealed partial class VulkanBackend
     /// 64-column blocks), and subgroups of 32.</summary>
     public bool DeltaRuleFragmentStagesFit(DType keys, FastWeightShape s) =>
         DeltaRuleUsesCoopMat(keys) && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim is 64 or 128
-        && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
+        && RunsSubgroupsOf32;
 
     /// <summary>Whether the WY backward of this problem runs on fragments.</summary>
     public bool DeltaRuleUsesWyBackwardFragments(DType keys, FastWeightShape s) => DeltaRuleWyBackwardFragments && DeltaRuleFragmentStagesFit(keys, s);

@@ -93,10 +93,19 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the chunked delta rule on inputs of <paramref name="inputs"/> uses the
     /// tensor-core products on this device (see <see cref="DeltaRuleCoopMat"/>).</summary>
     public bool DeltaRuleUsesCoopMat(DType inputs) =>
-        DeltaRuleCoopMat && inputs == DType.BF16 && Device.UseCooperativeMatrix && Capabilities.BFloat16CooperativeMatrix
-        && Capabilities.HasCooperativeMatrix(16, 16, 16, ComponentType.BFloat16)
+        DeltaRuleCoopMat && inputs == DType.BF16 && HasBf16Fragments
         && Capabilities.SubgroupSize >= 16 && 128 % Capabilities.SubgroupSize == 0
         && Capabilities.MaxSharedMemoryBytes >= ChunkCoopMatSharedBytes;
+
+    // bf16 16 x 16 x 16 cooperative matrices with f32 accumulation, in use on this device: the fragments
+    // every tensor-core kernel of the delta rule multiplies.
+    private bool HasBf16Fragments =>
+        Device.UseCooperativeMatrix && Capabilities.BFloat16CooperativeMatrix && Capabilities.HasCooperativeMatrix(16, 16, 16, ComponentType.BFloat16);
+
+    // Subgroups of 32 invocations, natively or pinned through subgroup size control: the kernels on
+    // accumulator fragments lay their tiles out for 32 lanes.
+    private bool RunsSubgroupsOf32 =>
+        Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32);
 
     /// <summary>Every tile-product stage that has a tensor-core variant.</summary>
     public static readonly IReadOnlySet<string> DeltaRuleCoopMatStagesAll =

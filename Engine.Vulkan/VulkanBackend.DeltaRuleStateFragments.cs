@@ -48,7 +48,7 @@ public sealed partial class VulkanBackend
     public bool DeltaRuleUsesStateFragments(DType keys, FastWeightShape s) =>
         DeltaRuleStatePass == DeltaRuleStatePass.Auto && DeltaRuleUsesCoopMat(keys) && DeltaRuleCoopMatStages.Contains("chunk_state_tiles")
         && s.Steps % DeltaRuleChunkSize == 0 && s.KeyDim is 64 or 128 && s.ValueDim % FragmentRows(s) == 0
-        && (Capabilities.SubgroupSize == 32 || (Capabilities.SubgroupSizeControl && Capabilities.MinSubgroupSize <= 32 && Capabilities.MaxSubgroupSize >= 32));
+        && RunsSubgroupsOf32;
 
     /// <summary>Whether the forward fragment pass at Dk = 128 takes its _lean variant, which reads W's tiles
     /// right before use instead of a chunk ahead: true by default; FASTWEIGHTS_DELTA_FRAGMENT_LEAN=0 takes

@@ -20,9 +20,6 @@
 #define CHUNK 64
 layout(local_size_x = 256) in;
 
-// Tensors read and written 16 bytes (8 bf16) at a time.
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
-
 layout(push_constant) uniform Push
 {
     uint64_t q;

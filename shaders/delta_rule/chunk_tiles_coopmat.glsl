@@ -73,8 +73,6 @@ void stagePut(uint hiBase, uint slot, float x[8])
 bool aRowMajor(uint source, MatrixView a) { return source == SOURCE_SQUARE || (source == SOURCE_VIEW && a.columnStride == 1); }
 bool bRowMajor(uint source, MatrixView b) { return source != SOURCE_VIEW || b.columnStride == 1; }
 
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer U32x4Buffer { uvec4 v[]; };
-
 // Whether runs of 8 elements of the view along its contiguous axis (columns when alongColumns)
 // can be read as 16-byte vectors: stride 1 on that axis, the run starts (origin, other stride) and
 // the extent multiples of 8, so a run is wholly inside or wholly outside the view.
@@ -118,7 +116,7 @@ PendingRun fetchRun(uint source, MatrixView m, uint r, uint c, bool alongColumns
     }
     else
     {
-        uvec4 bits = U32x4Buffer(m.base).v[first / 8];
+        uvec4 bits = Words4Buffer(m.base).v[first / 8];
         [[unroll]] for (uint e = 0; e < 4; e++) run.value[e] = uintBitsToFloat(bits[e]);
     }
     if (m.rowScale != 0ul) run.scale = loadAs(m.rowScale, m.scaleDtype, m.scaleOrigin + r * m.scaleStride);

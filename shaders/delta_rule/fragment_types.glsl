@@ -12,9 +12,6 @@
 #extension GL_EXT_bfloat16 : require
 #include "buffers.glsl"
 
-// Tensors read and written 16 bytes (8 bf16) at a time.
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer Words4Buffer { uvec4 v[]; };
-
 #define ACC coopmat<float, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 #define ACC_BF16 coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseAccumulator>
 #define FRAG_A coopmat<bfloat16_t, gl_ScopeSubgroup, 16, 16, gl_MatrixUseA>

@@ -29,8 +29,6 @@
 #include "buffers.glsl"
 #include "gemm_common.glsl"
 
-layout(buffer_reference, std430, buffer_reference_align = 16) buffer U32x4Buffer { uvec4 v[]; };
-
 #define WARPS_M 2
 #define TM 4
 #define WARPS (WARPS_M * WARPS_N)
@@ -70,12 +68,12 @@ uvec4 fetchA(uint base, uint row0, uint k0, uint idx, out uint sharedIndex)
     {   // stored [M, K]: tile rows are m, columns k
         slot(idx, BK / 8, ROW_K, r, c, sharedIndex);
         if (row0 + r >= pc.m || k0 + c >= pc.k) return uvec4(0);
-        return U32x4Buffer(pc.a).v[(base + (row0 + r) * pc.k + k0 + c) / 8];
+        return Words4Buffer(pc.a).v[(base + (row0 + r) * pc.k + k0 + c) / 8];
     }
     // stored [K, M]: tile rows are k, columns m
     slot(idx, BM / 8, ROW_MN, r, c, sharedIndex);
     if (k0 + r >= pc.k || row0 + c >= pc.m) return uvec4(0);
-    return U32x4Buffer(pc.a).v[(base + (k0 + r) * pc.m + row0 + c) / 8];
+    return Words4Buffer(pc.a).v[(base + (k0 + r) * pc.m + row0 + c) / 8];
 }
 
 uvec4 fetchB(uint base, uint col0, uint k0, uint idx, out uint sharedIndex)
@@ -85,12 +83,12 @@ uvec4 fetchB(uint base, uint col0, uint k0, uint idx, out uint sharedIndex)
     {   // stored [K, N]: tile rows are k, columns n
         slot(idx, BN / 8, ROW_MN, r, c, sharedIndex);
         if (k0 + r >= pc.k || col0 + c >= pc.n) return uvec4(0);
-        return U32x4Buffer(pc.b).v[(base + (k0 + r) * pc.n + col0 + c) / 8];
+        return Words4Buffer(pc.b).v[(base + (k0 + r) * pc.n + col0 + c) / 8];
     }
     // stored [N, K]: tile rows are n, columns k
     slot(idx, BK / 8, ROW_K, r, c, sharedIndex);
     if (col0 + r >= pc.n || k0 + c >= pc.k) return uvec4(0);
-    return U32x4Buffer(pc.b).v[(base + (col0 + r) * pc.k + k0 + c) / 8];
+    return Words4Buffer(pc.b).v[(base + (col0 + r) * pc.k + k0 + c) / 8];
 }
 
 void main()
