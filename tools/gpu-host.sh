@@ -187,6 +187,7 @@ for section in "$@"; do
         FASTWEIGHTS_DELTA_GATED_COMPACT=$v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra | grep -E '^(profile|gated)'; done ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     probe) FASTWEIGHTS_PIPELINE_STATS=1 $fw bench probe --items 8192 --blocks 8 $extra | grep -E '^(pipeline|copy|block)' ;;
+    delta-gated-profile) FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,8192,128 $extra | grep -E '^(profile|delta)' ;;
     delta-gated-issue) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape $issue_shapes $extra ;;
     delta-gated-fragments)
       for v in "FASTWEIGHTS_DELTA_GATED_WY_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_GRAD_QK_FRAGMENTS=0 FASTWEIGHTS_DELTA_GATED_WY_BACKWARD_FRAGMENTS=0" \
