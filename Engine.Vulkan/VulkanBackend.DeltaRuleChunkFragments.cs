@@ -159,16 +159,21 @@ public sealed partial class VulkanBackend
     // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; 0 for the others).
     // halfIo (constant 5, HALF_IO): the rule's outputs and gradients bf16 (DeltaRuleStoresHalf); appended
     // only when set, so every other pipeline keeps its five constants.
-    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false)
+    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0)
     {
         int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0];
-        if (!halfIo) return constants;
-        if (DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
-        return [.. constants, 1];
+        if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
+        if (stageProbe != 0) return [.. constants, halfIo ? 1 : 0, stageProbe];
+        return halfIo ? [.. constants, 1] : constants;
     }
 
-    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false) =>
-        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo), requiredSubgroupSize: 32, fullSubgroups: true);
+    // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
+    // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other
+    // value gives wrong results.
+    private static readonly int StageProbe = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_STAGE_PROBE"), out int probe) ? probe : 0;
+
+    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false, int stageProbe = 0) =>
+        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo, stageProbe: stageProbe), requiredSubgroupSize: 32, fullSubgroups: true);
 
     // A tile kernel of the chunked rule, which reads and writes f32 only: DeltaRuleStoresHalf says yes only
     // where every stage runs on fragments, so bf16 outputs or gradients reaching one is a bug.
@@ -179,7 +184,7 @@ public sealed partial class VulkanBackend
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
     private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
         DeltaRuleUsesOutputFragments(q.DType, s)
-            ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo)
+            ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo, stageProbe: StageProbe)
             : TileKernelF32Only(kernel, q, halfIo);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).

@@ -73,6 +73,13 @@ public sealed partial class VulkanBackend
     /// (run 95). Only the 64-row forward variant was kept.</summary>
     public bool DeltaRuleStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_FRAGMENT_JIT") != "0";
 
+    /// <summary>Whether the gated rule's forward fragment pass takes the _jit variant where the ungated one
+    /// would (<see cref="DeltaRuleStateFragmentsJit"/>; chunk_state_fragments.comp's JIT_FETCH with GATED,
+    /// the variant chunk_state_fragments_k128_v64_jit_gated). Its results are those of the gated 64-row lean
+    /// pass with late reads, bit for bit (DeltaRuleJitStatePassTests). FASTWEIGHTS_DELTA_GATED_JIT=0, or
+    /// false here, keeps the 32-row lean pass for the gated rule.</summary>
+    public bool DeltaRuleGatedStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_JIT") != "0";
+
     // Whether this problem's forward state pass (ungated, not fused) takes the _jit variant.
     private bool UsesJitForward(FastWeightShape s) =>
         DeltaRuleStateFragmentsJit && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
@@ -128,7 +135,7 @@ public sealed partial class VulkanBackend
     internal (string Variant, int Rows) StateFragmentsVariant(string kernel, FastWeightShape s, bool fused = false, bool values = false, bool gated = false)
     {
         bool backward = kernel == "chunk_state_backward_fragments";
-        bool jit = !backward && !fused && !gated && UsesJitForward(s);
+        bool jit = !backward && !fused && (!gated || DeltaRuleGatedStateFragmentsJit) && UsesJitForward(s);
         bool narrow = backward && !values && DeltaRuleNarrowBackward && _fragmentRows == 0 && s.KeyDim == 128 && !DeltaRuleCoopMatSplit
             && s.ValueDim % 64 == 0;
         int rows = jit ? 64 : narrow ? 32 : FragmentRows(s, backward);

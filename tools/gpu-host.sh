@@ -187,6 +187,19 @@ for section in "$@"; do
         FASTWEIGHTS_DELTA_GATED_COMPACT=$v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra | grep -E '^(profile|gated)'; done ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     probe) FASTWEIGHTS_PIPELINE_STATS=1 $fw bench probe --items 8192 --blocks 8 $extra | grep -E '^(pipeline|copy|block)' ;;
+    stage-probe)
+      for v in 0 1 2 4 8 16 3 24 31; do
+        echo "# FASTWEIGHTS_STAGE_PROBE=$v"
+        FASTWEIGHTS_STAGE_PROBE=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --outputs bf16 --shape 8,16,8192,128 $extra \
+          | grep -E '^(pipeline.*chunk_(output|values)|profile.*chunk_(output|values)|profile delta|delta)'
+      done ;;
+    delta-gated-jit)
+      for v in FASTWEIGHTS_DELTA_GATED_JIT=0 FASTWEIGHTS_DELTA_GATED_JIT=1; do
+        echo "# $v"
+        env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,8192,128 $extra \
+          | grep -E '^(pipeline.*chunk_state_fragments|profile.*chunk_state_fragments|profile delta)'
+        env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape $issue_shapes $extra | grep -E 'D128'
+      done ;;
     delta-gated-profile) FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,8192,128 $extra | grep -E '^(profile|delta)' ;;
     delta-gated-issue) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape $issue_shapes $extra ;;
     delta-gated-fragments)

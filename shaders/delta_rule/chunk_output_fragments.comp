@@ -63,6 +63,18 @@ layout(push_constant) uniform Push
 #endif
 } pc;
 
+// Timing probe (specialisation constant 6, FASTWEIGHTS_STAGE_PROBE; for experiments only, the results
+// are wrong whenever it is nonzero): each bit leaves out one kind of work, so the time that goes with
+// it shows: 1 the global stores, 2 the DRAM traffic of the reads (every workgroup reads the blocks of
+// chunk 0 of sequence 0, head 0, which stay in L2), 4 the workgroup barriers, 8 the products, 16 the
+// per-element work on P' (its mask and scale through the scratch tiles).
+layout(constant_id = 6) const uint STAGE_PROBE = 0;
+#define PROBE_STORES ((STAGE_PROBE & 1u) == 0u)
+#define PROBE_OWN_READS ((STAGE_PROBE & 2u) == 0u)
+#define STAGE_BARRIER() if ((STAGE_PROBE & 4u) == 0u) barrier()
+#define PROBE_PRODUCTS ((STAGE_PROBE & 8u) == 0u)
+#define PROBE_LANES ((STAGE_PROBE & 16u) == 0u)
+
 void main()
 {
     uint n = gl_WorkGroupID.x, bh = gl_WorkGroupID.y, b = bh / pc.heads, h = bh % pc.heads;
@@ -70,6 +82,7 @@ void main()
     uint keyStride = pc.heads * pc.dk, valueStride = pc.heads * pc.dv;   // between consecutive tokens
     uint firstToken = b * pc.t + n * CHUNK, keyBlocks = pc.dk / 64;
     Words4Buffer keys = Words4Buffer(pc.k), queries = Words4Buffer(pc.q);
+    uint readToken = PROBE_OWN_READS ? firstToken : 0u, readHead = PROBE_OWN_READS ? h : 0u;
 #if GATED
     loadLogDecays(pc.alpha, firstToken * pc.heads + h, pc.heads, CHUNK);   // T is a multiple of the chunk
 #endif
@@ -82,10 +95,10 @@ void main()
         [[unroll]] for (uint kb = 0; kb < 2; kb++)
             if (kb < keyBlocks)
             {
-                if (kb > 0) barrier();   // the previous block's fragments are read
+                if (kb > 0) STAGE_BARRIER();   // the previous block's fragments are read
                 // Q into region2's hi plane, K into its lo plane
-                COPY_BLOCKS_TO_REGION2(queries, keys, firstToken, keyStride, h * pc.dk + 64 * kb)
-                barrier();
+                COPY_BLOCKS_TO_REGION2(queries, keys, readToken, keyStride, readHead * pc.dk + 64 * kb)
+                STAGE_BARRIER();
                 [[unroll]] for (uint d = 0; d < 4; d++)
                 {
                     coopMatLoad(queryFrags[4 * kb + d], region2, 16 * tr * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutRowMajor);
@@ -94,12 +107,12 @@ void main()
                         {
                             FRAG_B keyT;
                             coopMatLoad(keyT, region2, PLANE + 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                            p[j] = coopMatMulAdd(queryFrags[4 * kb + d], keyT, p[j]);
+                            if (PROBE_PRODUCTS) p[j] = coopMatMulAdd(queryFrags[4 * kb + d], keyT, p[j]);
                         }
                 }
             }
         [[unroll]] for (uint j = 0; j < 2; j++)
-            if (tileColumn(j) <= tr)
+            if (tileColumn(j) <= tr && PROBE_LANES)
             {
                 float x[8];
                 laneValues(p[j], x);
@@ -113,7 +126,7 @@ void main()
             }
     }
 
-    uint stateOrigin = (bh * chunks + n) * pc.dv * pc.dk;
+    uint stateOrigin = PROBE_OWN_READS ? (bh * chunks + n) * pc.dv * pc.dk : 0u;
     for (uint vb = 0; vb < pc.dv / 64; vb++)
     {
         ACC o[2];
@@ -125,7 +138,7 @@ void main()
             // region1's lo plane
             ACC fetched[2];
             uvec4 fetchedRaw[2];
-            barrier();   // region2 (Q K^T's copies, or the previous block's S_0) and region1's lo plane are read
+            STAGE_BARRIER();   // region2 (Q K^T's copies, or the previous block's S_0) and region1's lo plane are read
             [[unroll]] for (uint kb = 0; kb < 2; kb++)
                 if (kb < keyBlocks)
                 {
@@ -133,9 +146,9 @@ void main()
                     if (kb == 0) { PUT_BLOCK(COMPACT, fetchedRaw, fetched, region2); }
                     else { PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region2); }
                 }
-            FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride);
+            FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.values, readToken * valueStride + readHead * pc.dv + 64 * vb, valueStride);
             PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region1);
-            barrier();
+            STAGE_BARRIER();
             // scale Q S_0^T (S_0^T's slice d of column tile tc: the transpose of the block's tile (tc, d))
             [[unroll]] for (uint kb = 0; kb < 2; kb++)
                 if (kb < keyBlocks)
@@ -144,7 +157,7 @@ void main()
                         {
                             FRAG_B s;
                             coopMatLoad(s, region2, kb * PLANE + 16 * tileColumn(j) * ROW + 2 * d, ROW, gl_CooperativeMatrixLayoutColumnMajor);
-                            o[j] = coopMatMulAdd(queryFrags[4 * kb + d], s, o[j]);
+                            if (PROBE_PRODUCTS) o[j] = coopMatMulAdd(queryFrags[4 * kb + d], s, o[j]);
                         }
             [[unroll]] for (uint j = 0; j < 2; j++) o[j] = o[j] * pc.scale;
             // + P' U' (P''s slice d of row tr is zero for d > tr)
@@ -157,11 +170,11 @@ void main()
                     {
                         FRAG_B v;
                         coopMatLoad(v, region1, PLANE + 16 * d * ROW + 2 * tileColumn(j), ROW, gl_CooperativeMatrixLayoutRowMajor);
-                        o[j] = coopMatMulAdd(pHi, v, o[j]);
+                        if (PROBE_PRODUCTS) o[j] = coopMatMulAdd(pHi, v, o[j]);
                     }
                 }
             [[unroll]] for (uint j = 0; j < 2; j++)
-                STORE_INTERMEDIATE(HALF_IO, o[j], pc.result, (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb + 16 * tileColumn(j), valueStride)
+                if (PROBE_STORES) STORE_INTERMEDIATE(HALF_IO, o[j], pc.result, (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb + 16 * tileColumn(j), valueStride)
             continue;
         }
         // scale Q S_0^T: per 64 columns kb of Dk, region2 holds S_0's rows 64 vb .. and columns 64 kb ..;
@@ -172,16 +185,16 @@ void main()
                 ACC fetched[2];
                 uvec4 fetchedRaw[2];   // compact states (chunk_fragments.glsl, FETCH_BLOCK)
                 FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.states, stateOrigin + 64 * vb * pc.dk + 64 * kb, pc.dk);
-                barrier();   // region2's previous contents are read
+                STAGE_BARRIER();   // region2's previous contents are read
                 PUT_BLOCK(COMPACT, fetchedRaw, fetched, region2);
-                barrier();
+                STAGE_BARRIER();
                 [[unroll]] for (uint d = 0; d < 4; d++)
                     [[unroll]] for (uint j = 0; j < 2; j++)
                     {
                         FRAG_B sHi, sLo;
                         LOAD_TILE_SPLIT(sHi, sLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
-                        MUL_LO(o[j], queryFrags[4 * kb + d], sLo);
-                        o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
+                        if (PROBE_PRODUCTS) { MUL_LO(o[j], queryFrags[4 * kb + d], sLo); }
+                        if (PROBE_PRODUCTS) o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
                     }
             }
 #if GATED
@@ -203,10 +216,10 @@ void main()
         ACC fetched[2];
         uvec4 fetchedRaw[2];   // compact U' (chunk_fragments.glsl, FETCH_BLOCK); dO bf16 where HALF_IO
         bool compactValues = VALUES_GRADIENT == 0 ? COMPACT : HALF_IO;
-        FETCH_BLOCK(compactValues, fetchedRaw, fetched, pc.values, firstToken * valueStride + h * pc.dv + 64 * vb, valueStride);
-        barrier();
+        FETCH_BLOCK(compactValues, fetchedRaw, fetched, pc.values, readToken * valueStride + readHead * pc.dv + 64 * vb, valueStride);
+        STAGE_BARRIER();
         PUT_BLOCK(compactValues, fetchedRaw, fetched, region2);
-        barrier();
+        STAGE_BARRIER();
         // P''s slice d of row tr is zero for d > tr; P'^T's slice d of row tr, the transpose of P''s
         // tile (d, tr), is zero for d < tr
         [[unroll]] for (uint d = 0; d < 4; d++)
@@ -219,10 +232,10 @@ void main()
                 {
                     FRAG_B vHi, vLo;
                     LOAD_TILE_SPLIT(vHi, vLo, region2, d, tileColumn(j), gl_CooperativeMatrixLayoutRowMajor);
-                    MUL_SPLIT(o[j], pHi, pLo, vHi, vLo);
+                    if (PROBE_PRODUCTS) { MUL_SPLIT(o[j], pHi, pLo, vHi, vLo); }
                 }
             }
         [[unroll]] for (uint j = 0; j < 2; j++)   // O bf16 where HALF_IO; dU'_local always f32
-            STORE_INTERMEDIATE(HALF_IO && VALUES_GRADIENT == 0, o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride)
+            if (PROBE_STORES) STORE_INTERMEDIATE(HALF_IO && VALUES_GRADIENT == 0, o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride)
     }
 }

@@ -17,7 +17,8 @@
 // bf16 keys, subgroups of 32. Same inputs, outputs and push constants as chunk_state_tiles.comp.
 // PREFETCH_W=0 (the _lean variant): W's tiles are read right before they are split, not a chunk
 // ahead, which saves 32 registers per invocation at DK = 128.
-// JIT_FETCH=1 (the _jit variant, DK = 128, BV = 64, lean, one plane; VulkanBackend.DeltaRuleStateFragmentsJit):
+// JIT_FETCH=1 (the _jit variants, DK = 128, BV = 64, lean, one plane; VulkanBackend.DeltaRuleStateFragmentsJit, and
+// DeltaRuleGatedStateFragmentsJit for the gated build):
 // nothing is read a chunk ahead: U's tiles are read right after the W S^T products that precede their
 // use, K's fragments right after U' is formed, and the order is the late one whatever EARLY_FETCH says.
 // It holds 126 registers per invocation on the H100, so two workgroups share an SM and the 256
@@ -52,6 +53,7 @@
 //! variant chunk_state_fragments_k128_v32_lean_gated -DDK=128 -DBV=32 -DPREFETCH_W=0 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v64_gated -DDK=128 -DBV=64 -DPLANES=1 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v64_lean_gated -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -DGATED=1 -O0
+//! variant chunk_state_fragments_k128_v64_jit_gated -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v64_fused -DDK=64 -DBV=64 -DFUSED_OUTPUT=1 -O0
 //! variant chunk_state_fragments_k64_v32_fused -DDK=64 -DBV=32 -DFUSED_OUTPUT=1 -O0
 #extension GL_GOOGLE_include_directive : require

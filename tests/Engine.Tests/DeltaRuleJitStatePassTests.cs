@@ -52,4 +52,42 @@ public sealed class DeltaRuleJitStatePassTests
             backend.DeltaRuleStateEarlyFetch = defaultEarly;
         }
     }
+
+    /// <summary>The gated build of the _jit pass (chunk_state_fragments_k128_v64_jit_gated,
+    /// VulkanBackend.DeltaRuleGatedStateFragmentsJit) against the gated 64-row lean pass with late reads:
+    /// the same products of the same decayed operands in the same order, so every output and gradient,
+    /// dalpha included, bit for bit, with compact and f32 intermediates, saving and recomputing.</summary>
+    [TestMethod]
+    [DataRow(1, 192, 2, 128, 64)]
+    [DataRow(2, 256, 1, 128, 128)]
+    public void GatedJitPassChangesNoBit(int b, int t, int h, int dk, int dv)
+    {
+        var backend = DeltaRuleCompactTests.Vulkan();
+        using var settings = BackendSettings.Keep(backend);
+        var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(11 * t + dk + 3 * dv), DType.BF16);
+        var shape = new FastWeightShape(b, t, h, dk, dv);
+        backend.DeltaRuleCoopMatSplit = false;
+        foreach (bool compact in new[] { true, false })
+            foreach (bool saving in new[] { true, false })
+            {
+                string what = $"{shape} {(compact ? "compact" : "f32 intermediates")}, {(saving ? "saving forward" : "recomputing backward")}";
+                backend.DeltaRuleGatedCompactIntermediates = compact;
+                backend.DeltaRuleStateFragmentRows = 0;
+                backend.DeltaRuleStateFragmentsJit = true;
+                backend.DeltaRuleGatedStateFragmentsJit = true;
+                Assert.AreEqual("delta_rule/chunk_state_fragments_k128_v64_jit_gated", backend.StateFragmentsVariant("chunk_state_fragments", shape, gated: true).Variant, what);
+                Assert.IsTrue(backend.DeltaRuleGatedUsesStateFragments(DType.BF16, shape), what);
+                var jit = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.F32, DeltaRuleAlgorithm.Chunked, saving);
+                backend.DeltaRuleGatedStateFragmentsJit = false;
+                backend.DeltaRuleStateFragmentRows = 64;
+                backend.DeltaRuleStateFragmentsLean = true;
+                backend.DeltaRuleStateEarlyFetch = false;
+                Assert.AreEqual("delta_rule/chunk_state_fragments_k128_v64_lean_gated", backend.StateFragmentsVariant("chunk_state_fragments", shape, gated: true).Variant, what);
+                var lean = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.F32, DeltaRuleAlgorithm.Chunked, saving);
+                Assert.IsFalse(jit.O.Any(float.IsNaN), $"o has NaNs ({what})");
+                Assert.IsTrue(jit.O.Any(o => o != 0f), $"o is all zeros ({what})");
+                DeltaRuleHalfOutputsTests.AssertSame(lean, jit, what);
+                backend.DeltaRuleStateEarlyFetch = true;
+            }
+    }
 }

@@ -103,6 +103,10 @@ public sealed class DeltaRuleNarrowBackwardChoiceTests
         Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k64_v64", backend.StateFragmentsVariant(Backward, new FastWeightShape(2, 128, 3, 64, 128)).Variant);
         // The forward pass keeps its own choice.
         Assert.AreEqual("delta_rule/chunk_state_fragments_k128_v64_jit", backend.StateFragmentsVariant("chunk_state_fragments", d128).Variant);
+        backend.DeltaRuleGatedStateFragmentsJit = true;
+        Assert.AreEqual(("delta_rule/chunk_state_fragments_k128_v64_jit_gated", 64), backend.StateFragmentsVariant("chunk_state_fragments", d128, gated: true));
+        backend.DeltaRuleGatedStateFragmentsJit = false;
+        Assert.AreEqual(("delta_rule/chunk_state_fragments_k128_v32_lean_gated", 32), backend.StateFragmentsVariant("chunk_state_fragments", d128, gated: true), "gated _jit pass turned off");
         backend.DeltaRuleStateFragmentRows = 64;
         Assert.AreEqual("delta_rule/chunk_state_backward_fragments_k128_v64", backend.StateFragmentsVariant(Backward, d128).Variant, "rows asked for: 64");
         backend.DeltaRuleStateFragmentRows = 0;
