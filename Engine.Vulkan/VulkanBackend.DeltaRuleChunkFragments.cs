@@ -161,11 +161,20 @@ public sealed partial class VulkanBackend
     // only when set, so every other pipeline keeps its five constants.
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0)
     {
-        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0];
         if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
-        if (stageProbe != 0) return [.. constants, halfIo ? 1 : 0, stageProbe];
-        return halfIo ? [.. constants, 1] : constants;
+        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, DeltaRuleLaneStores];
+        // Trailing zeros beyond the first five are left out, so that the default settings keep the
+        // pipelines (and cache keys) they always had.
+        int length = constants.Length;
+        while (length > 5 && constants[length - 1] == 0) length--;
+        return constants[..length];
     }
+
+    /// <summary>How the parallel stages on fragments write result tiles (chunk_fragments.glsl, LANE_STORES,
+    /// specialisation constant 9; 7 and 8 are block_stream_probe.comp's): 0 through coopMatStore; bit 1 bf16 tiles, bit 2 f32 tiles through the
+    /// subgroup's scratch tile as 16-byte words, each lane 8 consecutive values of a row. Same values
+    /// either way. FASTWEIGHTS_DELTA_LANE_STORES sets it (an experiment).</summary>
+    public int DeltaRuleLaneStores { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_LANE_STORES"), out int lanes) ? lanes : 0;
 
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other

@@ -64,6 +64,27 @@ ACC fromLaneValues(float x[8])
 
 #include "split_bf16.glsl"
 
+// How the stages write result tiles to global memory (specialisation constant 9,
+// VulkanBackend.DeltaRuleLaneStores). 0: coopMatStore (STORE_INTERMEDIATE: bf16 tiles as ACC_BF16
+// fragments). Bit 1: bf16 tiles through the subgroup's scratch tile (laneValues), each lane writing
+// its 8 consecutive values of one row, rounded to nearest, as one 16-byte word; bit 2: f32 tiles the
+// same way, two 16-byte words a lane (the tensor must start on 16 bytes). Same values either way.
+layout(constant_id = 9) const uint LANE_STORES = 0;
+#define STORE_RESULT(compact, m, address, offset, stride) \
+    if ((compact) ? (LANE_STORES & 1u) != 0u : (LANE_STORES & 2u) != 0u) \
+    { \
+        float run_[8]; \
+        laneValues(m, run_); \
+        uint at_ = (offset) + laneRow() * (stride) + laneColumn(); \
+        if (compact) Words4Buffer(address).v[at_ / 8] = packNearestBf16(run_); \
+        else \
+        { \
+            F32x4Buffer(address).v[at_ / 4] = vec4(run_[0], run_[1], run_[2], run_[3]); \
+            F32x4Buffer(address).v[at_ / 4 + 1] = vec4(run_[4], run_[5], run_[6], run_[7]); \
+        } \
+    } \
+    else STORE_INTERMEDIATE(compact, m, address, offset, stride)
+
 // Writes the lane's 8 values of tile (tr, tc) as hi and (where split) lo parts into REGION.
 #define PUT_LANE_PARTS(split, REGION, tr, tc, x) \
     { \

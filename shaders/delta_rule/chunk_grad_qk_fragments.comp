@@ -235,7 +235,7 @@ void main()
             dgLane += dotBf16(x, region2[PLANE + (16 * tr + laneRow()) * ROW + 2 * tileColumn(j) + laneColumn() / 8]);
         }
 #endif
-        STORE_INTERMEDIATE(HALF_IO, dq[j], pc.dq, keyOrigin + 16 * tileColumn(j), keyStride)   // bf16 where HALF_IO
+        STORE_RESULT(HALF_IO, dq[j], pc.dq, keyOrigin + 16 * tileColumn(j), keyStride)   // bf16 where HALF_IO
     }
 
     // Second walk over Dv: (dU', S_0) -> dW = -dU' S_0, (U', dS_C) -> dK += U' dS_C
@@ -283,7 +283,7 @@ void main()
     [[unroll]] for (uint j = 0; j < 2; j++)
     {
         ACC negated = dw[j] * -1.0;
-        STORE_INTERMEDIATE(COMPACT, negated, pc.dw, keyOrigin + 16 * tileColumn(j), keyStride)
+        STORE_RESULT(COMPACT, negated, pc.dw, keyOrigin + 16 * tileColumn(j), keyStride)
 #if GATED
         {
             // dK = H'^T Q + diag(tail) U' dS_C; e_i = tail_i (U' dS_C)_i . k_i into the last row's term;
@@ -299,7 +299,7 @@ void main()
             dk[j] = fromLaneValues(y);
         }
 #endif
-        coopMatStore(dk[j], F32Buffer(pc.dk).v, keyOrigin + 16 * tileColumn(j), keyStride, gl_CooperativeMatrixLayoutRowMajor);
+        STORE_RESULT(false, dk[j], pc.dk, keyOrigin + 16 * tileColumn(j), keyStride)
     }
 #if GATED
     // gamma_C <dS_C, S_0> over this block's 64 columns: f32 states, or bf16 (COMPACT) read 8 at a time

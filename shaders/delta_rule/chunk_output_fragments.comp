@@ -174,7 +174,7 @@ void main()
                     }
                 }
             [[unroll]] for (uint j = 0; j < 2; j++)
-                if (PROBE_STORES) STORE_INTERMEDIATE(HALF_IO, o[j], pc.result, (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb + 16 * tileColumn(j), valueStride)
+                if (PROBE_STORES) STORE_RESULT(HALF_IO, o[j], pc.result, (firstToken + 16 * tr) * valueStride + h * pc.dv + 64 * vb + 16 * tileColumn(j), valueStride)
             continue;
         }
         // scale Q S_0^T: per 64 columns kb of Dk, region2 holds S_0's rows 64 vb .. and columns 64 kb ..;
@@ -236,6 +236,6 @@ void main()
                 }
             }
         [[unroll]] for (uint j = 0; j < 2; j++)   // O bf16 where HALF_IO; dU'_local always f32
-            if (PROBE_STORES) STORE_INTERMEDIATE(HALF_IO && VALUES_GRADIENT == 0, o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride)
+            if (PROBE_STORES) STORE_RESULT(HALF_IO && VALUES_GRADIENT == 0, o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride)
     }
 }
