@@ -162,7 +162,9 @@ public sealed partial class VulkanBackend
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0)
     {
         if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
-        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, DeltaRuleLaneStores];
+        // Bit 4 (the state passes' stores from their staged copies) needs compact intermediates, which imply rounded operands.
+        int lanes = compact && !DeltaRuleCoopMatSplit ? DeltaRuleLaneStores : DeltaRuleLaneStores & ~4;
+        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, lanes];
         // Trailing zeros beyond the first five are left out, so that the default settings keep the
         // pipelines (and cache keys) they always had.
         int length = constants.Length;

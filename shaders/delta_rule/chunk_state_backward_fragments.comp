@@ -156,7 +156,7 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb16 = stateTileColumn(j);
-            if (PROBE_STORES && !STAGED_STORES) STORE_INTERMEDIATE(COMPACT, ds[j], pc.dStates, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK)
+            if (PROBE_STORES && UNSTAGED_STORES) STORE_INTERMEDIATE(COMPACT, ds[j], pc.dStates, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK)
             if (PROBE_STAGING) SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
         }
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
@@ -202,7 +202,7 @@ void main()
                     du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
                 }
             }
-            if (PROBE_STORES && !stagedDUPrime) STORE_INTERMEDIATE(COMPACT, du[j], pc.dUPrimeOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride)
+            if (PROBE_STORES && stagedDUPrime == false) STORE_INTERMEDIATE(COMPACT, du[j], pc.dUPrimeOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride)
         }
 #if GATED
         {

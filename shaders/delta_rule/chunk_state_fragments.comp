@@ -197,7 +197,7 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb = stateTileColumn();
-            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul) && !STAGED_STORES)
+            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul) && UNSTAGED_STORES)
                 STORE_INTERMEDIATE(COMPACT, s[j], pc.states, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK)
             if (PROBE_STAGING) SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
         }
@@ -250,7 +250,7 @@ void main()
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             p[j] = uTiles[j] - p[j];
-            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul) && !stagedUPrime)
+            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul) && stagedUPrime == false)
                 STORE_INTERMEDIATE(COMPACT, p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                                    valueStride)
         }

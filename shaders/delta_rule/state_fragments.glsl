@@ -62,7 +62,11 @@ layout(constant_id = 1) const uint PROBE = 0;
 // operands the staged hi plane holds exactly nearestBf16 of each value, which is what the fragment
 // store writes, so the tensors get the same bits.
 layout(constant_id = 9) const uint LANE_STORES = 0;
-#define STAGED_STORES (COMPACT && !SPLIT_OPERANDS && (LANE_STORES & 4u) != 0u)
+// The host sets the bit only for compact intermediates (which imply rounded operands). Both forms are
+// spelled out: glslc 2025 emits invalid SPIR-V for a logical not of a short-circuit expression of
+// specialisation constants (an OpSpecConstantOp on an OpPhi).
+#define STAGED_STORES ((LANE_STORES & 4u) != 0u)
+#define UNSTAGED_STORES ((LANE_STORES & 4u) == 0u)
 
 // Copies `rows` rows of `words` uvec4 each from REGION (row r at uvec4 r * `row`) to the bf16 tensor at
 // `address` (row r from element `origin` + r * `stride`; origin and stride multiples of 8), each word
