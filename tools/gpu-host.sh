@@ -188,7 +188,7 @@ for section in "$@"; do
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     probe) FASTWEIGHTS_PIPELINE_STATS=1 $fw bench probe --items 8192 --blocks 8 $extra | grep -E '^(pipeline|copy|block)' ;;
     lane-stores)
-      for v in 0 1 5; do
+      for v in 0 1 3; do
         echo "# FASTWEIGHTS_DELTA_LANE_STORES=$v"
         FASTWEIGHTS_DELTA_LANE_STORES=$v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --outputs bf16 --shape 8,16,8192,128 $extra \
           | grep -E '^profile'
