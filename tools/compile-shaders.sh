@@ -8,6 +8,10 @@
 # Incremental: a variant whose .spv is newer than its .comp, every file under common/ and the family's
 # *.glsl is skipped. Stale .spv files (no longer a variant) are removed. Variants compile in parallel;
 # any failure prints glslc's errors and fails the script. One summary line goes to stderr.
+# Every module compiled is then checked with spirv-val (tools/spirv-tools.sh, Debian forky's
+# SPIRV-Tools, fetched once like glslc): glslc has emitted invalid SPIR-V that lavapipe accepted and
+# the H100's driver crashed on (bench/results/2026-12-07-h100-run114.txt). FASTWEIGHTS_SPIRV_VAL=0
+# skips the check.
 set -euo pipefail
 shopt -s nullglob
 [ $# = 2 ] || { echo "usage: compile-shaders.sh <shaders-root> <out-dir>" >&2; exit 2; }
@@ -56,14 +60,24 @@ find "$out" -mindepth 1 -type d -empty -delete
 
 count=$(wc -l < "$jobs")
 status=0
+validate=${FASTWEIGHTS_SPIRV_VAL:-1}
+if [ "$count" -gt 0 ] && [ "$validate" != 0 ]; then
+  # fetch SPIRV-Tools once, before the parallel jobs use it
+  "$here/spirv-tools.sh" spirv-val --version > /dev/null || { echo "compile-shaders: spirv-val is not available (FASTWEIGHTS_SPIRV_VAL=0 skips the check)" >&2; exit 1; }
+fi
 if [ "$count" -gt 0 ]; then
-  export glslc src
+  export glslc src here validate
   # shellcheck disable=SC2016
   xargs -d '\n' -n 1 -P "$(nproc)" bash -c '
     IFS=$'"'"'\t'"'"' read -r comp spv family defines <<<"$1"
     mkdir -p "$(dirname "$spv")"
     # shellcheck disable=SC2086
     if "$glslc" --target-env=vulkan1.3 -O -I "$src/common" -I "$src/$family" $defines "$comp" -o "$spv.tmp"; then
+      if [ "$validate" != 0 ] && ! "$here/spirv-tools.sh" spirv-val --target-env vulkan1.3 "$spv.tmp" >&2; then
+        rm -f "$spv.tmp"
+        echo "compile-shaders: INVALID SPIR-V ${spv##*/} from ${comp#"$src"/} ${defines} (spirv-val above)" >&2
+        exit 1
+      fi
       mv -f "$spv.tmp" "$spv"
     else
       rm -f "$spv.tmp"
