@@ -162,7 +162,7 @@ public sealed partial class VulkanBackend
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0)
     {
         if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
-        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, DeltaRuleLaneStores];
+        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, (int)DeltaRuleLaneStores];
         // Trailing zeros beyond the first five are left out, so that the default settings keep the
         // pipelines (and cache keys) they always had.
         int length = constants.Length;
@@ -170,16 +170,16 @@ public sealed partial class VulkanBackend
         return constants[..length];
     }
 
-    /// <summary>How the parallel stages on fragments write result tiles (chunk_fragments.glsl, STORE_RESULT,
-    /// specialisation constant 9; 7 and 8 are block_stream_probe.comp's): 0 through coopMatStore of
-    /// accumulator fragments; bit 1 bf16 tiles (the output stage's O, the q, k gradients' dq and dW), bit 2
-    /// f32 tiles through the subgroup's scratch tile as 16-byte words, each lane 8 consecutive values of a
-    /// row. Same values either way (DeltaRuleLaneStoresTests). 1 by default: a bf16 accumulator fragment's
-    /// store cost the output stage a third of its time (bench/results/2026-12-07-h100-run112.txt), and bit 1
-    /// took B8 H16 T8192 D128 from 10.005 to 9.518 ms forward+backward on an H200 (run 113), the output
-    /// stage 1065 to 954 us and the q, k gradients 2194 to 1826; bit 2 added nothing there.
-    /// FASTWEIGHTS_DELTA_LANE_STORES sets it.</summary>
-    public int DeltaRuleLaneStores { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_LANE_STORES"), out int lanes) ? lanes : 1;
+    /// <summary>Which result tiles the parallel stages on fragments write through the lanes (<see cref="LaneStores"/>;
+    /// chunk_fragments.glsl, STORE_RESULT, specialisation constant 9; 7 and 8 are block_stream_probe.comp's).
+    /// Same values either way (DeltaRuleLaneStoresTests). <see cref="LaneStores.Half"/> by default: a bf16
+    /// accumulator fragment's store cost the output stage a third of its time
+    /// (bench/results/2026-12-07-h100-run112.txt), and Half took B8 H16 T8192 D128 from 10.005 to 9.518 ms
+    /// forward+backward on an H200 (run 113), the output stage 1065 to 954 us and the q, k gradients 2194 to
+    /// 1826; Float added nothing there. FASTWEIGHTS_DELTA_LANE_STORES sets it (a name list such as
+    /// "Half, Float", or the bits as a number).</summary>
+    public LaneStores DeltaRuleLaneStores { get; set; } =
+        Enum.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_LANE_STORES"), ignoreCase: true, out LaneStores lanes) ? lanes : LaneStores.Half;
 
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other

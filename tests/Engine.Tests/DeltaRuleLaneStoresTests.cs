@@ -31,9 +31,9 @@ public sealed class DeltaRuleLaneStoresTests
             foreach (bool saving in new[] { true, false })
             {
                 string what = $"{shape}{(gated ? " gated" : "")}, {outputs.Name()} outputs, {(saving ? "saving forward" : "recomputing backward")}";
-                backend.DeltaRuleLaneStores = 0;
+                backend.DeltaRuleLaneStores = LaneStores.None;
                 var fragments = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, outputs, DeltaRuleAlgorithm.Chunked, saving);
-                backend.DeltaRuleLaneStores = 3;
+                backend.DeltaRuleLaneStores = LaneStores.Half | LaneStores.Float;
                 var lanes = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, outputs, DeltaRuleAlgorithm.Chunked, saving);
                 Assert.IsFalse(lanes.O.Any(float.IsNaN) || lanes.DQ.Any(float.IsNaN) || lanes.DK.Any(float.IsNaN) || lanes.DV.Any(float.IsNaN),
                     $"{what}: an element was not written");
