@@ -157,14 +157,14 @@ public sealed partial class VulkanBackend
     // are bf16: the caller knows from their tensors, NewChunkedIntermediates having chosen), 4
     // MERGED_STAGING (the q, k gradients: DeltaRuleMergedStaging; the output stage:
     // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; 0 for the others).
-    // halfIo (constant 5, HALF_IO): the rule's outputs and gradients bf16 (DeltaRuleStoresHalf); appended
-    // only when set, so every other pipeline keeps its five constants.
+    // 5 HALF_IO (halfIo: the rule's outputs and gradients bf16, DeltaRuleStoresHalf), 6 the output stage's
+    // STAGE_PROBE, 7 and 8 unused here (block_stream_probe.comp's), 9 LANE_STORES (DeltaRuleLaneStores).
+    // Trailing zeros after the first five are dropped, so a pipeline whose later constants are all
+    // zero keeps the five constants (and cache key) it always had.
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0)
     {
         if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
         int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, (int)DeltaRuleLaneStores];
-        // Trailing zeros beyond the first five are left out, so that the default settings keep the
-        // pipelines (and cache keys) they always had.
         int length = constants.Length;
         while (length > 5 && constants[length - 1] == 0) length--;
         return constants[..length];

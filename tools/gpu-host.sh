@@ -160,6 +160,17 @@ delta_profiles() {
       | grep -E "^(pipeline.*$pipelines|profile|delta)"
   done
 }
+# setting_rounds NAME "VALUES" BENCH-ARGS...: for each value of the environment switch NAME, the
+# per-kernel profile (with register counts) at B8 H16 T8192 D128, then #3's four shapes, one call each.
+setting_rounds() {
+  local name=$1 values=$2 v; shift 2
+  for v in $values; do
+    echo "# $name=$v"
+    env "$name=$v" FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked \
+      --shape 8,16,8192,128 "$@" $extra | grep -E '^(pipeline|profile)'
+    env "$name=$v" $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes "$@" $extra | grep -E '^(delta|gated)'
+  done
+}
 for section in "$@"; do
   echo "## $section $(date -u +%T.%N | cut -c1-12)"
   var="FW_$(echo "$section" | tr 'a-z-' 'A-Z_')_ARGS"
@@ -187,26 +198,14 @@ for section in "$@"; do
         FASTWEIGHTS_DELTA_GATED_COMPACT=$v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra | grep -E '^(profile|gated)'; done ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     probe) FASTWEIGHTS_PIPELINE_STATS=1 $fw bench probe --items 8192 --blocks 8 $extra | grep -E '^(pipeline|copy|block)' ;;
-    lane-stores)
-      for v in 0 1 3; do
-        echo "# FASTWEIGHTS_DELTA_LANE_STORES=$v"
-        FASTWEIGHTS_DELTA_LANE_STORES=$v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --outputs bf16 --shape 8,16,8192,128 $extra \
-          | grep -E '^profile'
-        FASTWEIGHTS_DELTA_LANE_STORES=$v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --outputs bf16 --shape $issue_shapes $extra | grep -E '^delta'
-      done ;;
+    lane-stores) setting_rounds FASTWEIGHTS_DELTA_LANE_STORES "0 1 3" --outputs bf16 ;;
     stage-probe)
       for v in 0 1 2 4 8 16 3 24 31; do
         echo "# FASTWEIGHTS_STAGE_PROBE=$v"
         FASTWEIGHTS_STAGE_PROBE=$v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --outputs bf16 --shape 8,16,8192,128 $extra \
           | grep -E '^(pipeline.*chunk_(output|values)|profile.*chunk_(output|values)|profile delta|delta)'
       done ;;
-    delta-gated-jit)
-      for v in FASTWEIGHTS_DELTA_GATED_JIT=0 FASTWEIGHTS_DELTA_GATED_JIT=1; do
-        echo "# $v"
-        env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,8192,128 $extra \
-          | grep -E '^(pipeline.*chunk_state_fragments|profile.*chunk_state_fragments|profile delta)'
-        env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape $issue_shapes $extra | grep -E 'D128'
-      done ;;
+    delta-gated-jit) setting_rounds FASTWEIGHTS_DELTA_GATED_JIT "0 1" --gated true ;;
     delta-gated-profile) FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,8192,128 $extra | grep -E '^(profile|delta)' ;;
     delta-gated-issue) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape $issue_shapes $extra ;;
     delta-gated-fragments)

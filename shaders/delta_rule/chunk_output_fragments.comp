@@ -193,8 +193,11 @@ void main()
                     {
                         FRAG_B sHi, sLo;
                         LOAD_TILE_SPLIT(sHi, sLo, region2, tileColumn(j), d, gl_CooperativeMatrixLayoutColumnMajor);
-                        if (PROBE_PRODUCTS) { MUL_LO(o[j], queryFrags[4 * kb + d], sLo); }
-                        if (PROBE_PRODUCTS) o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
+                        if (PROBE_PRODUCTS)
+                        {
+                            MUL_LO(o[j], queryFrags[4 * kb + d], sLo);
+                            o[j] = coopMatMulAdd(queryFrags[4 * kb + d], sHi, o[j]);
+                        }
                     }
             }
 #if GATED

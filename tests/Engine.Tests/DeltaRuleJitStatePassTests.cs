@@ -87,7 +87,6 @@ public sealed class DeltaRuleJitStatePassTests
                 Assert.IsFalse(jit.O.Any(float.IsNaN), $"o has NaNs ({what})");
                 Assert.IsTrue(jit.O.Any(o => o != 0f), $"o is all zeros ({what})");
                 DeltaRuleHalfOutputsTests.AssertSame(lean, jit, what);
-                backend.DeltaRuleStateEarlyFetch = true;
             }
     }
 }
