@@ -164,7 +164,9 @@ public sealed partial class VulkanBackend
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0)
     {
         if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
-        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, (int)DeltaRuleLaneStores];
+        // StagedState (the state passes' stores from their staged copies) needs compact intermediates, which imply rounded operands.
+        var lanes = compact && !DeltaRuleCoopMatSplit ? DeltaRuleLaneStores : DeltaRuleLaneStores & ~LaneStores.StagedState;
+        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, (int)lanes];
         int length = constants.Length;
         while (length > 5 && constants[length - 1] == 0) length--;
         return constants[..length];

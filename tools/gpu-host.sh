@@ -198,7 +198,7 @@ for section in "$@"; do
         FASTWEIGHTS_DELTA_GATED_COMPACT=$v FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra | grep -E '^(profile|gated)'; done ;;
     delta-gated) $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --gated true --shape 8,16,2048,128,8,16,8192,128 $extra ;;
     probe) FASTWEIGHTS_PIPELINE_STATS=1 $fw bench probe --items 8192 --blocks 8 $extra | grep -E '^(pipeline|copy|block)' ;;
-    lane-stores) setting_rounds FASTWEIGHTS_DELTA_LANE_STORES "0 1 3" --outputs bf16 ;;
+    lane-stores) setting_rounds FASTWEIGHTS_DELTA_LANE_STORES "0 1 5" --outputs bf16 ;;
     stage-probe)
       for v in 0 1 2 4 8 16 3 24 31; do
         echo "# FASTWEIGHTS_STAGE_PROBE=$v"

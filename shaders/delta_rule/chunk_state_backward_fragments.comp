@@ -156,7 +156,7 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb16 = stateTileColumn(j);
-            if (PROBE_STORES) STORE_INTERMEDIATE(COMPACT, ds[j], pc.dStates, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK)
+            if (PROBE_STORES && UNSTAGED_STORES) STORE_INTERMEDIATE(COMPACT, ds[j], pc.dStates, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK)
             if (PROBE_STAGING) SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
         }
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
@@ -168,6 +168,11 @@ void main()
             if (PROBE_STAGING) SPLIT_STORE(scaled, region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         }
         CHUNK_BARRIER();
+        // dS_C's staged copy (region1's hi plane) out to dStates[n]
+        if (STAGED_STORES && PROBE_STORES)
+            COPY_STAGED_ROWS(region1, STATE_ROW, BV, DK / 8, pc.dStates, ((bh * chunks + n) * pc.dv + v0) * DK, DK, 0u)
+        // dU' goes out from its staged (negated) copy below, unless the loop ends before staging it
+        bool stagedDUPrime = STAGED_STORES && (n > 0 || pc.dInitial != 0ul);
 
         // dU' = dU'_local + K dS_C^T, stored
         ACC du[TOKEN_TILES];
@@ -197,7 +202,7 @@ void main()
                     du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
                 }
             }
-            if (PROBE_STORES) STORE_INTERMEDIATE(COMPACT, du[j], pc.dUPrimeOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride)
+            if (PROBE_STORES && stagedDUPrime == false) STORE_INTERMEDIATE(COMPACT, du[j], pc.dUPrimeOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride)
         }
 #if GATED
         {
@@ -229,6 +234,8 @@ void main()
             if (PROBE_STAGING) { STAGE_W_BLOCK(kb) }
             if (PROBE_FETCHES && kb + 1 == KB && n > 0) { FETCH_W(n - 1) }
             CHUNK_BARRIER();
+            if (kb == 0 && stagedDUPrime && PROBE_STORES)
+                COPY_STAGED_ROWS(region1, SLICE_ROW, CHUNK, BV / 8, pc.dUPrimeOut, TOKEN_ORIGIN(n, 0), valueStride, 0x80008000u)
             [[unroll]] for (uint tb = 0; tb < 4; tb++)
                 [[unroll]] for (uint j = kb; j < STATE_TILES; j += KB)
                 {

@@ -197,7 +197,7 @@ void main()
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
         {
             uint vb = stateTileRow(j), kb = stateTileColumn();
-            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul))
+            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul) && UNSTAGED_STORES)
                 STORE_INTERMEDIATE(COMPACT, s[j], pc.states, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb, DK)
             if (PROBE_STAGING) SPLIT_STORE(s[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb, STATE_ROW)
         }
@@ -219,6 +219,9 @@ void main()
             if (PROBE_STAGING) { STAGE_W_BLOCK(kb) }
             if (PROBE_FETCHES && PREFETCH_W != 0 && kb + 1 == KB && n + 1 < chunks) { FETCH_W(n + 1) }
             CHUNK_BARRIER();
+            // S's staged copy (region1's hi plane) out to states[n]
+            if (kb == 0 && STAGED_STORES && PROBE_STORES && (FUSED_OUTPUT == 0 || pc.states != 0ul))
+                COPY_STAGED_ROWS(region1, STATE_ROW, BV, DK / 8, pc.states, ((bh * chunks + n) * pc.dv + v0) * DK, DK, 0u)
             [[unroll]] for (uint kk = 0; kk < 4; kk++)
                 [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
                 {
@@ -239,14 +242,15 @@ void main()
                 }
         }
         if (EARLY_FETCH && PROBE_FETCHES && n + 1 < chunks) { FETCH_Q(n + 1) }
-        // U' = U - P, stored
+        // U' = U - P, stored (from its staged copy below where STAGED_STORES, unless the loop ends before staging it)
+        bool stagedUPrime = STAGED_STORES && (FUSED_OUTPUT != 0 || n + 1 < chunks || pc.finalState != 0ul);
 #if JIT_FETCH
         if (fetching) { FETCH_U(n) }
 #endif
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             p[j] = uTiles[j] - p[j];
-            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul))
+            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul) && stagedUPrime == false)
                 STORE_INTERMEDIATE(COMPACT, p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                                    valueStride)
         }
@@ -273,6 +277,8 @@ void main()
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
             if (PROBE_STAGING) SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         CHUNK_BARRIER();
+        if (stagedUPrime && PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul))
+            COPY_STAGED_ROWS(region2, SLICE_ROW, CHUNK, BV / 8, pc.uPrime, (b * pc.t + t0) * valueStride + h * pc.dv + v0, valueStride, 0u)
 #if FUSED_OUTPUT
         // O = scale Q S^T + P' U' (U' row-major from its parts), stored
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)

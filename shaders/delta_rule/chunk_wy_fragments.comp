@@ -305,7 +305,7 @@ void main()
                         coopMatLoad(operand, region2, block * PLANE + 16 * d * ROW + 2 * tc, ROW, gl_CooperativeMatrixLayoutRowMajor);
                         MUL_EXACT_B(tile, xHi, xLo, operand);
                     }
-                STORE_INTERMEDIATE(COMPACT && key, tile, result, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride)
+                STORE_RESULT(COMPACT && key, tile, result, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride)   // the scratch tiles are free here
             }
     }
 }

@@ -55,6 +55,29 @@ layout(constant_id = 1) const uint PROBE = 0;
 #define PROBE_STAGING ((PROBE & 16u) == 0u)
 #define CHUNK_BARRIER() if (PROBE_BARRIERS) barrier()
 
+// Specialisation constant 9 (VulkanBackend.DeltaRuleLaneStores, bit 4; bits 1 and 2 are the parallel
+// stages', chunk_fragments.glsl): compact (bf16) states and token-major intermediates are written from
+// the copies staged in shared memory for the products, whole rows in 16-byte words after the barrier
+// that publishes them, instead of through coopMatStore of bf16 accumulator fragments. With rounded
+// operands the staged hi plane holds exactly nearestBf16 of each value, which is what the fragment
+// store writes, so the tensors get the same bits.
+layout(constant_id = 9) const uint LANE_STORES = 0;
+// The host sets the bit only for compact intermediates (which imply rounded operands). Both forms are
+// spelled out: glslc 2025 emits invalid SPIR-V for a logical not of a short-circuit expression of
+// specialisation constants (an OpSpecConstantOp on an OpPhi).
+#define STAGED_STORES ((LANE_STORES & 4u) != 0u)
+#define UNSTAGED_STORES ((LANE_STORES & 4u) == 0u)
+
+// Copies `rows` rows of `words` uvec4 each from REGION (row r at uvec4 r * `row`) to the bf16 tensor at
+// `address` (row r from element `origin` + r * `stride`; origin and stride multiples of 8), each word
+// XORed with `flip` (0x80008000u negates the 8 bf16 it holds).
+#define COPY_STAGED_ROWS(REGION, row, rows, words, address, origin, stride, flip) \
+    for (uint e_ = gl_LocalInvocationID.x; e_ < (rows) * (words); e_ += gl_WorkGroupSize.x) \
+    { \
+        uint r_ = e_ / (words), c_ = e_ % (words); \
+        Words4Buffer(address).v[((origin) + r_ * (stride)) / 8 + c_] = REGION[r_ * (row) + c_] ^ uvec4(flip); \
+    }
+
 // PLANES=1 (the _v64 variants at DK = 128): the regions hold the hi plane only, for rounded operands
 // (SPLIT_OPERANDS false; the host takes these variants only then, VulkanBackend.FragmentRows), whose
 // lo-plane accesses never run. So BV = 64 fits beside DK = 128 in 26 KiB where two planes would

@@ -33,7 +33,7 @@ public sealed class DeltaRuleLaneStoresTests
                 string what = $"{shape}{(gated ? " gated" : "")}, {outputs.Name()} outputs, {(saving ? "saving forward" : "recomputing backward")}";
                 backend.DeltaRuleLaneStores = LaneStores.None;
                 var fragments = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, outputs, DeltaRuleAlgorithm.Chunked, saving);
-                backend.DeltaRuleLaneStores = LaneStores.Half | LaneStores.Float;
+                backend.DeltaRuleLaneStores = LaneStores.Half | LaneStores.Float | LaneStores.StagedState;
                 var lanes = DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, outputs, DeltaRuleAlgorithm.Chunked, saving);
                 Assert.IsFalse(lanes.O.Any(float.IsNaN) || lanes.DQ.Any(float.IsNaN) || lanes.DK.Any(float.IsNaN) || lanes.DV.Any(float.IsNaN),
                     $"{what}: an element was not written");
