@@ -172,16 +172,18 @@ public sealed partial class VulkanBackend
         return constants[..length];
     }
 
-    /// <summary>Which result tiles the parallel stages on fragments write through the lanes (<see cref="LaneStores"/>;
-    /// chunk_fragments.glsl, STORE_RESULT, specialisation constant 9; 7 and 8 are block_stream_probe.comp's).
-    /// Same values either way (DeltaRuleLaneStoresTests). <see cref="LaneStores.Half"/> by default: a bf16
-    /// accumulator fragment's store cost the output stage a third of its time
-    /// (bench/results/2026-12-07-h100-run112.txt), and Half took B8 H16 T8192 D128 from 10.005 to 9.518 ms
-    /// forward+backward on an H200 (run 113), the output stage 1065 to 954 us and the q, k gradients 2194 to
-    /// 1826; Float added nothing there. FASTWEIGHTS_DELTA_LANE_STORES sets it (a name list such as
-    /// "Half, Float", or the bits as a number).</summary>
+    /// <summary>Which result tiles the stages on fragments write through the lanes rather than with coopMatStore
+    /// (<see cref="LaneStores"/>; chunk_fragments.glsl STORE_RESULT and state_fragments.glsl COPY_STAGED_ROWS,
+    /// specialisation constant 9; 7 and 8 are block_stream_probe.comp's). Same values either way
+    /// (DeltaRuleLaneStoresTests). <see cref="LaneStores.Half"/> | <see cref="LaneStores.StagedState"/> by default:
+    /// a bf16 accumulator fragment's store cost the output stage a third of its time
+    /// (bench/results/2026-12-07-h100-run112.txt). On an H100 (run 115, B8 H16 T8192 D128, bf16 outputs)
+    /// None / Half / Half+StagedState took the forward 3.154 / 3.005 / 2.685 ms and forward+backward
+    /// 9.559 / 9.148 / 8.583 ms; StagedState took the forward state pass from 1284 to 953 us and the backward one
+    /// from 2098 to 1863. Float added nothing (run 113). FASTWEIGHTS_DELTA_LANE_STORES sets it (a name list
+    /// such as "Half, StagedState", or the bits as a number).</summary>
     public LaneStores DeltaRuleLaneStores { get; set; } =
-        Enum.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_LANE_STORES"), ignoreCase: true, out LaneStores lanes) ? lanes : LaneStores.Half;
+        Enum.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_LANE_STORES"), ignoreCase: true, out LaneStores lanes) ? lanes : LaneStores.Half | LaneStores.StagedState;
 
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other
