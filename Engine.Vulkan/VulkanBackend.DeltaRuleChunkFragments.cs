@@ -158,15 +158,21 @@ public sealed partial class VulkanBackend
     // MERGED_STAGING (the q, k gradients: DeltaRuleMergedStaging; the output stage:
     // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; 0 for the others).
     // 5 HALF_IO (halfIo: the rule's outputs and gradients bf16, DeltaRuleStoresHalf), 6 the output stage's
-    // STAGE_PROBE, 7 and 8 unused here (block_stream_probe.comp's), 9 LANE_STORES (DeltaRuleLaneStores).
+    // STAGE_PROBE, 7 and 8 unused here (block_stream_probe.comp's), 9 LANE_STORES (DeltaRuleLaneStores),
+    // 10 COMPACT_SUMMANDS (summands: the f32 summand the kernel writes or reads, U, dU'_local or the partial
+    // dK, is bf16; the caller knows from that tensor, ChunkedDeltaRuleBackward and NewChunkedIntermediates
+    // having chosen with DeltaRuleCompactSummands).
     // Trailing zeros after the first five are dropped, so a pipeline whose later constants are all
     // zero keeps the five constants (and cache key) it always had.
-    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0)
+    private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0,
+        bool summands = false)
     {
         if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
         // StagedState (the state passes' stores from their staged copies) needs compact intermediates, which imply rounded operands.
         var lanes = compact && !DeltaRuleCoopMatSplit ? DeltaRuleLaneStores : DeltaRuleLaneStores & ~LaneStores.StagedState;
-        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, (int)lanes];
+        if (summands && !compact) throw new InvalidOperationException("bf16 summands (DeltaRuleCompactSummands) come with compact intermediates only");
+        int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, (int)lanes,
+            summands ? 1 : 0];
         int length = constants.Length;
         while (length > 5 && constants[length - 1] == 0) length--;
         return constants[..length];
@@ -185,13 +191,25 @@ public sealed partial class VulkanBackend
     public LaneStores DeltaRuleLaneStores { get; set; } =
         Enum.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_LANE_STORES"), ignoreCase: true, out LaneStores lanes) ? lanes : LaneStores.Half | LaneStores.StagedState;
 
+    /// <summary>Whether, with compact intermediates, the ungated rule also keeps three f32 summands as bf16
+    /// rounded to nearest: U (U' = U - W S^T), dU'_local (dU' = dU'_local + K dS_C^T) and, with bf16
+    /// gradients, the q, k gradients' partial dK, which the WY backward completes (specialisation constant
+    /// 10, COMPACT_SUMMANDS in fragment_types.glsl). Each sum is still formed in f32; one of its addends
+    /// carries one more bf16 rounding, as flash-linear-attention keeps u, dv and dk in bf16 (so, unlike
+    /// the compact intermediates, this changes bits: DeltaRuleCompactSummandsTests holds it to the
+    /// reference). Each of the three tensors is written once and read once, so this halves about 1.6 GB
+    /// of traffic of forward+backward at B8 H16 T8192 D128. True by default;
+    /// FASTWEIGHTS_DELTA_COMPACT_SUMMANDS=0 keeps them f32.</summary>
+    public bool DeltaRuleCompactSummands { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT_SUMMANDS") != "0";
+
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other
     // value gives wrong results.
     private static readonly int StageProbe = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_STAGE_PROBE"), out int probe) ? probe : 0;
 
-    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false, int stageProbe = 0) =>
-        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo, stageProbe: stageProbe), requiredSubgroupSize: 32, fullSubgroups: true);
+    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false, int stageProbe = 0, bool summands = false) =>
+        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo, stageProbe: stageProbe, summands: summands),
+            requiredSubgroupSize: 32, fullSubgroups: true);
 
     // A tile kernel of the chunked rule, which reads and writes f32 only: DeltaRuleStoresHalf says yes only
     // where every stage runs on fragments, so bf16 outputs or gradients reaching one is a bug.
@@ -200,18 +218,23 @@ public sealed partial class VulkanBackend
             : ChunkKernel(kernel, q);
 
     // chunk_output or chunk_values_grad for this problem (same push constants and workgroups either way).
-    private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
+    // summands: chunk_values_grad's dU'_local is bf16 (DeltaRuleCompactSummands).
+    private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact, bool halfIo = false, bool summands = false) =>
         DeltaRuleUsesOutputFragments(q.DType, s)
-            ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo, stageProbe: StageProbe)
-            : TileKernelF32Only(kernel, q, halfIo);
+            ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo, stageProbe: StageProbe,
+                summands: summands)
+            : summands ? throw new InvalidOperationException($"{kernel}: a bf16 dU'_local reached a kernel that is not on fragments") : TileKernelF32Only(kernel, q, halfIo);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
-    private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
-        DeltaRuleUsesWyBackwardFragments(q.DType, s) ? FragmentKernel("chunk_wy_backward_fragments", compact, merged: DeltaRuleMergedWyBackwardStaging, halfIo: halfIo)
-            : TileKernelF32Only("chunk_wy_backward", q, halfIo);
+    // summands: the partial dK it completes is bf16 (DeltaRuleCompactSummands).
+    private ComputeKernel WyBackwardKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false, bool summands = false) =>
+        DeltaRuleUsesWyBackwardFragments(q.DType, s)
+            ? FragmentKernel("chunk_wy_backward_fragments", compact, merged: DeltaRuleMergedWyBackwardStaging, halfIo: halfIo, summands: summands)
+            : summands ? throw new InvalidOperationException("chunk_wy_backward: a bf16 partial dK reached a kernel that is not on fragments") : TileKernelF32Only("chunk_wy_backward", q, halfIo);
 
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
-    private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false) =>
-        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging, halfIo: halfIo)
-            : TileKernelF32Only("chunk_grad_qk", q, halfIo);
+    // summands: the partial dK it writes is bf16 (DeltaRuleCompactSummands).
+    private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false, bool summands = false) =>
+        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging, halfIo: halfIo, summands: summands)
+            : summands ? throw new InvalidOperationException("chunk_grad_qk: a bf16 partial dK reached a kernel that is not on fragments") : TileKernelF32Only("chunk_grad_qk", q, halfIo);
 }

@@ -322,7 +322,8 @@ public sealed partial class VulkanBackend
     // X [B H chunks, 64, 64] is only allocated when the backward will read it, U' and the states
     // unless a plain forward's fused state pass does without them.
     // Compact (DeltaRuleUsesCompactIntermediates; forBackward false: a plain forward's): W, X, U' and the
-    // states bf16; U f32 either way. Every later stage takes its COMPACT constant from these tensors.
+    // states bf16; U f32, or bf16 with DeltaRuleCompactSummands. Every later stage takes its COMPACT and
+    // COMPACT_SUMMANDS constants from these tensors.
     private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null, bool withStates = true,
         bool forBackward = true)
     {
@@ -331,7 +332,7 @@ public sealed partial class VulkanBackend
         var stored = compact ? DType.BF16 : DType.F32;
         return new ChunkedDeltaRuleSaved
         {
-            W = Tensor.Empty(this, s.Keys, stored), U = Tensor.Empty(this, s.Values),
+            W = Tensor.Empty(this, s.Keys, stored), U = Tensor.Empty(this, s.Values, compact && DeltaRuleCompactSummands ? DType.BF16 : DType.F32),
             Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize), stored) : null,
             UPrime = withStates ? Tensor.Empty(this, s.Values, stored) : null, States = withStates ? Tensor.Empty(this, ChunkStates(s), stored) : null,
             Problem = recorded ?? p, Compact = compact,
@@ -360,13 +361,14 @@ public sealed partial class VulkanBackend
         bool fusedValues = DeltaRuleUsesFusedValuesGradient(p.Q.DType, s, p.Scale);
         using var recomputedScores = kept is null && fusedValues ? NewScores(s) : null;
         var scores = recomputedScores ?? (fusedValues ? kept?.ScoresFor(problem) : null);
-        // dU'_local (f32) from the values gradient; the state pass writes dU' in place, or, compact, into
-        // a bf16 tensor of its own, as it does the dS_C and the q, k gradients dW. Compact with P', nothing
-        // holds dU'_local (the pass forms it in registers), so no f32 tensor is made for it.
-        bool compact = f.Compact;
+        // dU'_local (f32, or bf16 with compact summands) from the values gradient; the state pass writes dU'
+        // in place, or, compact, into a bf16 tensor of its own, as it does the dS_C and the q, k gradients
+        // dW. Compact with P', nothing holds dU'_local (the pass forms it in registers), so no tensor is
+        // made for it.
+        bool compact = f.Compact, summands = compact && DeltaRuleCompactSummands;
         var stored = compact ? DType.BF16 : DType.F32;
         using var dUPrimeCompact = compact ? Tensor.Empty(this, s.Values, stored) : null;
-        using var dUPrimeWide = compact && scores is not null ? null : Tensor.Empty(this, s.Values);
+        using var dUPrimeWide = compact && scores is not null ? null : Tensor.Empty(this, s.Values, summands ? DType.BF16 : DType.F32);
         var dUPrime = dUPrimeCompact ?? dUPrimeWide!;
         var dUPrimeLocal = dUPrimeWide ?? dUPrime;   // not read where P' is given
         using var dStates = Tensor.Empty(this, ChunkStates(s), stored);
@@ -378,15 +380,15 @@ public sealed partial class VulkanBackend
         }
         if (scores is null) ChunkOutput("chunk_values_grad", p.Q, p.K, s, p.Scale, g.DOutput, null, dUPrimeLocal, compact);
         ChunkStateBackward(p.Q, p.K, w, s, p.Scale, g.DOutput, dUPrimeLocal, dUPrime, dStates, g.DFinalState, g.DInitialState, scores);
-        // bf16 gradients (DeltaRuleStoresHalf): the q, k gradients' partial dk goes into an f32 tensor of
-        // its own, which the WY backward completes into the caller's bf16 dk.
+        // bf16 gradients (DeltaRuleStoresHalf): the q, k gradients' partial dk goes into a tensor of its
+        // own (f32, or bf16 with compact summands), which the WY backward completes into the caller's bf16 dk.
         bool halfIo = g.DV.DType == DType.BF16;
-        using var dkPartial = halfIo ? Tensor.Empty(this, s.Keys) : null;
+        using var dkPartial = halfIo ? Tensor.Empty(this, s.Keys, summands ? DType.BF16 : DType.F32) : null;
         ChunkGradQK(p.Q, p.K, s, p.Scale, g.DOutput, uPrime, dUPrime, states, dStates, g.DQ, dkPartial ?? g.DK, dW);
 
         var push = new PushConstants(stackalloc byte[128]);
         WyBackwardOperands(ref push, p, inverse, halfIo ? g.DK : w, u, dUPrime, dW, halfIo ? g with { DK = dkPartial! } : g);
-        Dispatch(WyBackwardKernel(p.Q, s, compact, halfIo), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        Dispatch(WyBackwardKernel(p.Q, s, compact, halfIo, summands: dkPartial?.DType == DType.BF16), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
         aligned.CopyOutputsBack();
     }
 
@@ -500,7 +502,9 @@ public sealed partial class VulkanBackend
         push.Address(p.Q);
         push.AddressOrZero(scores);
         push.Append(p.Scale);
-        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments", compact: w.DType == DType.BF16) : ChunkKernel("chunk_wy", p.Q);
+        bool summands = u.DType == DType.BF16;   // DeltaRuleCompactSummands
+        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments", compact: w.DType == DType.BF16, summands: summands)
+            : summands ? throw new InvalidOperationException("chunk_wy: a bf16 U reached a kernel that is not on fragments") : ChunkKernel("chunk_wy", p.Q);
         Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
@@ -525,8 +529,9 @@ public sealed partial class VulkanBackend
         }
         else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
         var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s)
-            ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null, halfIo: fused?.Output.DType == DType.BF16)
-            : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
+            ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null, halfIo: fused?.Output.DType == DType.BF16,
+                summands: u.DType == DType.BF16)
+            : u.DType == DType.BF16 ? throw new InvalidOperationException("chunk_state: a bf16 U reached a pass that is not on fragments") : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
     }
@@ -538,7 +543,8 @@ public sealed partial class VulkanBackend
         var push = new PushConstants(stackalloc byte[128]);
         OutputOperands(ref push, q, k, s, scale, values, states, result);
         bool halfIo = (kernel == "chunk_output" ? result : values).DType == DType.BF16;   // O, or dO, bf16 (DeltaRuleStoresHalf)
-        Dispatch(OutputKernel(kernel, q, s, compact, halfIo), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
+        bool summands = kernel == "chunk_values_grad" && result.DType == DType.BF16;     // dU'_local bf16 (DeltaRuleCompactSummands)
+        Dispatch(OutputKernel(kernel, q, s, compact, halfIo, summands), push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
     // chunk_state_backward.comp: reverse over chunks, dU' = dU'_local + K dS_C^T, dS_0 = dS_C + dO^T Q' - dU'^T W;
@@ -560,8 +566,10 @@ public sealed partial class VulkanBackend
         push.Address(dUPrime);
         push.AddressOrZero(scores);
         bool halfIo = dOutput.DType == DType.BF16;   // DeltaRuleStoresHalf
-        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null, halfIo: halfIo)
-            : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
+        bool summands = scores is null && dUPrimeLocal.DType == DType.BF16;   // DeltaRuleCompactSummands
+        var (kernel, groups) = fragments ? StateFragmentsKernel("chunk_state_backward_fragments", q.DType, s, compact: w.DType == DType.BF16, values: scores is not null, halfIo: halfIo,
+                summands: summands)
+            : summands ? throw new InvalidOperationException("chunk_state_backward: a bf16 dU'_local reached a pass that is not on fragments") : (tiles ? ChunkKernel("chunk_state_backward_tiles", q, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state_backward", q), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
     }
@@ -572,10 +580,10 @@ public sealed partial class VulkanBackend
     {
         var push = new PushConstants(stackalloc byte[128]);
         GradQKOperands(ref push, q, k, s, scale, dOutput, uPrime, dUPrime, states, dStates, dq, dk, dW);
-        // dO and dq bf16 (DeltaRuleStoresHalf; dk here is the f32 partial either way)
-        bool halfIo = dOutput.DType == DType.BF16;
-        if (dq.DType != dOutput.DType || dk.DType != DType.F32) throw new InvalidOperationException("chunk_grad_qk takes dO and dq of one dtype and an f32 partial dk");
-        var kernel = GradQKKernel(q, s, compact: states.DType == DType.BF16, halfIo);
+        // dO and dq bf16 (DeltaRuleStoresHalf); dk here is the partial, f32, or bf16 with them (DeltaRuleCompactSummands)
+        bool halfIo = dOutput.DType == DType.BF16, summands = dk.DType == DType.BF16;
+        if (dq.DType != dOutput.DType || (summands && !halfIo)) throw new InvalidOperationException("chunk_grad_qk takes dO and dq of one dtype, and a bf16 partial dk only with them");
+        var kernel = GradQKKernel(q, s, compact: states.DType == DType.BF16, halfIo, summands);
         // The fragment kernel takes (chunk, 64-column block of Dk) along x, the tile kernel the blocks along z.
         if (DeltaRuleUsesGradQKFragments(q.DType, s)) Dispatch(kernel, push, ChunkCount(s) * Groups(s.KeyDim, DeltaRuleChunkSize), (uint)(s.Batch * s.Heads));
         else Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads), Groups(s.KeyDim, DeltaRuleChunkSize));

@@ -122,11 +122,13 @@ public sealed partial class VulkanBackend
     // compact: the intermediates are bf16 (DeltaRuleUsesCompactIntermediates); values: the backward pass's
     // variant that forms dU'_local from P' (chunk_state_backward_fragments.comp, FUSED_VALUES).
     // gated: the GATED build (the gated rule's recurrence from decayed keys and queries, DeltaRuleGated.cs).
+    // summands: U (forward) or dU'_local (backward) is bf16 (DeltaRuleCompactSummands).
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
-        bool gated = false, bool halfIo = false)
+        bool gated = false, bool halfIo = false, bool summands = false)
     {
         var (variant, rows) = StateFragmentsVariant(kernel, s, fused, values, gated);
-        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch, halfIo: halfIo);
+        int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch, halfIo: halfIo,
+            summands: summands);
         return (Kernels.Get(variant, specialization, requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));
     }
 

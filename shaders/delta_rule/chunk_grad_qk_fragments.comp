@@ -299,7 +299,7 @@ void main()
             dk[j] = fromLaneValues(y);
         }
 #endif
-        STORE_RESULT(false, dk[j], pc.dk, keyOrigin + 16 * tileColumn(j), keyStride)
+        STORE_RESULT(COMPACT_SUMMANDS, dk[j], pc.dk, keyOrigin + 16 * tileColumn(j), keyStride)   // partial dK: bf16 where COMPACT_SUMMANDS
     }
 #if GATED
     // gamma_C <dS_C, S_0> over this block's 64 columns: f32 states, or bf16 (COMPACT) read 8 at a time

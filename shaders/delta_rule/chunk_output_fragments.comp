@@ -52,7 +52,7 @@ layout(push_constant) uniform Push
     uint64_t k;
     uint64_t values;    // forward: U' (bf16 where COMPACT: fragment_types.glsl); backward: dO (bf16 where HALF_IO, else f32)
     uint64_t states;    // forward: chunk-start states (bf16 where COMPACT); backward: unused
-    uint64_t result;    // forward: O (bf16 where HALF_IO, else f32); backward: dU'_local (f32)
+    uint64_t result;    // forward: O (bf16 where HALF_IO, else f32); backward: dU'_local (f32; bf16 where COMPACT_SUMMANDS)
     uint t;
     uint heads;
     uint dk;
@@ -238,7 +238,7 @@ void main()
                     if (PROBE_PRODUCTS) { MUL_SPLIT(o[j], pHi, pLo, vHi, vLo); }
                 }
             }
-        [[unroll]] for (uint j = 0; j < 2; j++)   // O bf16 where HALF_IO; dU'_local always f32
-            if (PROBE_STORES) STORE_RESULT(HALF_IO && VALUES_GRADIENT == 0, o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride)
+        [[unroll]] for (uint j = 0; j < 2; j++)   // O bf16 where HALF_IO, dU'_local where COMPACT_SUMMANDS
+            if (PROBE_STORES) STORE_RESULT(VALUES_GRADIENT == 0 ? HALF_IO : COMPACT_SUMMANDS, o[j], pc.result, valueOrigin + 16 * tileColumn(j), valueStride)
     }
 }

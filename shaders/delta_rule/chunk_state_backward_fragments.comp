@@ -59,7 +59,7 @@ layout(push_constant) uniform Push
     uint64_t k;
     uint64_t w;             // bf16 where COMPACT
     uint64_t dOut;          // f32, or bf16 where HALF_IO
-    uint64_t dUPrime;       // in: dU'_local (f32; FUSED_VALUES: not read)
+    uint64_t dUPrime;       // in: dU'_local (f32, or bf16 where COMPACT_SUMMANDS; FUSED_VALUES: not read)
     uint64_t dStates;       // out: dS_C per chunk (bf16 where COMPACT)
     uint64_t dFinal;        // 0: zeros
     uint64_t dInitial;      // 0: not written
@@ -122,9 +122,12 @@ void main()
 #define FETCH_LOCAL_TILE(n, j)
 #else
     ACC localTiles[TOKEN_TILES];
+    ACC_BF16 localHalf[TOKEN_TILES];   // COMPACT_SUMMANDS: dU'_local's tiles as read, widened where dU' is formed
 #define FETCH_SCORES(n)
 #define FETCH_LOCAL_TILE(n, j) \
-    coopMatLoad(localTiles[j], dUPrimeLocal.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
+    if (COMPACT_SUMMANDS) coopMatLoad(localHalf[j], Words4Buffer(pc.dUPrime).v, (TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j)) / 8, valueStride / 8, \
+                                      gl_CooperativeMatrixLayoutRowMajor); \
+    else coopMatLoad(localTiles[j], dUPrimeLocal.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
 #endif
     FRAG_A kFrags[TK];
     FRAG_B qFrags[KB][4];
@@ -190,7 +193,8 @@ void main()
                 }
             du[j] = du[j] * (1.0 / pc.scale);
 #else
-            du[j] = localTiles[j];
+            if (COMPACT_SUMMANDS) du[j] = ACC(localHalf[j]);   // exact: bf16 widens to f32
+            else du[j] = localTiles[j];
 #endif
             [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++)
             {

@@ -67,7 +67,7 @@ layout(push_constant) uniform Push
     uint64_t u;         // not read
     uint64_t dUPrime;
     uint64_t dw;
-    uint64_t dk;        // in: partial dK (f32); out: dK, unless HALF_IO
+    uint64_t dk;        // in: partial dK (f32; bf16 where COMPACT_SUMMANDS, with HALF_IO only); out: dK, unless HALF_IO
     uint64_t dv;        // out (bf16 where HALF_IO, else f32)
     uint64_t dbeta;     // out
     uint t;
@@ -91,6 +91,25 @@ layout(push_constant) uniform Push
         Words4Buffer(halfAddress).v[(at) / 8] = packNearestBf16(run); \
     } \
     else { target.v[(at) / 4] = low; target.v[(at) / 4 + 1] = high; }
+
+// dK's bf16 partial (COMPACT_SUMMANDS) at element `at`: its 8 values plus low, high, rounded to nearest again.
+#define ADD_TO_HALF_PARTIAL(at, low, high) \
+    { \
+        float sum_[8]; \
+        unpackBf16(Words4Buffer(pc.dk).v[(at) / 8], sum_); \
+        [[unroll]] for (uint e_ = 0; e_ < 4; e_++) { sum_[e_] += low[e_]; sum_[4 + e_] += high[e_]; } \
+        Words4Buffer(pc.dk).v[(at) / 8] = packNearestBf16(sum_); \
+    }
+// dK's partial at element `at` as two vec4 (widened where bf16).
+#define READ_PARTIAL(at, low, high) \
+    if (COMPACT_SUMMANDS) \
+    { \
+        float part_[8]; \
+        unpackBf16(Words4Buffer(pc.dk).v[(at) / 8], part_); \
+        low = vec4(part_[0], part_[1], part_[2], part_[3]); \
+        high = vec4(part_[4], part_[5], part_[6], part_[7]); \
+    } \
+    else { low = F32x4Buffer(pc.dk).v[(at) / 4]; high = F32x4Buffer(pc.dk).v[(at) / 4 + 1]; }
 
 void main()
 {
@@ -196,6 +215,7 @@ void main()
         F32x4Buffer target = F32x4Buffer(valueBlock ? pc.dv : pc.dk); \
         vec4 low = vec4(x[0], x[1], x[2], x[3]) * laneBeta, high = vec4(x[4], x[5], x[6], x[7]) * laneBeta; \
         if (valueBlock) { STORE_GRADIENT_RUN(pc.dv, target, at, low, high) } \
+        else if (COMPACT_SUMMANDS) ADD_TO_HALF_PARTIAL(at, low, high) \
         else { target.v[at / 4] += low; target.v[at / 4 + 1] += high; }   /* dK's f32 partial, completed below */ \
     }
     if (MERGED)
@@ -413,8 +433,10 @@ void main()
                 betaPartial = fma(x[e], bf16ToFloat(e % 2 == 0 ? packed[e / 2] & 0xFFFFu : packed[e / 2] >> 16), betaPartial);
 #endif
             F32x4Buffer target = F32x4Buffer(pc.dk);
-            vec4 low = target.v[at / 4] + (vec4(x[0], x[1], x[2], x[3]) * laneBeta + vec4(y[0], y[1], y[2], y[3]));
-            vec4 high = target.v[at / 4 + 1] + (vec4(x[4], x[5], x[6], x[7]) * laneBeta + vec4(y[4], y[5], y[6], y[7]));
+            vec4 partLow, partHigh;
+            READ_PARTIAL(at, partLow, partHigh)
+            vec4 low = partLow + (vec4(x[0], x[1], x[2], x[3]) * laneBeta + vec4(y[0], y[1], y[2], y[3]));
+            vec4 high = partHigh + (vec4(x[4], x[5], x[6], x[7]) * laneBeta + vec4(y[4], y[5], y[6], y[7]));
             STORE_GRADIENT_RUN(pc.w, target, at, low, high)
         }
     }

@@ -42,6 +42,16 @@ layout(constant_id = 3) const bool COMPACT = false;
 // dO staged as it is gives the same operands.
 layout(constant_id = 5) const bool HALF_IO = false;
 
+// Whether the f32 summand this kernel writes or reads is bf16 (specialisation constant 10;
+// VulkanBackend.DeltaRuleCompactSummands, which the host turns into this constant from the tensor's own
+// dtype): U (stage 1 writes it, the forward state pass reads it into U' = U - W S^T), dU'_local (the
+// values gradient writes it, the backward state pass reads it into dU' = dU'_local + K dS_C^T) and,
+// where HALF_IO, the q, k gradients' partial dK (the WY backward reads it and adds its own part).
+// Each is stored rounded to nearest bf16 and widened exactly where read, the sum itself in f32: unlike
+// COMPACT this changes results, by one more bf16 rounding of one addend, as flash-linear-attention keeps
+// u, dv and dk in bf16; it halves the bytes of three tensors written once and read once.
+layout(constant_id = 10) const bool COMPACT_SUMMANDS = false;
+
 // m with every element rounded to the nearest bf16 value (ties to even; NaN kept), so that the
 // conversion to ACC_BF16 after it is exact. The component-type conversion alone very likely rounds
 // toward zero on the H100 (docs/ops.md, "Rounding"; Vulkan leaves the direction to the driver): a rounded operand then carries a one-sided error of up to
@@ -73,6 +83,16 @@ uvec4 packNearestBf16(float x[8])
     uvec4 packed;
     [[unroll]] for (uint i = 0; i < 4; i++) packed[i] = nearestBf16Bits(x[2 * i]) | (nearestBf16Bits(x[2 * i + 1]) << 16);
     return packed;
+}
+
+// The 8 bf16 values packed in order in a 16-byte word (packNearestBf16's layout), widened exactly.
+void unpackBf16(uvec4 packed, out float x[8])
+{
+    [[unroll]] for (uint i = 0; i < 4; i++)
+    {
+        x[2 * i] = uintBitsToFloat(packed[i] << 16);
+        x[2 * i + 1] = uintBitsToFloat(packed[i] & 0xFFFF0000u);
+    }
 }
 
 // Stores f32 tile m as its hi and, where split, lo parts, row-major from uvec4 `first` of REGION
