@@ -159,9 +159,9 @@ public sealed partial class VulkanBackend
     // DeltaRuleMergedOutputStaging; the WY backward: DeltaRuleMergedWyBackwardStaging; 0 for the others).
     // 5 HALF_IO (halfIo: the rule's outputs and gradients bf16, DeltaRuleStoresHalf), 6 the output stage's
     // STAGE_PROBE, 7 and 8 unused here (block_stream_probe.comp's), 9 LANE_STORES (DeltaRuleLaneStores),
-    // 10 COMPACT_SUMMANDS (summands: the f32 summand the kernel writes or reads, U, dU'_local or the partial
-    // dK, is bf16; the caller knows from that tensor, ChunkedDeltaRuleBackward and NewChunkedIntermediates
-    // having chosen with DeltaRuleCompactSummands).
+    // 10 COMPACT_SUMMANDS (summands: the f32 summand the kernel writes or reads, dU'_local or the partial
+    // dK, is bf16; the caller knows from that tensor, ChunkedDeltaRuleBackward having chosen with
+    // DeltaRuleCompactSummands).
     // Trailing zeros after the first five are dropped, so a pipeline whose later constants are all
     // zero keeps the five constants (and cache key) it always had.
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0,
@@ -191,16 +191,17 @@ public sealed partial class VulkanBackend
     public LaneStores DeltaRuleLaneStores { get; set; } =
         Enum.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_LANE_STORES"), ignoreCase: true, out LaneStores lanes) ? lanes : LaneStores.Half | LaneStores.StagedState;
 
-    /// <summary>Whether, with compact intermediates, the ungated rule also keeps three f32 summands as bf16
-    /// rounded to nearest: U (U' = U - W S^T), dU'_local (dU' = dU'_local + K dS_C^T) and, with bf16
-    /// gradients, the q, k gradients' partial dK, which the WY backward completes (specialisation constant
-    /// 10, COMPACT_SUMMANDS in fragment_types.glsl). Each sum is still formed in f32; one of its addends
-    /// carries one more bf16 rounding, as flash-linear-attention keeps u, dv and dk in bf16 (so, unlike
-    /// the compact intermediates, this changes bits: DeltaRuleCompactSummandsTests holds it to the
-    /// reference). Each of the three tensors is written once and read once, so this halves about 1.6 GB
-    /// of traffic of forward+backward at B8 H16 T8192 D128. True by default;
-    /// FASTWEIGHTS_DELTA_COMPACT_SUMMANDS=0 keeps them f32.</summary>
-    public bool DeltaRuleCompactSummands { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT_SUMMANDS") != "0";
+    /// <summary>Whether, with compact intermediates, the ungated rule's backward also keeps two f32 summands
+    /// as bf16 rounded to nearest: dU'_local (dU' = dU'_local + K dS_C^T) and, with bf16 gradients, the q, k
+    /// gradients' partial dK, which the WY backward completes (specialisation constant 10,
+    /// COMPACT_SUMMANDS in fragment_types.glsl). Each sum is still formed in f32; one of its addends
+    /// carries one more bf16 rounding, as flash-linear-attention keeps dv and dk in bf16 (so, unlike the
+    /// compact intermediates, this changes bits: DeltaRuleCompactSummandsTests holds it to the reference).
+    /// On an H100 (run 116, B8 H16 T8192 D128, bf16 outputs) it took the values gradient from 831 to 696
+    /// us, the backward state pass 1828 to 1739, the q, k gradients 1918 to 1811 and the WY backward 1696
+    /// to 1566. False by default until its tests have run whole on a GPU (run 116 ran them at Dk 128
+    /// only); FASTWEIGHTS_DELTA_COMPACT_SUMMANDS=1 turns it on.</summary>
+    public bool DeltaRuleCompactSummands { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT_SUMMANDS") == "1";
 
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other

@@ -122,7 +122,7 @@ public sealed partial class VulkanBackend
     // compact: the intermediates are bf16 (DeltaRuleUsesCompactIntermediates); values: the backward pass's
     // variant that forms dU'_local from P' (chunk_state_backward_fragments.comp, FUSED_VALUES).
     // gated: the GATED build (the gated rule's recurrence from decayed keys and queries, DeltaRuleGated.cs).
-    // summands: U (forward) or dU'_local (backward) is bf16 (DeltaRuleCompactSummands).
+    // summands: the backward pass's dU'_local is bf16 (DeltaRuleCompactSummands).
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
         bool gated = false, bool halfIo = false, bool summands = false)
     {

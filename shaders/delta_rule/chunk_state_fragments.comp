@@ -88,7 +88,7 @@ layout(push_constant) uniform Push
 {
     uint64_t k;
     uint64_t w;             // bf16 where COMPACT
-    uint64_t u;             // f32, or bf16 where COMPACT_SUMMANDS
+    uint64_t u;
     uint64_t uPrime;        // out (FUSED_OUTPUT: 0, not stored); bf16 where COMPACT
     uint64_t states;        // out (FUSED_OUTPUT: 0, not stored); bf16 where COMPACT
     uint64_t initialState;  // 0: zeros
@@ -134,17 +134,13 @@ void main()
     ACC wTiles[KB][2];
     uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC uTiles[TOKEN_TILES];
-    ACC_BF16 uHalf[TOKEN_TILES];   // COMPACT_SUMMANDS: U's tiles as read, widened where U' is formed
     FRAG_B kFrags[4];
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) { LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb) }
 #define FETCH_U(n) \
     [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
-    { \
-        uint at_ = (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j); \
-        if (COMPACT_SUMMANDS) coopMatLoad(uHalf[j], Words4Buffer(pc.u).v, at_ / 8, valueStride / 8, gl_CooperativeMatrixLayoutRowMajor); \
-        else coopMatLoad(uTiles[j], u.v, at_, valueStride, gl_CooperativeMatrixLayoutRowMajor); \
-    }
+        coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
+                    valueStride, gl_CooperativeMatrixLayoutRowMajor);
 #if FUSED_OUTPUT
     FRAG_A queryFrags[KB][4];   // Q's tiles (tokenTileRow, 4 kb + kk) of chunk n, read during chunk n - 1
 #define FETCH_Q(n) \
@@ -253,8 +249,7 @@ void main()
 #endif
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
-            if (COMPACT_SUMMANDS) p[j] = ACC(uHalf[j]) - p[j];   // exact: bf16 widens to f32
-            else p[j] = uTiles[j] - p[j];
+            p[j] = uTiles[j] - p[j];
             if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul) && stagedUPrime == false)
                 STORE_INTERMEDIATE(COMPACT, p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
                                    valueStride)

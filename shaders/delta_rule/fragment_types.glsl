@@ -44,12 +44,12 @@ layout(constant_id = 5) const bool HALF_IO = false;
 
 // Whether the f32 summand this kernel writes or reads is bf16 (specialisation constant 10;
 // VulkanBackend.DeltaRuleCompactSummands, which the host turns into this constant from the tensor's own
-// dtype): U (stage 1 writes it, the forward state pass reads it into U' = U - W S^T), dU'_local (the
-// values gradient writes it, the backward state pass reads it into dU' = dU'_local + K dS_C^T) and,
-// where HALF_IO, the q, k gradients' partial dK (the WY backward reads it and adds its own part).
-// Each is stored rounded to nearest bf16 and widened exactly where read, the sum itself in f32: unlike
-// COMPACT this changes results, by one more bf16 rounding of one addend, as flash-linear-attention keeps
-// u, dv and dk in bf16; it halves the bytes of three tensors written once and read once.
+// dtype): dU'_local (the values gradient writes it, the backward state pass reads it into
+// dU' = dU'_local + K dS_C^T) and, where HALF_IO, the q, k gradients' partial dK (the WY backward reads
+// it and adds its own parts). Each is stored rounded to nearest bf16 and widened exactly where read,
+// the sum itself in f32: unlike COMPACT this changes results, by one more bf16 rounding of one addend,
+// as flash-linear-attention keeps dv and dk in bf16; it halves the bytes of two tensors written once
+// and read about once.
 layout(constant_id = 10) const bool COMPACT_SUMMANDS = false;
 
 // m with every element rounded to the nearest bf16 value (ties to even; NaN kept), so that the

@@ -6,11 +6,12 @@ using Half = FastWeights.Engine.Tests.DeltaRuleHalfOutputsTests;
 namespace FastWeights.Engine.Tests;
 
 /// <summary>Compact summands (VulkanBackend.DeltaRuleCompactSummands, fragment_types.glsl's
-/// COMPACT_SUMMANDS): with compact intermediates, U, dU'_local and (bf16 gradients) the partial dK are
-/// kept as bf16. Unlike the compact intermediates this changes results, so each run is held to the
+/// COMPACT_SUMMANDS): with compact intermediates, the backward keeps dU'_local and (bf16 gradients) the
+/// partial dK as bf16. Unlike the compact intermediates this changes results, so each run is held to the
 /// float64 reference norm-wise (1e-2, the rounded products' bound, DeltaRuleTensorCoreTests), and the
-/// switch is shown to reach the kernels: the gradients differ from those of f32 summands. Needs bf16
-/// cooperative matrices (the GPU machine).</summary>
+/// switch is shown to reach exactly the kernels it names: dv moves where the values gradient writes
+/// dU'_local (not where the backward state pass forms it from P', Dk = 64), dk moves with bf16
+/// gradients, and where neither applies nothing moves. Needs bf16 cooperative matrices (the GPU machine).</summary>
 [TestClass]
 [TestCategory("TensorCores")]
 public sealed class DeltaRuleCompactSummandsTests
@@ -52,15 +53,14 @@ public sealed class DeltaRuleCompactSummandsTests
                 DeltaRuleTensorCoreTests.AssertNormwise(expected.DV, compact.DV, $"{what}: dv");
                 DeltaRuleTensorCoreTests.AssertNormwise(expected.DBeta, compact.DBeta, $"{what}: dbeta");
                 DeltaRuleTensorCoreTests.AssertNormwise(expected.DS0, compact.DS0, $"{what}: dInitialState");
-                // dU'_local reaches dv through dU'; U reaches dq through U' in the recomputing backward and
-                // the saving forward alike.
-                Assert.IsFalse(wide.DV.SequenceEqual(compact.DV), $"{what}: dv is that of f32 summands bit for bit (the switch did not reach the kernels)");
-                Assert.IsFalse(wide.DQ.SequenceEqual(compact.DQ), $"{what}: dq is that of f32 summands bit for bit");
-                if (outputs == DType.BF16)
-                {
-                    // the partial dK's own rounding: dk moves where dq and dv would not tell
-                    Assert.IsFalse(wide.DK.SequenceEqual(compact.DK), $"{what}: dk is that of f32 summands bit for bit");
-                }
+                bool localStored = !backend.DeltaRuleUsesFusedValuesGradient(DType.BF16, new FastWeightShape(2, t, 3, dk, dv), Half.Scale);
+                bool partialStored = outputs == DType.BF16;
+                CollectionAssert.AreEqual(wide.O, compact.O, $"{what}: o (the forward keeps no summand)");
+                CollectionAssert.AreEqual(wide.Final, compact.Final, $"{what}: final state");
+                CollectionAssert.AreEqual(wide.DQ, compact.DQ, $"{what}: dq (no summand reaches it)");
+                if (localStored) Assert.IsFalse(wide.DV.SequenceEqual(compact.DV), $"{what}: dv is that of f32 summands bit for bit (bf16 dU'_local did not reach the kernels)");
+                if (partialStored) Assert.IsFalse(wide.DK.SequenceEqual(compact.DK), $"{what}: dk is that of f32 summands bit for bit (the bf16 partial dK did not reach the kernels)");
+                if (!localStored && !partialStored) Half.AssertSame(wide, compact, $"{what}: no summand is stored here");
             }
     }
 }
