@@ -16,17 +16,8 @@ namespace FastWeights.Engine.Tests;
 [TestCategory("TensorCores")]
 public sealed class DeltaRuleCompactSummandsTests
 {
-    /// <summary>(t, dk, dv): both head dims, Dk != Dv, T not a power of two.</summary>
-    public static IEnumerable<object[]> Shapes() =>
-    [
-        [192, 64, 64],
-        [128, 64, 128],
-        [192, 128, 64],
-        [256, 128, 128],
-    ];
-
     [TestMethod]
-    [DynamicData(nameof(Shapes))]
+    [DynamicData(nameof(DeltaRuleHalfOutputsTensorCoreTests.Shapes), typeof(DeltaRuleHalfOutputsTensorCoreTests))]
     public void CompactSummandsStayWithinTheRoundedBound(int t, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
