@@ -54,4 +54,46 @@ public sealed class DeltaRuleCompactSummandsTests
                 if (!localStored && !partialStored) Half.AssertSame(wide, compact, $"{what}: no summand is stored here");
             }
     }
+
+    /// <summary>U kept as bf16 (VulkanBackend.DeltaRuleCompactU; the _jit forward state pass, Dk 128): every
+    /// output and gradient within the rounded bound of the reference, o and the final state moved by it;
+    /// at Dk 64, where the forward pass is not the _jit one, U stays f32 and nothing moves.</summary>
+    [TestMethod]
+    [DynamicData(nameof(Shapes))]
+    public void CompactUStaysWithinTheRoundedBound(int t, int dk, int dv)
+    {
+        var backend = DeltaRuleCompactTests.Vulkan();
+        using var settings = BackendSettings.Keep(backend);
+        backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleCompactSummands = false;
+        var x = new Inputs(2, t, 3, dk, dv, gated: false, (ulong)(7 * t + 3 * dk + dv), DType.BF16);
+        var reference = x.Reference(Half.Scale, withInitial: true);
+        var (o, final) = reference.Forward(out _);
+        var expected = reference.Backward(TestData.ToDouble(TestData.RoundTrip(x.DO, DType.BF16)), TestData.ToDouble(x.DFinal));
+        bool jit = backend.StateFragmentsVariant("chunk_state_fragments", new FastWeightShape(2, t, 3, dk, dv)).Variant.EndsWith("_jit", StringComparison.Ordinal);
+        Assert.AreEqual(dk == 128, jit, $"the _jit forward pass at Dk {dk}");
+        foreach (var outputs in new[] { DType.F32, DType.BF16 })
+            foreach (bool saving in new[] { true, false })
+            {
+                string what = $"T{t} Dk{dk} Dv{dv}, {outputs} outputs, {(saving ? "saving forward" : "recomputing backward")}";
+                backend.DeltaRuleCompactU = false;
+                var wide = Half.Run(backend, x, DType.BF16, outputs, DeltaRuleAlgorithm.Chunked, saving);
+                backend.DeltaRuleCompactU = true;
+                var compact = Half.Run(backend, x, DType.BF16, outputs, DeltaRuleAlgorithm.Chunked, saving);
+
+                DeltaRuleTensorCoreTests.AssertNormwise(o, compact.O, $"{what}: o");
+                DeltaRuleTensorCoreTests.AssertNormwise(final, compact.Final, $"{what}: final state");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DQ, compact.DQ, $"{what}: dq");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DK, compact.DK, $"{what}: dk");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DV, compact.DV, $"{what}: dv");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DBeta, compact.DBeta, $"{what}: dbeta");
+                DeltaRuleTensorCoreTests.AssertNormwise(expected.DS0, compact.DS0, $"{what}: dInitialState");
+                if (jit)
+                {
+                    Assert.IsFalse(wide.O.SequenceEqual(compact.O), $"{what}: o is that of an f32 U bit for bit (the switch did not reach the kernels)");
+                    Assert.IsFalse(wide.Final.SequenceEqual(compact.Final), $"{what}: the final state is that of an f32 U bit for bit");
+                }
+                else Half.AssertSame(wide, compact, $"{what}: U stays f32 here");
+            }
+    }
 }
