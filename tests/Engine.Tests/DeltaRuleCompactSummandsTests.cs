@@ -42,7 +42,7 @@ public sealed class DeltaRuleCompactSummandsTests
     /// output and gradient within the rounded bound of the reference, o and the final state moved by it;
     /// at Dk 64, where the forward pass is not the _jit one, U stays f32 and nothing moves.</summary>
     [TestMethod]
-    [DynamicData(nameof(Shapes))]
+    [DynamicData(nameof(DeltaRuleHalfOutputsTensorCoreTests.Shapes), typeof(DeltaRuleHalfOutputsTensorCoreTests))]
     public void CompactUStaysWithinTheRoundedBound(int t, int dk, int dv)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
