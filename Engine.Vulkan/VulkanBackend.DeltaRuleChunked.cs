@@ -322,9 +322,8 @@ public sealed partial class VulkanBackend
     // X [B H chunks, 64, 64] is only allocated when the backward will read it, U' and the states
     // unless a plain forward's fused state pass does without them.
     // Compact (DeltaRuleUsesCompactIntermediates; forBackward false: a plain forward's): W, X, U' and the
-    // states bf16; U f32 either way (DeltaRuleCompactSummands leaves it: read as bf16 fragments, it cost
-    // the forward state pass more than it saved, run 116). Every later stage takes its COMPACT constant
-    // from these tensors.
+    // states bf16; U f32, or bf16 with DeltaRuleCompactU where the forward state pass is the _jit one.
+    // Every later stage takes its COMPACT (and, for U, COMPACT_SUMMANDS) constant from these tensors.
     private ChunkedDeltaRuleSaved NewChunkedIntermediates(DeltaRuleProblem p, bool withInverse, DeltaRuleProblem? recorded = null, bool withStates = true,
         bool forBackward = true)
     {
@@ -333,7 +332,7 @@ public sealed partial class VulkanBackend
         var stored = compact ? DType.BF16 : DType.F32;
         return new ChunkedDeltaRuleSaved
         {
-            W = Tensor.Empty(this, s.Keys, stored), U = Tensor.Empty(this, s.Values),
+            W = Tensor.Empty(this, s.Keys, stored), U = Tensor.Empty(this, s.Values, compact && DeltaRuleCompactU && UsesJitForward(s) ? DType.BF16 : DType.F32),
             Inverse = withInverse ? Tensor.Empty(this, new Shape(checked((int)(s.Batch * s.Heads * ChunkCount(s))), DeltaRuleChunkSize, DeltaRuleChunkSize), stored) : null,
             UPrime = withStates ? Tensor.Empty(this, s.Values, stored) : null, States = withStates ? Tensor.Empty(this, ChunkStates(s), stored) : null,
             Problem = recorded ?? p, Compact = compact,
@@ -503,7 +502,9 @@ public sealed partial class VulkanBackend
         push.Address(p.Q);
         push.AddressOrZero(scores);
         push.Append(p.Scale);
-        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments", compact: w.DType == DType.BF16) : ChunkKernel("chunk_wy", p.Q);
+        bool compactU = u.DType == DType.BF16;   // DeltaRuleCompactU
+        var kernel = DeltaRuleUsesWyFragments(p.Q.DType, s) ? FragmentKernel("chunk_wy_fragments", compact: w.DType == DType.BF16, summands: compactU)
+            : compactU ? throw new InvalidOperationException("chunk_wy: a bf16 U reached a kernel that is not on fragments") : ChunkKernel("chunk_wy", p.Q);
         Dispatch(kernel, push, ChunkCount(s), (uint)(s.Batch * s.Heads));
     }
 
@@ -528,8 +529,9 @@ public sealed partial class VulkanBackend
         }
         else if (uPrime is null || states is null) throw new InvalidOperationException("the unfused state pass stores U' and the chunk-start states");
         var (kernel, groups) = DeltaRuleUsesStateFragments(k.DType, s)
-            ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null, halfIo: fused?.Output.DType == DType.BF16)
-            : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
+            ? StateFragmentsKernel("chunk_state_fragments", k.DType, s, compact: w.DType == DType.BF16, fused: fused is not null, halfIo: fused?.Output.DType == DType.BF16,
+                summands: u.DType == DType.BF16)
+            : u.DType == DType.BF16 ? throw new InvalidOperationException("chunk_state: a bf16 U reached a pass that is not on fragments") : (tiles ? ChunkKernel("chunk_state_tiles", k, SequentialKeyBlocks(s.KeyDim))
                 : Kernels.Get(ChunkVariant("chunk_state", k), SequentialSpecialization(slice, s.KeyDim)), Groups(s.ValueDim, slice));
         Dispatch(kernel, push, groups, (uint)(s.Batch * s.Heads));
     }

@@ -80,6 +80,14 @@ public sealed partial class VulkanBackend
     /// false here, keeps the 32-row lean pass for the gated rule.</summary>
     public bool DeltaRuleGatedStateFragmentsJit { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_GATED_JIT") != "0";
 
+    /// <summary>Whether, with compact intermediates, U (stage 1's, the forward state pass's summand in
+    /// U' = U - W S^T) is kept as bf16 rounded to nearest where the forward state pass is the _jit one
+    /// (chunk_state_fragments.comp, COMPACT_SUMMANDS: U's block read as 16-byte pieces and staged, not as
+    /// bf16 accumulator fragments from memory, which cost that pass 469 us at B8 H16 T8192 D128 in H100
+    /// run 116). Moves bits within bf16 precision (DeltaRuleCompactSummandsTests). Off by default:
+    /// branch experiment/compact-u, not yet run on a GPU; FASTWEIGHTS_DELTA_COMPACT_U=1 turns it on.</summary>
+    public bool DeltaRuleCompactU { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT_U") == "1";
+
     // Whether this problem's forward state pass (ungated, not fused) takes the _jit variant.
     private bool UsesJitForward(FastWeightShape s) =>
         DeltaRuleStateFragmentsJit && s.KeyDim == 128 && !DeltaRuleCoopMatSplit && s.ValueDim % 64 == 0;
@@ -122,11 +130,14 @@ public sealed partial class VulkanBackend
     // compact: the intermediates are bf16 (DeltaRuleUsesCompactIntermediates); values: the backward pass's
     // variant that forms dU'_local from P' (chunk_state_backward_fragments.comp, FUSED_VALUES).
     // gated: the GATED build (the gated rule's recurrence from decayed keys and queries, DeltaRuleGated.cs).
-    // summands: the backward pass's dU'_local is bf16 (DeltaRuleCompactSummands).
+    // summands: the backward pass's dU'_local is bf16 (DeltaRuleCompactSummands), or the forward pass's U
+    // (DeltaRuleCompactU; the _jit variant only).
     private (ComputeKernel Kernel, uint Groups) StateFragmentsKernel(string kernel, DType keys, FastWeightShape s, bool compact, bool fused = false, bool values = false,
         bool gated = false, bool halfIo = false, bool summands = false)
     {
         var (variant, rows) = StateFragmentsVariant(kernel, s, fused, values, gated);
+        if (summands && kernel == "chunk_state_fragments" && !variant.EndsWith("_jit", StringComparison.Ordinal))
+            throw new InvalidOperationException($"{variant}: only the _jit forward state pass reads a bf16 U (DeltaRuleCompactU)");
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch, halfIo: halfIo,
             summands: summands);
         return (Kernels.Get(variant, specialization, requiredSubgroupSize: 32, fullSubgroups: true), Groups(s.ValueDim, rows));

@@ -39,6 +39,12 @@
 // chunk recurrence S <- gamma_C S + (diag(tail) U')^T K with f32 W, U and U' from its parallel stages:
 // the host passes keysToEnd = diag(tail) K (chunk_decay_scale.comp) as the keys, and each update first
 // scales S by chunkDecays[bh, n] = gamma_C.
+// COMPACT_SUMMANDS (fragment_types.glsl; the _jit variants only, VulkanBackend.DeltaRuleCompactU): U is
+// bf16. Its 64 x 64 block is read as two 16-byte pieces per invocation (LOAD_RAW_BLOCK, where the _jit
+// pass reads U's tiles), copied into uStage before the barrier that ends the W S^T products, and
+// widened from there as bf16 accumulator fragments into U' = U - W S^T after it: the same barriers,
+// and no bf16 accumulator loads from global memory, which cost the pass 469 us at B8 H16 T8192 D128
+// (H100 run 116).
 // Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -76,6 +82,24 @@ layout(constant_id = 2) const bool EARLY_FETCH = true;
 #endif
 #ifndef PREFETCH_W
 #define PREFETCH_W 1
+#endif
+// U bf16, read as raw pieces and staged (COMPACT_SUMMANDS, _jit only: the others read U a chunk
+// ahead, and the host never sets the constant for them). Both forms spelled out (state_fragments.glsl).
+#if JIT_FETCH
+#define U_RAW COMPACT_SUMMANDS
+#define U_F32 (!COMPACT_SUMMANDS)
+// U's 64 x 64 bf16 block (BV = 64), rows of BLOCK_ROW uvec4; one word where U is f32, so the default
+// pass keeps its shared memory (and the L1 it leaves)
+shared uvec4 uStage[COMPACT_SUMMANDS ? CHUNK * BLOCK_ROW : 1];
+ACC_BF16 uStagedTile(uint j)
+{
+    ACC_BF16 tile;
+    coopMatLoad(tile, uStage, 16 * tokenTileRow() * BLOCK_ROW + 2 * tokenTileColumn(j), BLOCK_ROW, gl_CooperativeMatrixLayoutRowMajor);
+    return tile;
+}
+#else
+#define U_RAW false
+#define U_F32 true
 #endif
 #ifndef FUSED_OUTPUT
 #define FUSED_OUTPUT 0
@@ -134,13 +158,18 @@ void main()
     ACC wTiles[KB][2];
     uvec4 wRaw[KB][2];   // compact W (state_fragments.glsl, LOAD_W_BLOCK_OF)
     ACC uTiles[TOKEN_TILES];
+    uvec4 uRaw[RAW_PIECES];   // U_RAW: this invocation's pieces of U's 64 x 64 bf16 block
     FRAG_B kFrags[4];
 #define FETCH_W(n) \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) { LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb) }
 #define FETCH_U(n) \
-    [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
-        coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
-                    valueStride, gl_CooperativeMatrixLayoutRowMajor);
+    if (U_RAW) { LOAD_RAW_BLOCK(uRaw, pc.u, (b * pc.t + (n) * CHUNK) * valueStride + h * pc.dv + v0, valueStride); } \
+    else \
+    { \
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
+            coopMatLoad(uTiles[j], u.v, (b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
+                        valueStride, gl_CooperativeMatrixLayoutRowMajor); \
+    }
 #if FUSED_OUTPUT
     FRAG_A queryFrags[KB][4];   // Q's tiles (tokenTileRow, 4 kb + kk) of chunk n, read during chunk n - 1
 #define FETCH_Q(n) \
@@ -247,13 +276,15 @@ void main()
 #if JIT_FETCH
         if (fetching) { FETCH_U(n) }
 #endif
-        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
-        {
-            p[j] = uTiles[j] - p[j];
-            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul) && stagedUPrime == false)
-                STORE_INTERMEDIATE(COMPACT, p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j),
-                                   valueStride)
+#define FORM_U_PRIME(uTile) \
+        [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
+        { \
+            p[j] = (uTile) - p[j]; \
+            if (PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul) && stagedUPrime == false) \
+                STORE_INTERMEDIATE(COMPACT, p[j], pc.uPrime, (b * pc.t + t0 + 16 * tokenTileRow()) * valueStride + h * pc.dv + v0 + 16 * tokenTileColumn(j), \
+                                   valueStride) \
         }
+        if (U_F32) { FORM_U_PRIME(uTiles[j]) }
 #if JIT_FETCH
         if (fetching && (n + 1 < chunks || pc.finalState != 0ul)) { FETCH_K(n) }
 #else
@@ -270,10 +301,20 @@ void main()
                 if (SPLIT_OPERANDS) coopMatLoad(scoresLo[d], Words4Buffer(pc.pPrime).v, scoresOrigin + CHUNK * 8 + 16 * tokenTileRow() * 8 + 2 * d, 8, gl_CooperativeMatrixLayoutRowMajor);
             }
 #else
-        if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
+        if (U_F32 && n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
 #endif
 
-        CHUNK_BARRIER();   // every product is done reading W from region2
+#if JIT_FETCH
+        if (U_RAW) { PUT_RAW_BLOCK(uRaw, uStage, BLOCK_ROW); }
+#endif
+        CHUNK_BARRIER();   // every product is done reading W from region2 (and U's block is in uStage)
+#if JIT_FETCH
+        if (U_RAW)
+        {
+            FORM_U_PRIME(ACC(uStagedTile(j)))   // exact: bf16 widens to f32
+            if (n + 1 == chunks && pc.finalState == 0ul) break;   // nothing reads the last update
+        }
+#endif
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
             if (PROBE_STAGING) SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         CHUNK_BARRIER();

@@ -290,7 +290,7 @@ void main()
             COPY_COLUMN_BLOCKS(values, valueBlocks, firstToken, valueStride, column0)
             barrier();
         }
-        uint64_t result = key ? pc.w : pc.u;   // W bf16 where COMPACT, U always f32
+        uint64_t result = key ? pc.w : pc.u;   // W bf16 where COMPACT, U where COMPACT_SUMMANDS (VulkanBackend.DeltaRuleCompactU)
         for (uint block = 0; block < blocks; block++)
             [[unroll]] for (uint j = 0; j < 2; j++)
             {
@@ -305,7 +305,7 @@ void main()
                         coopMatLoad(operand, region2, block * PLANE + 16 * d * ROW + 2 * tc, ROW, gl_CooperativeMatrixLayoutRowMajor);
                         MUL_EXACT_B(tile, xHi, xLo, operand);
                     }
-                STORE_RESULT(COMPACT && key, tile, result, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride)   // the scratch tiles are free here
+                STORE_RESULT(key ? COMPACT : COMPACT_SUMMANDS, tile, result, (firstToken + 16 * tr) * stride + column0 + 64 * block + 16 * tc, stride)   // the scratch tiles are free here
             }
     }
 }

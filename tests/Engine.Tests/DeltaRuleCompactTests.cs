@@ -73,6 +73,7 @@ public sealed class DeltaRuleCompactTests
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(11 * t + dk + 3 * dv), DType.BF16);
         backend.DeltaRuleCoopMatSplit = false;
         backend.DeltaRuleCompactSummands = false;   // bf16 summands change bits (DeltaRuleCompactSummandsTests)
+        backend.DeltaRuleCompactU = false;          // and so does a bf16 U
         var settings = dk == 128 ? new[] { (0, true), (64, true) } : new[] { (0, true), (0, false) };
         foreach (var (rows, fusedSaving) in settings)
         {
