@@ -197,11 +197,12 @@ public sealed partial class VulkanBackend
     /// COMPACT_SUMMANDS in fragment_types.glsl). Each sum is still formed in f32; one of its addends
     /// carries one more bf16 rounding, as flash-linear-attention keeps dv and dk in bf16 (so, unlike the
     /// compact intermediates, this changes bits: DeltaRuleCompactSummandsTests holds it to the reference).
-    /// On an H100 (run 116, B8 H16 T8192 D128, bf16 outputs) it took the values gradient from 831 to 696
-    /// us, the backward state pass 1828 to 1739, the q, k gradients 1918 to 1811 and the WY backward 1696
-    /// to 1566. False by default until its tests have run whole on a GPU (run 116 ran them at Dk 128
-    /// only); FASTWEIGHTS_DELTA_COMPACT_SUMMANDS=1 turns it on.</summary>
-    public bool DeltaRuleCompactSummands { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT_SUMMANDS") == "1";
+    /// On an H100 (run 117, B8 H16 T8192 D128, bf16 outputs) it took the values gradient from 829 to 695
+    /// us, the backward state pass 1842 to 1753, the q, k gradients 1925 to 1826 and the WY backward 1705
+    /// to 1561, the forward+backward from 9.226 to 8.763 ms. True by default (its tests and the delta-rule
+    /// GPU tests with it on: runs 117-121); FASTWEIGHTS_DELTA_COMPACT_SUMMANDS=0, or false here, keeps the
+    /// summands f32.</summary>
+    public bool DeltaRuleCompactSummands { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT_SUMMANDS") != "0";
 
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other
