@@ -11,6 +11,9 @@
 #                      (CPU kernels, delta rule, feature maps, GEMM, linear attention), tests-b the rest
 #                      (pointwise, recurrent cells, scan, tensor-core GEMM, Vulkan backend)
 #   tensorcores        Engine.Tests --filter TestCategory=TensorCores|TestCategory=ConcurrentWorkgroups
+#                      Every test section prints each test's result as it ends (--output detailed), so a
+#                      call cut by its limit still shows what passed; pipe the output through
+#                      `grep --line-buffered` (or write it straight to $OUT), or the cut loses it (run 118).
 #   gemm               fastweights bench gemm 4096,8192 on Vulkan, every dtype, every cm2 tile
 #   torch-gemm         cuBLAS at 4096 and 8192 (bench/peers/torch_gemm.py)
 #   delta              fastweights bench delta on Vulkan at the issue's shapes (recurrent and chunked)
@@ -134,7 +137,7 @@ fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 export PYTHONUNBUFFERED=1
 fw=/tmp/app/pub/cli/fastweights
-tests=/tmp/app/pub/tests/Engine.Tests
+tests="/tmp/app/pub/tests/Engine.Tests --output detailed"
 issue_shapes=8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128   # #3's B8 H16 T2048 / 8192 D64 / 128
 # tests-a's classes (name prefixes); tests-b takes every other class
 first_half="" other_half=""
