@@ -137,7 +137,14 @@ fi
 export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
 export PYTHONUNBUFFERED=1
 fw=/tmp/app/pub/cli/fastweights
-tests="/tmp/app/pub/tests/Engine.Tests --output detailed"
+# The test runner, printing each test as it ends unless the arguments choose an --output themselves
+# (the runner refuses the option twice).
+tests() {
+  case " $* " in
+    *" --output "*) /tmp/app/pub/tests/Engine.Tests "$@" ;;
+    *) /tmp/app/pub/tests/Engine.Tests --output detailed "$@" ;;
+  esac
+}
 issue_shapes=8,16,2048,64,8,16,2048,128,8,16,8192,64,8,16,8192,128   # #3's B8 H16 T2048 / 8192 D64 / 128
 # tests-a's classes (name prefixes); tests-b takes every other class
 first_half="" other_half=""
@@ -180,10 +187,10 @@ for section in "$@"; do
   extra=${!var:-}
   case "$section" in
     devices) $fw devices ;;
-    tests) $tests $extra ;;
-    tests-a) $tests --filter "$first_half" $extra ;;
-    tests-b) $tests --filter "$other_half" $extra ;;
-    tensorcores) $tests --filter "TestCategory=TensorCores|TestCategory=ConcurrentWorkgroups" $extra ;;
+    tests) tests $extra ;;
+    tests-a) tests --filter "$first_half" $extra ;;
+    tests-b) tests --filter "$other_half" $extra ;;
+    tensorcores) tests --filter "TestCategory=TensorCores|TestCategory=ConcurrentWorkgroups" $extra ;;
     gemm) $fw bench gemm --backend vulkan --sizes 4096,8192 --cm2-tiles auto,128x128x32,128x256x32,128x256x16,128x128x16 $extra
           $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x128x32,128x256x32,128x256x16,128x128x16,auto $extra
           FASTWEIGHTS_NO_COOPMAT2=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype f16 $extra
