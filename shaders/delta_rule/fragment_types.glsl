@@ -50,7 +50,7 @@ layout(constant_id = 5) const bool HALF_IO = false;
 // the sum itself in f32: unlike COMPACT this changes results, by one more bf16 rounding of one addend,
 // as flash-linear-attention keeps dv and dk in bf16; it halves the bytes of two tensors written once
 // and read about once. Stage 1 and the _jit forward state pass take it for U (U' = U - W S^T) instead
-// (VulkanBackend.DeltaRuleCompactU, branch experiment/compact-u).
+// (VulkanBackend.DeltaRuleCompactU, the _jit pass only; on by default since run 117).
 layout(constant_id = 10) const bool COMPACT_SUMMANDS = false;
 
 // m with every element rounded to the nearest bf16 value (ties to even; NaN kept), so that the
