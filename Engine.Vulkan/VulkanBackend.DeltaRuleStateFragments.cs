@@ -107,6 +107,13 @@ public sealed partial class VulkanBackend
     /// 2.748 against 2.833 ms and 10.583 against 10.918 (bench/results/2026-12-07-h100-run99.txt).</summary>
     public bool DeltaRuleNarrowBackward { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_NARROW_BACKWARD") != "0";
 
+    /// <summary>Whether the _narrow backward state pass reads K and Q as 16-byte pieces that each subgroup
+    /// stages in a slot of shared memory of its own, instead of as fragments straight from the tensors
+    /// (chunk_state_backward_fragments.comp's _narrow_raw variants, RAW_TOKENS). Same products in the same
+    /// order: the same bits (DeltaRuleRawTokenReadsTests). Off by default until measured on a GPU
+    /// (branch experiment/raw-token-reads); FASTWEIGHTS_DELTA_RAW_TOKENS=1 turns it on.</summary>
+    public bool DeltaRuleRawTokenReads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_RAW_TOKENS") == "1";
+
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
@@ -154,7 +161,7 @@ public sealed partial class VulkanBackend
         bool narrow = backward && !values && DeltaRuleNarrowBackward && _fragmentRows == 0 && s.KeyDim == 128 && !DeltaRuleCoopMatSplit
             && s.ValueDim % 64 == 0;
         int rows = jit ? 64 : narrow ? 32 : FragmentRows(s, backward);
-        string form = jit ? "_jit" : narrow ? "_narrow" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
+        string form = jit ? "_jit" : narrow ? (DeltaRuleRawTokenReads ? "_narrow_raw" : "_narrow") : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         return ($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{form}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", rows);
     }
 }
