@@ -114,6 +114,13 @@ public sealed partial class VulkanBackend
     /// (branch experiment/raw-token-reads); FASTWEIGHTS_DELTA_RAW_TOKENS=1 turns it on.</summary>
     public bool DeltaRuleRawTokenReads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_RAW_TOKENS") == "1";
 
+    /// <summary>Whether the _jit forward state pass reads K's block as 16-byte pieces put into shared memory
+    /// (region1, free once the W S^T products are done) instead of each subgroup's 64 x 16 column as B
+    /// fragments straight from the tensor (chunk_state_fragments.comp's _jit_raw variants, RAW_KEYS). Same
+    /// products in the same order: the same bits (DeltaRuleRawTokenReadsTests). Off by default until
+    /// measured on a GPU (branch experiment/raw-token-reads); FASTWEIGHTS_DELTA_RAW_KEYS=1 turns it on.</summary>
+    public bool DeltaRuleRawKeyReads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_RAW_KEYS") == "1";
+
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
@@ -145,7 +152,7 @@ public sealed partial class VulkanBackend
         bool gated = false, bool halfIo = false, bool summands = false)
     {
         var (variant, rows) = StateFragmentsVariant(kernel, s, fused, values, gated);
-        if (summands && kernel == "chunk_state_fragments" && !variant.EndsWith("_jit", StringComparison.Ordinal))
+        if (summands && kernel == "chunk_state_fragments" && !variant.Contains("_jit", StringComparison.Ordinal))
             throw new InvalidOperationException($"{variant}: only the _jit forward state pass reads a bf16 U (DeltaRuleCompactU)");
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch, halfIo: halfIo,
             summands: summands);
@@ -161,7 +168,7 @@ public sealed partial class VulkanBackend
         bool narrow = backward && !values && DeltaRuleNarrowBackward && _fragmentRows == 0 && s.KeyDim == 128 && !DeltaRuleCoopMatSplit
             && s.ValueDim % 64 == 0;
         int rows = jit ? 64 : narrow ? 32 : FragmentRows(s, backward);
-        string form = jit ? "_jit" : narrow ? (DeltaRuleRawTokenReads ? "_narrow_raw" : "_narrow") : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
+        string form = jit ? (DeltaRuleRawKeyReads ? "_jit_raw" : "_jit") : narrow ? (DeltaRuleRawTokenReads ? "_narrow_raw" : "_narrow") : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         return ($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{form}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", rows);
     }
 }

@@ -93,6 +93,7 @@ public sealed class DeltaRuleNarrowBackwardChoiceTests
         var d128 = new FastWeightShape(2, 128, 3, 128, 128);
         backend.DeltaRuleNarrowBackward = true;
         backend.DeltaRuleRawTokenReads = false;   // its variants: DeltaRuleRawTokenReadsChoiceTests
+        backend.DeltaRuleRawKeyReads = false;
         backend.DeltaRuleStateFragmentsJit = true;
         backend.DeltaRuleCoopMatSplit = false;
         backend.DeltaRuleStateFragmentRows = 0;
