@@ -110,14 +110,14 @@ public sealed partial class VulkanBackend
     /// <summary>Whether the _narrow backward state pass reads K and Q as 16-byte pieces that each subgroup
     /// stages in a slot of shared memory of its own, instead of as fragments straight from the tensors
     /// (chunk_state_backward_fragments.comp's _narrow_raw variants, RAW_TOKENS). Same products in the same
-    /// order: the same bits (DeltaRuleRawTokenReadsTests). Off by default until measured on a GPU
+    /// order: the same bits (DeltaRuleRawReadsTests). Off by default until measured on a GPU
     /// (branch experiment/raw-token-reads); FASTWEIGHTS_DELTA_RAW_TOKENS=1 turns it on.</summary>
     public bool DeltaRuleRawTokenReads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_RAW_TOKENS") == "1";
 
     /// <summary>Whether the _jit forward state pass reads K's block as 16-byte pieces put into shared memory
     /// (region1, free once the W S^T products are done) instead of each subgroup's 64 x 16 column as B
     /// fragments straight from the tensor (chunk_state_fragments.comp's _jit_raw variants, RAW_KEYS). Same
-    /// products in the same order: the same bits (DeltaRuleRawTokenReadsTests). Off by default until
+    /// products in the same order: the same bits (DeltaRuleRawReadsTests). Off by default until
     /// measured on a GPU (branch experiment/raw-token-reads); FASTWEIGHTS_DELTA_RAW_KEYS=1 turns it on.</summary>
     public bool DeltaRuleRawKeyReads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_RAW_KEYS") == "1";
 

@@ -51,7 +51,7 @@
 // S += U'^T K loads its K fragments from there after the barrier that publishes U'. The _jit pass
 // reads each subgroup's 64 x 16 column of K as B fragments straight from the tensor, whose pairs of
 // a row lie a row of keys (4 KB at H16 D128) apart; the same values enter the same products in the
-// same order, so the same bits (DeltaRuleRawTokenReadsTests).
+// same order, so the same bits (DeltaRuleRawReadsTests).
 // Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
