@@ -8,8 +8,9 @@ namespace FastWeights.Engine.Tests;
 /// fragments straight from the tensors: the _narrow backward pass's _narrow_raw variants
 /// (VulkanBackend.DeltaRuleRawTokenReads; each subgroup stages its own K rows and Q columns) and the _jit
 /// forward pass's _jit_raw variants (VulkanBackend.DeltaRuleRawKeyReads; K's block staged in region1).
-/// Their fragments hold the same bf16 values and enter the same products in the same order, so every
-/// output and gradient must be bit for bit what the fragment-reading variant gives, with f32 and compact
+/// The backward's form also reads bf16 dO and dU'_local as pieces. Their fragments hold the same bf16
+/// values and enter the same products in the same order, so every output and gradient must be bit for
+/// bit what the fragment-reading variant gives, with f32 and bf16 outputs, f32 and compact
 /// intermediates, saving and recomputing, ungated and gated. Needs bf16 cooperative matrices (the GPU
 /// machine).</summary>
 [TestClass]
@@ -49,8 +50,10 @@ public sealed class DeltaRuleRawReadsTests
             (backend, on) => backend.DeltaRuleRawKeyReads = on, "chunk_state_fragments_k128_v64_jit", "_raw");
 
     // Runs x with the switch off, then on (the pass of `kernel` taking variant `off`, then `off` + `suffix`,
-    // the gated suffix after both), with compact and f32 intermediates, saving and recomputing, and
-    // asserts the same bits for o, the final state and every gradient (dalpha too, gated).
+    // the gated suffix after both), with f32 and bf16 outputs and gradients (the backward pass reads a bf16
+    // dO and, with compact intermediates, a bf16 dU'_local as pieces too), compact and f32 intermediates,
+    // saving and recomputing, and asserts the same bits for o, the final state and every gradient (dalpha
+    // too, gated).
     private static void SameBits(Inputs x, string kernel, Action<VulkanBackend, bool> turn, string off, string suffix)
     {
         var backend = DeltaRuleCompactTests.Vulkan();
@@ -66,17 +69,18 @@ public sealed class DeltaRuleRawReadsTests
         backend.DeltaRuleRawKeyReads = false;
         if (isGated) backend.DeltaRuleGatedCoopMat = true;
         string gated = isGated ? "_gated" : "";
+        foreach (var outputs in new[] { DType.F32, DType.BF16 })
         foreach (bool compact in new[] { true, false })
             foreach (bool saving in new[] { true, false })
             {
-                string what = $"{shape} {(compact ? "compact" : "f32")} intermediates, {(saving ? "saving forward" : "recomputing backward")}";
+                string what = $"{shape} {outputs} outputs, {(compact ? "compact" : "f32")} intermediates, {(saving ? "saving forward" : "recomputing backward")}";
                 if (isGated) backend.DeltaRuleGatedCompactIntermediates = compact;
                 else backend.DeltaRuleCompactIntermediates = compact;
                 DeltaRuleHalfOutputsTests.Results Run(bool on)
                 {
                     turn(backend, on);
                     Assert.AreEqual($"delta_rule/{off}{(on ? suffix : "")}{gated}", backend.StateFragmentsVariant(kernel, shape, gated: isGated).Variant, what);
-                    return DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, DType.F32, DeltaRuleAlgorithm.Chunked, saving);
+                    return DeltaRuleHalfOutputsTests.Run(backend, x, DType.BF16, outputs, DeltaRuleAlgorithm.Chunked, saving);
                 }
                 var fragments = Run(false);
                 var raw = Run(true);
