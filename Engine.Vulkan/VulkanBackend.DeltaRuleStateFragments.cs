@@ -107,6 +107,24 @@ public sealed partial class VulkanBackend
     /// 2.748 against 2.833 ms and 10.583 against 10.918 (bench/results/2026-12-07-h100-run99.txt).</summary>
     public bool DeltaRuleNarrowBackward { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_NARROW_BACKWARD") != "0";
 
+    /// <summary>Whether the _narrow backward state pass reads K and Q as 16-byte pieces that each subgroup
+    /// stages in a slot of shared memory of its own, instead of as fragments straight from the tensors
+    /// (chunk_state_backward_fragments.comp's _narrow_raw variants, RAW_TOKENS). Same products in the same
+    /// order: the same bits (DeltaRuleRawReadsTests). True by default (FASTWEIGHTS_DELTA_RAW_TOKENS=0, or
+    /// false here, reads the fragments from the tensors): B8 H16 T8192 D128 bf16 with bf16 outputs on an
+    /// H200, the backward state pass 1790.8 against 1151.2 us, forward+backward 8.264 against 7.674 ms
+    /// (bench/results/2026-12-07-h200-run122.txt).</summary>
+    public bool DeltaRuleRawTokenReads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_RAW_TOKENS") != "0";
+
+    /// <summary>Whether the _jit forward state pass reads K's block as 16-byte pieces put into shared memory
+    /// (region1, free once the W S^T products are done) instead of each subgroup's 64 x 16 column as B
+    /// fragments straight from the tensor (chunk_state_fragments.comp's _jit_raw variants, RAW_KEYS). Same
+    /// products in the same order: the same bits (DeltaRuleRawReadsTests). True by default
+    /// (FASTWEIGHTS_DELTA_RAW_KEYS=0, or false here, reads the fragments from the tensor): B8 H16 T8192
+    /// D128 bf16 with bf16 outputs on an H200 (raw token reads off), the forward state pass 790.0 against
+    /// 730.7 us, the forward 2.538 against 2.474 ms (bench/results/2026-12-07-h200-run122.txt).</summary>
+    public bool DeltaRuleRawKeyReads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_RAW_KEYS") != "0";
+
     /// <summary>Whether the backward state pass runs chunk_state_backward_fragments.comp where the forward
     /// one runs on fragments (<see cref="DeltaRuleUsesStateFragments"/>): true by default;
     /// FASTWEIGHTS_DELTA_BACKWARD_FRAGMENTS=0, or false here, keeps the tile pass for the backward.</summary>
@@ -138,7 +156,7 @@ public sealed partial class VulkanBackend
         bool gated = false, bool halfIo = false, bool summands = false)
     {
         var (variant, rows) = StateFragmentsVariant(kernel, s, fused, values, gated);
-        if (summands && kernel == "chunk_state_fragments" && !variant.EndsWith("_jit", StringComparison.Ordinal))
+        if (summands && kernel == "chunk_state_fragments" && !variant.Contains("_jit", StringComparison.Ordinal))
             throw new InvalidOperationException($"{variant}: only the _jit forward state pass reads a bf16 U (DeltaRuleCompactU)");
         int[] specialization = FragmentSpecialization(compact, StateProbe, earlyFetch: kernel == "chunk_state_fragments" && DeltaRuleStateEarlyFetch, halfIo: halfIo,
             summands: summands);
@@ -154,7 +172,7 @@ public sealed partial class VulkanBackend
         bool narrow = backward && !values && DeltaRuleNarrowBackward && _fragmentRows == 0 && s.KeyDim == 128 && !DeltaRuleCoopMatSplit
             && s.ValueDim % 64 == 0;
         int rows = jit ? 64 : narrow ? 32 : FragmentRows(s, backward);
-        string form = jit ? "_jit" : narrow ? "_narrow" : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
+        string form = jit ? (DeltaRuleRawKeyReads ? "_jit_raw" : "_jit") : narrow ? (DeltaRuleRawTokenReads ? "_narrow_raw" : "_narrow") : DeltaRuleStateFragmentsLean && KernelCache.HasVariant($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}_lean") ? "_lean" : "";
         return ($"delta_rule/{kernel}_k{s.KeyDim}_v{rows}{form}{(fused ? "_fused" : "")}{(values ? "_values" : "")}{(gated ? "_gated" : "")}", rows);
     }
 }

@@ -211,6 +211,8 @@ for section in "$@"; do
     lane-stores) setting_rounds FASTWEIGHTS_DELTA_LANE_STORES "0 1 5" --outputs bf16 ;;
     compact-summands) setting_rounds FASTWEIGHTS_DELTA_COMPACT_SUMMANDS "0 1" --outputs bf16 ;;
     compact-u) (export FASTWEIGHTS_DELTA_COMPACT_SUMMANDS=1; setting_rounds FASTWEIGHTS_DELTA_COMPACT_U "0 1" --outputs bf16) ;;
+    raw-tokens) setting_rounds FASTWEIGHTS_DELTA_RAW_TOKENS "0 1" --outputs bf16 ;;
+    raw-keys) setting_rounds FASTWEIGHTS_DELTA_RAW_KEYS "0 1" --outputs bf16 ;;
     stage-probe)
       for v in 0 1 2 4 8 16 3 24 31; do
         echo "# FASTWEIGHTS_STAGE_PROBE=$v"

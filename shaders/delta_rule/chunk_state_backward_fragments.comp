@@ -30,6 +30,19 @@
 // chain of chunks, share an SM where a 64-row workgroup holds it alone. Twice the workgroups read each
 // chunk's K, Q and W. The same products in the same order as at 64 rows: the same bits. H100 run 98,
 // B8 H16 D128: the backward part of forward+backward 4% shorter than with the 64-row pass.
+// RAW_TOKENS=1 (the _narrow_raw variants, rounded operands only, so PLANES=1): K and Q are read as
+// 16-byte pieces, not as fragments straight from the tensors. A subgroup's fragments of them are its
+// own (K: its 16 token rows, all of Dk; Q: all 64 token rows, its KB 16-column blocks), so each
+// subgroup reads just those pieces a chunk ahead into registers, puts them into a slot of shared
+// memory of its own right before use (K with the staging of dS, Q after the products with K, in the
+// same slot) and loads its fragments from there. Only subgroup barriers guard the slot. A fragment
+// load from a tensor gathers 4-byte pairs from 8 or 16 rows a row of 16 bf16 apart per instruction,
+// a 16-byte piece fills a quarter of a 64-byte row segment, so the same bytes take a fraction of the
+// load instructions and L1 requests. The same goes for the subgroup's 16 x BV rows of dO where
+// HALF_IO (widened, scaled and rounded to nearest as SPLIT_STORE rounds, straight into region2) and of
+// dU'_local where COMPACT_SUMMANDS (put into the slot after K's rows, widened from there); f32 ones are
+// read as fragments as before. The fragments hold the same bf16 values and enter the same products in
+// the same order: the same bits as the _narrow variants.
 // Shared memory: region1 holds dS (hi, lo), then -dU'; region2 dO', then a 64-column block of W.
 //! variant chunk_state_backward_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_backward_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -43,6 +56,8 @@
 //! variant chunk_state_backward_fragments_k128_v32_gated -DDK=128 -DBV=32 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k128_v64_gated -DDK=128 -DBV=64 -DPLANES=1 -DGATED=1 -O0
 //! variant chunk_state_backward_fragments_k128_v32_narrow_gated -DDK=128 -DBV=32 -DSUBGROUPS=4 -DGATED=1 -O0
+//! variant chunk_state_backward_fragments_k128_v32_narrow_raw -DDK=128 -DBV=32 -DSUBGROUPS=4 -DPLANES=1 -DRAW_TOKENS=1 -O0
+//! variant chunk_state_backward_fragments_k128_v32_narrow_raw_gated -DDK=128 -DBV=32 -DSUBGROUPS=4 -DPLANES=1 -DRAW_TOKENS=1 -DGATED=1 -O0
 #extension GL_GOOGLE_include_directive : require
 #include "state_fragments.glsl"
 
@@ -51,6 +66,21 @@
 #endif
 #ifndef GATED
 #define GATED 0
+#endif
+#ifndef RAW_TOKENS
+#define RAW_TOKENS 0
+#endif
+#if RAW_TOKENS
+// Each subgroup's slot: its K rows (16 x DK, STATE_ROW uvec4 a row) and its dU'_local rows (16 x BV,
+// SLICE_ROW uvec4 a row, from LOCAL_AT), then, in turn, its Q columns (64 x 16 KB, QUERY_ROW uvec4 a
+// row); rows padded by 8 bf16 as the regions' are.
+#define QUERY_ROW (2 * KB + 1)
+#define LOCAL_AT (16 * STATE_ROW)
+#define TOKEN_SLOT max(LOCAL_AT + 16 * SLICE_ROW, CHUNK * QUERY_ROW)
+#define TOKEN_PIECES (16 * BV / 8 / 32)        // uvec4 of dO (or of dU'_local) per invocation
+#define KEY_PIECES (16 * DK / 8 / 32)          // uvec4 of K per invocation
+#define QUERY_PIECES (CHUNK * 2 * KB / 32)     // uvec4 of Q per invocation
+shared uvec4 tokenSlots[SUBGROUPS * TOKEN_SLOT];
 #endif
 
 layout(push_constant) uniform Push
@@ -129,28 +159,100 @@ void main()
                                       gl_CooperativeMatrixLayoutRowMajor); \
     else coopMatLoad(localTiles[j], dUPrimeLocal.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor);
 #endif
+#if RAW_TOKENS
+    uvec4 kRaw[KEY_PIECES], qRaw[QUERY_PIECES];
+    uint slot = gl_SubgroupID * TOKEN_SLOT, lane = gl_SubgroupInvocationID;
+    // piece p of this invocation: K row e / (DK / 8), uvec4 e % (DK / 8) of the subgroup's 16 rows;
+    // Q row e / (2 KB), uvec4 e % (2 KB) of the subgroup's columns (block stateTileColumn(kb) for kb = that / 2)
+#define FETCH_KEYS(n) \
+    [[unroll]] for (uint p = 0; p < KEY_PIECES; p++) \
+    { \
+        uint e = 32 * p + lane, r = e / (DK / 8), c = e % (DK / 8); \
+        kRaw[p] = keys.v[((b * pc.t + (n) * CHUNK + 16 * tokenTileRow() + r) * keyStride + h * DK) / 8 + c]; \
+    }
+#define FETCH_QUERIES(n) \
+    [[unroll]] for (uint p = 0; p < QUERY_PIECES; p++) \
+    { \
+        uint e = 32 * p + lane, r = e / (2 * KB), c = e % (2 * KB); \
+        qRaw[p] = queries.v[((b * pc.t + (n) * CHUNK + r) * keyStride + h * DK) / 8 + 2 * stateTileColumn(c / 2) + c % 2]; \
+    }
+#define PUT_KEYS() \
+    [[unroll]] for (uint p = 0; p < KEY_PIECES; p++) \
+    { \
+        uint e = 32 * p + lane; \
+        tokenSlots[slot + (e / (DK / 8)) * STATE_ROW + e % (DK / 8)] = kRaw[p]; \
+    }
+#define PUT_QUERIES() \
+    [[unroll]] for (uint p = 0; p < QUERY_PIECES; p++) \
+    { \
+        uint e = 32 * p + lane; \
+        tokenSlots[slot + (e / (2 * KB)) * QUERY_ROW + e % (2 * KB)] = qRaw[p]; \
+    }
+    // piece p of this invocation: row e / (BV / 8), uvec4 e % (BV / 8) of the subgroup's 16 token rows
+    uvec4 dOutRaw[TOKEN_PIECES], localRaw[TOKEN_PIECES];
+#define TOKEN_PIECE_AT(n, e) ((TOKEN_ORIGIN(n, tokenTileRow()) + ((e) / (BV / 8)) * valueStride) / 8 + (e) % (BV / 8))
+#define FETCH_TOKEN_PIECES(n) \
+    [[unroll]] for (uint p = 0; p < TOKEN_PIECES; p++) \
+    { \
+        uint e = 32 * p + lane; \
+        if (HALF_IO) dOutRaw[p] = Words4Buffer(pc.dOut).v[TOKEN_PIECE_AT(n, e)]; \
+        if (COMPACT_SUMMANDS) localRaw[p] = Words4Buffer(pc.dUPrime).v[TOKEN_PIECE_AT(n, e)]; \
+    }
+// dO' = scale dO rounded to nearest into region2 (as SPLIT_STORE rounds), dU'_local into the slot
+#define PUT_TOKEN_PIECES() \
+    [[unroll]] for (uint p = 0; p < TOKEN_PIECES; p++) \
+    { \
+        uint e = 32 * p + lane, r = e / (BV / 8), c = e % (BV / 8); \
+        if (HALF_IO) \
+        { \
+            float x[8]; \
+            unpackBf16(dOutRaw[p], x); \
+            [[unroll]] for (uint i = 0; i < 8; i++) x[i] = x[i] * pc.scale; \
+            region2[(16 * tokenTileRow() + r) * SLICE_ROW + c] = packNearestBf16(x); \
+        } \
+        if (COMPACT_SUMMANDS) tokenSlots[slot + LOCAL_AT + r * SLICE_ROW + c] = localRaw[p]; \
+    }
+#define FETCH_KEY_FRAGMENTS(n)
+#else
     FRAG_A kFrags[TK];
     FRAG_B qFrags[KB][4];
-#define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
-#define FETCH_W(n) \
-    [[unroll]] for (uint kb = 0; kb < KB; kb++) { LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb) }
-#define FETCH_TOKENS(n) \
-    FETCH_SCORES(n) \
-    [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
-    { \
-        FETCH_LOCAL_TILE(n, j) \
-        if (HALF_IO) coopMatLoad(dOutHalf[j], Words4Buffer(pc.dOut).v, (TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j)) / 8, valueStride / 8, \
-                                 gl_CooperativeMatrixLayoutRowMajor); \
-        else coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); \
-    } \
+#define FETCH_KEY_FRAGMENTS(n) \
     [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++) \
         coopMatLoad(kFrags[kb16], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tokenTileRow()) * keyStride + h * DK + 16 * kb16) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor); \
     [[unroll]] for (uint kb = 0; kb < KB; kb++) [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         coopMatLoad(qFrags[kb][tb], queries.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn(kb)) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+#endif
+#define TOKEN_ORIGIN(n, tb) ((b * pc.t + (n) * CHUNK + 16 * (tb)) * valueStride + h * pc.dv + v0)
+#define FETCH_W(n) \
+    [[unroll]] for (uint kb = 0; kb < KB; kb++) { LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb) }
+#if RAW_TOKENS
+// Where bf16, dO and dU'_local come as pieces (FETCH_TOKEN_PIECES); only f32 ones as fragments.
+#define IF_LOCAL_FRAGMENTS if (COMPACT_SUMMANDS == false)
+#define IF_DOUT_FRAGMENTS if (HALF_IO == false)
+#else
+#define IF_LOCAL_FRAGMENTS
+#define IF_DOUT_FRAGMENTS
+#endif
+#define FETCH_TOKENS(n) \
+    FETCH_SCORES(n) \
+    [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++) \
+    { \
+        IF_LOCAL_FRAGMENTS { FETCH_LOCAL_TILE(n, j) } \
+        IF_DOUT_FRAGMENTS { \
+        if (HALF_IO) coopMatLoad(dOutHalf[j], Words4Buffer(pc.dOut).v, (TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j)) / 8, valueStride / 8, \
+                                 gl_CooperativeMatrixLayoutRowMajor); \
+        else coopMatLoad(dOutTiles[j], dOut.v, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride, gl_CooperativeMatrixLayoutRowMajor); } \
+    } \
+    FETCH_KEY_FRAGMENTS(n)
     FETCH_W(chunks - 1)
     FETCH_TOKENS(chunks - 1)
+#if RAW_TOKENS
+    FETCH_KEYS(chunks - 1)
+    FETCH_QUERIES(chunks - 1)
+    FETCH_TOKEN_PIECES(chunks - 1)
+#endif
 
     [[dont_unroll]] for (int nn = int(chunks) - 1; nn >= 0; nn--)
     {
@@ -162,6 +264,7 @@ void main()
             if (PROBE_STORES && UNSTAGED_STORES) STORE_INTERMEDIATE(COMPACT, ds[j], pc.dStates, ((bh * chunks + n) * pc.dv + v0 + 16 * vb) * DK + 16 * kb16, DK)
             if (PROBE_STAGING) SPLIT_STORE(ds[j], region1, REGION1_PLANE, 16 * vb * STATE_ROW + 2 * kb16, STATE_ROW)
         }
+        IF_DOUT_FRAGMENTS
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
         {
             ACC scaled;
@@ -170,6 +273,12 @@ void main()
             scaled = scaled * pc.scale;
             if (PROBE_STAGING) SPLIT_STORE(scaled, region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
         }
+#if RAW_TOKENS
+        // K (and dU'_local) into the slot (its last reads, chunk n + 1's Q, are behind the barriers
+        // since), dO' into region2; their registers take chunk n - 1's at once
+        if (PROBE_STAGING) { PUT_KEYS() PUT_TOKEN_PIECES() }
+        if (PROBE_FETCHES && n > 0) { FETCH_KEYS(n - 1) FETCH_TOKEN_PIECES(n - 1) }
+#endif
         CHUNK_BARRIER();
         // dS_C's staged copy (region1's hi plane) out to dStates[n]
         if (STAGED_STORES && PROBE_STORES)
@@ -193,18 +302,35 @@ void main()
                 }
             du[j] = du[j] * (1.0 / pc.scale);
 #else
+#if RAW_TOKENS
+            if (COMPACT_SUMMANDS)
+            {
+                ACC_BF16 local;
+                coopMatLoad(local, tokenSlots, slot + LOCAL_AT + 2 * tokenTileColumn(j), SLICE_ROW, gl_CooperativeMatrixLayoutRowMajor);
+                du[j] = ACC(local);   // exact: bf16 widens to f32
+            }
+#else
             if (COMPACT_SUMMANDS) du[j] = ACC(localHalf[j]);   // exact: bf16 widens to f32
+#endif
             else du[j] = localTiles[j];
 #endif
             [[unroll]] for (uint kb16 = 0; kb16 < TK; kb16++)
             {
                 FRAG_B sHi, sLo;
                 LOAD_SPLIT(sHi, sLo, region1, REGION1_PLANE, 16 * tokenTileColumn(j) * STATE_ROW + 2 * kb16, STATE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
+#if RAW_TOKENS
+                FRAG_A kFrag;
+                coopMatLoad(kFrag, tokenSlots, slot + 2 * kb16, STATE_ROW, gl_CooperativeMatrixLayoutRowMajor);
+#define K_FRAG kFrag
+#else
+#define K_FRAG kFrags[kb16]
+#endif
                 if (PROBE_PRODUCTS)
                 {
-                    MUL_LO(du[j], kFrags[kb16], sLo);
-                    du[j] = coopMatMulAdd(kFrags[kb16], sHi, du[j]);
+                    MUL_LO(du[j], K_FRAG, sLo);
+                    du[j] = coopMatMulAdd(K_FRAG, sHi, du[j]);
                 }
+#undef K_FRAG
             }
             if (PROBE_STORES && stagedDUPrime == false) STORE_INTERMEDIATE(COMPACT, du[j], pc.dUPrimeOut, TOKEN_ORIGIN(n, tokenTileRow()) + 16 * tokenTileColumn(j), valueStride)
         }
@@ -214,13 +340,29 @@ void main()
             [[unroll]] for (uint j = 0; j < STATE_TILES; j++) ds[j] = ds[j] * chunkDecay;   // dS_C is stored and staged
         }
 #endif
+#if RAW_TOKENS
+        // K's fragments are loaded (subgroup scope: the slot is this subgroup's alone); Q takes the slot,
+        // and its registers chunk n - 1's Q
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+        if (PROBE_STAGING) { PUT_QUERIES() }
+        if (PROBE_FETCHES && n > 0) { FETCH_QUERIES(n - 1) }
+        subgroupMemoryBarrierShared();
+        subgroupBarrier();
+#endif
         // dS += dO'^T Q (dO'^T through column-major loads of dO')
         [[unroll]] for (uint tb = 0; tb < 4; tb++)
             [[unroll]] for (uint j = 0; j < STATE_TILES; j++)
             {
                 FRAG_A oHi, oLo;
                 LOAD_SPLIT(oHi, oLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor);
+#if RAW_TOKENS
+                FRAG_B qFrag;
+                coopMatLoad(qFrag, tokenSlots, slot + 16 * tb * QUERY_ROW + 2 * (j % KB), QUERY_ROW, gl_CooperativeMatrixLayoutRowMajor);
+                if (PROBE_PRODUCTS) { MUL_EXACT_B(ds[j], oHi, oLo, qFrag); }
+#else
                 if (PROBE_PRODUCTS) { MUL_EXACT_B(ds[j], oHi, oLo, qFrags[j % KB][tb]); }
+#endif
             }
         if (PROBE_FETCHES && n > 0) { FETCH_TOKENS(n - 1) }
         if (n == 0 && pc.dInitial == 0ul) break;   // nothing reads the last update

@@ -45,6 +45,13 @@
 // widened from there as bf16 accumulator fragments into U' = U - W S^T after it: the same barriers,
 // and no bf16 accumulator loads from global memory, which cost the pass 469 us at B8 H16 T8192 D128
 // (H100 run 116).
+// RAW_KEYS=1 (the _jit_raw variants; VulkanBackend.DeltaRuleRawKeyReads): K's 64 x DK block is read
+// as 16-byte pieces (four per invocation, where the _jit pass reads K's fragments) and put into
+// region1, whose copy of S is dead once every W S^T product is done, with U''s staging; the update
+// S += U'^T K loads its K fragments from there after the barrier that publishes U'. The _jit pass
+// reads each subgroup's 64 x 16 column of K as B fragments straight from the tensor, whose pairs of
+// a row lie a row of keys (4 KB at H16 D128) apart; the same values enter the same products in the
+// same order, so the same bits (DeltaRuleRawReadsTests).
 // Shared memory: region1 holds S (hi, lo), region2 a 64-column block of W, then U' (hi, lo).
 //! variant chunk_state_fragments_k64_v64 -DDK=64 -DBV=64 -O0
 //! variant chunk_state_fragments_k64_v32 -DDK=64 -DBV=32 -O0
@@ -60,6 +67,8 @@
 //! variant chunk_state_fragments_k128_v64_gated -DDK=128 -DBV=64 -DPLANES=1 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v64_lean_gated -DDK=128 -DBV=64 -DPREFETCH_W=0 -DPLANES=1 -DGATED=1 -O0
 //! variant chunk_state_fragments_k128_v64_jit_gated -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -DGATED=1 -O0
+//! variant chunk_state_fragments_k128_v64_jit_raw -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -DRAW_KEYS=1 -O0
+//! variant chunk_state_fragments_k128_v64_jit_raw_gated -DDK=128 -DBV=64 -DPREFETCH_W=0 -DJIT_FETCH=1 -DPLANES=1 -DRAW_KEYS=1 -DGATED=1 -O0
 //! variant chunk_state_fragments_k64_v64_fused -DDK=64 -DBV=64 -DFUSED_OUTPUT=1 -O0
 //! variant chunk_state_fragments_k64_v32_fused -DDK=64 -DBV=32 -DFUSED_OUTPUT=1 -O0
 #extension GL_GOOGLE_include_directive : require
@@ -106,6 +115,12 @@ ACC_BF16 uStagedTile(uint j)
 #endif
 #ifndef GATED
 #define GATED 0
+#endif
+#ifndef RAW_KEYS
+#define RAW_KEYS 0
+#endif
+#if RAW_KEYS
+#define KEY_PIECES (CHUNK * DK / 8 / 256)   // uvec4 of K's block per invocation
 #endif
 
 layout(push_constant) uniform Push
@@ -179,10 +194,31 @@ void main()
 #else
 #define FETCH_Q(n)
 #endif
+#if RAW_KEYS
+    // piece p of this invocation: row e / (DK / 8), uvec4 e % (DK / 8) of K's block, e = 256 p + id
+    uvec4 kRaw[KEY_PIECES];
+#define FETCH_K(n) \
+    [[unroll]] for (uint p = 0; p < KEY_PIECES; p++) \
+    { \
+        uint e = 256 * p + gl_LocalInvocationID.x; \
+        kRaw[p] = keys.v[((b * pc.t + (n) * CHUNK + e / (DK / 8)) * keyStride + h * DK) / 8 + e % (DK / 8)]; \
+    }
+#define PUT_K() \
+    [[unroll]] for (uint p = 0; p < KEY_PIECES; p++) \
+    { \
+        uint e = 256 * p + gl_LocalInvocationID.x; \
+        region1[(e / (DK / 8)) * STATE_ROW + e % (DK / 8)] = kRaw[p]; \
+    }
+#define K_FRAGMENT(tb) FRAG_B kFrag; coopMatLoad(kFrag, region1, 16 * (tb) * STATE_ROW + 2 * stateTileColumn(), STATE_ROW, gl_CooperativeMatrixLayoutRowMajor);
+#define K_OPERAND(tb) kFrag
+#else
 #define FETCH_K(n) \
     [[unroll]] for (uint tb = 0; tb < 4; tb++) \
         coopMatLoad(kFrags[tb], keys.v, ((b * pc.t + (n) * CHUNK + 16 * tb) * keyStride + h * DK + 16 * stateTileColumn()) / 8, \
                     keyStride / 8, gl_CooperativeMatrixLayoutRowMajor);
+#define K_FRAGMENT(tb)
+#define K_OPERAND(tb) kFrags[tb]
+#endif
     // Lean: W's block tiles of chunk n (rows from firstRow), one 64-column block at a time.
 #define LOAD_W_BLOCK(n, kb) LOAD_W_BLOCK_OF(b * pc.t + (n) * CHUNK, kb)
     // S += U'^T K of chunk m, whose U' is in region2 and whose K is in kFrags: U'^T (BV x 64)
@@ -199,12 +235,15 @@ void main()
 #define UPDATE_STATE(m) \
     DECAY_STATE(m) \
     [[unroll]] for (uint tb = 0; tb < 4; tb++) \
+    { \
+        K_FRAGMENT(tb) \
         [[unroll]] for (uint j = 0; j < STATE_TILES; j++) \
         { \
             FRAG_A uHi, uLo; \
             LOAD_SPLIT(uHi, uLo, region2, REGION2_PLANE, 16 * tb * SLICE_ROW + 2 * stateTileRow(j), SLICE_ROW, gl_CooperativeMatrixLayoutColumnMajor); \
-            if (PROBE_PRODUCTS) { MUL_EXACT_B(s[j], uHi, uLo, kFrags[tb]); } \
-        }
+            if (PROBE_PRODUCTS) { MUL_EXACT_B(s[j], uHi, uLo, K_OPERAND(tb)); } \
+        } \
+    }
     if (PREFETCH_W != 0) { FETCH_W(0) }
 #if !JIT_FETCH
     FETCH_U(0)
@@ -317,6 +356,10 @@ void main()
 #endif
         [[unroll]] for (uint j = 0; j < TOKEN_TILES; j++)
             if (PROBE_STAGING) SPLIT_STORE(p[j], region2, REGION2_PLANE, 16 * tokenTileRow() * SLICE_ROW + 2 * tokenTileColumn(j), SLICE_ROW)
+#if RAW_KEYS
+        // K's block into region1 (the W S^T products and S's staged store are behind the last barrier)
+        if (PROBE_STAGING) { PUT_K() }
+#endif
         CHUNK_BARRIER();
         if (stagedUPrime && PROBE_STORES && (FUSED_OUTPUT == 0 || pc.uPrime != 0ul))
             COPY_STAGED_ROWS(region2, SLICE_ROW, CHUNK, BV / 8, pc.uPrime, (b * pc.t + t0) * valueStride + h * pc.dv + v0, valueStride, 0u)

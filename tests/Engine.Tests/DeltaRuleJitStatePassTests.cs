@@ -27,6 +27,7 @@ public sealed class DeltaRuleJitStatePassTests
         var x = new Inputs(b, t, h, dk, dv, gated: false, (ulong)(13 * t + dk + 5 * dv), DType.BF16);
         var shape = new FastWeightShape(b, t, h, dk, dv);
         backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleRawKeyReads = false;   // its _jit_raw variants: DeltaRuleRawReadsTests
         backend.DeltaRuleCompactU = false;   // bf16 U is the _jit pass's alone (DeltaRuleCompactSummandsTests)
         foreach (bool compact in new[] { true, false })
         {
@@ -68,6 +69,7 @@ public sealed class DeltaRuleJitStatePassTests
         var x = new Inputs(b, t, h, dk, dv, gated: true, (ulong)(11 * t + dk + 3 * dv), DType.BF16);
         var shape = new FastWeightShape(b, t, h, dk, dv);
         backend.DeltaRuleCoopMatSplit = false;
+        backend.DeltaRuleRawKeyReads = false;   // its _jit_raw variants: DeltaRuleRawReadsTests
         foreach (bool compact in new[] { true, false })
             foreach (bool saving in new[] { true, false })
             {

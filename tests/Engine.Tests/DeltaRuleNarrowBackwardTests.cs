@@ -92,6 +92,8 @@ public sealed class DeltaRuleNarrowBackwardChoiceTests
         using var settings = BackendSettings.Keep(backend);
         var d128 = new FastWeightShape(2, 128, 3, 128, 128);
         backend.DeltaRuleNarrowBackward = true;
+        backend.DeltaRuleRawTokenReads = false;   // its variants: DeltaRuleRawReadsChoiceTests
+        backend.DeltaRuleRawKeyReads = false;
         backend.DeltaRuleStateFragmentsJit = true;
         backend.DeltaRuleCoopMatSplit = false;
         backend.DeltaRuleStateFragmentRows = 0;
