@@ -17,8 +17,9 @@
 // a second walk over Dv with (dU', S_0) -> dW and (U', dS_C) -> dK. So at most two pairs of result
 // tiles are live at once besides the staged one: with three pairs (dK in the first walk) the kernel
 // took 129 registers per invocation, one workgroup per SM, and 542 us at B8 H16 T2048 D64 bf16 on the
-// H100 (bench/results/2026-12-06-h100-run65.txt). Zero tiles of dP are skipped. Each staging's global
-// reads are issued before the barrier that frees its region.
+// H100 (bench/results/2026-12-06-h100-run65.txt). Zero tiles of dP are skipped. Each staging's first
+// block is read before the barrier that frees its region, its other blocks (and the copy of K and Q)
+// after it.
 // GATED=1 (chunk_grad_qk_fragments_gated; VulkanBackend.DeltaRuleGatedUsesGradQKFragments): the gated
 // rule's q, k gradients (chunk_grad_qk.comp's GATED build, chunk_decay.glsl), f32 intermediates:
 //   H' = scale (dO U'^T) ⊙ Gamma ⊙ M                  (Gamma on dP's elements where the mask keeps them)
