@@ -162,17 +162,19 @@ public sealed partial class VulkanBackend
     // 10 COMPACT_SUMMANDS (summands: the f32 summand the kernel writes or reads, dU'_local or the partial
     // dK, is bf16; the caller knows from that tensor, ChunkedDeltaRuleBackward having chosen with
     // DeltaRuleCompactSummands).
+    // 11 REGISTER_SCORES (the output stage, the values gradient and the q, k gradients:
+    // DeltaRuleRegisterScores), 12 READS_AHEAD (the output stage's merged staging: DeltaRuleOutputReadsAhead).
     // Trailing zeros after the first five are dropped, so a pipeline whose later constants are all
     // zero keeps the five constants (and cache key) it always had.
     private int[] FragmentSpecialization(bool compact, int probe = 0, bool earlyFetch = false, bool merged = false, bool halfIo = false, int stageProbe = 0,
-        bool summands = false)
+        bool summands = false, bool registerScores = false, bool readsAhead = false)
     {
         if (halfIo && DeltaRuleCoopMatSplit) throw new InvalidOperationException("bf16 outputs and gradients are staged as they are, which takes rounded operands (DeltaRuleStoresHalf)");
         // StagedState (the state passes' stores from their staged copies) needs compact intermediates, which imply rounded operands.
         var lanes = compact && !DeltaRuleCoopMatSplit ? DeltaRuleLaneStores : DeltaRuleLaneStores & ~LaneStores.StagedState;
         if (summands && !compact) throw new InvalidOperationException("bf16 summands (DeltaRuleCompactSummands) come with compact intermediates only");
         int[] constants = [DeltaRuleCoopMatSplit ? 1 : 0, probe, earlyFetch ? 1 : 0, compact ? 1 : 0, merged ? 1 : 0, halfIo ? 1 : 0, stageProbe, 0, 0, (int)lanes,
-            summands ? 1 : 0];
+            summands ? 1 : 0, registerScores ? 1 : 0, readsAhead ? 1 : 0];
         int length = constants.Length;
         while (length > 5 && constants[length - 1] == 0) length--;
         return constants[..length];
@@ -204,13 +206,34 @@ public sealed partial class VulkanBackend
     /// summands f32.</summary>
     public bool DeltaRuleCompactSummands { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_COMPACT_SUMMANDS") != "0";
 
+    /// <summary>Whether, with the operands rounded, the output stage, the values gradient and the q, k
+    /// gradients on fragments stage the causal scores P' = scale (Q K^T ⊙ M) (dP' in the q, k gradients)
+    /// as fragments: each tile scaled and rounded to bf16 in its accumulator and stored with one
+    /// coopMatStore, only the diagonal tiles then masked per element, instead of every tile's trip through
+    /// the subgroup's scratch tile (chunk_fragments.glsl, STAGE_CAUSAL_TILE; specialisation constant 11).
+    /// Same bits either way (DeltaRuleStagingFormTests). Off by default until measured on the GPU machine;
+    /// FASTWEIGHTS_DELTA_REGISTER_SCORES=1, or true here, turns it on.</summary>
+    public bool DeltaRuleRegisterScores { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_REGISTER_SCORES") == "1";
+
+    private bool UsesRegisterScores => DeltaRuleRegisterScores && !DeltaRuleCoopMatSplit;
+
+    /// <summary>Whether the forward output stage's merged staging (<see cref="DeltaRuleMergedOutputStaging"/>,
+    /// compact intermediates) reads each 64 columns of Dv's S_0 and U' blocks before the workgroup barrier
+    /// that frees their places rather than after it (chunk_output_fragments.comp, READS_AHEAD;
+    /// specialisation constant 12). The same values staged in the same places (DeltaRuleStagingFormTests).
+    /// Off by default until measured on the GPU machine; FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD=1, or true
+    /// here, turns it on.</summary>
+    public bool DeltaRuleOutputReadsAhead { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD") == "1";
+
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other
     // value gives wrong results.
     private static readonly int StageProbe = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_STAGE_PROBE"), out int probe) ? probe : 0;
 
-    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false, int stageProbe = 0, bool summands = false) =>
-        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo, stageProbe: stageProbe, summands: summands),
+    private ComputeKernel FragmentKernel(string kernel, bool compact, bool merged = false, bool halfIo = false, int stageProbe = 0, bool summands = false,
+        bool registerScores = false, bool readsAhead = false) =>
+        Kernels.Get($"delta_rule/{kernel}", FragmentSpecialization(compact, merged: merged, halfIo: halfIo, stageProbe: stageProbe, summands: summands,
+                registerScores: registerScores, readsAhead: readsAhead),
             requiredSubgroupSize: 32, fullSubgroups: true);
 
     // A tile kernel of the chunked rule, which reads and writes f32 only: DeltaRuleStoresHalf says yes only
@@ -224,7 +247,8 @@ public sealed partial class VulkanBackend
     private ComputeKernel OutputKernel(string kernel, Tensor q, FastWeightShape s, bool compact, bool halfIo = false, bool summands = false) =>
         DeltaRuleUsesOutputFragments(q.DType, s)
             ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo, stageProbe: StageProbe,
-                summands: summands)
+                summands: summands, registerScores: UsesRegisterScores,
+                readsAhead: kernel == "chunk_output" && DeltaRuleMergedOutputStaging && DeltaRuleOutputReadsAhead && compact && !DeltaRuleCoopMatSplit)
             : summands ? throw new InvalidOperationException($"{kernel}: a bf16 dU'_local reached a kernel that is not on fragments") : TileKernelF32Only(kernel, q, halfIo);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).
@@ -237,6 +261,7 @@ public sealed partial class VulkanBackend
     // The per-chunk q and k gradients' kernel for this problem (same push constants and workgroups either way).
     // summands: the partial dK it writes is bf16 (DeltaRuleCompactSummands).
     private ComputeKernel GradQKKernel(Tensor q, FastWeightShape s, bool compact, bool halfIo = false, bool summands = false) =>
-        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging, halfIo: halfIo, summands: summands)
+        DeltaRuleUsesGradQKFragments(q.DType, s) ? FragmentKernel("chunk_grad_qk_fragments", compact, merged: DeltaRuleMergedStaging, halfIo: halfIo, summands: summands,
+                registerScores: UsesRegisterScores)
             : summands ? throw new InvalidOperationException("chunk_grad_qk: a bf16 partial dK reached a kernel that is not on fragments") : TileKernelF32Only("chunk_grad_qk", q, halfIo);
 }

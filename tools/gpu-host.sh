@@ -124,6 +124,9 @@
 #                      the 64-row pass (FASTWEIGHTS_DELTA_NARROW_BACKWARD=0) and as 4-subgroup workgroups of 32 rows (the default)
 #   delta-fragment-rows the chunked delta rule (bf16, D64) with 64 and 32 state rows per workgroup in the
 #                      fragment state passes: per-kernel profile and pipeline statistics at T2048
+#   staging-forms      the chunked delta rule (bf16, bf16 outputs) with FASTWEIGHTS_DELTA_REGISTER_SCORES and
+#                      FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD each 0 and 1: per-kernel profile and the stages'
+#                      register counts at T8192 D128, then #3's four shapes
 # With FW_SMI_LOG=<file>, nvidia-smi samples SM clock, power, temperature, utilisation and the
 # clock-event (throttle) reasons every 200 ms into that file while the sections run.
 # Extra arguments for a section: FW_<SECTION>_ARGS (e.g. FW_GEMM_ARGS="--sizes 4096").
@@ -213,6 +216,13 @@ for section in "$@"; do
     compact-u) (export FASTWEIGHTS_DELTA_COMPACT_SUMMANDS=1; setting_rounds FASTWEIGHTS_DELTA_COMPACT_U "0 1" --outputs bf16) ;;
     raw-tokens) setting_rounds FASTWEIGHTS_DELTA_RAW_TOKENS "0 1" --outputs bf16 ;;
     raw-keys) setting_rounds FASTWEIGHTS_DELTA_RAW_KEYS "0 1" --outputs bf16 ;;
+    staging-forms) for v in "FASTWEIGHTS_DELTA_REGISTER_SCORES=0 FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD=0" "FASTWEIGHTS_DELTA_REGISTER_SCORES=1 FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD=0" \
+        "FASTWEIGHTS_DELTA_REGISTER_SCORES=0 FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD=1" "FASTWEIGHTS_DELTA_REGISTER_SCORES=1 FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD=1"; do
+        echo "# $v"
+        env $v FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,8192,128 --outputs bf16 $extra \
+          | grep -E '^(profile|pipeline .*(output|grad_qk|values))'
+        env $v $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape $issue_shapes --outputs bf16 $extra | grep -E '^delta'
+      done ;;
     stage-probe)
       for v in 0 1 2 4 8 16 3 24 31; do
         echo "# FASTWEIGHTS_STAGE_PROBE=$v"

@@ -96,6 +96,42 @@ layout(constant_id = 9) const uint LANE_STORES = 0;
     }
 #define PUT_LANE_SPLIT(REGION, tr, tc, x) PUT_LANE_PARTS(SPLIT_OPERANDS, REGION, tr, tc, x)
 
+// Specialisation constant 11 (VulkanBackend.DeltaRuleRegisterScores; rounded operands only): how the
+// causal scores P' = scale (S ⊙ M) (the output stage, the values gradient) and dP' (the q, k gradients)
+// reach their region. false: each tile goes through the subgroup's scratch (laneValues), is masked
+// and scaled per element and written as bf16 runs (PUT_LANE_SPLIT). true: STAGE_CAUSAL_TILE scales
+// and rounds the tile as a fragment and stores it with one coopMatStore; only the diagonal tile is
+// then masked, each lane clearing the elements of its run above the diagonal in the stored copy.
+// Same bits either way: scale x is the same f32 product, rounded to nearest bf16 by both (nearestBf16,
+// floatToBf16), and a masked element is +0 (bits 0) in both.
+layout(constant_id = 11) const bool REGISTER_SCORES = false;
+#define SCORES_IN_REGISTERS (REGISTER_SCORES && !SPLIT_OPERANDS)
+
+// scale (m ⊙ M) as tile (tr, tc) of REGION's hi plane, rounded to nearest bf16, for tc <= tr (M keeps
+// column <= row of the 64 x 64 chunk; the caller leaves the tiles above the diagonal alone, no product
+// reads them). Rounded operands only (SCORES_IN_REGISTERS).
+#define STAGE_CAUSAL_TILE(REGION, m, scale, tr, tc) \
+    { \
+        coopMatStore(ACC_BF16(nearestBf16((m) * (scale))), REGION, 16 * (tr) * ROW + 2 * (tc), ROW, gl_CooperativeMatrixLayoutRowMajor); \
+        if ((tc) == (tr)) \
+        { \
+            subgroupMemoryBarrierShared(); \
+            subgroupBarrier(); \
+            if (laneColumn() + 7 > laneRow()) \
+            { \
+                uint slot_ = (16 * (tr) + laneRow()) * ROW + 2 * (tc) + laneColumn() / 8; \
+                uvec4 run_ = REGION[slot_]; \
+                [[unroll]] for (uint i_ = 0; i_ < 4; i_++) \
+                { \
+                    uint column_ = laneColumn() + 2 * i_; \
+                    if (column_ > laneRow()) run_[i_] = 0u; \
+                    else if (column_ + 1 > laneRow()) run_[i_] &= 0xFFFFu; \
+                } \
+                REGION[slot_] = run_; \
+            } \
+        } \
+    }
+
 // f32 tile m as hi and (where split) lo parts at tile (tr, tc) of REGION (region1 or region2).
 #define STORE_TILE_PARTS(split, m, REGION, tr, tc) SPLIT_STORE_PARTS(split, m, REGION, PLANE, 16 * (tr) * ROW + 2 * (tc), ROW)
 #define STORE_TILE_SPLIT(m, REGION, tr, tc) STORE_TILE_PARTS(SPLIT_OPERANDS, m, REGION, tr, tc)

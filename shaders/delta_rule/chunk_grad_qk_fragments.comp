@@ -179,6 +179,14 @@ void main()
     // T2048 D64 bf16 and 1246 -> 1148 at D128 on the H100 against fragments loaded straight from the
     // tensors (bench/results/2026-12-06-h100-run71.txt)
     COPY_BLOCKS_TO_REGION2(keys, queries, firstToken, keyStride, keyColumn0)
+#if !GATED
+    if (SCORES_IN_REGISTERS)
+    {
+        [[unroll]] for (uint j = 0; j < 2; j++)
+            if (tileColumn(j) <= tr) STAGE_CAUSAL_TILE(region1, dp[j], pc.scale, tr, tileColumn(j))
+    }
+    else
+#endif
     [[unroll]] for (uint j = 0; j < 2; j++)
         if (tileColumn(j) <= tr)
         {

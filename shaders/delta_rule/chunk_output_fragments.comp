@@ -19,6 +19,9 @@
 // Gamma_ij = exp(g_i - g_j) multiplies P''s elements where the causal mask keeps them (never formed
 // above the diagonal, where it could overflow); diag(gamma) scales the rows of Q S_0^T through the
 // lane values before P' U' is added. The forward takes the separate stagings (no MERGED_STAGING).
+// REGISTER_SCORES (chunk_fragments.glsl, specialisation constant 11; the ungated builds, rounded
+// operands): P' is scaled, rounded and stored as fragments (STAGE_CAUSAL_TILE), only its diagonal tiles
+// masked per element, instead of every tile's round trip through the scratch. Same bits.
 // Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64, Dk
 // and Dv 64 or 128, bf16 keys, subgroups of 32. Same push constants as chunk_output.comp (GATED: and alpha).
 //! variant chunk_output_fragments -DVALUES_GRADIENT=0 -O0
@@ -45,6 +48,13 @@ layout(constant_id = 4) const bool MERGED_STAGING = false;
 #else
 #define MERGED (MERGED_STAGING && !SPLIT_OPERANDS && VALUES_GRADIENT == 0)
 #endif
+
+// Specialisation constant 12 (VulkanBackend.DeltaRuleOutputReadsAhead; the merged staging with compact
+// intermediates): each block vb's S_0 blocks and U' block are read from memory before the barrier
+// that frees their places, not after it, so those reads are in flight while the workgroup waits
+// (two or three 64 x 64 bf16 blocks, 4 or 6 uvec4 an invocation). Same values staged in the same places.
+layout(constant_id = 12) const bool READS_AHEAD = false;
+#define READS_AHEAD_HERE (READS_AHEAD && COMPACT)
 
 layout(push_constant) uniform Push
 {
@@ -111,6 +121,14 @@ void main()
                         }
                 }
             }
+#if !GATED
+        if (SCORES_IN_REGISTERS)
+        {
+            [[unroll]] for (uint j = 0; j < 2; j++)
+                if (tileColumn(j) <= tr && PROBE_LANES) STAGE_CAUSAL_TILE(region1, p[j], pc.scale, tr, tileColumn(j))
+        }
+        else
+#endif
         [[unroll]] for (uint j = 0; j < 2; j++)
             if (tileColumn(j) <= tr && PROBE_LANES)
             {
@@ -138,16 +156,31 @@ void main()
             // region1's lo plane
             ACC fetched[2];
             uvec4 fetchedRaw[2];
-            STAGE_BARRIER();   // region2 (Q K^T's copies, or the previous block's S_0) and region1's lo plane are read
-            [[unroll]] for (uint kb = 0; kb < 2; kb++)
-                if (kb < keyBlocks)
-                {
-                    FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.states, stateOrigin + 64 * vb * pc.dk + 64 * kb, pc.dk);
-                    if (kb == 0) { PUT_BLOCK(COMPACT, fetchedRaw, fetched, region2); }
-                    else { PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region2); }
-                }
-            FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.values, readToken * valueStride + readHead * pc.dv + 64 * vb, valueStride);
-            PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region1);
+            if (READS_AHEAD_HERE)
+            {
+                // every piece of the staging read before the barrier, so the reads' latency overlaps the wait
+                uvec4 stateRaw0[2], stateRaw1[2];
+                LOAD_RAW_BLOCK(stateRaw0, pc.states, stateOrigin + 64 * vb * pc.dk, pc.dk);
+                if (keyBlocks > 1) LOAD_RAW_BLOCK(stateRaw1, pc.states, stateOrigin + 64 * vb * pc.dk + 64, pc.dk);
+                LOAD_RAW_BLOCK(fetchedRaw, pc.values, readToken * valueStride + readHead * pc.dv + 64 * vb, valueStride);
+                STAGE_BARRIER();   // as below
+                PUT_RAW_BLOCK(stateRaw0, region2, ROW);
+                if (keyBlocks > 1) PUT_RAW_BLOCK_AT(stateRaw1, region2, PLANE, ROW);
+                PUT_RAW_BLOCK_AT(fetchedRaw, region1, PLANE, ROW);
+            }
+            else
+            {
+                STAGE_BARRIER();   // region2 (Q K^T's copies, or the previous block's S_0) and region1's lo plane are read
+                [[unroll]] for (uint kb = 0; kb < 2; kb++)
+                    if (kb < keyBlocks)
+                    {
+                        FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.states, stateOrigin + 64 * vb * pc.dk + 64 * kb, pc.dk);
+                        if (kb == 0) { PUT_BLOCK(COMPACT, fetchedRaw, fetched, region2); }
+                        else { PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region2); }
+                    }
+                FETCH_BLOCK(COMPACT, fetchedRaw, fetched, pc.values, readToken * valueStride + readHead * pc.dv + 64 * vb, valueStride);
+                PUT_BLOCK_LO(COMPACT, fetchedRaw, fetched, region1);
+            }
             STAGE_BARRIER();
             // scale Q S_0^T (S_0^T's slice d of column tile tc: the transpose of the block's tile (tc, d))
             [[unroll]] for (uint kb = 0; kb < 2; kb++)

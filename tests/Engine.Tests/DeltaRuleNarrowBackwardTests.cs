@@ -26,6 +26,7 @@ public sealed class DeltaRuleNarrowBackwardTests
         var shape = new FastWeightShape(b, t, h, dk, dv);
         backend.DeltaRuleCoopMatSplit = false;
         backend.DeltaRuleStateFragmentRows = 0;
+        backend.DeltaRuleRawTokenReads = false;   // its _narrow_raw variants: DeltaRuleRawReadsTests
         foreach (bool compact in new[] { true, false })
         {
             string what = $"rounded operands, {(compact ? "compact" : "f32")} intermediates";
@@ -58,6 +59,7 @@ public sealed class DeltaRuleNarrowBackwardTests
         backend.DeltaRuleCoopMatSplit = false;
         backend.DeltaRuleGatedCoopMat = true;
         backend.DeltaRuleStateFragmentRows = 0;
+        backend.DeltaRuleRawTokenReads = false;   // its _narrow_raw_gated variant: DeltaRuleRawReadsTests
         Assert.IsTrue(backend.DeltaRuleGatedUsesStateFragments(DType.BF16, shape), "the gated state passes run on fragments");
         float[][] Gradients(bool narrow)
         {
