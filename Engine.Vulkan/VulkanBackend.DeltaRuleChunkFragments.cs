@@ -211,9 +211,12 @@ public sealed partial class VulkanBackend
     /// as fragments: each tile scaled and rounded to bf16 in its accumulator and stored with one
     /// coopMatStore, only the diagonal tiles then masked per element, instead of every tile's trip through
     /// the subgroup's scratch tile (chunk_fragments.glsl, STAGE_CAUSAL_TILE; specialisation constant 11).
-    /// Same bits either way (DeltaRuleStagingFormTests). Off by default until measured on the GPU machine;
-    /// FASTWEIGHTS_DELTA_REGISTER_SCORES=1, or true here, turns it on.</summary>
-    public bool DeltaRuleRegisterScores { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_REGISTER_SCORES") == "1";
+    /// Same bits either way (DeltaRuleStagingFormTests). True by default; FASTWEIGHTS_DELTA_REGISTER_SCORES=0,
+    /// or false here, keeps the scratch. H100, B8 H16 T8192 D128 bf16, bf16 outputs
+    /// (bench/results/2026-12-07-h100-run126.txt, tools/gpu-host.sh staging-forms): the output stage 1064.2 →
+    /// 865.1 us, the values gradient 703.0 → 503.6, the q, k gradients 1827.4 → 1537.7; forward 2.674 → 2.471
+    /// ms, forward+backward 7.949 → 7.273.</summary>
+    public bool DeltaRuleRegisterScores { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_REGISTER_SCORES") != "0";
 
     private bool UsesRegisterScores => DeltaRuleRegisterScores && !DeltaRuleCoopMatSplit;
 
@@ -221,9 +224,10 @@ public sealed partial class VulkanBackend
     /// compact intermediates) reads each 64 columns of Dv's S_0 and U' blocks before the workgroup barrier
     /// that frees their places rather than after it (chunk_output_fragments.comp, READS_AHEAD;
     /// specialisation constant 12). The same values staged in the same places (DeltaRuleStagingFormTests).
-    /// Off by default until measured on the GPU machine; FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD=1, or true
-    /// here, turns it on.</summary>
-    public bool DeltaRuleOutputReadsAhead { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD") == "1";
+    /// True by default; FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD=0, or false here, reads after the barrier. H100,
+    /// B8 H16 T8192 D128 bf16, bf16 outputs (run 126): the output stage 1064.2 → 982.6 us alone, 865.1 → 743.5
+    /// with the register scores (70 → 78 registers); forward 2.471 → 2.367 ms with them.</summary>
+    public bool DeltaRuleOutputReadsAhead { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_DELTA_OUTPUT_READS_AHEAD") != "0";
 
     // Specialisation constant 6 of chunk_output_fragments.comp (STAGE_PROBE): a timing experiment that leaves
     // out kinds of work (FASTWEIGHTS_STAGE_PROBE, a bit mask; 0, the default, leaves out nothing). Any other
