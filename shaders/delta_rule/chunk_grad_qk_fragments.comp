@@ -34,6 +34,9 @@
 // products with this block's dQ and dK rows:  dg_i += q_i . dQ_i - k_i . dK_i,  with no Q' K^T formed.
 // Each lane dots its 8 values of a row with q's and k's bf16 (Q from region2's lo plane, K from the
 // tensor); two lanes hold a row's 16 columns of a tile pair and two subgroups a tile row (rowParts).
+// REGISTER_SCORES (chunk_fragments.glsl, specialisation constant 11; the ungated build, rounded
+// operands): dP' is scaled, rounded and stored as fragments (STAGE_CAUSAL_TILE), only its diagonal
+// tiles masked per element. Same bits.
 // Preconditions the host checks (VulkanBackend.DeltaRuleFragmentStagesFit): T a multiple of 64,
 // Dk and Dv 64 or 128, bf16 keys, subgroups of 32. Same push constants as chunk_grad_qk.comp.
 // Shared memory (46 KiB): two regions of 64 x 64 (hi, lo), rows padded by 8 bf16, and a 16 x 16 f32
