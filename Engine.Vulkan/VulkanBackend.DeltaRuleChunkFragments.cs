@@ -252,7 +252,7 @@ public sealed partial class VulkanBackend
         DeltaRuleUsesOutputFragments(q.DType, s)
             ? FragmentKernel(kernel + "_fragments", compact, merged: kernel == "chunk_output" && DeltaRuleMergedOutputStaging, halfIo: halfIo, stageProbe: StageProbe,
                 summands: summands, registerScores: UsesRegisterScores,
-                readsAhead: kernel == "chunk_output" && DeltaRuleMergedOutputStaging && DeltaRuleOutputReadsAhead && compact && !DeltaRuleCoopMatSplit)
+                readsAhead: kernel == "chunk_output" && DeltaRuleMergedOutputStaging && DeltaRuleOutputReadsAhead && compact)   // compact implies rounded
             : summands ? throw new InvalidOperationException($"{kernel}: a bf16 dU'_local reached a kernel that is not on fragments") : TileKernelF32Only(kernel, q, halfIo);
 
     // The WY backward's kernel for this problem (same push constants and workgroups either way).

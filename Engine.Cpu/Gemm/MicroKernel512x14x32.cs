@@ -17,10 +17,10 @@ internal readonly unsafe struct MicroKernel512x14x32 : IGemmMicroKernel
     // the earlier KC 256, MC 504 (which kept KC x NR of B, 32 KB, in L1). On a quiet Emerald Rapids VM
     // (four sweep rounds, bench/results/2026-12-07-cpu-xeon-gemm-blocking.txt) 512 x 252 ran 256-275 /
     // 269-277 GFLOP/s at 1024^3 / 2048^3 against 259-268 / 252-263 for 256 x 504; an earlier sweep on a
-    // noisier VM (2026-12-05) had found nothing ahead of the noise. AMD (Zen 5: 48 KB L1, 1 MB L2): KC 1024, MC 70, a deeper K that quarters
-    // the passes over C with the A block (70 x 1024, 280 KB) still in L2: 3-10% faster than 256 x 504
-    // at 1024^3 to 2048^3 (ten sweep rounds, then four alternating rounds of the two defaults:
-    // bench/results/2026-12-06-cpu-zen5-gemm-blocking*.txt);
+    // noisier VM (2026-12-05) had found nothing ahead of the noise. AMD (Zen 5: 48 KB L1, 1 MB L2):
+    // KC 1024, MC 70, a deeper K that quarters the passes over C with the A block (70 x 1024, 280 KB)
+    // still in L2: 3-10% faster than 256 x 504 at 1024^3 to 2048^3 (ten sweep rounds, then four
+    // alternating rounds of the two defaults: bench/results/2026-12-06-cpu-zen5-gemm-blocking*.txt);
     // Zen 4 (AVX-512 on 256-bit units) not measured.
     public static int BlockDepth => CpuVendor.IsAmd ? 1024 : 512;
     public static int BlockRows => CpuVendor.IsAmd ? 70 : 252;
