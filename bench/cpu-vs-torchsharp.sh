@@ -4,6 +4,8 @@
 # delta: B2 H4 T1024 D64 f32, ours recurrent and chunked (fwd, fwd+bwd); the peer's naive loop is fwd+bwd.
 # rnn: LSTM and GRU, batch 16, T 128, one head, forward+backward (TorchSharp's nn.LSTM/GRU also runs
 # the input projection and its gradients; ours is timed both without and with it, see docs/benchmarks.md).
+# BASELINE=<git revision> (gemm only) also builds that revision in a temporary worktree and times it
+# in each round beside this tree's build, so that a change and its baseline see the same machine load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-gemm}; rounds=${2:-3}; hiddens=${3:-256,512}
@@ -13,11 +15,20 @@ for d in ../shared ../../shared; do [ -z "$peer" ] && [ -x "$d/peers/torchsharp-
 [ -n "$peer" ] || { echo "TorchSharp peer (shared/peers/torchsharp-cpu/run.sh) not found; set PEER_RUN" >&2; exit 2; }
 dotnet build Cli -c Release -v q >/dev/null
 fw="dotnet Cli/bin/Release/net10.0/fastweights.dll"
+base=""
+if [ -n "${BASELINE:-}" ]; then
+  tree=$(mktemp -d); trap 'git worktree remove --force "$tree" >/dev/null 2>&1 || true' EXIT
+  git worktree add --detach "$tree" "$BASELINE" >/dev/null 2>&1
+  dotnet build "$tree/Cli" -c Release -v q >/dev/null
+  base="dotnet $tree/Cli/bin/Release/net10.0/fastweights.dll"
+  echo "# baseline: $(git rev-parse --short "$BASELINE"); this tree: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . || echo ' with uncommitted changes')"
+fi
 echo "# $(date -u +%F\ %T) $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq "$rounds"); do
   case $what in
     gemm)
       $fw bench gemm --sizes 1024,2048 --backend cpu | grep -E '^gemm' | sed "s/^/round $r fastweights /"
+      [ -z "$base" ] || $base bench gemm --sizes 1024,2048 --backend cpu | grep -E '^gemm' | sed "s/^/round $r baseline /"
       for n in 1024 2048; do echo "round $r torchsharp $($peer gemm $n)"; done ;;
     delta)
       $fw bench delta --shape 2,4,1024,64 --backend cpu | grep -E '^delta' | sed "s/^/round $r fastweights /"

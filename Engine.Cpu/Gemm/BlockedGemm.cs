@@ -18,24 +18,25 @@ namespace FastWeights.Engine.Cpu.Gemm;
 /// Partial tiles at the edges run the full kernel on zero-padded slivers into a tile buffer, then merge.
 /// <para>Threads. One large matrix (<see cref="Cooperative"/>): the threads first pack B for every k
 /// block of the column panel into one shared buffer (claiming k blocks), wait until all of it is
-/// packed, then claim row blocks of C from a counter (guided: large blocks first, shrinking towards the
-/// end); a row block packs its own A and runs all k blocks, so no two threads ever write the same C
-/// element and a slow core simply takes fewer blocks. Many matrices (batch) or small ones: each thread
+/// packed, then claim items from one counter: k block by k block, runs of MR-row slivers of C (guided:
+/// large runs first, shrinking towards the end of each k block). An item packs its own A block and runs
+/// the micro-kernel over the panel's KC x NC block of B for that k block, so all threads read the same
+/// block of B at a time (each keeps it in its L2) and a slow core simply takes fewer items. An item
+/// starts once its slivers are done for the previous k block, which keeps each element's sum in k-block
+/// order; claims run in order, so it has nearly always been met. Many matrices (batch) or small ones: each thread
 /// takes whole batch entries with private buffers. The threads are <see cref="GemmThreads"/> (the
 /// calling thread is one of them). Waiting only ever happens on work that a running thread has
 /// already claimed, so a worker that starts late never stalls the others.</para></summary>
 internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmMicroKernel
 {
-    // Blocking, in elements: KC and MC come from the kernel (its BlockDepth, BlockRows), NC = 512 for all.
-    // The B panel KC x NC sits in L2 or L3 (shared by the threads); NC = 512 measured ~10% faster at
-    // 2048^3 than 1024 or 4096 on Sapphire Rapids (panels that spill to L3 suffer most when other
-    // tenants load the machine) and no different from 1024 on Zen 3. FASTWEIGHTS_CPU_GEMM_BLOCKING=
+    // Blocking, in elements: KC, MC and NC come from the kernel (its BlockDepth, BlockRows, BlockColumns).
+    // The B panel KC x NC sits in L2 or L3 (shared by the threads). FASTWEIGHTS_CPU_GEMM_BLOCKING=
     // KCxMCxNC (e.g. 256x504x512) overrides all three, so that benchmarks can compare blockings.
     // Mutable only so that a benchmark lab (or a test) can sweep them.
     private static readonly int[]? s_blocking = ParseBlocking(Environment.GetEnvironmentVariable("FASTWEIGHTS_CPU_GEMM_BLOCKING"));
     internal static int Kc = s_blocking?[0] ?? TKernel.BlockDepth;
     internal static int Mc = RoundUp(s_blocking?[1] ?? TKernel.BlockRows, TKernel.Mr);
-    internal static int Nc = RoundUp(s_blocking?[2] ?? 512, TKernel.Nr);
+    internal static int Nc = RoundUp(s_blocking?[2] ?? TKernel.BlockColumns, TKernel.Nr);
     /// <summary>Largest shared B buffer (K x panel width) of the cooperative path: 16 MB.</summary>
     internal static long SharedPanelFloats = 4L << 20;
 
@@ -106,8 +107,9 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         }
     }
 
-    /// <summary>One matrix on <paramref name="threads"/> threads: shared packed B, row blocks claimed
-    /// dynamically (see the class summary). Fully optimised from the first call, like OneThread.</summary>
+    /// <summary>One matrix on <paramref name="threads"/> threads: shared packed B, items of rows claimed
+    /// dynamically in k-block-major order (see the class summary). Fully optimised from the first call,
+    /// like OneThread.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Cooperative(GemmOperand a, GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, int threads)
     {
@@ -117,15 +119,16 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         // Panel width: at most NC, and K x width within the shared buffer's budget.
         int ncMax = (int)Math.Clamp(SharedPanelFloats / Math.Max(1, k) / nr * nr, nr, Nc);
         int ncStep = BalancedStep(n, ncMax, nr);
-        int mcStep = Mc; // largest row block; blocks shrink towards the end (ClaimRows)
+        int mcStep = Mc; // largest item; items shrink towards the end of each k block (ClaimItem)
         int slivers = (m + mr - 1) / mr;
         float* shared = GemmWorkspace.ForThisThread.SharedPanel((long)ncStep * k);
         for (int jc = 0; jc < n; jc += ncStep)
         {
             int nc = Math.Min(ncStep, n - jc);
             long ncPadded = RoundUp(nc, nr);
-            // Counters: k blocks claimed, k blocks packed, row blocks claimed.
-            var state = new int[3 * 16]; // entries 64 bytes apart, so the threads' counters do not share a line
+            // Counters: k blocks claimed, k blocks packed, items claimed (entries 64 bytes apart, so the
+            // threads' counters do not share a line); then one flag per (k block, sliver): done.
+            var state = new int[3 * 16 + kBlocks * slivers];
             RunOnThreads(threads, _ =>
             {
                 // Buffers first: nothing may fail once an item is claimed.
@@ -143,34 +146,40 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
                 // Wait for blocks that other running threads are still packing.
                 var spin = new SpinWait();
                 while (Volatile.Read(ref state[16]) < kBlocks) spin.SpinOnce(sleep1Threshold: -1);
-                // Phase 2: row blocks of C, each through every k block.
-                for (int first, count; (count = ClaimRows(ref state[32], slivers, threads, out first)) > 0;)
+                // Phase 2: items (k block q, slivers [first, first + count)), k block by k block, so that
+                // every thread works on the same KC x NC block of B (kept in its L2) at a time. An item
+                // waits until the same slivers are done for k block q - 1: C sums its k blocks in order.
+                // Claims run in order, so that wait is met at once unless the rows are very few.
+                for (int q, first, count; (count = ClaimItem(ref state[32], slivers, kBlocks, threads, out q, out first)) > 0;)
                 {
+                    int pc = q * kcStep, kc = Math.Min(kcStep, k - pc);
+                    if (q > 0)
+                        for (int s = first; s < first + count; s++)
+                            while (Volatile.Read(ref state[48 + (q - 1) * slivers + s]) == 0) spin.SpinOnce(sleep1Threshold: -1);
                     int ic = first * mr, mc = Math.Min(count * mr, m - ic);
-                    for (int pc = 0; pc < k; pc += kcStep)
-                    {
-                        int kc = Math.Min(kcStep, k - pc);
-                        GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
-                        Block(packedA, shared + pc * ncPadded, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
-                    }
+                    GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
+                    Block(packedA, shared + pc * ncPadded, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
+                    for (int s = first; s < first + count; s++) Volatile.Write(ref state[48 + q * slivers + s], 1);
                 }
             });
         }
     }
 
-    /// <summary>Claims the next row block, in slivers of MR rows, from the shared counter: guided
-    /// scheduling, a share of what remains (at most MC rows, at least 2 slivers), so early blocks are
-    /// large and the last ones small enough for the threads to finish together. Returns the count (0
-    /// when none remain) and the first sliver.</summary>
-    private static int ClaimRows(ref int next, int slivers, int threads, out int first)
+    /// <summary>Claims the next item from the shared counter, which runs over k block q, then slivers
+    /// of MR rows (q * slivers + first). Guided scheduling within each k block: a share of what remains
+    /// of it (at most MC rows, at least 2 slivers), so the threads reach the next k block together.
+    /// Returns the count (0 when none remain), the k block and the first sliver.</summary>
+    private static int ClaimItem(ref int next, int slivers, int kBlocks, int threads, out int q, out int first)
     {
         while (true)
         {
-            first = Volatile.Read(ref next);
-            if (first >= slivers) return 0;
+            int position = Volatile.Read(ref next);
+            q = position / slivers;
+            first = position - q * slivers;
+            if (q >= kBlocks) return 0;
             int remaining = slivers - first;
             int count = Math.Min(remaining, Math.Clamp(remaining / (2 * threads), 2, Mc / TKernel.Mr));
-            if (Interlocked.CompareExchange(ref next, first + count, first) == first) return count;
+            if (Interlocked.CompareExchange(ref next, position + count, position) == position) return count;
         }
     }
 

@@ -13,10 +13,11 @@ internal unsafe interface IGemmMicroKernel
     static abstract int Mr { get; }
     static abstract int Nr { get; }
     /// <summary>Blocking of the driver around this kernel (<see cref="BlockedGemm{TKernel}"/>): the depth KC
-    /// of the packed blocks and the rows MC of the packed A block, chosen for the caches of the CPUs
-    /// that run the kernel.</summary>
+    /// of the packed blocks, the rows MC of the packed A block and the columns NC of the packed B panel,
+    /// chosen for the caches of the CPUs that run the kernel.</summary>
     static abstract int BlockDepth { get; }
     static abstract int BlockRows { get; }
+    static abstract int BlockColumns { get; }
     /// <summary>True when the instructions the kernel relies on are accelerated on this machine.</summary>
     static abstract bool IsSupported { get; }
     static abstract void Run(int kc, float* a, float* b, float* c, nint ldc, float alpha, float beta);

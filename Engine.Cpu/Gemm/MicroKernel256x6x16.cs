@@ -16,6 +16,7 @@ internal readonly unsafe struct MicroKernel256x6x16 : IGemmMicroKernel
     // The A block MC x KC = 120 x 512 (240 KB) is about half the L2; MC from 72 to 144 measured the same.
     public static int BlockDepth => 512;
     public static int BlockRows => 120;
+    public static int BlockColumns => 512;
     public static bool IsSupported => Vector256.IsHardwareAccelerated;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

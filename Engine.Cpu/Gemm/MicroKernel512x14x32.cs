@@ -22,8 +22,14 @@ internal readonly unsafe struct MicroKernel512x14x32 : IGemmMicroKernel
     // still in L2: 3-10% faster than 256 x 504 at 1024^3 to 2048^3 (ten sweep rounds, then four
     // alternating rounds of the two defaults: bench/results/2026-12-06-cpu-zen5-gemm-blocking*.txt);
     // Zen 4 (AVX-512 on 256-bit units) not measured.
+    // NC: 1024 on Intel, half the passes over A of NC 512, now that the threads walk the k blocks in
+    // step (BlockedGemm.Cooperative) and each core reads one 512 x 1024 block of B (2 MB) at a time. On
+    // the Emerald Rapids VM (2026-12-08, five alternating rounds, bench/results/2026-12-08-cpu-xeon-gemm-
+    // blocking.txt) NC 512, 1024 and 2048 and 256 x 504 x 2048 ran within 2% of each other (medians
+    // 274-282 GFLOP/s at 1024^3, 276-281 at 2048^3), NC 1024 at the top by a hair: the noise decides.
     public static int BlockDepth => CpuVendor.IsAmd ? 1024 : 512;
     public static int BlockRows => CpuVendor.IsAmd ? 70 : 252;
+    public static int BlockColumns => CpuVendor.IsAmd ? 512 : 1024;
     public static bool IsSupported => Vector512.IsHardwareAccelerated;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

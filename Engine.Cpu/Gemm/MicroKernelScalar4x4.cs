@@ -10,6 +10,7 @@ internal readonly unsafe struct MicroKernelScalar4x4 : IGemmMicroKernel
     public static int Nr => 4;
     public static int BlockDepth => 256;
     public static int BlockRows => 504;
+    public static int BlockColumns => 512;
     public static bool IsSupported => true;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -121,9 +121,26 @@ public sealed class CpuGemmKernelTests
         SameForOneAndTwoThreads<MicroKernelScalar4x4>();
     }
 
-    private static void SameForOneAndTwoThreads<TKernel>() where TKernel : struct, IGemmMicroKernel
+    [TestMethod]
+    [DataRow("512")]
+    [DataRow("256")]
+    [DataRow("scalar")]
+    public void FewRowsOverManyKBlocksOnTwoThreads(string kernel)
     {
-        const int m = 131, n = 97, k = 600;
+        // Three slivers of rows and four k blocks and a remainder: the two threads claim items of the
+        // same slivers in consecutive k blocks, and each must wait for the other's previous k block.
+        // Enough flops that the GEMM splits (BlockedGemm.MinFlopsPerThread); same bits as one thread.
+        var (mr, nr, kc, _) = Blocking(kernel);
+        int m = 2 * mr + 3, k = 4 * kc + 7, n = Math.Max(3 * nr + 5, 9_000_000 / (2 * m * k) + 1);
+        Check(kernel, 1, m, n, k, false, false, 0.75f, 0.5f, threads: 2);
+        Check(kernel, 1, m, n, k, true, true, 1f, 0f, threads: 2);
+        if (kernel == "512" && MicroKernel512x14x32.IsSupported) SameForOneAndTwoThreads<MicroKernel512x14x32>(m, n, k);
+        if (kernel == "256" && MicroKernel256x6x16.IsSupported) SameForOneAndTwoThreads<MicroKernel256x6x16>(m, n, k);
+        if (kernel == "scalar") SameForOneAndTwoThreads<MicroKernelScalar4x4>(m, n, k);
+    }
+
+    private static void SameForOneAndTwoThreads<TKernel>(int m = 131, int n = 97, int k = 600) where TKernel : struct, IGemmMicroKernel
+    {
         using var a = Tensor.Uniform(Cpu, new Shape(m, k), 5);
         using var b = Tensor.Uniform(Cpu, new Shape(k, n), 6);
         using var c1 = Tensor.Zeros(Cpu, new Shape(m, n));
