@@ -53,6 +53,12 @@ public static class BenchCommand
                 Print(results);
                 return 0;
             }
+            case "gemm-kernel":
+            {
+                // the CPU micro-kernels alone, one thread, operands in L2 (CpuMicroKernelBench)
+                Print(CpuMicroKernelBench.Run(options.GetInts("kc", [512])[0]).ToList());
+                return 0;
+            }
             case "delta":
             {
                 // --shape B,H,T,D[,B,H,T,D...] --dtype f32|f16|bf16 (q, k, v) --outputs f32|f16|bf16 (o, dO, dq, dk, dv)

@@ -11,6 +11,7 @@ public static class CommandLine
         usage:
           fastweights devices                      every backend and device with its capabilities
           fastweights bench gemm [--sizes 1024,2048] [--backend cpu|vulkan|all] [--dtype f32|f16|bf16|all] [--subgroups 4,8]
+          fastweights bench gemm-kernel [--kc 512]  CPU: the GEMM micro-kernels alone, one thread, operands in L2
           fastweights bench submits                count submits for 1,000 small GEMMs on Vulkan
           fastweights bench delta [--shape B,H,T,D[,B,H,T,D...]] [--backend cpu|vulkan|all]
           fastweights bench step [--shape B,H,D] [--backend ...]     one decoding step of the delta rule

@@ -124,6 +124,11 @@ public sealed partial class VulkanBackend : IGemmOps
     /// (bench/results/2026-12-01-h200-run25.txt). FASTWEIGHTS_GEMM_CM2_GROUP sets it for experiments.</summary>
     public int CoopMat2GroupRows { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_GROUP"), out int g) ? g : 8;
 
+    /// <summary>Workgroup size the cooperative-matrix-2 GEMM tries first (null: 256, then 128, then 512,
+    /// the first the device lists for the tile). FASTWEIGHTS_GEMM_CM2_INVOCATIONS sets it for
+    /// experiments; a size the device does not list for the tile falls back to that order.</summary>
+    public int? CoopMat2Invocations { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_INVOCATIONS"), out int w) ? w : null;
+
     private readonly record struct CoopMat2Choice(string Variant, int TileM, int TileN, int Invocations);
 
     /// <summary>The cooperative-matrix-2 kernel for a problem, or null when the device lacks the
@@ -138,7 +143,7 @@ public sealed partial class VulkanBackend : IGemmOps
         bool exact = m % dims[0] == 0 && n % dims[1] == 0 && k % dims[2] == 0;
         string variant = exact ? $"gemm/gemm_cm2_{dtype}_{tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";
         if (!exact) dims = [128, 128, 32];
-        foreach (int invocations in new[] { 256, 128, 512 })
+        foreach (int invocations in CoopMat2Invocations is int first ? [first, 256, 128, 512] : new[] { 256, 128, 512 })
             if (Capabilities.HasFlexibleMatrix(dims[0], dims[1], dims[2], input, invocations) && invocations <= Capabilities.MaxWorkgroupInvocations)
                 return new CoopMat2Choice(variant, dims[0], dims[1], invocations);
         return null;

@@ -30,6 +30,11 @@ for r in $(seq "$rounds"); do
       $fw bench gemm --sizes 1024,2048 --backend cpu | grep -E '^gemm' | sed "s/^/round $r fastweights /"
       [ -z "$base" ] || $base bench gemm --sizes 1024,2048 --backend cpu | grep -E '^gemm' | sed "s/^/round $r baseline /"
       for n in 1024 2048; do echo "round $r torchsharp $($peer gemm $n)"; done ;;
+    gemm-one-core)
+      # Both on core 0 alone (one thread each), with our micro-kernel's own rate for scale.
+      taskset -c 0 $fw bench gemm-kernel | grep -E '^gemm micro-kernel 512|^gemm micro-kernel 256' | head -1 | sed "s/^/round $r fastweights /"
+      taskset -c 0 $fw bench gemm --sizes 1024,2048 --backend cpu | grep -E '^gemm' | sed "s/^/round $r fastweights /"
+      for n in 1024 2048; do echo "round $r torchsharp $(taskset -c 0 $peer gemm $n)"; done ;;
     delta)
       $fw bench delta --shape 2,4,1024,64 --backend cpu | grep -E '^delta' | sed "s/^/round $r fastweights /"
       echo "round $r torchsharp $($peer delta 2 4 1024 64)" ;;

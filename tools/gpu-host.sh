@@ -49,6 +49,7 @@
 #   gemm-sweep         bf16 4096/8192: cm2 tiles 128x256 (BK 32, 64), 128x128x64, rasterisation groups of 0 and 8 rows
 #   pipeline-stats     the driver's pipeline statistics (FASTWEIGHTS_PIPELINE_STATS=1) of the chunked delta
 #                      rule (D64, D128, with its per-kernel profile) and the LSTM 768 cells (1, 4, 8 heads)
+#   gemm-invocations   bf16 4096/8192: cm2 tiles 128x256x64, 128x128x64, 128x128x32 at 256 and 128 invocations
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
 #   delta-state        the chunked delta rule (bf16) with each state pass (FASTWEIGHTS_DELTA_STATE=sequential,
@@ -275,6 +276,9 @@ for section in "$@"; do
                   FASTWEIGHTS_GEMM_CM2_GROUP=$2 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles $1 $extra | grep -E '^(gemm|samples)'; done ;;
     pipeline-stats) FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_PROFILE=1 $fw bench delta --backend vulkan --dtype bf16 --algorithm chunked --shape 8,16,2048,64,8,16,2048,128 $extra | grep -E '^(pipeline|profile|delta)'
                     FASTWEIGHTS_PIPELINE_STATS=1 $fw bench rnn --backend vulkan --cells lstm --hidden 768 --heads 1,4,8 --batch 16 --steps 1024 --projection bf16 $extra | grep -E '^(pipeline|Lstm|lstm)' ;;
+    gemm-invocations) for cfg in "128x256x64 256" "128x256x64 128" "128x128x64 256" "128x128x64 128" "128x128x32 256" "128x128x32 128"; do
+                  set -- $cfg; echo "# tile $1, FASTWEIGHTS_GEMM_CM2_INVOCATIONS=$2"
+                  FASTWEIGHTS_GEMM_CM2_INVOCATIONS=$2 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles $1 $extra | grep -E '^(gemm|samples)'; done ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do
                    $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;

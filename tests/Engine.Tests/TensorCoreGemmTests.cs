@@ -84,6 +84,35 @@ public sealed class TensorCoreGemmTests
         finally { backend.CoopMat2Tile = saved; }
     }
 
+    /// <summary>Each cooperative-matrix-2 tile at every workgroup size the device lists for it besides
+    /// the default (CoopMat2Invocations), on a shape that tiles exactly.</summary>
+    [TestMethod]
+    public void CoopMat2TilesAtOtherWorkgroupSizesMatchReference()
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        if (!backend.Device.UseCooperativeMatrix2) return;   // the KHR cases above cover this device
+        string saved = backend.CoopMat2Tile;
+        int? savedInvocations = backend.CoopMat2Invocations;
+        int checkedCount = 0;
+        try
+        {
+            foreach (string tile in VulkanBackend.CoopMat2Tiles)
+            foreach (int invocations in new[] { 128, 512 })
+            {
+                backend.CoopMat2Tile = tile;
+                backend.CoopMat2Invocations = invocations;
+                if (!backend.GemmKernelFor(DType.BF16, 512, 256, 384).Contains($" x{invocations}")) continue;   // not listed for this tile
+                foreach (var dtype in new[] { DType.F16, DType.BF16 })
+                    Check(backend, dtype, 2, 512, 256, 384, false, true);
+                checkedCount++;
+            }
+        }
+        finally { backend.CoopMat2Tile = saved; backend.CoopMat2Invocations = savedInvocations; }
+        // The H100 and H200 list 32x16x16 granules at 128 invocations, which every tile is made of.
+        if (backend.Capabilities.HasFlexibleMatrix(128, 128, 32, ComponentType.BFloat16, 128))
+            Assert.IsTrue(checkedCount > 0, "128 invocations are listed, but no tile ran with them");
+    }
+
     /// <summary>The shared-memory-free KHR kernel with and without register double-buffering, on
     /// shapes it takes (M, N multiples of 128; K a multiple of 16 but not of 32, so the pipelined
     /// loop ends on its first half).</summary>
