@@ -16,7 +16,9 @@ namespace FastWeights.Engine.Cpu.Gemm;
 /// in the same order whatever the threading, so results do not depend on the thread count. Block
 /// steps are balanced (K = 300 runs as 150 + 150, not 256 + 44); MC, NC are multiples of MR, NR.
 /// Partial tiles at the edges run the full kernel on zero-padded slivers into a tile buffer, then merge.
-/// <para>Threads. One large matrix (<see cref="Cooperative"/>): the threads first pack B for every k
+/// <para>Threads. One large matrix with M or N long enough for four slivers a thread (<see
+/// cref="InParts"/>): one part of C a thread, each a one-thread GEMM of its own. Otherwise (<see
+/// cref="Cooperative"/>; small M and N, deep K): the threads first pack B for every k
 /// block of the column panel into one shared buffer (claiming k blocks), wait until all of it is
 /// packed, then claim items from one counter: k block by k block, runs of MR-row slivers of C (guided:
 /// large runs first, shrinking towards the end of each k block). An item packs its own A block and runs
@@ -73,15 +75,51 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         else
         {
             for (int batch = 0; batch < p.Batch; batch++)
-                Cooperative(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads);
+                if (SplitsInParts(p.M, p.N, threads)) InParts(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads);
+                else Cooperative(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads);
         }
     }
 
-    /// <summary>C = alpha op(A) op(B) + beta C for one batch entry on this thread, with its own buffers.
-    /// Fully optimised from the first call: a GEMM calls it only a few times, too few for tiering.</summary>
+    /// <summary>Whether one matrix splits into a part a thread (<see cref="InParts"/>): the longer of
+    /// M and N must give every thread at least four slivers.</summary>
+    internal static bool SplitsInParts(int m, int n, int threads) =>
+        n >= m ? n >= threads * 4 * TKernel.Nr : m >= threads * 4 * TKernel.Mr;
+
+    /// <summary>One matrix on <paramref name="threads"/> threads as that many parts, each its own
+    /// one-thread GEMM with its own buffers: C's columns in equal runs of whole NR slivers when N >= M
+    /// (every part then packs all of A, the smaller operand, and its own columns of B), else C's rows in
+    /// runs of whole MR slivers (every part packs all of B). Nothing is shared and nothing waits but
+    /// the end; against <see cref="Cooperative"/> that ran 4-6% faster on two Emerald Rapids cores at
+    /// 1024^3 and 2048^3 (medians of six rounds, bench/results/2026-12-08-cpu-xeon-gemm-parts.txt)
+    /// although the threads no longer balance their load. The parts start on the one-
+    /// thread tile grid, so every element is summed exactly as on one thread. Parts are claimed from a
+    /// counter, so a helper that never starts only leaves more parts to the others.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void OneThread(in GemmOperand a, in GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, GemmWorkspace ws)
+    private static void InParts(GemmOperand a, GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, int threads)
     {
+        bool byColumns = n >= m;
+        int extent = byColumns ? n : m, unit = byColumns ? TKernel.Nr : TKernel.Mr;
+        int step = RoundUp((extent + threads - 1) / threads, unit);
+        int parts = (extent + step - 1) / step;
+        int next = 0;
+        RunOnThreads(threads, _ =>
+        {
+            var ws = GemmWorkspace.ForThisThread;
+            for (int part; (part = Interlocked.Increment(ref next) - 1) < parts;)
+            {
+                int first = part * step, count = Math.Min(step, extent - first);
+                if (byColumns) OneThread(a, b.OpColumnsFrom(first), c + first, m, count, k, alpha, beta, ws, n);
+                else OneThread(a.OpRowsFrom(first), b, c + (long)first * n, count, n, k, alpha, beta, ws, n);
+            }
+        });
+    }
+
+    /// <summary>C = alpha op(A) op(B) + beta C for one batch entry (or one part of one, C's rows
+    /// <paramref name="ldc"/> apart; 0: n) on this thread, with its own buffers. Fully optimised from the first call: a GEMM calls it only a few times, too few for tiering.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void OneThread(in GemmOperand a, in GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, GemmWorkspace ws, int ldc = 0)
+    {
+        if (ldc == 0) ldc = n;
         int mr = TKernel.Mr, nr = TKernel.Nr;
         int kcStep = BalancedStep(k, Kc, 1);
         int mcStep = BalancedStep(m, Mc, mr);
@@ -101,7 +139,7 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
                 {
                     int mc = Math.Min(mcStep, m - ic);
                     GemmPacking.PackA(a, ic, pc, mc, kc, mr, packedA, scratch);
-                    Block(packedA, packedB, c + (long)ic * n + jc, n, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
+                    Block(packedA, packedB, c + (long)ic * ldc + jc, ldc, mc, nc, kc, alpha, pc == 0 ? beta : 1f, tile);
                 }
             }
         }

@@ -18,6 +18,12 @@ internal readonly unsafe struct GemmOperand(byte* data, DType type, nint ld, lon
     /// <summary>The same operand moved to batch <paramref name="batch"/> (stride 0: shared).</summary>
     public GemmOperand AtBatch(int batch) => new(Data + batch * BatchStride * ElementSize, Type, Ld, 0, Transposed);
 
+    /// <summary>The same operand from row <paramref name="first"/> of op() on (A: a part of C's rows).</summary>
+    public GemmOperand OpRowsFrom(int first) => new(Data + (Transposed ? first : first * (long)Ld) * ElementSize, Type, Ld, BatchStride, Transposed);
+
+    /// <summary>The same operand from column <paramref name="first"/> of op() on (B: a part of C's columns).</summary>
+    public GemmOperand OpColumnsFrom(int first) => new(Data + (Transposed ? first * (long)Ld : first) * ElementSize, Type, Ld, BatchStride, Transposed);
+
     public static GemmOperand A(in GemmProblem p) =>
         new(CpuBackend.Bytes(p.A), p.A.DType, p.LeadingA, p.BatchStrideA, p.TransposeA);
 

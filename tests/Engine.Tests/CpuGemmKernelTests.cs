@@ -139,15 +139,53 @@ public sealed class CpuGemmKernelTests
         if (kernel == "scalar") SameForOneAndTwoThreads<MicroKernelScalar4x4>(m, n, k);
     }
 
-    private static void SameForOneAndTwoThreads<TKernel>(int m = 131, int n = 97, int k = 600) where TKernel : struct, IGemmMicroKernel
+    [TestMethod]
+    [DataRow("512", true, false, false)]
+    [DataRow("512", true, true, true)]
+    [DataRow("512", false, false, true)]
+    [DataRow("512", false, true, false)]
+    [DataRow("256", true, false, true)]
+    [DataRow("256", false, true, false)]
+    [DataRow("scalar", true, false, false)]
+    [DataRow("scalar", false, true, true)]
+    public void OneMatrixInPartsMatchesReferenceAndOneThread(string kernel, bool byColumns, bool transposeA, bool transposeB)
     {
-        using var a = Tensor.Uniform(Cpu, new Shape(m, k), 5);
-        using var b = Tensor.Uniform(Cpu, new Shape(k, n), 6);
-        using var c1 = Tensor.Zeros(Cpu, new Shape(m, n));
-        using var c2 = Tensor.Zeros(Cpu, new Shape(m, n));
-        BlockedGemm<TKernel>.Run(Gemm.Resolve(a, b, c1, false, false, 1f, 0f), 1);
-        BlockedGemm<TKernel>.Run(Gemm.Resolve(a, b, c2, false, false, 1f, 0f), 2);
-        CollectionAssert.AreEqual(c1.ToArray(), c2.ToArray(), $"{typeof(TKernel).Name}: one thread vs two");
+        // One part of C a thread (BlockedGemm.InParts): columns when N >= M, else rows, the last part
+        // short and neither extent a multiple of the kernel's tile; over two k blocks and a remainder,
+        // with alpha != 1 and beta != 0, so a part boundary off the one-thread tile grid would change bits.
+        var (mr, nr, kc, _) = Blocking(kernel);
+        int m = byColumns ? 3 * mr + 5 : 9 * mr + 5, n = byColumns ? 9 * nr + 7 : 2 * nr + 3;
+        // K deep enough that the GEMM takes both threads (BlockedGemm.MinFlopsPerThread: 4 MFLOP each).
+        int k = Math.Max(2 * kc + 9, 9_000_000 / (2 * m * n) + 1);
+        Assert.AreEqual(byColumns, n >= m);
+        Check(kernel, 1, m, n, k, transposeA, transposeB, 0.75f, -0.5f, threads: 2);
+        if (kernel == "512" && MicroKernel512x14x32.IsSupported)
+        {
+            Assert.IsTrue(BlockedGemm<MicroKernel512x14x32>.SplitsInParts(m, n, 2));
+            SameForOneAndTwoThreads<MicroKernel512x14x32>(m, n, k, transposeA, transposeB);
+        }
+        if (kernel == "256" && MicroKernel256x6x16.IsSupported)
+        {
+            Assert.IsTrue(BlockedGemm<MicroKernel256x6x16>.SplitsInParts(m, n, 2));
+            SameForOneAndTwoThreads<MicroKernel256x6x16>(m, n, k, transposeA, transposeB);
+        }
+        if (kernel == "scalar")
+        {
+            Assert.IsTrue(BlockedGemm<MicroKernelScalar4x4>.SplitsInParts(m, n, 2));
+            SameForOneAndTwoThreads<MicroKernelScalar4x4>(m, n, k, transposeA, transposeB);
+        }
+    }
+
+    private static void SameForOneAndTwoThreads<TKernel>(int m = 131, int n = 97, int k = 600, bool transposeA = false, bool transposeB = false)
+        where TKernel : struct, IGemmMicroKernel
+    {
+        using var a = Tensor.Uniform(Cpu, transposeA ? new Shape(k, m) : new Shape(m, k), 5);
+        using var b = Tensor.Uniform(Cpu, transposeB ? new Shape(n, k) : new Shape(k, n), 6);
+        using var c1 = Tensor.Uniform(Cpu, new Shape(m, n), 7);
+        using var c2 = Tensor.Uniform(Cpu, new Shape(m, n), 7);
+        BlockedGemm<TKernel>.Run(Gemm.Resolve(a, b, c1, transposeA, transposeB, 0.75f, -0.5f), 1);
+        BlockedGemm<TKernel>.Run(Gemm.Resolve(a, b, c2, transposeA, transposeB, 0.75f, -0.5f), 2);
+        CollectionAssert.AreEqual(c1.ToArray(), c2.ToArray(), $"{typeof(TKernel).Name} {m}x{n}x{k} tA={transposeA} tB={transposeB}: one thread vs two");
     }
 
     [TestMethod]
