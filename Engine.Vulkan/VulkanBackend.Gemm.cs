@@ -118,6 +118,10 @@ public sealed partial class VulkanBackend : IGemmOps
     public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64", "128x256x16", "128x128x16",
         "128x256x64"];
 
+    /// <summary>Tiles compiled too but only run when asked for by name (not tuned by "auto"): candidates
+    /// still being measured. 128x128x128: a BK of 128 on 128 invocations (64 KiB of blocks a step).</summary>
+    public static readonly string[] CoopMat2ExtraTiles = ["128x128x128"];
+
     /// <summary>Tile rows that consecutive workgroups of the cooperative-matrix-2 GEMM walk together
     /// (grouped rasterisation for L2 reuse; 0 or 1: one whole tile row after another). 8 took the
     /// 128x256x64 tile from 281 / 297 to 286 / 307 TFLOP/s at bf16 4096^3 / 8192^3 on the H200
@@ -129,6 +133,15 @@ public sealed partial class VulkanBackend : IGemmOps
     /// experiments; a size the device does not list for the tile falls back to that order.</summary>
     public int? CoopMat2Invocations { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_INVOCATIONS"), out int w) ? w : null;
 
+    /// <summary>Workgroup sizes the cooperative-matrix-2 GEMM tries for a BM x BN tile, in order: the
+    /// experiment's size if set, then the one that leaves each invocation 128 accumulator floats
+    /// (BM BN / 128: 128 invocations for 128x128, 256 for 128x256), then 256, 128, 512. On the H100
+    /// (bench/results/2026-12-08-h100-run130.txt) 128x128x64 ran at 324 / 329 TFLOP/s (bf16 4096^3 /
+    /// 8192^3) on 128 invocations against 252 / 273 on 256, and 128x128x32 at 272 / 295 against 176 /
+    /// 187, while 128x256x64 on 128 (256 accumulators an invocation) fell to 28 / 27.</summary>
+    private IEnumerable<int> CoopMat2InvocationOrder(int tileM, int tileN) =>
+        new[] { CoopMat2Invocations ?? 0, tileM * tileN / 128, 256, 128, 512 }.Where(x => x > 0).Distinct();
+
     private readonly record struct CoopMat2Choice(string Variant, int TileM, int TileN, int Invocations);
 
     /// <summary>The cooperative-matrix-2 kernel for a problem, or null when the device lacks the
@@ -138,12 +151,13 @@ public sealed partial class VulkanBackend : IGemmOps
         if (!Device.UseCooperativeMatrix2) return null;
         var input = inputType == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
         string dtype = inputType == DType.BF16 ? "bf16" : "f16";
-        if (!CoopMat2Tiles.Contains(tile)) throw new ArgumentException($"CoopMat2Tile '{tile}' is none of auto, {string.Join(", ", CoopMat2Tiles)}");
+        if (!CoopMat2Tiles.Contains(tile) && !CoopMat2ExtraTiles.Contains(tile))
+            throw new ArgumentException($"CoopMat2Tile '{tile}' is none of auto, {string.Join(", ", CoopMat2Tiles.Concat(CoopMat2ExtraTiles))}");
         var dims = TileDims(tile);
         bool exact = m % dims[0] == 0 && n % dims[1] == 0 && k % dims[2] == 0;
         string variant = exact ? $"gemm/gemm_cm2_{dtype}_{tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";
         if (!exact) dims = [128, 128, 32];
-        foreach (int invocations in CoopMat2Invocations is int first ? [first, 256, 128, 512] : new[] { 256, 128, 512 })
+        foreach (int invocations in CoopMat2InvocationOrder(dims[0], dims[1]))
             if (Capabilities.HasFlexibleMatrix(dims[0], dims[1], dims[2], input, invocations) && invocations <= Capabilities.MaxWorkgroupInvocations)
                 return new CoopMat2Choice(variant, dims[0], dims[1], invocations);
         return null;

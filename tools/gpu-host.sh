@@ -50,6 +50,8 @@
 #   pipeline-stats     the driver's pipeline statistics (FASTWEIGHTS_PIPELINE_STATS=1) of the chunked delta
 #                      rule (D64, D128, with its per-kernel profile) and the LSTM 768 cells (1, 4, 8 heads)
 #   gemm-invocations   bf16 4096/8192: cm2 tiles 128x256x64, 128x128x64, 128x128x32 at 256 and 128 invocations
+#   gemm-cm2-128       the 128x128 tiles at 128 invocations: bf16 and f16 BK 64, bf16 BK 16, groups of 4 and 16 rows
+#   gemm-128           bf16 and f16 4096/8192 with each tile at its default workgroup size: auto, 128x128x64, 128x128x128, 128x256x64
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
 #   delta-state        the chunked delta rule (bf16) with each state pass (FASTWEIGHTS_DELTA_STATE=sequential,
@@ -279,6 +281,11 @@ for section in "$@"; do
     gemm-invocations) for cfg in "128x256x64 256" "128x256x64 128" "128x128x64 256" "128x128x64 128" "128x128x32 256" "128x128x32 128"; do
                   set -- $cfg; echo "# tile $1, FASTWEIGHTS_GEMM_CM2_INVOCATIONS=$2"
                   FASTWEIGHTS_GEMM_CM2_INVOCATIONS=$2 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles $1 $extra | grep -E '^(gemm|samples)'; done ;;
+    gemm-cm2-128) for cfg in "bf16 128x128x64 8" "f16 128x128x64 8" "bf16 128x128x16 8" "bf16 128x128x64 4" "bf16 128x128x64 16"; do
+                  set -- $cfg; echo "# $1 tile $2 at 128 invocations, FASTWEIGHTS_GEMM_CM2_GROUP=$3"
+                  FASTWEIGHTS_GEMM_CM2_INVOCATIONS=128 FASTWEIGHTS_GEMM_CM2_GROUP=$3 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $1 --cm2-tiles $2 $extra | grep -E '^(gemm|samples)'; done ;;
+    gemm-128) for d in bf16 f16; do for tile in auto 128x128x64 128x128x128 128x256x64; do echo "# $d tile $tile (default workgroup sizes)"
+                $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do
                    $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;

@@ -9,7 +9,9 @@
 // dropped). CLAMP=0: the host guarantees whole tiles (M % BM = N % BN = K % BK = 0).
 // C = alpha op(A) op(B) + beta C as in gemm_common.glsl; f16 or bf16 inputs, f32 accumulation.
 // Used only when the device lists a workgroup-scope flexible shape whose granularities divide
-// BM, BN, BK for the workgroup size the host chose (DeviceCapabilities.HasFlexibleMatrix).
+// BM, BN, BK for the workgroup size the host chose (DeviceCapabilities.HasFlexibleMatrix): first the
+// size that leaves 128 accumulator floats to each invocation (BM BN / 128), so 128x128 tiles run on
+// 128 invocations and 128x256 ones on 256.
 //! variant gemm_cm2_f16_128x128x32 -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=0
 //! variant gemm_cm2_f16_128x256x32 -DINPUT_BF16=0 -DBM=128 -DBN=256 -DBK=32 -DCLAMP=0
 //! variant gemm_cm2_f16_256x128x32 -DINPUT_BF16=0 -DBM=256 -DBN=128 -DBK=32 -DCLAMP=0
@@ -17,6 +19,7 @@
 //! variant gemm_cm2_f16_128x256x16 -DINPUT_BF16=0 -DBM=128 -DBN=256 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_f16_128x128x16 -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_f16_128x256x64 -DINPUT_BF16=0 -DBM=128 -DBN=256 -DBK=64 -DCLAMP=0
+//! variant gemm_cm2_f16_128x128x128 -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=128 -DCLAMP=0
 //! variant gemm_cm2_f16_128x128x32_clamp -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=1
 //! variant gemm_cm2_bf16_128x128x32 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x256x32 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=32 -DCLAMP=0
@@ -25,6 +28,7 @@
 //! variant gemm_cm2_bf16_128x256x16 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x128x16 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x256x64 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=64 -DCLAMP=0
+//! variant gemm_cm2_bf16_128x128x128 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=128 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x128x32_clamp -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=1
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
