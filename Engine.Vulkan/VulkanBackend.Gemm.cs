@@ -117,10 +117,8 @@ public sealed partial class VulkanBackend : IGemmOps
     /// <summary>Tiles gemm_coopmat2.comp is compiled for.</summary>
     public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64", "128x256x16", "128x128x16",
         "128x256x64"];
-
-    /// <summary>Tiles compiled too but only run when asked for by name (not tuned by "auto"): candidates
-    /// still being measured. 128x128x128: a BK of 128 on 128 invocations (64 KiB of blocks a step).</summary>
-    public static readonly string[] CoopMat2ExtraTiles = ["128x128x128"];
+    // 128x128x128 (BK 128 on 128 invocations, 64 KiB of blocks a step) ran at 67 TFLOP/s on the H100
+    // (run 132) and was dropped.
 
     /// <summary>Tile rows that consecutive workgroups of the cooperative-matrix-2 GEMM walk together
     /// (grouped rasterisation for L2 reuse; 0 or 1: one whole tile row after another). 8 took the
@@ -136,9 +134,10 @@ public sealed partial class VulkanBackend : IGemmOps
     /// <summary>Workgroup sizes the cooperative-matrix-2 GEMM tries for a BM x BN tile, in order: the
     /// experiment's size if set, then the one that leaves each invocation 128 accumulator floats
     /// (BM BN / 128: 128 invocations for 128x128, 256 for 128x256), then 256, 128, 512. On the H100
-    /// (bench/results/2026-12-08-h100-run130.txt) 128x128x64 ran at 324 / 329 TFLOP/s (bf16 4096^3 /
-    /// 8192^3) on 128 invocations against 252 / 273 on 256, and 128x128x32 at 272 / 295 against 176 /
-    /// 187, while 128x256x64 on 128 (256 accumulators an invocation) fell to 28 / 27.</summary>
+    /// (bench/results/2026-12-08-h100-run130.txt, run131, run132) 128x128x64 ran at 323-325 / 328-339
+    /// TFLOP/s (bf16 4096^3 / 8192^3) on 128 invocations against 252 / 273 on 256, and 128x128x32 at
+    /// 272 / 295 against 176 / 187, while 128x256x64 on 128 (256 accumulators an invocation) fell to
+    /// 28 / 27 and stays on 256 (282 / 307-315).</summary>
     private IEnumerable<int> CoopMat2InvocationOrder(int tileM, int tileN) =>
         new[] { CoopMat2Invocations ?? 0, tileM * tileN / 128, 256, 128, 512 }.Where(x => x > 0).Distinct();
 
@@ -151,8 +150,7 @@ public sealed partial class VulkanBackend : IGemmOps
         if (!Device.UseCooperativeMatrix2) return null;
         var input = inputType == DType.BF16 ? ComponentType.BFloat16 : ComponentType.Float16;
         string dtype = inputType == DType.BF16 ? "bf16" : "f16";
-        if (!CoopMat2Tiles.Contains(tile) && !CoopMat2ExtraTiles.Contains(tile))
-            throw new ArgumentException($"CoopMat2Tile '{tile}' is none of auto, {string.Join(", ", CoopMat2Tiles.Concat(CoopMat2ExtraTiles))}");
+        if (!CoopMat2Tiles.Contains(tile)) throw new ArgumentException($"CoopMat2Tile '{tile}' is none of auto, {string.Join(", ", CoopMat2Tiles)}");
         var dims = TileDims(tile);
         bool exact = m % dims[0] == 0 && n % dims[1] == 0 && k % dims[2] == 0;
         string variant = exact ? $"gemm/gemm_cm2_{dtype}_{tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";

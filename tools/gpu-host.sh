@@ -31,7 +31,7 @@
 #   flashrnn           FlashRNN's CUDA kernels at the same shapes (.peers/flashrnn, built there)
 #   step, scan         the decoding step and the scan benches
 #   torch-copy         a 1 GiB device-to-device copy through torch (the scan's memory floor)
-#   gemm-best          the cm2 128x256x64 tile, bf16 and f16, each in a process of its own
+#   gemm-best          the cm2 128x128x64 tile (128x256x64 before run 132), bf16 and f16, each in a process of its own
 #   gemm-tiles         each cm2 tile in a process of its own (bf16 and f16, 4096 and 8192)
 #   rnn-persistent     rnn-bf16's per-step cases (1 and 4 heads) one dispatch per step, then all steps in one
 #   rnn-bf16           fastweights bench rnn with the projection GEMMs in bf16 (1, 4 and 8 heads)
@@ -51,7 +51,7 @@
 #                      rule (D64, D128, with its per-kernel profile) and the LSTM 768 cells (1, 4, 8 heads)
 #   gemm-invocations   bf16 4096/8192: cm2 tiles 128x256x64, 128x128x64, 128x128x32 at 256 and 128 invocations
 #   gemm-cm2-128       the 128x128 tiles at 128 invocations: bf16 and f16 BK 64, bf16 BK 16, groups of 4 and 16 rows
-#   gemm-128           bf16 and f16 4096/8192 with each tile at its default workgroup size: auto, 128x128x64, 128x128x128, 128x256x64
+#   gemm-128           bf16 and f16 4096/8192 with each tile at its default workgroup size: auto, 128x128x64, 128x256x64 (run 132 also had 128x128x128, since dropped)
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
 #   delta-state        the chunked delta rule (bf16) with each state pass (FASTWEIGHTS_DELTA_STATE=sequential,
@@ -250,7 +250,7 @@ for section in "$@"; do
     step) $fw bench step --backend vulkan --shape 1,16,128 ;;
     scan) $fw bench scan --backend vulkan --shape 8,4096,2048 ;;
     torch-copy) python3 bench/peers/torch_copy.py ;;
-    gemm-best) for d in bf16 f16; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x256x64 $extra | grep -E '^(gemm|samples)'; done ;;
+    gemm-best) for d in bf16 f16; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x128x64 $extra | grep -E '^(gemm|samples)'; done ;;
     gemm-tiles) for d in bf16 f16; do for tile in 128x128x32 128x256x32 256x128x32 128x128x64 128x256x16; do
                   $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
     rnn-persistent) for p in 0 auto; do FASTWEIGHTS_RNN_PERSISTENT=$p $fw bench rnn --backend vulkan --cells lstm,gru --hidden 768,1024 --heads 1,4 --batch 16 --steps 1024 --projection bf16 $extra; done ;;
@@ -284,7 +284,7 @@ for section in "$@"; do
     gemm-cm2-128) for cfg in "bf16 128x128x64 8" "f16 128x128x64 8" "bf16 128x128x16 8" "bf16 128x128x64 4" "bf16 128x128x64 16"; do
                   set -- $cfg; echo "# $1 tile $2 at 128 invocations, FASTWEIGHTS_GEMM_CM2_GROUP=$3"
                   FASTWEIGHTS_GEMM_CM2_INVOCATIONS=128 FASTWEIGHTS_GEMM_CM2_GROUP=$3 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $1 --cm2-tiles $2 $extra | grep -E '^(gemm|samples)'; done ;;
-    gemm-128) for d in bf16 f16; do for tile in auto 128x128x64 128x128x128 128x256x64; do echo "# $d tile $tile (default workgroup sizes)"
+    gemm-128) for d in bf16 f16; do for tile in auto 128x128x64 128x256x64; do echo "# $d tile $tile (default workgroup sizes)"
                 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do

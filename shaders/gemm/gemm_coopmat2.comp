@@ -19,7 +19,6 @@
 //! variant gemm_cm2_f16_128x256x16 -DINPUT_BF16=0 -DBM=128 -DBN=256 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_f16_128x128x16 -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_f16_128x256x64 -DINPUT_BF16=0 -DBM=128 -DBN=256 -DBK=64 -DCLAMP=0
-//! variant gemm_cm2_f16_128x128x128 -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=128 -DCLAMP=0
 //! variant gemm_cm2_f16_128x128x32_clamp -DINPUT_BF16=0 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=1
 //! variant gemm_cm2_bf16_128x128x32 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x256x32 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=32 -DCLAMP=0
@@ -28,7 +27,6 @@
 //! variant gemm_cm2_bf16_128x256x16 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x128x16 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=16 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x256x64 -DINPUT_BF16=1 -DBM=128 -DBN=256 -DBK=64 -DCLAMP=0
-//! variant gemm_cm2_bf16_128x128x128 -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=128 -DCLAMP=0
 //! variant gemm_cm2_bf16_128x128x32_clamp -DINPUT_BF16=1 -DBM=128 -DBN=128 -DBK=32 -DCLAMP=1
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require

@@ -53,7 +53,7 @@ public sealed class TensorCoreGemmTests
         int savedGroup = backend.CoopMat2GroupRows;
         try
         {
-            foreach (string tile in VulkanBackend.CoopMat2Tiles.Concat(VulkanBackend.CoopMat2ExtraTiles))
+            foreach (string tile in VulkanBackend.CoopMat2Tiles)
             foreach (var (specialise, group) in new[] { (false, 0), (true, 0), (true, 3) })
             {
                 backend.CoopMat2Tile = tile;
@@ -96,7 +96,7 @@ public sealed class TensorCoreGemmTests
         int checkedCount = 0;
         try
         {
-            foreach (string tile in VulkanBackend.CoopMat2Tiles.Concat(VulkanBackend.CoopMat2ExtraTiles))
+            foreach (string tile in VulkanBackend.CoopMat2Tiles)
             foreach (int invocations in new[] { 128, 256, 512 })
             {
                 backend.CoopMat2Tile = tile;
