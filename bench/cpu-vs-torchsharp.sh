@@ -4,7 +4,7 @@
 # delta: B2 H4 T1024 D64 f32, ours recurrent and chunked (fwd, fwd+bwd); the peer's naive loop is fwd+bwd.
 # rnn: LSTM and GRU, batch 16, T 128, one head, forward+backward (TorchSharp's nn.LSTM/GRU also runs
 # the input projection and its gradients; ours is timed both without and with it, see docs/benchmarks.md).
-# BASELINE=<git revision> (gemm only) also builds that revision in a temporary worktree and times it
+# BASELINE=<git revision> (gemm, delta, rnn) also builds that revision in a temporary worktree and times it
 # in each round beside this tree's build, so that a change and its baseline see the same machine load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,10 +37,12 @@ for r in $(seq "$rounds"); do
       for n in 1024 2048; do echo "round $r torchsharp $(taskset -c 0 $peer gemm $n)"; done ;;
     delta)
       $fw bench delta --shape 2,4,1024,64 --backend cpu | grep -E '^delta' | sed "s/^/round $r fastweights /"
+      [ -z "$base" ] || $base bench delta --shape 2,4,1024,64 --backend cpu | grep -E '^delta' | sed "s/^/round $r baseline /"
       echo "round $r torchsharp $($peer delta 2 4 1024 64)" ;;
     rnn)
       for hid in ${hiddens//,/ }; do
         $fw bench rnn --backend cpu --cells lstm,gru --hidden "$hid" --heads 1 --batch 16 --steps 128 | grep -E '^(Lstm|Gru).*fwd\+bwd' | sed "s/^/round $r fastweights /"
+        [ -z "$base" ] || $base bench rnn --backend cpu --cells lstm,gru --hidden "$hid" --heads 1 --batch 16 --steps 128 | grep -E '^(Lstm|Gru).*fwd\+bwd' | sed "s/^/round $r baseline /"
         for c in lstm gru; do echo "round $r torchsharp $($peer $c "$hid" 16 128)"; done
       done ;;
     *) echo "unknown case $what" >&2; exit 2 ;;

@@ -17,7 +17,8 @@ namespace FastWeights.Engine.Cpu.Gemm;
 /// steps are balanced (K = 300 runs as 150 + 150, not 256 + 44); MC, NC are multiples of MR, NR.
 /// Partial tiles at the edges run the full kernel on zero-padded slivers into a tile buffer, then merge.
 /// <para>Threads. One large matrix with M or N long enough for four slivers a thread (<see
-/// cref="InParts"/>): one part of C a thread, each a one-thread GEMM of its own. Otherwise (<see
+/// cref="InParts"/>): one part of C a thread (columns or rows, whichever packs less), each a
+/// one-thread GEMM of its own. Otherwise (<see
 /// cref="Cooperative"/>; small M and N, deep K): the threads first pack B for every k
 /// block of the column panel into one shared buffer (claiming k blocks), wait until all of it is
 /// packed, then claim items from one counter: k block by k block, runs of MR-row slivers of C (guided:
@@ -75,29 +76,41 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
         else
         {
             for (int batch = 0; batch < p.Batch; batch++)
-                if (SplitsInParts(p.M, p.N, threads)) InParts(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads);
+                if (PartsAxis(p.M, p.N, p.K, threads) is bool byColumns)
+                    InParts(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads, byColumns);
                 else Cooperative(a.AtBatch(batch), b.AtBatch(batch), c + batch * matrix, p.M, p.N, p.K, p.Alpha, p.Beta, threads);
         }
     }
 
-    /// <summary>Whether one matrix splits into a part a thread (<see cref="InParts"/>): the longer of
-    /// M and N must give every thread at least four slivers.</summary>
-    internal static bool SplitsInParts(int m, int n, int threads) =>
-        n >= m ? n >= threads * 4 * TKernel.Nr : m >= threads * 4 * TKernel.Mr;
+    /// <summary>How one matrix splits into a part a thread (<see cref="InParts"/>), or null when it does
+    /// not: true for C's columns, false for its rows. An axis qualifies when it gives every thread at
+    /// least four slivers; of two that do, the one that packs less in all wins (ties: columns). Column
+    /// parts pack B once between them but each packs all of A, once a column panel of its own (M K
+    /// ceil(w / NC) floats for a part w wide, against M K ceil(N / NC) on one thread); row parts pack A
+    /// once between them but each packs all of B (K N floats). At 2048^3 column parts add nothing (two
+    /// panels of NC 1024 either way); for x W^T at 2048 x 1536 x 512 row parts (the rule of the first
+    /// version: the longer axis) packed the transposed W twice, where column parts add nothing either.</summary>
+    internal static bool? PartsAxis(int m, int n, int k, int threads)
+    {
+        bool columns = n >= threads * 4 * TKernel.Nr, rows = m >= threads * 4 * TKernel.Mr;
+        if (!columns || !rows) return columns ? true : rows ? false : null;
+        int width = (n + threads - 1) / threads;
+        double extraColumns = (double)m * k * (threads * (long)((width + Nc - 1) / Nc) - (n + Nc - 1) / Nc);
+        double extraRows = (double)k * n * (threads - 1);
+        return extraColumns <= extraRows;
+    }
 
     /// <summary>One matrix on <paramref name="threads"/> threads as that many parts, each its own
-    /// one-thread GEMM with its own buffers: C's columns in equal runs of whole NR slivers when N >= M
-    /// (every part then packs all of A, the smaller operand, and its own columns of B), else C's rows in
-    /// runs of whole MR slivers (every part packs all of B). Nothing is shared and nothing waits but
-    /// the end; against <see cref="Cooperative"/> that ran 4-6% faster on two Emerald Rapids cores at
-    /// 1024^3 and 2048^3 (medians of six rounds, bench/results/2026-12-08-cpu-xeon-gemm-parts.txt)
-    /// although the threads no longer balance their load. The parts start on the one-
-    /// thread tile grid, so every element is summed exactly as on one thread. Parts are claimed from a
-    /// counter, so a helper that never starts only leaves more parts to the others.</summary>
+    /// one-thread GEMM with its own buffers: C's columns or rows (<see cref="PartsAxis"/>) in equal runs
+    /// of whole slivers. Nothing is shared and nothing waits but the end; against <see
+    /// cref="Cooperative"/> that ran 4-6% faster on two Emerald Rapids cores at 1024^3 and 2048^3
+    /// (medians of six rounds, bench/results/2026-12-08-cpu-xeon-gemm-parts.txt) although the threads
+    /// no longer balance their load. The parts start on the one-thread tile grid, so every element is
+    /// summed exactly as on one thread. Parts are claimed from a counter, so a helper that never starts
+    /// only leaves more parts to the others.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void InParts(GemmOperand a, GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, int threads)
+    private static void InParts(GemmOperand a, GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, int threads, bool byColumns)
     {
-        bool byColumns = n >= m;
         int extent = byColumns ? n : m, unit = byColumns ? TKernel.Nr : TKernel.Mr;
         int step = RoundUp((extent + threads - 1) / threads, unit);
         int parts = (extent + step - 1) / step;

@@ -157,23 +157,37 @@ public sealed class CpuGemmKernelTests
         int m = byColumns ? 3 * mr + 5 : 9 * mr + 5, n = byColumns ? 9 * nr + 7 : 2 * nr + 3;
         // K deep enough that the GEMM takes both threads (BlockedGemm.MinFlopsPerThread: 4 MFLOP each).
         int k = Math.Max(2 * kc + 9, 9_000_000 / (2 * m * n) + 1);
-        Assert.AreEqual(byColumns, n >= m);
         Check(kernel, 1, m, n, k, transposeA, transposeB, 0.75f, -0.5f, threads: 2);
         if (kernel == "512" && MicroKernel512x14x32.IsSupported)
         {
-            Assert.IsTrue(BlockedGemm<MicroKernel512x14x32>.SplitsInParts(m, n, 2));
+            Assert.AreEqual(byColumns, BlockedGemm<MicroKernel512x14x32>.PartsAxis(m, n, k, 2));
             SameForOneAndTwoThreads<MicroKernel512x14x32>(m, n, k, transposeA, transposeB);
         }
         if (kernel == "256" && MicroKernel256x6x16.IsSupported)
         {
-            Assert.IsTrue(BlockedGemm<MicroKernel256x6x16>.SplitsInParts(m, n, 2));
+            Assert.AreEqual(byColumns, BlockedGemm<MicroKernel256x6x16>.PartsAxis(m, n, k, 2));
             SameForOneAndTwoThreads<MicroKernel256x6x16>(m, n, k, transposeA, transposeB);
         }
         if (kernel == "scalar")
         {
-            Assert.IsTrue(BlockedGemm<MicroKernelScalar4x4>.SplitsInParts(m, n, 2));
+            Assert.AreEqual(byColumns, BlockedGemm<MicroKernelScalar4x4>.PartsAxis(m, n, k, 2));
             SameForOneAndTwoThreads<MicroKernelScalar4x4>(m, n, k, transposeA, transposeB);
         }
+    }
+
+    [TestMethod]
+    public void PartsSplitTheAxisThatPacksLess()
+    {
+        // Column parts each pack all of A once a panel, row parts each pack all of B (BlockedGemm.PartsAxis).
+        // 2048^3: column parts pack nothing extra (as many panels as one thread has) -> columns.
+        Assert.AreEqual(true, BlockedGemm<MicroKernel512x14x32>.PartsAxis(2048, 2048, 2048, 2));
+        // A weight gradient dW = dY^T X (1536 x 512 x 2048): A is 3x larger than B -> rows.
+        Assert.AreEqual(false, BlockedGemm<MicroKernel512x14x32>.PartsAxis(1536, 512, 2048, 2));
+        // Too few slivers on both axes for two threads -> no parts (the cooperative path).
+        Assert.IsNull(BlockedGemm<MicroKernel512x14x32>.PartsAxis(100, 200, 5000, 2));
+        // One axis only.
+        Assert.AreEqual(true, BlockedGemm<MicroKernel512x14x32>.PartsAxis(40, 4100, 1100, 2));
+        Assert.AreEqual(false, BlockedGemm<MicroKernel512x14x32>.PartsAxis(4100, 40, 1100, 2));
     }
 
     private static void SameForOneAndTwoThreads<TKernel>(int m = 131, int n = 97, int k = 600, bool transposeA = false, bool transposeB = false)
