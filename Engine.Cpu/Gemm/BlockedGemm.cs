@@ -128,7 +128,8 @@ internal static unsafe class BlockedGemm<TKernel> where TKernel : struct, IGemmM
     }
 
     /// <summary>C = alpha op(A) op(B) + beta C for one batch entry (or one part of one, C's rows
-    /// <paramref name="ldc"/> apart; 0: n) on this thread, with its own buffers. Fully optimised from the first call: a GEMM calls it only a few times, too few for tiering.</summary>
+    /// <paramref name="ldc"/> apart; 0: n) on this thread, with its own buffers. Fully optimised from
+    /// the first call: a GEMM calls it only a few times, too few for tiering.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void OneThread(in GemmOperand a, in GemmOperand b, float* c, int m, int n, int k, float alpha, float beta, GemmWorkspace ws, int ldc = 0)
     {
