@@ -126,25 +126,22 @@ public sealed partial class VulkanBackend : IGemmOps
     /// (bench/results/2026-12-01-h200-run25.txt). FASTWEIGHTS_GEMM_CM2_GROUP sets it for experiments.</summary>
     public int CoopMat2GroupRows { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_GROUP"), out int g) ? g : 8;
 
-    /// <summary>Workgroup size the cooperative-matrix-2 GEMM tries first (null: 256, then 128, then 512,
-    /// the first the device lists for the tile). FASTWEIGHTS_GEMM_CM2_INVOCATIONS sets it for
-    /// experiments; a size the device does not list for the tile falls back to that order.</summary>
+    /// <summary>Workgroup size the cooperative-matrix-2 GEMM tries first (null: the order of
+    /// <see cref="CoopMat2Kernel"/>). FASTWEIGHTS_GEMM_CM2_INVOCATIONS sets it for experiments; a size
+    /// the device does not list for the tile falls back to that order.</summary>
     public int? CoopMat2Invocations { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_INVOCATIONS"), out int w) ? w : null;
-
-    /// <summary>Workgroup sizes the cooperative-matrix-2 GEMM tries for a BM x BN tile, in order: the
-    /// experiment's size if set, then the one that leaves each invocation 128 accumulator floats
-    /// (BM BN / 128: 128 invocations for 128x128, 256 for 128x256), then 256, 128, 512. On the H100
-    /// (bench/results/2026-12-08-h100-run130.txt, run131, run132) 128x128x64 ran at 323-325 / 328-339
-    /// TFLOP/s (bf16 4096^3 / 8192^3) on 128 invocations against 252 / 273 on 256, and 128x128x32 at
-    /// 272 / 295 against 176 / 187, while 128x256x64 on 128 (256 accumulators an invocation) fell to
-    /// 28 / 27 and stays on 256 (282 / 307-315).</summary>
-    private IEnumerable<int> CoopMat2InvocationOrder(int tileM, int tileN) =>
-        new[] { CoopMat2Invocations ?? 0, tileM * tileN / 128, 256, 128, 512 }.Where(x => x > 0).Distinct();
 
     private readonly record struct CoopMat2Choice(string Variant, int TileM, int TileN, int Invocations);
 
     /// <summary>The cooperative-matrix-2 kernel for a problem, or null when the device lacks the
-    /// extension or lists no workgroup-scope shape for the tile (the KHR kernels run instead).</summary>
+    /// extension or lists no workgroup-scope shape for the tile (the KHR kernels run instead).
+    /// Workgroup sizes are tried in order: the experiment's (CoopMat2Invocations) if set, then the one
+    /// that leaves each invocation 128 accumulator floats (BM BN / 128: 128 invocations for 128x128,
+    /// 256 for 128x256), then 256, 128, 512. On the H100 (bench/results/2026-12-08-h100-run130.txt,
+    /// run131, run132) 128x128x64 ran at 323-325 / 328-339 TFLOP/s (bf16 4096^3 / 8192^3) on 128
+    /// invocations against 252 / 273 on 256, and 128x128x32 at 272 / 295 against 176 / 187, while
+    /// 128x256x64 on 128 (256 accumulators an invocation) fell to 28 / 27 and stays on 256
+    /// (282 / 307-315).</summary>
     private CoopMat2Choice? CoopMat2Kernel(DType inputType, int m, int n, int k, string tile)
     {
         if (!Device.UseCooperativeMatrix2) return null;
@@ -155,9 +152,14 @@ public sealed partial class VulkanBackend : IGemmOps
         bool exact = m % dims[0] == 0 && n % dims[1] == 0 && k % dims[2] == 0;
         string variant = exact ? $"gemm/gemm_cm2_{dtype}_{tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";
         if (!exact) dims = [128, 128, 32];
-        foreach (int invocations in CoopMat2InvocationOrder(dims[0], dims[1]))
-            if (Capabilities.HasFlexibleMatrix(dims[0], dims[1], dims[2], input, invocations) && invocations <= Capabilities.MaxWorkgroupInvocations)
+        Span<int> order = [CoopMat2Invocations ?? 0, dims[0] * dims[1] / 128, 256, 128, 512];
+        for (int i = 0; i < order.Length; i++)
+        {
+            int invocations = order[i];
+            if (invocations > 0 && !order[..i].Contains(invocations) && invocations <= Capabilities.MaxWorkgroupInvocations
+                && Capabilities.HasFlexibleMatrix(dims[0], dims[1], dims[2], input, invocations))
                 return new CoopMat2Choice(variant, dims[0], dims[1], invocations);
+        }
         return null;
     }
 
