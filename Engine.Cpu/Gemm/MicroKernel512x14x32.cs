@@ -27,6 +27,8 @@ internal readonly unsafe struct MicroKernel512x14x32 : IGemmMicroKernel
     // the Emerald Rapids VM (2026-12-08, five alternating rounds, bench/results/2026-12-08-cpu-xeon-gemm-
     // blocking.txt) NC 512, 1024 and 2048 and 256 x 504 x 2048 ran within 2% of each other (medians
     // 274-282 GFLOP/s at 1024^3, 276-281 at 2048^3), NC 1024 at the top by a hair: the noise decides.
+    // With one part of C a thread (BlockedGemm.InParts, later) NC 1024 also means a 1024-wide column
+    // part of 2048^3 packs its A once, not twice.
     public static int BlockDepth => CpuVendor.IsAmd ? 1024 : 512;
     public static int BlockRows => CpuVendor.IsAmd ? 70 : 252;
     public static int BlockColumns => CpuVendor.IsAmd ? 512 : 1024;
