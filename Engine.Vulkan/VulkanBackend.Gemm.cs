@@ -114,9 +114,12 @@ public sealed partial class VulkanBackend : IGemmOps
     /// FASTWEIGHTS_GEMM_CM2_TILE fixes one for experiments (the bench sweeps it).</summary>
     public string CoopMat2Tile { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_TILE") ?? "auto";
 
-    /// <summary>Tiles gemm_coopmat2.comp is compiled for.</summary>
-    public static readonly string[] CoopMat2Tiles = ["128x128x32", "128x256x32", "256x128x32", "128x128x64", "128x256x16", "128x128x16",
-        "128x256x64"];
+    /// <summary>Tiles gemm_coopmat2.comp is compiled for, in order of preference: the first that divides
+    /// a shape is its tile while nothing has been tuned, and the tuner keeps it unless another is
+    /// clearly faster (<see cref="PickTunedTile"/>). 128x128x64 first: on 128 invocations it was the
+    /// fastest tile at 4096^3 and 8192^3 on the H100 (runs 130-132, 323-339 TFLOP/s).</summary>
+    public static readonly string[] CoopMat2Tiles = ["128x128x64", "128x128x32", "128x256x64", "128x256x32", "256x128x32", "128x256x16",
+        "128x128x16"];
     // 128x128x128 (BK 128 on 128 invocations, 64 KiB of blocks a step) ran at 67 TFLOP/s on the H100
     // (run 132) and was dropped.
 
@@ -130,6 +133,17 @@ public sealed partial class VulkanBackend : IGemmOps
     /// <see cref="CoopMat2Kernel"/>). FASTWEIGHTS_GEMM_CM2_INVOCATIONS sets it for experiments; a size
     /// the device does not list for the tile falls back to that order.</summary>
     public int? CoopMat2Invocations { get; set; } = int.TryParse(Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_INVOCATIONS"), out int w) ? w : null;
+
+    /// <summary>Whether problems of whole 128 x 128 x 32 tiles run the cooperative-matrix-2 kernel that
+    /// stages its operands itself (gemm_coopmat2_staged.comp: double-buffered shared memory, the next
+    /// K step read into registers during the multiply) instead of the tile chosen for them. An
+    /// experiment, off by default until it has been measured against the driver-staged tiles;
+    /// FASTWEIGHTS_GEMM_CM2_STAGED=1 turns it on.</summary>
+    public bool CoopMat2Staged { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_STAGED") == "1";
+
+    /// <summary>Shared memory of gemm_coopmat2_staged.comp: two buffers for each operand of 640 16-byte
+    /// words (gemm_staging.glsl's SHARED_VECS).</summary>
+    private const int StagedSharedBytes = 2 * 2 * 640 * 16;
 
     private readonly record struct CoopMat2Choice(string Variant, int TileM, int TileN, int Invocations);
 
@@ -152,6 +166,12 @@ public sealed partial class VulkanBackend : IGemmOps
         bool exact = m % dims[0] == 0 && n % dims[1] == 0 && k % dims[2] == 0;
         string variant = exact ? $"gemm/gemm_cm2_{dtype}_{tile}" : $"gemm/gemm_cm2_{dtype}_128x128x32_clamp";
         if (!exact) dims = [128, 128, 32];
+        if (CoopMat2Staged && m % 128 == 0 && n % 128 == 0 && k % 32 == 0
+            && StagedSharedBytes + Capabilities.CooperativeMatrix2!.ReservedSharedMemory <= Capabilities.MaxSharedMemoryBytes)
+        {
+            variant = $"gemm/gemm_cm2_staged_{dtype}_128x128x32";
+            dims = [128, 128, 32];
+        }
         Span<int> order = [CoopMat2Invocations ?? 0, dims[0] * dims[1] / 128, 256, 128, 512];
         for (int i = 0; i < order.Length; i++)
         {

@@ -6,7 +6,8 @@ namespace FastWeights.Engine.Vulkan;
 // its own way and the speed of a tile varies by more than 2x between shapes on the same device
 // (bench/results/2026-12-01-h200-run8.txt), so with CoopMat2Tile = "auto" the first call of each
 // shape times every tile that divides it, on the real operands into a scratch C, twice, and keeps
-// the fastest. Later calls of that shape use the cached choice; nothing is timed inside a measurement.
+// the fastest unless the preferred tile (the first in CoopMat2Tiles) is within TuningMargin of it.
+// Later calls of that shape use the cached choice; nothing is timed inside a measurement.
 public sealed partial class VulkanBackend
 {
     private readonly record struct GemmShapeKey(DType DType, int Batch, int M, int N, int K, bool TransposeA, bool TransposeB);
@@ -16,6 +17,12 @@ public sealed partial class VulkanBackend
 
     /// <summary>Timed runs of each candidate tile when tuning a shape (after one untimed run).</summary>
     private const int TuningRuns = 3;
+
+    /// <summary>How much faster than the preferred tile another must time to be chosen instead. At f16
+    /// 8192^3 on the H100 the tuner once chose 128x128x32 over 128x128x64 on timings a few percent
+    /// apart, and the chosen tile then ran at 289 TFLOP/s against 331 (run 132): the GPU's clock
+    /// moves by more than that between the tuner's short timings.</summary>
+    internal const double TuningMargin = 0.05;
 
     /// <summary>The tile dimensions of a name such as "128x256x32".</summary>
     private static int[] TileDims(string tile) => tile.Split('x').Select(int.Parse).ToArray();
@@ -32,6 +39,7 @@ public sealed partial class VulkanBackend
     {
         if (_trialTile is not null) return _trialTile;
         if (CoopMat2Tile != "auto") return CoopMat2Tile;
+        if (CoopMat2Staged) return CoopMat2Tiles[0];   // the staged kernel takes whole tiles whatever the tile; nothing to tune
         var key = new GemmShapeKey(p.A.DType, p.Batch, p.M, p.N, p.K, p.TransposeA, p.TransposeB);
         if (_tunedTiles.TryGetValue(key, out var tuned)) return tuned;
         int m = p.M, n = p.N, k = p.K;
@@ -69,6 +77,15 @@ public sealed partial class VulkanBackend
             }
         }
         finally { _trialTile = null; }
-        return candidates.MinBy(tile => fastest[tile])!;
+        return PickTunedTile(candidates, fastest);
+    }
+
+    /// <summary>The tuned tile among candidates (the preferred one first) from each one's best time:
+    /// the fastest, if it beats the preferred tile by more than TuningMargin, else the preferred.</summary>
+    internal static string PickTunedTile(IReadOnlyList<string> candidates, IReadOnlyDictionary<string, double> bestNanoseconds)
+    {
+        string preferred = candidates[0];
+        string fastest = candidates.MinBy(tile => bestNanoseconds[tile])!;
+        return bestNanoseconds[fastest] < (1 - TuningMargin) * bestNanoseconds[preferred] ? fastest : preferred;
     }
 }

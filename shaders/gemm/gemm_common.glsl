@@ -30,3 +30,18 @@ void storeC(uint batch, uint row, uint col, float value)
     F32Buffer c = F32Buffer(pc.c);
     c.v[i] = pc.beta == 0.0 ? pc.alpha * value : pc.alpha * value + pc.beta * c.v[i];
 }
+
+// (tile row, tile column) of this workgroup's block of C. groupRows > 1: consecutive workgroups walk
+// groupRows tile rows column by column instead of one whole tile row, so the blocks of A and B that
+// resident workgroups share stay in L2. With linear = y tilesN + x in dispatch order, group g holds
+// tile rows [g groupRows, g groupRows + rows) and is walked rows-fastest.
+uvec2 rasterisedTile(uint groupRows)
+{
+    if (groupRows <= 1) return uvec2(gl_WorkGroupID.y, gl_WorkGroupID.x);
+    uint tilesN = gl_NumWorkGroups.x, tilesM = gl_NumWorkGroups.y;
+    uint linear = gl_WorkGroupID.y * tilesN + gl_WorkGroupID.x;
+    uint firstRow = (linear / (groupRows * tilesN)) * groupRows;
+    uint rows = min(tilesM - firstRow, groupRows);
+    uint within = linear - firstRow * tilesN;
+    return uvec2(firstRow + within % rows, within / rows);
+}

@@ -8,8 +8,8 @@
 // multiply tile t, every invocation holds its share of tile t+1 (uvec4 = 8 elements) in registers.
 // Requirements the host checks: the stored contiguous axis of A and B is a multiple of 8 and both
 // start 16-byte aligned, so every uvec4 is wholly inside or wholly outside the matrix.
-// Shared-memory layouts follow the stored layout (rows padded by 8 elements against bank
-// conflicts), and the coopmat loads read them row- or column-major accordingly.
+// Shared-memory layouts follow the stored layout (gemm_staging.glsl: rows padded by 8 elements
+// against bank conflicts), and the coopmat loads read them row- or column-major accordingly.
 //! variant gemm_coopmat_f16_w4 -DINPUT_BF16=0 -DWARPS_N=2 -DTN=4
 //! variant gemm_coopmat_bf16_w4 -DINPUT_BF16=1 -DWARPS_N=2 -DTN=4
 //! variant gemm_coopmat_f16_w8 -DINPUT_BF16=0 -DWARPS_N=4 -DTN=2
@@ -39,57 +39,14 @@ layout(constant_id = 2) const uint TRANSPOSE_B = 0;
 #define BM 128
 #define BN 128
 #define BK 32
-#define PAD 8
-// uvec4 units (8 elements) of the padded shared rows.
-#define ROW_K ((BK + PAD) / 8)        // a row along K: 40 elements
-#define ROW_MN ((BM + PAD) / 8)       // a row along M or N: 136 elements
-#define TILE_VECS (BM * BK / 8)       // 512 uvec4 per operand tile
-#define SHARED_VECS (BM * ROW_K)      // 640: the larger of BM * ROW_K and BK * ROW_MN (544)
-
-shared uvec4 tileA[2][SHARED_VECS];
-shared uvec4 tileB[2][SHARED_VECS];
+#define STAGE_M pc.m
+#define STAGE_N pc.n
+#define STAGE_K pc.k
+#define STAGE_WHOLE_TILES 0
+#include "gemm_staging.glsl"
 
 const uint INVOCATIONS = gl_WorkGroupSize.x;
 const uint LOADS = TILE_VECS / INVOCATIONS;   // 4 (2) for 4 (8) subgroups of 32
-
-// Tile coordinates of uvec4 number 'idx' for a stored [rows, cols] tile with 'cols / 8' vectors
-// per row; returns (row, col) in elements and the shared index with a padded row of 'rowVecs'.
-void slot(uint idx, uint colVecs, uint rowVecs, out uint row, out uint col, out uint sharedIndex)
-{
-    row = idx / colVecs;
-    col = (idx % colVecs) * 8;
-    sharedIndex = row * rowVecs + idx % colVecs;
-}
-
-uvec4 fetchA(uint base, uint row0, uint k0, uint idx, out uint sharedIndex)
-{
-    uint r, c;
-    if (TRANSPOSE_A == 0)
-    {   // stored [M, K]: tile rows are m, columns k
-        slot(idx, BK / 8, ROW_K, r, c, sharedIndex);
-        if (row0 + r >= pc.m || k0 + c >= pc.k) return uvec4(0);
-        return Words4Buffer(pc.a).v[(base + (row0 + r) * pc.k + k0 + c) / 8];
-    }
-    // stored [K, M]: tile rows are k, columns m
-    slot(idx, BM / 8, ROW_MN, r, c, sharedIndex);
-    if (k0 + r >= pc.k || row0 + c >= pc.m) return uvec4(0);
-    return Words4Buffer(pc.a).v[(base + (k0 + r) * pc.m + row0 + c) / 8];
-}
-
-uvec4 fetchB(uint base, uint col0, uint k0, uint idx, out uint sharedIndex)
-{
-    uint r, c;
-    if (TRANSPOSE_B == 0)
-    {   // stored [K, N]: tile rows are k, columns n
-        slot(idx, BN / 8, ROW_MN, r, c, sharedIndex);
-        if (k0 + r >= pc.k || col0 + c >= pc.n) return uvec4(0);
-        return Words4Buffer(pc.b).v[(base + (k0 + r) * pc.n + col0 + c) / 8];
-    }
-    // stored [N, K]: tile rows are n, columns k
-    slot(idx, BK / 8, ROW_K, r, c, sharedIndex);
-    if (col0 + r >= pc.n || k0 + c >= pc.k) return uvec4(0);
-    return Words4Buffer(pc.b).v[(base + (col0 + r) * pc.k + k0 + c) / 8];
-}
 
 void main()
 {

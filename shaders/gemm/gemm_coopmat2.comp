@@ -52,8 +52,8 @@ layout(constant_id = 2) const uint TRANSPOSE_B = 0;
 layout(constant_id = 3) const uint SPEC_M = 0;
 layout(constant_id = 4) const uint SPEC_N = 0;
 layout(constant_id = 5) const uint SPEC_K = 0;
-// GROUP_ROWS > 1: consecutive workgroups walk GROUP_ROWS tile rows column by column instead of one
-// whole tile row, so the blocks of A and B that resident workgroups share stay in L2.
+// GROUP_ROWS > 1: consecutive workgroups walk GROUP_ROWS tile rows together (rasterisedTile,
+// gemm_common.glsl).
 layout(constant_id = 6) const uint GROUP_ROWS = 0;
 
 #if CLAMP
@@ -68,20 +68,8 @@ void main()
 {
     const uint M = SPEC_M != 0 ? SPEC_M : pc.m, N = SPEC_N != 0 ? SPEC_N : pc.n, K = SPEC_K != 0 ? SPEC_K : pc.k;
     uint batch = gl_WorkGroupID.z;
-    uint tileRow = gl_WorkGroupID.y, tileCol = gl_WorkGroupID.x;
-    if (GROUP_ROWS > 1)
-    {
-        // linear = tileRow' * tilesN + tileCol' in dispatch order; group g holds tile rows
-        // [g GROUP_ROWS, g GROUP_ROWS + rows) and is walked rows-fastest.
-        uint tilesN = gl_NumWorkGroups.x, tilesM = gl_NumWorkGroups.y;
-        uint linear = gl_WorkGroupID.y * tilesN + gl_WorkGroupID.x;
-        uint firstRow = (linear / (GROUP_ROWS * tilesN)) * GROUP_ROWS;
-        uint rows = min(tilesM - firstRow, GROUP_ROWS);
-        uint within = linear - firstRow * tilesN;
-        tileRow = firstRow + within % rows;
-        tileCol = within / rows;
-    }
-    uint row0 = tileRow * BM, col0 = tileCol * BN;
+    uvec2 tile = rasterisedTile(GROUP_ROWS);
+    uint row0 = tile.x * BM, col0 = tile.y * BN;
     ElementBuffer a = ElementBuffer(pc.a), b = ElementBuffer(pc.b);
     F32Buffer c = F32Buffer(pc.c);
 

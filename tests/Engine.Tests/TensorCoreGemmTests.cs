@@ -113,6 +113,50 @@ public sealed class TensorCoreGemmTests
             Assert.IsTrue(checkedCount > VulkanBackend.CoopMat2Tiles.Length, "128 invocations are listed, but no tile ran with them");
     }
 
+    /// <summary>The cooperative-matrix-2 kernel that stages its operands itself (CoopMat2Staged), on a
+    /// shape of whole 128 x 128 x 32 tiles with 12 K steps (so both shared buffers take turns), every
+    /// transpose combination, with and without shapes as specialisation constants and grouped
+    /// rasterisation, and at every workgroup size the device lists for the tile.</summary>
+    [TestMethod]
+    public void StagedCoopMat2KernelMatchesReference()
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        if (!backend.Device.UseCooperativeMatrix2) return;   // the KHR cases above cover this device
+        bool saved = backend.CoopMat2Staged, savedSpecialise = backend.SpecialiseGemmShapes;
+        int savedGroup = backend.CoopMat2GroupRows;
+        int? savedInvocations = backend.CoopMat2Invocations;
+        try
+        {
+            backend.CoopMat2Staged = true;
+            foreach (var (specialise, group) in new[] { (false, 0), (true, 0), (true, 3) })
+            {
+                backend.SpecialiseGemmShapes = specialise;
+                backend.CoopMat2GroupRows = group;
+                foreach (var dtype in new[] { DType.F16, DType.BF16 })
+                    foreach (bool ta in new[] { false, true })
+                        foreach (bool tb in new[] { false, true })
+                        {
+                            StringAssert.Contains(backend.GemmKernelFor(dtype, 512, 256, 384, ta, tb), "staged", "the staged kernel was not chosen");
+                            Check(backend, dtype, 2, 512, 256, 384, ta, tb);
+                        }
+            }
+            foreach (int invocations in new[] { 256, 512 })
+            {
+                backend.CoopMat2Invocations = invocations;
+                if (!backend.GemmKernelFor(DType.BF16, 512, 256, 384).Contains($" x{invocations}")) continue;   // not listed for the tile
+                foreach (var dtype in new[] { DType.F16, DType.BF16 })
+                    Check(backend, dtype, 2, 512, 256, 384, false, true);
+            }
+            // Shapes that do not tile exactly keep the clamped driver-staged kernel.
+            StringAssert.Contains(backend.GemmKernelFor(DType.BF16, 512, 256, 376), "clamp");
+        }
+        finally
+        {
+            backend.CoopMat2Staged = saved; backend.SpecialiseGemmShapes = savedSpecialise;
+            backend.CoopMat2GroupRows = savedGroup; backend.CoopMat2Invocations = savedInvocations;
+        }
+    }
+
     /// <summary>The shared-memory-free KHR kernel with and without register double-buffering, on
     /// shapes it takes (M, N multiples of 128; K a multiple of 16 but not of 32, so the pipelined
     /// loop ends on its first half).</summary>
@@ -140,18 +184,27 @@ public sealed class TensorCoreGemmTests
         finally { backend.CoopMatDirectPipelined = saved; backend.SpecialiseGemmShapes = savedSpecialise; }
     }
 
+    private readonly record struct CaseKey(DType DType, int Batch, int M, int N, int K, bool TransposeA, bool TransposeB);
+
+    /// <summary>Operands and float64 reference of each case, computed once: the tile and kernel
+    /// variants above check many kernels on the same few cases, and the reference dominated their time.</summary>
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<CaseKey, (float[] A, float[] B, float[] C0, double[] Expected)> ReferenceCases = new();
+
     private static void Check(VulkanBackend backend, DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
     {
         StringAssert.StartsWith(backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB), "coopmat", $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
-        ulong seed = (ulong)(m * 7 + n * 11 + k * 13 + batch) + (transposeA ? 100UL : 0) + (transposeB ? 1000UL : 0);
-        float[] a = TestData.RoundTrip(TestData.Uniform(batch * m * k, seed), dtype);
-        float[] b = TestData.RoundTrip(TestData.Uniform(batch * k * n, seed + 1), dtype);
-        float[] c0 = TestData.Uniform(batch * m * n, seed + 2);
+        var (a, b, c0, expected) = ReferenceCases.GetOrAdd(new CaseKey(dtype, batch, m, n, k, transposeA, transposeB), _ =>
+        {
+            ulong seed = (ulong)(m * 7 + n * 11 + k * 13 + batch) + (transposeA ? 100UL : 0) + (transposeB ? 1000UL : 0);
+            float[] a = TestData.RoundTrip(TestData.Uniform(batch * m * k, seed), dtype);
+            float[] b = TestData.RoundTrip(TestData.Uniform(batch * k * n, seed + 1), dtype);
+            float[] c0 = TestData.Uniform(batch * m * n, seed + 2);
+            return (a, b, c0, GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), TestData.ToDouble(c0), batch, m, n, k, transposeA, transposeB, 0.5, 2, false, false));
+        });
         using var ta = Tensor.FromArray(backend, a, new Shape(batch, transposeA ? k : m, transposeA ? m : k), dtype);
         using var tb = Tensor.FromArray(backend, b, new Shape(batch, transposeB ? n : k, transposeB ? k : n), dtype);
         using var tc = Tensor.FromArray(backend, c0, new Shape(batch, m, n));
         Gemm.Forward(ta, tb, tc, transposeA, transposeB, alpha: 0.5f, beta: 2f);
-        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), TestData.ToDouble(c0), batch, m, n, k, transposeA, transposeB, 0.5, 2, false, false);
         // Inputs are exactly representable (rounded above); products are exact in f32 and the sum
         // accumulates in f32, so the fp32 tolerance applies.
         TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-4, $"{backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB)} {dtype} {batch}x{m}x{n}x{k} tA={transposeA} tB={transposeB}");
