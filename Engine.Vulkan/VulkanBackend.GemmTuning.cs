@@ -5,8 +5,8 @@ namespace FastWeights.Engine.Vulkan;
 // Tile choice of the cooperative-matrix-2 GEMM. The driver compiles each (tile, M, N, K) pipeline
 // its own way and the speed of a tile varies by more than 2x between shapes on the same device
 // (bench/results/2026-12-01-h200-run8.txt), so with CoopMat2Tile = "auto" the first call of each
-// shape times every tile that divides it, on the real operands into a scratch C, twice, and keeps
-// the fastest unless the preferred tile (the first in CoopMat2Tiles) is within TuningMargin of it.
+// shape times every tile that divides it, on the real operands into a scratch C, in two passes, and
+// keeps the fastest unless the preferred tile (the first in CoopMat2Tiles) is within TuningMargin of it.
 // Later calls of that shape use the cached choice; nothing is timed inside a measurement.
 public sealed partial class VulkanBackend
 {
@@ -18,10 +18,10 @@ public sealed partial class VulkanBackend
     /// <summary>Timed runs of each candidate tile when tuning a shape (after one untimed run).</summary>
     private const int TuningRuns = 3;
 
-    /// <summary>How much faster than the preferred tile another must time to be chosen instead. At f16
-    /// 8192^3 on the H100 the tuner once chose 128x128x32 over 128x128x64 on timings a few percent
-    /// apart, and the chosen tile then ran at 289 TFLOP/s against 331 (run 132): the GPU's clock
-    /// moves by more than that between the tuner's short timings.</summary>
+    /// <summary>How much faster than the preferred tile another must time to be chosen instead, so that
+    /// timing noise does not move a shape off the tile that measured best at length. At f16 8192^3 on
+    /// the H100 the tuner once chose 128x128x32 (then first in the list) over 128x128x64, which then
+    /// ran at 289 TFLOP/s against 331 (run 132).</summary>
     internal const double TuningMargin = 0.05;
 
     /// <summary>The tile dimensions of a name such as "128x256x32".</summary>
@@ -58,34 +58,36 @@ public sealed partial class VulkanBackend
             : CoopMat2Tiles.FirstOrDefault(t => Divides(t, m, n, k)) ?? CoopMat2Tiles[0];
     }
 
-    // Two passes over the candidates, the second in reverse order, keeping each tile's faster time:
-    // the GPU may still be raising its clock from idle while tuning (the H200 takes a few hundred ms,
-    // bench/results/2026-12-01-h200-run15-smi.csv), which in one pass would favour the later tiles.
+    // Two passes over the candidates, the second in reverse order, adding each tile's two times: the
+    // GPU's clock drifts while tuning (rising from idle: the H200 takes a few hundred ms,
+    // bench/results/2026-12-01-h200-run15-smi.csv; or falling under the sustained load of large
+    // shapes), and a tile's slots i and 2n - 1 - i of the 2n sum to the same under any linear drift.
+    // Keeping each tile's faster time instead (before 2026-12-08) favoured the first tile under a drift
+    // either way: it ran first in a falling clock and last in a rising one.
     private string Tune(GemmProblem p, List<string> candidates)
     {
         using var scratch = Tensor.Empty(this, p.C.Shape);
         var trial = p with { C = scratch, Beta = 0f };
-        var fastest = candidates.ToDictionary(tile => tile, _ => double.MaxValue);
+        var total = candidates.ToDictionary(tile => tile, _ => 0.0);
         try
         {
             foreach (string tile in candidates.Concat(Enumerable.Reverse(candidates)))
             {
                 _trialTile = tile;
                 Gemm(trial);   // pipeline creation and first touch stay out of the timing
-                double ns = Stream.MeasureGpuNanoseconds(() => { for (int i = 0; i < TuningRuns; i++) Gemm(trial); });
-                fastest[tile] = Math.Min(fastest[tile], ns);
+                total[tile] += Stream.MeasureGpuNanoseconds(() => { for (int i = 0; i < TuningRuns; i++) Gemm(trial); });
             }
         }
         finally { _trialTile = null; }
-        return PickTunedTile(candidates, fastest);
+        return PickTunedTile(candidates, total);
     }
 
-    /// <summary>The tuned tile among candidates (the preferred one first) from each one's best time:
+    /// <summary>The tuned tile among candidates (the preferred one first) from each one's measured time:
     /// the fastest, if it beats the preferred tile by more than TuningMargin, else the preferred.</summary>
-    internal static string PickTunedTile(IReadOnlyList<string> candidates, IReadOnlyDictionary<string, double> bestNanoseconds)
+    internal static string PickTunedTile(IReadOnlyList<string> candidates, IReadOnlyDictionary<string, double> nanoseconds)
     {
         string preferred = candidates[0];
-        string fastest = candidates.MinBy(tile => bestNanoseconds[tile])!;
-        return bestNanoseconds[fastest] < (1 - TuningMargin) * bestNanoseconds[preferred] ? fastest : preferred;
+        string fastest = candidates.MinBy(tile => nanoseconds[tile])!;
+        return nanoseconds[fastest] < (1 - TuningMargin) * nanoseconds[preferred] ? fastest : preferred;
     }
 }
