@@ -19,7 +19,7 @@ public sealed partial class VulkanBackend : IGemmOps
         uint tile, tileN = 0;
         if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K, CoopMat2TileFor(p)) is { } cm2)
         {
-            kernel = Kernels.Get(cm2.Variant, SpecialiseGemmShapes
+            kernel = Kernels.Get(cm2.Variant, SpecialisesShape(cm2.Variant, p)
                 ? [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K, CoopMat2GroupRows]
                 : [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, 0, 0, 0, CoopMat2GroupRows], fullSubgroups: true);
             tile = (uint)cm2.TileM;
@@ -27,8 +27,9 @@ public sealed partial class VulkanBackend : IGemmOps
         }
         else if (coopmat && TilesExactly(p))
         {
-            kernel = Kernels.Get($"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(p.A.DType == DType.BF16 ? "bf16" : "f16")}",
-                SpecialiseGemmShapes
+            string variant = $"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(p.A.DType == DType.BF16 ? "bf16" : "f16")}";
+            kernel = Kernels.Get(variant,
+                SpecialisesShape(variant, p)
                     ? [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K]
                     : [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0], fullSubgroups: true);
             tile = 128;
@@ -98,11 +99,6 @@ public sealed partial class VulkanBackend : IGemmOps
         using var cRows = p.C.Reshape(new Shape(p.Batch, 1, p.M * p.N));
         Gemm(new GemmProblem(ones, partialRows, cRows, false, false, p.Alpha, p.Beta, p.Batch, 1, p.M * p.N, splits, 0, (long)splits * p.M * p.N));
     }
-
-    /// <summary>Whether the tensor-core kernels without shared memory of their own (KHR direct and
-    /// cooperative-matrix-2) get a pipeline specialised for each (M, N, K), so the driver sees the sizes
-    /// at compile time; pipelines are cached per shape (FASTWEIGHTS_GEMM_SPECIALISE=0 turns it off).</summary>
-    public bool SpecialiseGemmShapes { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_SPECIALISE") != "0";
 
     /// <summary>Whether the shared-memory-free KHR kernel double-buffers its fragments in registers
     /// (FASTWEIGHTS_GEMM_DIRECT=plain turns it off for experiments).</summary>
@@ -220,8 +216,11 @@ public sealed partial class VulkanBackend : IGemmOps
             && Capabilities.ShaderFloat16 && 512 % (CoopMatSubgroups * Capabilities.SubgroupSize) == 0
             && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
         if (!listed || (transposeA ? m : k) % 8 != 0 || (transposeB ? k : n) % 8 != 0) return "tiled";
-        string specialised = SpecialiseGemmShapes ? " specialised" : "";
-        if (CoopMat2Kernel(dtype, m, n, k, CoopMat2TileFor(dtype, m, n, k, transposeA, transposeB)) is { } cm2) return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}{specialised}";
-        return m % 128 == 0 && n % 128 == 0 && k % 16 == 0 ? (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") + specialised : "coopmat";
+        var shape = new GemmShape(m, n, k, transposeA, transposeB);
+        if (CoopMat2Kernel(dtype, m, n, k, CoopMat2TileFor(dtype, m, n, k, transposeA, transposeB)) is { } cm2)
+            return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}" + (WouldSpecialise(cm2.Variant, shape) ? " specialised" : "");
+        if (m % 128 != 0 || n % 128 != 0 || k % 16 != 0) return "coopmat";
+        string direct = $"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(dtype == DType.BF16 ? "bf16" : "f16")}";
+        return (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") + (WouldSpecialise(direct, shape) ? " specialised" : "");
     }
 }

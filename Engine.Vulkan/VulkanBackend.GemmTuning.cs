@@ -15,6 +15,11 @@ public sealed partial class VulkanBackend
     private readonly Dictionary<GemmShapeKey, string> _tunedTiles = [];
     private string? _trialTile;
 
+    /// <summary>Shapes the tuner times tiles for, at most: each costs two passes over the candidate
+    /// tiles (eight runs of each) on its first call, so beyond these a new shape takes the preferred
+    /// tile untimed (ever new shapes would otherwise be tuned call after call).</summary>
+    public int MaxTunedGemmShapes { get; set; } = 64;
+
     /// <summary>Timed runs of each candidate tile when tuning a shape (after one untimed run).</summary>
     private const int TuningRuns = 3;
 
@@ -44,7 +49,7 @@ public sealed partial class VulkanBackend
         if (_tunedTiles.TryGetValue(key, out var tuned)) return tuned;
         int m = p.M, n = p.N, k = p.K;
         var candidates = CoopMat2Tiles.Where(t => Divides(t, m, n, k)).ToList();
-        if (candidates.Count <= 1 || Stream.Measuring) return candidates.FirstOrDefault() ?? CoopMat2Tiles[0];
+        if (candidates.Count <= 1 || Stream.Measuring || _tunedTiles.Count >= MaxTunedGemmShapes) return candidates.FirstOrDefault() ?? CoopMat2Tiles[0];
         tuned = Tune(p, candidates);
         _tunedTiles[key] = tuned;
         return tuned;

@@ -157,6 +157,32 @@ public sealed class TensorCoreGemmTests
         }
     }
 
+    /// <summary>Past the cap on specialised shapes (MaxSpecialisedGemmShapes), new shapes run the
+    /// variant's unspecialised pipeline: on the cooperative-matrix-2 tile and on the KHR direct kernel.</summary>
+    [TestMethod]
+    public void ShapesPastTheSpecialisationCapRunTheGenericPipeline()
+    {
+        foreach (var backend in new[] { Backend("default"), Backend("khr") })
+        {
+            int savedCap = backend.MaxSpecialisedGemmShapes;
+            string savedTile = backend.CoopMat2Tile;
+            try
+            {
+                backend.MaxSpecialisedGemmShapes = 0;
+                backend.CoopMat2Tile = "128x128x64";
+                foreach (var dtype in new[] { DType.F16, DType.BF16 })
+                    foreach (bool tb in new[] { false, true })
+                    {
+                        // 384 x 256 x 320: whole tiles of both kernels, a shape no other test uses.
+                        string kernel = backend.GemmKernelFor(dtype, 384, 256, 320, false, tb);
+                        Assert.IsFalse(kernel.Contains("specialised"), $"{kernel}: specialised past the cap");
+                        Check(backend, dtype, 2, 384, 256, 320, false, tb);
+                    }
+            }
+            finally { backend.MaxSpecialisedGemmShapes = savedCap; backend.CoopMat2Tile = savedTile; }
+        }
+    }
+
     /// <summary>The shared-memory-free KHR kernel with and without register double-buffering, on
     /// shapes it takes (M, N multiples of 128; K a multiple of 16 but not of 32, so the pipelined
     /// loop ends on its first half).</summary>
