@@ -134,8 +134,12 @@ public sealed partial class VulkanBackend : IGemmOps
     /// stages its operands itself (gemm_coopmat2_staged.comp: double-buffered shared memory, the next
     /// K step read into registers during the multiply) instead of the tile chosen for them. An
     /// experiment, off by default until it has been measured against the driver-staged tiles;
-    /// FASTWEIGHTS_GEMM_CM2_STAGED=1 turns it on.</summary>
-    public bool CoopMat2Staged { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_STAGED") == "1";
+    /// FASTWEIGHTS_GEMM_CM2_STAGED=1 turns it on, =tensor with <see cref="CoopMat2StagedTensorLoads"/>.</summary>
+    public bool CoopMat2Staged { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_STAGED") is "1" or "tensor";
+
+    /// <summary>Whether the self-staged kernel reads its staged blocks through tensor layouts over
+    /// shared memory (coopMatLoadTensorNV) rather than coopMatLoad.</summary>
+    public bool CoopMat2StagedTensorLoads { get; set; } = Environment.GetEnvironmentVariable("FASTWEIGHTS_GEMM_CM2_STAGED") == "tensor";
 
     /// <summary>Shared memory of gemm_coopmat2_staged.comp: two buffers for each operand of 640 16-byte
     /// words (gemm_staging.glsl's SHARED_VECS).</summary>
@@ -165,7 +169,7 @@ public sealed partial class VulkanBackend : IGemmOps
         if (CoopMat2Staged && m % 128 == 0 && n % 128 == 0 && k % 32 == 0
             && StagedSharedBytes + Capabilities.CooperativeMatrix2!.ReservedSharedMemory <= Capabilities.MaxSharedMemoryBytes)
         {
-            variant = $"gemm/gemm_cm2_staged_{dtype}_128x128x32";
+            variant = $"gemm/gemm_cm2_staged_{(CoopMat2StagedTensorLoads ? "tensor_" : "")}{dtype}_128x128x32";
             dims = [128, 128, 32];
         }
         Span<int> order = [CoopMat2Invocations ?? 0, dims[0] * dims[1] / 128, 256, 128, 512];

@@ -54,8 +54,9 @@
 #   gemm-128           bf16 and f16 4096/8192 with each tile at its default workgroup size: auto, 128x128x64, 128x256x64 (run 132 also had 128x128x128, since dropped)
 #   gemm-repeat        one cm2 tile (bf16 128x256x32) at 4096 and 8192, five times in a row
 #   gemm-staged        bf16 and f16 4096/8192: the driver-staged cm2 128x128x64 tile, then the kernel that stages
-#                      its own operands (FASTWEIGHTS_GEMM_CM2_STAGED=1, gemm_coopmat2_staged.comp) on 128 and 256
-#                      invocations, with pipeline statistics (registers, shared memory)
+#                      its own operands (gemm_coopmat2_staged.comp) reading its blocks with coopMatLoad
+#                      (FASTWEIGHTS_GEMM_CM2_STAGED=1) on 128 and 256 invocations and with coopMatLoadTensorNV
+#                      (=tensor) on 128, with pipeline statistics (registers, shared memory)
 #   delta-order        the chunked delta rule at B8 H16 T2048 D64, f32 then bf16, twice
 #   delta-state        the chunked delta rule (bf16) with each state pass (FASTWEIGHTS_DELTA_STATE=sequential,
 #                      tiles): per-kernel profile and pipeline statistics at T2048 D64 and D128, then the
@@ -290,10 +291,11 @@ for section in "$@"; do
     gemm-128) for d in bf16 f16; do for tile in auto 128x128x64 128x256x64; do echo "# $d tile $tile (default workgroup sizes)"
                 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles $tile $extra | grep -E '^(gemm|samples)'; done; done ;;
     gemm-staged) for d in bf16 f16; do
-                   echo "# $d: driver-staged 128x128x64 (default workgroup size), self-staged on 128, self-staged on 256"
+                   echo "# $d: driver-staged 128x128x64 (default workgroup size), self-staged on 128 and on 256, self-staged with tensor loads on 128"
                    FASTWEIGHTS_PIPELINE_STATS=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x128x64 $extra | grep -E '^(gemm|samples|pipeline)'
                    FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_GEMM_CM2_STAGED=1 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x128x32 $extra | grep -E '^(gemm|samples|pipeline)'
-                   FASTWEIGHTS_GEMM_CM2_STAGED=1 FASTWEIGHTS_GEMM_CM2_INVOCATIONS=256 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x128x32 $extra | grep -E '^(gemm|samples)'; done ;;
+                   FASTWEIGHTS_GEMM_CM2_STAGED=1 FASTWEIGHTS_GEMM_CM2_INVOCATIONS=256 $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x128x32 $extra | grep -E '^(gemm|samples)'
+                   FASTWEIGHTS_PIPELINE_STATS=1 FASTWEIGHTS_GEMM_CM2_STAGED=tensor $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype $d --cm2-tiles 128x128x32 $extra | grep -E '^(gemm|samples|pipeline)'; done ;;
     gemm-repeat) for i in 1 2 3 4 5; do $fw bench gemm --backend vulkan --sizes 4096,8192 --dtype bf16 --cm2-tiles 128x256x32 $extra | grep '^gemm'; done ;;
     delta-order) for i in 1 2; do for d in f32 bf16; do
                    $fw bench delta --backend vulkan --dtype $d --algorithm chunked --shape 8,16,2048,64 $extra | grep '^delta'; done; done ;;

@@ -8,11 +8,16 @@
 // reads of a buffer from its next writes. gemm_coopmat2.comp lets the driver stage each step; on
 // the H100 its pipelines reserve one step's blocks of shared memory (34-42 KiB for BK = 64), so
 // the next step's global reads start only after the current step's multiply.
+// TENSOR_LOADS=1 reads the staged blocks into the workgroup-scope matrices through tensor layouts
+// over shared memory (coopMatLoadTensorNV, strides in elements), 0 through coopMatLoad (strides
+// in 16-byte words): two ways to the same values, in case the driver serves one better.
 // An experiment beside gemm_coopmat2.comp (VulkanBackend.CoopMat2Staged), not yet measured.
 // Whole tiles only (M % 128 = N % 128 = K % 32 = 0; the host checks); C = alpha op(A) op(B) + beta C
 // as in gemm_common.glsl; f16 or bf16 inputs, f32 accumulation.
-//! variant gemm_cm2_staged_f16_128x128x32 -DINPUT_BF16=0
-//! variant gemm_cm2_staged_bf16_128x128x32 -DINPUT_BF16=1
+//! variant gemm_cm2_staged_f16_128x128x32 -DINPUT_BF16=0 -DTENSOR_LOADS=0
+//! variant gemm_cm2_staged_bf16_128x128x32 -DINPUT_BF16=1 -DTENSOR_LOADS=0
+//! variant gemm_cm2_staged_tensor_f16_128x128x32 -DINPUT_BF16=0 -DTENSOR_LOADS=1
+//! variant gemm_cm2_staged_tensor_bf16_128x128x32 -DINPUT_BF16=1 -DTENSOR_LOADS=1
 #extension GL_GOOGLE_include_directive : require
 #extension GL_KHR_cooperative_matrix : require
 #extension GL_NV_cooperative_matrix2 : require
@@ -60,15 +65,25 @@ void main()
 
     coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator> acc = coopmat<float, gl_ScopeWorkgroup, BM, BN, gl_MatrixUseAccumulator>(0.0);
 
-    uvec4 stagedA[LOADS], stagedB[LOADS];
+#if TENSOR_LOADS
+    // The staged blocks as tensors of their stored shape (elements; rows of ROW_K or ROW_MN words);
+    // a transposed operand is read through the view that swaps the two dimensions.
+    tensorLayoutNV<2> stagedA = createTensorLayoutNV(2), stagedB = createTensorLayoutNV(2);
+    stagedA = TRANSPOSE_A == 0 ? setTensorLayoutDimensionNV(stagedA, BM, BK) : setTensorLayoutDimensionNV(stagedA, BK, BM);
+    stagedA = setTensorLayoutStrideNV(stagedA, 8 * (TRANSPOSE_A == 0 ? ROW_K : ROW_MN), 1);
+    stagedB = TRANSPOSE_B == 0 ? setTensorLayoutDimensionNV(stagedB, BK, BN) : setTensorLayoutDimensionNV(stagedB, BN, BK);
+    stagedB = setTensorLayoutStrideNV(stagedB, 8 * (TRANSPOSE_B == 0 ? ROW_MN : ROW_K), 1);
+    tensorViewNV<2, false, 1, 0> transposed = createTensorViewNV(2, false, 1, 0);
+#endif
+    uvec4 wordsA[LOADS], wordsB[LOADS];
     uint slotsA[LOADS], slotsB[LOADS];
     [[unroll]] for (uint e = 0; e < LOADS; e++)
     {
         uint idx = gl_LocalInvocationID.x + e * INVOCATIONS;
-        stagedA[e] = fetchA(baseA, row0, 0, idx, slotsA[e]);
-        stagedB[e] = fetchB(baseB, col0, 0, idx, slotsB[e]);
+        wordsA[e] = fetchA(baseA, row0, 0, idx, slotsA[e]);
+        wordsB[e] = fetchB(baseB, col0, 0, idx, slotsB[e]);
     }
-    [[unroll]] for (uint e = 0; e < LOADS; e++) { tileA[0][slotsA[e]] = stagedA[e]; tileB[0][slotsB[e]] = stagedB[e]; }
+    [[unroll]] for (uint e = 0; e < LOADS; e++) { tileA[0][slotsA[e]] = wordsA[e]; tileB[0][slotsB[e]] = wordsB[e]; }
     barrier();
 
     uint steps = K / BK;
@@ -81,23 +96,30 @@ void main()
             [[unroll]] for (uint e = 0; e < LOADS; e++)
             {
                 uint idx = gl_LocalInvocationID.x + e * INVOCATIONS;
-                stagedA[e] = fetchA(baseA, row0, (t + 1) * BK, idx, slotsA[e]);
-                stagedB[e] = fetchB(baseB, col0, (t + 1) * BK, idx, slotsB[e]);
+                wordsA[e] = fetchA(baseA, row0, (t + 1) * BK, idx, slotsA[e]);
+                wordsB[e] = fetchB(baseB, col0, (t + 1) * BK, idx, slotsB[e]);
             }
         }
         // The staged blocks as stored: op(A) row-major from A's rows or column-major from A^T's,
-        // op(B) row-major from B's rows or column-major from B^T's (strides in uvec4 words).
+        // op(B) row-major from B's rows or column-major from B^T's.
         coopmat<ELEMENT, gl_ScopeWorkgroup, BM, BK, gl_MatrixUseA> blockA;
         coopmat<ELEMENT, gl_ScopeWorkgroup, BK, BN, gl_MatrixUseB> blockB;
+#if TENSOR_LOADS
+        if (TRANSPOSE_A == 0) coopMatLoadTensorNV(blockA, tileA[current], 0, stagedA);
+        else coopMatLoadTensorNV(blockA, tileA[current], 0, stagedA, transposed);
+        if (TRANSPOSE_B == 0) coopMatLoadTensorNV(blockB, tileB[current], 0, stagedB);
+        else coopMatLoadTensorNV(blockB, tileB[current], 0, stagedB, transposed);
+#else
         if (TRANSPOSE_A == 0) coopMatLoad(blockA, tileA[current], 0, ROW_K, gl_CooperativeMatrixLayoutRowMajor);
         else coopMatLoad(blockA, tileA[current], 0, ROW_MN, gl_CooperativeMatrixLayoutColumnMajor);
         if (TRANSPOSE_B == 0) coopMatLoad(blockB, tileB[current], 0, ROW_MN, gl_CooperativeMatrixLayoutRowMajor);
         else coopMatLoad(blockB, tileB[current], 0, ROW_K, gl_CooperativeMatrixLayoutColumnMajor);
+#endif
         acc = coopMatMulAdd(blockA, blockB, acc);
         if (more)
         {
             uint next = current ^ 1;
-            [[unroll]] for (uint e = 0; e < LOADS; e++) { tileA[next][slotsA[e]] = stagedA[e]; tileB[next][slotsB[e]] = stagedB[e]; }
+            [[unroll]] for (uint e = 0; e < LOADS; e++) { tileA[next][slotsA[e]] = wordsA[e]; tileB[next][slotsB[e]] = wordsB[e]; }
         }
         barrier();
     }

@@ -113,21 +113,25 @@ public sealed class TensorCoreGemmTests
             Assert.IsTrue(checkedCount > VulkanBackend.CoopMat2Tiles.Length, "128 invocations are listed, but no tile ran with them");
     }
 
-    /// <summary>The cooperative-matrix-2 kernel that stages its operands itself (CoopMat2Staged), on a
-    /// shape of whole 128 x 128 x 32 tiles with 12 K steps (so both shared buffers take turns), every
-    /// transpose combination, with and without shapes as specialisation constants and grouped
-    /// rasterisation, and at every workgroup size the device lists for the tile.</summary>
+    /// <summary>The cooperative-matrix-2 kernel that stages its operands itself (CoopMat2Staged), with
+    /// each way of reading the staged blocks, on a shape of whole 128 x 128 x 32 tiles with 12 K steps
+    /// (so both shared buffers take turns), every transpose combination, with and without shapes as
+    /// specialisation constants and grouped rasterisation, and at every workgroup size the device
+    /// lists for the tile.</summary>
     [TestMethod]
-    public void StagedCoopMat2KernelMatchesReference()
+    [DataRow(false)]
+    [DataRow(true)]
+    public void StagedCoopMat2KernelMatchesReference(bool tensorLoads)
     {
         var backend = (VulkanBackend)TestBackends.Get("vulkan");
         if (!backend.Device.UseCooperativeMatrix2) return;   // the KHR cases above cover this device
-        bool saved = backend.CoopMat2Staged, savedSpecialise = backend.SpecialiseGemmShapes;
+        bool saved = backend.CoopMat2Staged, savedTensorLoads = backend.CoopMat2StagedTensorLoads, savedSpecialise = backend.SpecialiseGemmShapes;
         int savedGroup = backend.CoopMat2GroupRows;
         int? savedInvocations = backend.CoopMat2Invocations;
         try
         {
             backend.CoopMat2Staged = true;
+            backend.CoopMat2StagedTensorLoads = tensorLoads;
             foreach (var (specialise, group) in new[] { (false, 0), (true, 0), (true, 3) })
             {
                 backend.SpecialiseGemmShapes = specialise;
@@ -136,7 +140,7 @@ public sealed class TensorCoreGemmTests
                     foreach (bool ta in new[] { false, true })
                         foreach (bool tb in new[] { false, true })
                         {
-                            StringAssert.Contains(backend.GemmKernelFor(dtype, 512, 256, 384, ta, tb), "staged", "the staged kernel was not chosen");
+                            StringAssert.Contains(backend.GemmKernelFor(dtype, 512, 256, 384, ta, tb), tensorLoads ? "staged_tensor" : "staged", "the staged kernel was not chosen");
                             Check(backend, dtype, 2, 512, 256, 384, ta, tb);
                         }
             }
@@ -152,7 +156,8 @@ public sealed class TensorCoreGemmTests
         }
         finally
         {
-            backend.CoopMat2Staged = saved; backend.SpecialiseGemmShapes = savedSpecialise;
+            backend.CoopMat2Staged = saved; backend.CoopMat2StagedTensorLoads = savedTensorLoads;
+            backend.SpecialiseGemmShapes = savedSpecialise;
             backend.CoopMat2GroupRows = savedGroup; backend.CoopMat2Invocations = savedInvocations;
         }
     }
