@@ -15,9 +15,10 @@ public sealed partial class VulkanBackend : IGemmOps
         if (UsesRowKernel(p)) { GemmRow(p); return; }
         bool coopmat = UsesCooperativeMatrix(p);
         if (!coopmat && SplitsOverK(p) is var splits and > 1) { GemmSplitOverK(p, splits); return; }
+        bool storesC = coopmat && StoresCAsMatrices(p.C.ByteOffset, p.Batch, p.M, p.N);
         ComputeKernel kernel;
         uint tile, tileN = 0;
-        if (coopmat && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K, CoopMat2TileFor(p)) is { } cm2)
+        if (storesC && CoopMat2Kernel(p.A.DType, p.M, p.N, p.K, CoopMat2TileFor(p)) is { } cm2)
         {
             kernel = Kernels.Get(cm2.Variant, SpecialisesShape(cm2.Variant, p)
                 ? [cm2.Invocations, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K, CoopMat2GroupRows]
@@ -25,7 +26,7 @@ public sealed partial class VulkanBackend : IGemmOps
             tile = (uint)cm2.TileM;
             tileN = (uint)cm2.TileN;
         }
-        else if (coopmat && TilesExactly(p))
+        else if (storesC && TilesExactly(p))
         {
             string variant = $"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(p.A.DType == DType.BF16 ? "bf16" : "f16")}";
             kernel = Kernels.Get(variant,
@@ -207,11 +208,20 @@ public sealed partial class VulkanBackend : IGemmOps
             && p.BatchStrideA % 8 == 0 && p.BatchStrideB % 8 == 0;
     }
 
+    /// <summary>Whether C may be loaded and stored as cooperative matrices (the direct and
+    /// cooperative-matrix-2 kernels): each batch entry's first element must be 16-byte aligned (Vulkan's
+    /// rule for cooperative-matrix loads and stores, and GL_NV_cooperative_matrix2's for a tensor's base),
+    /// so C must start at a multiple of 16 bytes and, batched, hold a multiple of 4 floats an entry.
+    /// Otherwise the shared-memory KHR kernel runs, which writes C element by element.</summary>
+    private static bool StoresCAsMatrices(long cByteOffset, int batch, int m, int n) =>
+        cByteOffset % 16 == 0 && (batch == 1 || (long)m * n % 4 == 0);
+
     // gemm_coopmat_direct (no shared memory) needs whole 128 x 128 blocks of C and K in steps of 16.
     private static bool TilesExactly(in GemmProblem p) => p.M % 128 == 0 && p.N % 128 == 0 && p.K % 16 == 0;
 
-    /// <summary>Which GEMM kernel a problem of this dtype and size would use (for benchmarks).</summary>
-    public string GemmKernelFor(DType dtype, int m, int n, int k, bool transposeA = false, bool transposeB = false)
+    /// <summary>Which GEMM kernel a problem of this dtype and size would use (for benchmarks), with C
+    /// contiguous from a 16-byte boundary.</summary>
+    public string GemmKernelFor(DType dtype, int m, int n, int k, bool transposeA = false, bool transposeB = false, int batch = 1)
     {
         if (dtype == DType.F32 && m == 1 && !transposeB) return "row";
         if (dtype == DType.F32 || !Device.UseCooperativeMatrix) return "tiled";
@@ -220,6 +230,7 @@ public sealed partial class VulkanBackend : IGemmOps
             && Capabilities.ShaderFloat16 && 512 % (CoopMatSubgroups * Capabilities.SubgroupSize) == 0
             && CoopMatSubgroups * Capabilities.SubgroupSize <= Capabilities.MaxWorkgroupInvocations;
         if (!listed || (transposeA ? m : k) % 8 != 0 || (transposeB ? k : n) % 8 != 0) return "tiled";
+        if (!StoresCAsMatrices(0, batch, m, n)) return "coopmat";
         var shape = new GemmShape(m, n, k, transposeA, transposeB);
         if (CoopMat2Kernel(dtype, m, n, k, CoopMat2TileFor(dtype, m, n, k, transposeA, transposeB)) is { } cm2)
             return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}" + (WouldSpecialise(cm2.Variant, shape) ? " specialised" : "");

@@ -46,6 +46,37 @@ public sealed class GemmTests
     }
 
     [TestMethod]
+    [DataRow("cpu", DType.F32)]
+    [DataRow("cpu", DType.BF16)]
+    [DataRow("vulkan", DType.F32)]
+    [DataRow("vulkan", DType.BF16)]
+    public void WritesIntoAViewOfCThatStartsOffABoundary(string backendName, DType dtype) =>
+        CheckIntoUnalignedView(TestBackends.Get(backendName), dtype);
+
+    /// <summary>C = 0.5 A B^T + 2 C into rows 1..129 of a [130, 129] f32 tensor: the view starts
+    /// 516 bytes in, 4 past a 16-byte boundary (kernels that store C as cooperative matrices must not
+    /// take it); the row before it must not change.</summary>
+    internal static void CheckIntoUnalignedView(IBackend backend, DType dtype)
+    {
+        const int m = 129, n = 129, k = 64;
+        float[] a = TestData.RoundTrip(TestData.Uniform(m * k, 71), dtype);
+        float[] b = TestData.RoundTrip(TestData.Uniform(n * k, 72), dtype);
+        float[] whole = TestData.Uniform((m + 1) * n, 73);
+        using var ta = Tensor.FromArray(backend, a, new Shape(m, k), dtype);
+        using var tb = Tensor.FromArray(backend, b, new Shape(n, k), dtype);
+        using var tc = Tensor.FromArray(backend, whole, new Shape(m + 1, n));
+        using (var view = tc.SliceRows(1, m))
+        {
+            Assert.AreEqual(4, view.ByteOffset % 16);
+            Gemm.Forward(ta, tb, view, false, true, alpha: 0.5f, beta: 2f);
+        }
+        var expected = GemmReference.Forward(TestData.ToDouble(a), TestData.ToDouble(b), TestData.ToDouble(whole[n..]), 1, m, n, k, false, true, 0.5, 2, false, false);
+        float[] result = tc.ToArray();
+        CollectionAssert.AreEqual(whole[..n], result[..n], "the row before the view changed");
+        TestData.AssertClose(expected, result[n..], TestData.F32Tolerance(k), 1e-4, $"{dtype} GEMM into an unaligned view of C");
+    }
+
+    [TestMethod]
     [DataRow("cpu", DType.F16)]
     [DataRow("cpu", DType.BF16)]
     [DataRow("vulkan", DType.F16)]

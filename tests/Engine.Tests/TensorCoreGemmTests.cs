@@ -188,6 +188,20 @@ public sealed class TensorCoreGemmTests
         }
     }
 
+    /// <summary>C whose batch entries do not start 16-byte aligned (a view 4 bytes past a boundary; a
+    /// batch of 129 x 129 floats an entry) is written element by element by the shared-memory KHR
+    /// kernel, never as cooperative matrices, and nothing outside C changes.</summary>
+    [TestMethod]
+    public void UnalignedCIsWrittenElementByElement()
+    {
+        var backend = (VulkanBackend)TestBackends.Get("vulkan");
+        const int m = 129, n = 129, k = 64;
+        StringAssert.StartsWith(backend.GemmKernelFor(DType.BF16, m, n, k, false, true, batch: 2), "coopmat");
+        Assert.IsFalse(backend.GemmKernelFor(DType.BF16, m, n, k, false, true, batch: 2).Contains("coopmat2"), "a batch of 129 x 129 floats an entry went to cooperative stores");
+        Check(backend, DType.BF16, 2, m, n, k, false, true);
+        GemmTests.CheckIntoUnalignedView(backend, DType.BF16);
+    }
+
     /// <summary>The shared-memory-free KHR kernel with and without register double-buffering, on
     /// shapes it takes (M, N multiples of 128; K a multiple of 16 but not of 32, so the pipelined
     /// loop ends on its first half).</summary>
@@ -223,7 +237,7 @@ public sealed class TensorCoreGemmTests
 
     private static void Check(VulkanBackend backend, DType dtype, int batch, int m, int n, int k, bool transposeA, bool transposeB)
     {
-        StringAssert.StartsWith(backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB), "coopmat", $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
+        StringAssert.StartsWith(backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB, batch), "coopmat", $"{backend.DeviceName} does not run the cooperative-matrix GEMM for {dtype}");
         var (a, b, c0, expected) = ReferenceCases.GetOrAdd(new CaseKey(dtype, batch, m, n, k, transposeA, transposeB), _ =>
         {
             ulong seed = (ulong)(m * 7 + n * 11 + k * 13 + batch) + (transposeA ? 100UL : 0) + (transposeB ? 1000UL : 0);
@@ -238,7 +252,7 @@ public sealed class TensorCoreGemmTests
         Gemm.Forward(ta, tb, tc, transposeA, transposeB, alpha: 0.5f, beta: 2f);
         // Inputs are exactly representable (rounded above); products are exact in f32 and the sum
         // accumulates in f32, so the fp32 tolerance applies.
-        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-4, $"{backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB)} {dtype} {batch}x{m}x{n}x{k} tA={transposeA} tB={transposeB}");
+        TestData.AssertClose(expected, tc.ToArray(), TestData.F32Tolerance(k), 1e-4, $"{backend.GemmKernelFor(dtype, m, n, k, transposeA, transposeB, batch)} {dtype} {batch}x{m}x{n}x{k} tA={transposeA} tB={transposeB}");
     }
 
     [TestMethod]
