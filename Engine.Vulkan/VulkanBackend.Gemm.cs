@@ -28,7 +28,7 @@ public sealed partial class VulkanBackend : IGemmOps
         }
         else if (storesC && TilesExactly(p))
         {
-            string variant = $"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(p.A.DType == DType.BF16 ? "bf16" : "f16")}";
+            string variant = DirectVariant(p.A.DType);
             kernel = Kernels.Get(variant,
                 SpecialisesShape(variant, p)
                     ? [4 * Capabilities.SubgroupSize, p.TransposeA ? 1 : 0, p.TransposeB ? 1 : 0, p.M, p.N, p.K]
@@ -216,6 +216,10 @@ public sealed partial class VulkanBackend : IGemmOps
     private static bool StoresCAsMatrices(long cByteOffset, int batch, int m, int n) =>
         cByteOffset % 16 == 0 && (batch == 1 || (long)m * n % 4 == 0);
 
+    // gemm_coopmat_direct's variant for an input type, register-pipelined or not.
+    private string DirectVariant(DType dtype) =>
+        $"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(dtype == DType.BF16 ? "bf16" : "f16")}";
+
     // gemm_coopmat_direct (no shared memory) needs whole 128 x 128 blocks of C and K in steps of 16.
     private static bool TilesExactly(in GemmProblem p) => p.M % 128 == 0 && p.N % 128 == 0 && p.K % 16 == 0;
 
@@ -235,7 +239,6 @@ public sealed partial class VulkanBackend : IGemmOps
         if (CoopMat2Kernel(dtype, m, n, k, CoopMat2TileFor(dtype, m, n, k, transposeA, transposeB)) is { } cm2)
             return "coopmat2 " + cm2.Variant["gemm/gemm_cm2_".Length..] + $" x{cm2.Invocations}" + (WouldSpecialise(cm2.Variant, shape) ? " specialised" : "");
         if (m % 128 != 0 || n % 128 != 0 || k % 16 != 0) return "coopmat";
-        string direct = $"gemm/gemm_coopmat_direct_{(CoopMatDirectPipelined ? "pipelined_" : "")}{(dtype == DType.BF16 ? "bf16" : "f16")}";
-        return (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") + (WouldSpecialise(direct, shape) ? " specialised" : "");
+        return (CoopMatDirectPipelined ? "coopmat-direct-pipelined" : "coopmat-direct") + (WouldSpecialise(DirectVariant(dtype), shape) ? " specialised" : "");
     }
 }
